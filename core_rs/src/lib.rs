@@ -1,0 +1,3 @@
+//! gemfinder core: bandit state, elimination logic and the Monte Carlo simulator.
+#[cfg(feature = "python")]
+mod python;

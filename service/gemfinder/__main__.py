@@ -1,0 +1,5 @@
+import sys
+
+from gemfinder.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""Correctness matrices (models x items, 0/1): loading, validating and saving.
+
+Formats (architecture.md): `.npy` (uint8 or bool, models x items); `.npz` with `correct`
+and optional `models`, `items`, `downloads`, `is_base`; CSV with a header row of item ids
+and the model name in the first column.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gemfinder.errors import UserError
+
+
+@dataclass(frozen=True)
+class CorrectnessMatrix:
+    """A pool of models graded on a query set. `correct[k, i]` is 1 when model k got item i."""
+
+    correct: np.ndarray  # uint8, C-contiguous, shape (models, items)
+    models: list[str]
+    items: list[str]
+    downloads: np.ndarray | None = None  # float64 per model: popularity, for "best base"
+    is_base: np.ndarray | None = None  # bool per model: official/base checkpoints
+
+    @property
+    def n_models(self) -> int:
+        return int(self.correct.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.correct.shape[1])
+
+    def accuracies(self) -> np.ndarray:
+        return self.correct.mean(axis=1)
+
+
+def load_matrix(path: str | Path, field: str = "matrix") -> CorrectnessMatrix:
+    """Load and validate a matrix file; every problem is a UserError naming `field`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(field, f"no such file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return _from_arrays(field, np.load(path, allow_pickle=False))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "correct" not in archive:
+                    raise UserError(field, f"{path.name} has no array named 'correct'")
+                return _from_arrays(
+                    field,
+                    archive["correct"],
+                    models=archive["models"] if "models" in archive else None,
+                    items=archive["items"] if "items" in archive else None,
+                    downloads=archive["downloads"] if "downloads" in archive else None,
+                    is_base=archive["is_base"] if "is_base" in archive else None,
+                )
+        if suffix == ".csv":
+            return _load_csv(path, field)
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(field, f"cannot read {path.name}: {err}") from None
+    raise UserError(field, f"unsupported format {suffix!r}; use .npy, .npz or .csv")
+
+
+def save_npz(matrix: CorrectnessMatrix, path: str | Path) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "correct": matrix.correct,
+        "models": np.asarray(matrix.models, dtype=str),
+        "items": np.asarray(matrix.items, dtype=str),
+    }
+    if matrix.downloads is not None:
+        arrays["downloads"] = matrix.downloads
+    if matrix.is_base is not None:
+        arrays["is_base"] = matrix.is_base
+    np.savez_compressed(path, **arrays)
+
+
+def _load_csv(path: Path, field: str) -> CorrectnessMatrix:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2:
+        raise UserError(field, f"{path.name} needs a header row of item ids and one row per model")
+    header, body = rows[0], rows[1:]
+    items = header[1:]
+    models, values = [], []
+    for line_no, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise UserError(
+                field, f"{path.name} line {line_no}: {len(row)} cells, header has {len(header)}"
+            )
+        models.append(row[0])
+        try:
+            values.append([float(cell) for cell in row[1:]])
+        except ValueError:
+            raise UserError(field, f"{path.name} line {line_no}: a cell is not a number") from None
+    return _from_arrays(field, np.asarray(values, dtype=np.float64), models=models, items=items)
+
+
+def _from_arrays(
+    field: str,
+    correct: np.ndarray,
+    models: object = None,
+    items: object = None,
+    downloads: object = None,
+    is_base: object = None,
+) -> CorrectnessMatrix:
+    correct = np.asarray(correct)
+    if correct.ndim != 2:
+        raise UserError(field, f"expected a 2-D models x items array, got shape {correct.shape}")
+    if correct.size == 0:
+        raise UserError(field, f"matrix is empty (shape {correct.shape})")
+    if correct.dtype != np.bool_ and not np.isin(correct, (0, 1)).all():
+        bad = correct[~np.isin(correct, (0, 1))].flat[0]
+        raise UserError(field, f"values must be 0 or 1, found {bad!r}")
+    k, n = correct.shape
+    model_names = _names(field, "models", models, k, "model")
+    item_names = _names(field, "items", items, n, "item")
+    downloads_arr = None
+    if downloads is not None:
+        downloads_arr = np.asarray(downloads, dtype=np.float64)
+        if downloads_arr.shape != (k,) or (downloads_arr < 0).any():
+            raise UserError(field, f"'downloads' must be {k} non-negative numbers")
+    is_base_arr = None
+    if is_base is not None:
+        is_base_arr = np.asarray(is_base, dtype=bool)
+        if is_base_arr.shape != (k,):
+            raise UserError(field, f"'is_base' must hold {k} flags")
+    return CorrectnessMatrix(
+        correct=np.ascontiguousarray(correct, dtype=np.uint8),
+        models=model_names,
+        items=item_names,
+        downloads=downloads_arr,
+        is_base=is_base_arr,
+    )
+
+
+def _names(field: str, key: str, names: object, count: int, prefix: str) -> list[str]:
+    if names is None:
+        return [f"{prefix}-{i}" for i in range(count)]
+    out = [str(x) for x in np.asarray(names).ravel()]
+    if len(out) != count:
+        raise UserError(field, f"'{key}' has {len(out)} names for {count} rows/columns")
+    return out
