@@ -1,0 +1,90 @@
+"""Core types of the tasks package: items, prompts, generation settings, grades, the Task base."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark item of a query set: an id, the task it belongs to and the task's fields."""
+
+    id: str
+    task: str
+    fields: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to decode for a task: always greedy; a token cap and stop sequences."""
+
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt in both shapes: `text` for TGI /generate, `messages` for chat endpoints."""
+
+    text: str
+    messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Grade:
+    """A 0/1 verdict and what the grader read from the response (None: nothing usable)."""
+
+    correct: bool
+    extracted: str | None
+
+
+def strip_stop(response: str, stop: tuple[str, ...]) -> str:
+    """Remove one trailing stop sequence: TGI keeps the matched stop at the end of the text."""
+    for seq in sorted(stop, key=len, reverse=True):
+        if seq and response.endswith(seq):
+            return response[: -len(seq)]
+    return response
+
+
+class Task:
+    """A benchmark task: builds prompts for items and grades responses to them.
+
+    Subclasses set `name`, `generation`, `required_fields` and `instruction`, and implement
+    `body(item)` (the question text) and `grade_clean(item, response)`.
+    """
+
+    name: str = ""
+    generation: GenerationSettings = GenerationSettings(max_new_tokens=50)
+    required_fields: tuple[str, ...] = ()
+    # Task description; goes to the system turn when a system prompt is used, else it
+    # prefixes the user turn, so both variants carry the same information.
+    instruction: str = ""
+
+    def body(self, item: Item) -> str:
+        raise NotImplementedError
+
+    def grade_clean(self, item: Item, response: str) -> Grade:
+        raise NotImplementedError
+
+    def validate(self, item: Item) -> str | None:
+        """Return a reason when the item's fields are unusable for this task, else None."""
+        missing = [f for f in self.required_fields if f not in item.fields]
+        if missing:
+            return f"task {self.name} needs field(s) {', '.join(missing)}"
+        return None
+
+    def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
+        body = self.body(item)
+        text = f"{self.instruction}\n\n{body}" if self.instruction else body
+        if system_prompt and self.instruction:
+            messages = [
+                {"role": "system", "content": self.instruction},
+                {"role": "user", "content": body},
+            ]
+        else:
+            messages = [{"role": "user", "content": text}]
+        return Prompt(text=text, messages=messages)
+
+    def grade(self, item: Item, response: str) -> Grade:
+        return self.grade_clean(item, strip_stop(response, self.generation.stop))

@@ -1,0 +1,71 @@
+"""MBPP: lm-evaluation-harness style prompt, code extraction, and grading in the sandbox."""
+
+from __future__ import annotations
+
+import re
+
+from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_TAGGED = re.compile(r"\[PYTHON\](.*?)(?:\[/PYTHON\]|\Z)", re.DOTALL)
+
+
+def extract_code(response: str) -> str:
+    """The program in a response: [BEGIN]...[DONE], a fenced or [PYTHON] block, or the text."""
+    text = response.replace("\r\n", "\n")
+    if "[BEGIN]" in text:
+        text = text.split("[BEGIN]", 1)[1]
+    text = text.split("[DONE]", 1)[0]
+    blocks = [m.group(2) for m in _FENCE.finditer(text)]
+    blocks += [m.group(1) for m in _TAGGED.finditer(text)]
+    if blocks:
+        # Chat models add usage examples in later blocks; the definition is what gets tested.
+        with_def = [b for b in blocks if re.search(r"^\s*(def|class) ", b, re.MULTILINE)]
+        return (with_def or blocks)[0].strip("\n")
+    return text.strip("\n")
+
+
+def build_program(code: str, test_setup_code: str, tests: list[str]) -> str:
+    """Code first, then setup, then asserts: two tasks' setup uses a class defined in the code."""
+    parts = [code, test_setup_code or "", "\n".join(tests)]
+    return "\n\n".join(p for p in parts if p.strip()) + "\n"
+
+
+class Mbpp(Task):
+    name = "mbpp"
+    generation = GenerationSettings(max_new_tokens=512, stop=("[DONE]",))
+    required_fields = ("text", "test_list")
+    instruction = "You are an expert Python programmer."
+    timeout_s = 10.0
+
+    def validate(self, item: Item) -> str | None:
+        reason = super().validate(item)
+        tests = item.fields.get("test_list")
+        if reason is None and not (isinstance(tests, list) and tests):
+            reason = "test_list must be a non-empty list of assert statements"
+        return reason
+
+    def body(self, item: Item) -> str:
+        tests = "\n".join(item.fields["test_list"])
+        return (
+            f"Here is your task: {str(item.fields['text']).strip()} "
+            f"Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
+        )
+
+    def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
+        prompt = super().build_prompt(item, system_prompt)
+        # /generate gets lm-evaluation-harness's exact mbpp text (one sentence, no blank line).
+        text = f"You are an expert Python programmer, and h{self.body(item)[1:]}"
+        return Prompt(text=text, messages=prompt.messages)
+
+    def grade_clean(self, item: Item, response: str) -> Grade:
+        code = extract_code(response)
+        if not code.strip():
+            return Grade(correct=False, extracted=None)
+        program = build_program(
+            code, item.fields.get("test_setup_code") or "", list(item.fields["test_list"])
+        )
+        from gemfinder import sandbox  # imported here: only MBPP grading needs it
+
+        result = sandbox.run_program(program, timeout_s=self.timeout_s)
+        return Grade(correct=result.passed, extracted=code)
