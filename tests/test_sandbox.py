@@ -1,0 +1,215 @@
+"""Hostile programs against the sandbox: none may escape, hang the grader or leave processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gemfinder import sandbox
+from gemfinder.sandbox import run_program
+
+CAPS = sandbox.capabilities()
+
+
+def _procs_with_marker(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmd:
+                found.append(int(entry))
+    return found
+
+
+def test_capabilities_report_layers():
+    assert CAPS["probe_passed"] is True
+    for layer in sandbox.BASE_LAYERS + ("rlimits",):
+        assert CAPS[layer] is True
+
+
+def test_passing_and_failing_programs():
+    ok = run_program("assert 1 + 1 == 2\nprint('hi')\n")
+    assert ok.passed and ok.exit_code == 0 and "hi" in ok.stdout
+    bad = run_program("assert 1 + 1 == 3\n")
+    assert not bad.passed and bad.exit_code == 1 and "AssertionError" in bad.stderr
+    assert set(sandbox.BASE_LAYERS) <= set(ok.isolation)
+
+
+def test_infinite_loop_times_out_quickly():
+    start = time.monotonic()
+    result = run_program("while True:\n    pass\n", timeout_s=1.0)
+    assert result.timed_out and not result.passed
+    assert time.monotonic() - start < 5
+
+
+def test_fork_bomb_is_contained():
+    src = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    start = time.monotonic()
+    result = run_program(src, timeout_s=2.0)
+    assert not result.passed
+    assert time.monotonic() - start < 10
+    # The grader is still usable right afterwards.
+    assert run_program("print(1)\n").passed
+
+
+def test_memory_bomb_is_contained():
+    result = run_program("x = bytearray(8 << 30)\n", timeout_s=5.0, memory_mb=512)
+    assert not result.passed and "MemoryError" in result.stderr
+
+
+def test_cannot_touch_files_outside_its_directory(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    tmp_path.chmod(0o755)
+    victim.chmod(0o644)
+    src = f"""
+import os
+errors = 0
+for action in (
+    lambda: os.remove({str(victim)!r}),
+    lambda: open({str(victim)!r}, "w").write("pwned"),
+    lambda: open({str(tmp_path / "new.txt")!r}, "w").write("new"),
+    lambda: open("/etc/gemfinder-pwned", "w").write("x"),
+):
+    try:
+        action()
+    except OSError:
+        errors += 1
+open("inside.txt", "w").write("fine")  # its own directory is writable
+assert errors == 4, errors
+"""
+    result = run_program(src)
+    assert result.passed, result.stderr
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "new.txt").exists()
+    assert not Path("/etc/gemfinder-pwned").exists()
+
+
+def test_private_tmp_hides_host_tmp(tmp_path):
+    if not CAPS["private_tmp"]:
+        pytest.skip("no mount namespace here: /tmp is shared (reported as private_tmp=False)")
+    result = run_program("import os\nassert os.listdir('/tmp') == [], os.listdir('/tmp')\n")
+    assert result.passed, result.stderr
+
+
+def test_environment_secrets_are_not_visible(monkeypatch):
+    monkeypatch.setenv("GEMFINDER_FAKE_SECRET", "hunter2-fake")
+    src = """
+import os, glob
+assert "GEMFINDER_FAKE_SECRET" not in os.environ
+for path in glob.glob("/proc/*/environ"):
+    try:
+        assert b"hunter2-fake" not in open(path, "rb").read(), path
+    except PermissionError:
+        pass
+print("clean")
+"""
+    result = run_program(src)
+    assert result.passed and "clean" in result.stdout, result.stderr
+
+
+def test_network_is_unreachable():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    src = f"""
+import socket
+s = socket.socket()
+s.settimeout(2)
+s.connect(("127.0.0.1", {port}))
+print("connected")
+"""
+    try:
+        result = run_program(src)
+    finally:
+        server.close()
+    if not CAPS["net_namespace"]:
+        assert "net_namespace" not in result.isolation
+        pytest.skip("no network namespace on this machine: network isolation is reported absent")
+    assert "net_namespace" in result.isolation
+    assert not result.passed and "connected" not in result.stdout
+
+
+def test_killing_its_parent_does_not_hurt_the_grader():
+    src = """
+import os, signal
+for target in (os.getppid(), 0, -1):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+    # In a pid namespace getppid() is 0 and pid 1 ignores its own SIGKILL, so the program may
+    # even finish; what matters is that nothing outside it was hit.
+    result = run_program(src)
+    assert not result.timed_out
+    assert run_program("print('alive')\n").passed
+
+
+def test_grandchild_that_outlives_the_timeout_is_killed():
+    marker = f"gemfinder-grandchild-{os.getpid()}-{time.time_ns()}"
+    src = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+    os._exit(0)
+time.sleep(30)
+"""
+    result = run_program(src, timeout_s=1.0)
+    assert result.timed_out
+    time.sleep(0.2)
+    assert _procs_with_marker(marker) == []
+
+
+def test_grandchild_of_a_finished_program_is_killed():
+    marker = f"gemfinder-orphan-{os.getpid()}-{time.time_ns()}"
+    src = f"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+"""
+    result = run_program(src, timeout_s=5.0)
+    assert result.passed
+    time.sleep(0.2)
+    assert _procs_with_marker(marker) == []
+
+
+def test_concurrent_runs_from_threads():
+    results = []
+
+    def work(i: int) -> None:
+        results.append(run_program(f"assert {i} * 2 == {2 * i}\n").passed)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 8
+
+
+def test_fallback_without_namespaces_still_contains():
+    # The path taken where the kernel refuses namespaces: layers are reported honestly.
+    marker = f"gemfinder-fallback-{os.getpid()}-{time.time_ns()}"
+    src = f"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+"""
+    result = run_program(src, namespaces=False)
+    assert result.passed
+    assert "net_namespace" not in result.isolation and "pid_namespace" not in result.isolation
+    time.sleep(0.2)
+    assert _procs_with_marker(marker) == []
