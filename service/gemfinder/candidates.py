@@ -1,0 +1,118 @@
+"""Candidate models of a search: who they are and how to reach them, plus a JSON/JSONL loader.
+
+A candidate is one arm of the bandit: a model id, the endpoint that serves it (URL and backend
+`tgi` or `openai`), an optional LoRA adapter id on that endpoint, and optional popularity data
+(downloads, official/base flag) so a result can say whether the winner is a hidden gem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from gemfinder.errors import UserError
+
+BACKENDS = ("tgi", "openai")
+_FIELDS = {"model_id", "endpoint", "backend", "adapter_id", "downloads", "official"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to evaluate. `endpoint` is the server's base URL (no `/generate` suffix)."""
+
+    model_id: str
+    endpoint: str
+    backend: str = "tgi"
+    adapter_id: str | None = None
+    downloads: float | None = None
+    official: bool = False
+
+    @property
+    def served_name(self) -> str:
+        """The name that selects this model on its endpoint (chat `model=` field)."""
+        return self.adapter_id or self.model_id
+
+
+def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
+    """Build and validate one candidate; every problem is a UserError naming the field."""
+    if not isinstance(data, dict):
+        raise UserError(where, f"expected an object, got {type(data).__name__}")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise UserError(
+            f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(_FIELDS))})"
+        )
+    model_id = data.get("model_id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise UserError(f"{where}.model_id", "required, a non-empty string")
+    endpoint = data.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise UserError(f"{where}.endpoint", "required, an http(s) URL")
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(f"{where}.endpoint", f"not an http(s) URL: {endpoint!r}")
+    backend = data.get("backend", "tgi")
+    if backend not in BACKENDS:
+        raise UserError(
+            f"{where}.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    adapter_id = data.get("adapter_id")
+    if adapter_id is not None and (not isinstance(adapter_id, str) or not adapter_id.strip()):
+        raise UserError(f"{where}.adapter_id", "must be a non-empty string when given")
+    downloads = data.get("downloads")
+    if downloads is not None:
+        if isinstance(downloads, bool) or not isinstance(downloads, int | float) or downloads < 0:
+            raise UserError(f"{where}.downloads", "must be a non-negative number")
+        downloads = float(downloads)
+    official = data.get("official", False)
+    if not isinstance(official, bool):
+        raise UserError(f"{where}.official", "must be true or false")
+    return Candidate(
+        model_id=model_id,
+        endpoint=endpoint.rstrip("/"),
+        backend=backend,
+        adapter_id=adapter_id,
+        downloads=downloads,
+        official=official,
+    )
+
+
+def load_candidates(path: str | Path, field: str = "candidates") -> list[Candidate]:
+    """Read candidates from a JSON list (`.json`) or one object per line (`.jsonl`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(field, f"no such file: {path}")
+    text = path.read_text(encoding="utf-8")
+    records: list[tuple[str, Any]] = []
+    if path.suffix.lower() == ".jsonl":
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((f"{path.name} line {line_no}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise UserError(
+                    field, f"{path.name} line {line_no}: invalid JSON ({err.msg})"
+                ) from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(
+                field, f"{path.name}: invalid JSON ({err.msg}, line {err.lineno})"
+            ) from None
+        if not isinstance(data, list):
+            raise UserError(field, f"{path.name}: expected a JSON list of candidates")
+        records = [(f"{path.name}[{i}]", rec) for i, rec in enumerate(data)]
+    if not records:
+        raise UserError(field, f"{path.name}: no candidates")
+    candidates = [candidate_from_dict(rec, where) for where, rec in records]
+    seen: set[str] = set()
+    for cand in candidates:
+        if cand.model_id in seen:
+            raise UserError(field, f"duplicate model_id {cand.model_id!r}")
+        seen.add(cand.model_id)
+    return candidates

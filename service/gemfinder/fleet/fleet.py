@@ -1,0 +1,119 @@
+"""A running simulated fleet: one aiohttp server per endpoint, each on its own loopback port.
+
+An endpoint marked down keeps its port bound but not listening, so clients get "connection
+refused" exactly as from a TGI whose model is still loading; `set_down` flips it at run time.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from gemfinder.fleet.config import EndpointSpec, FleetConfig
+from gemfinder.fleet.index import PromptIndex
+from gemfinder.fleet.server import make_app
+from gemfinder.fleet.simulator import SimulatedModel
+from gemfinder.fleet.state import EndpointState
+from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.tasks import Item
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class _Endpoint:
+    def __init__(self, spec: EndpointSpec, state: EndpointState, host: str) -> None:
+        self.spec = spec
+        self.state = state
+        self.host = host
+        self.port = spec.port
+        self.runner: web.AppRunner | None = None
+        self.site: web.SockSite | None = None
+        self.reserved: socket.socket | None = None
+
+    async def up(self) -> None:
+        sock = self.reserved or _bound_socket(self.host, self.port)
+        self.reserved = None
+        self.port = sock.getsockname()[1]
+        if self.runner is None:
+            # handler_cancellation: a client that gives up (timeout) frees its slot at once.
+            self.runner = web.AppRunner(
+                make_app(self.state), handler_cancellation=True, access_log=None
+            )
+            await self.runner.setup()
+        self.site = web.SockSite(self.runner, sock, shutdown_timeout=0.5)
+        await self.site.start()
+
+    async def down(self) -> None:
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
+        if self.reserved is None:
+            # Bound but never listening: connecting to it is refused.
+            self.reserved = _bound_socket(self.host, self.port)
+            self.port = self.reserved.getsockname()[1]
+
+    async def close(self) -> None:
+        if self.site is not None:
+            await self.site.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.reserved is not None:
+            self.reserved.close()
+
+
+class Fleet:
+    """Use as `async with Fleet(config, matrix, items) as fleet:`; URLs via `fleet.url(name)`."""
+
+    def __init__(self, config: FleetConfig, matrix: CorrectnessMatrix, items: Iterable[Item]):
+        self.config = config
+        index = PromptIndex(items)
+        self._endpoints: dict[str, _Endpoint] = {}
+        for n, spec in enumerate(config.endpoints):
+            model = SimulatedModel(
+                spec, matrix, index, seed=config.seed, flip_prob=config.sampling_flip_prob
+            )
+            state = EndpointState(model, seed=config.seed * 1000 + n)
+            self._endpoints[spec.name] = _Endpoint(spec, state, config.host)
+
+    async def start(self) -> Fleet:
+        for endpoint in self._endpoints.values():
+            if endpoint.spec.down:
+                await endpoint.down()
+            else:
+                await endpoint.up()
+        return self
+
+    async def stop(self) -> None:
+        for endpoint in self._endpoints.values():
+            await endpoint.close()
+
+    async def __aenter__(self) -> Fleet:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._endpoints)
+
+    def url(self, name: str) -> str:
+        endpoint = self._endpoints[name]
+        return f"http://{endpoint.host}:{endpoint.port}"
+
+    def state(self, name: str) -> EndpointState:
+        return self._endpoints[name].state
+
+    async def set_down(self, name: str, down: bool) -> None:
+        endpoint = self._endpoints[name]
+        if down:
+            await endpoint.down()
+        elif endpoint.site is None:
+            await endpoint.up()

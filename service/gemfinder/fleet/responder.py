@@ -1,0 +1,185 @@
+"""What a simulated model says: a right or wrong answer to an item, in varied realistic text.
+
+The phrasings imitate real completions (a bare letter, "The answer is C.", a worked solution
+ending `#### N`, code followed by `[DONE]`, fenced code in chat) including the model running
+on into the next few-shot question, which the server's stop sequences then cut off.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+
+from gemfinder.tasks import Item
+
+LETTERS = "ABCDE"
+MC_TASKS = ("arc_challenge", "mmlu", "winogrande")
+UNKNOWN_PROMPT_REPLY = "I'm not sure what is being asked here. Could you clarify the question?"
+_NEXT_QUESTION = "\nQuestion: Which of the following statements is true?"
+
+
+def respond(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+    """The raw continuation a model would produce (stop sequences are applied by the server)."""
+    if item.task in MC_TASKS:
+        return _multiple_choice(item, correct, rng, chat)
+    if item.task == "gsm8k":
+        return _gsm8k(item, correct, rng, chat)
+    if item.task == "mbpp":
+        return _mbpp(item, correct, rng, chat)
+    return UNKNOWN_PROMPT_REPLY
+
+
+def _multiple_choice(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+    choices = [str(c).strip() for c in item.fields["choices"]]
+    labels = [str(x) for x in (item.fields.get("labels") or LETTERS[: len(choices)])]
+    gold = labels.index(str(item.fields["answer"]))
+    index = gold if correct else rng.choice([i for i in range(len(choices)) if i != gold])
+    letter, text = LETTERS[index], choices[index]
+    if chat:
+        forms = [
+            f"{letter}",
+            f"The answer is {letter}.",
+            f"The correct answer is {letter}. {text}.",
+            f"**{letter}. {text}**",
+            f"Answer: {letter}\n\nExplanation: '{text}' fits the question best.",
+        ]
+        return rng.choice(forms)
+    forms = [
+        f" {letter}",
+        f" {letter}. {text}",
+        f" {letter}\n{_NEXT_QUESTION}",
+        f" The answer is {letter}.",
+        f" ({letter}) {text}\n\n\nQuestion:",
+    ]
+    return rng.choice(forms)
+
+
+def _gold_number(answer: object) -> float:
+    text = str(answer)
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    return float(text.strip().replace(",", "").replace("$", "").rstrip("."))
+
+
+def _format_number(value: float, rng: random.Random) -> str:
+    if value != int(value):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    number = int(value)
+    if abs(number) >= 1000 and rng.random() < 0.5:
+        text = f"{number:,}"
+    else:
+        text = str(number)
+    # Money-like answers sometimes come with a dollar sign; graders must normalise it.
+    return f"${text}" if number > 0 and rng.random() < 0.15 else text
+
+
+def _solution_body(answer: object) -> str:
+    text = str(answer)
+    if "####" not in text:
+        return "Let me work through the quantities in the problem one at a time."
+    body = text.rsplit("####", 1)[0]
+    body = re.sub(r"<<[^>]*>>", "", body)  # GSM8K's calculator annotations
+    return body.strip()
+
+
+def _gsm8k(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+    gold = _gold_number(item.fields["answer"])
+    value = gold
+    if not correct:
+        deltas = [d for d in range(-12, 13) if d] + [gold or 7.0]
+        value = gold + rng.choice(deltas)
+    number = _format_number(value, rng)
+    body = _solution_body(item.fields["answer"])
+    lead = "" if chat else " "
+    forms = [
+        f"{lead}{body}\n#### {number}",
+        f"{lead}{body}\nThe answer is {number}.",
+        f"{lead}Let's think step by step. {body}\nSo the final answer is {number}.\n\nQuestion:"
+        " Tom has 3 more marbles than Ann.",
+        f"{lead}{body}\n#### {number}\n\nQuestion: A baker sells 12 loaves a day.",
+    ]
+    if chat:
+        forms.append(f"Step by step:\n{body}\n\n**Final answer:** {number}")
+    return rng.choice(forms)
+
+
+def _function_name(code: str, tests: list[str]) -> str | None:
+    names = re.findall(r"^def\s+([A-Za-z_]\w*)", code, re.MULTILINE)
+    first_test = tests[0] if tests else ""
+    for name in names:
+        if re.search(rf"\b{re.escape(name)}\s*\(", first_test):
+            return name
+    return names[0] if names else None
+
+
+def lookup_table_code(tests: list[str]) -> str | None:
+    """A function answering exactly the asserted calls, for items that ship no reference code."""
+    cases: list[str] = []
+    name = None
+    for test in tests:
+        try:
+            node = ast.parse(test.strip()).body[0]
+        except (SyntaxError, IndexError):
+            return None
+        cmp = getattr(node, "test", None)
+        if not (isinstance(node, ast.Assert) and isinstance(cmp, ast.Compare)):
+            return None
+        call = cmp.left
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+            return None
+        if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq) or call.keywords:
+            return None
+        name = call.func.id
+        args = ", ".join(ast.unparse(a) for a in call.args)
+        cases.append(f"        (({args},), {ast.unparse(cmp.comparators[0])}),")
+    if name is None:
+        return None
+    body = "\n".join(cases)
+    return (
+        f"def {name}(*args):\n    cases = [\n{body}\n    ]\n"
+        "    for known, result in cases:\n        if known == args:\n            return result\n"
+        "    return None"
+    )
+
+
+def reference_code(item: Item) -> str | None:
+    code = item.fields.get("code")
+    if isinstance(code, str) and code.strip():
+        return code.replace("\r\n", "\n").strip("\n")
+    return lookup_table_code(list(item.fields.get("test_list") or []))
+
+
+def broken_code(code: str, tests: list[str], rng: random.Random) -> str:
+    """A wrong program that fails the asserts for sure, in one of a few typical ways."""
+    name = _function_name(code, tests) or "solution"
+    kind = rng.randrange(3)
+    if kind == 0:  # misnamed function: the asserts hit a NameError
+        return re.sub(rf"\b{re.escape(name)}\b", f"{name}_solution", code)
+    if kind == 1:  # a syntax slip on the def line
+        broken, n = re.subn(r"^(def [^\n]*\)[^\n:]*):", r"\1", code, count=1, flags=re.MULTILINE)
+        if n:
+            return broken
+    return f"def {name}(*args):\n    # TODO: handle the general case\n    raise NotImplementedError"
+
+
+def _mbpp(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+    tests = list(item.fields.get("test_list") or [])
+    code = reference_code(item)
+    if code is None:
+        return "# I could not work out a solution for this task.\n[DONE]"
+    if not correct:
+        code = broken_code(code, tests, rng)
+    if chat:
+        forms = [
+            f"```python\n{code}\n```",
+            f"Here is a solution:\n\n```python\n{code}\n```\n\nIt passes the given tests.",
+            f"[PYTHON]\n{code}\n[/PYTHON]",
+        ]
+        return rng.choice(forms)
+    forms = [
+        f"{code}\n[DONE]",
+        f"{code}\n[DONE]\n\nYou are an expert Python programmer, and here is your task:",
+        f"```python\n{code}\n```\n[DONE]",
+    ]
+    return rng.choice(forms)
