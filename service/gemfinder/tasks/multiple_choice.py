@@ -15,7 +15,10 @@ _EXPLICIT = re.compile(
     r"(?i:option\s+|choice\s+|letter\s+)?[\"'*(\[]*([A-E])\b(?![\w'])"
 )
 _ONLY_LETTER_LINE = re.compile(r"^[\s\"'*(\[]*([A-E])[\s\"'*)\].:]*$")
-_LEADING_LETTER = re.compile(r"^[\s\"'*]*(?:\(([A-E])\)|\[([A-E])\]|([A-E])(?:[).:]|\s*$|\s+-))")
+# "C.", "(C)", "[C]", "C)", "C - ...", and "D (" (a reply cut off before the option text).
+_LEADING_LETTER = re.compile(
+    r"^[\s\"'*]*(?:\(([A-E])\)|\[([A-E])\]|([A-E])(?:[).:]|\s*$|\s+-|\s+\())"
+)
 _PAREN_LETTER = re.compile(r"\(([A-E])\)")
 
 

@@ -1,0 +1,89 @@
+"""`gemfinder grade FILE.jsonl`: grade model responses offline, one JSON line in, one out.
+
+Each input line holds `task`, `response` and the item's fields (`id` optional). Output lines
+are the input objects plus `correct` and `extracted`; a malformed line becomes
+`{"line": N, "error": "..."}` and the rest are still graded. MBPP lines run in the sandbox,
+concurrently up to its slot limit; output order always follows input order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TextIO
+
+from gemfinder import sandbox
+from gemfinder.errors import UserError
+from gemfinder.tasks import Item, get_task, parse_item
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "grade",
+        help="grade responses in a JSONL file (task, response, item fields per line)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", help="input JSONL, or - for stdin")
+    p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
+    p.set_defaults(handler=run)
+
+
+def _grade_line(lineno: int, line: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        return {"line": lineno, "error": f"bad JSON: {err.msg} at column {err.colno}"}
+    if not isinstance(obj, dict):
+        return {"line": lineno, "error": "expected a JSON object"}
+    response = obj.get("response")
+    if not isinstance(response, str):
+        return {"line": lineno, "error": "missing 'response' (a string)"}
+    fields = {k: v for k, v in obj.items() if k != "response"}
+    fields.setdefault("id", f"line-{lineno}")
+    try:
+        item: Item = parse_item(json.dumps(fields), f"line {lineno}")
+        grade = get_task(item.task).grade(item, response)
+    except UserError as err:
+        return {"line": lineno, "error": err.reason}
+    return {**obj, "correct": grade.correct, "extracted": grade.extracted}
+
+
+def grade_stream(src: TextIO, dst: TextIO) -> tuple[int, int]:
+    """Grade every non-blank line of `src` into `dst`; returns (graded, errors)."""
+    graded = errors = 0
+    with ThreadPoolExecutor(max_workers=sandbox.MAX_CONCURRENT * 2) as pool:
+        pending: list[Future[dict[str, Any]]] = []
+
+        def flush(keep: int) -> None:
+            nonlocal graded, errors
+            while len(pending) > keep:
+                out = pending.pop(0).result()
+                errors += "error" in out and "correct" not in out
+                graded += "correct" in out
+                dst.write(json.dumps(out) + "\n")
+
+        for lineno, line in enumerate(src, start=1):
+            if line.strip():
+                pending.append(pool.submit(_grade_line, lineno, line))
+                # Bounded look-ahead: memory stays flat on big files, order is preserved.
+                flush(keep=64)
+        flush(keep=0)
+    return graded, errors
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        src: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    except OSError as err:
+        raise UserError("file", f"cannot read {args.file}: {err.strerror}") from None
+    try:
+        dst: TextIO = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
+    except OSError as err:
+        raise UserError("--out", f"cannot write {args.out}: {err.strerror}") from None
+    with src, dst:
+        graded, errors = grade_stream(src, dst)
+    print(f"gemfinder grade: {graded} graded, {errors} malformed line(s)", file=sys.stderr)
+    return 0
