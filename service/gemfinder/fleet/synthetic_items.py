@@ -118,8 +118,20 @@ def generate(per_task: int, seed: int = 0, tasks: Iterable[str] = TASKS) -> list
         if task not in makers:
             raise ValueError(f"no synthetic generator for task {task!r}")
         rng = random.Random(f"{seed}|{task}")
+        seen: set[str] = set()
         for i in range(per_task):
-            records.append({"id": f"{task}/{i}", "task": task, **makers[task](rng)})
+            # Distinct prompts only: the fleet tells items apart by their prompt text.
+            for _ in range(1000):
+                fields = makers[task](rng)
+                key = json.dumps(
+                    [fields.get(k) for k in ("question", "choices", "text", "test_list")]
+                )
+                if key not in seen:
+                    break
+            else:
+                raise ValueError(f"cannot make {per_task} distinct {task} items")
+            seen.add(key)
+            records.append({"id": f"{task}/{i}", "task": task, **fields})
     return records
 
 

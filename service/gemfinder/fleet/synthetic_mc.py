@@ -38,7 +38,20 @@ TOOLS = {
     "time": "a stopwatch",
     "air pressure": "a barometer",
 }
-NAMES = ["Maria", "Kevin", "Aisha", "Daniel", "Sofia", "Ethan", "Nadia", "Lucas"]
+NAMES = [
+    "Maria",
+    "Kevin",
+    "Aisha",
+    "Daniel",
+    "Sofia",
+    "Ethan",
+    "Nadia",
+    "Lucas",
+    "Hana",
+    "Victor",
+    "Grace",
+    "Mateo",
+]
 
 
 def _options(rng: random.Random, right: str, wrong: list[str], n: int = 4) -> tuple[list[str], int]:
@@ -114,6 +127,9 @@ _WINO_PEOPLE = [
     ),
     ("{a} lent money to {b} because _ {w}.", ("had plenty saved", "was short this month")),
     ("{a} apologized to {b} because _ had {w}.", ("been rude earlier", "been hurt by the joke")),
+    ("{a} asked {b} for directions because _ {w}.", ("was new in town", "knew the city well")),
+    ("{a} beat {b} at chess because _ had {w}.", ("practiced for months", "never played before")),
+    ("{a} gave {b} a ride home because _ {w}.", ("owned a car", "had missed the last bus")),
 ]
 
 

@@ -1,0 +1,72 @@
+"""What every oracle returns: a graded 0/1 with its evidence, or a failure that is never a 0.
+
+The search runner only sees `Oracle.answer(candidate, item) -> OracleResult`. A failure
+(endpoint down, overloaded after all retries, garbage) must be told to the scheduler as a
+failure, never as reward 0, or a flaky endpoint would look like a bad model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from gemfinder.candidates import Candidate
+from gemfinder.tasks import Item
+
+
+class FailureKind(StrEnum):
+    OVERLOADED = "overloaded"  # 429: TGI's concurrency limit, rejected at once
+    SERVER_ERROR = "server_error"  # other 5xx (a proxy's 503, an unknown TGI error)
+    GENERATION = "generation"  # 424
+    INCOMPLETE = "incomplete_generation"  # 500 from TGI
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"  # refused, reset: e.g. a TGI still loading its model
+    GARBAGE = "garbage"  # a 200 whose body is not the API's JSON
+    VALIDATION = "validation"  # 422: our request is wrong; retrying will not help
+    HTTP_ERROR = "http_error"  # other 4xx (401, 404, ...): configuration, not transient
+    GRADING = "grading"  # the grader itself failed (not the model's fault, not a 0)
+    UNEXPECTED = "unexpected"  # a bug in the client path; logged with its traceback
+
+
+RETRYABLE = frozenset(
+    {
+        FailureKind.OVERLOADED,
+        FailureKind.SERVER_ERROR,
+        FailureKind.GENERATION,
+        FailureKind.INCOMPLETE,
+        FailureKind.TIMEOUT,
+        FailureKind.CONNECTION,
+        FailureKind.GARBAGE,
+    }
+)
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """One pull. `reward` is 0/1 when graded and None when the pull failed (`failure` set)."""
+
+    model_id: str
+    item_id: str
+    reward: int | None
+    failure: FailureKind | None = None
+    response: str | None = None
+    extracted: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float = 0.0  # wall time of the whole pull, retries and grading included
+    attempts: int = 1
+    error: str | None = None  # the last error message when failed
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class Oracle(Protocol):
+    async def prepare(self, candidates: list[Candidate]) -> None:
+        """Check the candidates before a search (adapter ids, reachability); size pools."""
+
+    async def answer(self, candidate: Candidate, item: Item) -> OracleResult: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,88 @@
+"""Endpoint settings the user gives (token, adapters, concurrency) and a JSON loader for them.
+
+TGI's /info does not list LoRA adapters (see the Info schema in tgi-openapi.json), and TGI
+silently serves the base model for an unknown adapter id, so the adapters an endpoint was
+launched with must come from here for adapter ids to be checked before a search.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gemfinder.candidates import BACKENDS
+from gemfinder.errors import UserError
+
+# Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
+# attach to every request, to whatever URL.
+PLACEHOLDER_TOKEN = "gemfinder-no-token"
+_KEYS = {"url", "backend", "token", "adapters", "max_concurrency", "served_model"}
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    url: str
+    backend: str = "tgi"
+    token: str | None = None  # None: PLACEHOLDER_TOKEN, never the local HF token
+    adapters: tuple[str, ...] | None = None  # LoRA ids it was launched with; None = not given
+    max_concurrency: int | None = None  # None: from /info max_concurrent_requests, capped
+    served_model: str | None = None  # OpenAI backends: the name selecting the base model
+
+    @property
+    def key(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def bearer(self) -> str:
+        return self.token if self.token else PLACEHOLDER_TOKEN
+
+
+def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
+    if not isinstance(data, dict):
+        raise UserError(where, "expected an object")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise UserError(
+            f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(_KEYS))})"
+        )
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise UserError(f"{where}.url", "required, an http(s) URL")
+    backend = data.get("backend", "tgi")
+    if backend not in BACKENDS:
+        raise UserError(f"{where}.backend", f"must be one of {', '.join(BACKENDS)}")
+    token = data.get("token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise UserError(f"{where}.token", "must be a non-empty string (or omitted)")
+    adapters = data.get("adapters")
+    if adapters is not None:
+        if not isinstance(adapters, list) or not all(isinstance(a, str) and a for a in adapters):
+            raise UserError(f"{where}.adapters", "must be a list of adapter ids")
+        adapters = tuple(adapters)
+    limit = data.get("max_concurrency")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"{where}.max_concurrency", "must be an integer >= 1")
+    served = data.get("served_model")
+    if served is not None and not isinstance(served, str):
+        raise UserError(f"{where}.served_model", "must be a string")
+    return EndpointConfig(url.rstrip("/"), backend, token, adapters, limit, served)
+
+
+def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:
+    """A JSON list of endpoint objects (url, backend, token, adapters, max_concurrency, ...)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError("endpoints", f"cannot read {path}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise UserError("endpoints", f"{path.name}: invalid JSON ({err.msg})") from None
+    if not isinstance(data, list):
+        raise UserError("endpoints", f"{path.name}: expected a JSON list")
+    configs = [endpoint_config_from_dict(d, f"endpoints[{i}]") for i, d in enumerate(data)]
+    urls = [c.key for c in configs]
+    if len(set(urls)) != len(urls):
+        raise UserError("endpoints", "each url may appear once")
+    return configs
