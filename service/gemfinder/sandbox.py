@@ -12,10 +12,13 @@ Thread-safe: no preexec_fn, no shared mutable state outside a slot pool. Callers
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import queue
+import random
 import shutil
 import signal
 import subprocess
@@ -23,15 +26,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 _LAUNCHER = Path(__file__).with_name("_sandbox_exec.py")
 _TAIL = 2000
 MAX_CONCURRENT = max(1, min(4, os.cpu_count() or 1))
-# Each slot runs as its own uid when we are root, so RLIMIT_NPROC (counted per uid) bounds one
-# program's fork bomb without starving the others, and leftovers can be found by uid.
-_UID_BASE = 61000
+# Each run gets a uid of its own when we are root, so RLIMIT_NPROC (counted per uid) bounds one
+# program's fork bomb without starving the others, and leftovers can be found by uid. A uid is
+# held by an flock, so concurrent processes (other graders, tests) never share one.
+_UID_BASE, _UID_COUNT = 61000, 512
+_LOCK_DIR = Path(tempfile.gettempdir(), "gemfinder-sandbox-uids")
 BASE_LAYERS = ("fresh_interpreter", "empty_env", "own_tmpdir", "process_group_kill")
 ALL_LAYERS = BASE_LAYERS + (
     "rlimits",
@@ -112,20 +118,43 @@ def _kill_uid(uid: int) -> None:
             continue
 
 
+@contextlib.contextmanager
+def _exclusive_uid() -> Iterator[int | None]:
+    if os.geteuid() != 0:
+        yield None
+        return
+    _LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    start = random.randrange(_UID_COUNT)
+    for k in range(_UID_COUNT):
+        uid = _UID_BASE + (start + k) % _UID_COUNT
+        fd = os.open(_LOCK_DIR / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            _kill_uid(uid)  # a crashed earlier holder may have left processes behind
+            yield uid
+        finally:
+            os.close(fd)
+        return
+    raise RuntimeError("sandbox: no free uid")
+
+
 def run_program(
     source: str, timeout_s: float = 10.0, memory_mb: int = 1024, namespaces: bool = True
 ) -> SandboxResult:
     """Run `source` as a script in the sandbox; blocks until it ends or is killed."""
     slot = _slots.get()
     try:
-        return _run(source, timeout_s, memory_mb, namespaces, slot)
+        with _exclusive_uid() as uid:
+            return _run(source, timeout_s, memory_mb, namespaces, uid)
     finally:
         _slots.put(slot)
 
 
-def _run(source: str, timeout_s: float, memory_mb: int, namespaces: bool, slot: int):
-    root = os.geteuid() == 0
-    uid = _UID_BASE + slot if root else None
+def _run(source: str, timeout_s: float, memory_mb: int, namespaces: bool, uid: int | None):
     with tempfile.TemporaryDirectory(prefix="gemfinder-sandbox-") as tmp:
         work = Path(tmp, "work")
         work.mkdir()
