@@ -44,10 +44,13 @@ class _Endpoint:
         if self.runner is None:
             # handler_cancellation: a client that gives up (timeout) frees its slot at once.
             self.runner = web.AppRunner(
-                make_app(self.state), handler_cancellation=True, access_log=None
+                make_app(self.state),
+                handler_cancellation=True,
+                access_log=None,
+                shutdown_timeout=0.5,
             )
             await self.runner.setup()
-        self.site = web.SockSite(self.runner, sock, shutdown_timeout=0.5)
+        self.site = web.SockSite(self.runner, sock)
         await self.site.start()
 
     async def down(self) -> None:
