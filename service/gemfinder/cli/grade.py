@@ -9,6 +9,7 @@ concurrently up to its slot limit; output order always follows input order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,15 +76,19 @@ def grade_stream(src: TextIO, dst: TextIO) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        src: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-    except OSError as err:
-        raise UserError("file", f"cannot read {args.file}: {err.strerror}") from None
-    try:
-        dst: TextIO = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
-    except OSError as err:
-        raise UserError("--out", f"cannot write {args.out}: {err.strerror}") from None
-    with src, dst:
+    with contextlib.ExitStack() as stack:
+        # Files we open are closed on exit; stdin and stdout are left open for the caller.
+        src, dst = sys.stdin, sys.stdout
+        try:
+            if args.file != "-":
+                src = stack.enter_context(open(args.file, encoding="utf-8"))
+        except OSError as err:
+            raise UserError("file", f"cannot read {args.file}: {err.strerror}") from None
+        try:
+            if args.out != "-":
+                dst = stack.enter_context(open(args.out, "w", encoding="utf-8"))
+        except OSError as err:
+            raise UserError("--out", f"cannot write {args.out}: {err.strerror}") from None
         graded, errors = grade_stream(src, dst)
     print(f"gemfinder grade: {graded} graded, {errors} malformed line(s)", file=sys.stderr)
     return 0
