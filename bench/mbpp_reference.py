@@ -22,7 +22,7 @@ KNOWN_BROKEN = {341, 596, 642}
 
 def returns_none(code: str) -> str:
     """The reference with each top-level function redefined to return None."""
-    names = re.findall(r"^def (\w+)\(", code, re.MULTILINE)
+    names = re.findall(r"^def\s+(\w+)\s*\(", code, re.MULTILINE)
     return code + "\n\n" + "\n".join(f"def {n}(*a, **k):\n    return None" for n in names)
 
 
