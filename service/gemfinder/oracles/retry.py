@@ -1,20 +1,22 @@
 """Retry policy (exponential backoff with full jitter) and the error -> FailureKind table.
 
 huggingface_hub has no retries and no default timeout; this module owns both. Its exceptions
-all derive from the HTTP library's HTTPError (httpx2 in huggingface_hub 2.x).
+all derive from the HTTP library's HTTPError (httpx2 in huggingface_hub 2.x, httpx in 1.x); the
+library is taken from huggingface_hub itself so the table follows whichever it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
 from dataclasses import dataclass
 
-import httpx2
 from huggingface_hub.errors import (
     GenerationError,
     HfHubHTTPError,
+    HTTPError,
     IncompleteGenerationError,
     InferenceTimeoutError,
     OverloadedError,
@@ -23,6 +25,8 @@ from huggingface_hub.errors import (
 )
 
 from gemfinder.oracles.base import FailureKind
+
+_http = importlib.import_module(HTTPError.__module__.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,9 @@ _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Failur
     (IncompleteGenerationError, FailureKind.INCOMPLETE),
     (ValidationError, FailureKind.VALIDATION),
     (UnknownError, FailureKind.SERVER_ERROR),
-    ((InferenceTimeoutError, httpx2.TimeoutException, TimeoutError), FailureKind.TIMEOUT),
-    ((httpx2.TransportError, ConnectionError), FailureKind.CONNECTION),
-    ((json.JSONDecodeError, UnicodeDecodeError, httpx2.DecodingError), FailureKind.GARBAGE),
+    ((InferenceTimeoutError, _http.TimeoutException, TimeoutError), FailureKind.TIMEOUT),
+    ((_http.TransportError, ConnectionError), FailureKind.CONNECTION),
+    ((json.JSONDecodeError, UnicodeDecodeError, _http.DecodingError), FailureKind.GARBAGE),
     ((KeyError, IndexError, TypeError, ValueError, AttributeError), FailureKind.GARBAGE),
 ]
 
