@@ -1,3 +1,17 @@
 //! gemfinder core: bandit state, elimination logic and the Monte Carlo simulator.
+//!
+//! Pure logic lives in the modules below and is tested with `cargo test`; `python` only
+//! converts types for the `gemfinder._core` extension module.
+pub mod arms;
+pub mod config;
+pub mod error;
+pub mod policy;
+pub mod ranking;
+pub mod rng;
+pub mod sampling;
+pub mod scheduler;
+pub mod session;
+pub mod simulate;
+
 #[cfg(feature = "python")]
 mod python;

@@ -1,8 +1,346 @@
-//! PyO3 bindings: type conversion only.
+//! PyO3 bindings for `gemfinder._core`: type conversion only, no search logic.
+use std::collections::{BTreeMap, HashMap};
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
+use crate::error::CoreError;
+use crate::policy::rounds::RoundPlan;
+use crate::ranking;
+use crate::scheduler::Pull;
+use crate::session::Session;
+use crate::simulate::{self, Estimate, Matrix, TrialOutcome};
+
+create_exception!(
+    gemfinder._core,
+    SearchError,
+    PyValueError,
+    "A search request the core rejects; `kind` and `field` say which rule and which field."
+);
+
+fn to_py(err: CoreError) -> PyErr {
+    let py_err = SearchError::new_err(err.to_string());
+    Python::with_gil(|py| {
+        let value = py_err.value(py);
+        let _ = value.setattr("kind", err.kind());
+        let _ = value.setattr("field", err.field());
+    });
+    py_err
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_config(
+    algorithm: &str,
+    n_models: usize,
+    n_items: usize,
+    budget: u64,
+    seed: u64,
+    params: Option<HashMap<String, f64>>,
+    priors: Option<Vec<(f64, f64)>>,
+    popularity: Option<Vec<f64>>,
+) -> PyResult<SearchConfig> {
+    let params: BTreeMap<String, f64> = params.unwrap_or_default().into_iter().collect();
+    let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
+    let mut config = SearchConfig::new(parsed, n_models, n_items, budget, seed);
+    if let Some(&attempts) = params.get("max_attempts") {
+        if !(attempts >= 1.0 && attempts.fract() == 0.0) {
+            return Err(to_py(CoreError::invalid(
+                "params.max_attempts",
+                format!("must be a whole number >= 1, got {attempts}"),
+            )));
+        }
+        config.max_attempts = attempts as u32;
+    }
+    config.priors = priors;
+    config.popularity = popularity;
+    config.validate().map_err(to_py)?;
+    Ok(config)
+}
+
+/// One model's place in the final (or current) ranking.
+#[pyclass(frozen, get_all, module = "gemfinder._core")]
+#[derive(Clone)]
+struct RankedModel {
+    model: u32,
+    rank: u32,
+    successes: u32,
+    seen: u32,
+    mean: f64,
+    lower: f64,
+    upper: f64,
+    eliminated_in_round: Option<u32>,
+}
+
+#[pymethods]
+impl RankedModel {
+    fn __repr__(&self) -> String {
+        format!(
+            "RankedModel(model={}, rank={}, mean={:.4}, seen={})",
+            self.model, self.rank, self.mean, self.seen
+        )
+    }
+}
+
+/// Ask/tell scheduler of one search (see core_rs/src/scheduler.rs).
+#[pyclass(module = "gemfinder._core")]
+struct Scheduler {
+    session: Session,
+}
+
+#[pymethods]
+impl Scheduler {
+    #[new]
+    #[pyo3(signature = (algorithm, n_models, n_items, budget, seed, params=None, priors=None, popularity=None, trial=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        algorithm: &str,
+        n_models: usize,
+        n_items: usize,
+        budget: u64,
+        seed: u64,
+        params: Option<HashMap<String, f64>>,
+        priors: Option<Vec<(f64, f64)>>,
+        popularity: Option<Vec<f64>>,
+        trial: u64,
+    ) -> PyResult<Self> {
+        let mut config = make_config(
+            algorithm, n_models, n_items, budget, seed, params, priors, popularity,
+        )?;
+        config.trial = trial;
+        Ok(Scheduler {
+            session: Session::new(config).map_err(to_py)?,
+        })
+    }
+
+    #[pyo3(signature = (max_pulls=None))]
+    fn ask(&mut self, max_pulls: Option<usize>) -> Vec<(u32, u32)> {
+        self.session
+            .ask(max_pulls.unwrap_or(usize::MAX))
+            .into_iter()
+            .map(|p| (p.model, p.item))
+            .collect()
+    }
+
+    fn tell(&mut self, model: u32, item: u32, correct: bool) -> PyResult<()> {
+        self.session
+            .tell(Pull { model, item }, correct)
+            .map_err(to_py)
+    }
+
+    fn tell_failed(&mut self, model: u32, item: u32) -> PyResult<()> {
+        self.session
+            .tell_failed(Pull { model, item })
+            .map_err(to_py)
+    }
+
+    fn release_in_flight(&mut self) -> usize {
+        self.session.release_in_flight()
+    }
+
+    fn in_flight_pulls(&self) -> Vec<(u32, u32)> {
+        self.session
+            .in_flight()
+            .map(|p| (p.model, p.item))
+            .collect()
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.session.snapshot())
+    }
+
+    #[staticmethod]
+    fn restore(data: &[u8]) -> PyResult<Self> {
+        Ok(Scheduler {
+            session: Session::restore(data).map_err(to_py)?,
+        })
+    }
+
+    #[getter]
+    fn finished(&self) -> bool {
+        self.session.scheduler().is_finished()
+    }
+    #[getter]
+    fn spent(&self) -> u64 {
+        self.session.scheduler().spent()
+    }
+    #[getter]
+    fn in_flight(&self) -> u64 {
+        self.session.scheduler().in_flight()
+    }
+    #[getter]
+    fn failed(&self) -> u64 {
+        self.session.scheduler().failed()
+    }
+    #[getter]
+    fn skipped(&self) -> u64 {
+        self.session.scheduler().skipped()
+    }
+    #[getter]
+    fn budget(&self) -> u64 {
+        self.session.scheduler().budget()
+    }
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.session.scheduler().config().algorithm.name()
+    }
+    #[getter]
+    fn n_models(&self) -> usize {
+        self.session.scheduler().config().n_models
+    }
+    #[getter]
+    fn n_items(&self) -> usize {
+        self.session.scheduler().config().n_items
+    }
+    #[getter]
+    fn round(&self) -> Option<(usize, usize)> {
+        self.session.scheduler().round()
+    }
+    #[getter]
+    fn recommendation(&self) -> Option<u32> {
+        self.session.scheduler().recommendation()
+    }
+
+    fn survivors(&self) -> Vec<u32> {
+        self.session.scheduler().survivors().to_vec()
+    }
+
+    fn ranking(&self) -> Vec<RankedModel> {
+        ranking::ranking(self.session.scheduler())
+            .into_iter()
+            .map(|r| RankedModel {
+                model: r.model,
+                rank: r.rank,
+                successes: r.successes,
+                seen: r.seen,
+                mean: r.mean,
+                lower: r.lower,
+                upper: r.upper,
+                eliminated_in_round: r.eliminated_in_round,
+            })
+            .collect()
+    }
+}
+
+/// Smallest total budget the algorithm accepts for this pool.
+#[pyfunction]
+#[pyo3(signature = (algorithm, n_models, n_items, params=None))]
+fn min_budget(
+    algorithm: &str,
+    n_models: usize,
+    n_items: usize,
+    params: Option<HashMap<String, f64>>,
+) -> PyResult<u64> {
+    let params: BTreeMap<String, f64> = params.unwrap_or_default().into_iter().collect();
+    let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
+    Ok(match RoundPlan::for_algorithm(&parsed, n_models) {
+        _ if n_models <= 1 => 0,
+        Some(plan) => plan.min_budget(n_items),
+        None if matches!(parsed, Algorithm::Random | Algorithm::BestBase) => 0,
+        None => n_models as u64,
+    })
+}
+
+/// Picks and queries spent, one entry per trial.
+type TrialArrays<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>);
+
+/// Run trials `start..stop` of one algorithm on a correctness matrix, in parallel.
+/// Returns (picks, queries spent), one entry per trial.
+#[pyfunction]
+#[pyo3(signature = (correct, algorithm, budget, seed, start, stop, params=None, priors=None, popularity=None))]
+#[allow(clippy::too_many_arguments)]
+fn simulate_trials<'py>(
+    py: Python<'py>,
+    correct: PyReadonlyArray2<'py, u8>,
+    algorithm: &str,
+    budget: u64,
+    seed: u64,
+    start: u64,
+    stop: u64,
+    params: Option<HashMap<String, f64>>,
+    priors: Option<Vec<(f64, f64)>>,
+    popularity: Option<Vec<f64>>,
+) -> PyResult<TrialArrays<'py>> {
+    let (k, n) = (correct.shape()[0], correct.shape()[1]);
+    let config = make_config(algorithm, k, n, budget, seed, params, priors, popularity)?;
+    let data = correct.as_slice().map_err(|_| {
+        to_py(CoreError::invalid(
+            "matrix",
+            "must be a C-contiguous uint8 array",
+        ))
+    })?;
+    let matrix = Matrix::new(data, k, n).map_err(to_py)?;
+    let outcomes = py
+        .allow_threads(|| simulate::run_trials(&config, matrix, start..stop))
+        .map_err(to_py)?;
+    let picks: Vec<u32> = outcomes.iter().map(|o| o.pick).collect();
+    let spent: Vec<u64> = outcomes.iter().map(|o| o.spent).collect();
+    Ok((picks.into_pyarray(py), spent.into_pyarray(py)))
+}
+
+/// Summary figures of simulated picks against the true accuracies.
+#[pyfunction]
+fn summarize<'py>(
+    py: Python<'py>,
+    accuracies: PyReadonlyArray1<'py, f64>,
+    picks: PyReadonlyArray1<'py, u32>,
+    spent: PyReadonlyArray1<'py, u64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let accuracies = accuracies.as_slice()?;
+    let outcomes: Vec<TrialOutcome> = picks
+        .as_slice()?
+        .iter()
+        .zip(spent.as_slice()?)
+        .map(|(&pick, &spent)| TrialOutcome { pick, spent })
+        .collect();
+    if outcomes.is_empty() {
+        return Err(to_py(CoreError::invalid(
+            "trials",
+            "needs at least one trial",
+        )));
+    }
+    if let Some(o) = outcomes
+        .iter()
+        .find(|o| o.pick as usize >= accuracies.len())
+    {
+        return Err(to_py(CoreError::invalid(
+            "picks",
+            format!("model {} out of range", o.pick),
+        )));
+    }
+    let s = simulate::summarize(accuracies, &outcomes);
+    let out = PyDict::new(py);
+    out.set_item("trials", s.trials)?;
+    for (name, e) in [
+        ("mean_rank", s.mean_rank),
+        ("mean_accuracy", s.mean_accuracy),
+        ("p_best", s.p_best),
+        ("p_within_half_point", s.p_within_half_point),
+        ("queries_spent", s.queries_spent),
+    ] {
+        out.set_item(name, e.mean)?;
+        out.set_item(format!("{name}_ci"), interval(e))?;
+    }
+    Ok(out)
+}
+
+fn interval(e: Estimate) -> (f64, f64) {
+    (e.lower, e.upper)
+}
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_ALGORITHM", DEFAULT_ALGORITHM)?;
+    m.add("ALGORITHMS", ALGORITHM_NAMES.to_vec())?;
+    m.add("SearchError", m.py().get_type::<SearchError>())?;
+    m.add_class::<Scheduler>()?;
+    m.add_class::<RankedModel>()?;
+    m.add_function(wrap_pyfunction!(min_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;
+    m.add_function(wrap_pyfunction!(summarize, m)?)?;
     Ok(())
 }

@@ -1,0 +1,3 @@
+//! Decision rules: how round-based algorithms plan rounds, how sequential ones pick the next arm.
+pub mod rounds;
+pub mod sequential;

@@ -1,0 +1,484 @@
+//! The ask/tell scheduler: hands out (model, item) pulls, takes back grades or failures, and
+//! decides which models survive. Pure logic; it never sees HTTP, prompts or Python.
+//!
+//! Budget invariant: graded + in flight + queued for retry + planned but not yet handed out
+//! never exceeds the budget. A failed pull gives its query back: it is retried up to
+//! `max_attempts` times, then skipped; either way it never moves an estimate.
+use std::collections::{HashMap, VecDeque};
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::arms::{Arms, ALIVE, OUTRANKED_AT_END};
+use crate::config::{Algorithm, Sampling, SearchConfig};
+use crate::error::{CoreError, Result};
+use crate::policy::rounds::RoundPlan;
+use crate::policy::sequential;
+use crate::rng::{stream_rng, tie_key, Stream};
+use crate::sampling::ItemOrder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pull {
+    pub model: u32,
+    pub item: u32,
+}
+
+impl Pull {
+    fn key(self) -> u64 {
+        ((self.model as u64) << 32) | self.item as u64
+    }
+}
+
+/// Progress of the current round of a round-based algorithm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RoundState {
+    plan: RoundPlan,
+    index: usize,
+    /// Items per survivor this round (before per-model caps).
+    t: u32,
+    exhaustive: bool,
+    /// Next pull to generate: item-major, so every endpoint gets work from the first pulls.
+    next_j: u32,
+    next_survivor: usize,
+    /// Pulls of this round not yet graded or skipped (including those not yet handed out).
+    outstanding: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Phase {
+    Rounds(RoundState),
+    Sequential,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduler {
+    config: SearchConfig,
+    order: ItemOrder,
+    arms: Arms,
+    /// Models still in the race (round-based) or with items left (sequential).
+    survivors: Vec<u32>,
+    rng: ChaCha8Rng,
+    tie_seed: u64,
+    decisions: u64,
+    spent: u64,
+    in_flight: u64,
+    failed: u64,
+    skipped: u64,
+    retries: VecDeque<Pull>,
+    attempts: HashMap<u64, u32>,
+    phase: Phase,
+    recommendation: Option<u32>,
+    ucb_e_a: f64,
+}
+
+impl Scheduler {
+    pub fn new(config: SearchConfig) -> Result<Self> {
+        config.validate()?;
+        let (k, n) = (config.n_models, config.n_items);
+        let mut item_rng = stream_rng(config.seed, config.trial, Stream::Items);
+        let mut rng = stream_rng(config.seed, config.trial, Stream::Decisions);
+        let sampling = match config.algorithm {
+            Algorithm::SequentialHalving { sampling } => sampling,
+            _ => Sampling::Correlated,
+        };
+        let order = ItemOrder::new(k, n, sampling, &mut item_rng, &mut rng);
+        let tie_seed = rng.gen();
+        let ucb_e_a = match config.algorithm {
+            Algorithm::UcbE { a } => a.unwrap_or(sequential::ucb_e_default_a(config.budget, k)),
+            _ => 0.0,
+        };
+        let mut scheduler = Scheduler {
+            order,
+            arms: Arms::new(k),
+            survivors: (0..k as u32).collect(),
+            rng,
+            tie_seed,
+            decisions: 0,
+            spent: 0,
+            in_flight: 0,
+            failed: 0,
+            skipped: 0,
+            retries: VecDeque::new(),
+            attempts: HashMap::new(),
+            phase: Phase::Sequential,
+            recommendation: None,
+            ucb_e_a,
+            config,
+        };
+        scheduler.start()?;
+        Ok(scheduler)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let k = self.config.n_models;
+        let full = k as u64 * self.config.n_items as u64;
+        let algorithm = self.config.algorithm.clone();
+        if k == 1 {
+            self.finish(Some(0));
+            return Ok(());
+        }
+        match &algorithm {
+            Algorithm::Random => {
+                let pick = self.rng.gen_range(0..k as u32);
+                self.finish(Some(pick));
+            }
+            Algorithm::BestBase => {
+                let popularity = self.config.popularity.clone().unwrap_or_default();
+                let salt = self.next_salt();
+                let pick = (0..k as u32).max_by(|&a, &b| {
+                    popularity[a as usize]
+                        .total_cmp(&popularity[b as usize])
+                        .then(tie_key(self.tie_seed, salt, a).cmp(&tie_key(self.tie_seed, salt, b)))
+                });
+                self.finish(pick);
+            }
+            _ if algorithm.is_round_based() => {
+                let plan = RoundPlan::for_algorithm(&algorithm, k).expect("round-based");
+                let needed = plan.min_budget(self.config.n_items);
+                if self.config.budget < needed.min(full) {
+                    return Err(
+                        self.too_small(needed, "each round must give every survivor an item")
+                    );
+                }
+                self.phase = Phase::Rounds(RoundState {
+                    plan,
+                    index: 0,
+                    t: 0,
+                    exhaustive: false,
+                    next_j: 0,
+                    next_survivor: 0,
+                    outstanding: 0,
+                });
+                self.plan_round();
+            }
+            _ => {
+                if self.config.budget < k as u64 {
+                    return Err(
+                        self.too_small(k as u64, "each model must be queried at least once")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn too_small(&self, needed: u64, why: &str) -> CoreError {
+        CoreError::BudgetTooSmall {
+            algorithm: self.config.algorithm.name().to_string(),
+            budget: self.config.budget,
+            needed,
+            models: self.config.n_models,
+            why: why.to_string(),
+        }
+    }
+
+    fn next_salt(&mut self) -> u64 {
+        self.decisions += 1;
+        self.decisions
+    }
+
+    /// Hand out up to `max` pulls. Round-based algorithms hand out the rest of their round;
+    /// sequential ones choose each pull from the grades received so far.
+    pub fn next_pulls(&mut self, max: usize, out: &mut Vec<Pull>) {
+        while out.len() < max {
+            if let Some(pull) = self.retries.pop_front() {
+                self.in_flight += 1;
+                out.push(pull);
+                continue;
+            }
+            let next = match self.phase {
+                Phase::Rounds(_) => self.generate_round_pull(),
+                Phase::Sequential => self.choose_sequential_pull(),
+                Phase::Done => None,
+            };
+            match next {
+                Some(pull) => {
+                    self.in_flight += 1;
+                    out.push(pull);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn generate_round_pull(&mut self) -> Option<Pull> {
+        let n = self.config.n_items as u32;
+        let Phase::Rounds(rs) = &mut self.phase else {
+            return None;
+        };
+        while rs.next_j < rs.t {
+            while rs.next_survivor < self.survivors.len() {
+                let model = self.survivors[rs.next_survivor];
+                rs.next_survivor += 1;
+                let cursor = &mut self.arms.cursor[model as usize];
+                if *cursor < n {
+                    let item = self.order.item(model, *cursor);
+                    *cursor += 1;
+                    return Some(Pull { model, item });
+                }
+            }
+            rs.next_survivor = 0;
+            rs.next_j += 1;
+        }
+        None
+    }
+
+    fn choose_sequential_pull(&mut self) -> Option<Pull> {
+        let committed = self.spent + self.in_flight + self.retries.len() as u64;
+        if committed >= self.config.budget || self.survivors.is_empty() {
+            return None;
+        }
+        let salt = self.next_salt();
+        let model = match self.config.algorithm {
+            Algorithm::Ucb { c } => sequential::ucb(
+                &self.arms,
+                &self.survivors,
+                c,
+                self.spent,
+                self.tie_seed,
+                salt,
+            ),
+            Algorithm::UcbE { .. } => sequential::ucb_e(
+                &self.arms,
+                &self.survivors,
+                self.ucb_e_a,
+                self.tie_seed,
+                salt,
+            ),
+            Algorithm::TopTwoThompson {
+                leader_prob,
+                max_resample,
+            } => sequential::top_two_thompson(
+                &self.arms,
+                &self.survivors,
+                leader_prob,
+                max_resample,
+                &mut self.rng,
+            ),
+            _ => None,
+        }?;
+        let cursor = &mut self.arms.cursor[model as usize];
+        let item = self.order.item(model, *cursor);
+        *cursor += 1;
+        if *cursor as usize == self.config.n_items {
+            // Every item handed out: its score will be exact, it needs no more pulls.
+            self.survivors.retain(|&m| m != model);
+        }
+        Some(Pull { model, item })
+    }
+
+    /// A graded answer for a pull handed out earlier.
+    pub fn record(&mut self, pull: Pull, correct: bool) {
+        let m = pull.model as usize;
+        self.in_flight -= 1;
+        self.spent += 1;
+        self.arms.seen[m] += 1;
+        self.arms.successes[m] += correct as u32;
+        if !self.attempts.is_empty() {
+            self.attempts.remove(&pull.key());
+        }
+        self.resolved();
+    }
+
+    /// The endpoint failed to answer: the query is given back and the pull retried or skipped.
+    pub fn record_failure(&mut self, pull: Pull) {
+        self.in_flight -= 1;
+        self.failed += 1;
+        let attempts = self.attempts.entry(pull.key()).or_insert(0);
+        *attempts += 1;
+        if *attempts >= self.config.max_attempts {
+            self.attempts.remove(&pull.key());
+            self.arms.skipped[pull.model as usize] += 1;
+            self.skipped += 1;
+            self.resolved();
+        } else {
+            self.retries.push_back(pull);
+        }
+    }
+
+    /// Put a pull that was handed out back in the queue without counting a failure (used after
+    /// a restart, for pulls whose answers were lost with the process).
+    pub fn requeue(&mut self, pull: Pull) {
+        self.in_flight -= 1;
+        self.retries.push_front(pull);
+    }
+
+    fn resolved(&mut self) {
+        match &mut self.phase {
+            Phase::Rounds(rs) => {
+                rs.outstanding -= 1;
+                if rs.outstanding == 0 {
+                    self.close_round();
+                    self.plan_round();
+                }
+            }
+            Phase::Sequential => {
+                let idle = self.in_flight == 0 && self.retries.is_empty();
+                if idle && (self.spent >= self.config.budget || self.survivors.is_empty()) {
+                    self.finish_sequential();
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Plan the next round by the shared budget rule, or finish.
+    fn plan_round(&mut self) {
+        loop {
+            let n = self.config.n_items as u64;
+            let remaining = self.config.budget - self.spent;
+            let Phase::Rounds(rs) = &mut self.phase else {
+                return;
+            };
+            if rs.index >= rs.plan.len() || self.survivors.len() <= 1 {
+                let pick = self.best_of_survivors();
+                self.finish(pick);
+                return;
+            }
+            let left = |m: &u32| n - self.arms.cursor[*m as usize] as u64;
+            let need_all: u64 = self.survivors.iter().map(left).sum();
+            let alive = self.survivors.len() as u64;
+            let (t, exhaustive) = if remaining >= need_all {
+                (self.survivors.iter().map(left).max().unwrap_or(0), true)
+            } else {
+                (
+                    rs.plan.items_per_survivor(rs.index, remaining, alive),
+                    false,
+                )
+            };
+            rs.t = t as u32;
+            rs.exhaustive = exhaustive;
+            rs.next_j = 0;
+            rs.next_survivor = 0;
+            rs.outstanding = self.survivors.iter().map(|m| left(m).min(t)).sum();
+            if rs.outstanding > 0 {
+                return;
+            }
+            // Nothing to ask this round (no budget or no items left): decide on what is known.
+            self.close_round();
+        }
+    }
+
+    /// Keep the best survivors of the finished round.
+    fn close_round(&mut self) {
+        let salt = self.next_salt();
+        let Phase::Rounds(rs) = &mut self.phase else {
+            return;
+        };
+        let keep = if rs.exhaustive {
+            1
+        } else {
+            rs.plan.survivors_after[rs.index]
+        };
+        let round = rs.index as u32;
+        rs.index += 1;
+        if rs.exhaustive {
+            rs.index = rs.plan.len();
+        }
+        if keep >= self.survivors.len() {
+            return;
+        }
+        let (arms, tie_seed) = (&self.arms, self.tie_seed);
+        let score = scorer(&self.config);
+        let key = |m: u32| (score(arms, m), tie_key(tie_seed, salt, m));
+        // Best first: descending score, then descending random key.
+        self.survivors.select_nth_unstable_by(keep, |&a, &b| {
+            let (sa, ka) = key(a);
+            let (sb, kb) = key(b);
+            sb.total_cmp(&sa).then(kb.cmp(&ka))
+        });
+        for &m in &self.survivors[keep..] {
+            self.arms.out_round[m as usize] = round;
+        }
+        self.survivors.truncate(keep);
+        self.survivors.sort_unstable();
+    }
+
+    fn best_of_survivors(&mut self) -> Option<u32> {
+        let salt = self.next_salt();
+        let score = scorer(&self.config);
+        sequential::best_by(&self.arms, &self.survivors, self.tie_seed, salt, |m| {
+            score(&self.arms, m)
+        })
+    }
+
+    fn finish_sequential(&mut self) {
+        let salt = self.next_salt();
+        let all: Vec<u32> = (0..self.config.n_models as u32).collect();
+        let pick = {
+            let score = scorer(&self.config);
+            sequential::best_by(&self.arms, &all, self.tie_seed, salt, |m| {
+                score(&self.arms, m)
+            })
+        };
+        self.finish(pick);
+    }
+
+    fn finish(&mut self, pick: Option<u32>) {
+        self.recommendation = pick;
+        self.phase = Phase::Done;
+        if let Some(p) = pick {
+            for (m, out) in self.arms.out_round.iter_mut().enumerate() {
+                if m as u32 != p && *out == ALIVE {
+                    *out = OUTRANKED_AT_END;
+                }
+            }
+            self.survivors = vec![p];
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+    pub fn recommendation(&self) -> Option<u32> {
+        self.recommendation
+    }
+    pub fn spent(&self) -> u64 {
+        self.spent
+    }
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+    pub fn budget(&self) -> u64 {
+        self.config.budget
+    }
+    pub fn config(&self) -> &SearchConfig {
+        &self.config
+    }
+    pub fn arms(&self) -> &Arms {
+        &self.arms
+    }
+    pub fn survivors(&self) -> &[u32] {
+        &self.survivors
+    }
+    pub fn tie_seed(&self) -> u64 {
+        self.tie_seed
+    }
+    /// (current round, rounds planned) for round-based algorithms.
+    pub fn round(&self) -> Option<(usize, usize)> {
+        match &self.phase {
+            Phase::Rounds(rs) => Some((rs.index, rs.plan.len())),
+            _ => None,
+        }
+    }
+}
+
+/// How models are compared: posterior mean for the Bayesian algorithms, else the mean.
+pub(crate) fn scorer(config: &SearchConfig) -> impl Fn(&Arms, u32) -> f64 + '_ {
+    move |arms: &Arms, m: u32| match config.algorithm {
+        Algorithm::BayesElimination => {
+            let prior = config.priors.as_ref().map_or((1.0, 1.0), |p| p[m as usize]);
+            arms.posterior_mean(m, prior)
+        }
+        Algorithm::TopTwoThompson { .. } => arms.posterior_mean(m, (1.0, 1.0)),
+        _ => arms.mean(m),
+    }
+}

@@ -1,0 +1,88 @@
+//! The ask/tell protocol around a scheduler: it checks that every answer belongs to a pull in
+//! flight, and saves or restores the whole search as bytes.
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SearchConfig;
+use crate::error::{CoreError, Result};
+use crate::scheduler::{Pull, Scheduler};
+
+const MAGIC: &[u8; 8] = b"GEMFND01";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    scheduler: Scheduler,
+    /// Ordered, so that releasing after a restore is deterministic.
+    in_flight: BTreeSet<Pull>,
+}
+
+impl Session {
+    pub fn new(config: SearchConfig) -> Result<Self> {
+        Ok(Session {
+            scheduler: Scheduler::new(config)?,
+            in_flight: BTreeSet::new(),
+        })
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    pub fn ask(&mut self, max: usize) -> Vec<Pull> {
+        let mut pulls = Vec::new();
+        self.scheduler.next_pulls(max, &mut pulls);
+        self.in_flight.extend(pulls.iter().copied());
+        pulls
+    }
+
+    fn take(&mut self, pull: Pull) -> Result<()> {
+        if self.in_flight.remove(&pull) {
+            Ok(())
+        } else {
+            Err(CoreError::UnknownPull {
+                model: pull.model,
+                item: pull.item,
+            })
+        }
+    }
+
+    pub fn tell(&mut self, pull: Pull, correct: bool) -> Result<()> {
+        self.take(pull)?;
+        self.scheduler.record(pull, correct);
+        Ok(())
+    }
+
+    pub fn tell_failed(&mut self, pull: Pull) -> Result<()> {
+        self.take(pull)?;
+        self.scheduler.record_failure(pull);
+        Ok(())
+    }
+
+    pub fn in_flight(&self) -> impl Iterator<Item = &Pull> {
+        self.in_flight.iter()
+    }
+
+    /// Return every pull in flight to the queue (after a restart lost their answers).
+    pub fn release_in_flight(&mut self) -> usize {
+        let pulls: Vec<Pull> = std::mem::take(&mut self.in_flight).into_iter().collect();
+        // Requeue pushes to the front, so go backwards to keep the original order.
+        for &pull in pulls.iter().rev() {
+            self.scheduler.requeue(pull);
+        }
+        pulls.len()
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bincode::serialize_into(&mut bytes, self).expect("serialising to memory cannot fail");
+        bytes
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Self> {
+        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
+            CoreError::CorruptSnapshot("not a gemfinder snapshot (bad header)".into())
+        })?;
+        bincode::deserialize(body).map_err(|e| CoreError::CorruptSnapshot(e.to_string()))
+    }
+}
