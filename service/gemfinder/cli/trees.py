@@ -1,0 +1,97 @@
+"""`gemfinder trees`: generate synthetic model trees, list the presets, describe a matrix file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gemfinder.errors import UserError
+from gemfinder.matrix import load_matrix, save_npz
+from gemfinder.trees import PRESETS, generate
+from gemfinder.trees.stats import agreement, marginals, task_accuracies
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("trees", help="synthetic model trees (pools of fine-tunes)")
+    sub = parser.add_subparsers(dest="trees_command", metavar="ACTION", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic pool to an .npz file")
+    gen.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    gen.add_argument("--out", required=True, help="output file, must end in .npz")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--models", type=int, help="pool size (default: the preset's)")
+    gen.add_argument("--items", type=int, help="number of items (default: the preset's)")
+    gen.set_defaults(handler=_generate)
+
+    lst = sub.add_parser("list", help="list presets and the marginals they target")
+    lst.set_defaults(handler=_list)
+
+    st = sub.add_parser("stats", help="marginals of a matrix file (.npz, .npy, .csv)")
+    st.add_argument("file", help="matrix file")
+    st.set_defaults(handler=_stats)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.preset not in PRESETS:
+        raise UserError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".npz":
+        raise UserError("--out", f"{out} must end in .npz")
+    if not out.parent.is_dir():
+        raise UserError("--out", f"directory {out.parent} does not exist")
+    if out.is_dir():
+        raise UserError("--out", f"{out} is a directory")
+    if args.models is not None and args.models < 2:
+        raise UserError("--models", "need at least 2 models (the official checkpoints)")
+    n_tasks = len(PRESETS[args.preset].tasks)
+    if args.items is not None and args.items < n_tasks:
+        raise UserError("--items", f"need at least {n_tasks} items (one per task)")
+    if args.seed < 0:
+        raise UserError("--seed", "must be >= 0")
+    tree = generate(args.preset, args.seed, models=args.models, items=args.items)
+    try:
+        save_npz(tree.matrix, out)
+    except OSError as err:
+        raise UserError("--out", f"cannot write {out}: {err.strerror}") from None
+    m = marginals(tree.matrix)
+    print(
+        f"wrote {out}: {m['models']} models x {m['items']} items, mean {m['random_mean']:.3f}, "
+        f"best {m['best_acc']:.3f}, best base {m['base_acc']:.3f} (rank {m['base_rank']:.1f})"
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    print(
+        f"{'preset':<12} {'models':>6} {'items':>5} {'mean':>6} {'base':>6} {'rank':>6} {'best':>6}"
+    )
+    for name, cfg in PRESETS.items():
+        t = cfg.targets
+        items = sum(cfg.tasks.values())
+        print(
+            f"{name:<12} {t.pool_size:>6} {items:>5} {t.random_mean:>6.3f} {t.base_acc:>6.3f} "
+            f"{t.base_rank:>6.1f} {t.best_acc:>6.3f}"
+        )
+    print("targets: published marginals (gsm8k: illustrative); see docs/trees.md")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.file, field="file")
+    for key, value in marginals(matrix).items():
+        shown = "n/a (no downloads)" if value is None else _fmt(value)
+        print(f"{key:<20} {shown}")
+    per_task = task_accuracies(matrix)
+    if len(per_task) > 1 or "" not in per_task:
+        for task, acc in per_task.items():
+            count = sum(1 for item in matrix.items if item.startswith(f"{task}/"))
+            print(f"task {task:<15} items {count:>6}  mean {acc.mean():.3f}  best {acc.max():.3f}")
+    for key, value in agreement(matrix.correct).items():
+        print(f"{key:<20} {_fmt(value)}")
+    return 0
+
+
+def _fmt(value: float | int) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    return str(int(value))
