@@ -1,0 +1,101 @@
+"""Monte Carlo replay of a correctness matrix through the search algorithms (Rust simulator).
+
+Trials run in chunks so that a progress bar can move; every chunk runs in parallel in Rust.
+Trial t uses the same item permutation for every algorithm (common random numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from gemfinder import _core
+from gemfinder.errors import UserError
+from gemfinder.matrix import CorrectnessMatrix
+
+CHUNK = 250
+
+
+def algorithm_name(name: str) -> str:
+    """Resolve `default` and reject unknown names with the list of known ones."""
+    resolved = _core.DEFAULT_ALGORITHM if name == "default" else name
+    if resolved not in _core.ALGORITHMS:
+        known = ", ".join(["default", *_core.ALGORITHMS])
+        raise UserError("algorithms", f"unknown algorithm {name!r} (known: {known})")
+    return resolved
+
+
+def total_budget(budget_per_model: float, n_models: int) -> int:
+    if not budget_per_model > 0:
+        raise UserError("budget_per_model", f"must be positive, got {budget_per_model}")
+    return int(round(budget_per_model * n_models))
+
+
+def simulate(
+    matrix: CorrectnessMatrix,
+    algorithm: str,
+    budget_per_model: float,
+    trials: int,
+    seed: int,
+    params: dict[str, float] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Run `trials` trials and return the summary row (keys documented in docs/search.md)."""
+    if trials < 1:
+        raise UserError("trials", f"must be at least 1, got {trials}")
+    name = algorithm_name(algorithm)
+    budget = total_budget(budget_per_model, matrix.n_models)
+    popularity = None if matrix.downloads is None else matrix.downloads.tolist()
+    if name == "best_base" and popularity is None:
+        raise UserError("matrix", "best_base needs model downloads (an .npz with 'downloads')")
+    picks, spent = [], []
+    for start in range(0, trials, CHUNK):
+        stop = min(trials, start + CHUNK)
+        try:
+            p, s = _core.simulate_trials(
+                matrix.correct, name, budget, seed, start, stop, params, None, popularity
+            )
+        except _core.SearchError as err:
+            raise UserError(_field(err), _reason(err)) from None
+        picks.append(p)
+        spent.append(s)
+        if on_progress is not None:
+            on_progress(stop - start)
+    summary = _core.summarize(matrix.accuracies(), np.concatenate(picks), np.concatenate(spent))
+    return {
+        "algorithm": name,
+        "requested": algorithm,
+        "budget_per_model": budget_per_model,
+        "budget": budget,
+        **summary,
+    }
+
+
+def simulate_grid(
+    matrix: CorrectnessMatrix,
+    algorithms: Sequence[str],
+    budgets_per_model: Sequence[float],
+    trials: int,
+    seed: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Every algorithm at every budget, all on the same trials (paired comparisons)."""
+    for name in algorithms:  # fail before any work on a typo
+        algorithm_name(name)
+    return [
+        simulate(matrix, name, n_avg, trials, seed, on_progress=on_progress)
+        for n_avg in budgets_per_model
+        for name in algorithms
+    ]
+
+
+def _field(err: Exception) -> str:
+    field = getattr(err, "field", "algorithm")
+    return "budget_per_model" if field == "budget" else field
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    prefix = f"{getattr(err, 'field', '')}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
