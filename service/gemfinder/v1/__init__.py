@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of gemfinder.v1 (python proto/generate.py); do not edit."""

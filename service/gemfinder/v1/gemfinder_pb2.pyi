@@ -1,0 +1,323 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BACKEND_UNSPECIFIED: _ClassVar[Backend]
+    BACKEND_TGI: _ClassVar[Backend]
+    BACKEND_OPENAI: _ClassVar[Backend]
+
+class SystemPromptPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SYSTEM_PROMPT_POLICY_UNSPECIFIED: _ClassVar[SystemPromptPolicy]
+    SYSTEM_PROMPT_POLICY_NONE: _ClassVar[SystemPromptPolicy]
+    SYSTEM_PROMPT_POLICY_SYSTEM: _ClassVar[SystemPromptPolicy]
+
+class SearchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEARCH_STATE_UNSPECIFIED: _ClassVar[SearchState]
+    SEARCH_STATE_PENDING: _ClassVar[SearchState]
+    SEARCH_STATE_RUNNING: _ClassVar[SearchState]
+    SEARCH_STATE_SUCCEEDED: _ClassVar[SearchState]
+    SEARCH_STATE_FAILED: _ClassVar[SearchState]
+    SEARCH_STATE_CANCELLED: _ClassVar[SearchState]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_SNAPSHOT: _ClassVar[EventType]
+    EVENT_TYPE_ROUND_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_PROGRESS: _ClassVar[EventType]
+    EVENT_TYPE_ROUND_FINISHED: _ClassVar[EventType]
+    EVENT_TYPE_FINISHED: _ClassVar[EventType]
+BACKEND_UNSPECIFIED: Backend
+BACKEND_TGI: Backend
+BACKEND_OPENAI: Backend
+SYSTEM_PROMPT_POLICY_UNSPECIFIED: SystemPromptPolicy
+SYSTEM_PROMPT_POLICY_NONE: SystemPromptPolicy
+SYSTEM_PROMPT_POLICY_SYSTEM: SystemPromptPolicy
+SEARCH_STATE_UNSPECIFIED: SearchState
+SEARCH_STATE_PENDING: SearchState
+SEARCH_STATE_RUNNING: SearchState
+SEARCH_STATE_SUCCEEDED: SearchState
+SEARCH_STATE_FAILED: SearchState
+SEARCH_STATE_CANCELLED: SearchState
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_SNAPSHOT: EventType
+EVENT_TYPE_ROUND_STARTED: EventType
+EVENT_TYPE_PROGRESS: EventType
+EVENT_TYPE_ROUND_FINISHED: EventType
+EVENT_TYPE_FINISHED: EventType
+
+class Candidate(_message.Message):
+    __slots__ = ("model_id", "endpoint", "backend", "adapter_id", "downloads", "official")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    OFFICIAL_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    endpoint: str
+    backend: Backend
+    adapter_id: str
+    downloads: float
+    official: bool
+    def __init__(self, model_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., adapter_id: _Optional[str] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
+
+class QueryItem(_message.Message):
+    __slots__ = ("id", "task", "fields_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    task: str
+    fields_json: str
+    def __init__(self, id: _Optional[str] = ..., task: _Optional[str] = ..., fields_json: _Optional[str] = ...) -> None: ...
+
+class InlineQuerySet(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[QueryItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[QueryItem, _Mapping]]] = ...) -> None: ...
+
+class QuerySet(_message.Message):
+    __slots__ = ("name", "inline")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INLINE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    inline: InlineQuerySet
+    def __init__(self, name: _Optional[str] = ..., inline: _Optional[_Union[InlineQuerySet, _Mapping]] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("total", "per_model")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    per_model: int
+    def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
+
+class SearchSpec(_message.Message):
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    QUERY_SET_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    query_set: QuerySet
+    budget: Budget
+    algorithm: str
+    params: _containers.ScalarMap[str, float]
+    seed: int
+    system_prompt: SystemPromptPolicy
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ...) -> None: ...
+
+class ModelEstimate(_message.Message):
+    __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_SEEN_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSES_FIELD_NUMBER: _ClassVar[int]
+    ELIMINATED_IN_ROUND_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    OFFICIAL_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    rank: int
+    accuracy: float
+    lower: float
+    upper: float
+    items_seen: int
+    successes: int
+    eliminated_in_round: int
+    downloads: float
+    official: bool
+    def __init__(self, model_id: _Optional[str] = ..., rank: _Optional[int] = ..., accuracy: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., items_seen: _Optional[int] = ..., successes: _Optional[int] = ..., eliminated_in_round: _Optional[int] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    budget: int
+    spent: int
+    failed: int
+    skipped: int
+    cached: int
+    round: int
+    total_rounds: int
+    survivors: int
+    leader_model_id: str
+    leader_accuracy: float
+    elapsed: _duration_pb2.Duration
+    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class SearchResult(_message.Message):
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem")
+    RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_CACHED_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTIVE_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    WINNER_FIELD_NUMBER: _ClassVar[int]
+    MOST_POPULAR_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_GEM_FIELD_NUMBER: _ClassVar[int]
+    recommended_model_id: str
+    ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
+    queries_spent: int
+    queries_failed: int
+    queries_cached: int
+    exhaustive_queries: int
+    elapsed: _duration_pb2.Duration
+    winner: ModelEstimate
+    most_popular: ModelEstimate
+    hidden_gem: bool
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ...) -> None: ...
+
+class Search(_message.Message):
+    __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time")
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    N_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    N_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    request_id: str
+    state: SearchState
+    algorithm: str
+    n_candidates: int
+    n_items: int
+    progress: Progress
+    result: SearchResult
+    error: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, search_id: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., algorithm: _Optional[str] = ..., n_candidates: _Optional[int] = ..., n_items: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[SearchResult, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SelectBestModelRequest(_message.Message):
+    __slots__ = ("spec", "request_id")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    spec: SearchSpec
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[SearchSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SelectBestModelResponse(_message.Message):
+    __slots__ = ("search",)
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    search: Search
+    def __init__(self, search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+
+class StartSearchRequest(_message.Message):
+    __slots__ = ("spec", "request_id")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    spec: SearchSpec
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[SearchSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class StartSearchResponse(_message.Message):
+    __slots__ = ("search",)
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    search: Search
+    def __init__(self, search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+
+class GetSearchRequest(_message.Message):
+    __slots__ = ("search_id",)
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+
+class GetSearchResponse(_message.Message):
+    __slots__ = ("search",)
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    search: Search
+    def __init__(self, search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+
+class WatchSearchRequest(_message.Message):
+    __slots__ = ("search_id",)
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+
+class WatchSearchResponse(_message.Message):
+    __slots__ = ("type", "progress", "state", "search")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    type: EventType
+    progress: Progress
+    state: SearchState
+    search: Search
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., state: _Optional[_Union[SearchState, str]] = ..., search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+
+class CancelSearchRequest(_message.Message):
+    __slots__ = ("search_id",)
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    search_id: str
+    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+
+class CancelSearchResponse(_message.Message):
+    __slots__ = ("search",)
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    search: Search
+    def __init__(self, search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+
+class ListSearchesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state", "request_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: SearchState
+    request_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ListSearchesResponse(_message.Message):
+    __slots__ = ("searches", "next_page_token")
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    searches: _containers.RepeatedCompositeFieldContainer[Search]
+    next_page_token: str
+    def __init__(self, searches: _Optional[_Iterable[_Union[Search, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
