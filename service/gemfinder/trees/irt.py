@@ -74,7 +74,8 @@ def inherited_residuals(
             own = max(0.0, 1.0 - rho_p**2 - rho_f**2)
             e[k] = rho_p * e[p] + rho_f * family_noise[fam] + np.sqrt(own) * fresh
         else:
-            e[k] = rho_p * e[p] + np.sqrt(1.0 - rho_p**2) * fresh
+            rho = cfg.rho_light if tree.light[k] else rho_p
+            e[k] = rho * e[p] + np.sqrt(1.0 - rho**2) * fresh
     return e
 
 

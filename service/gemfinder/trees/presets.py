@@ -58,6 +58,12 @@ class TreeConfig:
     # Skill step of a fine-tune over its parent: N(step_mean, step_sd) unless broken.
     step_mean: float = -0.35
     step_sd: float = 0.35
+    # Light-touch fine-tunes (adapters, re-uploads, merges of near-equals): a tiny skill step
+    # and residuals that follow the parent closely. They make the mass just below each strong
+    # model that independent sampling cannot separate and paired sampling can.
+    p_light: float = 0.3
+    light_sd: float = 0.05
+    rho_light: float = 0.9
     p_broken: float = 0.2  # share of broken/degenerate fine-tunes
     broken_scale: float = 1.2  # mean extra skill loss (exponential) of a broken fine-tune
     p_collapse: float = 0.05  # a generative task collapses to ~0 (output-format failure)
@@ -120,11 +126,11 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.3,
             "gsm8k": 0.3,
         },
-        step_mean=-0.21,
-        step_sd=0.274,
-        p_broken=0.113,
-        ceiling=0.733,
-        ceiling_scale=0.087,
+        step_mean=-0.361,
+        step_sd=0.272,
+        p_broken=0.104,
+        ceiling=0.732,
+        ceiling_scale=0.04,
     ),
     "qwen2.5-7b": TreeConfig(
         name="qwen2.5-7b",
@@ -138,11 +144,12 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.2,
             "gsm8k": 0.6,
         },
-        step_mean=-0.39,
-        step_sd=0.308,
-        p_broken=0.158,
-        ceiling=0.792,
-        ceiling_scale=0.185,
+        p_light=0.1,  # rank 30 of 636 leaves little room for near-copies above the base
+        step_mean=-0.486,
+        step_sd=0.298,
+        p_broken=0.121,
+        ceiling=0.791,
+        ceiling_scale=0.162,
     ),
     "mistral-7b": TreeConfig(
         name="mistral-7b",
@@ -156,11 +163,11 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.4,
             "gsm8k": -0.6,
         },
-        step_mean=-0.251,
-        step_sd=0.485,
-        p_broken=0.066,
-        ceiling=0.701,
-        ceiling_scale=0.318,
+        step_mean=-0.464,
+        step_sd=0.627,
+        p_broken=0.02,
+        ceiling=0.697,
+        ceiling_scale=0.185,
     ),
     "llama3.1-8b": TreeConfig(
         name="llama3.1-8b",
@@ -174,11 +181,11 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.2,
             "gsm8k": 0.2,
         },
-        step_mean=-0.198,
-        step_sd=0.188,
-        p_broken=0.069,
-        ceiling=0.753,
-        ceiling_scale=0.184,
+        step_mean=-0.351,
+        step_sd=0.126,
+        p_broken=0.032,
+        ceiling=0.755,
+        ceiling_scale=0.074,
     ),
     "gsm8k": TreeConfig(
         name="gsm8k",
@@ -187,11 +194,11 @@ PRESETS: dict[str, TreeConfig] = {
         targets=Targets(300, 0.62, 0.85, 30.0, 0.90),
         tasks={"gsm8k": 1319},
         task_ease={"gsm8k": 0.0},
-        step_mean=-0.737,
-        step_sd=0.7,
-        p_broken=0.016,
-        ceiling=0.899,
-        ceiling_scale=0.146,
+        step_mean=-1.038,
+        step_sd=0.547,
+        p_broken=0.017,
+        ceiling=0.902,
+        ceiling_scale=0.092,
     ),
 }
 

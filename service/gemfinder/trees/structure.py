@@ -3,8 +3,9 @@
 Model 0 and 1 are the official checkpoints (pretrained, instruct). Every later model is a
 fine-tune of an earlier one, so parents always precede children. A model's skill `x` (logit
 scale, 0 = the anchor = the most downloaded official model) is its parent's skill plus a step;
-broken fine-tunes take a large extra loss. Skill maps to a target accuracy through a soft
-ceiling above the anchor, which is what piles many fine-tunes up just below the best one.
+light-touch fine-tunes barely move, broken ones take a large extra loss. Skill maps to a target
+accuracy through a soft ceiling above the anchor, which piles many fine-tunes up just below the
+best one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Tree:
     family: np.ndarray  # int64, -1 for the officials; shared by a recipe's releases
     skill: np.ndarray  # float64, logit-scale skill, 0 = anchor
     broken: np.ndarray  # bool: took a broken/degenerate step
+    light: np.ndarray  # bool: light-touch fine-tune (tiny step, residuals close to the parent)
     collapsed_task: np.ndarray  # int64 task index whose output format collapsed, -1 if none
     target_acc: np.ndarray  # float64 target overall accuracy
     anchor: int  # index of the most popular official model
@@ -45,6 +47,7 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
     family = np.full(n_models, -1, dtype=np.int64)
     skill = np.zeros(n_models)
     broken = np.zeros(n_models, dtype=bool)
+    light = np.zeros(n_models, dtype=bool)
     n_children = np.zeros(n_models)
     parent[INSTRUCT] = PRETRAINED
     skill[other] = cfg.pretrained_skill
@@ -63,8 +66,12 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
             fam = int(family[p])
         parent[k], family[k], depth[k] = p, fam, depth[p] + 1
         n_children[p] += 1
-        step = rng.normal(cfg.step_mean, cfg.step_sd)
-        if rng.random() < cfg.p_broken:
+        if rng.random() < cfg.p_light:
+            light[k] = True
+            step = rng.normal(0.0, cfg.light_sd)
+        else:
+            step = rng.normal(cfg.step_mean, cfg.step_sd)
+        if not light[k] and rng.random() < cfg.p_broken:
             broken[k] = True
             step -= rng.exponential(cfg.broken_scale)
         skill[k] = skill[p] + step
@@ -85,7 +92,7 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
     else:
         target[has] *= 0.1
     target = np.clip(target, cfg.floor_acc, 1.0 - 1e-6)
-    return Tree(parent, depth, family, skill, broken, collapsed, target, anchor)
+    return Tree(parent, depth, family, skill, broken, light, collapsed, target, anchor)
 
 
 def skill_to_accuracy(cfg: TreeConfig, skill: np.ndarray) -> np.ndarray:
