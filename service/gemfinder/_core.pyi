@@ -1,7 +1,21 @@
 """Types of the native module built from core_rs/ (checked by mypy.stubtest in CI)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "__version__",
+    "DEFAULT_ALGORITHM",
+    "ALGORITHMS",
+    "SearchError",
+    "Scheduler",
+    "RankedModel",
+    "min_budget",
+    "simulate_trials",
+    "summarize",
+]
 
 __version__: str
 DEFAULT_ALGORITHM: str
@@ -13,6 +27,7 @@ class SearchError(ValueError):
     kind: str
     field: str
 
+@final
 class RankedModel:
     @property
     def model(self) -> int: ...
@@ -31,6 +46,7 @@ class RankedModel:
     @property
     def eliminated_in_round(self) -> int | None: ...
 
+@final
 class Scheduler:
     def __new__(
         cls,

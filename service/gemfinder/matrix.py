@@ -83,7 +83,9 @@ def save_npz(matrix: CorrectnessMatrix, path: str | Path) -> None:
 
 def _load_csv(path: Path, field: str) -> CorrectnessMatrix:
     with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+        rows = [row for row in csv.reader(handle) if row]
+    if rows and all(_is_number(cell) for cell in rows[0]):
+        return _bare_csv(path, field, rows)
     if len(rows) < 2:
         raise UserError(field, f"{path.name} needs a header row of item ids and one row per model")
     header, body = rows[0], rows[1:]
@@ -100,6 +102,28 @@ def _load_csv(path: Path, field: str) -> CorrectnessMatrix:
         except ValueError:
             raise UserError(field, f"{path.name} line {line_no}: a cell is not a number") from None
     return _from_arrays(field, np.asarray(values, dtype=np.float64), models=models, items=items)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _bare_csv(path: Path, field: str, rows: list[list[str]]) -> CorrectnessMatrix:
+    width = len(rows[0])
+    for line_no, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise UserError(
+                field, f"{path.name} line {line_no}: {len(row)} cells, line 1 has {width}"
+            )
+    try:
+        values = np.asarray(rows, dtype=np.float64)
+    except ValueError:
+        raise UserError(field, f"{path.name}: a cell is not a number") from None
+    return _from_arrays(field, values)
 
 
 def _from_arrays(

@@ -1,0 +1,122 @@
+"""`gemfinder simulate` end to end: formats, JSON keys scripts rely on, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+KEYS = {"algorithm", "budget_per_model", "trials", "mean_rank", "mean_accuracy", "p_best"}
+KEYS |= {"p_within_half_point", "queries_spent"}
+
+
+def gemfinder(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gemfinder", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture()
+def pool_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.3, 0.7, size=40)
+    correct = (rng.random((40, 300)) < p[:, None]).astype(np.uint8)
+    correct[7] = 1
+    path = tmp_path / "pool.npz"
+    np.savez(path, correct=correct, models=[f"m{i}" for i in range(40)], downloads=np.arange(40.0))
+    return path
+
+
+def test_json_rows_for_every_algorithm_and_budget(pool_npz):
+    out = gemfinder(
+        "simulate",
+        "--matrix",
+        str(pool_npz),
+        "--algorithms",
+        "default",
+        "sh",
+        "best_base",
+        "--budget-per-model",
+        "5",
+        "20",
+        "--trials",
+        "60",
+        "--seed",
+        "3",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 6
+    for row in rows:
+        assert KEYS <= row.keys() and row["trials"] == 60
+    default = [r for r in rows if r["requested"] == "default"]
+    assert {r["algorithm"] for r in default} == {"gem"}
+    assert all(
+        r["mean_rank"] == 1.0 for r in default if r["budget_per_model"] == 20
+    )  # model 7 is perfect
+    best_base = [r for r in rows if r["algorithm"] == "best_base"]
+    assert all(r["queries_spent"] == 0 and r["mean_rank"] > 1 for r in best_base)
+
+
+def test_table_is_printed_with_intervals(pool_npz):
+    out = gemfinder(
+        "simulate", "--matrix", str(pool_npz), "--budget-per-model", "10", "--trials", "20"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "mean rank" in out.stdout and "gem" in out.stdout and "95%" in out.stdout
+
+
+def test_real_matrix_csv(shared_data):
+    path = shared_data / "matrices" / "opencompass-12" / "combine.csv"
+    out = gemfinder(
+        "simulate",
+        "--matrix",
+        str(path),
+        "--algorithms",
+        "uniform",
+        "gem",
+        "--budget-per-model",
+        "50",
+        "--trials",
+        "50",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert all(r["queries_spent"] <= 600 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda p: np.save(p / "m.npy", np.zeros(5, np.uint8)), [], "2-D"),
+        (lambda p: np.save(p / "m.npy", np.full((3, 4), 2, np.uint8)), [], "0 or 1"),
+        (lambda p: np.save(p / "m.npy", np.zeros((0, 4), np.uint8)), [], "empty"),
+        (
+            lambda p: np.save(p / "m.npy", np.zeros((3, 4), np.uint8)),
+            ["--algorithms", "zzz"],
+            "unknown algorithm",
+        ),
+        (
+            lambda p: np.save(p / "m.npy", np.zeros((300, 40), np.uint8)),
+            ["--algorithms", "sh", "--budget-per-model", "1"],
+            "budget",
+        ),
+        (lambda p: (p / "m.npy").write_bytes(b"not numpy"), [], "cannot read"),
+        (lambda p: None, [], "no such file"),
+    ],
+)
+def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, make, args, message):
+    make(tmp_path)
+    base = ["simulate", "--matrix", str(tmp_path / "m.npy"), "--trials", "5"]
+    if "--budget-per-model" not in args:
+        base += ["--budget-per-model", "5"]
+    out = gemfinder(*base, *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
