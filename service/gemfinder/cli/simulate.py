@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict], best: float) -> str:
     header = (
-        f"{'algorithm':<14}{'N/model':>8}{'mean rank':>18}{'accuracy':>10}"
+        f"{'algorithm':<14}{'N/model':>8}{'mean rank':>21}{'accuracy':>10}"
         f"{'P(best)':>9}{'P(<=0.5pt)':>11}{'queries':>10}"
     )
     lines = [header, "-" * len(header)]
@@ -71,7 +71,7 @@ def format_table(rows: list[dict], best: float) -> str:
         lo, hi = r["mean_rank_ci"]
         rank = f"{r['mean_rank']:.2f} [{lo:.1f},{hi:.1f}]"
         lines.append(
-            f"{r['algorithm']:<14}{r['budget_per_model']:>8g}{rank:>18}"
+            f"{r['algorithm']:<14}{r['budget_per_model']:>8g}{rank:>21}"
             f"{r['mean_accuracy']:>10.4f}{r['p_best']:>9.3f}{r['p_within_half_point']:>11.3f}"
             f"{r['queries_spent']:>10.0f}"
         )
