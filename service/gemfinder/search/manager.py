@@ -1,0 +1,194 @@
+"""Long-running searches: start (idempotent by request id), get, watch, cancel, list, resume.
+
+One manager per server process. It persists every search before it runs, keeps one runner task
+per running search, and on startup resumes unfinished searches from their last snapshot (pulls
+whose answers were lost go back to the queue and mostly hit the evaluation cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gemfinder import _core, metrics
+from gemfinder.errors import UserError
+from gemfinder.oracles import Oracle
+from gemfinder.search import events as ev
+from gemfinder.search.runner import SearchCancelled, SearchRunner
+from gemfinder.search.spec import SearchSpec
+from gemfinder.store import SearchRow, Store
+
+log = logging.getLogger(__name__)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class SearchNotFound(LookupError):
+    kind = "not_found"
+
+    def __init__(self, search_id: str) -> None:
+        super().__init__(f"no search with id {search_id!r}")
+
+
+class TooManySearches(RuntimeError):
+    kind = "resource_exhausted"
+
+
+@dataclass
+class _Live:
+    runner: SearchRunner
+    task: asyncio.Task[None]
+
+
+class SearchManager:
+    def __init__(self, store: Store, oracle: Oracle, *, max_active: int = 8) -> None:
+        self.store = store
+        self.oracle = oracle
+        self.max_active = max_active
+        self._live: dict[str, _Live] = {}
+        self._buses: dict[str, ev.EventBus] = {}
+        self._starting = asyncio.Lock()
+
+    # lifecycle ------------------------------------------------------------------------------
+    async def resume_all(self) -> list[str]:
+        resumed = []
+        for row in self.store.unfinished():
+            spec = SearchSpec.from_dict(row.spec)
+            data = self.store.load_snapshot(row.id)
+            sched = _core.Scheduler.restore(data) if data else spec.scheduler()
+            sched.release_in_flight()
+            progress = row.progress or {}
+            try:
+                await self.oracle.prepare(spec.candidates)
+            except Exception as err:  # noqa: BLE001 - an endpoint gone for good fails the search
+                self.store.update_search(row.id, state="failed", error=f"on resume: {err}")
+                continue
+            self._launch(
+                row.id,
+                spec,
+                sched,
+                elapsed_s=progress.get("elapsed_s", 0.0),
+                cached=progress.get("cached", 0),
+            )
+            metrics.SEARCHES_RESUMED.inc()
+            resumed.append(row.id)
+        return resumed
+
+    async def close(self) -> None:
+        """Stop runners without marking them cancelled, so they resume on the next start."""
+        tasks = [live.task for live in self._live.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # rpc-level operations --------------------------------------------------------------------
+    async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
+        async with self._starting:  # one request id, one search, even under concurrent retries
+            if request_id:
+                existing = self.store.find_request(request_id)
+                if existing is not None:
+                    return self.get(existing.id)
+            if len(self._live) >= self.max_active:
+                raise TooManySearches(f"{self.max_active} searches are running; retry later")
+            await self._prepare(spec)
+            search_id = uuid.uuid4().hex
+            self.store.create_search(search_id, request_id or None, spec.to_dict())
+            metrics.SEARCHES_STARTED.inc()
+            metrics.BUDGET_ALLOCATED.inc(spec.budget)
+            self._launch(search_id, spec, spec.scheduler())
+            return self.get(search_id)
+
+    async def _prepare(self, spec: SearchSpec) -> None:
+        try:
+            await self.oracle.prepare(spec.candidates)
+        except UserError as err:
+            raise UserError(f"spec.{err.field}", err.reason) from None
+
+    def get(self, search_id: str) -> SearchRow:
+        row = self.store.get_search(search_id) if search_id else None
+        if row is None:
+            raise SearchNotFound(search_id)
+        live = self._live.get(search_id)
+        if live is not None and row.state not in FINISHED:
+            row.progress = live.runner.progress()
+        return row
+
+    async def wait(self, search_id: str) -> SearchRow:
+        live = self._live.get(search_id)
+        if live is not None:
+            await asyncio.shield(live.task)
+        return self.get(search_id)
+
+    async def cancel(self, search_id: str) -> SearchRow:
+        self.get(search_id)
+        live = self._live.get(search_id)
+        if live is not None:
+            live.runner.cancel()
+            await asyncio.shield(live.task)
+        return self.get(search_id)
+
+    def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
+        return self.store.list_searches(limit, after, **filters)
+
+    async def watch(self, search_id: str) -> AsyncIterator[ev.Event]:
+        row = self.get(search_id)
+        bus = self._buses.get(search_id)
+        if bus is None or row.state in FINISHED:
+            yield ev.Event(ev.SNAPSHOT, row.progress or {}, row.state)
+            if row.state in FINISHED:
+                yield ev.Event(ev.FINISHED, row.progress or {}, row.state)
+                return
+        queue = bus.subscribe() if bus is not None else None
+        try:
+            if bus is not None:
+                yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress or {}, row.state)
+            while queue is not None:
+                event = await queue.get()
+                yield event
+                if event.type == ev.FINISHED:
+                    return
+        finally:
+            if bus is not None and queue is not None:
+                bus.unsubscribe(queue)
+
+    # running --------------------------------------------------------------------------------
+    def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:
+        bus = ev.EventBus()
+        runner = SearchRunner(
+            search_id, spec, self.oracle, self.store, scheduler=sched, bus=bus, **kw
+        )
+        self._buses[search_id] = bus
+        self.store.update_search(search_id, state="running")
+        task = asyncio.create_task(self._run(runner), name=f"search-{search_id}")
+        self._live[search_id] = _Live(runner, task)
+
+    async def _run(self, runner: SearchRunner) -> None:
+        sid = runner.search_id
+        metrics.ACTIVE_SEARCHES.inc()
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            result = await runner.run()
+            outcome = "succeeded"
+            self.store.update_search(sid, state=outcome, result=result, progress=runner.progress())
+        except SearchCancelled as stop:
+            outcome = "cancelled"
+            self.store.update_search(sid, state=outcome, result=stop.result)
+        except asyncio.CancelledError:
+            outcome = "interrupted"  # server shutdown: stays running in the store, resumes
+            raise
+        except Exception as err:  # noqa: BLE001 - a failed search is recorded, not raised
+            log.exception("search %s failed", sid)
+            self.store.update_search(sid, state="failed", error=f"{type(err).__name__}: {err}")
+        finally:
+            metrics.ACTIVE_SEARCHES.dec()
+            if outcome != "interrupted":
+                metrics.SEARCHES_FINISHED.labels(outcome).inc()
+                metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
+                runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
+            self._live.pop(sid, None)
+            self._buses.pop(sid, None)

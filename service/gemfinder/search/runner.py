@@ -1,0 +1,185 @@
+"""Drive one search: ask the Rust scheduler for pulls, answer them through an oracle, tell back.
+
+Every pull the scheduler hands out (a whole round for round-based algorithms) is answered at
+once by its own task; the oracle's per-endpoint semaphores bound what reaches each endpoint, so
+a slow endpoint never holds back the others, and results are told as they arrive. A pull whose
+answer is in the evaluation cache is told without touching an endpoint. Failures are told as
+failures (the scheduler gives the query back), never as a 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from gemfinder import _core, metrics
+from gemfinder.oracles import Oracle, OracleResult
+from gemfinder.search import events as ev
+from gemfinder.search.result import progress, result
+from gemfinder.search.spec import CacheKeys, SearchSpec
+from gemfinder.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class SearchCancelled(Exception):
+    """Raised by `run` when the search was cancelled; `.result` holds the partial result."""
+
+    def __init__(self, partial: dict[str, Any]) -> None:
+        super().__init__("search cancelled")
+        self.result = partial
+
+
+class SearchRunner:
+    def __init__(
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        oracle: Oracle,
+        store: Store | None = None,
+        *,
+        scheduler: _core.Scheduler | None = None,
+        bus: ev.EventBus | None = None,
+        labels: metrics.EndpointLabels = metrics.ENDPOINT_LABELS,
+        elapsed_s: float = 0.0,
+        cached: int = 0,
+        progress_interval_s: float = 0.2,
+        snapshot_interval_s: float = 1.0,
+    ) -> None:
+        self.search_id = search_id
+        self.spec = spec
+        self.oracle = oracle
+        self.store = store
+        self.sched = scheduler or spec.scheduler()
+        self.bus = bus or ev.EventBus()
+        self.keys = CacheKeys(spec)
+        self.cached = cached
+        self._memo: dict[str, int] = {}  # cache when running without a store
+        self._labels = [labels(c.endpoint) for c in spec.candidates]
+        self._start = time.monotonic() - elapsed_s
+        self._cancel = asyncio.Event()
+        self._progress_every = progress_interval_s
+        self._snapshot_every = snapshot_interval_s
+        self._last_progress = self._last_snapshot = 0.0
+        self._round = self.sched.round
+        self._survivors = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def progress(self) -> dict[str, Any]:
+        return progress(self.spec, self.sched, self.cached, self.elapsed)
+
+    def result(self) -> dict[str, Any]:
+        return result(self.spec, self.sched, self.cached, self.elapsed)
+
+    async def run(self) -> dict[str, Any]:
+        """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
+        pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
+        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        self._set_survivors()
+        self._publish(ev.ROUND_STARTED, "running")
+        try:
+            while not self._cancel.is_set():
+                pulls = [] if self.sched.finished else self.sched.ask()
+                hits = self._dispatch(pulls, pending)
+                if hits:
+                    self._after_tells()
+                    continue  # told from the cache: the scheduler may have more to hand out
+                if not pending:
+                    if self.sched.finished:
+                        break
+                    if not pulls:
+                        raise RuntimeError("the scheduler handed out no pull and is not finished")
+                    continue
+                done, _ = await asyncio.wait(
+                    [*pending, cancel_wait], return_when=asyncio.FIRST_COMPLETED
+                )
+                entries = []
+                for task in done:
+                    if task is cancel_wait:
+                        continue
+                    model, item = pending.pop(task)
+                    entries += self._told(model, item, task.result())
+                if self.store is not None:
+                    self.store.put_evals(entries)  # before any snapshot that counts them
+                self._after_tells()
+        finally:
+            cancel_wait.cancel()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            metrics.SURVIVORS.dec(self._survivors)
+            self._survivors = 0
+        if self._cancel.is_set() and not self.sched.finished:
+            raise SearchCancelled(self.result())
+        self._snapshot()
+        return self.result()
+
+    def _dispatch(self, pulls, pending) -> int:
+        hits = 0
+        for model, item in pulls:
+            key = self.keys(model, item)
+            reward = self.store.cached(key) if self.store is not None else self._memo.get(key)
+            if reward is not None:
+                self.sched.tell(model, item, bool(reward))
+                self.cached += 1
+                hits += 1
+                metrics.observe_cached(self._labels[model], reward)
+                metrics.BUDGET_SPENT.inc()
+                continue
+            metrics.QUERIES_SENT.labels(self._labels[model]).inc()
+            task = asyncio.ensure_future(
+                self.oracle.answer(self.spec.candidates[model], self.spec.items[item])
+            )
+            pending[task] = (model, item)
+        return hits
+
+    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int]]:
+        metrics.observe_result(self._labels[model], res)
+        if res.reward is None:
+            self.sched.tell_failed(model, item)
+            return []
+        self.sched.tell(model, item, bool(res.reward))
+        metrics.BUDGET_SPENT.inc()
+        key = self.keys(model, item)
+        if self.store is None:
+            self._memo[key] = res.reward
+        return [(key, res.reward)]
+
+    def _after_tells(self) -> None:
+        now = time.monotonic()
+        rnd = self.sched.round
+        if rnd != self._round:
+            self._round = rnd
+            self._set_survivors()
+            self._snapshot()
+            self._publish(ev.ROUND_FINISHED, "running")
+            if rnd is not None:
+                self._publish(ev.ROUND_STARTED, "running")
+        elif now - self._last_progress >= self._progress_every:
+            self._publish(ev.PROGRESS, "running")
+        if now - self._last_snapshot >= self._snapshot_every:
+            self._snapshot()
+
+    def _publish(self, kind: str, state: str) -> None:
+        self._last_progress = time.monotonic()
+        self.bus.publish(ev.Event(kind, self.progress(), state))
+
+    def _set_survivors(self) -> None:
+        count = len(self.sched.survivors())
+        metrics.SURVIVORS.inc(count - self._survivors)
+        self._survivors = count
+
+    def _snapshot(self) -> None:
+        self._last_snapshot = time.monotonic()
+        if self.store is not None:
+            self.store.save_snapshot(self.search_id, self.sched.snapshot())
+            self.store.update_search(self.search_id, progress=self.progress())

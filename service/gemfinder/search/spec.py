@@ -1,0 +1,145 @@
+"""What defines a search (candidates, items, budget, algorithm, seed, prompt policy), validated.
+
+`SearchSpec` is the domain form shared by the server, the local CLI and the store: `validate`
+raises a `UserError` naming the field at fault, so every bad request becomes INVALID_ARGUMENT
+with a field violation. `to_dict`/`from_dict` give the JSON the store keeps for resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gemfinder import _core
+from gemfinder.candidates import Candidate
+from gemfinder.errors import UserError
+from gemfinder.tasks import Item, get_task
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-side caps on one request (configurable, see gemfinder.config)."""
+
+    max_candidates: int = 5000
+    max_items: int = 100_000
+    max_budget: int = 10_000_000
+
+
+@dataclass
+class SearchSpec:
+    candidates: list[Candidate]
+    items: list[Item]
+    budget: int
+    algorithm: str = _core.DEFAULT_ALGORITHM
+    params: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    system_prompt: bool = False
+    query_set: str | None = None  # registered name, when the items came from one
+
+    @property
+    def exhaustive(self) -> int:
+        return len(self.candidates) * len(self.items)
+
+    def popularity(self) -> list[float] | None:
+        if all(c.downloads is None for c in self.candidates):
+            return None
+        return [c.downloads or 0.0 for c in self.candidates]
+
+    def scheduler(self) -> _core.Scheduler:
+        return _core.Scheduler(
+            self.algorithm,
+            len(self.candidates),
+            len(self.items),
+            self.budget,
+            self.seed,
+            params=self.params or None,
+            popularity=self.popularity(),
+        )
+
+    def validate(self, limits: Limits = Limits(), prefix: str = "spec") -> None:
+        """Raise UserError(field, reason) for the first problem; builds a throwaway scheduler."""
+        n = len(self.candidates)
+        if n < 2:
+            raise UserError(f"{prefix}.candidates", "need at least 2 candidates")
+        if n > limits.max_candidates:
+            raise UserError(f"{prefix}.candidates", f"at most {limits.max_candidates} candidates")
+        seen: dict[str, int] = {}
+        served: dict[tuple[str, str | None], int] = {}
+        for i, cand in enumerate(self.candidates):
+            if cand.model_id in seen:
+                raise UserError(
+                    f"{prefix}.candidates[{i}].model_id",
+                    f"duplicate of candidates[{seen[cand.model_id]}]",
+                )
+            seen[cand.model_id] = i
+            where = (cand.endpoint, cand.adapter_id)
+            if where in served:
+                # Two names for one served model would split its evidence and waste budget.
+                raise UserError(
+                    f"{prefix}.candidates[{i}].adapter_id",
+                    f"candidates[{served[where]}] already names this endpoint and adapter",
+                )
+            served[where] = i
+        if not self.items:
+            raise UserError(f"{prefix}.query_set", "no items")
+        if len(self.items) > limits.max_items:
+            raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
+        if self.budget < 1 or self.budget > limits.max_budget:
+            raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+        try:
+            self.scheduler()
+        except _core.SearchError as err:
+            name = err.field or "algorithm"
+            raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidates": [asdict(c) for c in self.candidates],
+            "items": [{"id": it.id, "task": it.task, "fields": it.fields} for it in self.items],
+            "budget": self.budget,
+            "algorithm": self.algorithm,
+            "params": self.params,
+            "seed": self.seed,
+            "system_prompt": self.system_prompt,
+            "query_set": self.query_set,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSpec:
+        return cls(
+            candidates=[Candidate(**c) for c in data["candidates"]],
+            items=[Item(it["id"], it["task"], it["fields"]) for it in data["items"]],
+            budget=data["budget"],
+            algorithm=data["algorithm"],
+            params=data["params"],
+            seed=data["seed"],
+            system_prompt=data["system_prompt"],
+            query_set=data.get("query_set"),
+        )
+
+
+class CacheKeys:
+    """Evaluation-cache keys: (model, adapter, item content, prompt variant, decoding settings).
+
+    The endpoint URL is left out on purpose: the same model behind another URL answers the
+    same greedy completion, so a moved endpoint does not invalidate the cache.
+    """
+
+    def __init__(self, spec: SearchSpec) -> None:
+        self._items = [self._item_part(it, spec.system_prompt) for it in spec.items]
+        self._models = [
+            json.dumps([c.model_id, c.adapter_id or "", c.backend]) for c in spec.candidates
+        ]
+
+    @staticmethod
+    def _item_part(item: Item, system_prompt: bool) -> str:
+        gen = get_task(item.task).generation
+        body = json.dumps([item.id, item.task, item.fields], sort_keys=True, default=str)
+        decoding = [gen.max_new_tokens, list(gen.stop), "greedy"]
+        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), system_prompt, decoding])
+
+    def __call__(self, model: int, item: int) -> str:
+        raw = f"{self._models[model]}|{self._items[item]}"
+        return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""The gRPC server: ModelSearchService handlers, interceptors, error table, wiring."""

@@ -1,0 +1,113 @@
+"""Wire and run the gRPC server: service, health, reflection, interceptors, TLS, metrics port.
+
+Shutdown order: health to NOT_SERVING, stop accepting and give running calls `grace_s`, then
+stop the search runners without marking them cancelled (they resume on the next start).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from gemfinder.config import ServerConfig
+from gemfinder.errors import UserError
+from gemfinder.metrics import hook_oracle_stats
+from gemfinder.oracles import (
+    InferenceOracle,
+    Oracle,
+    OracleStats,
+    RetryPolicy,
+    load_endpoint_configs,
+)
+from gemfinder.search.manager import SearchManager
+from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
+from gemfinder.server.service import ModelSearchService
+from gemfinder.store import Store
+from gemfinder.tasks import load_query_set
+from gemfinder.v1 import gemfinder_pb2 as pb
+from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelSearchService"].full_name
+
+
+def default_oracle(config: ServerConfig) -> InferenceOracle:
+    endpoints = load_endpoint_configs(config.endpoints) if config.endpoints else []
+    return InferenceOracle(
+        endpoints,
+        policy=RetryPolicy(timeout_s=config.request_timeout_s),
+        stats=hook_oracle_stats(OracleStats()),
+        default_concurrency=config.endpoint_concurrency,
+    )
+
+
+class Server:
+    def __init__(self, config: ServerConfig, oracle: Oracle | None = None) -> None:
+        self.config = config
+        self.query_sets = {
+            name: load_query_set(path) for name, path in config.query_set_paths().items()
+        }
+        self.oracle = oracle or default_oracle(config)
+        self.store = Store(config.db)
+        self.manager = SearchManager(self.store, self.oracle, max_active=config.max_active_searches)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics_server = None
+        self._server = grpc.aio.server(
+            interceptors=[MetricsInterceptor(), AuthInterceptor(config.token), ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+            ],
+        )
+        service = ModelSearchService(
+            self.manager, self.query_sets, config.default_queries_per_model, config.limits
+        )
+        pb_grpc.add_ModelSearchServiceServicer_to_server(service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, self._server)
+
+    async def start(self) -> int:
+        host, _, port = self.config.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UserError("address", f"expected host:port, got {self.config.address!r}")
+        if self.config.tls_cert:
+            key = Path(self.config.tls_key).read_bytes()
+            cert = Path(self.config.tls_cert).read_bytes()
+            creds = grpc.ssl_server_credentials([(key, cert)])
+            self.port = self._server.add_secure_port(self.config.address, creds)
+        else:
+            self.port = self._server.add_insecure_port(self.config.address)
+        await self._server.start()
+        if self.config.metrics_port:
+            self._metrics_server, _ = start_http_server(self.config.metrics_port, addr=host)
+            self.metrics_port = self._metrics_server.server_port
+        resumed = await self.manager.resume_all()
+        if resumed:
+            log.info("resumed %d unfinished searches", len(resumed))
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(self.config.grace_s if grace is None else grace)
+        await self.manager.close()
+        await self.oracle.aclose()
+        self.store.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()

@@ -1,0 +1,175 @@
+"""Proto <-> domain: requests become validated `SearchSpec`s, stored searches become messages.
+
+Field paths in UserErrors follow the proto names (`spec.candidates[2].endpoint`) so clients see
+which field to fix in the BadRequest field violations.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from gemfinder import _core
+from gemfinder.candidates import candidate_from_dict
+from gemfinder.errors import UserError
+from gemfinder.search.spec import Limits, SearchSpec
+from gemfinder.store import SearchRow
+from gemfinder.tasks import Item, parse_item
+from gemfinder.v1 import gemfinder_pb2 as pb
+
+BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", pb.BACKEND_TGI: "tgi", pb.BACKEND_OPENAI: "openai"}
+STATES = {
+    "pending": pb.SEARCH_STATE_PENDING,
+    "running": pb.SEARCH_STATE_RUNNING,
+    "succeeded": pb.SEARCH_STATE_SUCCEEDED,
+    "failed": pb.SEARCH_STATE_FAILED,
+    "cancelled": pb.SEARCH_STATE_CANCELLED,
+}
+STATE_NAMES = {v: k for k, v in STATES.items()}
+MAX_REQUEST_ID = 128
+
+
+def request_id(value: str) -> str | None:
+    if len(value) > MAX_REQUEST_ID:
+        raise UserError("request_id", f"at most {MAX_REQUEST_ID} characters")
+    return value or None
+
+
+def spec_from_proto(
+    msg: pb.SearchSpec,
+    query_sets: dict[str, list[Item]],
+    default_per_model: int,
+    limits: Limits,
+) -> SearchSpec:
+    if len(msg.candidates) > limits.max_candidates:
+        raise UserError("spec.candidates", f"at most {limits.max_candidates} candidates")
+    candidates = []
+    for i, c in enumerate(msg.candidates):
+        where = f"spec.candidates[{i}]"
+        if c.backend not in BACKENDS:
+            raise UserError(f"{where}.backend", "unknown backend")
+        record = {"model_id": c.model_id, "endpoint": c.endpoint, "backend": BACKENDS[c.backend]}
+        if c.adapter_id:
+            record["adapter_id"] = c.adapter_id
+        if c.HasField("downloads"):
+            record["downloads"] = c.downloads
+        record["official"] = c.official
+        candidates.append(candidate_from_dict(record, where))
+    items, name = _items(msg, query_sets, limits)
+    n = len(candidates)
+    which = msg.budget.WhichOneof("amount")
+    if which == "total":
+        budget = msg.budget.total
+    elif which == "per_model":
+        if msg.budget.per_model < 1:
+            raise UserError("spec.budget.per_model", "must be at least 1")
+        budget = msg.budget.per_model * n
+    else:
+        budget = default_per_model * n
+    algorithm = msg.algorithm or _core.DEFAULT_ALGORITHM
+    if algorithm not in _core.ALGORITHMS:
+        raise UserError("spec.algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
+    spec = SearchSpec(
+        candidates=candidates,
+        items=items,
+        budget=budget,
+        algorithm=algorithm,
+        params=dict(msg.params),
+        seed=msg.seed,
+        system_prompt=msg.system_prompt == pb.SYSTEM_PROMPT_POLICY_SYSTEM,
+        query_set=name,
+    )
+    spec.validate(limits)
+    return spec
+
+
+def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
+    which = msg.query_set.WhichOneof("source")
+    if which == "name":
+        items = query_sets.get(msg.query_set.name)
+        if items is None:
+            known = ", ".join(sorted(query_sets)) or "none registered"
+            raise UserError("spec.query_set.name", f"unknown query set (known: {known})")
+        return items, msg.query_set.name
+    if which != "inline":
+        raise UserError("spec.query_set", "required: a registered name or inline items")
+    inline = msg.query_set.inline.items
+    if len(inline) > limits.max_items:
+        raise UserError("spec.query_set.inline.items", f"at most {limits.max_items} items")
+    items, seen = [], set()
+    for i, it in enumerate(inline):
+        where = f"spec.query_set.inline.items[{i}]"
+        try:
+            fields = json.loads(it.fields_json or "{}")
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}.fields_json", f"invalid JSON ({err.msg})") from None
+        if not isinstance(fields, dict):
+            raise UserError(f"{where}.fields_json", "must be a JSON object")
+        item = parse_item(json.dumps({**fields, "id": it.id, "task": it.task}), where)
+        if item.id in seen:
+            raise UserError(f"{where}.id", f"duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    return items, None
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+def progress_to_proto(p: dict) -> pb.Progress:
+    if not p:
+        return pb.Progress()
+    fields = {k: v for k, v in p.items() if k != "elapsed_s"}
+    return pb.Progress(**fields, elapsed=_duration(p.get("elapsed_s", 0.0)))
+
+
+def estimate_to_proto(e: dict | None) -> pb.ModelEstimate | None:
+    if e is None:
+        return None
+    return pb.ModelEstimate(**{k: v for k, v in e.items() if v is not None})
+
+
+def result_to_proto(r: dict) -> pb.SearchResult:
+    out = pb.SearchResult(
+        recommended_model_id=r["recommended_model_id"],
+        ranking=[estimate_to_proto(e) for e in r["ranking"]],
+        queries_spent=r["queries_spent"],
+        queries_failed=r["queries_failed"],
+        queries_cached=r["queries_cached"],
+        exhaustive_queries=r["exhaustive_queries"],
+        elapsed=_duration(r["elapsed_s"]),
+        winner=estimate_to_proto(r["winner"]),
+        hidden_gem=r["hidden_gem"],
+    )
+    if r.get("most_popular") is not None:
+        out.most_popular.CopyFrom(estimate_to_proto(r["most_popular"]))
+    return out
+
+
+def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
+    spec = row.spec
+    out = pb.Search(
+        search_id=row.id,
+        request_id=row.request_id or "",
+        state=STATES[row.state],
+        algorithm=spec["algorithm"],
+        n_candidates=len(spec["candidates"]),
+        n_items=len(spec["items"]),
+        progress=progress_to_proto(row.progress or {}),
+        error=row.error or "",
+        create_time=_timestamp(row.created),
+        update_time=_timestamp(row.updated),
+    )
+    if with_result and row.result is not None:
+        out.result.CopyFrom(result_to_proto(row.result))
+    return out

@@ -1,0 +1,113 @@
+"""ModelSearchService handlers: thin proto <-> domain glue around the SearchManager.
+
+Errors are raised, not aborted here: the ErrorInterceptor maps them through one table.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from gemfinder.errors import UserError
+from gemfinder.search import events as ev
+from gemfinder.search.manager import SearchManager
+from gemfinder.server import convert
+from gemfinder.server.errors import ServiceError
+from gemfinder.tasks import Item
+from gemfinder.v1 import gemfinder_pb2 as pb
+from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
+
+EVENT_TYPES = {
+    ev.SNAPSHOT: pb.EVENT_TYPE_SNAPSHOT,
+    ev.ROUND_STARTED: pb.EVENT_TYPE_ROUND_STARTED,
+    ev.PROGRESS: pb.EVENT_TYPE_PROGRESS,
+    ev.ROUND_FINISHED: pb.EVENT_TYPE_ROUND_FINISHED,
+    ev.FINISHED: pb.EVENT_TYPE_FINISHED,
+}
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+
+class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
+    def __init__(
+        self,
+        manager: SearchManager,
+        query_sets: dict[str, list[Item]],
+        default_per_model: int,
+        limits,
+    ) -> None:
+        self.manager = manager
+        self.query_sets = query_sets
+        self.default_per_model = default_per_model
+        self.limits = limits
+
+    async def _start(self, request):
+        spec = convert.spec_from_proto(
+            request.spec, self.query_sets, self.default_per_model, self.limits
+        )
+        return await self.manager.start(spec, convert.request_id(request.request_id))
+
+    async def SelectBestModel(self, request, context):
+        row = await self._start(request)
+        row = await self.manager.wait(row.id)
+        if row.state == "cancelled":
+            raise ServiceError("cancelled", f"search {row.id} was cancelled")
+        if row.state == "failed":
+            raise ServiceError("aborted", f"search {row.id} failed: {row.error}")
+        return pb.SelectBestModelResponse(search=convert.search_to_proto(row))
+
+    async def StartSearch(self, request, context):
+        row = await self._start(request)
+        return pb.StartSearchResponse(search=convert.search_to_proto(row))
+
+    def _id(self, search_id: str) -> str:
+        if not search_id:
+            raise UserError("search_id", "required")
+        return search_id
+
+    async def GetSearch(self, request, context):
+        row = self.manager.get(self._id(request.search_id))
+        return pb.GetSearchResponse(search=convert.search_to_proto(row))
+
+    async def CancelSearch(self, request, context):
+        row = await self.manager.cancel(self._id(request.search_id))
+        return pb.CancelSearchResponse(search=convert.search_to_proto(row))
+
+    async def WatchSearch(self, request, context):
+        search_id = self._id(request.search_id)
+        async for event in self.manager.watch(search_id):
+            msg = pb.WatchSearchResponse(
+                type=EVENT_TYPES[event.type],
+                progress=convert.progress_to_proto(event.progress),
+                state=convert.STATES.get(event.state, pb.SEARCH_STATE_UNSPECIFIED),
+            )
+            if event.type == ev.FINISHED:
+                msg.search.CopyFrom(convert.search_to_proto(self.manager.get(search_id)))
+            yield msg
+
+    async def ListSearches(self, request, context):
+        if request.page_size < 0:
+            raise UserError("page_size", "must be >= 0")
+        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        after = _decode_token(request.page_token) if request.page_token else None
+        state = convert.STATE_NAMES.get(request.state)
+        rows = self.manager.list(
+            size + 1, after, state=state, request_id=request.request_id or None
+        )
+        page, more = rows[:size], len(rows) > size
+        token = _encode_token(page[-1].created, page[-1].id) if more else ""
+        return pb.ListSearchesResponse(
+            searches=[convert.search_to_proto(r, with_result=False) for r in page],
+            next_page_token=token,
+        )
+
+
+def _encode_token(created: float, search_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created, search_id]).encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[float, str]:
+    try:
+        created, search_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return float(created), str(search_id)
+    except (ValueError, TypeError):
+        raise UserError("page_token", "malformed; pass next_page_token unchanged") from None

@@ -1,0 +1,84 @@
+"""Helpers of the service tests: a pool with a clear best model served by a simulated fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from gemfinder.fleet import Fleet
+from gemfinder.fleet.build import candidates_for, fleet_from_matrix
+from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.oracles import EndpointConfig
+from gemfinder.v1 import gemfinder_pb2 as pb
+
+from tests.fleet_support import make_items
+
+BEST = "org/gem-7b"
+
+
+def clear_best_pool(n_models: int = 16, per_task: int = 12, seed: int = 0):
+    """Models of accuracy ~0.2-0.6 plus BEST at ~0.95; BEST has few downloads (a gem)."""
+    items = make_items(per_task, tasks=("arc_challenge", "mmlu", "winogrande", "gsm8k"))
+    rng = np.random.default_rng(seed)
+    models = [f"org/ft-{k}" for k in range(n_models - 1)] + [BEST]
+    acc = np.append(rng.uniform(0.2, 0.6, n_models - 1), 0.95)
+    correct = (rng.random((n_models, len(items))) < acc[:, None]).astype(np.uint8)
+    downloads = np.append(rng.uniform(10, 1000, n_models - 1), 5.0)
+    downloads[0] = 1e6
+    is_base = np.zeros(n_models, dtype=bool)
+    is_base[0] = True
+    matrix = CorrectnessMatrix(correct, models, [it.id for it in items], downloads, is_base)
+    return matrix, items
+
+
+async def start_fleet(matrix, items, endpoints: int = 2, latency_s: float = 0.0):
+    config = fleet_from_matrix(matrix, endpoints, latency_median_s=latency_s)
+    fleet = await Fleet(config, matrix, items).start()
+    urls = {name: fleet.url(name) for name in fleet.names}
+    candidates = candidates_for(config, urls, matrix)
+    endpoint_configs = [
+        EndpointConfig(urls[s.name], adapters=tuple(s.adapters), max_concurrency=16)
+        for s in config.endpoints
+    ]
+    return fleet, candidates, endpoint_configs
+
+
+def write_endpoints(endpoint_configs, path: Path) -> Path:
+    data = [
+        {"url": c.url, "adapters": list(c.adapters or ()), "max_concurrency": c.max_concurrency}
+        for c in endpoint_configs
+    ]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def generate_requests(fleet: Fleet) -> int:
+    return sum(fleet.state(name).requests["/generate"] for name in fleet.names)
+
+
+def spec_proto(candidates, items, per_model: int = 30, seed: int = 0, **kw) -> pb.SearchSpec:
+    return pb.SearchSpec(
+        candidates=[
+            pb.Candidate(
+                model_id=c.model_id,
+                endpoint=c.endpoint,
+                backend=pb.BACKEND_TGI,
+                adapter_id=c.adapter_id or "",
+                downloads=c.downloads,
+                official=c.official,
+            )
+            for c in candidates
+        ],
+        query_set=pb.QuerySet(
+            inline=pb.InlineQuerySet(
+                items=[
+                    pb.QueryItem(id=it.id, task=it.task, fields_json=json.dumps(it.fields))
+                    for it in items
+                ]
+            )
+        ),
+        budget=pb.Budget(per_model=per_model),
+        seed=seed,
+        **kw,
+    )
