@@ -1,0 +1,64 @@
+"""Human-readable reports of a search result: ranking table and the gem report.
+
+Works on the result dict of gemfinder.search.result and on the SearchResult proto alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key)
+
+
+def _downloads(est: Any) -> str:
+    value = _get(est, "downloads")
+    if value is None or (not isinstance(est, dict) and not est.HasField("downloads")):
+        return "-"
+    return f"{value:,.0f}"
+
+
+def ranking_table(result: Any, top: int = 10) -> str:
+    lines = [f"{'rank':>4}  {'model':<48} {'acc':>6} {'95% interval':>15} {'seen':>5} downloads"]
+    for est in list(_get(result, "ranking"))[:top]:
+        lines.append(
+            f"{_get(est, 'rank'):>4}  {_get(est, 'model_id')[:48]:<48} "
+            f"{_get(est, 'accuracy'):>6.3f} "
+            f"[{_get(est, 'lower'):.3f}, {_get(est, 'upper'):.3f}] "
+            f"{_get(est, 'items_seen'):>5} {_downloads(est)}"
+        )
+    return "\n".join(lines)
+
+
+def gem_report(result: Any, true_accuracy: dict[str, float] | None = None) -> str:
+    winner = _get(result, "winner")
+    popular = _get(result, "most_popular")
+    has_popular = popular is not None and (
+        isinstance(result, dict) or result.HasField("most_popular")
+    )
+    rows = [("winner", winner)] + ([("most popular", popular)] if has_popular else [])
+    lines = []
+    for label, est in rows:
+        name = _get(est, "model_id")
+        truth = ""
+        if true_accuracy and name in true_accuracy:
+            truth = f"  (true accuracy {true_accuracy[name]:.3f})"
+        lines.append(
+            f"{label:<13} {name}  estimated {_get(est, 'accuracy'):.3f} "
+            f"on {_get(est, 'items_seen')} items, downloads {_downloads(est)}{truth}"
+        )
+    if has_popular:
+        verdict = "a hidden gem" if _get(result, "hidden_gem") else "not a hidden gem"
+        lines.append(
+            f"verdict       the winner is {verdict} (not among the most downloaded 1% and "
+            "strictly better than each of them)"
+        )
+    spent = int(_get(result, "queries_spent"))
+    exhaustive = int(_get(result, "exhaustive_queries"))
+    lines.append(
+        f"cost          {spent:,} queries ({int(_get(result, 'queries_failed')):,} failed, "
+        f"{int(_get(result, 'queries_cached')):,} from cache) vs {exhaustive:,} for exhaustive "
+        f"evaluation: {exhaustive / max(spent, 1):.0f}x cheaper"
+    )
+    return "\n".join(lines)

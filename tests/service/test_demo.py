@@ -1,0 +1,23 @@
+"""Smoke test of `gemfinder demo` on a small tree: exits 0, prints the report, leaves no process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "gemfinder", "demo", "--models", "40", "--items", "200",
+            "--per-model", "20", "--endpoints", "2", "--no-progress", "--workdir", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "winner" in out.stdout and "most popular" in out.stdout
+    assert "cheaper" in out.stdout and "/metrics" in out.stdout
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
+    ).stdout.split()
+    assert leftovers == []
