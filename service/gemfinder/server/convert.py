@@ -42,6 +42,8 @@ def spec_from_proto(
     default_per_model: int,
     limits: Limits,
 ) -> SearchSpec:
+    if len(msg.candidates) < 2:
+        raise UserError("spec.candidates", "need at least 2 candidates")
     if len(msg.candidates) > limits.max_candidates:
         raise UserError("spec.candidates", f"at most {limits.max_candidates} candidates")
     candidates = []
