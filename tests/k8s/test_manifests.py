@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import kubernetes_validate
@@ -76,6 +77,8 @@ def test_selectors_leave_the_version_out_and_match_the_pods(path, doc):
 
 
 def _kustomize(path) -> list[dict]:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl not found: install kubectl (its `kustomize` builds k8s/)")
     out = subprocess.run(
         ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=False
     )
