@@ -55,28 +55,29 @@ class SearchManager:
 
     # lifecycle ------------------------------------------------------------------------------
     async def resume_all(self) -> list[str]:
-        resumed = []
-        for row in self.store.unfinished():
-            spec = SearchSpec.from_dict(row.spec)
-            data = self.store.load_snapshot(row.id)
-            sched = _core.Scheduler.restore(data) if data else spec.scheduler()
-            sched.release_in_flight()
-            progress = row.progress or {}
-            try:
-                await self.oracle.prepare(spec.candidates)
-            except Exception as err:  # noqa: BLE001 - an endpoint gone for good fails the search
-                self.store.update_search(row.id, state="failed", error=f"on resume: {err}")
-                continue
-            self._launch(
-                row.id,
-                spec,
-                sched,
-                elapsed_s=progress.get("elapsed_s", 0.0),
-                cached=progress.get("cached", 0),
-            )
-            metrics.SEARCHES_RESUMED.inc()
-            resumed.append(row.id)
-        return resumed
+        return [row.id for row in self.store.unfinished() if await self.resume(row)]
+
+    async def resume(self, row: SearchRow) -> bool:
+        """Restart an unfinished search from its last snapshot; False when it failed instead."""
+        spec = SearchSpec.from_dict(row.spec)
+        data = self.store.load_snapshot(row.id)
+        sched = _core.Scheduler.restore(data) if data else spec.scheduler()
+        sched.release_in_flight()
+        progress = row.progress or {}
+        try:
+            await self.oracle.prepare(spec.candidates)
+        except Exception as err:  # noqa: BLE001 - an endpoint gone for good fails the search
+            self.store.update_search(row.id, state="failed", error=f"on resume: {err}")
+            return False
+        self._launch(
+            row.id,
+            spec,
+            sched,
+            elapsed_s=progress.get("elapsed_s", 0.0),
+            cached=progress.get("cached", 0),
+        )
+        metrics.SEARCHES_RESUMED.inc()
+        return True
 
     async def close(self) -> None:
         """Stop runners without marking them cancelled, so they resume on the next start."""

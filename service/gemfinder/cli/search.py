@@ -1,0 +1,173 @@
+"""`gemfinder search`: run one search locally, without a server, and print the ranking.
+
+Live mode sends queries to the candidates' endpoints; `--matrix` answers them from a correctness
+matrix instead (offline, no endpoint is contacted). The search runs through the same
+SearchManager as the server, so `--store PATH` caches every graded query and an interrupted
+search resumes when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+
+from tqdm import tqdm
+
+from gemfinder import _core, report
+from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.errors import UserError
+from gemfinder.matrix import CorrectnessMatrix, load_matrix
+from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
+from gemfinder.search import SearchSpec
+from gemfinder.search.manager import FINISHED, SearchManager
+from gemfinder.store import Store
+from gemfinder.tasks import Item, load_query_set
+
+DEFAULT_PER_MODEL = 50
+MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle answers
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="run a search locally (no server) and print the ranking and gem report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--candidates", help="candidates .json list or .jsonl (default with --matrix: "
+                   "every row of the matrix)")  # fmt: skip
+    p.add_argument("--query-set", required=True, help="query set .jsonl (id, task, fields)")
+    p.add_argument("--matrix", help="answer from this correctness matrix instead of endpoints")
+    p.add_argument("--endpoints", help="endpoint settings JSON (tokens, adapters, concurrency)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-per-model", type=int, help=f"default {DEFAULT_PER_MODEL}")
+    budget.add_argument("--budget", type=int, help="total queries for the whole search")
+    p.add_argument("--algorithm", default=_core.DEFAULT_ALGORITHM, help="default: %(default)s")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm "
+                   "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--system-prompt", choices=("none", "system"), default="none")
+    p.add_argument("--store", help="SQLite file caching answers; rerun the command to resume")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run)
+
+
+def parse_params(pairs: list[str]) -> dict[str, float]:
+    params: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise UserError("--param", f"expected name=number, got {pair!r}")
+    return params
+
+
+def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
+    """Every row as a candidate; rows are told apart by adapter id on one placeholder URL."""
+    return [
+        Candidate(
+            model_id=name,
+            endpoint=MATRIX_ENDPOINT,
+            adapter_id=name,
+            downloads=None if matrix.downloads is None else float(matrix.downloads[k]),
+            official=False if matrix.is_base is None else bool(matrix.is_base[k]),
+        )
+        for k, name in enumerate(matrix.models)
+    ]
+
+
+def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
+    """The validated spec and the oracle answering it; bad input is a UserError."""
+    items: list[Item] = load_query_set(args.query_set)
+    matrix = load_matrix(args.matrix) if args.matrix else None
+    if args.candidates:
+        candidates = load_candidates(args.candidates)
+    elif matrix is not None:
+        candidates = matrix_candidates(matrix)
+    else:
+        raise UserError("--candidates", "required (or --matrix to search its rows offline)")
+    if args.algorithm not in _core.ALGORITHMS:
+        raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
+    per_model = args.budget_per_model or DEFAULT_PER_MODEL
+    spec = SearchSpec(
+        candidates=candidates,
+        items=items,
+        budget=args.budget if args.budget is not None else per_model * len(candidates),
+        algorithm=args.algorithm,
+        params=parse_params(args.param),
+        seed=args.seed,
+        system_prompt=args.system_prompt == "system",
+    )
+    spec.validate(prefix="search")
+    if matrix is not None:
+        missing = sorted({it.id for it in items} - set(matrix.items))
+        if missing:
+            raise UserError("--query-set", f"items not in the matrix: {', '.join(missing[:5])}")
+        return spec, ReplayOracle(matrix)
+    endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
+    return spec, InferenceOracle(endpoints, system_prompt=spec.system_prompt)
+
+
+def search_key(spec: SearchSpec) -> str:
+    """Same spec, same key: the request id that lets a rerun find (and resume) its search."""
+    body = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    return "cli-" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: bool = True):
+    """Start (or resume, or fetch) the search of `spec` in `store`; returns its final row."""
+    manager = SearchManager(store, oracle, max_active=1)
+    try:
+        key = search_key(spec)
+        row = store.find_request(key)
+        if row is not None and row.state not in FINISHED:
+            await manager.resume(row)
+        elif row is not None and row.state != "succeeded":
+            row = await manager.start(spec)  # a failed run is retried; its answers stay cached
+        else:
+            row = await manager.start(spec, key)
+        if progress:
+            await _follow(manager, row.id)
+        return await manager.wait(row.id)
+    finally:
+        await manager.close()  # on Ctrl-C: stops without marking cancelled, so it resumes
+        await oracle.aclose()
+
+
+async def _follow(manager: SearchManager, search_id: str) -> None:
+    bar = tqdm(total=1, unit="q", desc="searching", file=sys.stderr, disable=None, leave=False)
+    with bar:
+        async for event in manager.watch(search_id):
+            p = event.progress
+            if not p:
+                continue
+            bar.total, bar.n = max(p["budget"], 1), p["spent"]
+            rnd = f"round {p['round']}/{p['total_rounds']}" if p["total_rounds"] else "done"
+            bar.set_postfix_str(f"{rnd}, {p['survivors']} left, spent {p['spent']:,}")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, oracle = build(args)
+    store = Store(args.store or ":memory:")
+    try:
+        row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
+    finally:
+        store.close()
+    if row.state != "succeeded" or row.result is None:
+        print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(row.result, sys.stdout, indent=1)
+        print()
+        return 0
+    print(report.ranking_table(row.result, top=args.top))
+    print()
+    print(report.gem_report(row.result))
+    return 0

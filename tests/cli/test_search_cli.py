@@ -1,0 +1,98 @@
+"""`gemfinder search`: offline against a matrix, live against a simulated fleet, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from gemfinder.cli import main
+from gemfinder.matrix import save_npz
+
+from tests.service.support import BEST, clear_best_pool, start_fleet, write_endpoints
+
+
+@pytest.fixture
+def files(tmp_path):
+    matrix, items = clear_best_pool()
+    save_npz(matrix, tmp_path / "m.npz")
+    lines = [json.dumps({"id": it.id, "task": it.task, **it.fields}) for it in items]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path, matrix, items
+
+
+def search(tmp_path, *extra: str) -> list[str]:
+    return ["search", "--query-set", str(tmp_path / "items.jsonl"), *extra]
+
+
+def test_matrix_mode_prints_ranking_and_gem_report(files, capsys):
+    tmp_path, _, _ = files
+    assert main(search(tmp_path, "--matrix", str(tmp_path / "m.npz"))) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[1] == BEST
+    assert "the winner is a hidden gem" in out
+    assert "vs 768 for exhaustive" in out
+
+
+def test_json_and_store_cache_and_rerun(files, capsys):
+    tmp_path, _, _ = files
+    argv = search(tmp_path, "--matrix", str(tmp_path / "m.npz"), "--json")
+    argv += ["--store", str(tmp_path / "s.db"), "--budget-per-model", "20", "--seed", "1"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["recommended_model_id"] == BEST
+    assert first["queries_cached"] == 0 and first["queries_spent"] <= 20 * 16
+    assert main(argv) == 0  # same spec: the stored result, nothing run again
+    assert json.loads(capsys.readouterr().out) == first
+    assert main([*argv[:-1], "2"]) == 0  # another seed: shared items come from the cache
+    assert json.loads(capsys.readouterr().out)["queries_cached"] > 0
+
+
+async def test_live_mode_against_a_simulated_fleet(files, capsys):
+    tmp_path, matrix, items = files
+    fleet, candidates, configs = await start_fleet(matrix, items)
+    try:
+        records = [
+            {k: v for k, v in vars(c).items() if v is not None and v is not False}
+            for c in candidates
+        ]
+        (tmp_path / "c.json").write_text(json.dumps(records), encoding="utf-8")
+        endpoints = write_endpoints(configs, tmp_path / "endpoints.json")
+        argv = search(tmp_path, "--candidates", str(tmp_path / "c.json"))
+        argv += ["--endpoints", str(endpoints), "--budget", "400", "--param", "first_cut=8"]
+        code = await asyncio.to_thread(main, argv)  # the CLI runs its own event loop
+    finally:
+        await fleet.stop()
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[1] == BEST
+    assert "400 queries" in out or "queries (0 failed" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--candidates: required"),
+        (["--matrix", "nope.npz"], "matrix: no such file"),
+        (["--matrix", "{m}", "--algorithm", "magic"], "--algorithm: unknown"),
+        (["--matrix", "{m}", "--param", "first_cut"], "--param: expected name=number"),
+        (["--matrix", "{m}", "--param", "bogus=1"], "search.params.bogus"),
+        (["--matrix", "{m}", "--budget", "3"], "search.budget"),
+        (["--matrix", "{m}", "--candidates", "{q}"], "line 1.answer: unknown field"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):
+    tmp_path, _, _ = files
+    extra = [a.format(m=tmp_path / "m.npz", q=tmp_path / "items.jsonl") for a in extra]
+    assert main(search(tmp_path, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_items_outside_the_matrix_are_refused(files, capsys):
+    tmp_path, _, items = files
+    extra = json.dumps({"id": "arc-extra", "task": items[0].task, **items[0].fields})
+    with (tmp_path / "items.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(extra + "\n")
+    assert main(search(tmp_path, "--matrix", str(tmp_path / "m.npz"))) == 2
+    assert "items not in the matrix: arc-extra" in capsys.readouterr().err
