@@ -203,6 +203,42 @@ impl Scheduler {
         }
     }
 
+    /// Run the whole current round at once with answers from `answer(model, item)`, then
+    /// eliminate and plan the next round: what asking for the round, grading every pull and
+    /// telling each grade would do, without the per-pull bookkeeping. Only for a fresh round
+    /// with nothing in flight; returns false (and does nothing) otherwise. The simulator uses
+    /// it; the planning and elimination code is the same as for ask/tell.
+    pub fn run_round_with(&mut self, mut answer: impl FnMut(u32, u32) -> bool) -> bool {
+        let n = self.config.n_items as u32;
+        let Phase::Rounds(rs) = &mut self.phase else {
+            return false;
+        };
+        let fresh = rs.next_j == 0 && rs.next_survivor == 0;
+        if !fresh || self.in_flight > 0 || !self.retries.is_empty() || rs.outstanding == 0 {
+            return false;
+        }
+        let mut graded = 0u64;
+        for &model in &self.survivors {
+            let m = model as usize;
+            let start = self.arms.cursor[m];
+            let end = start.saturating_add(rs.t).min(n);
+            let mut hits = 0u32;
+            for pos in start..end {
+                hits += answer(model, self.order.item(model, pos)) as u32;
+            }
+            self.arms.cursor[m] = end;
+            self.arms.seen[m] += end - start;
+            self.arms.successes[m] += hits;
+            graded += (end - start) as u64;
+        }
+        debug_assert_eq!(graded, rs.outstanding);
+        self.spent += graded;
+        rs.outstanding = 0;
+        self.close_round();
+        self.plan_round();
+        true
+    }
+
     fn generate_round_pull(&mut self) -> Option<Pull> {
         let n = self.config.n_items as u32;
         let Phase::Rounds(rs) = &mut self.phase else {

@@ -67,6 +67,8 @@ pub fn run_trial(template: &SearchConfig, matrix: Matrix, trial: u64) -> Result<
     config.n_models = matrix.n_models;
     config.n_items = matrix.n_items;
     let mut scheduler = Scheduler::new(config)?;
+    // Round-based algorithms: whole rounds at once (the same decisions as ask/tell; tested).
+    while scheduler.run_round_with(|m, i| matrix.get(Pull { model: m, item: i })) {}
     // Sequential algorithms must see each grade before choosing the next pull.
     let batch = if scheduler.config().algorithm.is_round_based() {
         usize::MAX
@@ -183,6 +185,44 @@ fn proportion(hits: u32, n: u32) -> Estimate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Algorithm;
+    use std::collections::BTreeMap;
+
+    /// The round-at-once path must give exactly what pull-by-pull ask/tell gives.
+    #[test]
+    fn whole_rounds_match_ask_and_tell() {
+        let (k, n) = (37, 90);
+        let data: Vec<u8> = (0..k * n)
+            .map(|i| ((i * 7919) % 13 < (i / n) % 9) as u8)
+            .collect();
+        let matrix = Matrix::new(&data, k, n).unwrap();
+        for name in ["uniform", "sh", "sh_correlated", "gem", "sr", "bayes_elim"] {
+            let mut params = BTreeMap::new();
+            if name == "gem" {
+                params.insert("first_cut".to_string(), 8.0);
+            }
+            for (budget, trial) in [(200u64, 0u64), (555, 1), (1500, 2), (4000, 3)] {
+                let algorithm = Algorithm::from_name(name, &params).unwrap();
+                let mut config = SearchConfig::new(algorithm, k, n, budget, 5);
+                config.trial = trial;
+                let fast = run_trial(&config, matrix, trial).unwrap();
+                let mut slow = Scheduler::new(config).unwrap();
+                let mut pulls = Vec::new();
+                loop {
+                    pulls.clear();
+                    slow.next_pulls(usize::MAX, &mut pulls);
+                    if pulls.is_empty() {
+                        break;
+                    }
+                    for &p in &pulls {
+                        slow.record(p, matrix.get(p));
+                    }
+                }
+                assert_eq!(Some(fast.pick), slow.recommendation(), "{name} B={budget}");
+                assert_eq!(fast.spent, slow.spent(), "{name} B={budget}");
+            }
+        }
+    }
 
     #[test]
     fn ranks_average_ties() {
