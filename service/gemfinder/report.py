@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+VERDICTS = {
+    "hidden_gem": "the winner is a hidden gem: not among the most downloaded 1% and "
+    "significantly better than each of them on the items both answered",
+    "not_a_gem": "not a hidden gem: the winner is among the most downloaded 1%, or one of "
+    "them is significantly better on the items both answered",
+    "undetermined": "undetermined: too few shared items to tell the winner from the most "
+    "downloaded 1%",
+}
+
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key)
@@ -17,6 +26,15 @@ def _downloads(est: Any) -> str:
     if value is None or (not isinstance(est, dict) and not est.HasField("downloads")):
         return "-"
     return f"{value:,.0f}"
+
+
+def _verdict(result: Any) -> str:
+    value = _get(result, "gem_verdict")
+    if isinstance(value, int):  # the proto enum: GEM_VERDICT_HIDDEN_GEM -> hidden_gem
+        from gemfinder.v1 import gemfinder_pb2 as pb
+
+        return pb.GemVerdict.Name(value).removeprefix("GEM_VERDICT_").lower()
+    return value or ""
 
 
 def ranking_table(result: Any, top: int = 10) -> str:
@@ -49,11 +67,13 @@ def gem_report(result: Any, true_accuracy: dict[str, float] | None = None) -> st
             f"on {_get(est, 'items_seen')} items, downloads {_downloads(est)}{truth}"
         )
     if has_popular:
-        verdict = "a hidden gem" if _get(result, "hidden_gem") else "not a hidden gem"
-        lines.append(
-            f"verdict       the winner is {verdict} (not among the most downloaded 1% and "
-            "strictly better than each of them)"
-        )
+        lines.append(f"verdict       {VERDICTS.get(_verdict(result), 'no verdict')}")
+        for pair in _get(result, "gem_evidence") or []:
+            lines.append(
+                f"  vs {_get(pair, 'model_id')}: {_get(pair, 'shared_items')} shared items, "
+                f"winner alone right on {_get(pair, 'winner_only_correct')}, it alone on "
+                f"{_get(pair, 'other_only_correct')} (sign test p = {_get(pair, 'p_value'):.2g})"
+            )
     spent = int(_get(result, "queries_spent"))
     exhaustive = int(_get(result, "exhaustive_queries"))
     lines.append(

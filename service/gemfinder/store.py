@@ -1,6 +1,8 @@
 """SQLite (WAL) persistence: searches and their requests, scheduler snapshots, evaluation cache.
 
-The evaluation cache is what makes a query never paid twice: every graded answer is committed
+The pulls table keeps which items each model of a search was graded on, for paired
+comparisons (the hidden-gem verdict) that survive a restart. The evaluation cache is what makes
+a query never paid twice: every graded answer is committed
 before it is told to the scheduler, so a search resumed from an older snapshot re-asks lost
 pulls and finds them here instead of at the endpoint. One connection, used from the event loop
 thread only; writes are short transactions.
@@ -33,6 +35,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pulls (
+    search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+    model INTEGER NOT NULL,
+    item INTEGER NOT NULL,
+    reward INTEGER NOT NULL,
+    PRIMARY KEY (search_id, model, item)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evals (
     key TEXT PRIMARY KEY,
     reward INTEGER NOT NULL,
@@ -160,16 +169,36 @@ class Store:
         row = self._db.execute("SELECT reward FROM evals WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else None
 
-    def put_evals(self, entries: list[tuple[str, int]]) -> None:
-        if not entries:
+    def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
+        """Record graded pulls (cache key, model, item, reward) of a search in one transaction.
+
+        A pull re-told after a resume is ignored: the key and the pull are already there.
+        """
+        if not answers:
             return
         now = time.time()
-        with self._db:  # one transaction for the batch
+        with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO evals (key, reward, created) VALUES (?, ?, ?)",
-                [(key, reward, now) for key, reward in entries],
+                [(key, reward, now) for key, _, _, reward in answers],
             )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pulls (search_id, model, item, reward) VALUES (?, ?, ?, ?)",
+                [(search_id, model, item, reward) for _, model, item, reward in answers],
+            )
+
+    def outcomes(self, search_id: str, models: list[int]) -> dict[int, dict[int, int]]:
+        """{model: {item: reward}} of the graded pulls of `models` in a search."""
+        out: dict[int, dict[int, int]] = {m: {} for m in models}
+        marks = ", ".join("?" * len(models))
+        rows = self._db.execute(
+            f"SELECT model, item, reward FROM pulls WHERE search_id = ? AND model IN ({marks})",
+            (search_id, *models),
+        )
+        for model, item, reward in rows:
+            out[model][item] = reward
+        return out
 
     def count_evals(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM evals").fetchone()[0])

@@ -1,18 +1,13 @@
-"""Progress and result of a search as plain JSON-ready dicts, and the hidden-gem report.
-
-Hidden gem (the published definition): the winner is not among the most downloaded 1% of the
-candidates, and its estimated accuracy is strictly higher than that of every one of them.
-"""
+"""Progress and result of a search as plain JSON-ready dicts (the gem verdict: search.gem)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any
 
 from gemfinder import _core
+from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.spec import SearchSpec
-
-TOP_SHARE = 0.01
 
 
 def estimate(spec: SearchSpec, ranked: _core.RankedModel) -> dict[str, Any]:
@@ -30,17 +25,6 @@ def estimate(spec: SearchSpec, ranked: _core.RankedModel) -> dict[str, Any]:
         "downloads": cand.downloads,
         "official": cand.official,
     }
-
-
-def most_downloaded(spec: SearchSpec) -> list[int]:
-    """Indices of the most downloaded 1% of candidates (at least one); [] without downloads."""
-    if all(c.downloads is None for c in spec.candidates):
-        return []
-    k = max(1, math.ceil(TOP_SHARE * len(spec.candidates)))
-    order = sorted(
-        range(len(spec.candidates)), key=lambda i: (-(spec.candidates[i].downloads or 0.0), i)
-    )
-    return order[:k]
 
 
 def progress(
@@ -71,7 +55,14 @@ def progress(
     }
 
 
-def result(spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float) -> dict[str, Any]:
+def result(
+    spec: SearchSpec,
+    sched: _core.Scheduler,
+    cached: int,
+    elapsed: float,
+    outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
+) -> dict[str, Any]:
+    """`outcomes(models)` gives {model: {item: reward}} of this search, for the gem verdict."""
     ranking = sched.ranking()
     by_model = {r.model: r for r in ranking}
     winner_idx = sched.recommendation
@@ -79,7 +70,7 @@ def result(spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float
         winner_idx = ranking[0].model
     winner = by_model[winner_idx]
     top = most_downloaded(spec)
-    gem = bool(top) and winner_idx not in top and all(winner.mean > by_model[t].mean for t in top)
+    gem, evidence = verdict(spec, winner_idx, outcomes([winner_idx, *top]))
     return {
         "recommended_model_id": spec.candidates[winner_idx].model_id,
         "ranking": [estimate(spec, r) for r in ranking],
@@ -90,5 +81,7 @@ def result(spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float
         "elapsed_s": elapsed,
         "winner": estimate(spec, winner),
         "most_popular": estimate(spec, by_model[top[0]]) if top else None,
-        "hidden_gem": gem,
+        "hidden_gem": gem == HIDDEN_GEM,
+        "gem_verdict": gem,
+        "gem_evidence": evidence,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from gemfinder import _core, metrics
@@ -38,7 +39,7 @@ class SearchRunner:
         search_id: str,
         spec: SearchSpec,
         oracle: Oracle,
-        store: Store | None = None,
+        store: Store,
         *,
         scheduler: _core.Scheduler | None = None,
         bus: ev.EventBus | None = None,
@@ -56,7 +57,6 @@ class SearchRunner:
         self.bus = bus or ev.EventBus()
         self.keys = CacheKeys(spec)
         self.cached = cached
-        self._memo: dict[str, int] = {}  # cache when running without a store
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
         self._cancel = asyncio.Event()
@@ -77,7 +77,8 @@ class SearchRunner:
         return progress(self.spec, self.sched, self.cached, self.elapsed)
 
     def result(self) -> dict[str, Any]:
-        return result(self.spec, self.sched, self.cached, self.elapsed)
+        outcomes = partial(self.store.outcomes, self.search_id)
+        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
 
     async def run(self) -> dict[str, Any]:
         """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
@@ -90,6 +91,7 @@ class SearchRunner:
                 pulls = [] if self.sched.finished else self.sched.ask()
                 hits = self._dispatch(pulls, pending)
                 if hits:
+                    self.store.put_answers(self.search_id, hits)
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
@@ -107,8 +109,7 @@ class SearchRunner:
                         continue
                     model, item = pending.pop(task)
                     entries += self._told(model, item, task.result())
-                if self.store is not None:
-                    self.store.put_evals(entries)  # before any snapshot that counts them
+                self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self._after_tells()
         finally:
             cancel_wait.cancel()
@@ -123,15 +124,16 @@ class SearchRunner:
         self._snapshot()
         return self.result()
 
-    def _dispatch(self, pulls, pending) -> int:
-        hits = 0
+    def _dispatch(self, pulls, pending) -> list[tuple[str, int, int, int]]:
+        """Tell cache hits at once (returned, to record as pulls); send the rest to the oracle."""
+        hits = []
         for model, item in pulls:
             key = self.keys(model, item)
-            reward = self.store.cached(key) if self.store is not None else self._memo.get(key)
+            reward = self.store.cached(key)
             if reward is not None:
                 self.sched.tell(model, item, bool(reward))
                 self.cached += 1
-                hits += 1
+                hits.append((key, model, item, reward))
                 metrics.observe_cached(self._labels[model], reward)
                 metrics.BUDGET_SPENT.inc()
                 continue
@@ -142,17 +144,14 @@ class SearchRunner:
             pending[task] = (model, item)
         return hits
 
-    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int]]:
+    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
         metrics.observe_result(self._labels[model], res)
         if res.reward is None:
             self.sched.tell_failed(model, item)
             return []
         self.sched.tell(model, item, bool(res.reward))
         metrics.BUDGET_SPENT.inc()
-        key = self.keys(model, item)
-        if self.store is None:
-            self._memo[key] = res.reward
-        return [(key, res.reward)]
+        return [(self.keys(model, item), model, item, res.reward)]
 
     def _after_tells(self) -> None:
         now = time.monotonic()
@@ -180,6 +179,5 @@ class SearchRunner:
 
     def _snapshot(self) -> None:
         self._last_snapshot = time.monotonic()
-        if self.store is not None:
-            self.store.save_snapshot(self.search_id, self.sched.snapshot())
-            self.store.update_search(self.search_id, progress=self.progress())
+        self.store.save_snapshot(self.search_id, self.sched.snapshot())
+        self.store.update_search(self.search_id, progress=self.progress())

@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from gemfinder import _core
 from gemfinder.candidates import candidate_from_dict
 from gemfinder.errors import UserError
+from gemfinder.search import gem
 from gemfinder.search.spec import Limits, SearchSpec
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
@@ -27,6 +28,12 @@ STATES = {
     "cancelled": pb.SEARCH_STATE_CANCELLED,
 }
 STATE_NAMES = {v: k for k, v in STATES.items()}
+GEM_VERDICTS = {
+    gem.HIDDEN_GEM: pb.GEM_VERDICT_HIDDEN_GEM,
+    gem.NOT_A_GEM: pb.GEM_VERDICT_NOT_A_GEM,
+    gem.UNDETERMINED: pb.GEM_VERDICT_UNDETERMINED,
+    gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
+}
 MAX_REQUEST_ID = 128
 
 
@@ -152,6 +159,8 @@ def result_to_proto(r: dict) -> pb.SearchResult:
         elapsed=_duration(r["elapsed_s"]),
         winner=estimate_to_proto(r["winner"]),
         hidden_gem=r["hidden_gem"],
+        gem_verdict=GEM_VERDICTS.get(r.get("gem_verdict", ""), pb.GEM_VERDICT_UNSPECIFIED),
+        gem_evidence=[pb.PairedComparison(**e) for e in r.get("gem_evidence", [])],
     )
     if r.get("most_popular") is not None:
         out.most_popular.CopyFrom(estimate_to_proto(r["most_popular"]))

@@ -32,6 +32,14 @@ class SearchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEARCH_STATE_FAILED: _ClassVar[SearchState]
     SEARCH_STATE_CANCELLED: _ClassVar[SearchState]
 
+class GemVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GEM_VERDICT_UNSPECIFIED: _ClassVar[GemVerdict]
+    GEM_VERDICT_HIDDEN_GEM: _ClassVar[GemVerdict]
+    GEM_VERDICT_NOT_A_GEM: _ClassVar[GemVerdict]
+    GEM_VERDICT_UNDETERMINED: _ClassVar[GemVerdict]
+    GEM_VERDICT_NO_POPULARITY: _ClassVar[GemVerdict]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -52,6 +60,11 @@ SEARCH_STATE_RUNNING: SearchState
 SEARCH_STATE_SUCCEEDED: SearchState
 SEARCH_STATE_FAILED: SearchState
 SEARCH_STATE_CANCELLED: SearchState
+GEM_VERDICT_UNSPECIFIED: GemVerdict
+GEM_VERDICT_HIDDEN_GEM: GemVerdict
+GEM_VERDICT_NOT_A_GEM: GemVerdict
+GEM_VERDICT_UNDETERMINED: GemVerdict
+GEM_VERDICT_NO_POPULARITY: GemVerdict
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_SNAPSHOT: EventType
 EVENT_TYPE_ROUND_STARTED: EventType
@@ -183,7 +196,7 @@ class Progress(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem")
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence")
     RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +207,8 @@ class SearchResult(_message.Message):
     WINNER_FIELD_NUMBER: _ClassVar[int]
     MOST_POPULAR_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_GEM_FIELD_NUMBER: _ClassVar[int]
+    GEM_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    GEM_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     recommended_model_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     queries_spent: int
@@ -204,7 +219,23 @@ class SearchResult(_message.Message):
     winner: ModelEstimate
     most_popular: ModelEstimate
     hidden_gem: bool
-    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ...) -> None: ...
+    gem_verdict: GemVerdict
+    gem_evidence: _containers.RepeatedCompositeFieldContainer[PairedComparison]
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ...) -> None: ...
+
+class PairedComparison(_message.Message):
+    __slots__ = ("model_id", "shared_items", "winner_only_correct", "other_only_correct", "p_value")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    WINNER_ONLY_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    OTHER_ONLY_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    shared_items: int
+    winner_only_correct: int
+    other_only_correct: int
+    p_value: float
+    def __init__(self, model_id: _Optional[str] = ..., shared_items: _Optional[int] = ..., winner_only_correct: _Optional[int] = ..., other_only_correct: _Optional[int] = ..., p_value: _Optional[float] = ...) -> None: ...
 
 class Search(_message.Message):
     __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time")
