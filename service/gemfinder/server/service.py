@@ -5,6 +5,7 @@ Errors are raised, not aborted here: the ErrorInterceptor maps them through one 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -25,6 +26,11 @@ EVENT_TYPES = {
     ev.FINISHED: pb.EVENT_TYPE_FINISHED,
 }
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+
+def _margin(remaining: float) -> float:
+    """Time kept to send the DEADLINE_EXCEEDED answer: 10% of the deadline, 0.1-1 s."""
+    return min(max(0.1 * remaining, 0.1), 1.0)
 
 
 class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
@@ -48,7 +54,20 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
 
     async def SelectBestModel(self, request, context):
         row = await self._start(request)
-        row = await self.manager.wait(row.id)
+        remaining = context.time_remaining()
+        try:
+            # Answer just before the caller's deadline so the status (and the search id in the
+            # message) reaches it; the search keeps running, as the proto promises.
+            row = await asyncio.wait_for(
+                self.manager.wait(row.id),
+                None if remaining is None else max(remaining - _margin(remaining), 0.0),
+            )
+        except TimeoutError:
+            raise ServiceError(
+                "deadline_exceeded",
+                f"deadline reached; search {row.id} keeps running: GetSearch, WatchSearch, "
+                "or SelectBestModel again with the same request_id",
+            ) from None
         if row.state == "cancelled":
             raise ServiceError("cancelled", f"search {row.id} was cancelled")
         if row.state == "failed":

@@ -73,7 +73,9 @@ class ModelSearchServiceServicer:
         """Runs a search to the end and returns its result. With a request_id already used, attaches to
         that search instead of starting another (idempotent retries).
         Status: OK; INVALID_ARGUMENT; RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED when the caller's deadline
-        ends first (the search keeps running; fetch it with GetSearch or ListSearches by request_id);
+        ends first, sent shortly before it (10% of the deadline, 0.1-1 s) with the search id in the
+        message; no partial result: the search keeps running, so call again with the same
+        request_id, GetSearch or WatchSearch to get its result, or CancelSearch to stop it;
         CANCELLED when the search was cancelled; ABORTED when the search failed (message says why).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
