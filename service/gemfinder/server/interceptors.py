@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gemfinder import metrics
+from gemfinder.errors import UserError
 from gemfinder.server.errors import DETAILS_KEY, kind_of, rich_status
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,9 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 
 
 class _Wrapping(grpc.aio.ServerInterceptor):
+    def deserializer(self, inner: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        return inner
+
     async def unary(self, method: str, behavior, request, context) -> Any:
         return await behavior(request, context)
 
@@ -49,7 +54,7 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=self.deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -61,7 +66,7 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=self.deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streams (reflection) pass through unchanged
@@ -74,11 +79,39 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: BaseException) -> No
     await context.abort(code, message, trailing_metadata=((DETAILS_KEY, details),))
 
 
+class _Malformed:
+    """Stands for a request whose bytes are not its message, so the handler can refuse it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _refuse_malformed(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        raise UserError("request", f"not a valid protobuf message ({request.error})")
+
+
 class ErrorInterceptor(_Wrapping):
-    """Map every exception to its status through the one table in server/errors.py."""
+    """Map every exception to its status through the one table in server/errors.py.
+
+    Undecodable request bytes are INVALID_ARGUMENT too: left to grpc they would be INTERNAL.
+    """
+
+    def deserializer(self, inner):
+        if inner is None:
+            return None
+
+        def decode(raw: bytes) -> Any:
+            try:
+                return inner(raw)
+            except DecodeError as err:
+                return _Malformed(err)
+
+        return decode
 
     async def unary(self, method, behavior, request, context):
         try:
+            _refuse_malformed(request)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
@@ -87,6 +120,7 @@ class ErrorInterceptor(_Wrapping):
 
     async def stream(self, method, behavior, request, context):
         try:
+            _refuse_malformed(request)
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
