@@ -10,61 +10,57 @@ use rand_distr::{Beta, Distribution};
 use crate::arms::Arms;
 use crate::rng::tie_key;
 
-/// Highest index wins; ties go to the highest random key (never to the lowest index).
+/// Highest score wins; ties go to the highest random key (never to the lowest index). Keys are
+/// only computed when scores tie, which keeps this loop cheap.
 fn argmax_by(
     open: &[u32],
     tie_seed: u64,
     salt: u64,
     mut score: impl FnMut(u32) -> f64,
 ) -> Option<u32> {
-    let mut best: Option<(f64, u64, u32)> = None;
-    for &m in open {
+    let (&first, rest) = open.split_first()?;
+    let (mut best, mut best_score, mut best_key) = (first, score(first), None);
+    for &m in rest {
         let s = score(m);
-        let key = tie_key(tie_seed, salt, m);
-        let better = match best {
-            None => true,
-            Some((bs, bk, _)) => match s.total_cmp(&bs) {
-                std::cmp::Ordering::Greater => true,
-                std::cmp::Ordering::Equal => key > bk,
-                std::cmp::Ordering::Less => false,
-            },
-        };
-        if better {
-            best = Some((s, key, m));
+        match s.total_cmp(&best_score) {
+            std::cmp::Ordering::Greater => (best, best_score, best_key) = (m, s, None),
+            std::cmp::Ordering::Equal => {
+                let current = *best_key.get_or_insert_with(|| tie_key(tie_seed, salt, best));
+                let key = tie_key(tie_seed, salt, m);
+                if key > current {
+                    (best, best_score, best_key) = (m, s, Some(key));
+                }
+            }
+            std::cmp::Ordering::Less => {}
         }
     }
-    best.map(|(_, _, m)| m)
+    Some(best)
 }
 
-/// A model never pulled goes first (in random order), as both UCB variants require.
-fn unpulled(arms: &Arms, open: &[u32], tie_seed: u64, salt: u64) -> Option<u32> {
-    let fresh: Vec<u32> = open
-        .iter()
-        .copied()
-        .filter(|&m| arms.pulls(m) == 0)
-        .collect();
-    argmax_by(&fresh, tie_seed, salt, |_| 0.0)
+/// Both UCB variants pull every model once first (in random order): an unpulled model's index
+/// is infinite.
+#[inline]
+fn index_or_first(arms: &Arms, m: u32, bonus: impl Fn(f64) -> f64) -> f64 {
+    let n = arms.pulls(m);
+    if n == 0 {
+        f64::INFINITY
+    } else {
+        mean_or_zero(arms, m) + bonus(n as f64)
+    }
 }
 
 /// UCB: mean + sqrt(c ln t / n), t = graded pulls so far.
 pub fn ucb(arms: &Arms, open: &[u32], c: f64, total: u64, tie_seed: u64, salt: u64) -> Option<u32> {
-    if let Some(m) = unpulled(arms, open, tie_seed, salt) {
-        return Some(m);
-    }
     let log_t = (total.max(1) as f64).ln();
     argmax_by(open, tie_seed, salt, |m| {
-        let n = arms.pulls(m) as f64;
-        mean_or_zero(arms, m) + (c * log_t / n).sqrt()
+        index_or_first(arms, m, |n| (c * log_t / n).sqrt())
     })
 }
 
 /// UCB-E (Audibert, Bubeck, Munos 2010): mean + sqrt(a / n).
 pub fn ucb_e(arms: &Arms, open: &[u32], a: f64, tie_seed: u64, salt: u64) -> Option<u32> {
-    if let Some(m) = unpulled(arms, open, tie_seed, salt) {
-        return Some(m);
-    }
     argmax_by(open, tie_seed, salt, |m| {
-        mean_or_zero(arms, m) + (a / arms.pulls(m) as f64).sqrt()
+        index_or_first(arms, m, |n| (a / n).sqrt())
     })
 }
 
@@ -74,6 +70,13 @@ pub fn ucb_e(arms: &Arms, open: &[u32], a: f64, tie_seed: u64, salt: u64) -> Opt
 pub fn ucb_e_default_a(budget: u64, n_models: usize) -> f64 {
     let h1 = n_models as f64 / 0.01;
     (25.0 / 36.0) * (budget.saturating_sub(n_models as u64).max(1) as f64) / h1
+}
+
+/// Posterior Beta(1 + successes, 1 + failures) of a model.
+#[inline]
+fn posterior(arms: &Arms, m: u32) -> (f64, f64) {
+    let s = arms.successes[m as usize] as f64;
+    (1.0 + s, 1.0 + arms.seen[m as usize] as f64 - s)
 }
 
 /// Top-Two Thompson Sampling (Russo 2016) with Beta(1, 1) priors.
@@ -87,16 +90,20 @@ pub fn top_two_thompson(
     if open.len() <= 1 {
         return open.first().copied();
     }
-    let draw = |rng: &mut ChaCha8Rng| -> Vec<f64> {
-        open.iter()
-            .map(|&m| {
-                let s = arms.successes[m as usize] as f64;
-                let f = arms.seen[m as usize] as f64 - s;
-                Beta::new(1.0 + s, 1.0 + f)
-                    .expect("Beta parameters are >= 1")
-                    .sample(rng)
-            })
-            .collect()
+    let pool = open;
+    // One distribution per model and call: a call may draw many times.
+    let dists: Vec<Beta<f64>> = pool
+        .iter()
+        .map(|&m| {
+            let (a, b) = posterior(arms, m);
+            Beta::new(a, b).expect("Beta parameters are >= 1")
+        })
+        .collect();
+    let mut samples = vec![0.0; pool.len()];
+    let draw = |rng: &mut ChaCha8Rng, samples: &mut Vec<f64>| {
+        for (x, d) in samples.iter_mut().zip(&dists) {
+            *x = d.sample(rng);
+        }
     };
     let argmax = |samples: &[f64], skip: Option<usize>| -> usize {
         let mut best = usize::MAX;
@@ -110,20 +117,20 @@ pub fn top_two_thompson(
         }
         best
     };
-    let leader = argmax(&draw(rng), None);
+    draw(rng, &mut samples);
+    let leader = argmax(&samples, None);
     if rng.gen_bool(leader_prob) {
-        return Some(open[leader]);
+        return Some(pool[leader]);
     }
-    let mut last = Vec::new();
     for _ in 0..max_resample {
-        last = draw(rng);
-        let challenger = argmax(&last, None);
+        draw(rng, &mut samples);
+        let challenger = argmax(&samples, None);
         if challenger != leader {
-            return Some(open[challenger]);
+            return Some(pool[challenger]);
         }
     }
     // Resampling cap reached: the best other model of the last draw.
-    Some(open[argmax(&last, Some(leader))])
+    Some(pool[argmax(&samples, Some(leader))])
 }
 
 #[inline]
