@@ -10,6 +10,7 @@ lint:
 	ruff check service tests bench
 	ruff format --check service tests bench
 	python3 -m mypy.stubtest gemfinder._core
+	python3 proto/generate.py --check
 
 test: test-rust test-python
 
