@@ -37,9 +37,11 @@ async def test_greedy_answers_match_the_matrix_exactly(pool, backend, system_pro
             EndpointConfig(urls[s.name], backend, adapters=tuple(s.adapters))
             for s in config.endpoints
         ]
-        oracle = InferenceOracle(endpoints, policy=FAST_RETRY, system_prompt=system_prompt)
+        oracle = InferenceOracle(endpoints, policy=FAST_RETRY)
         await oracle.prepare(candidates)
-        results = await asyncio.gather(*(oracle.answer(c, it) for c in candidates for it in items))
+        results = await asyncio.gather(
+            *(oracle.answer(c, it, system_prompt=system_prompt) for c in candidates for it in items)
+        )
         await oracle.aclose()
         served = sum(sum(fleet.state(n).served.values()) for n in fleet.names)
     assert len(results) == len(MODELS) * len(items) >= 300

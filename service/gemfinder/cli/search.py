@@ -112,7 +112,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
             raise UserError("--query-set", f"items not in the matrix: {', '.join(missing[:5])}")
         return spec, ReplayOracle(matrix)
     endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
-    return spec, InferenceOracle(endpoints, system_prompt=spec.system_prompt)
+    return spec, InferenceOracle(endpoints)
 
 
 def search_key(spec: SearchSpec) -> str:

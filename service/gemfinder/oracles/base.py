@@ -67,6 +67,9 @@ class Oracle(Protocol):
     async def prepare(self, candidates: list[Candidate]) -> None:
         """Check the candidates before a search (adapter ids, reachability); size pools."""
 
-    async def answer(self, candidate: Candidate, item: Item) -> OracleResult: ...
+    async def answer(
+        self, candidate: Candidate, item: Item, *, system_prompt: bool = False
+    ) -> OracleResult:
+        """Ask one model one item; `system_prompt` selects the prompt variant (per search)."""
 
     async def aclose(self) -> None: ...

@@ -47,7 +47,6 @@ class InferenceOracle:
         *,
         policy: RetryPolicy | None = None,
         stats: OracleStats | None = None,
-        system_prompt: bool = False,
         concurrency_cap: int = 32,
         default_concurrency: int = 8,
         validate: bool = True,
@@ -56,7 +55,6 @@ class InferenceOracle:
         self.configs = {c.key: c for c in endpoints}
         self.policy = policy or RetryPolicy()
         self.stats = stats or OracleStats()
-        self.system_prompt = system_prompt
         self.concurrency_cap = concurrency_cap
         self.default_concurrency = default_concurrency
         self.validate = validate
@@ -98,9 +96,11 @@ class InferenceOracle:
             endpoint = self._add(config, config.max_concurrency or self.default_concurrency)
         return endpoint
 
-    async def _call(self, endpoint: _Endpoint, candidate: Candidate, item: Item) -> Completion:
+    async def _call(
+        self, endpoint: _Endpoint, candidate: Candidate, item: Item, system_prompt: bool
+    ) -> Completion:
         task = get_task(item.task)
-        prompt = task.build_prompt(item, self.system_prompt)
+        prompt = task.build_prompt(item, system_prompt)
         async with endpoint.semaphore, asyncio.timeout(self.policy.timeout_s):
             if candidate.backend == "openai":
                 name = candidate.adapter_id or endpoint.config.served_model or candidate.model_id
@@ -109,7 +109,9 @@ class InferenceOracle:
                 endpoint.client, endpoint.config.key, candidate, prompt, task.generation
             )
 
-    async def answer(self, candidate: Candidate, item: Item) -> OracleResult:
+    async def answer(
+        self, candidate: Candidate, item: Item, *, system_prompt: bool = False
+    ) -> OracleResult:
         endpoint = self._endpoint(candidate)
         start = time.perf_counter()
         self.stats.record("pull")
@@ -118,7 +120,7 @@ class InferenceOracle:
             attempt += 1
             self.stats.record("attempt")
             try:
-                completion = await self._call(endpoint, candidate, item)
+                completion = await self._call(endpoint, candidate, item, system_prompt)
                 break
             except Exception as exc:  # noqa: BLE001 - every error becomes a counted kind
                 kind = classify(exc)

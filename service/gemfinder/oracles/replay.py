@@ -22,7 +22,10 @@ class ReplayOracle:
         if missing:
             raise UserError("candidates", f"not rows of the matrix: {', '.join(missing[:5])}")
 
-    async def answer(self, candidate: Candidate, item: Item) -> OracleResult:
+    async def answer(
+        self, candidate: Candidate, item: Item, *, system_prompt: bool = False
+    ) -> OracleResult:
+        # The matrix holds one answer per (model, item): the prompt variant cannot change it.
         row = self._rows.get(candidate.model_id)
         col = self._cols.get(item.id)
         if row is None or col is None:

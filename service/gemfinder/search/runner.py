@@ -139,7 +139,11 @@ class SearchRunner:
                 continue
             metrics.QUERIES_SENT.labels(self._labels[model]).inc()
             task = asyncio.ensure_future(
-                self.oracle.answer(self.spec.candidates[model], self.spec.items[item])
+                self.oracle.answer(
+                    self.spec.candidates[model],
+                    self.spec.items[item],
+                    system_prompt=self.spec.system_prompt,
+                )
             )
             pending[task] = (model, item)
         return hits

@@ -1,0 +1,43 @@
+"""The runner asks every pull with the search's own prompt variant (system turn or not)."""
+
+from __future__ import annotations
+
+import pytest
+from gemfinder.candidates import Candidate
+from gemfinder.oracles import OracleResult
+from gemfinder.search.runner import SearchRunner
+from gemfinder.search.spec import SearchSpec
+from gemfinder.store import Store
+
+from tests.fleet_support import make_items
+
+
+class RecordingOracle:
+    """Answers every item correctly for model 0 and wrongly otherwise; records the variant."""
+
+    def __init__(self) -> None:
+        self.variants: list[bool] = []
+
+    async def prepare(self, candidates: list[Candidate]) -> None:
+        pass
+
+    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
+        self.variants.append(system_prompt)
+        reward = int(candidate.model_id == "m0")
+        return OracleResult(candidate.model_id, item.id, reward)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("system_prompt", [True, False])
+async def test_every_pull_uses_the_spec_prompt_variant(system_prompt):
+    candidates = [Candidate(f"m{k}", f"http://h{k}:80") for k in range(4)]
+    spec = SearchSpec(
+        candidates, make_items(2, tasks=("mmlu",)), budget=24, system_prompt=system_prompt
+    )
+    oracle = RecordingOracle()
+    store = Store()
+    store.create_search("s1", None, spec.to_dict())
+    await SearchRunner("s1", spec, oracle, store).run()
+    assert oracle.variants and set(oracle.variants) == {system_prompt}
