@@ -70,7 +70,7 @@ ENDPOINT_LATENCY = Histogram(
 )
 BUDGET_ALLOCATED = Counter(
     "gemfinder_budget_allocated_total",
-    "Query budget granted to searches when they start.",
+    "Query budget granted to searches when they start (a resumed search: what it has left).",
 )
 BUDGET_SPENT = Counter(
     "gemfinder_budget_spent_total",

@@ -77,6 +77,9 @@ class SearchManager:
             cached=progress.get("cached", 0),
         )
         metrics.SEARCHES_RESUMED.inc()
+        # Counters restart with the process: grant what is left here, so that spent <=
+        # allocated holds in every process (the budget-overrun alert relies on it).
+        metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
         return True
 
     async def close(self) -> None:

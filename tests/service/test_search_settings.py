@@ -1,10 +1,12 @@
-"""The runner asks every pull with the search's own prompt variant (system turn or not)."""
+"""Per-search settings reach every pull (prompt variant) and survive a resume (budget grant)."""
 
 from __future__ import annotations
 
 import pytest
+from gemfinder import metrics
 from gemfinder.candidates import Candidate
 from gemfinder.oracles import OracleResult
+from gemfinder.search.manager import SearchManager
 from gemfinder.search.runner import SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.store import Store
@@ -41,3 +43,20 @@ async def test_every_pull_uses_the_spec_prompt_variant(system_prompt):
     store.create_search("s1", None, spec.to_dict())
     await SearchRunner("s1", spec, oracle, store).run()
     assert oracle.variants and set(oracle.variants) == {system_prompt}
+
+
+async def test_a_resumed_search_is_granted_what_it_has_left():
+    """After a restart the new process grants the remaining budget, so spent <= allocated."""
+    candidates = [Candidate(f"m{k}", f"http://h{k}:80") for k in range(4)]
+    spec = SearchSpec(candidates, make_items(2, tasks=("mmlu",)), budget=24)
+    store = Store()
+    store.create_search("s1", None, spec.to_dict())
+    sched = spec.scheduler()
+    for model, item in sched.ask():
+        sched.tell(model, item, model == 0)
+    store.save_snapshot("s1", sched.snapshot())
+    before = metrics.BUDGET_ALLOCATED._value.get()
+    manager = SearchManager(store, RecordingOracle())
+    assert await manager.resume(store.unfinished()[0])
+    assert metrics.BUDGET_ALLOCATED._value.get() - before == spec.budget - sched.spent
+    await manager.close()
