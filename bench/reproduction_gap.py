@@ -1,4 +1,4 @@
-"""Why the synthetic presets do not reproduce the published SH and gem ranks: four checks.
+"""Why the synthetic presets do not reproduce the published SH and gem ranks: five checks.
 
     python bench/reproduction_gap.py [--trials 1000] [--seed 0] [--presets ...]
 
