@@ -55,12 +55,24 @@ def make_items(cfg: TreeConfig, rng: np.random.Generator) -> ItemBank:
     return ItemBank(tasks, task_of, index_in_task, difficulty, discrimination)
 
 
+def parent_agreement(cfg: TreeConfig, tree: Tree) -> np.ndarray:
+    """Per model: correlation of its item residuals with its parent's (0 for the root)."""
+    if cfg.agreement_scale is not None:
+        rho = np.exp(-np.abs(tree.step) / cfg.agreement_scale)
+    else:
+        rho = np.where(tree.light, cfg.rho_light, cfg.rho_parent)
+    rho = np.where(tree.dup, cfg.rho_dup, rho)
+    rho[tree.parent < 0] = 0.0
+    return rho
+
+
 def inherited_residuals(
     cfg: TreeConfig, tree: Tree, n_items: int, rng: np.random.Generator
 ) -> np.ndarray:
     """K x N residuals, unit variance each, correlated along parent links and within families."""
     k_models = tree.n_models
-    rho_p, rho_f = cfg.rho_parent, cfg.rho_family
+    rho_f = cfg.rho_family
+    rho_k = parent_agreement(cfg, tree)
     n_families = int(tree.family.max()) + 1 if (tree.family >= 0).any() else 0
     family_noise = rng.standard_normal((n_families, n_items))
     e = np.empty((k_models, n_items))
@@ -71,10 +83,13 @@ def inherited_residuals(
         if fam >= 0 and tree.family[p] != fam:
             # Entering a family: its shared item quirks (recipe, data) come in once, here;
             # later members inherit them through their parents.
+            # (Historically a light-touch model entering a family used rho_parent; kept.)
+            rho_in = cfg.rho_parent if tree.light[k] and cfg.agreement_scale is None else rho_k[k]
+            rho_p = min(float(rho_in), np.sqrt(1.0 - rho_f**2))
             own = max(0.0, 1.0 - rho_p**2 - rho_f**2)
             e[k] = rho_p * e[p] + rho_f * family_noise[fam] + np.sqrt(own) * fresh
         else:
-            rho = cfg.rho_light if tree.light[k] else rho_p
+            rho = float(rho_k[k])
             e[k] = rho * e[p] + np.sqrt(1.0 - rho**2) * fresh
     return e
 
@@ -83,6 +98,14 @@ def task_drifts(cfg: TreeConfig, tree: Tree, n_tasks: int, rng: np.random.Genera
     """K x T task-specific ability drift, a random walk along the tree; collapses not inherited."""
     u = np.zeros((tree.n_models, n_tasks))
     steps = rng.normal(0.0, cfg.task_step_sd, (tree.n_models, n_tasks))
+    # Drift shrinks with the answer change: by sqrt(1 - rho^2) relative to a regular fine-tune
+    # (near-duplicates: none; every model when `agreement_scale` is set).
+    rho_k = parent_agreement(cfg, tree)
+    ref = np.sqrt(1.0 - cfg.rho_parent**2)
+    shrink = np.minimum(1.0, np.sqrt(1.0 - rho_k**2) / ref)
+    if cfg.agreement_scale is None:
+        shrink = np.where(tree.dup, 0.0, 1.0)
+    steps *= shrink[:, None]
     for k in range(1, tree.n_models):
         u[k] = u[tree.parent[k]] + steps[k]
     u -= u.mean(axis=1, keepdims=True)  # drift moves skill between tasks, g sets the level

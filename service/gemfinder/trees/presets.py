@@ -64,6 +64,18 @@ class TreeConfig:
     p_light: float = 0.3
     light_sd: float = 0.05
     rho_light: float = 0.9
+    # Near-duplicates (re-uploads, quantisations, merges with a near-equal): a copy of the
+    # parent with a tiny skill step `dup_sd` and residual correlation `rho_dup`, no task drift.
+    # They agree with their parent on almost every item: paired sampling compares them almost
+    # noise-free, independent sampling does not.
+    p_dup: float = 0.0
+    dup_sd: float = 0.01
+    rho_dup: float = 0.98
+    # Agreement that follows the size of the change: when set, a (non-duplicate) fine-tune's
+    # residual correlation with its parent is exp(-|skill step| / agreement_scale) instead of
+    # `rho_parent` / `rho_light`, and its task drift shrinks with it, so small-step fine-tunes
+    # answer almost like their parent. 0.5 gives 0.5 for a typical 0.35 step and 0.9 for 0.05.
+    agreement_scale: float | None = None
     p_broken: float = 0.2  # share of broken/degenerate fine-tunes
     broken_scale: float = 1.2  # mean extra skill loss (exponential) of a broken fine-tune
     p_collapse: float = 0.05  # a generative task collapses to ~0 (output-format failure)

@@ -27,6 +27,8 @@ class Tree:
     skill: np.ndarray  # float64, logit-scale skill, 0 = anchor
     broken: np.ndarray  # bool: took a broken/degenerate step
     light: np.ndarray  # bool: light-touch fine-tune (tiny step, residuals close to the parent)
+    dup: np.ndarray  # bool: near-duplicate of its parent (re-upload, quantisation, merge)
+    step: np.ndarray  # float64 skill step over the parent (0 for the officials)
     collapsed_task: np.ndarray  # int64 task index whose output format collapsed, -1 if none
     target_acc: np.ndarray  # float64 target overall accuracy
     anchor: int  # index of the most popular official model
@@ -48,6 +50,7 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
     skill = np.zeros(n_models)
     broken = np.zeros(n_models, dtype=bool)
     light = np.zeros(n_models, dtype=bool)
+    dup = np.zeros(n_models, dtype=bool)
     n_children = np.zeros(n_models)
     parent[INSTRUCT] = PRETRAINED
     skill[other] = cfg.pretrained_skill
@@ -66,12 +69,15 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
             fam = int(family[p])
         parent[k], family[k], depth[k] = p, fam, depth[p] + 1
         n_children[p] += 1
-        if rng.random() < cfg.p_light:
+        if cfg.p_dup > 0 and rng.random() < cfg.p_dup:
+            dup[k] = True
+            step = rng.normal(0.0, cfg.dup_sd)
+        elif rng.random() < cfg.p_light:
             light[k] = True
             step = rng.normal(0.0, cfg.light_sd)
         else:
             step = rng.normal(cfg.step_mean, cfg.step_sd)
-        if not light[k] and rng.random() < cfg.p_broken:
+        if not (light[k] or dup[k]) and rng.random() < cfg.p_broken:
             broken[k] = True
             step -= rng.exponential(cfg.broken_scale)
         skill[k] = skill[p] + step
@@ -92,7 +98,11 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
     else:
         target[has] *= 0.1
     target = np.clip(target, cfg.floor_acc, 1.0 - 1e-6)
-    return Tree(parent, depth, family, skill, broken, light, collapsed, target, anchor)
+    step = np.where(parent >= 0, skill - skill[np.maximum(parent, 0)], 0.0)
+    step[:2] = 0.0
+    return Tree(
+        parent, depth, family, skill, broken, light, dup, step, collapsed, target, anchor
+    )
 
 
 def skill_to_accuracy(cfg: TreeConfig, skill: np.ndarray) -> np.ndarray:
