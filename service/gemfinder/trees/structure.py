@@ -100,9 +100,7 @@ def grow_tree(cfg: TreeConfig, n_models: int, rng: np.random.Generator) -> Tree:
     target = np.clip(target, cfg.floor_acc, 1.0 - 1e-6)
     step = np.where(parent >= 0, skill - skill[np.maximum(parent, 0)], 0.0)
     step[:2] = 0.0
-    return Tree(
-        parent, depth, family, skill, broken, light, dup, step, collapsed, target, anchor
-    )
+    return Tree(parent, depth, family, skill, broken, light, dup, step, collapsed, target, anchor)
 
 
 def skill_to_accuracy(cfg: TreeConfig, skill: np.ndarray) -> np.ndarray:
