@@ -1,0 +1,103 @@
+"""Issue 6's acceptance check for a candidate default against the reference method.
+
+    python bench/acceptance.py [--candidate default] [--reference gem:first_round_share=0.5]
+        [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 1000] [--real]
+
+Spec strings are `algorithm[:param=value,...]`. For every preset (generator seeds held out from
+any tuning), every budget and the small real pools (`--real`), prints the mean rank of both
+with 95% intervals, their ratio, P(within 0.5 points), and the three checks: mean rank at N=10
+at most half the reference's; P(within 0.5 points) >= 0.9 at N=50; never worse than the
+reference beyond the 95% interval. Both run on the same trials (common random numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gemfinder.simulation import simulate
+from gemfinder.trees import PRESETS, generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_pools import load_real_pools  # noqa: E402
+
+REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, float]]:
+    name, _, rest = text.partition(":")
+    params = {}
+    for pair in filter(None, rest.split(",")):
+        key, _, value = pair.partition("=")
+        params[key] = float(value)
+    return name, params
+
+
+def compare(matrix, candidate, reference, budgets, trials, seed) -> list[dict]:
+    rows = []
+    for n_avg in budgets:
+        out = {"budget_per_model": n_avg}
+        for role, (name, params) in (("cand", candidate), ("ref", reference)):
+            out[role] = simulate(matrix, name, n_avg, trials, seed, params or None)
+        rows.append(out)
+    return rows
+
+
+def verdicts(row: dict) -> list[str]:
+    cand, ref = row["cand"], row["ref"]
+    flags = []
+    if row["budget_per_model"] == 10:
+        flags.append("half" if cand["mean_rank"] <= ref["mean_rank"] / 2 else "NOT-half")
+    if row["budget_per_model"] == 50:
+        ok = cand["p_within_half_point"] >= 0.9
+        flags.append("p0.5>=.9" if ok else "p0.5<.9")
+    if cand["mean_rank_ci"][0] > ref["mean_rank_ci"][1]:
+        flags.append("WORSE")
+    return flags
+
+
+def rank_with_interval(row: dict) -> str:
+    lo, hi = row["mean_rank_ci"]
+    return f"{row['mean_rank']:7.2f} [{lo:6.1f},{hi:6.1f}]"
+
+
+def print_rows(label: str, rows: list[dict]) -> None:
+    for row in rows:
+        cand, ref = row["cand"], row["ref"]
+        print(
+            f"{label:<18}{row['budget_per_model']:>5g}  {rank_with_interval(cand)}"
+            f"  {rank_with_interval(ref)}  {cand['mean_rank'] / ref['mean_rank']:6.2f}"
+            f"  {cand['p_within_half_point']:6.3f} {ref['p_within_half_point']:6.3f}"
+            f"  {' '.join(verdicts(row))}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidate", default="default")
+    parser.add_argument("--reference", default="gem:first_round_share=0.5,first_cut=100")
+    parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "gsm8k"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
+    parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 25, 50, 100])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--real", action="store_true", help="also the small real pools")
+    args = parser.parse_args()
+    candidate, reference = parse_spec(args.candidate), parse_spec(args.reference)
+    print(f"candidate {args.candidate} vs reference {args.reference}, {args.trials} trials")
+    print(
+        f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"
+        f"  {'ratio':>6}  {'P<=.5 cand':>6} {'ref':>6}  checks"
+    )
+    for preset in args.presets:
+        for seed in args.seeds:
+            matrix = generate(preset, seed).matrix
+            rows = compare(matrix, candidate, reference, args.budgets, args.trials, seed)
+            print_rows(f"{preset}/s{seed}", rows)
+    if args.real:
+        for name, matrix in load_real_pools(REAL_MATRICES).items():
+            print_rows(name, compare(matrix, candidate, reference, args.budgets, args.trials, 0))
+
+
+if __name__ == "__main__":
+    main()
