@@ -22,4 +22,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 python3 -m pip install -q --upgrade pip
 # Builds the Rust extension with maturin (release profile) and installs the `gemfinder` command.
 python3 -m pip install -q ".[test]"
+# pyenv only finds new console scripts after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 python3 -c "import gemfinder._core as c; print('gemfinder._core', c.__version__, 'installed')"
+command -v gemfinder >/dev/null || echo "warning: 'gemfinder' is not on PATH; use 'python3 -m gemfinder'" >&2
