@@ -5,7 +5,11 @@
 //! items. Independent sampling gives each model a random offset: each model's items are then a
 //! uniformly random subset (any window of a random permutation is), different models read
 //! different windows, and the state per model stays one integer instead of a permutation.
-use rand::seq::SliceRandom;
+//!
+//! The permutation is drawn lazily (forward Fisher-Yates): position i is fixed the first time an
+//! item at or after it is needed, so a search that reads 200 of 3,000 items shuffles only 200.
+//! Forward Fisher-Yates fixes a prefix independently of how far it later goes, so every
+//! algorithm of a trial still sees the same order (common random numbers).
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -15,6 +19,9 @@ use crate::config::Sampling;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ItemOrder {
     perm: Vec<u32>,
+    /// Positions `..drawn` of `perm` are final.
+    drawn: u32,
+    rng: ChaCha8Rng,
     offsets: Option<Vec<u32>>,
 }
 
@@ -24,11 +31,9 @@ impl ItemOrder {
         n_models: usize,
         n_items: usize,
         sampling: Sampling,
-        item_rng: &mut ChaCha8Rng,
+        item_rng: ChaCha8Rng,
         decision_rng: &mut ChaCha8Rng,
     ) -> Self {
-        let mut perm: Vec<u32> = (0..n_items as u32).collect();
-        perm.shuffle(item_rng);
         let offsets = match sampling {
             Sampling::Correlated => None,
             Sampling::Independent => Some(
@@ -37,16 +42,36 @@ impl ItemOrder {
                     .collect(),
             ),
         };
-        ItemOrder { perm, offsets }
+        let mut order = ItemOrder {
+            perm: (0..n_items as u32).collect(),
+            drawn: 0,
+            rng: item_rng,
+            offsets,
+        };
+        if order.offsets.is_some() {
+            order.prepare(n_items as u32); // windows wrap around: the whole order is needed
+        }
+        order
+    }
+
+    /// Make positions `..upto` final (capped at the number of items).
+    pub fn prepare(&mut self, upto: u32) {
+        let n = self.perm.len() as u32;
+        while self.drawn < upto.min(n) {
+            let j = self.rng.gen_range(self.drawn..n);
+            self.perm.swap(self.drawn as usize, j as usize);
+            self.drawn += 1;
+        }
     }
 
     pub fn n_items(&self) -> usize {
         self.perm.len()
     }
 
-    /// The item at position `pos` (< n_items) of `model`'s sequence.
+    /// The item at position `pos` of `model`'s sequence; `prepare` must have covered `pos`.
     #[inline]
     pub fn item(&self, model: u32, pos: u32) -> u32 {
+        debug_assert!(pos < self.drawn, "position {pos} not prepared");
         match &self.offsets {
             None => self.perm[pos as usize],
             Some(offsets) => {
@@ -64,9 +89,25 @@ mod tests {
     use std::collections::HashSet;
 
     fn order(sampling: Sampling) -> ItemOrder {
-        let mut a = stream_rng(1, 0, Stream::Items);
         let mut b = stream_rng(1, 0, Stream::Decisions);
-        ItemOrder::new(20, 50, sampling, &mut a, &mut b)
+        let mut order = ItemOrder::new(20, 50, sampling, stream_rng(1, 0, Stream::Items), &mut b);
+        order.prepare(50);
+        order
+    }
+
+    #[test]
+    fn the_prefix_does_not_depend_on_how_far_it_is_drawn() {
+        let mut b = stream_rng(1, 0, Stream::Decisions);
+        let mut short = ItemOrder::new(
+            3,
+            50,
+            Sampling::Correlated,
+            stream_rng(1, 0, Stream::Items),
+            &mut b,
+        );
+        short.prepare(5);
+        let long = order(Sampling::Correlated);
+        assert!((0..5).all(|p| short.item(0, p) == long.item(0, p)));
     }
 
     #[test]

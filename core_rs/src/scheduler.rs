@@ -79,13 +79,13 @@ impl Scheduler {
     pub fn new(config: SearchConfig) -> Result<Self> {
         config.validate()?;
         let (k, n) = (config.n_models, config.n_items);
-        let mut item_rng = stream_rng(config.seed, config.trial, Stream::Items);
+        let item_rng = stream_rng(config.seed, config.trial, Stream::Items);
         let mut rng = stream_rng(config.seed, config.trial, Stream::Decisions);
         let sampling = match config.algorithm {
             Algorithm::SequentialHalving { sampling } => sampling,
             _ => Sampling::Correlated,
         };
-        let order = ItemOrder::new(k, n, sampling, &mut item_rng, &mut rng);
+        let order = ItemOrder::new(k, n, sampling, item_rng, &mut rng);
         let tie_seed = rng.gen();
         let ucb_e_a = match config.algorithm {
             Algorithm::UcbE { a } => a.unwrap_or(sequential::ucb_e_default_a(config.budget, k)),
@@ -240,6 +240,7 @@ impl Scheduler {
             _ => None,
         }?;
         let cursor = &mut self.arms.cursor[model as usize];
+        self.order.prepare(*cursor + 1);
         let item = self.order.item(model, *cursor);
         *cursor += 1;
         if *cursor as usize == self.config.n_items {

@@ -92,6 +92,9 @@ impl Scheduler {
             rs.next_survivor = 0;
             rs.outstanding = self.survivors.iter().map(|m| left(m).min(t)).sum();
             if rs.outstanding > 0 {
+                let furthest = self.survivors.iter().map(|&m| self.arms.cursor[m as usize]);
+                let upto = furthest.max().unwrap_or(0) as u64 + t;
+                self.order.prepare(upto.min(n) as u32);
                 return;
             }
             // Nothing to ask this round (no budget or no items left): decide on what is known.
