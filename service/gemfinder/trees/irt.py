@@ -58,7 +58,7 @@ def make_items(cfg: TreeConfig, rng: np.random.Generator) -> ItemBank:
 def parent_agreement(cfg: TreeConfig, tree: Tree) -> np.ndarray:
     """Per model: correlation of its item residuals with its parent's (0 for the root)."""
     if cfg.agreement_scale is not None:
-        rho = np.exp(-np.abs(tree.step) / cfg.agreement_scale)
+        rho = np.exp(-((np.abs(tree.step) / cfg.agreement_scale) ** cfg.agreement_power))
     else:
         rho = np.where(tree.light, cfg.rho_light, cfg.rho_parent)
     rho = np.where(tree.dup, cfg.rho_dup, rho)
@@ -83,11 +83,19 @@ def inherited_residuals(
         if fam >= 0 and tree.family[p] != fam:
             # Entering a family: its shared item quirks (recipe, data) come in once, here;
             # later members inherit them through their parents.
-            # (Historically a light-touch model entering a family used rho_parent; kept.)
-            rho_in = cfg.rho_parent if tree.light[k] and cfg.agreement_scale is None else rho_k[k]
-            rho_p = min(float(rho_in), np.sqrt(1.0 - rho_f**2))
-            own = max(0.0, 1.0 - rho_p**2 - rho_f**2)
-            e[k] = rho_p * e[p] + rho_f * family_noise[fam] + np.sqrt(own) * fresh
+            if cfg.agreement_scale is None:
+                # (Historically a light-touch model entering a family used rho_parent; kept.)
+                rho_in = cfg.rho_parent if tree.light[k] else rho_k[k]
+                rho_p = min(float(rho_in), np.sqrt(1.0 - rho_f**2))
+                rho_fk = rho_f
+            else:
+                # The family's quirks are part of the change: they take the share of the new
+                # residual that rho_family takes at rho_parent, so small steps stay close.
+                rho_p = float(rho_k[k])
+                rho_fk = rho_f * np.sqrt((1.0 - rho_p**2) / (1.0 - cfg.rho_parent**2))
+                rho_fk = min(rho_fk, np.sqrt(1.0 - rho_p**2))
+            own = max(0.0, 1.0 - rho_p**2 - rho_fk**2)
+            e[k] = rho_p * e[p] + rho_fk * family_noise[fam] + np.sqrt(own) * fresh
         else:
             rho = float(rho_k[k])
             e[k] = rho * e[p] + np.sqrt(1.0 - rho**2) * fresh

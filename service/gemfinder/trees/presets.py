@@ -72,10 +72,13 @@ class TreeConfig:
     dup_sd: float = 0.01
     rho_dup: float = 0.98
     # Agreement that follows the size of the change: when set, a (non-duplicate) fine-tune's
-    # residual correlation with its parent is exp(-|skill step| / agreement_scale) instead of
-    # `rho_parent` / `rho_light`, and its task drift shrinks with it, so small-step fine-tunes
-    # answer almost like their parent. 0.5 gives 0.5 for a typical 0.35 step and 0.9 for 0.05.
+    # residual correlation with its parent is exp(-(|skill step| / agreement_scale) ** power)
+    # instead of `rho_parent` / `rho_light`; its task drift and new family quirks shrink with
+    # it, so small-step fine-tunes answer almost like their parent. Power 1, scale 0.5: 0.5 for
+    # a typical 0.35 step and 0.9 for 0.05 (today's fixed values); power 2, scale 0.42: still
+    # 0.5 at 0.35 but 0.986 at 0.05 (light-touch fine-tunes are near-copies).
     agreement_scale: float | None = None
+    agreement_power: float = 1.0
     p_broken: float = 0.2  # share of broken/degenerate fine-tunes
     broken_scale: float = 1.2  # mean extra skill loss (exponential) of a broken fine-tune
     p_collapse: float = 0.05  # a generative task collapses to ~0 (output-format failure)
