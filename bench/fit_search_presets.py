@@ -1,0 +1,120 @@
+"""Fit a preset's body shape to the published marginals *and* the published SH ranks (dev tool).
+
+    python bench/fit_search_presets.py qwen2.5-3b [--trials 60] [--sims 150] [--seeds 3]
+
+Independent SH (`sh`) depends only on the accuracy vector, so a candidate is scored on proxy
+pools: the tree's target accuracies (grow_tree only, no item model), each row a random 0/1 row
+with exactly that accuracy. Loss: random mean (/0.01), best-base rank (log, /0.08: its
+tolerance is a factor 1.5), best accuracy (/0.003), published SH mean rank at N=10 (log,
+/0.15) and N=50 (log, /0.3; it cannot be met together with N=10, see docs/results.md), and a
+sparse very top: the models within the published reference method's N=50 accuracy loss of the
+best should number at most twice its published mean rank (log excess, /0.3); without it the
+fit piles ties at the top, which raises SH's rank and every other method's too. Knobs:
+step_mean, step_sd, p_broken, broken_scale, p_light, ceiling, ceiling_scale. Agreement knobs
+do not enter (they do not move `sh` or the marginals). Fitting seeds are 100+; report on
+seeds 0-9 (held out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+from gemfinder import _core
+from gemfinder.trees.presets import get_preset
+from gemfinder.trees.structure import grow_tree
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from published_table import published  # noqa: E402
+
+KNOBS = ("step_mean", "step_sd", "p_broken", "broken_scale", "p_light", "ceiling", "ceiling_scale")
+
+
+def proxy_matrix(acc: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    counts = np.rint(acc * n_items).astype(np.int64)
+    rows = (np.arange(n_items)[None, :] < counts[:, None]).astype(np.uint8)
+    return np.ascontiguousarray(rng.permuted(rows, axis=1))
+
+
+def sh_rank(correct: np.ndarray, n_avg: int, sims: int) -> float:
+    k = correct.shape[0]
+    picks, spent = _core.simulate_trials(correct, "sh", n_avg * k, 0, 0, sims)
+    return float(_core.summarize(correct.mean(axis=1), picks, spent)["mean_rank"])
+
+
+def measure(cfg, seeds, sims) -> np.ndarray:
+    """Mean over seeds of (random mean, best-base rank, best, SH N=10, SH N=50, top count)."""
+    out = []
+    n_items = sum(cfg.tasks.values())
+    gem50 = published(cfg.name, "gem", 50)
+    top_loss = published(cfg.name, "best", None)[1] - gem50[1]
+    for s in seeds:
+        rng = np.random.default_rng(s)
+        tree = grow_tree(cfg, cfg.targets.pool_size, rng)
+        acc = np.rint(tree.target_acc * n_items) / n_items
+        a = acc[tree.anchor]
+        rank = 1 + (acc > a).sum() + 0.5 * ((acc == a).sum() - 1)
+        m = proxy_matrix(acc, n_items, rng)
+        top = (acc >= acc.max() - top_loss - 1e-9).sum()
+        out.append((acc.mean(), rank, acc.max(), sh_rank(m, 10, sims), sh_rank(m, 50, sims), top))
+    return np.array(out).mean(axis=0)
+
+
+def loss(cfg, seeds, sims) -> tuple[float, np.ndarray]:
+    mean, rank, best, sh10, sh50, top = m = measure(cfg, seeds, sims)
+    t = cfg.targets
+    pub10 = published(cfg.name, "sh", 10)[0]
+    pub50 = published(cfg.name, "sh", 50)[0]
+    value = (
+        ((mean - t.random_mean) / 0.01) ** 2
+        + (np.log(rank / t.base_rank) / 0.08) ** 2
+        + ((best - t.best_acc) / 0.003) ** 2
+        + (np.log(sh10 / pub10) / 0.15) ** 2
+        + (np.log(sh50 / pub50) / 0.3) ** 2
+        + (max(0.0, np.log(top / (2 * published(cfg.name, "gem", 50)[0]))) / 0.3) ** 2
+    )
+    return float(value), m
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("preset")
+    ap.add_argument("--trials", type=int, default=60, help="candidates")
+    ap.add_argument("--sims", type=int, default=150, help="SH trials per pool")
+    ap.add_argument("--seeds", type=int, default=3, help="fitting pools (seeds 100+)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    cfg = get_preset(args.preset)
+    rng = np.random.default_rng(args.seed)
+    seeds = range(100, 100 + args.seeds)
+    best_cfg = cfg
+    best_loss, best_m = loss(cfg, seeds, args.sims)
+    print(f"start loss {best_loss:.2f} {np.round(best_m, 3)}", flush=True)
+    for i in range(args.trials):
+        scale = 0.4 * (1 - i / args.trials) + 0.05
+        change = {}
+        for k in KNOBS:
+            v = getattr(best_cfg, k)
+            if k == "ceiling":
+                change[k] = v + rng.normal(0, 0.01 * scale)
+            elif k == "step_mean":
+                change[k] = v + rng.normal(0, 0.5 * scale)
+            elif k == "p_light":
+                change[k] = float(np.clip(v + rng.normal(0, 0.2 * scale), 0.0, 0.9))
+            else:
+                change[k] = v * np.exp(rng.normal(0, scale))
+        cand = dataclasses.replace(best_cfg, **change)
+        cl, cm = loss(cand, seeds, args.sims)
+        if cl < best_loss:
+            best_cfg, best_loss, best_m = cand, cl, cm
+            print(f"{i:4d} loss {cl:.2f} {np.round(cm, 3)}", flush=True)
+    print(f"loss {best_loss:.3f} (mean, base rank, best, sh10, sh50, top) {np.round(best_m, 3)}")
+    for k in KNOBS:
+        print(f"        {k}={getattr(best_cfg, k):.3f},")
+
+
+if __name__ == "__main__":
+    main()
