@@ -18,11 +18,16 @@ BEST = "org/gem-7b"
 
 
 def clear_best_pool(n_models: int = 16, per_task: int = 12, seed: int = 0):
-    """Models of accuracy ~0.2-0.6 plus BEST at ~0.95; BEST has few downloads (a gem)."""
+    """Models of accuracy ~0.2-0.6 plus BEST at ~0.95; BEST has few downloads (a gem).
+
+    The most downloaded model (org/ft-0) is a weak one (accuracy ~0.1), so that the few items it
+    shares with BEST before its early elimination are enough for a clear paired verdict.
+    """
     items = make_items(per_task, tasks=("arc_challenge", "mmlu", "winogrande", "gsm8k"))
     rng = np.random.default_rng(seed)
     models = [f"org/ft-{k}" for k in range(n_models - 1)] + [BEST]
     acc = np.append(rng.uniform(0.2, 0.6, n_models - 1), 0.95)
+    acc[0] = 0.1
     correct = (rng.random((n_models, len(items))) < acc[:, None]).astype(np.uint8)
     downloads = np.append(rng.uniform(10, 1000, n_models - 1), 5.0)
     downloads[0] = 1e6

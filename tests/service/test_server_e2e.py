@@ -52,7 +52,7 @@ async def test_select_best_model_returns_the_known_best(env):
     assert result.recommended_model_id == BEST
     assert result.winner.model_id == BEST
     assert result.most_popular.model_id == "org/ft-0"
-    assert result.hidden_gem
+    assert result.hidden_gem, (result.gem_verdict, result.gem_evidence)
     assert len(result.ranking) == len(candidates)
     assert 0 < result.queries_spent <= 30 * len(candidates)
     assert result.exhaustive_queries == len(candidates) * len(items)
