@@ -25,6 +25,7 @@ from gemfinder.fleet.synthetic_items import generate
 from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import EndpointConfig, InferenceOracle
 from gemfinder.server.app import Server
+from gemfinder.server.convert import spec_to_proto
 from gemfinder.tasks import parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
@@ -39,24 +40,6 @@ def pool(models: int, per_task: int, seed: int = 0):
     correct = (rng.random((models, len(items))) < acc[:, None]).astype(np.uint8)
     names = [f"org/ft-{k}" for k in range(models)]
     return CorrectnessMatrix(correct, names, [it.id for it in items]), items
-
-
-def spec(candidates, items, per_model: int) -> pb.SearchSpec:
-    return pb.SearchSpec(
-        candidates=[
-            pb.Candidate(model_id=c.model_id, endpoint=c.endpoint, adapter_id=c.adapter_id or "")
-            for c in candidates
-        ],
-        query_set=pb.QuerySet(
-            inline=pb.InlineQuerySet(
-                items=[
-                    pb.QueryItem(id=it.id, task=it.task, fields_json=json.dumps(it.fields))
-                    for it in items
-                ]
-            )
-        ),
-        budget=pb.Budget(per_model=per_model),
-    )
 
 
 async def run(args, latency_ms: float) -> dict:
@@ -89,7 +72,7 @@ async def run(args, latency_ms: float) -> dict:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = pb_grpc.ModelSearchServiceStub(channel)
                 request = pb.SelectBestModelRequest(
-                    spec=spec(candidates_for(config, urls, matrix), items, args.per_model)
+                    spec=spec_to_proto(candidates_for(config, urls, matrix), items, args.per_model)
                 )
                 start = time.perf_counter()
                 response = await stub.SelectBestModel(request, timeout=600)

@@ -10,6 +10,7 @@ from gemfinder.fleet import Fleet
 from gemfinder.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import EndpointConfig
+from gemfinder.server.convert import spec_to_proto
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 from tests.fleet_support import make_items
@@ -63,27 +64,4 @@ def generate_requests(fleet: Fleet) -> int:
 
 
 def spec_proto(candidates, items, per_model: int = 30, seed: int = 0, **kw) -> pb.SearchSpec:
-    return pb.SearchSpec(
-        candidates=[
-            pb.Candidate(
-                model_id=c.model_id,
-                endpoint=c.endpoint,
-                backend=pb.BACKEND_TGI,
-                adapter_id=c.adapter_id or "",
-                downloads=c.downloads,
-                official=c.official,
-            )
-            for c in candidates
-        ],
-        query_set=pb.QuerySet(
-            inline=pb.InlineQuerySet(
-                items=[
-                    pb.QueryItem(id=it.id, task=it.task, fields_json=json.dumps(it.fields))
-                    for it in items
-                ]
-            )
-        ),
-        budget=pb.Budget(per_model=per_model),
-        seed=seed,
-        **kw,
-    )
+    return spec_to_proto(candidates, items, per_model, seed, **kw)

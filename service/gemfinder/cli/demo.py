@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 import urllib.request
@@ -16,6 +15,8 @@ import uuid
 from pathlib import Path
 
 from gemfinder import demo, report
+from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.tasks import Item, load_query_set
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,8 +57,8 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         metrics_port = demo.free_port()
         port, _ = demo.start_server(procs, workdir, endpoints, metrics_port)
         print(f"fleet: {args.endpoints} simulated TGI endpoints; server: 127.0.0.1:{port}")
-        records = [json.loads(line) for line in candidates.read_text().splitlines()]
-        items = [json.loads(line) for line in world.items_path.read_text().splitlines()]
+        records = load_candidates(candidates)
+        items = load_query_set(world.items_path)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
         print()
@@ -86,42 +87,15 @@ def _sample(url: str) -> str:
     return "; ".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
-async def _client(port: int, candidates: list[dict], items: list[dict], args) -> object:
+async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> object:
     import grpc
     from tqdm import tqdm
 
+    from gemfinder.server.convert import spec_to_proto
     from gemfinder.v1 import gemfinder_pb2 as pb
     from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
-    spec = pb.SearchSpec(
-        candidates=[
-            pb.Candidate(
-                model_id=c["model_id"],
-                endpoint=c["endpoint"],
-                backend=pb.BACKEND_TGI,
-                adapter_id=c.get("adapter_id", ""),
-                downloads=c.get("downloads"),
-                official=c.get("official", False),
-            )
-            for c in candidates
-        ],
-        query_set=pb.QuerySet(
-            inline=pb.InlineQuerySet(
-                items=[
-                    pb.QueryItem(
-                        id=it["id"],
-                        task=it["task"],
-                        fields_json=json.dumps(
-                            {k: v for k, v in it.items() if k not in ("id", "task")}
-                        ),
-                    )
-                    for it in items
-                ]
-            )
-        ),
-        budget=pb.Budget(per_model=args.per_model),
-        seed=args.seed,
-    )
+    spec = spec_to_proto(candidates, items, args.per_model, args.seed)
     request_id = uuid.uuid4().hex
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.ModelSearchServiceStub(channel)

@@ -11,7 +11,7 @@ import json
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core
-from gemfinder.candidates import candidate_from_dict
+from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.spec import Limits, SearchSpec
@@ -20,6 +20,7 @@ from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", pb.BACKEND_TGI: "tgi", pb.BACKEND_OPENAI: "openai"}
+BACKEND_ENUMS = {"tgi": pb.BACKEND_TGI, "openai": pb.BACKEND_OPENAI}
 STATES = {
     "pending": pb.SEARCH_STATE_PENDING,
     "running": pb.SEARCH_STATE_RUNNING,
@@ -35,6 +36,37 @@ GEM_VERDICTS = {
     gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
 }
 MAX_REQUEST_ID = 128
+
+
+def spec_to_proto(
+    candidates: list[Candidate], items: list[Item], per_model: int, seed: int = 0, **fields
+) -> pb.SearchSpec:
+    """The request a client sends for these candidates and inline items (the inverse of
+    `spec_from_proto`); `fields` sets any other SearchSpec field."""
+    return pb.SearchSpec(
+        candidates=[
+            pb.Candidate(
+                model_id=c.model_id,
+                endpoint=c.endpoint,
+                backend=BACKEND_ENUMS[c.backend],
+                adapter_id=c.adapter_id or "",
+                downloads=c.downloads,
+                official=c.official,
+            )
+            for c in candidates
+        ],
+        query_set=pb.QuerySet(
+            inline=pb.InlineQuerySet(
+                items=[
+                    pb.QueryItem(id=it.id, task=it.task, fields_json=json.dumps(it.fields))
+                    for it in items
+                ]
+            )
+        ),
+        budget=pb.Budget(per_model=per_model),
+        seed=seed,
+        **fields,
+    )
 
 
 def request_id(value: str) -> str | None:
