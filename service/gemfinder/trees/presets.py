@@ -128,6 +128,14 @@ def scale_tasks(tasks: dict[str, int], total: int) -> dict[str, int]:
     return counts
 
 
+# Agreement of the published trees' top (docs/results.md, "search behaviour"): the published
+# reference method (correlated sampling) finds models 0.1-1 point from the best at N=10-50,
+# which needs the best models to disagree on only a few % of items; answer change grows with
+# the skill step (0.5 at a 0.49 step, 0.99 at 0.06: light-touch fine-tunes are near-copies).
+# Not used for mistral-7b: its agreement is fitted to the five real Mistral-7B fine-tunes
+# (tests/trees/test_trees_realism.py), which disagree far more than this.
+SEARCH_AGREEMENT: dict[str, float] = {"agreement_scale": 0.6, "agreement_power": 2.0}
+
 PRESETS: dict[str, TreeConfig] = {
     "qwen2.5-3b": TreeConfig(
         name="qwen2.5-3b",
@@ -141,11 +149,16 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.3,
             "gsm8k": 0.3,
         },
-        step_mean=-0.361,
-        step_sd=0.272,
-        p_broken=0.104,
+        # Body and top refitted to the published SH ranks and a sparse top
+        # (bench/fit_search_presets.py); near-copy light-touch fine-tunes (SEARCH_AGREEMENT).
+        step_mean=-0.513,
+        step_sd=0.329,
+        p_light=0.453,
+        p_broken=0.064,
+        broken_scale=1.669,
         ceiling=0.732,
-        ceiling_scale=0.04,
+        ceiling_scale=0.218,
+        **SEARCH_AGREEMENT,
     ),
     "qwen2.5-7b": TreeConfig(
         name="qwen2.5-7b",
@@ -159,12 +172,15 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.2,
             "gsm8k": 0.6,
         },
-        p_light=0.1,  # rank 30 of 636 leaves little room for near-copies above the base
-        step_mean=-0.486,
-        step_sd=0.298,
-        p_broken=0.121,
-        ceiling=0.791,
-        ceiling_scale=0.162,
+        # Refitted as qwen2.5-3b; broken fine-tunes are junk near 0 (broken_scale 12).
+        step_mean=-0.267,
+        step_sd=0.187,
+        p_light=0.134,
+        p_broken=0.149,
+        broken_scale=12.289,
+        ceiling=0.785,
+        ceiling_scale=0.143,
+        **SEARCH_AGREEMENT,
     ),
     "mistral-7b": TreeConfig(
         name="mistral-7b",
@@ -178,11 +194,14 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.4,
             "gsm8k": -0.6,
         },
-        step_mean=-0.464,
-        step_sd=0.627,
-        p_broken=0.02,
-        ceiling=0.697,
-        ceiling_scale=0.185,
+        # Refitted to the published SH ranks (bench/fit_search_presets.py); agreement kept.
+        step_mean=-0.318,
+        step_sd=0.639,
+        p_light=0.169,
+        p_broken=0.019,
+        broken_scale=2.41,
+        ceiling=0.700,
+        ceiling_scale=0.187,
     ),
     "llama3.1-8b": TreeConfig(
         name="llama3.1-8b",
@@ -196,11 +215,16 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.2,
             "gsm8k": 0.2,
         },
-        step_mean=-0.351,
-        step_sd=0.126,
-        p_broken=0.032,
-        ceiling=0.755,
-        ceiling_scale=0.074,
+        # Refitted as qwen2.5-3b (--mean-sd 0.005), then by hand ceiling 0.745 -> 0.775 and
+        # step_mean -0.304 -> -0.33: the fit's best model sat 0.012 under the published best.
+        step_mean=-0.33,
+        step_sd=0.21,
+        p_light=0.291,
+        p_broken=0.097,
+        broken_scale=1.178,
+        ceiling=0.775,
+        ceiling_scale=0.225,
+        **SEARCH_AGREEMENT,
     ),
     "gsm8k": TreeConfig(
         name="gsm8k",
