@@ -21,6 +21,8 @@ OTHER = "other"
 # Latency of one pull (all attempts and grading): from a zero-latency fleet to slow generations.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+# Queries per search: pools of tens to millions of models at a few to 100 queries each.
+QUERY_BUCKETS = (100, 300, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7)
 
 QUERIES_SENT = Counter(
     "gemfinder_queries_sent_total",
@@ -103,6 +105,12 @@ SEARCH_DURATION = Histogram(
     ["outcome"],
     buckets=DURATION_BUCKETS,
 )
+SEARCH_QUERIES = Histogram(
+    "gemfinder_search_queries",
+    "Budget a search spent in all (graded queries plus cache hits), observed when it ends.",
+    ["outcome"],
+    buckets=QUERY_BUCKETS,
+)
 RPC_REQUESTS = Counter(
     "gemfinder_rpc_requests_total",
     "gRPC calls handled, by method and status code.",
@@ -133,6 +141,7 @@ ALL = (
     ACTIVE_SEARCHES,
     SURVIVORS,
     SEARCH_DURATION,
+    SEARCH_QUERIES,
     RPC_REQUESTS,
     RPC_DURATION,
 )

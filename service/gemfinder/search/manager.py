@@ -193,6 +193,7 @@ class SearchManager:
             if outcome != "interrupted":
                 metrics.SEARCHES_FINISHED.labels(outcome).inc()
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
+                metrics.SEARCH_QUERIES.labels(outcome).observe(runner.sched.spent)
                 runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
             self._live.pop(sid, None)
             self._buses.pop(sid, None)
