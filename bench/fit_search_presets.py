@@ -12,7 +12,8 @@ best should number at most twice its published mean rank (log excess, /0.3); wit
 fit piles ties at the top, which raises SH's rank and every other method's too. Knobs:
 step_mean, step_sd, p_broken, broken_scale, p_light, ceiling, ceiling_scale. Agreement knobs
 do not enter (they do not move `sh` or the marginals). Fitting seeds are 100+; report on
-seeds 0-9 (held out).
+seeds 0-9 (held out). llama3.1-8b was fitted with --mean-sd 0.005 (at 0.01 the fit bought
+SH rank with a random mean 0.05 off).
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ def measure(cfg, seeds, sims) -> np.ndarray:
     return np.array(out).mean(axis=0)
 
 
-def loss(cfg, seeds, sims) -> tuple[float, np.ndarray]:
+def loss(cfg, seeds, sims, mean_sd=0.01) -> tuple[float, np.ndarray]:
     mean, rank, best, sh10, sh50, top = m = measure(cfg, seeds, sims)
     t = cfg.targets
     pub10 = published(cfg.name, "sh", 10)[0]
     pub50 = published(cfg.name, "sh", 50)[0]
     value = (
-        ((mean - t.random_mean) / 0.01) ** 2
+        ((mean - t.random_mean) / mean_sd) ** 2
         + (np.log(rank / t.base_rank) / 0.08) ** 2
         + ((best - t.best_acc) / 0.003) ** 2
         + (np.log(sh10 / pub10) / 0.15) ** 2
@@ -86,12 +87,13 @@ def main() -> None:
     ap.add_argument("--sims", type=int, default=150, help="SH trials per pool")
     ap.add_argument("--seeds", type=int, default=3, help="fitting pools (seeds 100+)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mean-sd", type=float, default=0.01, help="weight of the random mean")
     args = ap.parse_args()
     cfg = get_preset(args.preset)
     rng = np.random.default_rng(args.seed)
     seeds = range(100, 100 + args.seeds)
     best_cfg = cfg
-    best_loss, best_m = loss(cfg, seeds, args.sims)
+    best_loss, best_m = loss(cfg, seeds, args.sims, args.mean_sd)
     print(f"start loss {best_loss:.2f} {np.round(best_m, 3)}", flush=True)
     for i in range(args.trials):
         scale = 0.4 * (1 - i / args.trials) + 0.05
@@ -107,7 +109,7 @@ def main() -> None:
             else:
                 change[k] = v * np.exp(rng.normal(0, scale))
         cand = dataclasses.replace(best_cfg, **change)
-        cl, cm = loss(cand, seeds, args.sims)
+        cl, cm = loss(cand, seeds, args.sims, args.mean_sd)
         if cl < best_loss:
             best_cfg, best_loss, best_m = cand, cl, cm
             print(f"{i:4d} loss {cl:.2f} {np.round(cm, 3)}", flush=True)

@@ -53,7 +53,7 @@ def run(preset: str, seeds, trials: int, overrides: dict) -> dict:
             alg = name
             if name.startswith("gem f="):
                 alg, params = "gem", {"first_round_share": float(name[6:])}
-            r = simulate(matrix, alg, n or 10, 1 if n is None else trials, 0, params)
+            r = simulate(matrix, alg, n or 10, 1 if name == "best_base" else trials, 0, params)
             cells.setdefault(f"{name}|{n}", []).append(r["mean_rank"])
     return {k: float(np.mean(v)) for k, v in cells.items()}
 
