@@ -50,7 +50,7 @@ def measure(cfg, seeds, sims) -> np.ndarray:
     """Mean over seeds of (random mean, best-base rank, best, SH N=10, SH N=50, top count)."""
     out = []
     n_items = sum(cfg.tasks.values())
-    gem50 = published(cfg.name, "gem", 50)
+    gem50 = published(cfg.name, "reference", 50)
     top_loss = published(cfg.name, "best", None)[1] - gem50[1]
     for s in seeds:
         rng = np.random.default_rng(s)
@@ -75,7 +75,7 @@ def loss(cfg, seeds, sims, mean_sd=0.01) -> tuple[float, np.ndarray]:
         + ((best - t.best_acc) / 0.003) ** 2
         + (np.log(sh10 / pub10) / 0.15) ** 2
         + (np.log(sh50 / pub50) / 0.3) ** 2
-        + (max(0.0, np.log(top / (2 * published(cfg.name, "gem", 50)[0]))) / 0.3) ** 2
+        + (max(0.0, np.log(top / (2 * published(cfg.name, "reference", 50)[0]))) / 0.3) ** 2
     )
     return float(value), m
 

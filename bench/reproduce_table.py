@@ -27,7 +27,7 @@ from gemfinder.trees import generate
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from published_table import PRESETS, REPETITIONS, published  # noqa: E402
+from published_table import PRESETS, REFERENCE_PARAMS, REPETITIONS, published  # noqa: E402
 from real_pools import load_real_pools  # noqa: E402
 
 ALGORITHMS = (
@@ -39,7 +39,7 @@ ALGORITHMS = (
     "sr",
     "bayes_elim",
     "ucb_e",
-    "gem",
+    "reference",
     "default",
     "sh_correlated",
 )
@@ -53,17 +53,25 @@ def plan_algorithms(requested: Sequence[str], matrix: CorrectnessMatrix) -> list
     out: list[str] = []
     seen: set[str] = set()
     for name in requested:
-        resolved = algorithm_name(name)
-        if resolved in seen or (resolved == "best_base" and matrix.downloads is None):
+        resolved, params = resolve(name)
+        key = f"{resolved} {params}"
+        if key in seen or (resolved == "best_base" and matrix.downloads is None):
             continue
-        seen.add(resolved)
+        seen.add(key)
         out.append(name)
     return out
 
 
+def resolve(name: str) -> tuple[str, dict[str, float] | None]:
+    """`reference` is gem with the reference method's parameters; other names as the CLI's."""
+    if name == "reference":
+        return "gem", REFERENCE_PARAMS
+    return algorithm_name(name), None
+
+
 def trials_for(algorithm: str, trials: int, slow_trials: int) -> int:
     """The documented rule: slow sequential algorithms get the first `slow_trials` trials."""
-    return min(trials, slow_trials) if algorithm_name(algorithm) in SLOW else trials
+    return min(trials, slow_trials) if resolve(algorithm)[0] in SLOW else trials
 
 
 def run_table(
@@ -80,7 +88,7 @@ def run_table(
     for pool, matrix in pools.items():
         acc = matrix.accuracies()
         for name in plan_algorithms(algorithms, matrix):
-            resolved = algorithm_name(name)
+            resolved, params = resolve(name)
             n_trials = trials_for(name, trials, slow_trials)
             for n_avg in budgets[:1] if resolved in NO_QUERIES else budgets:
                 label = f"{pool} {name} N={n_avg:g}"
@@ -88,8 +96,9 @@ def run_table(
                 if tick is not None:
                     tick(0)  # show the label while a slow row runs
                 start = time.perf_counter()
-                row = simulate(matrix, name, n_avg, n_trials, seed, on_progress=tick)
-                pub = published(pool, resolved, n_avg)
+                row = simulate(matrix, resolved, n_avg, n_trials, seed, params, tick)
+                row["requested"] = name
+                pub = published(pool, name if name == "reference" else resolved, n_avg)
                 row.update(
                     pool=pool,
                     n_models=matrix.n_models,
@@ -110,7 +119,7 @@ def total_trials(pools, algorithms, budgets, trials, slow_trials) -> int:
     total = 0
     for matrix in pools.values():
         for name in plan_algorithms(algorithms, matrix):
-            reps = 1 if algorithm_name(name) in NO_QUERIES else len(budgets)
+            reps = 1 if resolve(name)[0] in NO_QUERIES else len(budgets)
             total += reps * trials_for(name, trials, slow_trials)
     return total
 
@@ -253,7 +262,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for name in args.algorithms:  # fail on a typo before generating anything
-        algorithm_name(name)
+        resolve(name)
     if args.real:
         pools = load_real_pools(args.matrices)
     else:

@@ -52,7 +52,7 @@ def run(preset: str, seeds, trials: int, overrides: dict) -> dict:
             params = None
             alg = name
             if name.startswith("gem f="):
-                alg, params = "gem", {"first_round_share": float(name[6:])}
+                alg, params = "gem", {"first_round_share": float(name[6:]), "first_cut": 100}
             r = simulate(matrix, alg, n or 10, 1 if name == "best_base" else trials, 0, params)
             cells.setdefault(f"{name}|{n}", []).append(r["mean_rank"])
     return {k: float(np.mean(v)) for k, v in cells.items()}
@@ -78,7 +78,7 @@ def main() -> None:
     head = "| algorithm | N | " + " | ".join(args.presets) + " |"
     lines = [head, "|---|---|" + "---|" * len(args.presets)]
     for name, n in ROWS:
-        pub_name = "gem" if name.startswith("gem") else name
+        pub_name = "reference" if name.startswith("gem") else name
         cells = []
         for p in args.presets:
             pub = published(p, pub_name, n)
