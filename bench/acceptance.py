@@ -4,11 +4,12 @@
         [--reference gem:first_round_share=0.2,first_cut=100]
         [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 1000] [--real]
 
-Spec strings are `algorithm[:param=value,...]`. For every preset (generator seeds held out from
-any tuning), every budget and the small real pools (`--real`), prints the mean rank of both
-with 95% intervals, their ratio, P(within 0.5 points), and the three checks: mean rank at N=10
-at most half the reference's; P(within 0.5 points) >= 0.9 at N=50; never worse than the
-reference beyond the 95% interval. Both run on the same trials (common random numbers).
+Specs are `algorithm[:param=value,...]`, as `gemfinder simulate --algorithms` takes them. For
+every preset (generator seeds held out from any tuning), every budget and the small real pools
+(`--real`), prints the mean rank of both with 95% intervals, their ratio, P(within 0.5 points),
+and the three checks: mean rank at N=10 at most half the reference's; P(within 0.5 points) >=
+0.9 at N=50; never worse than the reference beyond the 95% interval. Both run on the same
+trials (common random numbers).
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from gemfinder.simulation import simulate
+from gemfinder.simulation import parse_algorithm, simulate
 from gemfinder.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_pools import load_real_pools  # noqa: E402
 
 REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
-
-
-def parse_spec(text: str) -> tuple[str, dict[str, float]]:
-    name, _, rest = text.partition(":")
-    params = {}
-    for pair in filter(None, rest.split(",")):
-        key, _, value = pair.partition("=")
-        params[key] = float(value)
-    return name, params
 
 
 def compare(matrix, candidate, reference, budgets, trials, seed) -> list[dict]:
@@ -85,7 +77,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--real", action="store_true", help="also the small real pools")
     args = parser.parse_args()
-    candidate, reference = parse_spec(args.candidate), parse_spec(args.reference)
+    candidate, reference = parse_algorithm(args.candidate), parse_algorithm(args.reference)
     print(f"candidate {args.candidate} vs reference {args.reference}, {args.trials} trials")
     print(
         f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"

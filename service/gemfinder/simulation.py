@@ -26,6 +26,24 @@ def algorithm_name(name: str) -> str:
     return resolved
 
 
+def parse_algorithm(spec: str) -> tuple[str, dict[str, float]]:
+    """`name[:param=value,...]`, e.g. `gem:first_cut=50,first_round_share=0.3`."""
+    name, _, rest = spec.partition(":")
+    params: dict[str, float] = {}
+    for pair in filter(None, rest.split(",")):
+        key, eq, value = pair.partition("=")
+        try:
+            if not (key and eq):
+                raise ValueError
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise UserError(
+                "algorithms", f"{spec!r}: parameters must be key=number pairs, got {pair!r}"
+            ) from None
+    algorithm_name(name)
+    return name, params
+
+
 def total_budget(budget_per_model: float, n_models: int) -> int:
     if not budget_per_model > 0:
         raise UserError("budget_per_model", f"must be positive, got {budget_per_model}")
@@ -80,14 +98,15 @@ def simulate_grid(
     seed: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Every algorithm at every budget, all on the same trials (paired comparisons)."""
-    for name in algorithms:  # fail before any work on a typo
-        algorithm_name(name)
-    return [
-        simulate(matrix, name, n_avg, trials, seed, on_progress=on_progress)
-        for n_avg in budgets_per_model
-        for name in algorithms
-    ]
+    """Every algorithm spec (`name[:param=value,...]`) at every budget, all on the same trials
+    (paired comparisons)."""
+    specs = [(spec, *parse_algorithm(spec)) for spec in algorithms]  # fail before any work
+    rows = []
+    for n_avg in budgets_per_model:
+        for spec, name, params in specs:
+            row = simulate(matrix, name, n_avg, trials, seed, params or None, on_progress)
+            rows.append(row | {"requested": spec, "params": params})
+    return rows
 
 
 def _field(err: Exception) -> str:

@@ -62,6 +62,22 @@ def test_json_rows_for_every_algorithm_and_budget(pool_npz):
     assert all(r["queries_spent"] == 0 and r["mean_rank"] > 1 for r in best_base)
 
 
+def test_algorithm_parameters_in_the_spec(pool_npz):
+    out = gemfinder(
+        "simulate", "--matrix", str(pool_npz), "--algorithms", "gem:first_cut=5", "gem",
+        "--budget-per-model", "20", "--trials", "30", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    cut, default = json.loads(out.stdout)
+    assert cut["requested"] == "gem:first_cut=5" and cut["params"] == {"first_cut": 5.0}
+    assert default["params"] == {}
+    bad = gemfinder(
+        "simulate", "--matrix", str(pool_npz), "--algorithms", "sh:first_cut=5",
+        "--budget-per-model", "20", "--trials", "5",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "sh has no parameter 'first_cut'" in bad.stderr
+
+
 def test_table_is_printed_with_intervals(pool_npz):
     out = gemfinder(
         "simulate", "--matrix", str(pool_npz), "--budget-per-model", "10", "--trials", "20"

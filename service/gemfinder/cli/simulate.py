@@ -9,7 +9,7 @@ import sys
 from tqdm import tqdm
 
 from gemfinder.matrix import load_matrix
-from gemfinder.simulation import algorithm_name, simulate_grid
+from gemfinder.simulation import parse_algorithm, simulate_grid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--matrix", required=True, help="correctness matrix file")
     parser.add_argument(
-        "--algorithms", nargs="+", default=["default"], metavar="A", help="'default' or names"
+        "--algorithms",
+        nargs="+",
+        default=["default"],
+        metavar="A",
+        help="'default' or names, with parameters as name:key=value,... (gem:first_cut=50)",
     )
     parser.add_argument(
         "--budget-per-model",
@@ -39,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
-    for name in args.algorithms:
-        algorithm_name(name)
+    for spec in args.algorithms:
+        parse_algorithm(spec)
     total = args.trials * len(args.algorithms) * len(args.budget_per_model)
     with tqdm(
         total=total,
@@ -62,16 +66,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_table(rows: list[dict], best: float) -> str:
+    labels = [r["requested"] if r.get("params") else r["algorithm"] for r in rows]
+    width = max(14, *(len(label) + 2 for label in labels))
     header = (
-        f"{'algorithm':<14}{'N/model':>8}{'mean rank':>21}{'accuracy':>10}"
+        f"{'algorithm':<{width}}{'N/model':>8}{'mean rank':>21}{'accuracy':>10}"
         f"{'P(best)':>9}{'P(<=0.5pt)':>11}{'queries':>10}"
     )
     lines = [header, "-" * len(header)]
-    for r in rows:
+    for label, r in zip(labels, rows, strict=True):
         lo, hi = r["mean_rank_ci"]
         rank = f"{r['mean_rank']:.2f} [{lo:.1f},{hi:.1f}]"
         lines.append(
-            f"{r['algorithm']:<14}{r['budget_per_model']:>8g}{rank:>21}"
+            f"{label:<{width}}{r['budget_per_model']:>8g}{rank:>21}"
             f"{r['mean_accuracy']:>10.4f}{r['p_best']:>9.3f}{r['p_within_half_point']:>11.3f}"
             f"{r['queries_spent']:>10.0f}"
         )
