@@ -183,6 +183,11 @@ impl Scheduler {
     fn budget(&self) -> u64 {
         self.session.scheduler().budget()
     }
+    /// Whether `ask` hands out whole rounds (else one decision per pull).
+    #[getter]
+    fn round_based(&self) -> bool {
+        self.session.scheduler().config().algorithm.is_round_based()
+    }
     #[getter]
     fn algorithm(&self) -> &'static str {
         self.session.scheduler().config().algorithm.name()

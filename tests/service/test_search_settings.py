@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from gemfinder import metrics
 from gemfinder.candidates import Candidate
@@ -60,3 +62,32 @@ async def test_a_resumed_search_is_granted_what_it_has_left():
     assert await manager.resume(store.unfinished()[0])
     assert metrics.BUDGET_ALLOCATED._value.get() - before == spec.budget - sched.spent
     await manager.close()
+
+
+class ConcurrencyProbe(RecordingOracle):
+    """Yields once per answer and records how many answers were in flight at most."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = self.peak = 0
+
+    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(0)
+        self.active -= 1
+        return await super().answer(candidate, item, system_prompt=system_prompt)
+
+
+@pytest.mark.parametrize(("algorithm", "limit"), [("sh_correlated", 7), ("ucb", 3)])
+async def test_pulls_in_flight_stay_within_the_window(algorithm, limit):
+    """Round-based searches hand out at most `max_pending` pulls at once, sequential ones at most
+    `sequential_batch` (they must see grades to choose the next pull)."""
+    candidates = [Candidate(f"m{k}", f"http://h{k}:80") for k in range(6)]
+    spec = SearchSpec(candidates, make_items(3, tasks=("mmlu",)), budget=60, algorithm=algorithm)
+    store = Store()
+    store.create_search("s1", None, spec.to_dict())
+    oracle = ConcurrencyProbe()
+    runner = SearchRunner("s1", spec, oracle, store, max_pending=7, sequential_batch=3)
+    await runner.run()
+    assert runner.sched.finished and 1 < oracle.peak <= limit

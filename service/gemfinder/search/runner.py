@@ -48,6 +48,8 @@ class SearchRunner:
         cached: int = 0,
         progress_interval_s: float = 0.2,
         snapshot_interval_s: float = 1.0,
+        max_pending: int = 2048,
+        sequential_batch: int = 32,
     ) -> None:
         self.search_id = search_id
         self.spec = spec
@@ -62,8 +64,15 @@ class SearchRunner:
         self._cancel = asyncio.Event()
         self._progress_every = progress_interval_s
         self._snapshot_every = snapshot_interval_s
+        # Pulls handed to the oracle at once: far more than any fleet's slots, so endpoints stay
+        # busy, but bounded, so a round of a million pulls is not a million tasks in memory.
+        self._max_pending = max_pending
+        # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
+        # more at once than the fleet runs in parallel would only blind them.
+        self._sequential_batch = sequential_batch
         self._last_progress = self._last_snapshot = 0.0
         self._round = self.sched.round
+        self._round_based = self.sched.round_based
         self._survivors = 0
 
     @property
@@ -88,7 +97,9 @@ class SearchRunner:
         self._publish(ev.ROUND_STARTED, "running")
         try:
             while not self._cancel.is_set():
-                pulls = [] if self.sched.finished else self.sched.ask()
+                window = self._max_pending if self._round_based else self._sequential_batch
+                room = window - len(pending)
+                pulls = [] if self.sched.finished or room <= 0 else self.sched.ask(room)
                 hits = self._dispatch(pulls, pending)
                 if hits:
                     self.store.put_answers(self.search_id, hits)
