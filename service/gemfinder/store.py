@@ -1,7 +1,8 @@
 """SQLite (WAL) persistence: searches and their requests, scheduler snapshots, evaluation cache.
 
 The pulls table keeps which items each model of a search was graded on, for paired
-comparisons (the hidden-gem verdict) that survive a restart. The evaluation cache is what makes
+comparisons (the hidden-gem verdict) that survive a restart; a search's rows go once its result
+(which holds the verdict) is stored. The evaluation cache is what makes
 a query never paid twice: every graded answer is committed
 before it is told to the scheduler, so a search resumed from an older snapshot re-asks lost
 pulls and finds them here instead of at the endpoint. One connection, used from the event loop
@@ -199,6 +200,12 @@ class Store:
         for model, item, reward in rows:
             out[model][item] = reward
         return out
+
+    def drop_pulls(self, search_id: str) -> None:
+        """Forget the graded pulls of an ended search: its stored result already holds what the
+        verdict needed, and the evaluation cache keeps the answers themselves."""
+        with self._db:
+            self._db.execute("DELETE FROM pulls WHERE search_id = ?", (search_id,))
 
     def count_evals(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM evals").fetchone()[0])

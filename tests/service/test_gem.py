@@ -87,6 +87,9 @@ def test_store_keeps_pulls_once_per_search():
     store.put_answers("s", [("k1", 0, 3, 1)])  # re-told after a resume
     assert store.outcomes("s", [0, 1, 2]) == {0: {3: 1}, 1: {3: 0}, 2: {}}
     assert store.count_evals() == 2
+    store.drop_pulls("s")  # once the search has ended: the cache stays
+    assert store.outcomes("s", [0, 1]) == {0: {}, 1: {}}
+    assert store.count_evals() == 2
 
 
 def test_verdict_and_evidence_reach_the_proto_and_the_report():

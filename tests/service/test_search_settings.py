@@ -91,3 +91,19 @@ async def test_pulls_in_flight_stay_within_the_window(algorithm, limit):
     runner = SearchRunner("s1", spec, oracle, store, max_pending=7, sequential_batch=3)
     await runner.run()
     assert runner.sched.finished and 1 < oracle.peak <= limit
+
+
+async def test_an_ended_search_keeps_its_verdict_but_not_its_pulls():
+    candidates = [Candidate(f"m{k}", f"http://h{k}:80", downloads=float(k)) for k in range(4)]
+    spec = SearchSpec(candidates, make_items(3, tasks=("mmlu",)), budget=40)
+    store = Store()
+    manager = SearchManager(store, RecordingOracle())
+    row = await manager.start(spec)
+    for _ in range(500):  # the search runs in the background; it takes milliseconds
+        if store.get_search(row.id).state != "running":
+            break
+        await asyncio.sleep(0.01)
+    ended = store.get_search(row.id)
+    assert ended.state == "succeeded" and ended.result["gem_verdict"]
+    assert store.outcomes(row.id, [0, 1, 2, 3]) == {0: {}, 1: {}, 2: {}, 3: {}}
+    assert store.count_evals() > 0

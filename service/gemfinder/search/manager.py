@@ -195,5 +195,7 @@ class SearchManager:
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
                 metrics.SEARCH_QUERIES.labels(outcome).observe(runner.sched.spent)
                 runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
+                # The stored result holds the verdict; a rerun re-records pulls from the cache.
+                self.store.drop_pulls(sid)
             self._live.pop(sid, None)
             self._buses.pop(sid, None)
