@@ -64,10 +64,6 @@ impl ItemOrder {
         }
     }
 
-    pub fn n_items(&self) -> usize {
-        self.perm.len()
-    }
-
     /// The item at position `pos` of `model`'s sequence; `prepare` must have covered `pos`.
     #[inline]
     pub fn item(&self, model: u32, pos: u32) -> u32 {
