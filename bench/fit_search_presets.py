@@ -19,7 +19,6 @@ SH rank with a random mean 0.05 off).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from gemfinder.trees.presets import get_preset
 from gemfinder.trees.structure import grow_tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preset_search import anneal  # noqa: E402
 from published_table import published  # noqa: E402
 
 KNOBS = ("step_mean", "step_sd", "p_broken", "broken_scale", "p_light", "ceiling", "ceiling_scale")
@@ -92,27 +92,21 @@ def main() -> None:
     cfg = get_preset(args.preset)
     rng = np.random.default_rng(args.seed)
     seeds = range(100, 100 + args.seeds)
-    best_cfg = cfg
-    best_loss, best_m = loss(cfg, seeds, args.sims, args.mean_sd)
-    print(f"start loss {best_loss:.2f} {np.round(best_m, 3)}", flush=True)
-    for i in range(args.trials):
-        scale = 0.4 * (1 - i / args.trials) + 0.05
-        change = {}
-        for k in KNOBS:
-            v = getattr(best_cfg, k)
-            if k == "ceiling":
-                change[k] = v + rng.normal(0, 0.01 * scale)
-            elif k == "step_mean":
-                change[k] = v + rng.normal(0, 0.5 * scale)
-            elif k == "p_light":
-                change[k] = float(np.clip(v + rng.normal(0, 0.2 * scale), 0.0, 0.9))
-            else:
-                change[k] = v * np.exp(rng.normal(0, scale))
-        cand = dataclasses.replace(best_cfg, **change)
-        cl, cm = loss(cand, seeds, args.sims, args.mean_sd)
-        if cl < best_loss:
-            best_cfg, best_loss, best_m = cand, cl, cm
-            print(f"{i:4d} loss {cl:.2f} {np.round(cm, 3)}", flush=True)
+    start_loss, start_m = loss(cfg, seeds, args.sims, args.mean_sd)
+    print(f"start loss {start_loss:.2f} {np.round(start_m, 3)}", flush=True)
+    best_cfg, best_loss, best_m = anneal(
+        cfg,
+        lambda c: loss(c, seeds, args.sims, args.mean_sd),
+        KNOBS,
+        args.trials,
+        rng,
+        start=0.4,
+        floor=0.05,
+        additive={"ceiling": 0.01, "step_mean": 0.5},
+        clipped={"p_light": (0.2, 0.0, 0.9)},
+        on_better=lambda i, cl, cm: print(f"{i:4d} loss {cl:.2f} {np.round(cm, 3)}", flush=True),
+        initial=(start_loss, start_m),
+    )
     print(f"loss {best_loss:.3f} (mean, base rank, best, sh10, sh50, top) {np.round(best_m, 3)}")
     for k in KNOBS:
         print(f"        {k}={getattr(best_cfg, k):.3f},")

@@ -9,11 +9,15 @@ so a candidate costs milliseconds. Prints the best knobs found; copy them into p
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 from gemfinder.trees.presets import get_preset
 from gemfinder.trees.structure import grow_tree
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preset_search import anneal  # noqa: E402
 
 
 def marginals(cfg, seeds):
@@ -48,22 +52,16 @@ def main() -> None:
     seeds = range(100, 116)
     # broken_scale stays as set: they shape the tails, the marginals cannot pin them.
     knobs = ("step_mean", "step_sd", "p_broken", "ceiling", "ceiling_scale")
-    best_cfg, (best_loss, best_m) = cfg, loss(cfg, seeds)
-    for i in range(args.trials):
-        scale = 0.3 * (1 - i / args.trials) + 0.02
-        change = {}
-        for k in knobs:
-            v = getattr(best_cfg, k)
-            if k == "ceiling":
-                change[k] = v + rng.normal(0, 0.01 * scale)
-            elif k == "step_mean":
-                change[k] = v + rng.normal(0, scale)
-            else:
-                change[k] = v * np.exp(rng.normal(0, scale))
-        cand = dataclasses.replace(best_cfg, **change)
-        cl, cm = loss(cand, seeds)
-        if cl < best_loss:
-            best_cfg, best_loss, best_m = cand, cl, cm
+    best_cfg, best_loss, best_m = anneal(
+        cfg,
+        lambda c: loss(c, seeds),
+        knobs,
+        args.trials,
+        rng,
+        start=0.3,
+        floor=0.02,
+        additive={"ceiling": 0.01, "step_mean": 1.0},
+    )
     print(f"loss {best_loss:.3f} mean {best_m[0]:.3f} rank {best_m[1]:.1f} best {best_m[2]:.3f}")
     for k in knobs:
         print(f"        {k}={getattr(best_cfg, k):.3f},")
