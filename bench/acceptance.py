@@ -22,7 +22,11 @@ from gemfinder.simulation import parse_algorithm, simulate
 from gemfinder.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from published_table import REFERENCE_PARAMS  # noqa: E402
 from real_pools import load_real_pools  # noqa: E402
+
+# The reference method as bench/published_table.py reads it (published m, best-fitting f).
+REFERENCE = "gem:" + ",".join(f"{k}={v:g}" for k, v in REFERENCE_PARAMS.items())
 
 REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
 
@@ -69,8 +73,7 @@ def print_rows(label: str, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidate", default="default")
-    # The reference method as bench/published_table.py reads it (published m, best-fitting f).
-    parser.add_argument("--reference", default="gem:first_round_share=0.2,first_cut=100")
+    parser.add_argument("--reference", default=REFERENCE)
     parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "gsm8k"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
     parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 25, 50, 100])
