@@ -2,14 +2,15 @@
 
     python bench/acceptance.py [--candidate default]
         [--reference gem:first_round_share=0.2,first_cut=100]
-        [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 1000] [--real]
+        [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 1000] [--real] [--markdown OUT]
 
 Specs are `algorithm[:param=value,...]`, as `gemfinder simulate --algorithms` takes them. For
 every preset (generator seeds held out from any tuning), every budget and the small real pools
 (`--real`), prints the mean rank of both with 95% intervals, their ratio, P(within 0.5 points),
 and the three checks: mean rank at N=10 at most half the reference's; P(within 0.5 points) >=
 0.9 at N=50; never worse than the reference beyond the 95% interval. Both run on the same
-trials (common random numbers).
+trials (common random numbers). `--markdown OUT` also writes the full table (mean rank,
+accuracy, P(best), P(within 0.5 points) of both, and the checks) as Markdown.
 """
 
 from __future__ import annotations
@@ -70,6 +71,28 @@ def print_rows(label: str, rows: list[dict]) -> None:
         )
 
 
+MARKDOWN_HEADER = [
+    "| pool | N | mean rank (ref) | accuracy (ref) | P(best) (ref) | P(<=0.5 pt) (ref) | checks |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def markdown_rows(label: str, rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        cand, ref = row["cand"], row["ref"]
+        cells = [
+            f"{cand['mean_rank']:.2f} ({ref['mean_rank']:.2f})",
+            f"{cand['mean_accuracy']:.4f} ({ref['mean_accuracy']:.4f})",
+            f"{cand['p_best']:.3f} ({ref['p_best']:.3f})",
+            f"{cand['p_within_half_point']:.3f} ({ref['p_within_half_point']:.3f})",
+        ]
+        checks = " ".join(verdicts(row)) or "-"
+        budget = f"{row['budget_per_model']:g}"
+        lines.append(f"| {label} | {budget} | " + " | ".join(cells) + f" | {checks} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidate", default="default")
@@ -79,6 +102,7 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 25, 50, 100])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--real", action="store_true", help="also the small real pools")
+    parser.add_argument("--markdown", type=Path, help="also write the full table here")
     args = parser.parse_args()
     candidate, reference = parse_algorithm(args.candidate), parse_algorithm(args.reference)
     print(f"candidate {args.candidate} vs reference {args.reference}, {args.trials} trials")
@@ -86,14 +110,16 @@ def main() -> None:
         f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"
         f"  {'ratio':>6}  {'P<=.5 cand':>6} {'ref':>6}  checks"
     )
-    for preset in args.presets:
-        for seed in args.seeds:
-            matrix = generate(preset, seed).matrix
-            rows = compare(matrix, candidate, reference, args.budgets, args.trials, seed)
-            print_rows(f"{preset}/s{seed}", rows)
+    pools = [(f"{p}/s{s}", s, generate(p, s).matrix) for p in args.presets for s in args.seeds]
     if args.real:
-        for name, matrix in load_real_pools(REAL_MATRICES).items():
-            print_rows(name, compare(matrix, candidate, reference, args.budgets, args.trials, 0))
+        pools += [(name, 0, matrix) for name, matrix in load_real_pools(REAL_MATRICES).items()]
+    markdown = list(MARKDOWN_HEADER)
+    for label, seed, matrix in pools:
+        rows = compare(matrix, candidate, reference, args.budgets, args.trials, seed)
+        print_rows(label, rows)
+        markdown += markdown_rows(label, rows)
+    if args.markdown:
+        args.markdown.write_text("\n".join(markdown) + "\n")
 
 
 if __name__ == "__main__":
