@@ -73,6 +73,10 @@ pub struct Scheduler {
     phase: Phase,
     recommendation: Option<u32>,
     ucb_e_a: f64,
+    /// Incremental state of UCB-E and TTTS: derived from `arms` and `survivors`, so it is not
+    /// saved (rebuilt on first use after a restore) and `==` ignores it.
+    #[serde(skip)]
+    derived: sequential::Derived,
 }
 
 impl Scheduler {
@@ -107,6 +111,7 @@ impl Scheduler {
             phase: Phase::Sequential,
             recommendation: None,
             ucb_e_a,
+            derived: sequential::Derived::default(),
             config,
         };
         scheduler.start()?;
@@ -220,18 +225,14 @@ impl Scheduler {
                 self.tie_seed,
                 salt,
             ),
-            Algorithm::UcbE { .. } => sequential::ucb_e(
-                &self.arms,
-                &self.survivors,
-                self.ucb_e_a,
-                self.tie_seed,
-                salt,
-            ),
+            Algorithm::UcbE { .. } => self
+                .derived
+                .ucb_e(&self.arms, &self.survivors, self.ucb_e_a)
+                .choose(self.tie_seed, salt),
             Algorithm::TopTwoThompson {
                 leader_prob,
                 max_resample,
-            } => sequential::top_two_thompson(
-                &self.arms,
+            } => self.derived.thompson(&self.arms, &self.survivors).choose(
                 &self.survivors,
                 leader_prob,
                 max_resample,
@@ -246,6 +247,9 @@ impl Scheduler {
         if *cursor as usize == self.config.n_items {
             // Every item handed out: its score will be exact, it needs no more pulls.
             self.survivors.retain(|&m| m != model);
+            self.derived.closed(model);
+        } else {
+            self.derived.changed(&self.arms, model);
         }
         Some(Pull { model, item })
     }
@@ -257,6 +261,7 @@ impl Scheduler {
         self.spent += 1;
         self.arms.seen[m] += 1;
         self.arms.successes[m] += correct as u32;
+        self.derived.changed(&self.arms, pull.model);
         if !self.attempts.is_empty() {
             self.attempts.remove(&pull.key());
         }
@@ -272,6 +277,7 @@ impl Scheduler {
         if *attempts >= self.config.max_attempts {
             self.attempts.remove(&pull.key());
             self.arms.skipped[pull.model as usize] += 1;
+            self.derived.changed(&self.arms, pull.model);
             self.skipped += 1;
             self.resolved();
         } else {
@@ -389,5 +395,91 @@ pub(crate) fn scorer(config: &SearchConfig) -> impl Fn(&Arms, u32) -> f64 + '_ {
         }
         Algorithm::TopTwoThompson { .. } => arms.posterior_mean(m, (1.0, 1.0)),
         _ => arms.mean(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Drive a sequential search pull by pull with batches of up to `max_batch` in flight,
+    /// answers in random order, failures (so retries and skips), and a snapshot round trip
+    /// now and then. Before every new choice `check` sees the scheduler and the salt of that
+    /// choice, and after it the model chosen.
+    fn drive(
+        name: &str,
+        k: usize,
+        n: usize,
+        budget: u64,
+        seed: u64,
+        mut check: impl FnMut(&Scheduler, u64, u32),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let p: Vec<f64> = (0..k).map(|_| rng.gen_range(0.2..0.8)).collect();
+        let algorithm = Algorithm::from_name(name, &Default::default()).unwrap();
+        let mut config = SearchConfig::new(algorithm, k, n, budget, seed);
+        config.max_attempts = 2;
+        let mut s = Scheduler::new(config).unwrap();
+        let mut in_flight: Vec<Pull> = Vec::new();
+        let mut steps = 0;
+        while !s.is_finished() {
+            steps += 1;
+            let want = rng.gen_range(1..=4usize);
+            while in_flight.len() < want {
+                let fresh = s.retries.is_empty()
+                    && s.spent + s.in_flight < s.config.budget
+                    && !s.survivors.is_empty();
+                let (before, salt) = (s.clone(), s.decisions + 1);
+                let mut out = Vec::new();
+                s.next_pulls(1, &mut out);
+                let Some(&pull) = out.first() else { break };
+                if fresh {
+                    check(&before, salt, pull.model);
+                }
+                in_flight.push(pull);
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let pull = in_flight.swap_remove(rng.gen_range(0..in_flight.len()));
+            if rng.gen_bool(0.15) {
+                s.record_failure(pull);
+            } else {
+                s.record(pull, rng.gen_bool(p[pull.model as usize]));
+            }
+            // (Once finished, `survivors` is the pick and no choice is made any more.)
+            assert!(
+                s.is_finished() || s.derived.matches_rebuilt(&s.arms, &s.survivors),
+                "{name} step {steps}"
+            );
+            if steps % 97 == 0 {
+                let bytes = bincode::serialize(&s).unwrap();
+                s = bincode::deserialize(&bytes).unwrap();
+            }
+        }
+        assert!(s.is_finished(), "{name}");
+    }
+
+    #[test]
+    fn ucb_e_incremental_choice_is_the_full_argmax_on_every_pull() {
+        for (k, n, budget, seed) in [(12, 30, 200, 1), (40, 8, 300, 2), (25, 60, 1400, 3)] {
+            let mut pulls = 0;
+            drive("ucb_e", k, n, budget, seed, |s, salt, model| {
+                let full = sequential::ucb_e(&s.arms, &s.survivors, s.ucb_e_a, s.tie_seed, salt);
+                assert_eq!(Some(model), full, "pull {pulls}");
+                pulls += 1;
+            });
+            assert!(pulls as u64 >= budget.min((k * n) as u64) / 2, "{pulls}");
+        }
+    }
+
+    #[test]
+    fn ttts_state_stays_equal_to_a_rebuilt_one() {
+        for (k, n, budget, seed) in [(12, 30, 200, 1), (40, 8, 300, 2), (25, 60, 1400, 3)] {
+            drive("ttts", k, n, budget, seed, |s, _, model| {
+                assert!(s.survivors.contains(&model));
+            });
+        }
     }
 }
