@@ -14,7 +14,7 @@ use crate::arms::{Arms, ALIVE, OUTRANKED_AT_END};
 use crate::config::{Algorithm, Sampling, SearchConfig};
 use crate::error::{CoreError, Result};
 use crate::policy::rounds::RoundPlan;
-use crate::policy::sequential;
+use crate::policy::{sequential, ucb};
 use crate::rng::{stream_rng, tie_key, Stream};
 use crate::sampling::ItemOrder;
 
@@ -92,7 +92,7 @@ impl Scheduler {
         let order = ItemOrder::new(k, n, sampling, item_rng, &mut rng);
         let tie_seed = rng.gen();
         let ucb_e_a = match config.algorithm {
-            Algorithm::UcbE { a } => a.unwrap_or(sequential::ucb_e_default_a(config.budget, k)),
+            Algorithm::UcbE { a } => a.unwrap_or(ucb::ucb_e_default_a(config.budget, k)),
             _ => 0.0,
         };
         let mut scheduler = Scheduler {
@@ -217,7 +217,7 @@ impl Scheduler {
         }
         let salt = self.next_salt();
         let model = match self.config.algorithm {
-            Algorithm::Ucb { c } => sequential::ucb(
+            Algorithm::Ucb { c } => ucb::ucb(
                 &self.arms,
                 &self.survivors,
                 c,
@@ -466,7 +466,7 @@ mod tests {
         for (k, n, budget, seed) in [(12, 30, 200, 1), (40, 8, 300, 2), (25, 60, 1400, 3)] {
             let mut pulls = 0;
             drive("ucb_e", k, n, budget, seed, |s, salt, model| {
-                let full = sequential::ucb_e(&s.arms, &s.survivors, s.ucb_e_a, s.tie_seed, salt);
+                let full = ucb::ucb_e(&s.arms, &s.survivors, s.ucb_e_a, s.tie_seed, salt);
                 assert_eq!(Some(model), full, "pull {pulls}");
                 pulls += 1;
             });
