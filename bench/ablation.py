@@ -1,6 +1,6 @@
 """Ablation of the ideas for beating the reference method (issue 6, design/search.md).
 
-    python bench/ablation.py [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 300]
+    python bench/ablation.py [--seeds 3 4] [--budgets 5 10 25 50 100] [--trials 500]
         [--presets ...] [--no-real] [--markdown OUT]
 
 Every idea is a variant of the reference method (gem search: correlated SH, first round spends
@@ -28,12 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.simulation import simulate
-from gemfinder.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_pools import load_real_pools  # noqa: E402
-
-REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
+from held_out import add_pool_arguments, held_out_pools  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -201,22 +198,18 @@ def summary(cases: list[dict[str, np.ndarray]]) -> list[tuple[str, float, float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "gsm8k"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
-    parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 25, 50, 100])
-    parser.add_argument("--trials", type=int, default=300)
+    add_pool_arguments(parser)
+    parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--no-real", action="store_true", help="skip the small real pools")
     parser.add_argument("--markdown", type=Path, help="also write the summary table here")
     args = parser.parse_args()
 
-    pools = [(f"{p}/s{s}", generate(p, s).matrix) for p in args.presets for s in args.seeds]
-    if not args.no_real:
-        pools += list(load_real_pools(REAL_MATRICES).items())
+    pools = held_out_pools(args, real=not args.no_real)
     names = [v.name for v in VARIANTS]
     print(f"mean rank, {args.trials} paired trials; rust = the core's gem f=0.2 m=100")
     print(f"{'pool':<18}{'N':>5} {'rust':>7} " + " ".join(f"{n[:12]:>12}" for n in names))
     cases, start = [], time.time()
-    for label, matrix in pools:
+    for label, _, matrix in pools:
         for n_avg in args.budgets:
             case = run_case(matrix.correct, n_avg, args.trials, seed=0)
             rust = simulate(matrix, "gem", n_avg, args.trials, 0, {"first_cut": 100.0})

@@ -20,16 +20,13 @@ import sys
 from pathlib import Path
 
 from gemfinder.simulation import parse_algorithm, simulate
-from gemfinder.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from held_out import add_pool_arguments, held_out_pools  # noqa: E402
 from published_table import REFERENCE_PARAMS  # noqa: E402
-from real_pools import load_real_pools  # noqa: E402
 
 # The reference method as bench/published_table.py reads it (published m, best-fitting f).
 REFERENCE = "gem:" + ",".join(f"{k}={v:g}" for k, v in REFERENCE_PARAMS.items())
-
-REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
 
 
 def compare(matrix, candidate, reference, budgets, trials, seed) -> list[dict]:
@@ -97,9 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidate", default="default")
     parser.add_argument("--reference", default=REFERENCE)
-    parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "gsm8k"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[3, 4])
-    parser.add_argument("--budgets", nargs="+", type=float, default=[5, 10, 25, 50, 100])
+    add_pool_arguments(parser)
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--real", action="store_true", help="also the small real pools")
     parser.add_argument("--markdown", type=Path, help="also write the full table here")
@@ -110,11 +105,8 @@ def main() -> None:
         f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"
         f"  {'ratio':>6}  {'P<=.5 cand':>6} {'ref':>6}  checks"
     )
-    pools = [(f"{p}/s{s}", s, generate(p, s).matrix) for p in args.presets for s in args.seeds]
-    if args.real:
-        pools += [(name, 0, matrix) for name, matrix in load_real_pools(REAL_MATRICES).items()]
     markdown = list(MARKDOWN_HEADER)
-    for label, seed, matrix in pools:
+    for label, seed, matrix in held_out_pools(args, args.real):
         rows = compare(matrix, candidate, reference, args.budgets, args.trials, seed)
         print_rows(label, rows)
         markdown += markdown_rows(label, rows)

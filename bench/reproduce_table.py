@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from published_table import PRESETS, REFERENCE_PARAMS, REPETITIONS, published  # noqa: E402
-from real_pools import load_real_pools  # noqa: E402
+from real_pools import REAL_MATRICES, load_real_pools  # noqa: E402
 
 ALGORITHMS = (
     "random",
@@ -46,7 +46,6 @@ ALGORITHMS = (
 )
 SLOW = frozenset({"ttts", "ucb", "ucb_e"})  # sequential: one decision per pull, cost ~ B x K
 NO_QUERIES = frozenset({"random", "best_base"})  # the budget does not matter: run them once
-REAL_MATRICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "matrices"
 
 
 def plan_algorithms(requested: Sequence[str], matrix: CorrectnessMatrix) -> list[str]:
