@@ -230,6 +230,18 @@ impl Scheduler {
     }
 }
 
+/// 95% Wilson score interval of `successes` out of `n` ((0, 1) when n = 0): the interval the
+/// ranking reports, for estimates the service computes outside a scheduler.
+#[pyfunction]
+fn wilson_interval(successes: u32, n: u32) -> PyResult<(f64, f64)> {
+    if successes > n {
+        return Err(PyValueError::new_err(format!(
+            "successes ({successes}) cannot exceed n ({n})"
+        )));
+    }
+    Ok(ranking::wilson(successes, n))
+}
+
 /// Smallest total budget the algorithm accepts for this pool.
 #[pyfunction]
 #[pyo3(signature = (algorithm, n_models, n_items, params=None))]
@@ -345,6 +357,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scheduler>()?;
     m.add_class::<RankedModel>()?;
     m.add_function(wrap_pyfunction!(min_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(wilson_interval, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;
     m.add_function(wrap_pyfunction!(summarize, m)?)?;
     Ok(())

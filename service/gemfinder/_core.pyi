@@ -15,6 +15,7 @@ __all__ = [
     "min_budget",
     "simulate_trials",
     "summarize",
+    "wilson_interval",
 ]
 
 __version__: str
@@ -98,6 +99,7 @@ class Scheduler:
 def min_budget(
     algorithm: str, n_models: int, n_items: int, params: dict[str, float] | None = None
 ) -> int: ...
+def wilson_interval(successes: int, n: int) -> tuple[float, float]: ...
 def simulate_trials(
     correct: npt.NDArray[np.uint8],
     algorithm: str,

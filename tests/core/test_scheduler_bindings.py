@@ -131,3 +131,16 @@ def test_simulator_spends_exactly_and_picks_the_clear_best():
     assert (spent <= 64 * 20).all() and (spent >= 64 * 20 - 2).all()
     summary = _core.summarize(correct.mean(axis=1), picks, spent)
     assert summary["p_best"] == 1.0 and summary["mean_rank"] == 1.0
+
+
+def test_wilson_interval_matches_the_ranking_and_rejects_impossible_counts():
+    sched = _core.Scheduler("uniform", 2, 10, 20, 0)
+    for model, item in sched.ask():
+        sched.tell(model, item, model == 0 or item < 3)
+    for row in sched.ranking():
+        assert _core.wilson_interval(row.successes, row.seen) == (row.lower, row.upper)
+    assert _core.wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = _core.wilson_interval(7, 10)
+    assert lo == pytest.approx(0.3968, abs=1e-4) and hi == pytest.approx(0.8922, abs=1e-4)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        _core.wilson_interval(11, 10)
