@@ -12,8 +12,8 @@ VERDICTS = {
     "significantly better than each of them on the items both answered",
     "not_a_gem": "not a hidden gem: the winner is among the most downloaded 1%, or one of "
     "them is significantly better on the items both answered",
-    "undetermined": "undetermined: too few shared items to tell the winner from the most "
-    "downloaded 1%",
+    "undetermined": "undetermined: on the items both answered, the winner is not "
+    "significantly better than each of the most downloaded 1%, nor one of them than the winner",
 }
 
 
@@ -76,9 +76,11 @@ def gem_report(result: Any, true_accuracy: dict[str, float] | None = None) -> st
             )
     spent = int(_get(result, "queries_spent"))
     exhaustive = int(_get(result, "exhaustive_queries"))
+    checked = int(_get(result, "gem_check_queries") or 0)
+    check = f", {checked:,} for the gem check" if checked else ""
     lines.append(
         f"cost          {spent:,} queries ({int(_get(result, 'queries_failed')):,} failed, "
-        f"{int(_get(result, 'queries_cached')):,} from cache) vs {exhaustive:,} for exhaustive "
-        f"evaluation: {exhaustive / max(spent, 1):.0f}x cheaper"
+        f"{int(_get(result, 'queries_cached')):,} from cache{check}) vs {exhaustive:,} for "
+        f"exhaustive evaluation: {exhaustive / max(spent, 1):.0f}x cheaper"
     )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gemfinder import _core
+from gemfinder.search import gem_check
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.spec import SearchSpec
 
@@ -28,8 +29,9 @@ def estimate(spec: SearchSpec, ranked: _core.RankedModel) -> dict[str, Any]:
 
 
 def progress(
-    spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float
+    spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float, checked: int = 0
 ) -> dict[str, Any]:
+    """`checked`: gem-check answers so far (search.gem_check), counted in `spent`."""
     rnd = sched.round
     leader = sched.recommendation
     ranking = None
@@ -41,8 +43,8 @@ def progress(
         ranking = ranking or sched.ranking()
         leader_acc = next((r.mean for r in ranking if r.model == leader), 0.0)
     return {
-        "budget": sched.budget,
-        "spent": sched.spent,
+        "budget": spec.budget,
+        "spent": sched.spent + checked,
         "failed": sched.failed,
         "skipped": sched.skipped,
         "cached": cached,
@@ -70,18 +72,37 @@ def result(
         winner_idx = ranking[0].model
     winner = by_model[winner_idx]
     top = most_downloaded(spec)
-    gem, evidence = verdict(spec, winner_idx, outcomes([winner_idx, *top]))
+    seen = outcomes([winner_idx, *top])
+    gem, evidence = verdict(spec, winner_idx, seen)
+    checked = gem_check.spent(spec, {m: by_model[m].seen for m in top}, seen)
+    popular = None
+    if top:
+        popular = estimate(spec, by_model[top[0]]) | answered(seen.get(top[0], {}))
     return {
         "recommended_model_id": spec.candidates[winner_idx].model_id,
         "ranking": [estimate(spec, r) for r in ranking],
-        "queries_spent": sched.spent,
+        "queries_spent": sched.spent + checked,
         "queries_failed": sched.failed,
         "queries_cached": cached,
         "exhaustive_queries": spec.exhaustive,
         "elapsed_s": elapsed,
         "winner": estimate(spec, winner),
-        "most_popular": estimate(spec, by_model[top[0]]) if top else None,
+        "most_popular": popular,
         "hidden_gem": gem == HIDDEN_GEM,
         "gem_verdict": gem,
         "gem_evidence": evidence,
+        "gem_check_queries": checked,
+    }
+
+
+def answered(rewards: dict[int, int]) -> dict[str, Any]:
+    """Estimate fields from every item a model answered (the search's and the gem check's)."""
+    n, hits = len(rewards), sum(rewards.values())
+    lower, upper = _core.wilson_interval(hits, n)
+    return {
+        "accuracy": hits / n if n else 0.0,
+        "lower": lower,
+        "upper": upper,
+        "items_seen": n,
+        "successes": hits,
     }

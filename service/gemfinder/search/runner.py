@@ -18,6 +18,8 @@ from typing import Any
 from gemfinder import _core, metrics
 from gemfinder.oracles import Oracle, OracleResult
 from gemfinder.search import events as ev
+from gemfinder.search import gem_check
+from gemfinder.search.gem import most_downloaded
 from gemfinder.search.result import progress, result
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.store import Store
@@ -74,6 +76,7 @@ class SearchRunner:
         self._round = self.sched.round
         self._round_based = self.sched.round_based
         self._survivors = 0
+        self._checked = 0  # gem-check answers graded in this run (progress only)
 
     @property
     def elapsed(self) -> float:
@@ -83,7 +86,7 @@ class SearchRunner:
         self._cancel.set()
 
     def progress(self) -> dict[str, Any]:
-        return progress(self.spec, self.sched, self.cached, self.elapsed)
+        return progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
 
     def result(self) -> dict[str, Any]:
         outcomes = partial(self.store.outcomes, self.search_id)
@@ -132,41 +135,92 @@ class SearchRunner:
             self._survivors = 0
         if self._cancel.is_set() and not self.sched.finished:
             raise SearchCancelled(self.result())
+        await self._gem_check()
         self._snapshot()
         return self.result()
+
+    async def _gem_check(self) -> None:
+        """Ask the popular models the winner's items (search.gem_check) with the kept-back
+        budget; stored as they arrive, so a crash loses only what is in flight."""
+        winner = self.sched.recommendation
+        if winner is None:
+            return
+        models = [winner, *most_downloaded(self.spec)]
+        wanted = gem_check.plan(self.spec, winner, self.store.outcomes(self.search_id, models))
+        queue = [(model, item) for model, items in wanted.items() for item in items]
+        queue.reverse()  # popped from the end, in plan order
+        pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
+        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        try:
+            while (queue or pending) and not self._cancel.is_set():
+                entries = []
+                while queue and len(pending) < self._max_pending:
+                    hit = self._send(*queue.pop(), pending)
+                    entries += [hit] if hit else []
+                if pending:
+                    done, _ = await asyncio.wait(
+                        [*pending, cancel_wait], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        if task is not cancel_wait:
+                            model, item = pending.pop(task)
+                            entries += self._graded(model, item, task.result())
+                self._checked += len(entries)
+                self.store.put_answers(self.search_id, entries)
+                if time.monotonic() - self._last_progress >= self._progress_every:
+                    self._publish(ev.PROGRESS, "running")
+        finally:
+            cancel_wait.cancel()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     def _dispatch(self, pulls, pending) -> list[tuple[str, int, int, int]]:
         """Tell cache hits at once (returned, to record as pulls); send the rest to the oracle."""
         hits = []
         for model, item in pulls:
-            key = self.keys(model, item)
-            reward = self.store.cached(key)
-            if reward is not None:
-                self.sched.tell(model, item, bool(reward))
-                self.cached += 1
-                hits.append((key, model, item, reward))
-                metrics.observe_cached(self._labels[model], reward)
-                metrics.BUDGET_SPENT.inc()
-                continue
-            metrics.QUERIES_SENT.labels(self._labels[model]).inc()
-            task = asyncio.ensure_future(
-                self.oracle.answer(
-                    self.spec.candidates[model],
-                    self.spec.items[item],
-                    system_prompt=self.spec.system_prompt,
-                )
-            )
-            pending[task] = (model, item)
+            hit = self._send(model, item, pending)
+            if hit:
+                self.sched.tell(model, item, bool(hit[3]))
+                hits.append(hit)
         return hits
 
-    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
+    def _send(self, model: int, item: int, pending) -> tuple[str, int, int, int] | None:
+        """The cached answer (nothing is sent), or None after starting the query in `pending`."""
+        key = self.keys(model, item)
+        reward = self.store.cached(key)
+        if reward is not None:
+            self.cached += 1
+            metrics.observe_cached(self._labels[model], reward)
+            metrics.BUDGET_SPENT.inc()
+            return (key, model, item, reward)
+        metrics.QUERIES_SENT.labels(self._labels[model]).inc()
+        task = asyncio.ensure_future(
+            self.oracle.answer(
+                self.spec.candidates[model],
+                self.spec.items[item],
+                system_prompt=self.spec.system_prompt,
+            )
+        )
+        pending[task] = (model, item)
+        return None
+
+    def _graded(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
+        """The answer entry of a graded query; none for a failure, which is never a 0."""
         metrics.observe_result(self._labels[model], res)
         if res.reward is None:
-            self.sched.tell_failed(model, item)
             return []
-        self.sched.tell(model, item, bool(res.reward))
         metrics.BUDGET_SPENT.inc()
         return [(self.keys(model, item), model, item, res.reward)]
+
+    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
+        entries = self._graded(model, item, res)
+        if entries:
+            self.sched.tell(model, item, bool(res.reward))
+        else:
+            self.sched.tell_failed(model, item)
+        return entries
 
     def _after_tells(self) -> None:
         now = time.monotonic()

@@ -27,20 +27,38 @@ class Limits:
     max_budget: int = 10_000_000
 
 
+# Share of the budget kept back for the gem check (search.gem_check) unless a request says
+# otherwise; at most MAX_GEM_CHECK_SHARE.
+GEM_CHECK_SHARE = 0.1
+MAX_GEM_CHECK_SHARE = 0.5
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
     items: list[Item]
-    budget: int
+    budget: int  # everything: the search and the gem check
     algorithm: str = _core.DEFAULT_ALGORITHM
     params: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     system_prompt: bool = False
     query_set: str | None = None  # registered name, when the items came from one
+    gem_check_share: float = GEM_CHECK_SHARE
 
     @property
     def exhaustive(self) -> int:
         return len(self.candidates) * len(self.items)
+
+    @property
+    def gem_check_reserve(self) -> int:
+        """Queries kept back for the gem check: none without downloads (no popular models)."""
+        if self.popularity() is None:
+            return 0
+        return int(self.gem_check_share * self.budget)
+
+    @property
+    def search_budget(self) -> int:
+        return self.budget - self.gem_check_reserve
 
     def popularity(self) -> list[float] | None:
         if all(c.downloads is None for c in self.candidates):
@@ -52,7 +70,7 @@ class SearchSpec:
             self.algorithm,
             len(self.candidates),
             len(self.items),
-            self.budget,
+            self.search_budget,
             self.seed,
             params=self.params or None,
             popularity=self.popularity(),
@@ -88,6 +106,11 @@ class SearchSpec:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         if self.budget < 1 or self.budget > limits.max_budget:
             raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+        if not 0.0 <= self.gem_check_share <= MAX_GEM_CHECK_SHARE:
+            raise UserError(
+                f"{prefix}.gem_check_share",
+                f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
+            )
         try:
             self.scheduler()
         except _core.SearchError as err:
@@ -104,6 +127,7 @@ class SearchSpec:
             "seed": self.seed,
             "system_prompt": self.system_prompt,
             "query_set": self.query_set,
+            "gem_check_share": self.gem_check_share,
         }
 
     @classmethod
@@ -117,6 +141,8 @@ class SearchSpec:
             seed=data["seed"],
             system_prompt=data["system_prompt"],
             query_set=data.get("query_set"),
+            # Searches stored before the gem check existed resume with their whole budget.
+            gem_check_share=data.get("gem_check_share", 0.0),
         )
 
 

@@ -121,6 +121,8 @@ def spec_from_proto(
         system_prompt=msg.system_prompt == pb.SYSTEM_PROMPT_POLICY_SYSTEM,
         query_set=name,
     )
+    if msg.HasField("gem_check_share"):
+        spec.gem_check_share = msg.gem_check_share
     spec.validate(limits)
     return spec
 
@@ -193,6 +195,7 @@ def result_to_proto(r: dict) -> pb.SearchResult:
         hidden_gem=r["hidden_gem"],
         gem_verdict=GEM_VERDICTS.get(r.get("gem_verdict", ""), pb.GEM_VERDICT_UNSPECIFIED),
         gem_evidence=[pb.PairedComparison(**e) for e in r.get("gem_evidence", [])],
+        gem_check_queries=r.get("gem_check_queries", 0),
     )
     if r.get("most_popular") is not None:
         out.most_popular.CopyFrom(estimate_to_proto(r["most_popular"]))

@@ -121,7 +121,7 @@ class Budget(_message.Message):
     def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt")
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class SearchSpec(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    GEM_CHECK_SHARE_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     query_set: QuerySet
     budget: Budget
@@ -143,7 +144,8 @@ class SearchSpec(_message.Message):
     params: _containers.ScalarMap[str, float]
     seed: int
     system_prompt: SystemPromptPolicy
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ...) -> None: ...
+    gem_check_share: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ...) -> None: ...
 
 class ModelEstimate(_message.Message):
     __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
@@ -196,7 +198,7 @@ class Progress(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence")
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries")
     RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +211,7 @@ class SearchResult(_message.Message):
     HIDDEN_GEM_FIELD_NUMBER: _ClassVar[int]
     GEM_VERDICT_FIELD_NUMBER: _ClassVar[int]
     GEM_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    GEM_CHECK_QUERIES_FIELD_NUMBER: _ClassVar[int]
     recommended_model_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     queries_spent: int
@@ -221,7 +224,8 @@ class SearchResult(_message.Message):
     hidden_gem: bool
     gem_verdict: GemVerdict
     gem_evidence: _containers.RepeatedCompositeFieldContainer[PairedComparison]
-    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ...) -> None: ...
+    gem_check_queries: int
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ...) -> None: ...
 
 class PairedComparison(_message.Message):
     __slots__ = ("model_id", "shared_items", "winner_only_correct", "other_only_correct", "p_value")
