@@ -126,11 +126,7 @@ class SearchRunner:
                 self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self._after_tells()
         finally:
-            cancel_wait.cancel()
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            await _abandon(pending, cancel_wait)
             metrics.SURVIVORS.dec(self._survivors)
             self._survivors = 0
         if self._cancel.is_set() and not self.sched.finished:
@@ -170,11 +166,7 @@ class SearchRunner:
                 if time.monotonic() - self._last_progress >= self._progress_every:
                     self._publish(ev.PROGRESS, "running")
         finally:
-            cancel_wait.cancel()
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            await _abandon(pending, cancel_wait)
 
     def _dispatch(self, pulls, pending) -> list[tuple[str, int, int, int]]:
         """Tell cache hits at once (returned, to record as pulls); send the rest to the oracle."""
@@ -250,3 +242,12 @@ class SearchRunner:
         self._last_snapshot = time.monotonic()
         self.store.save_snapshot(self.search_id, self.sched.snapshot())
         self.store.update_search(self.search_id, progress=self.progress())
+
+
+async def _abandon(pending: dict[asyncio.Task[OracleResult], Any], cancel_wait) -> None:
+    """Stop waiting: cancel the cancellation watcher and every query still in flight."""
+    cancel_wait.cancel()
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
