@@ -12,7 +12,7 @@
 //! minimums.
 use serde::{Deserialize, Serialize};
 
-use crate::config::Algorithm;
+use crate::config::{gem_first_cut, Algorithm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundPlan {
@@ -39,10 +39,11 @@ impl RoundPlan {
                 first_round_share,
                 first_cut,
             } => {
-                if n_models <= *first_cut {
+                let first_cut = gem_first_cut(*first_cut, n_models);
+                if n_models <= first_cut {
                     halving(n_models)
                 } else {
-                    let rest = halving(*first_cut);
+                    let rest = halving(first_cut);
                     let later = rest.weights.len() as f64;
                     let mut weights = vec![if later == 0.0 {
                         1.0
@@ -54,7 +55,7 @@ impl RoundPlan {
                             .iter()
                             .map(|_| (1.0 - first_round_share) / later),
                     );
-                    let mut survivors_after = vec![*first_cut];
+                    let mut survivors_after = vec![first_cut];
                     survivors_after.extend(rest.survivors_after);
                     RoundPlan {
                         n_models,
@@ -184,6 +185,32 @@ mod tests {
         // A small pool is plain correlated SH.
         let small = RoundPlan::for_algorithm(&gem, 60).unwrap();
         assert_eq!(small, halving(60));
+    }
+
+    #[test]
+    fn the_default_first_cut_is_a_fifth_of_the_pool_and_at_least_200() {
+        let default = Algorithm::from_name("gem", &Default::default()).unwrap();
+        let cut = |k| {
+            RoundPlan::for_algorithm(&default, k)
+                .unwrap()
+                .survivors_after[0]
+        };
+        assert_eq!(cut(467), 200);
+        assert_eq!(cut(1000), 200);
+        assert_eq!(cut(2000), 400);
+        assert_eq!(cut(4003), 800);
+        assert_eq!(cut(150), 75); // below the cut: plain correlated SH halves
+                                  // A named cut is kept whatever the pool.
+        let named = [("first_cut".to_string(), 100.0)].into();
+        let fixed = Algorithm::from_name("gem", &named).unwrap();
+        assert_eq!(
+            RoundPlan::for_algorithm(&fixed, 4000)
+                .unwrap()
+                .survivors_after[0],
+            100
+        );
+        let zero = [("first_cut".to_string(), 0.0)].into();
+        assert!(Algorithm::from_name("gem", &zero).is_err());
     }
 
     #[test]
