@@ -75,7 +75,7 @@ pub const FIRST_CUT_AUTO: usize = 0;
 /// The default first cut of a pool of `n_models`: a fifth of the pool, at least
 /// [`GEM_FIRST_CUT`]. A fixed count would keep an ever smaller share of a growing pool on the
 /// same round-1 evidence (two items per model at 10 queries per model); on synthetic pools of
-/// 1,000-4,000 models a fifth lowers the mean rank by 9% against 200 in geometric mean
+/// 1,000-4,000 models a fifth lowers the mean rank by 10% against 200 in geometric mean
 /// (docs/search.md). Up to 1,000 models it is 200, the benchmarked default.
 pub fn gem_first_cut(first_cut: usize, n_models: usize) -> usize {
     if first_cut == FIRST_CUT_AUTO {
