@@ -147,8 +147,12 @@ class InferenceOracle:
     ) -> OracleResult:
         task = get_task(item.task)
         try:
-            # Graders may run code in a sandbox (MBPP): never block the event loop.
-            grade = await asyncio.to_thread(task.grade, item, completion.text)
+            # A grader that runs code (MBPP's sandbox) must not block the event loop; the
+            # others are quicker inline than a hop to a worker thread.
+            if task.runs_code:
+                grade = await asyncio.to_thread(task.grade, item, completion.text)
+            else:
+                grade = task.grade(item, completion.text)
         except Exception as exc:  # noqa: BLE001 - a grader failure is not the model's 0
             log.exception("grading %s failed", item.id)
             self.stats.record("pull_failed", FailureKind.GRADING)

@@ -60,6 +60,9 @@ class Task:
     # Task description; goes to the system turn when a system prompt is used, else it
     # prefixes the user turn, so both variants carry the same information.
     instruction: str = ""
+    # Whether grading runs the response as code (seconds, in a sandbox): such graders run in a
+    # worker thread; the others take microseconds and run inline.
+    runs_code: bool = False
 
     def body(self, item: Item) -> str:
         raise NotImplementedError

@@ -37,6 +37,7 @@ class Mbpp(Task):
     required_fields = ("text", "test_list")
     instruction = "You are an expert Python programmer."
     timeout_s = 10.0
+    runs_code = True
 
     def validate(self, item: Item) -> str | None:
         reason = super().validate(item)
