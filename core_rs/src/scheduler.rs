@@ -386,14 +386,17 @@ impl Scheduler {
     }
 }
 
-/// How models are compared: posterior mean for the Bayesian algorithms, else the mean.
+/// How models are compared: posterior mean for the Bayesian algorithms, and for gem search when
+/// the caller gives per-model priors (e.g. from public scores: bench/prior_gain.py); else the
+/// mean, so that gem without priors is unchanged.
 pub(crate) fn scorer(config: &SearchConfig) -> impl Fn(&Arms, u32) -> f64 + '_ {
-    move |arms: &Arms, m: u32| match config.algorithm {
-        Algorithm::BayesElimination => {
-            let prior = config.priors.as_ref().map_or((1.0, 1.0), |p| p[m as usize]);
+    move |arms: &Arms, m: u32| match (&config.algorithm, &config.priors) {
+        (Algorithm::BayesElimination, priors) => {
+            let prior = priors.as_ref().map_or((1.0, 1.0), |p| p[m as usize]);
             arms.posterior_mean(m, prior)
         }
-        Algorithm::TopTwoThompson { .. } => arms.posterior_mean(m, (1.0, 1.0)),
+        (Algorithm::GemSearch { .. }, Some(priors)) => arms.posterior_mean(m, priors[m as usize]),
+        (Algorithm::TopTwoThompson { .. }, _) => arms.posterior_mean(m, (1.0, 1.0)),
         _ => arms.mean(m),
     }
 }

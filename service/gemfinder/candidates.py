@@ -1,8 +1,10 @@
 """Candidate models of a search: who they are and how to reach them, plus a JSON/JSONL loader.
 
 A candidate is one arm of the bandit: a model id, the endpoint that serves it (URL and backend
-`tgi` or `openai`), an optional LoRA adapter id on that endpoint, and optional popularity data
-(downloads, official/base flag) so a result can say whether the winner is a hidden gem.
+`tgi` or `openai`), an optional LoRA adapter id on that endpoint, optional popularity data
+(downloads, official/base flag) so a result can say whether the winner is a hidden gem, and an
+optional public score in [0, 1] (e.g. a leaderboard average on other benchmarks) that gem
+search uses as a prior (SearchSpec.priors).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import urlparse
 from gemfinder.errors import UserError
 
 BACKENDS = ("tgi", "openai")
-_FIELDS = {"model_id", "endpoint", "backend", "adapter_id", "downloads", "official"}
+_FIELDS = {"model_id", "endpoint", "backend", "adapter_id", "downloads", "official", "prior_score"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Candidate:
     adapter_id: str | None = None
     downloads: float | None = None
     official: bool = False
+    prior_score: float | None = None
 
     @property
     def served_name(self) -> str:
@@ -70,6 +73,13 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     official = data.get("official", False)
     if not isinstance(official, bool):
         raise UserError(f"{where}.official", "must be true or false")
+    prior_score = data.get("prior_score")
+    if prior_score is not None:
+        if isinstance(prior_score, bool) or not isinstance(prior_score, int | float):
+            raise UserError(f"{where}.prior_score", "must be a number between 0 and 1")
+        if not 0.0 <= prior_score <= 1.0:
+            raise UserError(f"{where}.prior_score", f"must be between 0 and 1, got {prior_score}")
+        prior_score = float(prior_score)
     return Candidate(
         model_id=model_id,
         endpoint=endpoint.rstrip("/"),
@@ -77,6 +87,7 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
         adapter_id=adapter_id,
         downloads=downloads,
         official=official,
+        prior_score=prior_score,
     )
 
 

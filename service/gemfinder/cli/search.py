@@ -23,7 +23,7 @@ from gemfinder.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.spec import GEM_CHECK_SHARE
+from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 from gemfinder.store import Store
 from gemfinder.tasks import Item, load_query_set
 
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--system-prompt", choices=("none", "system"), default="none")
+    p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
+                   "items of the candidates' prior_score, when they have one (default "
+                   "%(default)s)")  # fmt: skip
     p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE, help="share of "
                    "the budget kept back to compare the winner with the most downloaded 1%% on "
                    "its items (0 turns it off; default %(default)s)")  # fmt: skip
@@ -109,6 +112,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         seed=args.seed,
         system_prompt=args.system_prompt == "system",
         gem_check_share=args.gem_check_share,
+        prior_strength=args.prior_strength,
     )
     spec.validate(prefix="search")
     if matrix is not None:

@@ -31,6 +31,9 @@ class Limits:
 # otherwise; at most MAX_GEM_CHECK_SHARE.
 GEM_CHECK_SHARE = 0.1
 MAX_GEM_CHECK_SHARE = 0.5
+# Weight of a candidate's prior_score, in pseudo-items (bench/prior_gain.py: 5 and 20 gave the
+# same ranks; at that weight the prior mostly settles ties between equal counts).
+PRIOR_STRENGTH = 5.0
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SearchSpec:
     system_prompt: bool = False
     query_set: str | None = None  # registered name, when the items came from one
     gem_check_share: float = GEM_CHECK_SHARE
+    prior_strength: float = PRIOR_STRENGTH
 
     @property
     def exhaustive(self) -> int:
@@ -65,6 +69,15 @@ class SearchSpec:
             return None
         return [c.downloads or 0.0 for c in self.candidates]
 
+    def priors(self) -> list[tuple[float, float]] | None:
+        """Beta priors from the candidates' prior scores (all or none have one), worth
+        `prior_strength` items each; gem search and bayes_elim rank by posterior mean with them."""
+        scores = [c.prior_score for c in self.candidates]
+        if any(s is None for s in scores):
+            return None
+        n0 = self.prior_strength
+        return [(1.0 + n0 * s, 1.0 + n0 * (1.0 - s)) for s in scores if s is not None]
+
     def scheduler(self) -> _core.Scheduler:
         return _core.Scheduler(
             self.algorithm,
@@ -73,6 +86,7 @@ class SearchSpec:
             self.search_budget,
             self.seed,
             params=self.params or None,
+            priors=self.priors(),
             popularity=self.popularity(),
         )
 
@@ -106,6 +120,18 @@ class SearchSpec:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         if self.budget < 1 or self.budget > limits.max_budget:
             raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+        scored = [c.prior_score is not None for c in self.candidates]
+        if any(scored) and not all(scored):
+            i = scored.index(False)
+            raise UserError(
+                f"{prefix}.candidates[{i}].prior_score",
+                "missing: give a prior score to every candidate or to none",
+            )
+        if not 0.0 < self.prior_strength <= 1000.0:
+            raise UserError(
+                f"{prefix}.prior_strength",
+                f"must be above 0 and at most 1000 items, got {self.prior_strength}",
+            )
         if not 0.0 <= self.gem_check_share <= MAX_GEM_CHECK_SHARE:
             raise UserError(
                 f"{prefix}.gem_check_share",
@@ -128,6 +154,7 @@ class SearchSpec:
             "system_prompt": self.system_prompt,
             "query_set": self.query_set,
             "gem_check_share": self.gem_check_share,
+            "prior_strength": self.prior_strength,
         }
 
     @classmethod
@@ -143,6 +170,7 @@ class SearchSpec:
             query_set=data.get("query_set"),
             # Searches stored before the gem check existed resume with their whole budget.
             gem_check_share=data.get("gem_check_share", 0.0),
+            prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
         )
 
 

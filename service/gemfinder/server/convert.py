@@ -52,6 +52,7 @@ def spec_to_proto(
                 adapter_id=c.adapter_id or "",
                 downloads=c.downloads,
                 official=c.official,
+                prior_score=c.prior_score,
             )
             for c in candidates
         ],
@@ -95,6 +96,8 @@ def spec_from_proto(
             record["adapter_id"] = c.adapter_id
         if c.HasField("downloads"):
             record["downloads"] = c.downloads
+        if c.HasField("prior_score"):
+            record["prior_score"] = c.prior_score
         record["official"] = c.official
         candidates.append(candidate_from_dict(record, where))
     items, name = _items(msg, query_sets, limits)
@@ -123,6 +126,8 @@ def spec_from_proto(
     )
     if msg.HasField("gem_check_share"):
         spec.gem_check_share = msg.gem_check_share
+    if msg.HasField("prior_strength"):
+        spec.prior_strength = msg.prior_strength
     spec.validate(limits)
     return spec
 

@@ -73,20 +73,22 @@ EVENT_TYPE_ROUND_FINISHED: EventType
 EVENT_TYPE_FINISHED: EventType
 
 class Candidate(_message.Message):
-    __slots__ = ("model_id", "endpoint", "backend", "adapter_id", "downloads", "official")
+    __slots__ = ("model_id", "endpoint", "backend", "adapter_id", "downloads", "official", "prior_score")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     OFFICIAL_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SCORE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     endpoint: str
     backend: Backend
     adapter_id: str
     downloads: float
     official: bool
-    def __init__(self, model_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., adapter_id: _Optional[str] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
+    prior_score: float
+    def __init__(self, model_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., adapter_id: _Optional[str] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ..., prior_score: _Optional[float] = ...) -> None: ...
 
 class QueryItem(_message.Message):
     __slots__ = ("id", "task", "fields_json")
@@ -121,7 +123,7 @@ class Budget(_message.Message):
     def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share")
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +139,7 @@ class SearchSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     GEM_CHECK_SHARE_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     query_set: QuerySet
     budget: Budget
@@ -145,7 +148,8 @@ class SearchSpec(_message.Message):
     seed: int
     system_prompt: SystemPromptPolicy
     gem_check_share: float
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ...) -> None: ...
+    prior_strength: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ...) -> None: ...
 
 class ModelEstimate(_message.Message):
     __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
