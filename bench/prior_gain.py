@@ -6,9 +6,9 @@ design/search.md lists priors from other benchmarks or public scores as a direct
 published protocol has none, so issue 6's acceptance cannot use them. This measures their
 potential: each preset's pool is cut into one target task (its items are the query set) and
 the other tasks, whose accuracy plays a public leaderboard score known before the search.
-Bayesian elimination (`bayes_elim`, correlated SH ranked by posterior mean) then runs with a
-Beta prior per model of strength n0 pseudo-items centred on that score, against no prior
-(n0 = 0, which is plain correlated SH). The prior mean is the raw other-task accuracy: with
+The search (`--algorithm`: the default, gem search, or `bayes_elim`) then runs with a Beta prior
+per model of strength n0 pseudo-items centred on that score, ranking by posterior mean, against
+no prior (n0 = 0). The prior mean is the raw other-task accuracy: with
 correlated sampling every survivor has seen the same items, so a common shift of the prior
 means changes no ranking, and no target-task data is used to calibrate it.
 """
@@ -30,8 +30,9 @@ def main() -> None:
     parser.add_argument("--strengths", nargs="+", type=float, default=[0, 5, 20])
     parser.add_argument("--budgets", nargs="+", type=float, default=[10, 50])
     parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--algorithm", default="default", help="gem (default) or bayes_elim")
     args = parser.parse_args()
-    print(f"mean rank of bayes_elim, {args.trials} trials; n0 = prior strength (0: no prior)")
+    print(f"mean rank of {args.algorithm}, {args.trials} trials; n0 = prior strength (0: none)")
     print(
         f"{'pool':<13}{'target':<8}{'corr':>6}{'n0':>5}"
         + "".join(f"{f'N={n:g}':>9}" for n in args.budgets)
@@ -52,7 +53,7 @@ def main() -> None:
                 for n_avg in args.budgets:
                     budget = int(round(n_avg * len(acc)))
                     picks, spent = _core.simulate_trials(
-                        pool, "bayes_elim", budget, 0, 0, args.trials, None, priors
+                        pool, args.algorithm, budget, 0, 0, args.trials, None, priors
                     )
                     cells.append(_core.summarize(acc, picks, spent)["mean_rank"])
                 print(
