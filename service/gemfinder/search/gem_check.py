@@ -25,9 +25,9 @@ def plan(
     spec: SearchSpec, winner: int, outcomes: dict[int, dict[int, int]]
 ) -> dict[int, list[int]]:
     """{popular model: items to ask it}; empty when the winner is popular or nothing is kept."""
-    popular = [m for m in most_downloaded(spec) if m != winner]
+    popular = most_downloaded(spec)
     reserve = spec.gem_check_reserve
-    if not popular or reserve <= 0 or winner in most_downloaded(spec):
+    if not popular or reserve <= 0 or winner in popular:
         return {}
     shared = sorted(outcomes.get(winner, {}))
     random.Random(f"gem-check:{spec.seed}").shuffle(shared)
@@ -39,9 +39,7 @@ def plan(
     return out
 
 
-def spent(spec: SearchSpec, items_seen_in_search: dict[int, int], outcomes) -> int:
-    """Queries the check spent: what popular models answered beyond what the search gave them."""
-    return sum(
-        max(0, len(outcomes.get(m, {})) - items_seen_in_search.get(m, 0))
-        for m in most_downloaded(spec)
-    )
+def spent(items_seen_in_search: dict[int, int], outcomes: dict[int, dict[int, int]]) -> int:
+    """Queries the check spent: what the popular models (the keys of `items_seen_in_search`)
+    answered beyond what the search gave them."""
+    return sum(max(0, len(outcomes.get(m, {})) - seen) for m, seen in items_seen_in_search.items())

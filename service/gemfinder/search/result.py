@@ -74,7 +74,7 @@ def result(
     top = most_downloaded(spec)
     seen = outcomes([winner_idx, *top])
     gem, evidence = verdict(spec, winner_idx, seen)
-    checked = gem_check.spent(spec, {m: by_model[m].seen for m in top}, seen)
+    checked = gem_check.spent({m: by_model[m].seen for m in top}, seen)
     popular = None
     if top:
         popular = estimate(spec, by_model[top[0]]) | answered(seen.get(top[0], {}))
