@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.oracles import OracleResult
+from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.oracles import OracleResult, ReplayOracle
 from gemfinder.oracles.base import FailureKind
 from gemfinder.search import gem, gem_check
 from gemfinder.search.runner import SearchRunner
@@ -20,30 +23,20 @@ from tests.fleet_support import make_items
 N_MODELS, WINNER, POPULAR = 40, 39, 0
 
 
-class MatrixOracle:
-    """Answers from a fixed 0/1 matrix and counts what each model was asked; `failing` models
+class CountingReplay(ReplayOracle):
+    """Answers from the pool's matrix and counts what each model was asked; `failing` models
     fail every query (an endpoint error, never a 0)."""
 
-    def __init__(self, correct: np.ndarray, items, failing=()) -> None:
-        self.correct = correct
-        self.item_index = {it.id: i for i, it in enumerate(items)}
-        self.failing = set(failing)
-        self.asked = np.zeros(len(correct), dtype=int)
-
-    async def prepare(self, candidates) -> None:
-        pass
+    def __init__(self, matrix: CorrectnessMatrix, failing=()) -> None:
+        super().__init__(matrix)
+        self.failing = {f"m{m}" for m in failing}
+        self.asked: Counter[str] = Counter()
 
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
-        m = int(candidate.model_id[1:])
-        self.asked[m] += 1
-        if m in self.failing:
+        self.asked[candidate.model_id] += 1
+        if candidate.model_id in self.failing:
             return OracleResult(candidate.model_id, item.id, None, FailureKind.SERVER_ERROR)
-        return OracleResult(
-            candidate.model_id, item.id, int(self.correct[m, self.item_index[item.id]])
-        )
-
-    async def aclose(self) -> None:
-        pass
+        return await super().answer(candidate, item, system_prompt=system_prompt)
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +54,17 @@ def pool():
         Candidate(f"m{k}", f"http://h{k % 4}:80", adapter_id=f"a{k}", downloads=downloads[k])
         for k in range(N_MODELS)
     ]
-    return candidates, items, correct
+    matrix = CorrectnessMatrix(correct, [c.model_id for c in candidates], [it.id for it in items])
+    return candidates, items, matrix
 
 
 async def search(pool, share: float, failing=(), store=None):
-    candidates, items, correct = pool
+    candidates, items, matrix = pool
     spec = SearchSpec(candidates, items, budget=10 * N_MODELS, gem_check_share=share, seed=2)
     spec.validate()
     store = store or Store()
     store.create_search("s", None, spec.to_dict())
-    oracle = MatrixOracle(correct, items, failing)
+    oracle = CountingReplay(matrix, failing)
     result = await SearchRunner("s", spec, oracle, store).run()
     return spec, store, oracle, result
 
@@ -87,7 +81,7 @@ async def test_the_check_gives_the_verdict_shared_items_within_the_budget(pool):
     after = on["most_popular"]["items_seen"]
     assert on["gem_check_queries"] == after - in_search > 0
     assert on["gem_check_queries"] <= spec.gem_check_reserve == 40
-    assert on["queries_spent"] == oracle.asked.sum() <= spec.budget
+    assert on["queries_spent"] == oracle.asked.total() <= spec.budget
     assert on["gem_evidence"][0]["shared_items"] > off["gem_evidence"][0]["shared_items"]
     assert on["gem_verdict"] == gem.HIDDEN_GEM
     # The popular model's estimate covers every item it answered.
@@ -100,16 +94,16 @@ async def test_a_resumed_check_pays_nothing_twice(pool):
     spec, store, _, first = await search(pool, 0.1)
     # A restart after the check began: same plan, every answer is in the evaluation cache.
     restored = _core.Scheduler.restore(store.load_snapshot("s"))
-    oracle = MatrixOracle(pool[2], pool[1])
+    oracle = CountingReplay(pool[2])
     again = await SearchRunner("s", spec, oracle, store, scheduler=restored).run()
-    assert oracle.asked.sum() == 0
+    assert oracle.asked.total() == 0
     for key in ("gem_check_queries", "gem_verdict", "most_popular", "queries_spent"):
         assert again[key] == first[key]
 
 
 async def test_a_failing_popular_model_is_not_counted_as_wrong(pool):
     _, _, oracle, result = await search(pool, 0.1, failing=[POPULAR])
-    assert oracle.asked[POPULAR] > 0
+    assert oracle.asked[f"m{POPULAR}"] > 0
     assert result["gem_check_queries"] == 0
     assert result["most_popular"]["items_seen"] == 0
     assert result["gem_verdict"] == gem.UNDETERMINED
