@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.search import gem, gem_check
 from gemfinder.search.spec import SearchSpec
@@ -53,17 +55,17 @@ def one_search(matrix, spec: SearchSpec) -> tuple[int, dict[int, dict[int, int]]
 
 def run_case(matrix, n_avg: float, share: float, trials: int) -> dict[str, float]:
     acc = matrix.accuracies()
-    ranks = 1 + (acc[None, :] > acc[:, None]).sum(1)
     budget = int(round(n_avg * matrix.n_models))
     right = wrong = decided = 0
-    rank_sum = shared = 0.0
+    shared = 0.0
+    winners = np.empty(trials, dtype=np.uint32)
     for seed in range(trials):
         spec = pool_spec(matrix, budget, share, seed)
         winner, outcomes = one_search(matrix, spec)
         top = gem.most_downloaded(spec)
         truth = winner not in top and all(acc[winner] > acc[t] for t in top)
         verdict, evidence = gem.verdict(spec, winner, outcomes)
-        rank_sum += ranks[winner]
+        winners[seed] = winner
         shared += evidence[0]["shared_items"] if evidence else 0
         if verdict in (gem.HIDDEN_GEM, gem.NOT_A_GEM):
             decided += 1
@@ -71,8 +73,10 @@ def run_case(matrix, n_avg: float, share: float, trials: int) -> dict[str, float
                 right += 1
             else:
                 wrong += 1
+    # The project's rank (ties share their average rank); spent does not enter mean_rank.
+    ranked = _core.summarize(acc, winners, np.zeros(trials, dtype=np.uint64))
     return {
-        "mean_rank": rank_sum / trials,
+        "mean_rank": ranked["mean_rank"],
         "decided": decided / trials,
         "right_if_decided": right / decided if decided else float("nan"),
         "wrong": wrong / trials,
