@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import aiohttp
 import jsonschema
@@ -14,7 +13,6 @@ from gemfinder.tasks import get_task
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import ValidationError
 
-OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "tgi-openapi.json"
 MODELS = ["org/base", "org/lora-a", "org/lora-b"]
 
 
@@ -31,8 +29,9 @@ def _to_json_schema(node):
 
 
 @pytest.fixture(scope="module")
-def schemas():
-    spec = json.loads(OPENAPI.read_text())
+def schemas(shared_data):
+    # The contract sits beside the data (../shared/contracts), found the same way.
+    spec = json.loads((shared_data.parent / "contracts" / "tgi-openapi.json").read_text())
     components = _to_json_schema(spec["components"])
 
     def validator(name: str, array: bool = False):
