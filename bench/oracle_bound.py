@@ -1,6 +1,7 @@
 """How far could any search go? Hand the algorithms the true top-k models for free.
 
     python bench/oracle_bound.py [--presets ...] [--seeds 3 4] [--budgets 10 50] [--trials 300]
+    python bench/oracle_bound.py --metric p_within_half_point --budgets 50
 
 For each held-out synthetic pool and budget N (queries per model), prints the reference
 method's mean rank (gem, f = 0.2, m = 100, on the whole pool), half of it (issue 6's target
@@ -9,6 +10,8 @@ rejects reach when an oracle removes every model outside the true top k at no co
 whole budget (K x N queries) goes to those k. A real search must find the top k itself with
 the same budget, so where even the oracle rows miss the target, no first cut, round shape or
 elimination rule can reach it: what is left is telling near-identical top models apart.
+With `--metric p_within_half_point` the same rows give the share of trials within 0.5
+accuracy points of the best (higher is better; issue 6 asks for 0.9 at N = 50).
 """
 
 from __future__ import annotations
@@ -24,32 +27,36 @@ ORACLE_ALGORITHMS = ("uniform", "sh_correlated", "sr")
 REFERENCE = ("gem", {"first_cut": 100})
 
 
-def mean_rank(correct: np.ndarray, acc: np.ndarray, algorithm, budget: int, trials: int):
+TARGETS = {"mean_rank": lambda reference: reference / 2, "p_within_half_point": lambda _: 0.9}
+
+
+def measure(correct, acc, algorithm, budget: int, trials: int, metric: str) -> float:
     name, params = algorithm
     picks, spent = _core.simulate_trials(correct, name, budget, 0, 0, trials, params)
-    return _core.summarize(acc, picks, spent)["mean_rank"]
+    return _core.summarize(acc, picks, spent)[metric]
 
 
-def oracle_ranks(correct: np.ndarray, n_avg: float, trials: int) -> dict:
-    """{"reference": rank, top_k: (best rank, algorithm) for k in ORACLE_TOPS}."""
+def oracle_ranks(correct: np.ndarray, n_avg: float, trials: int, metric="mean_rank") -> dict:
+    """{"reference": value, top_k: (best value, algorithm) for k in ORACLE_TOPS}."""
     acc = correct.mean(axis=1)
     order = np.argsort(-acc, kind="stable")
     budget = int(len(acc) * n_avg)
-    result: dict = {"reference": mean_rank(correct, acc, REFERENCE, budget, trials)}
+    result: dict = {"reference": measure(correct, acc, REFERENCE, budget, trials, metric)}
     for top in ORACLE_TOPS:
         sub = np.ascontiguousarray(correct[order[:top]])
         ranks = {
-            name: mean_rank(sub, acc[order[:top]], (name, None), budget, trials)
+            name: measure(sub, acc[order[:top]], (name, None), budget, trials, metric)
             for name in ORACLE_ALGORITHMS
         }
-        best = min(ranks, key=ranks.__getitem__)
+        best = (min if metric == "mean_rank" else max)(ranks, key=ranks.__getitem__)
         result[top] = (ranks[best], best)
     return result
 
 
-def format_row(ranks: dict) -> str:
-    cells = [f"reference {ranks['reference']:5.1f}", f"target {ranks['reference'] / 2:5.1f}"]
-    cells += [f"top{top} {ranks[top][0]:5.1f} ({ranks[top][1]})" for top in ORACLE_TOPS]
+def format_row(ranks: dict, metric: str = "mean_rank") -> str:
+    target = TARGETS[metric](ranks["reference"])
+    cells = [f"reference {ranks['reference']:5.2f}", f"target {target:5.2f}"]
+    cells += [f"top{top} {ranks[top][0]:5.2f} ({ranks[top][1]})" for top in ORACLE_TOPS]
     return "  ".join(cells)
 
 
@@ -58,12 +65,13 @@ def main() -> None:
     add_pool_arguments(parser)
     parser.set_defaults(budgets=[10.0, 50.0])
     parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--metric", choices=sorted(TARGETS), default="mean_rank")
     args = parser.parse_args()
-    print("mean rank; topK = best of uniform / sh_correlated / sr on the true top K, given free")
+    print(f"{args.metric}; topK = best of {' / '.join(ORACLE_ALGORITHMS)} on the true top K, free")
     for label, _, matrix in held_out_pools(args, real=False):
         for n_avg in args.budgets:
-            ranks = oracle_ranks(matrix.correct, n_avg, args.trials)
-            print(f"{label:<15} N={n_avg:<4g} {format_row(ranks)}", flush=True)
+            ranks = oracle_ranks(matrix.correct, n_avg, args.trials, args.metric)
+            print(f"{label:<15} N={n_avg:<4g} {format_row(ranks, args.metric)}", flush=True)
 
 
 if __name__ == "__main__":
