@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemfinder.tasks import Item, get_task  # noqa: E402
 from gemfinder.tasks.multiple_choice import extract_letter  # noqa: E402
 from routerbench_rows import infer_gold, load_mbpp_reference, read_rows  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from shared_data import SHARED_DATA  # noqa: E402
 
 
 def mc_agreement(data: Path, task: str) -> list[tuple]:
@@ -81,7 +80,7 @@ def report(task: str, results: list[tuple], show: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=SHARED_DATA)
     ap.add_argument("--mbpp-sample", type=int, default=None)
     ap.add_argument("--show", type=int, default=0)
     ap.add_argument("--tasks", default="arc_challenge,winogrande,mbpp")

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gemfinder.tasks import Item, get_task
+from shared_data import SHARED_DATA
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KNOWN_BROKEN = {341, 596, 642}
 
 
@@ -37,7 +37,7 @@ def load_items(data: Path) -> list[tuple[int, Item, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=SHARED_DATA)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()

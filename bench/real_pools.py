@@ -15,16 +15,12 @@ because the bench wants the whole pool.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
+from shared_data import SHARED_DATA
 
-# Read in place, as the tests do (GEMFINDER_SHARED_DATA overrides the sibling checkout).
-SHARED_DATA = Path(
-    os.environ.get("GEMFINDER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 REAL_MATRICES = SHARED_DATA / "matrices"
 
 # file stem -> (task name, threshold, strict: score > threshold, else score >= threshold)

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from gemfinder.trees import generate
 from gemfinder.trees.realism import compare, load_opencompass, load_routerdc
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import SHARED_DATA
 
 
 def show(title: str, rows: dict[str, tuple[float, float, float]]) -> None:
@@ -29,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=SHARED_DATA)
     args = ap.parse_args()
     matrices = args.data / "matrices"
 
