@@ -110,8 +110,8 @@ impl UcbEIndex {
         }
     }
 
-    /// Highest index; ties go to the highest random key, then (as in [`argmax_by`], which meets
-    /// models in increasing order) to the lowest model.
+    /// Highest index; ties go to the highest random key ([`tie_key`]), then to the lowest model:
+    /// the choice of the scan [`ucb_e`], which meets the open models in increasing order.
     pub fn choose(&self, tie_seed: u64, salt: u64) -> Option<u32> {
         let mut top = self.by_index.iter().rev();
         let &(best_index, mut best) = top.next()?;
