@@ -67,18 +67,31 @@ pub fn ranking(s: &Scheduler) -> Vec<RankedModel> {
         .collect()
 }
 
-/// 95% Wilson score interval; (0, 1) without data.
+/// 95% Wilson score interval; (0, 1) without data. The lower bound is exactly 0 when no
+/// answer was correct and the upper bound exactly 1 when all were.
 pub fn wilson(successes: u32, n: u32) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
     let z = 1.959_963_984_540_054_f64;
-    let n = n as f64;
-    let p = successes as f64 / n;
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    let nf = n as f64;
+    let p = successes as f64 / nf;
+    let denom = 1.0 + z * z / nf;
+    let centre = (p + z * z / (2.0 * nf)) / denom;
+    let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
+    // At p = 0 (or 1) centre and half are equal in exact arithmetic, but not after rounding:
+    // the formula would leave a bound ~1e-18 off 0 (or 1).
+    let lower = if successes == 0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let upper = if successes == n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
+    (lower, upper)
 }
 
 #[cfg(test)]
@@ -95,5 +108,15 @@ mod tests {
         assert_eq!(wilson(0, 0), (0.0, 1.0));
         let (lo, hi) = wilson(10, 10);
         assert!(hi > 0.999_999 && lo > 0.69, "{lo} {hi}");
+    }
+
+    #[test]
+    fn wilson_is_exact_at_the_extremes() {
+        for n in 1..=2_000 {
+            let (lo, hi) = wilson(0, n);
+            assert!(lo == 0.0 && hi > 0.0 && hi < 1.0, "0/{n}: {lo} {hi}");
+            let (lo, hi) = wilson(n, n);
+            assert!(hi == 1.0 && lo > 0.0 && lo < 1.0, "{n}/{n}: {lo} {hi}");
+        }
     }
 }
