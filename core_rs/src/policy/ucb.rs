@@ -21,9 +21,11 @@ fn index_or_first(arms: &Arms, m: u32, bonus: impl Fn(f64) -> f64) -> f64 {
     }
 }
 
-/// UCB: mean + sqrt(c ln t / n), t = graded pulls so far.
+/// UCB: mean + sqrt(c ln t / n), t = graded pulls so far. The logarithm is libm's, as in the
+/// rest of the core, so the choices are the same on every platform (`sqrt` is exactly rounded
+/// by IEEE 754 everywhere).
 pub fn ucb(arms: &Arms, open: &[u32], c: f64, total: u64, tie_seed: u64, salt: u64) -> Option<u32> {
-    let log_t = (total.max(1) as f64).ln();
+    let log_t = libm::log(total.max(1) as f64);
     argmax_by(open, tie_seed, salt, |m| {
         index_or_first(arms, m, |n| (c * log_t / n).sqrt())
     })
