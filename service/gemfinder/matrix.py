@@ -68,7 +68,11 @@ def load_matrix(path: str | Path, field: str = "matrix") -> CorrectnessMatrix:
     raise UserError(field, f"unsupported format {suffix!r}; use .npy, .npz or .csv")
 
 
-def save_npz(matrix: CorrectnessMatrix, path: str | Path) -> None:
+def save_npz(
+    matrix: CorrectnessMatrix, path: str | Path, extra: dict[str, np.ndarray] | None = None
+) -> None:
+    """Write `matrix` as .npz; `extra` arrays (e.g. a tree's `parent`) go beside it and
+    `load_matrix` ignores them."""
     arrays: dict[str, np.ndarray] = {
         "correct": matrix.correct,
         "models": np.asarray(matrix.models, dtype=str),
@@ -78,6 +82,10 @@ def save_npz(matrix: CorrectnessMatrix, path: str | Path) -> None:
         arrays["downloads"] = matrix.downloads
     if matrix.is_base is not None:
         arrays["is_base"] = matrix.is_base
+    for key, value in (extra or {}).items():
+        if key in arrays:
+            raise ValueError(f"extra array {key!r} would replace the matrix's own")
+        arrays[key] = value
     np.savez_compressed(path, **arrays)
 
 

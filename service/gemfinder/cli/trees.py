@@ -8,6 +8,7 @@ from pathlib import Path
 from gemfinder.errors import UserError
 from gemfinder.matrix import load_matrix, save_npz
 from gemfinder.trees import PRESETS, generate
+from gemfinder.trees.generate import tree_arrays
 from gemfinder.trees.stats import agreement, marginals, task_accuracies
 
 
@@ -50,7 +51,8 @@ def _generate(args: argparse.Namespace) -> int:
         raise UserError("--seed", "must be >= 0")
     tree = generate(args.preset, args.seed, models=args.models, items=args.items)
     try:
-        save_npz(tree.matrix, out)
+        # The tree's shape rides along so `gemfinder fleet hub` can serve it as a model tree.
+        save_npz(tree.matrix, out, extra=tree_arrays(tree))
     except OSError as err:
         raise UserError("--out", f"cannot write {out}: {err.strerror}") from None
     m = marginals(tree.matrix)

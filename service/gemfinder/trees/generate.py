@@ -31,6 +31,19 @@ class SyntheticTree:
         """Task name of each item (also the prefix of each item id)."""
         return [self.items.tasks[t] for t in self.items.task_of]
 
+    @property
+    def relations(self) -> list[str]:
+        """Each model's relation to its parent as the Hub's model tree names it ("" for the root).
+
+        Light-touch steps (tiny skill change, answers close to the parent) play LoRA adapters,
+        `"adapter"`; every other step is a `"finetune"` (the instruct model is one of the
+        pretrained model, as on the Hub).
+        """
+        return [
+            "" if p < 0 else ("adapter" if light else "finetune")
+            for p, light in zip(self.tree.parent.tolist(), self.tree.light.tolist(), strict=True)
+        ]
+
 
 def generate(
     preset: str | TreeConfig,
@@ -59,3 +72,11 @@ def generate(
         is_base=is_base,
     )
     return SyntheticTree(matrix, cfg, tree, bank, ability)
+
+
+def tree_arrays(tree: SyntheticTree) -> dict[str, np.ndarray]:
+    """The tree's shape as .npz arrays: `parent` (row index, -1 for the root) and `relation`."""
+    return {
+        "parent": np.asarray(tree.tree.parent, dtype=np.int64),
+        "relation": np.asarray(tree.relations, dtype=str),
+    }
