@@ -4,6 +4,7 @@ gemfinder fleet items --per-task 50 --out items.jsonl
 gemfinder fleet config --matrix tree.npz --endpoints 3 --out fleet.json
 gemfinder fleet serve --config fleet.json --candidates-out candidates.jsonl
 gemfinder fleet serve --matrix tree.npz --query-set items.jsonl --endpoints 3
+gemfinder fleet hub --tree tree.npz --port 8000     # the tree as the Hub's model API
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--candidates-out", help="write the candidates reaching the fleet (JSONL)")
     serve.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     serve.set_defaults(handler=_serve)
+
+    hub = sub.add_parser("hub", help="serve a model tree as the Hugging Face Hub's model API")
+    tree = hub.add_mutually_exclusive_group(required=True)
+    tree.add_argument("--tree", help=".npz written by `gemfinder trees generate`")
+    tree.add_argument("--preset", help="generate the tree of this preset instead")
+    hub.add_argument("--seed", type=int, default=0, help="with --preset")
+    hub.add_argument("--models", type=int, help="with --preset: pool size")
+    hub.add_argument("--port", type=int, default=0, help="0: ephemeral")
+    hub.add_argument("--page-size", type=int, default=1000, help="models per listing page")
+    hub.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    hub.set_defaults(handler=_hub)
 
 
 def _matrix_args(parser: argparse.ArgumentParser) -> None:
@@ -136,4 +148,50 @@ async def _run(config, matrix_path: str, query_set: str, args: argparse.Namespac
             await asyncio.sleep(args.duration)
         else:
             await asyncio.Event().wait()
+    return 0
+
+
+def _hub(args: argparse.Namespace) -> int:
+    from gemfinder.fleet.hub import load_hub_models, models_from_synthetic
+
+    if args.page_size < 1:
+        raise UserError("--page-size", "must be at least 1")
+    if args.tree:
+        models = load_hub_models(args.tree, field="--tree")
+    else:
+        from gemfinder.trees import PRESETS, generate
+
+        if args.preset not in PRESETS:
+            raise UserError("--preset", f"unknown {args.preset!r}; known: {', '.join(PRESETS)}")
+        if args.models is not None and args.models < 2:
+            raise UserError("--models", "need at least 2 models (the official checkpoints)")
+        models = models_from_synthetic(generate(args.preset, args.seed, models=args.models))
+    return asyncio.run(_run_hub(models, args))
+
+
+async def _run_hub(models, args: argparse.Namespace) -> int:
+    from gemfinder.fleet.hub import Hub
+
+    try:
+        hub = Hub(models, port=args.port, page_size=args.page_size)
+        await hub.start()
+    except OSError as err:
+        raise UserError("--port", f"cannot listen on {args.port}: {err.strerror}") from None
+    try:
+        roots = [m.id for m in models if not m.parents]
+        children = {p for m in models for _, p in m.parents}
+        base = next((m.id for m in models if m.parents and m.id in children), roots[0])
+        print(f"hub: {hub.url}  {len(models)} models, root {', '.join(roots)}", flush=True)
+        print(
+            f"try: gemfinder discover --hub-endpoint {hub.url} --base-model {base} "
+            "--endpoint 'http://127.0.0.1:8080' --out candidates.jsonl",
+            flush=True,
+        )
+        print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
+        if args.duration is not None:
+            await asyncio.sleep(args.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        await hub.stop()
     return 0
