@@ -1,0 +1,150 @@
+"""Turn a discovered model tree into search candidates: who is served where, who is skipped.
+
+Full models (the base, fine-tunes, merges, and quantized models when asked for) each get the
+endpoint template with their id filled in (`{model_id}`, or `{slug}`: the id with "/" -> "--"),
+so each may have its own server. LoRA adapters of the base model go to the adapter endpoint
+(default: the base's endpoint) with `adapter_id`, as TGI's multi-LoRA serves adapters of its
+own base only; adapters of any other model are skipped unless `nested_adapters`, which puts
+them on their parent's endpoint. GGUF repositories (which TGI cannot serve) and models under
+`min_downloads` are skipped too; every skip is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from gemfinder.candidates import Candidate, candidate_from_dict
+from gemfinder.discovery import Discovery, FoundModel
+from gemfinder.errors import UserError
+
+PLACEHOLDERS = ("model_id", "slug")
+
+SKIP_NESTED_ADAPTER = "adapter of a model other than the base (not servable on the base's endpoint)"
+SKIP_ADAPTER_OF_ADAPTER = "adapter of an adapter (no endpoint can serve it)"
+SKIP_GGUF = "GGUF repository (TGI cannot serve it)"
+SKIP_FEW_DOWNLOADS = "fewer downloads than --min-downloads"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Where candidates are served: URL templates, the backend, and what to keep."""
+
+    endpoint: str
+    backend: str = "tgi"
+    adapter_endpoint: str | None = None  # default: `endpoint` filled in for the base model
+    min_downloads: float = 0.0
+    nested_adapters: bool = False
+
+
+@dataclass
+class Mapped:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[FoundModel, str]] = field(default_factory=list)
+
+
+def slug(model_id: str) -> str:
+    return model_id.replace("/", "--")
+
+
+def check_template(template: str, field_name: str) -> None:
+    """A URL template may use {model_id} and {slug} only, and must give an http(s) URL."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise UserError(field_name, f"bad template {template!r}: {err}") from None
+    for name in names:
+        if name not in PLACEHOLDERS:
+            raise UserError(
+                field_name, f"unknown placeholder {{{name}}}; use {{model_id}} or {{slug}}"
+            )
+    parsed = urlparse(fill(template, "org/model"))
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(field_name, f"not an http(s) URL: {template!r}")
+
+
+def fill(template: str, model_id: str) -> str:
+    return template.format(model_id=model_id, slug=slug(model_id))
+
+
+def to_candidates(discovery: Discovery, serving: Serving) -> Mapped:
+    """Candidates for every servable model of `discovery`, in its (breadth-first) order."""
+    check_template(serving.endpoint, "endpoint")
+    if serving.adapter_endpoint is not None:
+        check_template(serving.adapter_endpoint, "adapter_endpoint")
+    base = discovery.base_model
+    by_id = {m.model_id: m for m in discovery.models}
+    adapter_url = fill(serving.adapter_endpoint or serving.endpoint, base)
+    out = Mapped()
+    for model in discovery.models:
+        endpoint, adapter_id = fill(serving.endpoint, model.model_id), None
+        reason = None
+        if model.relation == "adapter":
+            adapter_id = model.model_id
+            parent = by_id[model.parent] if model.parent is not None else None
+            if model.parent == base:
+                endpoint = adapter_url
+            elif parent is not None and parent.relation == "adapter":
+                reason = SKIP_ADAPTER_OF_ADAPTER
+            elif serving.nested_adapters and model.parent is not None:
+                endpoint = fill(serving.endpoint, model.parent)
+            else:
+                reason = SKIP_NESTED_ADAPTER
+        elif model.relation == "quantized" and "gguf" in model.tags:
+            reason = SKIP_GGUF
+        if reason is None and model.depth > 0 and (model.downloads or 0) < serving.min_downloads:
+            reason = SKIP_FEW_DOWNLOADS
+        if reason is not None:
+            out.skipped.append((model, reason))
+            continue
+        record = {
+            "model_id": model.model_id,
+            "endpoint": endpoint,
+            "backend": serving.backend,
+            "adapter_id": adapter_id,
+            "downloads": model.downloads,
+            "official": model.official,
+        }
+        where = f"candidate {model.model_id}"
+        out.candidates.append(
+            candidate_from_dict({k: v for k, v in record.items() if v is not None}, where)
+        )
+    return out
+
+
+def candidate_records(candidates: Iterable[Candidate]) -> list[dict]:
+    """JSON objects that `gemfinder.candidates.load_candidates` reads back unchanged."""
+    records = []
+    for cand in candidates:
+        record = {k: v for k, v in asdict(cand).items() if v is not None}
+        if isinstance(record.get("downloads"), float) and record["downloads"].is_integer():
+            record["downloads"] = int(record["downloads"])
+        records.append(record)
+    return records
+
+
+def write_candidates(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
+    """Write JSONL. Without `force` an existing file is never touched; with it, it is replaced
+    in one step (a temporary file renamed over it), so a failed write loses nothing."""
+    path = Path(path)
+    text = "".join(json.dumps(r) + "\n" for r in candidate_records(candidates))
+    try:
+        if not force:
+            with path.open("x", encoding="utf-8") as handle:
+                handle.write(text)
+            return
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except FileExistsError:
+        raise UserError("--out", f"{path} exists; pass --force to replace it") from None
+    except OSError as err:
+        raise UserError("--out", f"cannot write {path}: {err.strerror}") from None
