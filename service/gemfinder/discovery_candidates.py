@@ -128,11 +128,32 @@ def candidate_records(candidates: Iterable[Candidate]) -> list[dict]:
     return records
 
 
+def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
+    """The endpoints file (docs/oracles.md) for `candidates`: one entry per URL, listing the
+    LoRA adapters it must be launched with (TGI's `LORA_ADAPTERS`), since a search refuses
+    adapter ids its endpoint settings do not name. `load_endpoint_configs` reads it back."""
+    by_url: dict[str, dict] = {}
+    for cand in candidates:
+        entry = by_url.setdefault(cand.endpoint, {"url": cand.endpoint, "backend": cand.backend})
+        if cand.adapter_id is not None:
+            entry.setdefault("adapters", []).append(cand.adapter_id)
+    return list(by_url.values())
+
+
 def write_candidates(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
     """Write JSONL. Without `force` an existing file is never touched; with it, it is replaced
     in one step (a temporary file renamed over it), so a failed write loses nothing."""
-    path = Path(path)
     text = "".join(json.dumps(r) + "\n" for r in candidate_records(candidates))
+    _write(text, Path(path), force, "--out")
+
+
+def write_endpoints(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
+    """Write the endpoints JSON of `endpoint_records`, under the same rules as the candidates."""
+    text = json.dumps(endpoint_records(candidates), indent=2) + "\n"
+    _write(text, Path(path), force, "--endpoints-out")
+
+
+def _write(text: str, path: Path, force: bool, flag: str) -> None:
     try:
         if not force:
             with path.open("x", encoding="utf-8") as handle:
@@ -145,6 +166,6 @@ def write_candidates(candidates: list[Candidate], path: str | Path, force: bool 
         finally:
             temporary.unlink(missing_ok=True)
     except FileExistsError:
-        raise UserError("--out", f"{path} exists; pass --force to replace it") from None
+        raise UserError(flag, f"{path} exists; pass --force to replace it") from None
     except OSError as err:
-        raise UserError("--out", f"cannot write {path}: {err.strerror}") from None
+        raise UserError(flag, f"cannot write {path}: {err.strerror}") from None

@@ -11,6 +11,7 @@ from gemfinder.cli import main
 from gemfinder.errors import UserError
 from gemfinder.fleet.hub import load_hub_models, models_from_synthetic
 from gemfinder.matrix import load_matrix, save_npz
+from gemfinder.oracles.endpoints import load_endpoint_configs
 from gemfinder.trees import generate
 
 from tests.hub_support import expected_tree, running_hub
@@ -70,6 +71,25 @@ def test_discover_refuses_to_overwrite_unless_forced(tree, hub, tmp_path, capsys
     assert main(argv(hub, out, *base, "--force", "--max-models", "5")) == 0
     assert len(load_candidates(out)) <= 5
     assert "--max-models 5" in capsys.readouterr().out
+
+
+def test_endpoints_out_lists_the_adapters_each_endpoint_must_load(tree, hub, tmp_path, capsys):
+    out, settings = tmp_path / "c.jsonl", tmp_path / "endpoints.json"
+    base = tree.matrix.models[INSTRUCT]
+    extra = ["--base-model", base, "--adapter-endpoint", "http://lora:8080", "--max-depth", "2"]
+    assert main(argv(hub, out, *extra, "--endpoints-out", str(settings))) == 0
+    assert f"wrote the endpoint settings to {settings}" in capsys.readouterr().out
+    candidates = load_candidates(out)
+    configs = {c.url: c for c in load_endpoint_configs(settings)}
+    assert set(configs) == {c.endpoint for c in candidates}
+    adapters = [c.model_id for c in candidates if c.adapter_id is not None]
+    assert adapters and list(configs["http://lora:8080"].adapters) == adapters
+    full = [c for c in candidates if c.adapter_id is None]
+    assert all(configs[c.endpoint].adapters is None for c in full)
+    # An existing settings file stops the run before anything is written or asked.
+    again = tmp_path / "again.jsonl"
+    assert main(argv(hub, again, *extra, "--endpoints-out", str(settings))) == 2
+    assert "--endpoints-out" in capsys.readouterr().err and not again.exists()
 
 
 @pytest.mark.parametrize(

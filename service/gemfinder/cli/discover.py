@@ -14,8 +14,14 @@ from pathlib import Path
 
 from gemfinder.candidates import BACKENDS
 from gemfinder.discovery import DEFAULT_RELATIONS, RELATIONS, Discovery, Progress, discover
-from gemfinder.discovery_candidates import Mapped, Serving, check_template, to_candidates
-from gemfinder.discovery_candidates import write_candidates as write
+from gemfinder.discovery_candidates import (
+    Mapped,
+    Serving,
+    check_template,
+    to_candidates,
+    write_candidates,
+    write_endpoints,
+)
 from gemfinder.errors import UserError
 
 _PROGRESS_EVERY_S = 5.0
@@ -62,21 +68,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--token", help="Hub token (default: huggingface_hub's, for its hub)")
     parser.add_argument("--out", required=True, help="candidates file to write (.jsonl)")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--endpoints-out",
+        help="also write the endpoints JSON (each URL with the LoRA adapters it must load), "
+        "for gemfinder search/serve --endpoints",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out / --endpoints-out if they exist"
+    )
     parser.add_argument("--top", type=int, default=10, help="most downloaded models shown")
     parser.set_defaults(handler=_discover)
 
 
+def _check_output(path: Path, flag: str, suffix: str, force: bool) -> None:
+    if path.suffix.lower() != suffix:
+        raise UserError(flag, f"{path} must end in {suffix}")
+    if path.exists() and not force:
+        raise UserError(flag, f"{path} exists; pass --force to replace it")
+    if path.is_dir():
+        raise UserError(flag, f"{path} is a directory")
+    if not path.parent.is_dir():
+        raise UserError(flag, f"directory {path.parent} does not exist")
+
+
 def _check(args: argparse.Namespace) -> Path:
+    """Every flag is checked before the walk, so a bad one costs no Hub requests."""
     out = Path(args.out)
-    if out.suffix.lower() != ".jsonl":
-        raise UserError("--out", f"{out} must end in .jsonl")
-    if out.exists() and not args.force:
-        raise UserError("--out", f"{out} exists; pass --force to replace it")
-    if out.is_dir():
-        raise UserError("--out", f"{out} is a directory")
-    if not out.parent.is_dir():
-        raise UserError("--out", f"directory {out.parent} does not exist")
+    _check_output(out, "--out", ".jsonl", args.force)
+    if args.endpoints_out is not None:
+        if Path(args.endpoints_out).resolve() == out.resolve():
+            raise UserError("--endpoints-out", "must differ from --out")
+        _check_output(Path(args.endpoints_out), "--endpoints-out", ".json", args.force)
     check_template(args.endpoint, "--endpoint")
     if args.adapter_endpoint is not None:
         check_template(args.adapter_endpoint, "--adapter-endpoint")
@@ -109,8 +131,12 @@ def _discover(args: argparse.Namespace) -> int:
         nested_adapters=args.nested_adapters,
     )
     mapped = to_candidates(found, serving)
-    write(mapped.candidates, out, force=args.force)
+    write_candidates(mapped.candidates, out, force=args.force)
+    if args.endpoints_out is not None:
+        write_endpoints(mapped.candidates, args.endpoints_out, force=args.force)
     print(summary(found, mapped, out, args.top))
+    if args.endpoints_out is not None:
+        print(f"wrote the endpoint settings to {args.endpoints_out}")
     return 0
 
 
