@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from gemfinder.candidates import load_candidates
 from gemfinder.discovery import Discovery, FoundModel
@@ -11,6 +13,7 @@ from gemfinder.discovery_candidates import (
     SKIP_GGUF,
     SKIP_NESTED_ADAPTER,
     Serving,
+    dns_label,
     to_candidates,
     write_candidates,
 )
@@ -98,3 +101,24 @@ def test_written_file_loads_with_the_projects_loader_and_is_never_clobbered(tmp_
     write_candidates(mapped.candidates[:2], out, force=True)
     assert load_candidates(out) == mapped.candidates[:2]
     assert [p.name for p in tmp_path.iterdir()] == ["c.jsonl"]
+
+
+def test_dns_placeholder_gives_distinct_valid_labels():
+    ids = ["meta-llama/Llama-3.1-8B-Instruct", "a-b/c", "a/b-c", "org/" + "x" * 100]
+    labels = [dns_label(i) for i in ids]
+    assert len(set(labels)) == len(ids)
+    for label in labels:
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", label) and len(label) <= 50
+    assert labels[0].startswith("meta-llama-llama-3-1-8b-instruct-")
+    assert dns_label(ids[0]) == labels[0]  # stable: the same id always gives the same name
+    mapped = to_candidates(tree(), Serving("http://tgi-{dns}.fleet.svc:8080"))
+    assert by_id(mapped)["a/ft"].endpoint == f"http://tgi-{dns_label('a/ft')}.fleet.svc:8080"
+
+
+def test_host_labels_over_63_characters_are_refused():
+    found = tree()
+    found.models.append(FoundModel("h/" + "y" * 70, BASE, "finetune", 1, 5, False))
+    assert to_candidates(found, Serving("http://gw/{slug}")).candidates[-1].model_id[:3] == "h/y"
+    with pytest.raises(UserError) as err:
+        to_candidates(found, Serving("http://tgi-{slug}.svc:8080"))
+    assert err.value.field == "endpoint" and "longer than 63" in err.value.reason

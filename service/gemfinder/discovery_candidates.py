@@ -1,8 +1,9 @@
 """Turn a discovered model tree into search candidates: who is served where, who is skipped.
 
 Full models (the base, fine-tunes, merges, and quantized models when asked for) each get the
-endpoint template with their id filled in (`{model_id}`, or `{slug}`: the id with "/" -> "--"),
-so each may have its own server. LoRA adapters of the base model go to the adapter endpoint
+endpoint template with their id filled in (`{model_id}`; `{slug}`: the id with "/" -> "--";
+`{dns}`: a lower-case DNS label such as a Kubernetes Service name), so each may have its own
+server. LoRA adapters of the base model go to the adapter endpoint
 (default: the base's endpoint) with `adapter_id`, as TGI's multi-LoRA serves adapters of its
 own base only; adapters of any other model are skipped unless `nested_adapters`, which puts
 them on their parent's endpoint. GGUF repositories (which TGI cannot serve) and models under
@@ -11,8 +12,10 @@ them on their parent's endpoint. GGUF repositories (which TGI cannot serve) and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +26,9 @@ from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.discovery import Discovery, FoundModel
 from gemfinder.errors import UserError
 
-PLACEHOLDERS = ("model_id", "slug")
+PLACEHOLDERS = ("model_id", "slug", "dns")
+DNS_LABEL_MAX = 63  # RFC 1123: one label of a host name
+DNS_PLACEHOLDER_MAX = 50  # what {dns} may use, leaving room for a prefix such as "tgi-"
 
 SKIP_NESTED_ADAPTER = "adapter of a model other than the base (not servable on the base's endpoint)"
 SKIP_ADAPTER_OF_ADAPTER = "adapter of an adapter (no endpoint can serve it)"
@@ -52,6 +57,16 @@ def slug(model_id: str) -> str:
     return model_id.replace("/", "--")
 
 
+def dns_label(model_id: str) -> str:
+    """`meta-llama/Llama-3.1-8B` -> `meta-llama-llama-3-1-8b-69332380`: lower case, runs of
+    anything but letters and digits as one "-", cut to at most 50 characters in all, then the
+    first 8 hex digits of the id's SHA-1, since the folding alone is not one-to-one
+    (`a-b/c` and `a/b-c`). The endpoints file (`--endpoints-out`) lists the resulting URLs."""
+    label = re.sub(r"[^a-z0-9]+", "-", model_id.lower()).strip("-")
+    digest = hashlib.sha1(model_id.encode()).hexdigest()[:8]
+    return f"{label[: DNS_PLACEHOLDER_MAX - 9].rstrip('-')}-{digest}"
+
+
 def check_template(template: str, field_name: str) -> None:
     """A URL template may use {model_id} and {slug} only, and must give an http(s) URL."""
     try:
@@ -61,7 +76,8 @@ def check_template(template: str, field_name: str) -> None:
     for name in names:
         if name not in PLACEHOLDERS:
             raise UserError(
-                field_name, f"unknown placeholder {{{name}}}; use {{model_id}} or {{slug}}"
+                field_name,
+                f"unknown placeholder {{{name}}}; use {{model_id}}, {{slug}} or {{dns}}",
             )
     parsed = urlparse(fill(template, "org/model"))
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -69,7 +85,18 @@ def check_template(template: str, field_name: str) -> None:
 
 
 def fill(template: str, model_id: str) -> str:
-    return template.format(model_id=model_id, slug=slug(model_id))
+    """The URL of `model_id`; a host name label over 63 characters is refused (no resolver
+    would find it)."""
+    url = template.format(model_id=model_id, slug=slug(model_id), dns=dns_label(model_id))
+    host = urlparse(url).hostname or ""
+    for label in host.split("."):
+        if len(label) > DNS_LABEL_MAX:
+            raise UserError(
+                "endpoint",
+                f"host name label {label!r} for {model_id} is longer than {DNS_LABEL_MAX} "
+                "characters; use {dns} there, or {slug} in the URL's path",
+            )
+    return url
 
 
 def to_candidates(discovery: Discovery, serving: Serving) -> Mapped:

@@ -1,7 +1,7 @@
 """`gemfinder discover`: list a base model's fine-tunes on the Hub and write them as candidates.
 
 gemfinder discover --base-model meta-llama/Llama-3.1-8B-Instruct \\
-    --endpoint 'http://tgi-{slug}.fleet.svc:8080' --out candidates.jsonl
+    --endpoint 'http://tgi-{dns}.fleet.svc:8080' --out candidates.jsonl
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--endpoint",
         required=True,
-        help="URL serving each full model; may contain {model_id} or {slug} (id with / -> --)",
+        help="URL serving each full model; may contain {model_id}, {slug} (id with / -> --) or "
+        "{dns} (a lower-case DNS label made from the id)",
     )
     parser.add_argument(
         "--adapter-endpoint",
