@@ -73,8 +73,8 @@ pub struct Scheduler {
     phase: Phase,
     recommendation: Option<u32>,
     ucb_e_a: f64,
-    /// Incremental state of UCB-E and TTTS: derived from `arms` and `survivors`, so it is not
-    /// saved (rebuilt on first use after a restore) and `==` ignores it.
+    /// Incremental state of UCB, UCB-E and TTTS: derived from `arms` and `survivors`, so it is
+    /// not saved (rebuilt on first use after a restore) and `==` ignores it.
     #[serde(skip)]
     derived: sequential::Derived,
 }
@@ -217,10 +217,7 @@ impl Scheduler {
         }
         let salt = self.next_salt();
         let model = match self.config.algorithm {
-            Algorithm::Ucb { c } => ucb::ucb(
-                &self.arms,
-                &self.survivors,
-                c,
+            Algorithm::Ucb { c } => self.derived.ucb(&self.arms, &self.survivors, c).choose(
                 self.spent,
                 self.tie_seed,
                 salt,
@@ -462,6 +459,22 @@ mod tests {
             }
         }
         assert!(s.is_finished(), "{name}");
+    }
+
+    #[test]
+    fn ucb_grouped_choice_is_the_full_scan_on_every_pull() {
+        for (k, n, budget, seed) in [(12, 30, 200, 1), (40, 8, 300, 2), (25, 60, 1400, 3)] {
+            let mut pulls = 0;
+            drive("ucb", k, n, budget, seed, |s, salt, model| {
+                let Algorithm::Ucb { c } = s.config.algorithm else {
+                    unreachable!()
+                };
+                let full = ucb::ucb(&s.arms, &s.survivors, c, s.spent, s.tie_seed, salt);
+                assert_eq!(Some(model), full, "pull {pulls}");
+                pulls += 1;
+            });
+            assert!(pulls as u64 >= budget.min((k * n) as u64) / 2, "{pulls}");
+        }
     }
 
     #[test]

@@ -6,12 +6,12 @@
 //!
 //! The rules live in [`super::ucb`] (UCB, UCB-E) and [`super::thompson`] (TTTS); this module
 //! keeps what they share and what the scheduler holds: the tie-breaking argmax, the final pick
-//! ([`best_by`]) and the incremental state of UCB-E and TTTS ([`Derived`]). That state is a pure
-//! function of the arms' counters and the open models: the scheduler does not save it in
+//! ([`best_by`]) and the incremental state of UCB, UCB-E and TTTS ([`Derived`]). That state is a
+//! pure function of the arms' counters and the open models: the scheduler does not save it in
 //! snapshots but rebuilds it on first use, and makes the same choices (with the same random
 //! numbers) either way.
 use super::thompson::Thompson;
-use super::ucb::UcbEIndex;
+use super::ucb::{UcbEIndex, UcbIndex};
 use crate::arms::Arms;
 use crate::rng::tie_key;
 
@@ -73,6 +73,7 @@ pub fn best_by(
 /// up to date pull by pull. Not saved in snapshots (rebuilt on first use) and ignored by `==`.
 #[derive(Clone, Default)]
 pub struct Derived {
+    ucb: Option<UcbIndex>,
     ucb_e: Option<UcbEIndex>,
     thompson: Option<Thompson>,
 }
@@ -86,6 +87,7 @@ impl PartialEq for Derived {
 impl std::fmt::Debug for Derived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Derived")
+            .field("ucb", &self.ucb.is_some())
             .field("ucb_e", &self.ucb_e.is_some())
             .field("thompson", &self.thompson.is_some())
             .finish()
@@ -93,6 +95,11 @@ impl std::fmt::Debug for Derived {
 }
 
 impl Derived {
+    /// UCB's models grouped by pull count over `open`, built on first use.
+    pub fn ucb(&mut self, arms: &Arms, open: &[u32], c: f64) -> &mut UcbIndex {
+        self.ucb.get_or_insert_with(|| UcbIndex::new(arms, open, c))
+    }
+
     /// UCB-E's index over `open`, built on first use.
     pub fn ucb_e(&mut self, arms: &Arms, open: &[u32], a: f64) -> &mut UcbEIndex {
         self.ucb_e
@@ -107,6 +114,9 @@ impl Derived {
 
     /// A model's counters changed (a pull handed out, graded or skipped).
     pub fn changed(&mut self, arms: &Arms, m: u32) {
+        if let Some(index) = &mut self.ucb {
+            index.update(arms, m);
+        }
         if let Some(index) = &mut self.ucb_e {
             index.update(arms, m);
         }
@@ -117,6 +127,9 @@ impl Derived {
 
     /// A model left `open` (all its items handed out).
     pub fn closed(&mut self, m: u32) {
+        if let Some(index) = &mut self.ucb {
+            index.close(m);
+        }
         if let Some(index) = &mut self.ucb_e {
             index.close(m);
         }
@@ -129,6 +142,10 @@ impl Derived {
     /// restore) for these arms and open models.
     #[cfg(test)]
     pub(crate) fn matches_rebuilt(&self, arms: &Arms, open: &[u32]) -> bool {
+        let ucb = self
+            .ucb
+            .as_ref()
+            .is_none_or(|index| index.matches_rebuilt(arms, open));
         let ucb_e = self
             .ucb_e
             .as_ref()
@@ -137,7 +154,7 @@ impl Derived {
             .thompson
             .as_ref()
             .is_none_or(|th| th.matches_rebuilt(arms, open));
-        ucb_e && thompson
+        ucb && ucb_e && thompson
     }
 }
 
