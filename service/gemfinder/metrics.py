@@ -61,7 +61,8 @@ GENERATED_TOKENS = Counter(
 )
 PROMPT_TOKENS = Counter(
     "gemfinder_prompt_tokens_total",
-    "Prompt tokens processed by endpoints for graded queries.",
+    "Prompt tokens processed by endpoints for graded queries, where the endpoint reports them "
+    "(OpenAI-compatible usage; TGI's /generate body does not).",
     ["endpoint"],
 )
 ENDPOINT_LATENCY = Histogram(
