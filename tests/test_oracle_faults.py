@@ -16,6 +16,7 @@ from gemfinder.oracles import (
     OracleStats,
     RetryPolicy,
 )
+from gemfinder.tasks import get_task
 from huggingface_hub import AsyncInferenceClient
 
 KINDS = {
@@ -172,7 +173,9 @@ async def test_local_hf_token_is_never_sent(pool, monkeypatch):
         await oracle.aclose()
         assert set(fleet.state("a").authorization) == {"Bearer endpoint-a-token"}
         assert set(fleet.state("b").authorization) == {f"Bearer {PLACEHOLDER_TOKEN}"}
-        # Control: a client left to its defaults does send the local token.
+        # Control: a client left to its defaults does send the local token. (A prompt of the
+        # query set: the fleet answers no other prompt.)
+        prompt = get_task(items[0].task).build_prompt(items[0], False).text
         async with AsyncInferenceClient(timeout=5) as client:
-            await client.text_generation("hi", model=f"{b.endpoint}/generate", max_new_tokens=2)
+            await client.text_generation(prompt, model=f"{b.endpoint}/generate", max_new_tokens=2)
         assert "Bearer hf_local_secret_that_must_not_leak" in fleet.state("b").authorization

@@ -1,10 +1,15 @@
 """`gemfinder fleet`: run a simulated TGI fleet, or write its config or a synthetic query set.
 
-gemfinder fleet items --per-task 50 --out items.jsonl
+gemfinder fleet items --matrix tree.npz --out items.jsonl   # the matrix's items (or --per-task 50)
 gemfinder fleet config --matrix tree.npz --endpoints 3 --out fleet.json
-gemfinder fleet serve --config fleet.json --candidates-out candidates.jsonl
+gemfinder fleet serve --config fleet.json --query-set items.jsonl \
+    --candidates-out candidates.jsonl --endpoints-out endpoints.json
 gemfinder fleet serve --matrix tree.npz --query-set items.jsonl --endpoints 3
 gemfinder fleet hub --tree tree.npz --port 8000     # the tree as the Hub's model API
+
+Output files are written whole (a temporary file renamed into place), so a reader polling for
+them never sees half a file; an unwritable path or a port in use is a one-line error naming the
+flag.
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from gemfinder.errors import UserError
+
+DEFAULT_PER_TASK = 50
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
 
     items = sub.add_parser("items", help="write a synthetic query set (JSONL)")
-    items.add_argument("--per-task", type=int, default=50)
+    items.add_argument(
+        "--matrix",
+        help="write exactly this matrix's items (ids task/index, as `trees generate` names "
+        "them), so that a fleet serving the matrix can answer every one",
+    )
+    items.add_argument(
+        "--per-task",
+        type=int,
+        help=f"items per task (default {DEFAULT_PER_TASK}; with --matrix: only its items with "
+        "an index below this)",
+    )
     items.add_argument("--seed", type=int, default=0)
-    items.add_argument("--tasks", default="arc_challenge,mmlu,winogrande,gsm8k,mbpp")
+    items.add_argument(
+        "--tasks",
+        help="comma-separated (default: arc_challenge,mmlu,winogrande,gsm8k,mbpp, or with "
+        "--matrix the matrix's tasks)",
+    )
     items.add_argument("--out", required=True)
     items.set_defaults(handler=_items)
 
@@ -40,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _matrix_args(serve)
     serve.add_argument("--query-set", help="JSONL items the fleet answers (else from --config)")
     serve.add_argument("--candidates-out", help="write the candidates reaching the fleet (JSONL)")
+    serve.add_argument(
+        "--endpoints-out",
+        help="write the endpoint settings a search needs (JSON: url, backend and the LoRA "
+        "adapters of each endpoint)",
+    )
     serve.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     serve.set_defaults(handler=_serve)
 
@@ -65,27 +93,95 @@ def _matrix_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _items(args: argparse.Namespace) -> int:
-    from gemfinder.fleet.synthetic_items import generate, write_jsonl
+def _check_out(path: str | None, flag: str) -> None:
+    """Fail before any work if `path` cannot be written (missing directory, a directory)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(flag, f"{path} is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(flag, f"cannot write {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(flag, f"cannot write {path}: directory {parent} is not writable")
 
-    if args.per_task < 1:
-        raise UserError("--per-task", "must be at least 1")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+
+def _write(path: str, text: str, flag: str) -> None:
+    """Write `text` whole: a temporary file beside `path`, renamed into place."""
+    _check_out(path, flag)
+    target = Path(path)
+    tmp = None
     try:
-        records = generate(args.per_task, seed=args.seed, tasks=tasks)
-    except ValueError as err:
-        raise UserError("--tasks", str(err)) from None
-    n = write_jsonl(records, args.out)
-    print(f"wrote {n} items to {args.out}")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except OSError as err:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UserError(flag, f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _items(args: argparse.Namespace) -> int:
+    from gemfinder.fleet.synthetic_items import TASKS, for_items, generate
+
+    _check_out(args.out, "--out")
+    if args.per_task is not None and args.per_task < 1:
+        raise UserError("--per-task", "must be at least 1")
+    tasks = None
+    if args.tasks is not None:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            given = ", ".join(unknown) or "(none given)"
+            raise UserError("--tasks", f"unknown {given}; known: {', '.join(TASKS)}")
+    if args.matrix:
+        from gemfinder.matrix import load_matrix
+
+        ids = load_matrix(args.matrix, field="--matrix").items
+        try:
+            records = for_items(ids, seed=args.seed, tasks=tasks)
+        except ValueError as err:
+            raise UserError("--matrix", str(err)) from None
+        if args.per_task is not None:
+            records = [r for r in records if int(r["id"].split("/")[1]) < args.per_task]
+        if not records:
+            raise UserError("--matrix", "no item of the matrix is left after --tasks/--per-task")
+    else:
+        per_task = args.per_task or DEFAULT_PER_TASK
+        try:
+            records = generate(per_task, seed=args.seed, tasks=tasks or TASKS)
+        except ValueError as err:
+            raise UserError("--per-task", str(err)) from None
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    _write(args.out, text, "--out")
+    print(f"wrote {len(records)} items to {args.out}")
     return 0
 
 
-def _config_dict(args: argparse.Namespace) -> dict:
+def _config_dict(args: argparse.Namespace, missing_matrix: str) -> dict:
     from gemfinder.fleet.build import fleet_dict_from_matrix
+    from gemfinder.fleet.config import MAX_PORT
     from gemfinder.matrix import load_matrix
 
     if not args.matrix:
-        raise UserError("--matrix", "required (or give --config)")
+        raise UserError("--matrix", missing_matrix)
+    if args.endpoints < 1:
+        raise UserError("--endpoints", "need at least one endpoint")
+    if args.base_port and not 1 <= args.base_port <= MAX_PORT - args.endpoints + 1:
+        raise UserError(
+            "--base-port",
+            f"endpoints listen on --base-port + 0..{args.endpoints - 1}, which must lie in "
+            f"1..{MAX_PORT} (0: ephemeral ports), got {args.base_port}",
+        )
+    if args.latency_ms < 0 or args.latency_sigma < 0:
+        raise UserError("--latency-ms", "latency and its sigma must be >= 0")
+    if args.max_concurrent < 1:
+        raise UserError("--max-concurrent", "must be at least 1")
     matrix = load_matrix(args.matrix, field="--matrix")
     data = fleet_dict_from_matrix(
         matrix,
@@ -101,8 +197,9 @@ def _config_dict(args: argparse.Namespace) -> dict:
 
 
 def _config(args: argparse.Namespace) -> int:
-    data = _config_dict(args)
-    Path(args.out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    _check_out(args.out, "--out")
+    data = _config_dict(args, "required: the correctness matrix whose rows the fleet serves")
+    _write(args.out, json.dumps(data, indent=2) + "\n", "--out")
     print(f"wrote a fleet of {len(data['endpoints'])} endpoints to {args.out}")
     return 0
 
@@ -110,44 +207,77 @@ def _config(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from gemfinder.fleet.config import fleet_from_dict, load_fleet_config
 
-    config = load_fleet_config(args.config) if args.config else fleet_from_dict(_config_dict(args))
+    _check_out(args.candidates_out, "--candidates-out")
+    _check_out(args.endpoints_out, "--endpoints-out")
+    if args.config:
+        config = load_fleet_config(args.config)
+    else:
+        config = fleet_from_dict(_config_dict(args, "required, or give --config"))
     matrix_path = config.matrix or args.matrix
     query_set = args.query_set or config.query_set
     if not matrix_path:
-        raise UserError("matrix", "give --matrix or a config with 'matrix'")
+        raise UserError("--matrix", "required: --config has no 'matrix'")
     if not query_set:
         raise UserError("--query-set", "required: the items the fleet answers")
-    return asyncio.run(_run(config, matrix_path, query_set, args))
+    query_field = "--query-set" if args.query_set else f"{args.config}: query_set"
+    return asyncio.run(_run(config, matrix_path, query_set, query_field, args))
 
 
-async def _run(config, matrix_path: str, query_set: str, args: argparse.Namespace) -> int:
+async def _run(
+    config, matrix_path: str, query_set: str, query_field: str, args: argparse.Namespace
+) -> int:
     from gemfinder.fleet import Fleet
-    from gemfinder.fleet.build import candidates_for
+    from gemfinder.fleet.build import candidates_for, endpoints_for
+    from gemfinder.fleet.fleet import PortUnavailable, describe_items_outside, items_outside
     from gemfinder.matrix import load_matrix
     from gemfinder.tasks import load_query_set
 
-    matrix = load_matrix(matrix_path)
+    matrix = load_matrix(matrix_path, field="--matrix" if args.matrix else "config matrix")
     items = load_query_set(query_set)
+    outside = items_outside(matrix, items)
+    if outside:
+        raise UserError(query_field, describe_items_outside(outside, len(items)))
     try:
         fleet = Fleet(config, matrix, items)
     except ValueError as err:
         raise UserError("config", str(err)) from None
-    async with fleet:
+    try:
+        await fleet.start()
+    except PortUnavailable as err:
+        index = [spec.name for spec in config.endpoints].index(err.endpoint)
+        field = f"{args.config}: endpoints[{index}].port" if args.config else "--base-port"
+        reason = f"cannot listen on {err.host}:{err.port} ({err.endpoint}): {err.reason}"
+        raise UserError(field, reason) from None
+    try:
         urls = {name: fleet.url(name) for name in fleet.names}
         for spec in config.endpoints:
             state = "down" if spec.down else f"{len(spec.adapters)} adapters"
             print(f"{spec.name}: {urls[spec.name]}  base={spec.model_id}  {state}", flush=True)
+        # Endpoints first: "candidates written" is the line scripts wait for.
+        if args.endpoints_out:
+            settings = endpoints_for(config, urls)
+            _write(args.endpoints_out, json.dumps(settings, indent=1) + "\n", "--endpoints-out")
+            print(f"endpoints written to {args.endpoints_out}", flush=True)
         if args.candidates_out:
-            with open(args.candidates_out, "w", encoding="utf-8") as handle:
-                for cand in candidates_for(config, urls, matrix):
-                    record = {k: v for k, v in asdict(cand).items() if v is not None}
-                    handle.write(json.dumps(record) + "\n")
+            lines = []
+            for cand in candidates_for(config, urls, matrix):
+                record = {k: v for k, v in asdict(cand).items() if v is not None}
+                lines.append(json.dumps(record) + "\n")
+            _write(args.candidates_out, "".join(lines), "--candidates-out")
             print(f"candidates written to {args.candidates_out}", flush=True)
+        if args.candidates_out and args.endpoints_out:
+            print(
+                f"try: gemfinder search --candidates {args.candidates_out} --endpoints "
+                f"{args.endpoints_out} --query-set {query_set} --budget-per-model 20",
+                flush=True,
+            )
         print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
         if args.duration is not None:
             await asyncio.sleep(args.duration)
         else:
             await asyncio.Event().wait()
+    finally:
+        await fleet.stop()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Derive a fleet from a correctness matrix, and the candidate list that reaches it.
+"""Derive a fleet from a correctness matrix, and the candidate list and endpoint settings that
+reach it (the two files `gemfinder search` and `gemfinder serve` need).
 
 Models are spread over a few endpoints the way a real model tree is served: each endpoint runs
 one base checkpoint (official models first) and serves the other models as LoRA adapters.
@@ -94,3 +95,15 @@ def candidates_for(
                 )
             )
     return candidates
+
+
+def endpoints_for(
+    config: FleetConfig, urls: dict[str, str], backend: str = "tgi"
+) -> list[dict[str, Any]]:
+    """The endpoint settings (`gemfinder.oracles.load_endpoint_configs`) for the candidates of
+    `candidates_for`: one per endpoint, listing the LoRA adapters it serves, which a search
+    needs before it accepts adapter ids (TGI's /info does not list them)."""
+    return [
+        {"url": urls[spec.name], "backend": backend, "adapters": list(spec.adapters)}
+        for spec in config.endpoints
+    ]

@@ -17,6 +17,7 @@ from gemfinder.errors import UserError
 # body is not the API's JSON, and a hang long enough to trip the client's timeout.
 FAULT_KINDS = ("429", "503", "424", "500", "422", "garbage", "timeout")
 LOOPBACK_HOSTS = ("127.0.0.1",)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def _num(where: str, value: Any, low: float = 0.0, high: float | None = None) ->
     return float(value)
 
 
-def _int(where: str, value: Any, low: int = 0) -> int:
+def _int(where: str, value: Any, low: int = 0, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UserError(where, f"must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise UserError(where, f"must be at most {high}, got {value}")
     return value
 
 
@@ -136,7 +139,7 @@ def endpoint_from_dict(data: Any, where: str) -> EndpointSpec:
         name=data["name"],
         model_id=data["model_id"],
         adapters={str(k): str(v) for k, v in raw_adapters.items()},
-        port=_int(f"{where}.port", data.get("port", 0)),
+        port=_int(f"{where}.port", data.get("port", 0), 0, MAX_PORT),
         max_concurrent_requests=_int(
             f"{where}.max_concurrent_requests", data.get("max_concurrent_requests", 128), 1
         ),

@@ -2,6 +2,10 @@
 
 An endpoint marked down keeps its port bound but not listening, so clients get "connection
 refused" exactly as from a TGI whose model is still loading; `set_down` flips it at run time.
+
+Every served model is a matrix row and every item of the query set a matrix column: a fleet
+given items outside its matrix refuses to start, naming them, since it could only make their
+answers up.
 """
 
 from __future__ import annotations
@@ -20,11 +24,41 @@ from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item
 
 
+class PortUnavailable(OSError):
+    """An endpoint's port cannot be bound (in use, privileged, out of range)."""
+
+    def __init__(self, endpoint: str, host: str, port: int, reason: str) -> None:
+        super().__init__(f"endpoint {endpoint}: cannot listen on {host}:{port}: {reason}")
+        self.endpoint = endpoint
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
 def _bound_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def items_outside(matrix: CorrectnessMatrix, items: Iterable[Item]) -> list[str]:
+    """Ids of the items that are not columns of `matrix`, in query-set order."""
+    columns = set(matrix.items)
+    return [item.id for item in items if item.id not in columns]
+
+
+def describe_items_outside(outside: list[str], total: int, shown: int = 5) -> str:
+    more = f", ... ({len(outside) - shown} more)" if len(outside) > shown else ""
+    return (
+        f"{len(outside)} of {total} items are not columns of the matrix "
+        f"({', '.join(outside[:shown])}{more}); the fleet answers only from the matrix "
+        "(`gemfinder fleet items --matrix FILE` writes a query set of its items)"
+    )
 
 
 class _Endpoint:
@@ -65,10 +99,13 @@ class _Endpoint:
     async def close(self) -> None:
         if self.site is not None:
             await self.site.stop()
+            self.site = None
         if self.runner is not None:
             await self.runner.cleanup()
+            self.runner = None
         if self.reserved is not None:
             self.reserved.close()
+            self.reserved = None
 
 
 class Fleet:
@@ -76,6 +113,10 @@ class Fleet:
 
     def __init__(self, config: FleetConfig, matrix: CorrectnessMatrix, items: Iterable[Item]):
         self.config = config
+        items = list(items)
+        outside = items_outside(matrix, items)
+        if outside:
+            raise ValueError(describe_items_outside(outside, len(items)))
         index = PromptIndex(items)
         self._endpoints: dict[str, _Endpoint] = {}
         for n, spec in enumerate(config.endpoints):
@@ -86,11 +127,20 @@ class Fleet:
             self._endpoints[spec.name] = _Endpoint(spec, state, config.host)
 
     async def start(self) -> Fleet:
+        """Bind and start every endpoint; if one port cannot be bound, close the others and
+        raise PortUnavailable naming that endpoint."""
         for endpoint in self._endpoints.values():
-            if endpoint.spec.down:
-                await endpoint.down()
-            else:
-                await endpoint.up()
+            try:
+                if endpoint.spec.down:
+                    await endpoint.down()
+                else:
+                    await endpoint.up()
+            except (OSError, OverflowError) as err:
+                await self.stop()
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+                raise PortUnavailable(
+                    endpoint.spec.name, endpoint.host, endpoint.port, reason
+                ) from err
         return self
 
     async def stop(self) -> None:

@@ -3,7 +3,8 @@
 Kept free of HTTP so the semantics (what is greedy, what is a 422, where text stops) read in
 one place. Greedy requests answer deterministically from the correctness matrix; sampled
 requests flip the matrix verdict with some probability, so a client that samples by mistake
-shows up as answers that disagree with the matrix.
+shows up as answers that disagree with the matrix. A prompt that matches no item of the query
+set is a 422 (UnknownPrompt): the fleet has no verdict for it and never makes one up.
 """
 
 from __future__ import annotations
@@ -15,13 +16,24 @@ from typing import Any
 from gemfinder.fleet import tokens
 from gemfinder.fleet.config import EndpointSpec
 from gemfinder.fleet.index import PromptIndex
-from gemfinder.fleet.responder import UNKNOWN_PROMPT_REPLY, respond
+from gemfinder.fleet.responder import respond
 from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item
 
 
 class RequestInvalid(Exception):
     """A 422 `validation` error, with TGI's message."""
+
+
+class UnknownPrompt(RequestInvalid):
+    """The prompt is none of the fleet's items, or an item without a matrix column: a 422
+    naming the problem (a real model would answer, but the fleet has no verdict to give)."""
+
+
+UNKNOWN_PROMPT = (
+    "simulated fleet: the prompt matches no item of the query set this fleet was started with; "
+    "it answers only those items, from its correctness matrix"
+)
 
 
 @dataclass
@@ -107,10 +119,10 @@ class SimulatedModel:
             )
         return int(max_new)
 
-    def correct(self, row: str, item: Item, rng: random.Random) -> bool:
+    def correct(self, row: str, item: Item) -> bool:
         col = self._cols.get(item.id)
-        if col is None:  # item outside the matrix: a stable coin flip per (model, item)
-            return rng.random() < 0.5
+        if col is None:  # Fleet refuses such query sets; never a made-up verdict
+            raise UnknownPrompt(f"simulated fleet: item {item.id} is not a column of the matrix")
         return bool(self.matrix.correct[self._rows[row], col])
 
     def generate(
@@ -127,18 +139,17 @@ class SimulatedModel:
     ) -> Generation:
         row = self.row_for(adapter_id)
         if item is None:
-            raw = UNKNOWN_PROMPT_REPLY
-        elif sampling:
+            raise UnknownPrompt(UNKNOWN_PROMPT)
+        verdict = self.correct(row, item)
+        if sampling:
             if seed is None:
                 seed = self._sampler.randrange(1, 2**63)
             rng = random.Random(f"{self.seed}|{seed}|{row}|{item.id}")
-            verdict = self.correct(row, item, rng)
             if rng.random() < self.flip_prob:
                 verdict = not verdict
-            raw = respond(item, verdict, rng, chat)
         else:
             rng = random.Random(f"{self.seed}|{row}|{item.id}|{chat}")
-            raw = respond(item, self.correct(row, item, rng), rng, chat)
+        raw = respond(item, verdict, rng, chat)
         text, reason, pieces = apply_limits(raw, stop, max_new_tokens)
         return Generation(
             text=text,

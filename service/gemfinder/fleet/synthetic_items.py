@@ -135,6 +135,36 @@ def generate(per_task: int, seed: int = 0, tasks: Iterable[str] = TASKS) -> list
     return records
 
 
+def for_items(
+    ids: Iterable[str], seed: int = 0, tasks: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Records for exactly these ids (`task/index`, as `gemfinder trees generate` names a
+    matrix's columns), the same text `generate` gives them, by task then index; `tasks` keeps
+    only those tasks. Ids no generator can make raise ValueError naming them."""
+    keep = None if tasks is None else set(tasks)
+    wanted: dict[str, set[int]] = {}
+    unknown = []
+    for item_id in ids:
+        task, _, index = item_id.partition("/")
+        if task not in TASKS or not index.isdigit() or str(int(index)) != index:
+            unknown.append(item_id)
+        elif keep is None or task in keep:
+            wanted.setdefault(task, set()).add(int(index))
+    if unknown:
+        more = f", ... ({len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise ValueError(
+            f"{len(unknown)} items have no synthetic generator ({', '.join(unknown[:5])}{more}); "
+            f"ids must be task/index with task one of {', '.join(TASKS)}"
+        )
+    records = []
+    for task in sorted(wanted):
+        indices = wanted[task]
+        # Each task's items come from its own seeded stream, so a prefix is the same items.
+        made = generate(max(indices) + 1, seed=seed, tasks=[task])
+        records += [r for i, r in enumerate(made) if i in indices]
+    return records
+
+
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     count = 0
     with Path(path).open("w", encoding="utf-8") as handle:
