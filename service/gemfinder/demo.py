@@ -9,7 +9,6 @@ slow for a one-minute demo on two cores.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,14 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gemfinder.fleet.synthetic_items import generate as generate_items
-from gemfinder.fleet.synthetic_items import write_jsonl
+from gemfinder.fleet.synthetic_items import for_items, write_jsonl
 from gemfinder.matrix import CorrectnessMatrix, save_npz
 from gemfinder.trees import generate as generate_tree
 
@@ -49,15 +46,7 @@ def build_world(workdir: Path, preset: str, models: int, items: int, seed: int) 
         m.downloads,
         m.is_base,
     )
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for name in matrix.items:
-        wanted[name.split("/")[0]].add(name)
-    per_task = max(int(n.split("/")[1]) for n in matrix.items) + 1
-    records = [
-        r
-        for r in generate_items(per_task, seed=seed, tasks=sorted(wanted))
-        if r["id"] in wanted[r["task"]]
-    ]
+    records = for_items(matrix.items, seed=seed)  # exactly the matrix's items
     matrix_path = workdir / "tree.npz"
     items_path = workdir / "items.jsonl"
     save_npz(matrix, matrix_path)
@@ -119,27 +108,21 @@ def wait_for(log: Path, pattern: str, proc: subprocess.Popen[str], timeout: floa
 
 
 def start_fleet(procs: Processes, world: World, workdir: Path, endpoints: int, latency_ms: float):
-    """Start the fleet; returns the candidates file and the endpoint settings for the server."""
+    """Start the fleet; returns the candidates file and the endpoint settings for the server,
+    both written by `fleet serve` (each endpoint's concurrency: /info's, capped at 32)."""
     candidates = workdir / "candidates.jsonl"
+    endpoints_path = workdir / "endpoints.json"
     log = workdir / "fleet.log"
     proc = procs.start(
         [
             "fleet", "serve", "--matrix", str(world.matrix_path),
             "--query-set", str(world.items_path), "--endpoints", str(endpoints),
             "--latency-ms", str(latency_ms), "--candidates-out", str(candidates),
+            "--endpoints-out", str(endpoints_path),
         ],
         log,
     )  # fmt: skip
     wait_for(log, r"candidates written", proc)
-    adapters: dict[str, list[str]] = defaultdict(list)
-    for line in candidates.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        adapters[record["endpoint"]] += [record["adapter_id"]] if "adapter_id" in record else []
-    endpoints_path = workdir / "endpoints.json"
-    settings = [
-        {"url": url, "adapters": ids, "max_concurrency": 32} for url, ids in adapters.items()
-    ]
-    endpoints_path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
     return candidates, endpoints_path
 
 

@@ -1,22 +1,32 @@
 """`gemfinder demo`: generated model tree + simulated fleet + server + a real gRPC client.
 
-No GPU, no network: see gemfinder.demo for what is generated. Prints the winner beside the most
-popular model, queries spent against exhaustive evaluation, and where the metrics are.
+No GPU, no network: see gemfinder.demo for what is generated. Prints the budget up front, a live
+progress bar, then the winner beside the most popular model, queries spent against exhaustive
+evaluation, why part of the budget was not spent, and the server's metrics. Logs and data go to
+a temporary directory that is removed at the end (kept, and named, if the demo fails), or to
+--workdir DIR, which is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from gemfinder import demo, report
 from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.errors import UserError
+from gemfinder.search.gem import most_downloaded
+from gemfinder.search.spec import SearchSpec
 from gemfinder.tasks import Item, load_query_set
+
+ID_WIDTH = 32  # model ids in the progress bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,17 +38,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--endpoints", type=int, default=4, help="simulated TGI servers")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fleet median latency")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", help="keep generated files here (default: a temp dir)")
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="write the tree, items, candidates, endpoints, logs and the search database here "
+        "and keep them (default: a temporary directory, removed at the end)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
     parser.set_defaults(handler=_demo)
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Bad flags are one-line errors before anything starts."""
+    from gemfinder.trees import PRESETS
+
+    if args.preset not in PRESETS:
+        raise UserError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+    if args.models < 2:
+        raise UserError("--models", "need at least 2 models (the official checkpoints)")
+    n_tasks = len(PRESETS[args.preset].tasks)
+    if args.items < n_tasks:
+        raise UserError("--items", f"need at least {n_tasks} items (one per task)")
+    lows = [
+        ("--per-model", args.per_model, 1),
+        ("--endpoints", args.endpoints, 1),
+        ("--latency-ms", args.latency_ms, 0),
+        ("--seed", args.seed, 0),
+    ]
+    for flag, value, low in lows:
+        if value < low:
+            raise UserError(flag, f"must be at least {low}, got {value}")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    _check(args)
     if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        return _run(args, Path(args.workdir))
-    with tempfile.TemporaryDirectory(prefix="gemfinder-demo-") as tmp:
-        return _run(args, Path(tmp))
+        workdir = Path(args.workdir)
+        if workdir.exists() and not workdir.is_dir():
+            raise UserError("--workdir", f"{workdir} is not a directory")
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError("--workdir", f"cannot create {workdir}: {err.strerror}") from None
+        code = _run(args, workdir)
+        print(f"logs and data kept in {workdir} (remove with: rm -r {workdir})")
+        return code
+    workdir = Path(tempfile.mkdtemp(prefix="gemfinder-demo-"))
+    try:
+        code = _run(args, workdir)
+    except UserError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except BaseException:
+        print(f"gemfinder demo: stopped early; logs and data are kept in {workdir}", flush=True)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("logs and data were in a temporary directory, now removed (--workdir DIR keeps them)")
+    return code
 
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
@@ -56,9 +112,20 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         )
         metrics_port = demo.free_port()
         port, _ = demo.start_server(procs, workdir, endpoints, metrics_port)
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
         print(f"fleet: {args.endpoints} simulated TGI endpoints; server: 127.0.0.1:{port}")
+        print(f"metrics: {url} (until the demo ends)")
         records = load_candidates(candidates)
         items = load_query_set(world.items_path)
+        spec = SearchSpec(candidates=records, items=items, budget=args.per_model * len(records))
+        try:
+            spec.validate(prefix="demo")
+        except UserError as err:  # e.g. below the algorithm's smallest budget
+            if err.field != "demo.budget":
+                raise
+            reason = f"{args.per_model} per model is too few: {err.reason}"
+            raise UserError("--per-model", reason) from None
+        print(budget_line(spec, args.per_model), flush=True)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
         print()
@@ -72,12 +139,106 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
             f"truth         the winner is rank {rank} of {m.n_models} by exhaustive accuracy "
             f"(best {best:.3f})"
         )
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        print(f"metrics       {url} (while the server runs); e.g. {_sample(url)}")
-        print(f"done in {time.monotonic() - start:.0f}s; logs and data in {workdir}")
+        print(unspent_text(spec, result))
+        print(f"metrics       at the end of the run: {_sample(url)}")
     finally:
         procs.close()
+    print(f"done in {time.monotonic() - start:.0f}s; the fleet and the server have stopped")
     return 0
+
+
+def budget_line(spec: SearchSpec, per_model: int) -> str:
+    """The total budget, what evaluating everything would cost, and how the budget is split
+    between the search and the gem check (two lines when part is kept back)."""
+    line = (
+        f"budget: {spec.budget:,} queries ({per_model} per model x {len(spec.candidates)} "
+        f"models; evaluating every model on every item would take {spec.exhaustive:,})"
+    )
+    reserve = spec.gem_check_reserve
+    if not reserve:
+        return line
+    return (
+        f"{line}\n        {spec.search_budget:,} for the search, {reserve:,} "
+        f"({spec.gem_check_share:.0%}) kept back for the gem check: the most downloaded models "
+        "answer the winner's items"
+    )
+
+
+def unspent_text(spec: SearchSpec, result: Any) -> str:
+    """Why `queries_spent` is below the budget: what the search and the gem check each left,
+    and why (the rules are in docs/search.md and docs/service.md "The gem check")."""
+    spent, checked = int(result.queries_spent), int(result.gem_check_queries)
+    left = spec.budget - spent
+    if left <= 0:
+        return f"unspent       none: all {spec.budget:,} queries spent"
+    searched = spent - checked
+    parts = [f"the search spent all of its {spec.search_budget:,}"]
+    if searched < spec.search_budget:
+        n_items = len(spec.items)
+        if result.winner.items_seen >= n_items:
+            why = (
+                f"its last round could afford all {n_items:,} items for every model still in "
+                "the race, so it evaluated them exhaustively (the answer among them is exact) "
+                "and had nothing left to ask"
+            )
+        else:
+            why = (
+                "each round gives a model at most the items it has left, and skipped or "
+                "failed queries are not spent (docs/search.md)"
+            )
+        parts = [f"the search spent {searched:,} of its {spec.search_budget:,}: {why}"]
+    reserve = spec.gem_check_reserve
+    if reserve and checked < reserve:
+        popular = most_downloaded(spec)
+        winner = result.winner.model_id
+        if any(spec.candidates[i].model_id == winner for i in popular):
+            why = "the winner is itself among the most downloaded 1%, so there was nothing to check"
+        else:
+            others = [i for i in popular if spec.candidates[i].model_id != winner]
+            who = (
+                f"each of the {len(others)} most downloaded models"
+                if len(others) > 1
+                else "the most downloaded model"
+            )
+            why = (
+                f"{who} was to answer up to {reserve // max(len(others), 1):,} of the winner's "
+                "items, and those it had already answered in the search cost nothing"
+            )
+        parts.append(f"the gem check spent {checked:,} of its {reserve:,}: {why}")
+    lines = [
+        f"unspent       {left:,} of the {spec.budget:,} queries ({spent:,} spent, "
+        f"{spent / spec.budget:.0%})"
+    ]
+    return "\n".join(lines + [f"  {part}" for part in parts])
+
+
+def short_id(model_id: str, width: int = ID_WIDTH) -> str:
+    """`org/name` in at most `width` characters: the name whole and the start of the org when
+    they fit (`vector-coll…/Qwen2.5-7B-reasoning`), else both ends of the id."""
+    if len(model_id) <= width:
+        return model_id
+    org, slash, name = model_id.rpartition("/")
+    room = width - len(name) - 2  # the ellipsis and the slash
+    if slash and room >= 3:
+        return f"{org[:room]}…/{name}"
+    head = (width - 1) // 2
+    return f"{model_id[:head]}…{model_id[-(width - 1 - head) :]}"
+
+
+def progress_text(p: Any, n_candidates: int, seen_rounds: bool) -> str:
+    """The bar's postfix for one progress event: round, survivors and the leader once every
+    candidate could have been graded (before that the leader is an unseen or 0-of-1 model)."""
+    if p.total_rounds:
+        stage = f"round {p.round}/{p.total_rounds}, {p.survivors} left"
+    elif seen_rounds:
+        stage = "search done, gem check"
+    else:
+        stage = f"{p.survivors} left"
+    if p.spent == 0:
+        return f"{stage}, waiting for the first answers"
+    if p.spent < n_candidates:
+        return f"{stage}, first answers"
+    return f"{stage}, leader {short_id(p.leader_model_id)} {p.leader_accuracy:.3f}"
 
 
 def _sample(url: str) -> str:
@@ -87,7 +248,7 @@ def _sample(url: str) -> str:
     return "; ".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
-async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> object:
+async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Any:
     import grpc
     from tqdm import tqdm
 
@@ -101,27 +262,27 @@ async def _client(port: int, candidates: list[Candidate], items: list[Item], arg
         stub = pb_grpc.ModelSearchServiceStub(channel)
         call = stub.SelectBestModel(pb.SelectBestModelRequest(spec=spec, request_id=request_id))
         if not args.no_progress:
-            await _watch(stub, request_id, call, tqdm, pb)
+            budget = args.per_model * len(candidates)
+            await _watch(stub, request_id, call, tqdm, pb, budget, len(candidates))
         response = await call
     return response.search.result
 
 
-async def _watch(stub, request_id: str, call, tqdm, pb) -> None:
+async def _watch(stub, request_id: str, call, tqdm, pb, budget: int, n_candidates: int) -> None:
     """Find the search by its request id, then follow WatchSearch with a progress bar."""
+    bar = tqdm(total=budget, unit="q", desc="searching", dynamic_ncols=True, mininterval=0.5)
+    bar.set_postfix_str("starting")
     search_id = ""
     while not search_id and not call.done():
         listed = await stub.ListSearches(pb.ListSearchesRequest(request_id=request_id))
         search_id = listed.searches[0].search_id if listed.searches else ""
         await asyncio.sleep(0.1)
-    if not search_id:
-        return
-    bar = tqdm(total=1, unit="q", desc="searching", dynamic_ncols=True, mininterval=0.5)
-    async for event in stub.WatchSearch(pb.WatchSearchRequest(search_id=search_id)):
-        p = event.progress
-        bar.total = max(p.budget, 1)
-        bar.n = p.spent
-        rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
-        bar.set_postfix_str(
-            f"{rnd}, {p.survivors} left, leader {p.leader_model_id[-28:]} {p.leader_accuracy:.3f}"
-        )
+    seen_rounds = False
+    if search_id:
+        async for event in stub.WatchSearch(pb.WatchSearchRequest(search_id=search_id)):
+            p = event.progress
+            seen_rounds = seen_rounds or p.total_rounds > 0
+            bar.total = max(p.budget, 1)
+            bar.n = p.spent
+            bar.set_postfix_str(progress_text(p, n_candidates, seen_rounds))
     bar.close()
