@@ -6,6 +6,7 @@ Trial t uses the same item permutation for every algorithm (common random number
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix
 
 CHUNK = 250
+U64_MAX = 2**64 - 1  # the core takes seeds, budgets and trial numbers as u64
 
 
 def algorithm_name(name: str) -> str:
@@ -47,7 +49,24 @@ def parse_algorithm(spec: str) -> tuple[str, dict[str, float]]:
 def total_budget(budget_per_model: float, n_models: int) -> int:
     if not budget_per_model > 0:
         raise UserError("budget_per_model", f"must be positive, got {budget_per_model}")
+    if not math.isfinite(budget_per_model) or budget_per_model * n_models > U64_MAX:
+        raise UserError("budget_per_model", f"too large, got {budget_per_model}")
     return int(round(budget_per_model * n_models))
+
+
+def check_seed(seed: int) -> int:
+    """Seeds are u64 in the core: 0 to 2**64 - 1."""
+    if not 0 <= seed <= U64_MAX:
+        raise UserError("seed", f"must be between 0 and {U64_MAX} (2**64 - 1), got {seed}")
+    return seed
+
+
+def check_trials(trials: int) -> int:
+    if trials < 1:
+        raise UserError("trials", f"must be at least 1, got {trials}")
+    if trials > U64_MAX:
+        raise UserError("trials", f"must be at most {U64_MAX} (2**64 - 1), got {trials}")
+    return trials
 
 
 def simulate(
@@ -60,22 +79,11 @@ def simulate(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Run `trials` trials and return the summary row (keys documented in docs/search.md)."""
-    if trials < 1:
-        raise UserError("trials", f"must be at least 1, got {trials}")
-    name = algorithm_name(algorithm)
-    budget = total_budget(budget_per_model, matrix.n_models)
-    popularity = None if matrix.downloads is None else matrix.downloads.tolist()
-    if name == "best_base" and popularity is None:
-        raise UserError("matrix", "best_base needs model downloads (an .npz with 'downloads')")
+    name, budget, popularity = _checked(matrix, algorithm, budget_per_model, trials, seed, params)
     picks, spent = [], []
     for start in range(0, trials, CHUNK):
         stop = min(trials, start + CHUNK)
-        try:
-            p, s = _core.simulate_trials(
-                matrix.correct, name, budget, seed, start, stop, params, None, popularity
-            )
-        except _core.SearchError as err:
-            raise UserError(_field(err), _reason(err)) from None
+        p, s = _trials(matrix, name, budget, seed, start, stop, params, popularity)
         picks.append(p)
         spent.append(s)
         if on_progress is not None:
@@ -99,14 +107,57 @@ def simulate_grid(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Every algorithm spec (`name[:param=value,...]`) at every budget, all on the same trials
-    (paired comparisons)."""
-    specs = [(spec, *parse_algorithm(spec)) for spec in algorithms]  # fail before any work
+    (paired comparisons). Every combination is checked before any trial runs, so a bad one
+    late in the grid does not throw away the rows before it."""
+    specs = [(spec, *parse_algorithm(spec)) for spec in algorithms]
+    for n_avg in budgets_per_model:
+        for _, name, params in specs:
+            _checked(matrix, name, n_avg, trials, seed, params or None)
     rows = []
     for n_avg in budgets_per_model:
         for spec, name, params in specs:
             row = simulate(matrix, name, n_avg, trials, seed, params or None, on_progress)
             rows.append(row | {"requested": spec, "params": params})
     return rows
+
+
+def _checked(
+    matrix: CorrectnessMatrix,
+    algorithm: str,
+    budget_per_model: float,
+    trials: int,
+    seed: int,
+    params: dict[str, float] | None,
+) -> tuple[str, int, list[float] | None]:
+    """Validate one run without running it: (core name, total budget, popularity)."""
+    check_trials(trials)
+    check_seed(seed)
+    name = algorithm_name(algorithm)
+    budget = total_budget(budget_per_model, matrix.n_models)
+    popularity = None if matrix.downloads is None else matrix.downloads.tolist()
+    if name == "best_base" and popularity is None:
+        raise UserError("matrix", "best_base needs model downloads (an .npz with 'downloads')")
+    # Zero trials: the core checks the budget and parameters and does no work.
+    _trials(matrix, name, budget, seed, 0, 0, params, popularity)
+    return name, budget, popularity
+
+
+def _trials(
+    matrix: CorrectnessMatrix,
+    name: str,
+    budget: int,
+    seed: int,
+    start: int,
+    stop: int,
+    params: dict[str, float] | None,
+    popularity: list[float] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return _core.simulate_trials(
+            matrix.correct, name, budget, seed, start, stop, params, None, popularity
+        )
+    except _core.SearchError as err:
+        raise UserError(_field(err), _reason(err)) from None
 
 
 def _field(err: Exception) -> str:

@@ -1,0 +1,58 @@
+"""`gemfinder simulate`: numbers outside the core's range are one-line errors, not tracebacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gemfinder.cli import main
+from gemfinder.matrix import load_matrix
+from gemfinder.simulation import simulate_grid
+
+U64_MAX = 2**64 - 1
+
+
+@pytest.fixture()
+def small_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "m.npz"
+    np.savez(path, correct=(rng.random((4, 30)) < 0.5).astype(np.uint8))
+    return path
+
+
+def _simulate(path, *extra: str) -> list[str]:
+    return ["simulate", "--matrix", str(path), "--trials", "5", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--budget-per-model", "5", "--seed", "-1"], "seed: must be between 0 and"),
+        (["--budget-per-model", "5", "--seed", str(U64_MAX + 1)], "seed: must be between 0 and"),
+        (["--budget-per-model", "5", "--seed", "99999999999999999999999"], "seed: must be"),
+        (["--budget-per-model", "5", "--trials", str(U64_MAX + 1)], "trials: must be at most"),
+        (["--budget-per-model", "5", "inf"], "budget_per_model: too large"),
+        (["--budget-per-model", "1e30"], "budget_per_model: too large"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_errors(small_npz, capsys, extra, expected):
+    assert main(_simulate(small_npz, *extra)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gemfinder simulate: error: ")
+    assert expected in lines[0]
+
+
+def test_largest_seed_is_accepted(small_npz, capsys):
+    assert main(_simulate(small_npz, "--budget-per-model", "5", "--seed", str(U64_MAX))) == 0
+    assert "best model accuracy" in capsys.readouterr().out
+
+
+def test_a_bad_late_budget_fails_before_any_trial_runs(small_npz):
+    """A budget below the minimum at the end of the grid must not cost the finished rows'
+    work: every combination is checked first."""
+    matrix = load_matrix(small_npz)
+    ticks: list[int] = []
+    with pytest.raises(Exception, match="below the"):
+        simulate_grid(matrix, ["default"], [5, 0.1], 20, 0, ticks.append)
+    assert ticks == []
