@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import select
 import sys
 
 from gemfinder import __version__
@@ -31,16 +33,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer `head` closed on
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse ignores a closed stdout on --help
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe must fail here, not at interpreter exit
+        return code
+    except BrokenPipeError as err:
+        if not _stdout_gone():
+            print(f"gemfinder {args.command}: error: {err}", file=sys.stderr)
+            return 1
+        return _stdout_closed()
     except UserError as err:
         print(f"gemfinder {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gemfinder {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has closed (or cannot be checked): only then is
+    a BrokenPipeError the reader's doing rather than, say, a socket of our own."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fd (captured) or no poll (Windows)
+        return True
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`gemfinder ... | head`): stop quietly, as `cat` does.
+
+    Python's documented recipe (signal module, "Note on SIGPIPE"): point stdout at devnull so
+    the flush at interpreter exit does not raise a second BrokenPipeError.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a fd
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
