@@ -8,6 +8,7 @@ and the model name in the first column.
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +42,17 @@ class CorrectnessMatrix:
 def load_matrix(path: str | Path, field: str = "matrix") -> CorrectnessMatrix:
     """Load and validate a matrix file; every problem is a UserError naming `field`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(field, f"{path} is a directory, not a matrix file")
     if not path.is_file():
         raise UserError(field, f"no such file: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            _check_magic(path, field, _NPY_MAGIC, "a valid .npy file (NumPy array)")
             return _from_arrays(field, np.load(path, allow_pickle=False))
         if suffix == ".npz":
+            _check_magic(path, field, _ZIP_MAGIC, "a valid .npz file (a zip of NumPy arrays)")
             with np.load(path, allow_pickle=False) as archive:
                 if "correct" not in archive:
                     raise UserError(field, f"{path.name} has no array named 'correct'")
@@ -63,9 +68,33 @@ def load_matrix(path: str | Path, field: str = "matrix") -> CorrectnessMatrix:
             return _load_csv(path, field)
     except UserError:
         raise
-    except (OSError, ValueError, EOFError) as err:
+    except zipfile.BadZipFile as err:  # a zip cut short or damaged
+        raise UserError(field, f"cannot read {path.name}: not a valid .npz file ({err})") from None
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # an object array: loading it would run pickled code
+            raise UserError(
+                field,
+                f"{path.name} holds an array of Python objects (pickled data), which is "
+                "never loaded; save numbers, booleans or strings",
+            ) from None
+        raise UserError(field, f"cannot read {path.name}: {err}") from None
+    except (OSError, EOFError) as err:
         raise UserError(field, f"cannot read {path.name}: {err}") from None
     raise UserError(field, f"unsupported format {suffix!r}; use .npy, .npz or .csv")
+
+
+_NPY_MAGIC = (b"\x93NUMPY",)
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+
+
+def _check_magic(path: Path, field: str, magics: tuple[bytes, ...], what: str) -> None:
+    """NumPy reads a file with neither signature as a pickle and, with pickles off, blames
+    "pickled (object) data": say plainly that the file is not what its name claims."""
+    with path.open("rb") as handle:
+        head = handle.read(max(len(m) for m in magics))
+    if not any(head.startswith(m) for m in magics):
+        shown = "it is empty" if not head else f"it starts with {head[:8]!r}"
+        raise UserError(field, f"cannot read {path.name}: not {what}; {shown}")
 
 
 def save_npz(
@@ -149,14 +178,18 @@ def _from_arrays(
         raise UserError(field, f"matrix is empty (shape {correct.shape})")
     if correct.dtype != np.bool_ and not np.isin(correct, (0, 1)).all():
         bad = correct[~np.isin(correct, (0, 1))].flat[0]
-        raise UserError(field, f"values must be 0 or 1, found {bad!r}")
+        raise UserError(field, f"values must be 0 or 1, found {_plain(bad)!r}")
     k, n = correct.shape
     model_names = _names(field, "models", models, k, "model")
     item_names = _names(field, "items", items, n, "item")
     downloads_arr = None
     if downloads is not None:
-        downloads_arr = np.asarray(downloads, dtype=np.float64)
-        if downloads_arr.shape != (k,) or (downloads_arr < 0).any():
+        try:
+            downloads_arr = np.asarray(downloads, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(field, f"'downloads' must be {k} non-negative numbers") from None
+        finite = np.isfinite(downloads_arr).all()
+        if downloads_arr.shape != (k,) or not finite or (downloads_arr < 0).any():
             raise UserError(field, f"'downloads' must be {k} non-negative numbers")
     is_base_arr = None
     if is_base is not None:
@@ -178,4 +211,21 @@ def _names(field: str, key: str, names: object, count: int, prefix: str) -> list
     out = [str(x) for x in np.asarray(names).ravel()]
     if len(out) != count:
         raise UserError(field, f"'{key}' has {len(out)} names for {count} rows/columns")
+    first: dict[str, int] = {}
+    for index, name in enumerate(out):
+        if not name.strip():
+            raise UserError(field, f"'{key}' has an empty name ({prefix} {index}, 0-based)")
+        if name in first:
+            dupes = len(out) - len(set(out))
+            raise UserError(
+                field,
+                f"'{key}' must be unique: {name!r} names {prefix} {first[name]} and {prefix} "
+                f"{index} (0-based; {dupes} duplicate{'s' if dupes > 1 else ''} in all)",
+            )
+        first[name] = index
     return out
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar as the Python number it holds, for messages (0.5, not np.float64(0.5))."""
+    return value.item() if isinstance(value, np.generic) else value
