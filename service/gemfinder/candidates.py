@@ -94,9 +94,18 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
 def load_candidates(path: str | Path, field: str = "candidates") -> list[Candidate]:
     """Read candidates from a JSON list (`.json`) or one object per line (`.jsonl`)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(field, f"{path} is a directory, not a candidates file")
     if not path.is_file():
         raise UserError(field, f"no such file: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UserError(field, f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            field, f"{path.name} is not UTF-8 text (byte {err.start}); expected JSON or JSONL"
+        ) from None
     records: list[tuple[str, Any]] = []
     if path.suffix.lower() == ".jsonl":
         for line_no, line in enumerate(text.splitlines(), start=1):

@@ -39,6 +39,10 @@ def load_query_set(path: str | Path) -> list[Item]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise UserError(str(path), f"cannot read query set: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            str(path), f"cannot read query set: not UTF-8 text (byte {err.start}); expected JSONL"
+        ) from None
     items: list[Item] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
