@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,14 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _grade_line(lineno: int, line: str) -> dict[str, Any]:
     try:
+        line.encode("utf-8")  # input is read with surrogateescape: bad bytes become surrogates
+    except UnicodeEncodeError as err:
+        return {"line": lineno, "error": f"not UTF-8 text (character {err.start + 1})"}
+    try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         return {"line": lineno, "error": f"bad JSON: {err.msg} at column {err.colno}"}
     if not isinstance(obj, dict):
         return {"line": lineno, "error": "expected a JSON object"}
-    response = obj.get("response")
-    if not isinstance(response, str):
+    if "response" not in obj:
         return {"line": lineno, "error": "missing 'response' (a string)"}
+    response = obj["response"]
+    if not isinstance(response, str):
+        kind = "null" if response is None else type(response).__name__
+        return {"line": lineno, "error": f"'response' must be a string, got {kind}"}
     fields = {k: v for k, v in obj.items() if k != "response"}
     fields.setdefault("id", f"line-{lineno}")
     try:
@@ -80,8 +88,14 @@ def run(args: argparse.Namespace) -> int:
         # Files we open are closed on exit; stdin and stdout are left open for the caller.
         src, dst = sys.stdin, sys.stdout
         try:
+            # A line that is not UTF-8 becomes that line's error; the rest are still graded.
             if args.file != "-":
-                src = stack.enter_context(open(args.file, encoding="utf-8"))
+                src = stack.enter_context(
+                    open(args.file, encoding="utf-8", errors="surrogateescape")
+                )
+            elif hasattr(sys.stdin, "buffer"):
+                src = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+                stack.callback(src.detach)  # leave stdin itself open
         except OSError as err:
             raise UserError("file", f"cannot read {args.file}: {err.strerror}") from None
         try:

@@ -1,0 +1,61 @@
+"""`gemfinder grade`: a line's error says what is wrong with it, and bad lines (wrong type,
+not UTF-8) never stop the lines after them from being graded."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from gemfinder.cli import main
+from gemfinder.cli.grade import grade_stream
+
+ARC = {"task": "arc_challenge", "question": "q", "choices": ["a", "b"], "answer": "A"}
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (5, "'response' must be a string, got int"),
+        (None, "'response' must be a string, got null"),
+        (["A"], "'response' must be a string, got list"),
+    ],
+)
+def test_non_string_response_says_it_must_be_a_string(response, expected):
+    out = io.StringIO()
+    assert grade_stream(io.StringIO(json.dumps({**ARC, "response": response})), out) == (0, 1)
+    assert json.loads(out.getvalue()) == {"line": 1, "error": expected}
+
+
+def test_absent_response_is_still_missing():
+    out = io.StringIO()
+    grade_stream(io.StringIO(json.dumps(ARC)), out)
+    assert json.loads(out.getvalue())["error"] == "missing 'response' (a string)"
+
+
+def _mixed_bytes() -> bytes:
+    good = json.dumps({**ARC, "response": "A"}).encode()
+    bad = json.dumps({**ARC, "question": "qX", "response": "A"}).encode().replace(b"X", b"\xff")
+    return good + b"\n" + bad + b"\n" + good + b"\n"
+
+
+def _check(rows: list[dict]) -> None:
+    assert [r.get("correct") for r in rows] == [True, None, True]
+    assert rows[1]["line"] == 2 and "not UTF-8" in rows[1]["error"]
+
+
+def test_a_line_that_is_not_utf8_is_that_lines_error(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_mixed_bytes())
+    assert main(["grade", str(src)]) == 0
+    captured = capsys.readouterr()
+    _check([json.loads(x) for x in captured.out.splitlines()])
+    assert "2 graded, 1 malformed" in captured.err
+
+
+def test_stdin_that_is_not_utf8_is_graded_line_by_line(monkeypatch, capsys):
+    stdin = io.TextIOWrapper(io.BytesIO(_mixed_bytes()), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["grade", "-"]) == 0
+    _check([json.loads(x) for x in capsys.readouterr().out.splitlines()])
+    assert not stdin.buffer.closed  # grade leaves stdin open for its caller
