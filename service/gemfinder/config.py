@@ -2,12 +2,14 @@
 
 Flags override environment variables, which override defaults. The variable of a setting is
 `GEMFINDER_` + its name in upper case (e.g. `max_active_searches` -> GEMFINDER_MAX_ACTIVE_SEARCHES,
-flag --max-active-searches). docs/service.md lists them all.
+flag --max-active-searches). docs/service.md lists them all. An error names the flag, or the
+variable when the value came from the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -34,7 +36,23 @@ HELP = {
     "endpoint_concurrency": "requests per endpoint when neither its config nor /info set it",
     "request_timeout_s": "timeout of one endpoint attempt",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
 }
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Settings that must be at least 1 (0 would refuse every search, or stall every endpoint) and
+# settings that must be above 0 (a zero timeout fails every attempt). Others may be 0.
+AT_LEAST_ONE = (
+    "max_active_searches",
+    "max_candidates",
+    "max_items",
+    "max_budget",
+    "max_message_bytes",
+    "default_queries_per_model",
+    "endpoint_concurrency",
+)
+POSITIVE = ("request_timeout_s",)
+MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
 
 
 @dataclass(frozen=True)
@@ -56,17 +74,24 @@ class ServerConfig:
     endpoint_concurrency: int = 8
     request_timeout_s: float = 120.0
     grace_s: float = 10.0
+    log_level: str = "INFO"
 
     @property
     def limits(self) -> Limits:
         return Limits(self.max_candidates, self.max_items, self.max_budget)
 
-    def query_set_paths(self) -> dict[str, Path]:
+    def query_set_paths(self, field: str = "--query-sets") -> dict[str, Path]:
         out: dict[str, Path] = {}
         for part in filter(None, (p.strip() for p in self.query_sets.split(","))):
-            name, sep, path = part.partition("=")
+            name, sep, path = (x.strip() for x in part.partition("="))
             if not sep or not name or not path:
-                raise UserError("query_sets", f"expected name=path, got {part!r}")
+                raise UserError(field, f"expected name=path, got {part!r}")
+            if name in out:
+                raise UserError(
+                    field,
+                    f"query set {name!r} is given twice ({out[name]} and {path}); "
+                    "each name must be unique",
+                )
             out[name] = Path(path)
         return out
 
@@ -85,26 +110,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os.environ):
-    """Build the config from flags, then environment, then defaults; bad values are UserErrors."""
+    """Build the config from flags, then environment, then defaults; bad values are UserErrors
+    naming the flag, or the environment variable the value came from."""
     values = {}
+    source: dict[str, str] = {}  # setting -> the flag or variable its value came from
     for f in fields(ServerConfig):
         raw = getattr(args, f.name, None) if args is not None else None
+        source[f.name] = flag_name(f.name)
         if raw is None:
             raw = environ.get(env_name(f.name))
-        if raw is None:
-            continue
+            if raw is None:
+                continue
+            source[f.name] = env_name(f.name)
         kind = type(f.default)
+        where = source[f.name]
         try:
             value = kind(raw)
         except ValueError:
-            raise UserError(f.name, f"expected {kind.__name__}, got {raw!r}") from None
+            raise UserError(where, f"expected {kind.__name__}, got {raw!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise UserError(where, f"must be a finite number, got {raw!r}")
+        if f.name in AT_LEAST_ONE and value < 1:
+            raise UserError(where, f"must be >= 1, got {raw!r}")
+        if f.name in POSITIVE and value <= 0:
+            raise UserError(where, f"must be > 0, got {raw!r}")
         if kind in (int, float) and value < 0:
-            raise UserError(f.name, "must be >= 0")
+            raise UserError(where, f"must be >= 0, got {raw!r}")
+        if f.name == "max_message_bytes" and value > MAX_MESSAGE_BYTES:
+            raise UserError(
+                where, f"must be at most {MAX_MESSAGE_BYTES} (gRPC's limit), got {raw!r}"
+            )
+        if f.name == "metrics_port" and value > 65535:
+            raise UserError(where, f"must be a port number (0 to 65535; 0: disabled), got {raw!r}")
+        if f.name == "log_level":
+            value = value.strip().upper()
+            if value not in LOG_LEVELS:
+                raise UserError(where, f"must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
         values[f.name] = value
     config = ServerConfig(**values)
     if bool(config.tls_cert) != bool(config.tls_key):
-        raise UserError("tls_cert", "give both tls_cert and tls_key, or neither")
-    if config.max_active_searches < 1:
-        raise UserError("max_active_searches", "must be >= 1")
+        given, missing = ("tls_cert", "tls_key") if config.tls_cert else ("tls_key", "tls_cert")
+        raise UserError(
+            source[given], f"needs {flag_name(missing)} too (give both for TLS, or neither)"
+        )
+    paths = config.query_set_paths(source["query_sets"])
+    for name, path in paths.items():
+        if path.is_dir():
+            raise UserError(source["query_sets"], f"query set {name!r}: {path} is a directory")
+        if not path.is_file():
+            raise UserError(source["query_sets"], f"query set {name!r}: no such file {path}")
     return config

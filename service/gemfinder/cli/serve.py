@@ -19,9 +19,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_serve)
 
 
+# Loggers of the HTTP clients under the oracles: httpx2 (huggingface_hub's client) logs every
+# request to an endpoint at INFO, thousands of lines per search; the others chatter at DEBUG.
+HTTP_CLIENT_LOGGERS = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "huggingface_hub",
+    "aiohttp.client",
+)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return asyncio.run(_run(cfg.load(args)))
+    config = cfg.load(args)  # bad settings fail before anything is logged or bound
+    configure_logging(config.log_level)
+    return asyncio.run(_run(config))
+
+
+def configure_logging(level: str) -> None:
+    """Root logger at `level` (a name in config.LOG_LEVELS); the HTTP clients' per-request
+    lines only at DEBUG, otherwise they log WARNING and above."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level)  # basicConfig does nothing when handlers exist
+    numeric = logging.getLevelName(level)
+    http_level = numeric if level == "DEBUG" else max(numeric, logging.WARNING)
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(http_level)
 
 
 async def _run(config: cfg.ServerConfig) -> int:

@@ -1,0 +1,190 @@
+"""`gemfinder serve` settings (config.py, cli/serve.py): a bad value, from a flag or from its
+GEMFINDER_* variable, is one line naming that flag or variable; --log-level; quiet HTTP clients."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+
+import gemfinder.cli.serve as serve_cli
+import pytest
+from gemfinder import config as cfg
+from gemfinder.cli import main
+from gemfinder.errors import UserError
+
+ARC = '{"id": "a", "task": "arc_challenge", "question": "q", "choices": ["x", "y"], "answer": "A"}'
+
+
+@pytest.fixture()
+def query_sets(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text(ARC + "\n")
+    return tmp_path
+
+
+def _load(argv: list[str], environ: dict[str, str] | None = None) -> cfg.ServerConfig:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser)
+    return cfg.load(parser.parse_args(argv), environ or {})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        ("request_timeout_s", "0", "must be > 0"),
+        ("request_timeout_s", "-1", "must be > 0"),
+        ("request_timeout_s", "nan", "must be a finite number"),
+        ("grace_s", "inf", "must be a finite number"),
+        ("endpoint_concurrency", "0", "must be >= 1"),
+        ("default_queries_per_model", "0", "must be >= 1"),
+        ("max_active_searches", "0", "must be >= 1"),
+        ("max_candidates", "0", "must be >= 1"),
+        ("max_message_bytes", str(2**31), "gRPC's limit"),
+        ("metrics_port", "70000", "port number"),
+        ("log_level", "verbose", "must be one of DEBUG, INFO"),
+        ("endpoint_concurrency", "two", "expected int"),
+    ],
+)
+def test_bad_values_name_the_flag_or_the_variable(setting, value, reason):
+    flag, env = cfg.flag_name(setting), cfg.env_name(setting)
+    with pytest.raises(UserError) as err:
+        _load([f"{flag}={value}"])
+    assert err.value.field == flag and reason in err.value.reason
+    with pytest.raises(UserError) as err:
+        _load([], {env: value})
+    assert err.value.field == env and reason in err.value.reason
+
+
+def test_zero_stays_allowed_where_it_means_off():
+    config = _load(["--metrics-port", "0", "--grace-s", "0"])
+    assert config.metrics_port == 0 and config.grace_s == 0.0
+
+
+def test_a_query_set_name_given_twice_is_refused(query_sets):
+    value = f"arc={query_sets / 'a.jsonl'},arc={query_sets / 'b.jsonl'}"
+    with pytest.raises(UserError) as err:
+        _load(["--query-sets", value])
+    assert err.value.field == "--query-sets"
+    assert "'arc' is given twice" in err.value.reason
+    with pytest.raises(UserError) as err:
+        _load([], {"GEMFINDER_QUERY_SETS": value})
+    assert err.value.field == "GEMFINDER_QUERY_SETS"
+
+
+def test_query_set_paths_refuse_duplicates_for_the_server_too(query_sets):
+    config = cfg.ServerConfig(query_sets="arc=a.jsonl, arc=b.jsonl")
+    with pytest.raises(UserError, match="given twice"):
+        config.query_set_paths()
+
+
+def test_query_set_files_are_checked_at_load(query_sets):
+    with pytest.raises(UserError) as err:
+        _load(["--query-sets", f"arc={query_sets / 'missing.jsonl'}"])
+    assert err.value.field == "--query-sets" and "no such file" in err.value.reason
+    with pytest.raises(UserError) as err:
+        _load(["--query-sets", f"arc={query_sets}"])
+    assert "is a directory" in err.value.reason
+    both = f"arc={query_sets / 'a.jsonl'},gsm={query_sets / 'b.jsonl'}"
+    assert set(_load(["--query-sets", both]).query_set_paths()) == {"arc", "gsm"}
+
+
+def test_tls_half_configured_names_the_given_flag():
+    with pytest.raises(UserError) as err:
+        _load(["--tls-cert", "c.pem"])
+    assert err.value.field == "--tls-cert" and "--tls-key" in err.value.reason
+    with pytest.raises(UserError) as err:
+        _load([], {"GEMFINDER_TLS_KEY": "k.pem"})
+    assert err.value.field == "GEMFINDER_TLS_KEY" and "--tls-cert" in err.value.reason
+
+
+def test_a_flag_wins_over_its_variable():
+    config = _load(["--log-level", "warning"], {"GEMFINDER_LOG_LEVEL": "bogus"})
+    assert config.log_level == "WARNING"
+    assert _load([]).log_level == "INFO"
+
+
+def _must_not_start(config):
+    raise AssertionError(f"the server started with {config}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--request-timeout-s", "0"], "--request-timeout-s: must be > 0, got '0'"),
+        (["--endpoint-concurrency", "0"], "--endpoint-concurrency: must be >= 1, got '0'"),
+        (["--default-queries-per-model", "0"], "--default-queries-per-model: must be >= 1"),
+        (["--log-level", "loud"], "--log-level: must be one of"),
+    ],
+)
+def test_serve_exits_2_with_one_line(tmp_path, capsys, monkeypatch, argv, line):
+    monkeypatch.setattr(serve_cli, "_run", _must_not_start)
+    db = tmp_path / "never.db"
+    assert main(["serve", "--address", "127.0.0.1:0", "--db", str(db), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"gemfinder serve: error: {line}"), err
+    assert not db.exists()  # refused before anything was created
+
+
+def test_serve_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(serve_cli, "_run", _must_not_start)
+    monkeypatch.setenv("GEMFINDER_ENDPOINT_CONCURRENCY", "0")
+    assert main(["serve", "--address", "127.0.0.1:0", "--db", str(tmp_path / "x.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "gemfinder serve: error: GEMFINDER_ENDPOINT_CONCURRENCY: must be >= 1, got '0'"
+
+
+@pytest.fixture()
+def restore_logging():
+    names = ["", "httpx", "httpx2", "httpcore", "httpcore2", "huggingface_hub", "aiohttp.client"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _request_logs(caplog) -> list[logging.LogRecord]:
+    """Send one request with huggingface_hub's HTTP client; the records it logged."""
+    httpx2 = pytest.importorskip("httpx2")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="gemfinder.test"):
+            with httpx2.Client() as client:
+                client.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        return [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_requests_are_not_logged_at_info(restore_logging, caplog):
+    serve_cli.configure_logging("INFO")
+    assert logging.getLogger().level == logging.INFO
+    assert _request_logs(caplog) == []
+    logging.getLogger("gemfinder.search.manager").info("search started")
+    assert any(r.getMessage() == "search started" for r in caplog.records)
+
+
+def test_http_requests_are_logged_at_debug(restore_logging, caplog):
+    serve_cli.configure_logging("DEBUG")
+    assert any("HTTP Request" in r.getMessage() for r in _request_logs(caplog))
+
+
+def test_error_level_keeps_http_clients_at_error(restore_logging):
+    serve_cli.configure_logging("ERROR")
+    assert logging.getLogger("httpx2").getEffectiveLevel() == logging.ERROR
