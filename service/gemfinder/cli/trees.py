@@ -49,7 +49,11 @@ def _generate(args: argparse.Namespace) -> int:
         raise UserError("--items", f"need at least {n_tasks} items (one per task)")
     if args.seed < 0:
         raise UserError("--seed", "must be >= 0")
-    tree = generate(args.preset, args.seed, models=args.models, items=args.items)
+    try:
+        tree = generate(args.preset, args.seed, models=args.models, items=args.items)
+    except MemoryError as err:
+        flag = "--items" if args.items is not None else "--models"
+        raise UserError(flag, f"pool too large for this machine's memory ({err})") from None
     try:
         # The tree's shape rides along so `gemfinder fleet hub` can serve it as a model tree.
         save_npz(tree.matrix, out, extra=tree_arrays(tree))
