@@ -52,11 +52,10 @@ def _start_fleet(workdir: Path) -> tuple[subprocess.Popen, Path]:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not candidates.exists() or not candidates.read_text().strip():
+    while not candidates.exists():  # written whole (renamed into place) once the fleet listens
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("fleet did not start")
         time.sleep(0.1)
-    time.sleep(0.2)  # the file is written line by line
     return proc, candidates
 
 
