@@ -70,13 +70,18 @@ class ModelSearchServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SelectBestModel(self, request, context):
-        """Runs a search to the end and returns its result. With a request_id already used, attaches to
-        that search instead of starting another (idempotent retries).
-        Status: OK; INVALID_ARGUMENT; RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED when the caller's deadline
-        ends first, sent shortly before it (10% of the deadline, 0.1-1 s) with the search id in the
-        message; no partial result: the search keeps running, so call again with the same
-        request_id, GetSearch or WatchSearch to get its result, or CancelSearch to stop it;
-        CANCELLED when the search was cancelled; ABORTED when the search failed (message says why).
+        """Runs a search to the end and returns its result. With a request_id already used for the
+        same spec, attaches to that search instead of starting another (idempotent retries); with a
+        request_id already used for another spec: INVALID_ARGUMENT naming request_id.
+        Status: OK; INVALID_ARGUMENT; FAILED_PRECONDITION when a candidate's endpoint does not
+        answer the pre-search check (details: a google.rpc.PreconditionFailure with one violation
+        of type ENDPOINT_UNREACHABLE per candidate, subject "spec.candidates[i].endpoint"; see
+        SearchSpec.allow_unreachable_endpoints); RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED when the
+        caller's deadline ends first, sent shortly before it (10% of the deadline, 0.1-1 s) with
+        the search id in the message; no partial result: the search keeps running, so call again
+        with the same request_id, GetSearch or WatchSearch to get its result, or CancelSearch to
+        stop it; CANCELLED when the search was cancelled; ABORTED when the search failed (the
+        message says why: see SEARCH_STATE_FAILED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,8 +89,12 @@ class ModelSearchServiceServicer:
 
     def StartSearch(self, request, context):
         """Starts a search and returns at once with its id (state PENDING or RUNNING).
-        Idempotent by request_id: a repeated request_id returns the existing search.
-        Status: OK; INVALID_ARGUMENT; RESOURCE_EXHAUSTED.
+        Idempotent by request_id: a repeated request_id with the same spec returns the existing
+        search (in whatever state it is); with another spec it is INVALID_ARGUMENT naming
+        request_id. "The same spec" is the spec as resolved by the server (a registered query set's
+        items and the default budget included).
+        Status: OK; INVALID_ARGUMENT; FAILED_PRECONDITION (an unreachable endpoint, as for
+        SelectBestModel); RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
