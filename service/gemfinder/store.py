@@ -7,16 +7,25 @@ a query never paid twice: every graded answer is committed
 before it is told to the scheduler, so a search resumed from an older snapshot re-asks lost
 pulls and finds them here instead of at the endpoint. One connection, used from the event loop
 thread only; writes are short transactions.
+
+Each search row keeps a digest of its spec (`spec_digest`), so that a request id reused with
+another spec is told apart from a retry. Databases written before the digest existed are
+migrated on open (schema version 1, `PRAGMA user_version`): the column is added and filled from
+the stored specs. A path that cannot hold a database (missing directory, a directory, a file
+that is not SQLite) is a UserError naming the option, and such a file is left untouched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gemfinder.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS searches (
@@ -28,7 +37,8 @@ CREATE TABLE IF NOT EXISTS searches (
     updated REAL NOT NULL,
     progress TEXT,
     result TEXT,
-    error TEXT
+    error TEXT,
+    spec_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS searches_created ON searches (created DESC, id DESC);
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -36,6 +46,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     updated REAL NOT NULL
 );
+-- reward 0/1: a graded pull; SKIPPED (-1): the pull failed on every attempt and was skipped.
 CREATE TABLE IF NOT EXISTS pulls (
     search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
     model INTEGER NOT NULL,
@@ -51,6 +62,17 @@ CREATE TABLE IF NOT EXISTS evals (
 """
 
 UNFINISHED = ("pending", "running")
+SCHEMA_VERSION = 1  # 1: searches.spec_hash
+COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error, spec_hash"
+SKIPPED = -1
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of the spec's canonical JSON (sorted keys): equal specs, equal digests, also
+    after a round trip through the store's JSON."""
+    body = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass
@@ -64,18 +86,69 @@ class SearchRow:
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error: str | None
+    spec_hash: str | None = None
+
+
+def _check_path(path: str, option: str) -> None:
+    """Refuse, before SQLite touches anything, a path that cannot be a database."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(option, f"{path} is a directory; give a database file")
+    if not target.exists():
+        if not target.parent.is_dir():
+            raise UserError(option, f"cannot create {path}: no directory {target.parent}")
+        return
+    try:
+        with target.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise UserError(option, f"cannot read {path}: {err.strerror}") from None
+    if head and head != SQLITE_HEADER:  # an empty file is an empty database to SQLite
+        raise UserError(option, f"{path} is not a SQLite database (left untouched)")
 
 
 class Store:
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", option: str = "db") -> None:
+        """Open (or create) the database at `path`; `option` names the setting that gave the
+        path (e.g. "--store"), for the UserError raised when it cannot be used."""
         self.path = str(path)
-        # isolation_level=None: explicit transactions only, so each write commits at once.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (not a power loss): enough for resume.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        _check_path(self.path, option)
+        try:
+            # isolation_level=None: explicit transactions only, so each write commits at once.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise UserError(option, f"cannot open database {self.path}: {err}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (not a power loss): enough for resume.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as err:
+            self._db.close()
+            raise UserError(option, f"cannot use database {self.path}: {err}") from None
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a database of an older version up to SCHEMA_VERSION."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this gemfinder's {SCHEMA_VERSION}"
+            )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(searches)")}
+        if columns and "spec_hash" not in columns:  # version 0: no digest yet
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ALTER TABLE searches ADD COLUMN spec_hash TEXT")
+                rows = self._db.execute("SELECT id, spec FROM searches").fetchall()
+                self._db.executemany(
+                    "UPDATE searches SET spec_hash = ? WHERE id = ?",
+                    [(spec_digest(json.loads(spec)), sid) for sid, spec in rows],
+                )
         self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -84,9 +157,9 @@ class Store:
     def create_search(self, search_id: str, request_id: str | None, spec: dict[str, Any]) -> None:
         now = time.time()
         self._db.execute(
-            "INSERT INTO searches (id, request_id, state, spec, created, updated)"
-            " VALUES (?, ?, 'pending', ?, ?, ?)",
-            (search_id, request_id, json.dumps(spec), now, now),
+            "INSERT INTO searches (id, request_id, state, spec, created, updated, spec_hash)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+            (search_id, request_id, json.dumps(spec), now, now, spec_digest(spec)),
         )
 
     def update_search(
@@ -110,12 +183,14 @@ class Store:
         self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?", (*args, search_id))
 
     def get_search(self, search_id: str) -> SearchRow | None:
-        row = self._db.execute("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {COLUMNS} FROM searches WHERE id = ?", (search_id,)
+        ).fetchone()
         return _row(row) if row else None
 
     def find_request(self, request_id: str) -> SearchRow | None:
         row = self._db.execute(
-            "SELECT * FROM searches WHERE request_id = ?", (request_id,)
+            f"SELECT {COLUMNS} FROM searches WHERE request_id = ?", (request_id,)
         ).fetchone()
         return _row(row) if row else None
 
@@ -139,14 +214,14 @@ class Store:
             args.append(request_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._db.execute(
-            f"SELECT * FROM searches {clause} ORDER BY created DESC, id DESC LIMIT ?",
+            f"SELECT {COLUMNS} FROM searches {clause} ORDER BY created DESC, id DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [_row(r) for r in rows]
 
     def unfinished(self) -> list[SearchRow]:
         rows = self._db.execute(
-            "SELECT * FROM searches WHERE state IN (?, ?) ORDER BY created", UNFINISHED
+            f"SELECT {COLUMNS} FROM searches WHERE state IN (?, ?) ORDER BY created", UNFINISHED
         ).fetchall()
         return [_row(r) for r in rows]
 
@@ -173,7 +248,8 @@ class Store:
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Record graded pulls (cache key, model, item, reward) of a search in one transaction.
 
-        A pull re-told after a resume is ignored: the key and the pull are already there.
+        A pull re-told after a resume is ignored: the key and the pull are already there. A
+        grade replaces a pull marked skipped (`put_skipped`).
         """
         if not answers:
             return
@@ -185,16 +261,39 @@ class Store:
                 [(key, reward, now) for key, _, _, reward in answers],
             )
             self._db.executemany(
-                "INSERT OR IGNORE INTO pulls (search_id, model, item, reward) VALUES (?, ?, ?, ?)",
+                "INSERT INTO pulls (search_id, model, item, reward) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (search_id, model, item) DO UPDATE SET reward = excluded.reward"
+                " WHERE pulls.reward < 0",
                 [(search_id, model, item, reward) for _, model, item, reward in answers],
             )
+
+    def put_skipped(self, search_id: str, pulls: list[tuple[int, int]]) -> None:
+        """Mark pulls (model, item) that failed on every attempt and were skipped: a model's
+        evidence lost to failures, for the recommendation rule (search.runner)."""
+        if not pulls:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pulls (search_id, model, item, reward) VALUES (?, ?, ?, ?)",
+                [(search_id, model, item, SKIPPED) for model, item in pulls],
+            )
+
+    def skipped(self, search_id: str) -> dict[int, int]:
+        """{model: pulls skipped after failing on every attempt} of a search."""
+        rows = self._db.execute(
+            "SELECT model, COUNT(*) FROM pulls WHERE search_id = ? AND reward < 0 GROUP BY model",
+            (search_id,),
+        )
+        return {int(model): int(count) for model, count in rows}
 
     def outcomes(self, search_id: str, models: list[int]) -> dict[int, dict[int, int]]:
         """{model: {item: reward}} of the graded pulls of `models` in a search."""
         out: dict[int, dict[int, int]] = {m: {} for m in models}
         marks = ", ".join("?" * len(models))
         rows = self._db.execute(
-            f"SELECT model, item, reward FROM pulls WHERE search_id = ? AND model IN ({marks})",
+            "SELECT model, item, reward FROM pulls"
+            f" WHERE search_id = ? AND reward >= 0 AND model IN ({marks})",
             (search_id, *models),
         )
         for model, item, reward in rows:
@@ -212,7 +311,7 @@ class Store:
 
 
 def _row(row: tuple) -> SearchRow:
-    sid, request_id, state, spec, created, updated, progress, result, error = row
+    sid, request_id, state, spec, created, updated, progress, result, error, spec_hash = row
     return SearchRow(
         id=sid,
         request_id=request_id,
@@ -223,4 +322,5 @@ def _row(row: tuple) -> SearchRow:
         progress=json.loads(progress) if progress else None,
         result=json.loads(result) if result else None,
         error=error,
+        spec_hash=spec_hash,
     )

@@ -164,7 +164,7 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec, oracle = build(args)
-    store = Store(args.store or ":memory:")
+    store = Store(args.store or ":memory:", option="--store")
     try:
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
     finally:

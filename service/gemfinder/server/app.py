@@ -2,11 +2,17 @@
 
 Shutdown order: health to NOT_SERVING, stop accepting and give running calls `grace_s`, then
 stop the search runners without marking them cancelled (they resume on the next start).
+
+A port another process listens on is a UserError naming it (gRPC would otherwise share it by
+SO_REUSEPORT, splitting clients between two servers and two databases), as is a database path
+that cannot be used.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from pathlib import Path
 
 import grpc
@@ -53,7 +59,7 @@ class Server:
             name: load_query_set(path) for name, path in config.query_set_paths().items()
         }
         self.oracle = oracle or default_oracle(config)
-        self.store = Store(config.db)
+        self.store = Store(config.db, option="--db")
         self.manager = SearchManager(self.store, self.oracle, max_active=config.max_active_searches)
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -64,6 +70,9 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
+                # One server per port: with SO_REUSEPORT (gRPC's default on Linux) a second
+                # server would bind the same port and take half of the connections.
+                ("grpc.so_reuseport", 0),
             ],
         )
         service = ModelSearchService(
@@ -79,19 +88,41 @@ class Server:
         reflection.enable_server_reflection(names, self._server)
 
     async def start(self) -> int:
+        try:
+            return await self._start()
+        except UserError:  # nothing is served: let go of the database and the clients
+            await self.oracle.aclose()
+            self.store.close()
+            raise
+
+    async def _start(self) -> int:
         host, _, port = self.config.address.rpartition(":")
         if not host or not port.isdigit():
             raise UserError("address", f"expected host:port, got {self.config.address!r}")
-        if self.config.tls_cert:
-            key = Path(self.config.tls_key).read_bytes()
-            cert = Path(self.config.tls_cert).read_bytes()
-            creds = grpc.ssl_server_credentials([(key, cert)])
-            self.port = self._server.add_secure_port(self.config.address, creds)
-        else:
-            self.port = self._server.add_insecure_port(self.config.address)
+        _check_free("--address", host, int(port))
+        try:
+            if self.config.tls_cert:
+                key = Path(self.config.tls_key).read_bytes()
+                cert = Path(self.config.tls_cert).read_bytes()
+                creds = grpc.ssl_server_credentials([(key, cert)])
+                self.port = self._server.add_secure_port(self.config.address, creds)
+            else:
+                self.port = self._server.add_insecure_port(self.config.address)
+        except RuntimeError:  # gRPC says only "Failed to bind"; a race with _check_free
+            raise UserError(
+                "--address", f"cannot listen on {self.config.address} (in use, or not local)"
+            ) from None
         await self._server.start()
         if self.config.metrics_port:
-            self._metrics_server, _ = start_http_server(self.config.metrics_port, addr=host)
+            try:
+                self._metrics_server, _ = start_http_server(self.config.metrics_port, addr=host)
+            except OSError as err:
+                await self._server.stop(0)  # or the loop closes under a live server
+                reason = "already in use" if err.errno == errno.EADDRINUSE else err.strerror
+                raise UserError(
+                    "--metrics-port",
+                    f"cannot serve metrics on {host}:{self.config.metrics_port}: {reason}",
+                ) from None
             self.metrics_port = self._metrics_server.server_port
         resumed = await self.manager.resume_all()
         if resumed:
@@ -111,3 +142,26 @@ class Server:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+def _check_free(option: str, host: str, port: int) -> None:
+    """UserError when something already listens on host:port. gRPC would log a C-level line
+    and raise a bare RuntimeError; this names the address (the bind itself stays the check)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return  # gRPC reports what it cannot resolve
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                sock.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    raise UserError(
+                        option, f"{host}:{port} is already in use (another gemfinder serve?)"
+                    ) from None
