@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 
@@ -102,7 +101,9 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         raise UserError("--candidates", "required (or --matrix to search its rows offline)")
     if args.algorithm not in _core.ALGORITHMS:
         raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
-    per_model = args.budget_per_model or DEFAULT_PER_MODEL
+    if args.budget_per_model is not None and args.budget_per_model < 1:
+        raise UserError("--budget-per-model", f"must be at least 1, got {args.budget_per_model}")
+    per_model = DEFAULT_PER_MODEL if args.budget_per_model is None else args.budget_per_model
     spec = SearchSpec(
         candidates=candidates,
         items=items,
@@ -126,8 +127,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
 
 def search_key(spec: SearchSpec) -> str:
     """Same spec, same key: the request id that lets a rerun find (and resume) its search."""
-    body = json.dumps(spec.to_dict(), sort_keys=True, default=str)
-    return "cli-" + hashlib.sha256(body.encode()).hexdigest()[:32]
+    return "cli-" + spec.digest()[:32]
 
 
 async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: bool = True):

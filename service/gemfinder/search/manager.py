@@ -1,5 +1,9 @@
 """Long-running searches: start (idempotent by request id), get, watch, cancel, list, resume.
 
+A request id names one search: the same id with the same spec (equal digests, see
+SearchSpec.digest) returns that search, with another spec it is a UserError naming
+`request_id` (as Google AIP-155 describes request ids), never another search.
+
 One manager per server process. It persists every search before it runs, keeps one runner task
 per running search, and on startup resumes unfinished searches from their last snapshot (pulls
 whose answers were lost go back to the queue and mostly hit the evaluation cache).
@@ -21,7 +25,7 @@ from gemfinder.oracles import Oracle
 from gemfinder.search import events as ev
 from gemfinder.search.runner import SearchCancelled, SearchRunner
 from gemfinder.search.spec import SearchSpec
-from gemfinder.store import SearchRow, Store
+from gemfinder.store import SearchRow, Store, spec_digest
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -95,6 +99,12 @@ class SearchManager:
             if request_id:
                 existing = self.store.find_request(request_id)
                 if existing is not None:
+                    if (existing.spec_hash or spec_digest(existing.spec)) != spec.digest():
+                        raise UserError(
+                            "request_id",
+                            f"{request_id!r} already names search {existing.id} with another "
+                            "spec; resend that spec to attach to it, or use a new request_id",
+                        )
                     return self.get(existing.id)
             if len(self._live) >= self.max_active:
                 raise TooManySearches(f"{self.max_active} searches are running; retry later")

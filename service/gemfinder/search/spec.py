@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
+from gemfinder.store import spec_digest
 from gemfinder.tasks import Item, get_task
 
 
@@ -34,6 +36,7 @@ MAX_GEM_CHECK_SHARE = 0.5
 # Weight of a candidate's prior_score, in pseudo-items (bench/prior_gain.py: 5 and 20 gave the
 # same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
+MAX_SEED = 2**64 - 1  # the core's seed is a u64
 
 
 @dataclass
@@ -48,6 +51,9 @@ class SearchSpec:
     query_set: str | None = None  # registered name, when the items came from one
     gem_check_share: float = GEM_CHECK_SHARE
     prior_strength: float = PRIOR_STRENGTH
+    # Start even when a candidate's endpoint does not answer the pre-search check (e.g. still
+    # loading); off: such a search is refused (oracles.preflight.EndpointUnreachable).
+    allow_unreachable: bool = False
 
     @property
     def exhaustive(self) -> int:
@@ -114,12 +120,31 @@ class SearchSpec:
                     f"candidates[{served[where]}] already names this endpoint and adapter",
                 )
             served[where] = i
+            for name in ("downloads", "prior_score"):
+                value = getattr(cand, name)
+                if value is not None and (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                ):
+                    raise UserError(
+                        f"{prefix}.candidates[{i}].{name}", f"must be a finite number, got {value}"
+                    )
         if not self.items:
             raise UserError(f"{prefix}.query_set", "no items")
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         if self.budget < 1 or self.budget > limits.max_budget:
             raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"{prefix}.seed", f"must be between 0 and 2^64 - 1, got {self.seed}")
+        for name in ("system_prompt", "allow_unreachable"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(
+                    f"{prefix}.{name}", f"must be true or false, got {getattr(self, name)!r}"
+                )
         scored = [c.prior_score is not None for c in self.candidates]
         if any(scored) and not all(scored):
             i = scored.index(False)
@@ -143,8 +168,12 @@ class SearchSpec:
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
 
+    def digest(self) -> str:
+        """Equal specs, equal digests (the store keeps it per search, for request ids)."""
+        return spec_digest(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "candidates": [asdict(c) for c in self.candidates],
             "items": [{"id": it.id, "task": it.task, "fields": it.fields} for it in self.items],
             "budget": self.budget,
@@ -156,6 +185,9 @@ class SearchSpec:
             "gem_check_share": self.gem_check_share,
             "prior_strength": self.prior_strength,
         }
+        if self.allow_unreachable:  # only when set: digests of older specs stay as they were
+            data["allow_unreachable"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpec:
@@ -171,6 +203,7 @@ class SearchSpec:
             # Searches stored before the gem check existed resume with their whole budget.
             gem_check_share=data.get("gem_check_share", 0.0),
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
+            allow_unreachable=data.get("allow_unreachable", False),
         )
 
 

@@ -35,6 +35,11 @@ GEM_VERDICTS = {
     gem.UNDETERMINED: pb.GEM_VERDICT_UNDETERMINED,
     gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
 }
+SYSTEM_PROMPTS = {
+    pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
+    pb.SYSTEM_PROMPT_POLICY_NONE: False,
+    pb.SYSTEM_PROMPT_POLICY_SYSTEM: True,
+}
 MAX_REQUEST_ID = 128
 
 
@@ -111,6 +116,9 @@ def spec_from_proto(
         budget = msg.budget.per_model * n
     else:
         budget = default_per_model * n
+    if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
+        known = ", ".join(pb.SystemPromptPolicy.keys())
+        raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
     algorithm = msg.algorithm or _core.DEFAULT_ALGORITHM
     if algorithm not in _core.ALGORITHMS:
         raise UserError("spec.algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
@@ -121,7 +129,7 @@ def spec_from_proto(
         algorithm=algorithm,
         params=dict(msg.params),
         seed=msg.seed,
-        system_prompt=msg.system_prompt == pb.SYSTEM_PROMPT_POLICY_SYSTEM,
+        system_prompt=SYSTEM_PROMPTS[msg.system_prompt],
         query_set=name,
     )
     if msg.HasField("gem_check_share"):
