@@ -37,13 +37,20 @@ def _verdict(result: Any) -> str:
     return value or ""
 
 
+def _accuracy(est: Any) -> str:
+    """'0.750' or '-' for a model without a graded answer (whose accuracy 0 means nothing)."""
+    return f"{_get(est, 'accuracy'):.3f}" if _get(est, "items_seen") else "-"
+
+
 def ranking_table(result: Any, top: int = 10) -> str:
     lines = [f"{'rank':>4}  {'model':<48} {'acc':>6} {'95% interval':>15} {'seen':>5} downloads"]
     for est in list(_get(result, "ranking"))[:top]:
+        interval = f"[{_get(est, 'lower'):.3f}, {_get(est, 'upper'):.3f}]"
+        if not _get(est, "items_seen"):
+            interval = "-"
         lines.append(
             f"{_get(est, 'rank'):>4}  {_get(est, 'model_id')[:48]:<48} "
-            f"{_get(est, 'accuracy'):>6.3f} "
-            f"[{_get(est, 'lower'):.3f}, {_get(est, 'upper'):.3f}] "
+            f"{_accuracy(est):>6} {interval:>15} "
             f"{_get(est, 'items_seen'):>5} {_downloads(est)}"
         )
     return "\n".join(lines)
@@ -63,7 +70,7 @@ def gem_report(result: Any, true_accuracy: dict[str, float] | None = None) -> st
         if true_accuracy and name in true_accuracy:
             truth = f"  (true accuracy {true_accuracy[name]:.3f})"
         lines.append(
-            f"{label:<13} {name}  estimated {_get(est, 'accuracy'):.3f} "
+            f"{label:<13} {name}  estimated {_accuracy(est)} "
             f"on {_get(est, 'items_seen')} items, downloads {_downloads(est)}{truth}"
         )
     if has_popular:
@@ -78,9 +85,10 @@ def gem_report(result: Any, true_accuracy: dict[str, float] | None = None) -> st
     exhaustive = int(_get(result, "exhaustive_queries"))
     checked = int(_get(result, "gem_check_queries") or 0)
     check = f", {checked:,} for the gem check" if checked else ""
+    ratio = f": {exhaustive / spent:.0f}x cheaper" if spent else ""
     lines.append(
         f"cost          {spent:,} queries ({int(_get(result, 'queries_failed')):,} failed, "
         f"{int(_get(result, 'queries_cached')):,} from cache{check}) vs {exhaustive:,} for "
-        f"exhaustive evaluation: {exhaustive / max(spent, 1):.0f}x cheaper"
+        f"exhaustive evaluation{ratio}"
     )
     return "\n".join(lines)

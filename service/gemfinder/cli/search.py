@@ -4,6 +4,10 @@ Live mode sends queries to the candidates' endpoints; `--matrix` answers them fr
 matrix instead (offline, no endpoint is contacted). The search runs through the same
 SearchManager as the server, so `--store PATH` caches every graded query and an interrupted
 search resumes when the same command runs again.
+
+Exit status: 0 with a recommendation; 1 when the search failed (e.g. every endpoint down: no
+meaningful recommendation, the reason on stderr); 2 for bad input, including an endpoint that
+does not answer before the search (unless --allow-unreachable).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from gemfinder.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
+from gemfinder.search.result import finite
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 from gemfinder.store import Store
 from gemfinder.tasks import Item, load_query_set
@@ -56,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE, help="share of "
                    "the budget kept back to compare the winner with the most downloaded 1%% on "
                    "its items (0 turns it off; default %(default)s)")  # fmt: skip
+    p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
+                   "candidate's endpoint does not answer the pre-search check (default: "
+                   "refuse)")  # fmt: skip
     p.add_argument("--store", help="SQLite file caching answers; rerun the command to resume")
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -114,6 +122,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         system_prompt=args.system_prompt == "system",
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
+        allow_unreachable=args.allow_unreachable,
     )
     spec.validate(prefix="search")
     if matrix is not None:
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(row.result, sys.stdout, indent=1)
+        json.dump(finite(row.result), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
         return 0
     print(report.ranking_table(row.result, top=args.top))

@@ -4,12 +4,24 @@ The check that matters most is the adapter id: TGI answers an unknown adapter id
 base model and no error, so a typo would quietly evaluate the wrong model. Adapter ids are
 checked against the adapters the user says each endpoint was launched with (TGI's /info does
 not list them) or, for OpenAI-compatible servers, against the ids `/v1/models` lists.
+
+An endpoint that answers neither `/info` nor `/v1/models` at all (connection refused, DNS,
+timeout; any HTTP status counts as an answer) is unreachable: its candidates would only fail,
+or win on a few answers from the evaluation cache, so the search is refused up front
+(`EndpointUnreachable`, FAILED_PRECONDITION over gRPC) unless the caller allows it for this
+check (`allow_unreachable`, set from SearchSpec.allow_unreachable and on resume).
+
+Every problem names its candidate's field (`candidates[1].adapter_id`); the first one is the
+error's field and `violations` lists them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -19,21 +31,70 @@ from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import EndpointConfig
 
 log = logging.getLogger(__name__)
+_ALLOW_UNREACHABLE: ContextVar[bool] = ContextVar("allow_unreachable", default=False)
+SHOWN = 10  # problems spelled out in the message; `violations` holds them all
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, bearer: str) -> Any | None:
+class CandidateProblems(UserError):
+    """Candidates that would evaluate the wrong model (INVALID_ARGUMENT). `field` and `reason`
+    are the first problem's (with a summary of the others); `violations` lists every one as
+    (field, reason)."""
+
+    hint = ""  # said once after the list
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        field, first = violations[0]
+        others = [f"{f}: {r}" for f, r in violations[1:SHOWN]]
+        more = len(violations) - SHOWN
+        reason = "; ".join([first, *others]) + (f" (and {more} more)" if more > 0 else "")
+        super().__init__(field, reason + self.hint)
+        self.violations = violations
+
+
+class EndpointUnreachable(CandidateProblems):
+    """Candidates whose endpoint did not answer the pre-search check: the request is fine but
+    the fleet is not ready (FAILED_PRECONDITION; a CLI error with exit status 2)."""
+
+    kind = "failed_precondition"
+    hint = (
+        ". Start them, fix the URLs or leave the candidates out; or search anyway with "
+        "allow_unreachable_endpoints (gemfinder search --allow-unreachable)"
+    )
+    precondition = "ENDPOINT_UNREACHABLE"  # google.rpc.PreconditionFailure violation type
+
+
+@contextlib.contextmanager
+def allow_unreachable(allowed: bool = True) -> Iterator[None]:
+    """Within this block (this task and those it starts), `check_candidates` lets candidates
+    on unreachable endpoints through: set for a search that asked for it, and on resume."""
+    token = _ALLOW_UNREACHABLE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_UNREACHABLE.reset(token)
+
+
+async def _get_json(
+    session: aiohttp.ClientSession, url: str, bearer: str
+) -> tuple[bool, Any | None, str | None]:
+    """(answered at all, JSON of a 200 or None, the transport error when it did not answer)."""
     try:
         async with session.get(url, headers={"Authorization": f"Bearer {bearer}"}) as resp:
             if resp.status != 200:
-                return None
-            return await resp.json(content_type=None)
-    except (TimeoutError, aiohttp.ClientError, ValueError) as err:
-        log.warning("preflight: %s unavailable (%s)", url, err)
-        return None
+                return True, None, None
+            try:
+                return True, await resp.json(content_type=None), None
+            except ValueError:
+                return True, None, None
+    except (TimeoutError, aiohttp.ClientError) as err:
+        reason = str(err) or type(err).__name__
+        log.debug("preflight: %s unavailable (%s)", url, reason)
+        return False, None, reason
 
 
 async def probe(configs: list[EndpointConfig], timeout_s: float = 5.0) -> dict[str, dict]:
-    """Per endpoint url: {"info": /info JSON or None, "models": ids from /v1/models or None}."""
+    """Per endpoint url: {"info": /info JSON or None, "models": ids from /v1/models or None,
+    "unreachable": None, or why neither path answered at all}."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     out: dict[str, dict] = {}
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
@@ -43,49 +104,88 @@ async def probe(configs: list[EndpointConfig], timeout_s: float = 5.0) -> dict[s
         models = await asyncio.gather(
             *(_get_json(session, f"{c.key}/v1/models", c.bearer) for c in configs)
         )
-    for config, info, listed in zip(configs, infos, models, strict=True):
+    for config, (info_ok, info, info_err), (listed_ok, listed, _) in zip(
+        configs, infos, models, strict=True
+    ):
         ids = None
         # vLLM/SGLang list base model and adapters; TGI returns one ModelInfo object.
         if isinstance(listed, dict) and isinstance(listed.get("data"), list):
             ids = [str(m.get("id")) for m in listed["data"] if isinstance(m, dict)]
-        out[config.key] = {"info": info if isinstance(info, dict) else None, "models": ids}
+        out[config.key] = {
+            "info": info if isinstance(info, dict) else None,
+            "models": ids,
+            "unreachable": None if info_ok or listed_ok else info_err,
+        }
     return out
 
 
 def check_candidates(
     candidates: list[Candidate], configs: dict[str, EndpointConfig], probes: dict[str, dict]
 ) -> None:
-    """Raise one UserError naming every candidate that would evaluate the wrong model."""
-    problems: list[str] = []
+    """Raise CandidateProblems naming every candidate that would evaluate the wrong model, or
+    else EndpointUnreachable naming every candidate whose endpoint did not answer (unless
+    `allow_unreachable` is in effect)."""
+    allowed = _ALLOW_UNREACHABLE.get()
+    problems: list[tuple[str, str]] = []
+    unreachable: list[tuple[str, str]] = []
     for i, cand in enumerate(candidates):
         config = configs.get(cand.endpoint)
-        where = f"candidates[{i}] ({cand.model_id})"
+        where = f"candidates[{i}]"
+        who = f"{cand.model_id}:"
         if config is not None and config.backend != cand.backend:
-            problems.append(f"{where}: backend {cand.backend} but endpoint is {config.backend}")
+            problems.append(
+                (
+                    f"{where}.backend",
+                    f"{who} backend {cand.backend} but endpoint is {config.backend}",
+                )
+            )
         probe_ = probes.get(cand.endpoint, {})
+        down = probe_.get("unreachable")
+        if down is not None:
+            unreachable.append(
+                (
+                    f"{where}.endpoint",
+                    f"{who} endpoint {cand.endpoint} is unreachable ({down})",
+                )
+            )
         if cand.adapter_id is not None:
             known = config.adapters if config is not None else None
             if known is None and probe_.get("models") is not None:
                 known = tuple(probe_["models"])
-            if known is None:
+            # An OpenAI-compatible server lists its adapters once it answers: while it is down
+            # that is the problem to report, unless the search goes on without it.
+            later = down is not None and cand.backend == "openai" and not allowed
+            if known is None and not later:
                 problems.append(
-                    f"{where}: adapter {cand.adapter_id!r} cannot be checked: list the adapters "
-                    f"endpoint {cand.endpoint} was launched with (TGI /info does not)"
+                    (
+                        f"{where}.adapter_id",
+                        f"{who} adapter {cand.adapter_id!r} cannot be checked: list the adapters "
+                        f"endpoint {cand.endpoint} was launched with (TGI /info does not)",
+                    )
                 )
-            elif cand.adapter_id not in known:
+            elif known is not None and cand.adapter_id not in known:
                 problems.append(
-                    f"{where}: adapter {cand.adapter_id!r} is not served by {cand.endpoint} "
-                    f"(adapters: {', '.join(known) or 'none'}); TGI would silently answer with "
-                    "the base model"
+                    (
+                        f"{where}.adapter_id",
+                        f"{who} adapter {cand.adapter_id!r} is not served by {cand.endpoint} "
+                        f"(adapters: {', '.join(known) or 'none'}); TGI would silently answer "
+                        "with the base model",
+                    )
                 )
         elif cand.backend == "tgi" and probe_.get("info"):
             served = probe_["info"].get("model_id")
             if served != cand.model_id:
                 problems.append(
-                    f"{where}: no adapter_id, but {cand.endpoint} serves {served!r}: this would "
-                    "evaluate the base model under another name"
+                    (
+                        f"{where}.adapter_id",
+                        f"{who} no adapter_id, but {cand.endpoint} serves {served!r}: this "
+                        "would evaluate the base model under another name",
+                    )
                 )
     if problems:
-        shown = "; ".join(problems[:10])
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise UserError("candidates", shown + more)
+        raise CandidateProblems(problems)
+    if unreachable and not allowed:
+        raise EndpointUnreachable(unreachable)
+    for url in dict.fromkeys(c.endpoint for c in candidates):
+        if probes.get(url, {}).get("unreachable") is not None:
+            log.warning("preflight: %s is unreachable; searching anyway, as allowed", url)

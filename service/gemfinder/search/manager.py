@@ -22,8 +22,9 @@ from typing import Any
 from gemfinder import _core, metrics
 from gemfinder.errors import UserError
 from gemfinder.oracles import Oracle
+from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
-from gemfinder.search.runner import SearchCancelled, SearchRunner
+from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.store import SearchRow, Store, spec_digest
 
@@ -69,7 +70,10 @@ class SearchManager:
         sched.release_in_flight()
         progress = row.progress or {}
         try:
-            await self.oracle.prepare(spec.candidates)
+            # The search was accepted: an endpoint down across the restart is the runner's
+            # business (failures, then the recommendation rule), not a reason to fail it here.
+            with allow_unreachable():
+                await self.oracle.prepare(spec.candidates)
         except Exception as err:  # noqa: BLE001 - an endpoint gone for good fails the search
             self.store.update_search(row.id, state="failed", error=f"on resume: {err}")
             return False
@@ -118,7 +122,10 @@ class SearchManager:
 
     async def _prepare(self, spec: SearchSpec) -> None:
         try:
-            await self.oracle.prepare(spec.candidates)
+            with allow_unreachable(spec.allow_unreachable):
+                await self.oracle.prepare(spec.candidates)
+        except CandidateProblems as err:  # the same class, so the same status
+            raise type(err)([(f"spec.{f}", r) for f, r in err.violations]) from None
         except UserError as err:
             raise UserError(f"spec.{err.field}", err.reason) from None
 
@@ -192,6 +199,11 @@ class SearchManager:
         except SearchCancelled as stop:
             outcome = "cancelled"
             self.store.update_search(sid, state=outcome, result=stop.result)
+        except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback
+            log.info("search %s failed: %s", sid, failure)
+            self.store.update_search(
+                sid, state="failed", error=str(failure), progress=runner.progress()
+            )
         except asyncio.CancelledError:
             outcome = "interrupted"  # server shutdown: stays running in the store, resumes
             raise

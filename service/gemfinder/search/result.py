@@ -1,7 +1,15 @@
-"""Progress and result of a search as plain JSON-ready dicts (the gem verdict: search.gem)."""
+"""Progress and result of a search as plain JSON-ready dicts (the gem verdict: search.gem).
+
+Every number is finite (strict JSON): a model without a graded answer has accuracy 0, items_seen
+0 and the interval [0, 1]. Each model has one estimate per result: the ranking, `winner` and
+`most_popular` all rest on every answer the model gave in this search, the gem check's
+included; the order of the ranking is the search's (recommended model first, then survivors,
+then by how late each model was eliminated), which the check does not change.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,13 +19,17 @@ from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.spec import SearchSpec
 
 
-def estimate(spec: SearchSpec, ranked: _core.RankedModel) -> dict[str, Any]:
+def estimate(
+    spec: SearchSpec, ranked: _core.RankedModel, rewards: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """A ranked model's estimate; with `rewards` ({item: reward} of every answer it gave in
+    this search) when they are more than the search's, the estimate rests on all of them."""
     cand = spec.candidates[ranked.model]
     elim = ranked.eliminated_in_round
-    return {
+    out = {
         "model_id": cand.model_id,
         "rank": ranked.rank,
-        "accuracy": ranked.mean,
+        "accuracy": ranked.mean if ranked.seen else 0.0,  # the core's mean is NaN when unseen
         "lower": ranked.lower,
         "upper": ranked.upper,
         "items_seen": ranked.seen,
@@ -26,6 +38,9 @@ def estimate(spec: SearchSpec, ranked: _core.RankedModel) -> dict[str, Any]:
         "downloads": cand.downloads,
         "official": cand.official,
     }
+    if rewards is not None and len(rewards) > ranked.seen:
+        out |= answered(rewards)
+    return out
 
 
 def progress(
@@ -41,7 +56,7 @@ def progress(
     leader_acc = 0.0
     if leader is not None:
         ranking = ranking or sched.ranking()
-        leader_acc = next((r.mean for r in ranking if r.model == leader), 0.0)
+        leader_acc = next((r.mean for r in ranking if r.model == leader and r.seen), 0.0)
     return {
         "budget": spec.budget,
         "spent": sched.spent + checked,
@@ -75,18 +90,18 @@ def result(
     seen = outcomes([winner_idx, *top])
     gem, evidence = verdict(spec, winner_idx, seen)
     checked = gem_check.spent({m: by_model[m].seen for m in top}, seen)
-    popular = None
-    if top:
-        popular = estimate(spec, by_model[top[0]]) | answered(seen.get(top[0], {}))
+    estimates = [estimate(spec, r, seen.get(r.model)) for r in ranking]
+    by_id = {e["model_id"]: e for e in estimates}
+    popular = dict(by_id[spec.candidates[top[0]].model_id]) if top else None
     return {
         "recommended_model_id": spec.candidates[winner_idx].model_id,
-        "ranking": [estimate(spec, r) for r in ranking],
+        "ranking": estimates,
         "queries_spent": sched.spent + checked,
         "queries_failed": sched.failed,
         "queries_cached": cached,
         "exhaustive_queries": spec.exhaustive,
         "elapsed_s": elapsed,
-        "winner": estimate(spec, winner),
+        "winner": dict(by_id[spec.candidates[winner.model].model_id]),
         "most_popular": popular,
         "hidden_gem": gem == HIDDEN_GEM,
         "gem_verdict": gem,
@@ -106,3 +121,15 @@ def answered(rewards: dict[int, int]) -> dict[str, Any]:
         "items_seen": n,
         "successes": hits,
     }
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by 0: results stored before the rule above
+    (an unseen model's accuracy was NaN) read back as the proto contract says."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0.0
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value

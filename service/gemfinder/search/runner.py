@@ -5,6 +5,17 @@ once by its own task; the oracle's per-endpoint semaphores bound what reaches ea
 a slow endpoint never holds back the others, and results are told as they arrive. A pull whose
 answer is in the evaluation cache is told without touching an endpoint. Failures are told as
 failures (the scheduler gives the query back), never as a 0.
+
+When a search cannot give a meaningful recommendation it fails (SearchFailed, the reason naming
+models and endpoints) instead of naming a winner:
+- more queries failed than the search's budget (each pull is tried up to 3 times by the
+  scheduler, each try up to 4 times by the oracle): the fleet is too broken to go on;
+- the recommended model has no graded answer (every query to it failed);
+- pulls of the recommended model were skipped after failing on every try, and counting them as
+  wrong answers it would fall behind the next-ranked model with a graded answer (means under the
+  candidates' priors when they have scores): it leads only because failures hid part of its
+  evidence.
+None of these can trigger when no query fails, so a search without failures picks as before.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -33,6 +45,13 @@ class SearchCancelled(Exception):
     def __init__(self, partial: dict[str, Any]) -> None:
         super().__init__("search cancelled")
         self.result = partial
+
+
+class SearchFailed(Exception):
+    """Raised by `run` when the search cannot give a meaningful recommendation (see above)."""
+
+
+SHOWN_ENDPOINTS = 5
 
 
 class SearchRunner:
@@ -77,6 +96,10 @@ class SearchRunner:
         self._round_based = self.sched.round_based
         self._survivors = 0
         self._checked = 0  # gem-check answers graded in this run (progress only)
+        # Failures of this run by endpoint (for the reason of a failed search).
+        self._failed_at: Counter[str] = Counter()
+        self._failure_kinds: dict[str, Counter[str]] = {}
+        self._skips: list[tuple[int, int]] = []  # skipped pulls not yet stored
 
     @property
     def elapsed(self) -> float:
@@ -124,6 +147,9 @@ class SearchRunner:
                     model, item = pending.pop(task)
                     entries += self._told(model, item, task.result())
                 self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
+                self.store.put_skipped(self.search_id, self._skips)
+                self._skips.clear()
+                self._check_failures()
                 self._after_tells()
         finally:
             await _abandon(pending, cancel_wait)
@@ -131,6 +157,7 @@ class SearchRunner:
             self._survivors = 0
         if self._cancel.is_set() and not self.sched.finished:
             raise SearchCancelled(self.result())
+        self._check_recommendation()
         await self._gem_check()
         self._snapshot()
         return self.result()
@@ -202,6 +229,10 @@ class SearchRunner:
         """The answer entry of a graded query; none for a failure, which is never a 0."""
         metrics.observe_result(self._labels[model], res)
         if res.reward is None:
+            url = self.spec.candidates[model].endpoint
+            self._failed_at[url] += 1
+            kind = res.failure.value if res.failure is not None else "unknown"
+            self._failure_kinds.setdefault(url, Counter())[kind] += 1
             return []
         metrics.BUDGET_SPENT.inc()
         return [(self.keys(model, item), model, item, res.reward)]
@@ -211,8 +242,75 @@ class SearchRunner:
         if entries:
             self.sched.tell(model, item, bool(res.reward))
         else:
+            skipped = self.sched.skipped
             self.sched.tell_failed(model, item)
+            if self.sched.skipped > skipped:  # failed on every try: the model loses this item
+                self._skips.append((model, item))
         return entries
+
+    # when a search cannot recommend ----------------------------------------------------------
+    def _failing(self, models: list[int] | None = None) -> str:
+        """The endpoints that failed, worst first: '<url> (<n> failed: <kinds>)'; with `models`,
+        only theirs. Endpoints of models with skipped pulls stand in after a restart."""
+        urls = {self.spec.candidates[m].endpoint for m in models} if models is not None else None
+        counts = Counter({u: n for u, n in self._failed_at.items() if urls is None or u in urls})
+        for model in self.store.skipped(self.search_id):
+            url = self.spec.candidates[model].endpoint
+            if (urls is None or url in urls) and url not in counts:
+                counts[url] = 0
+        parts = []
+        for url, n in counts.most_common(SHOWN_ENDPOINTS):
+            kinds = ", ".join(k for k, _ in self._failure_kinds.get(url, Counter()).most_common())
+            parts.append(f"{url} ({n} failed: {kinds})" if n else f"{url} (pulls skipped)")
+        more = len(counts) - SHOWN_ENDPOINTS
+        return "; ".join(parts) + (f" and {more} more" if more > 0 else "") or "none recorded"
+
+    def _check_failures(self) -> None:
+        """Stop once more queries failed than the search may spend: retries and skips give
+        failed queries back, so without this cap a dead fleet is asked again and again."""
+        failed, budget = self.sched.failed, self.sched.budget
+        if failed > budget:
+            raise SearchFailed(
+                f"stopped after {failed:,} failed queries, more than the search's budget of "
+                f"{budget:,} ({self.sched.spent:,} answered); failing endpoints: {self._failing()}"
+            )
+
+    def _check_recommendation(self) -> None:
+        """Raise SearchFailed when failures leave the recommendation meaningless (see the
+        module docstring); never when no pull of the recommended model was lost."""
+        ranking = self.sched.ranking()
+        if not ranking:
+            return
+        winner = self.sched.recommendation
+        best = next(r for r in ranking if r.model == winner) if winner is not None else ranking[0]
+        cand = self.spec.candidates[best.model]
+        if best.seen == 0:
+            raise SearchFailed(
+                f"no meaningful recommendation: the top-ranked model {cand.model_id} has no "
+                f"graded answer ({self.sched.failed:,} queries failed, {self.sched.spent:,} "
+                f"answered); failing endpoints: {self._failing()}"
+            )
+        lost = self.store.skipped(self.search_id).get(best.model, 0)
+        rival = next((r for r in ranking if r.model != best.model and r.seen > 0), None)
+        if not lost or rival is None:
+            return
+        # Means as the search ranks them: under each model's prior when candidates have scores.
+        priors = self.spec.priors() or [(0.0, 0.0)] * len(self.spec.candidates)
+
+        def mean(model: int, successes: int, n: int) -> float:
+            a, b = priors[model]
+            return (a + successes) / (a + b + n)
+
+        worst = mean(best.model, best.successes, best.seen + lost)
+        if worst < mean(rival.model, rival.successes, rival.seen):
+            other = self.spec.candidates[rival.model].model_id
+            raise SearchFailed(
+                f"no meaningful recommendation: {cand.model_id} ranks first at "
+                f"{best.successes}/{best.seen} graded answers, but {lost} of its queries failed "
+                f"on every try at {self._failing([best.model])}; counted as wrong it would "
+                f"fall behind {other} ({rival.successes}/{rival.seen}). Fix the endpoint or "
+                "leave the model out and run again (graded answers are cached)"
+            )
 
     def _after_tells(self) -> None:
         now = time.monotonic()

@@ -14,6 +14,7 @@ from gemfinder import _core
 from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
+from gemfinder.search.result import finite
 from gemfinder.search.spec import Limits, SearchSpec
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
@@ -131,6 +132,7 @@ def spec_from_proto(
         seed=msg.seed,
         system_prompt=SYSTEM_PROMPTS[msg.system_prompt],
         query_set=name,
+        allow_unreachable=msg.allow_unreachable_endpoints,
     )
     if msg.HasField("gem_check_share"):
         spec.gem_check_share = msg.gem_check_share
@@ -196,6 +198,7 @@ def estimate_to_proto(e: dict | None) -> pb.ModelEstimate | None:
 
 
 def result_to_proto(r: dict) -> pb.SearchResult:
+    r = finite(r)
     out = pb.SearchResult(
         recommended_model_id=r["recommended_model_id"],
         ranking=[estimate_to_proto(e) for e in r["ranking"]],

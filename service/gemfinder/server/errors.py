@@ -1,8 +1,10 @@
 """The one table from error kind to gRPC status, and the rich status sent for each error.
 
-Every exception reaching the service boundary gets a stable kind: `UserError` and the core's
-`SearchError` are `invalid_argument` (with a google.rpc.BadRequest field violation), errors
-carrying a `kind` attribute map through `STATUS_OF`, anything else is `internal`.
+Every exception reaching the service boundary gets a stable kind: errors carrying a `kind`
+attribute map through `STATUS_OF`, other `UserError`s and the core's `SearchError` are
+`invalid_argument` (with a google.rpc.BadRequest field violation), anything else is `internal`.
+A `failed_precondition` UserError (an unreachable endpoint) carries a google.rpc.PreconditionFailure
+instead, one violation per field. An error with `violations` [(field, reason), ...] lists them all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gemfinder.errors import UserError
 
 STATUS_OF: dict[str, grpc.StatusCode] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
@@ -39,10 +42,12 @@ class ServiceError(Exception):
 
 
 def kind_of(exc: BaseException) -> str:
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str) and kind in STATUS_OF:
+        return kind
     if isinstance(exc, UserError | _core.SearchError):
         return "invalid_argument"
-    kind = getattr(exc, "kind", None)
-    return kind if kind in STATUS_OF else "internal"
+    return "internal"
 
 
 def field_of(exc: BaseException) -> str | None:
@@ -62,13 +67,28 @@ def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, bytes]:
     field = field_of(exc)
     if field is not None:
         reason = exc.reason if isinstance(exc, UserError) else str(exc).split(": ", 1)[-1]
+        violations = getattr(exc, "violations", None) or [(field, reason)]
         detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=field, description=reason)
-                ]
+        if kind == "failed_precondition":
+            what = getattr(exc, "precondition", "FAILED_PRECONDITION")
+            detail.Pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=what, subject=f, description=r
+                        )
+                        for f, r in violations
+                    ]
+                )
             )
-        )
+        else:
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=r)
+                        for f, r in violations
+                    ]
+                )
+            )
         status.details.append(detail)
     return code, message, status.SerializeToString()
