@@ -85,6 +85,7 @@ class SearchManager:
             cached=progress.get("cached", 0),
         )
         metrics.SEARCHES_RESUMED.inc()
+        log.info("search %s resumed: %d of %d queries spent", row.id, sched.spent, spec.budget)
         # Counters restart with the process: grant what is left here, so that spent <=
         # allocated holds in every process (the budget-overrun alert relies on it).
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
@@ -118,6 +119,18 @@ class SearchManager:
             metrics.SEARCHES_STARTED.inc()
             metrics.BUDGET_ALLOCATED.inc(spec.budget)
             self._launch(search_id, spec, spec.scheduler())
+            log.info(
+                "search %s started: %d candidates, %d items, budget %d (%s, seed %d, query set "
+                "%s, request id %s)",
+                search_id,
+                len(spec.candidates),
+                len(spec.items),
+                spec.budget,
+                spec.algorithm,
+                spec.seed,
+                spec.query_set or "inline",
+                request_id or "-",
+            )
             return self.get(search_id)
 
     async def _prepare(self, spec: SearchSpec) -> None:
@@ -196,16 +209,32 @@ class SearchManager:
             result = await runner.run()
             outcome = "succeeded"
             self.store.update_search(sid, state=outcome, result=result, progress=runner.progress())
+            log.info(
+                "search %s succeeded in %.1f s: %s (accuracy %.3f on %d items), %d of %d queries "
+                "spent, %d cached, %d failed; verdict %s",
+                sid,
+                time.monotonic() - started,
+                result["recommended_model_id"],
+                result["winner"]["accuracy"],
+                result["winner"]["items_seen"],
+                result["queries_spent"],
+                runner.spec.budget,
+                result["queries_cached"],
+                result["queries_failed"],
+                result["gem_verdict"],
+            )
         except SearchCancelled as stop:
             outcome = "cancelled"
             self.store.update_search(sid, state=outcome, result=stop.result)
+            log.info("search %s cancelled after %.1f s", sid, time.monotonic() - started)
         except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback
-            log.info("search %s failed: %s", sid, failure)
+            log.warning("search %s failed: %s", sid, failure)
             self.store.update_search(
                 sid, state="failed", error=str(failure), progress=runner.progress()
             )
         except asyncio.CancelledError:
             outcome = "interrupted"  # server shutdown: stays running in the store, resumes
+            log.info("search %s interrupted by shutdown; it resumes on the next start", sid)
             raise
         except Exception as err:  # noqa: BLE001 - a failed search is recorded, not raised
             log.exception("search %s failed", sid)
