@@ -36,3 +36,15 @@ def test_query_set_that_is_not_text(tmp_path):
     with pytest.raises(UserError) as err:
         load_query_set(path)
     assert "not UTF-8" in err.value.reason
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-1", "true", '"5"'])
+def test_candidates_downloads_must_be_a_finite_count(tmp_path, value):
+    path = tmp_path / "c.jsonl"
+    good = '{"model_id": "a/b", "endpoint": "http://x:80"}'
+    bad = f'{{"model_id": "c/d", "endpoint": "http://x:80", "downloads": {value}}}'
+    path.write_text(f"{good}\n{bad}\n")
+    with pytest.raises(UserError) as err:
+        load_candidates(path)
+    assert err.value.field.endswith("downloads") and "finite number >= 0" in err.value.reason
+    assert "2" in err.value.field  # the line is named

@@ -10,6 +10,7 @@ search uses as a prior (SearchSpec.priors).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,12 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
         raise UserError(f"{where}.adapter_id", "must be a non-empty string when given")
     downloads = data.get("downloads")
     if downloads is not None:
-        if isinstance(downloads, bool) or not isinstance(downloads, int | float) or downloads < 0:
-            raise UserError(f"{where}.downloads", "must be a non-negative number")
+        if (
+            isinstance(downloads, bool)
+            or not isinstance(downloads, int | float)
+            or not 0 <= downloads < math.inf  # JSON readers accept NaN and Infinity
+        ):
+            raise UserError(f"{where}.downloads", f"must be a finite number >= 0, got {downloads}")
         downloads = float(downloads)
     official = data.get("official", False)
     if not isinstance(official, bool):
