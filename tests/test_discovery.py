@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections import Counter
 
 import pytest
@@ -12,6 +13,7 @@ from gemfinder.fleet.hub import HubModel, models_from_synthetic
 from gemfinder.trees import generate
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import get_session
 
 from tests.hub_support import PlainServer, expected_tree, found_tree, running, running_hub
 
@@ -127,6 +129,22 @@ def test_hub_unreachable_is_a_user_error():
             discover("org/base", hub_endpoint=url)
     assert err.value.field == "hub_endpoint" and url in err.value.reason
     assert "refused" in err.value.reason.lower()
+
+
+def test_a_hub_that_never_answers_times_out():
+    # Listening (the connection is accepted by the kernel) but never answering: without a
+    # timeout huggingface_hub's client would wait for ever.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        hooks = list(get_session().event_hooks["request"])
+        started = time.monotonic()
+        with pytest.raises(UserError) as err:
+            discover("org/base", hub_endpoint=url, timeout_s=0.3)
+    assert err.value.field == "hub_endpoint" and "no answer within 0.3 s" in err.value.reason
+    assert time.monotonic() - started < 10
+    assert get_session().event_hooks["request"] == hooks  # the bound is lifted afterwards
 
 
 def test_not_a_hub_is_a_user_error():

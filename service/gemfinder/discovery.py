@@ -14,9 +14,11 @@ Hub's rate-limit headers); everything else that fails is a `UserError` without a
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -28,7 +30,7 @@ from huggingface_hub.errors import (
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
 )
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import get_session, validate_repo_id
 
 from gemfinder import __version__
 from gemfinder.errors import UserError
@@ -112,11 +114,14 @@ def discover(
     max_depth: int = 3,
     max_models: int = 2000,
     progress: Callable[[Progress], None] | None = None,
+    timeout_s: float | None = 60.0,
 ) -> Discovery:
     """Every model below `base_model` through `relations`, down to `max_depth` levels.
 
     Give `api` (an `HfApi`) or `hub_endpoint`/`token` (see `resolve_hub`). Stops at
-    `max_models` models (the base included) with `Discovery.note` saying so.
+    `max_models` models (the base included) with `Discovery.note` saying so. `timeout_s` bounds
+    each HTTP request: huggingface_hub's client has none, so a hub that accepts the connection
+    and never answers would stall the walk (None: no limit).
     """
     try:
         validate_repo_id(base_model)
@@ -130,6 +135,8 @@ def discover(
         raise UserError("max_depth", f"must be at least 1, got {max_depth}")
     if max_models < 1:
         raise UserError("max_models", f"must be at least 1, got {max_models}")
+    if timeout_s is not None and not 0 < timeout_s < math.inf:
+        raise UserError("timeout_s", f"must be a positive number of seconds, got {timeout_s}")
     if api is None:
         url, sent_token = resolve_hub(hub_endpoint, token)
         api = HfApi(
@@ -138,7 +145,8 @@ def discover(
     started = time.perf_counter()
     result = Discovery(base_model, api.endpoint.rstrip("/"), relations, max_depth)
     try:
-        _walk(api, result, max_models, progress)
+        with _request_timeout(timeout_s):
+            _walk(api, result, max_models, progress)
     except RepositoryNotFoundError:
         raise UserError(
             "base_model",
@@ -150,6 +158,8 @@ def discover(
         raise UserError("hub_endpoint", "HF_HUB_OFFLINE is set: unset it to list models") from None
     except httpx2.HTTPError as err:
         reason = str(err) or type(err).__name__
+        if isinstance(err, httpx2.TimeoutException):
+            reason = f"no answer within {timeout_s:g} s ({type(err).__name__})"
         raise UserError("hub_endpoint", f"cannot reach {result.hub_endpoint}: {reason}") from None
     except (ValueError, TypeError, KeyError) as err:  # a 200 that is not the Hub's JSON
         raise UserError(
@@ -158,6 +168,30 @@ def discover(
         ) from None
     result.seconds = time.perf_counter() - started
     return result
+
+
+@contextmanager
+def _request_timeout(timeout_s: float | None) -> Iterator[None]:
+    """Bound every request of huggingface_hub's shared session while the walk runs.
+
+    `HfApi.model_info` and the listings' pagination pass `timeout=None` to each request, which
+    overrides any client default, and `list_models` takes no timeout; a request hook sets the
+    timeout on each request just before it is sent instead, and is removed afterwards.
+    """
+    if timeout_s is None:
+        yield
+        return
+    session = get_session()
+    before = list(session.event_hooks["request"])
+
+    def bound(request: httpx2.Request) -> None:
+        request.extensions["timeout"] = httpx2.Timeout(timeout_s).as_dict()
+
+    session.event_hooks = {**session.event_hooks, "request": [*before, bound]}
+    try:
+        yield
+    finally:
+        session.event_hooks = {**session.event_hooks, "request": before}
 
 
 def _walk(

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hub-endpoint", help="Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)"
     )
     parser.add_argument("--token", help="Hub token (default: huggingface_hub's, for its hub)")
+    parser.add_argument(
+        "--timeout-s", type=float, default=60.0, help="give up on a Hub request after this long"
+    )
     parser.add_argument("--out", required=True, help="candidates file to write (.jsonl)")
     parser.add_argument(
         "--endpoints-out",
@@ -106,6 +109,8 @@ def _check(args: argparse.Namespace) -> Path:
     for flag, value in (("--max-depth", args.max_depth), ("--max-models", args.max_models)):
         if value < 1:
             raise UserError(flag, f"must be at least 1, got {value}")
+    if not 0 < args.timeout_s < float("inf"):
+        raise UserError("--timeout-s", f"must be positive seconds, got {args.timeout_s}")
     if args.min_downloads < 0:
         raise UserError("--min-downloads", "must be >= 0")
     if args.top < 0:
@@ -123,6 +128,7 @@ def _discover(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         max_models=args.max_models,
         progress=_Reporter(),
+        timeout_s=args.timeout_s,
     )
     serving = Serving(
         endpoint=args.endpoint,
