@@ -16,6 +16,7 @@ from typing import Any
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
+from gemfinder.simulation import U64_MAX
 from gemfinder.store import spec_digest
 from gemfinder.tasks import Item, get_task
 
@@ -36,7 +37,6 @@ MAX_GEM_CHECK_SHARE = 0.5
 # Weight of a candidate's prior_score, in pseudo-items (bench/prior_gain.py: 5 and 20 gave the
 # same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
-MAX_SEED = 2**64 - 1  # the core's seed is a u64
 
 
 @dataclass
@@ -138,7 +138,7 @@ class SearchSpec:
             raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
-        if not 0 <= self.seed <= MAX_SEED:
+        if not 0 <= self.seed <= U64_MAX:  # the core's seed is a u64
             raise UserError(f"{prefix}.seed", f"must be between 0 and 2^64 - 1, got {self.seed}")
         for name in ("system_prompt", "allow_unreachable"):
             if not isinstance(getattr(self, name), bool):
