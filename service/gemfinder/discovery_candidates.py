@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import string
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from urllib.parse import urlparse
 from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.discovery import Discovery, FoundModel
 from gemfinder.errors import UserError
+from gemfinder.outputs import write_whole
 
 PLACEHOLDERS = ("model_id", "slug", "dns")
 DNS_LABEL_MAX = 63  # RFC 1123: one label of a host name
@@ -168,31 +168,12 @@ def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
 
 
 def write_candidates(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
-    """Write JSONL. Without `force` an existing file is never touched; with it, it is replaced
-    in one step (a temporary file renamed over it), so a failed write loses nothing."""
+    """Write JSONL whole (gemfinder.outputs); an existing file is replaced only with `force`."""
     text = "".join(json.dumps(r) + "\n" for r in candidate_records(candidates))
-    _write(text, Path(path), force, "--out")
+    write_whole(path, text, "--out", overwrite=force)
 
 
 def write_endpoints(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
     """Write the endpoints JSON of `endpoint_records`, under the same rules as the candidates."""
     text = json.dumps(endpoint_records(candidates), indent=2) + "\n"
-    _write(text, Path(path), force, "--endpoints-out")
-
-
-def _write(text: str, path: Path, force: bool, flag: str) -> None:
-    try:
-        if not force:
-            with path.open("x", encoding="utf-8") as handle:
-                handle.write(text)
-            return
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    except FileExistsError:
-        raise UserError(flag, f"{path} exists; pass --force to replace it") from None
-    except OSError as err:
-        raise UserError(flag, f"cannot write {path}: {err.strerror}") from None
+    write_whole(path, text, "--endpoints-out", overwrite=force)

@@ -23,6 +23,7 @@ from gemfinder.discovery_candidates import (
     write_endpoints,
 )
 from gemfinder.errors import UserError
+from gemfinder.outputs import check_writable
 
 _PROGRESS_EVERY_S = 5.0
 
@@ -84,25 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_discover)
 
 
-def _check_output(path: Path, flag: str, suffix: str, force: bool) -> None:
-    if path.suffix.lower() != suffix:
-        raise UserError(flag, f"{path} must end in {suffix}")
-    if path.exists() and not force:
-        raise UserError(flag, f"{path} exists; pass --force to replace it")
-    if path.is_dir():
-        raise UserError(flag, f"{path} is a directory")
-    if not path.parent.is_dir():
-        raise UserError(flag, f"directory {path.parent} does not exist")
-
-
 def _check(args: argparse.Namespace) -> Path:
     """Every flag is checked before the walk, so a bad one costs no Hub requests."""
-    out = Path(args.out)
-    _check_output(out, "--out", ".jsonl", args.force)
+    out = check_writable(args.out, "--out", suffix=".jsonl", overwrite=args.force)
     if args.endpoints_out is not None:
         if Path(args.endpoints_out).resolve() == out.resolve():
             raise UserError("--endpoints-out", "must differ from --out")
-        _check_output(Path(args.endpoints_out), "--endpoints-out", ".json", args.force)
+        check_writable(args.endpoints_out, "--endpoints-out", suffix=".json", overwrite=args.force)
     check_template(args.endpoint, "--endpoint")
     if args.adapter_endpoint is not None:
         check_template(args.adapter_endpoint, "--adapter-endpoint")

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from gemfinder.errors import UserError
+from gemfinder.outputs import check_writable, write_whole
 
 DEFAULT_PER_TASK = 50
 
@@ -94,36 +93,9 @@ def _matrix_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_out(path: str | None, flag: str) -> None:
-    """Fail before any work if `path` cannot be written (missing directory, a directory)."""
-    if not path:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UserError(flag, f"{path} is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise UserError(flag, f"cannot write {path}: no such directory {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(flag, f"cannot write {path}: directory {parent} is not writable")
-
-
-def _write(path: str, text: str, flag: str) -> None:
-    """Write `text` whole: a temporary file beside `path`, renamed into place."""
-    _check_out(path, flag)
-    target = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except OSError as err:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError(flag, f"cannot write {path}: {err.strerror or err}") from None
+    """Fail before any work if `path` (when given) cannot be written."""
+    if path:
+        check_writable(path, flag)
 
 
 def _items(args: argparse.Namespace) -> int:
@@ -158,7 +130,7 @@ def _items(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UserError("--per-task", str(err)) from None
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    _write(args.out, text, "--out")
+    write_whole(args.out, text, "--out")
     print(f"wrote {len(records)} items to {args.out}")
     return 0
 
@@ -199,7 +171,7 @@ def _config_dict(args: argparse.Namespace, missing_matrix: str) -> dict:
 def _config(args: argparse.Namespace) -> int:
     _check_out(args.out, "--out")
     data = _config_dict(args, "required: the correctness matrix whose rows the fleet serves")
-    _write(args.out, json.dumps(data, indent=2) + "\n", "--out")
+    write_whole(args.out, json.dumps(data, indent=2) + "\n", "--out")
     print(f"wrote a fleet of {len(data['endpoints'])} endpoints to {args.out}")
     return 0
 
@@ -255,15 +227,15 @@ async def _run(
             print(f"{spec.name}: {urls[spec.name]}  base={spec.model_id}  {state}", flush=True)
         # Endpoints first: "candidates written" is the line scripts wait for.
         if args.endpoints_out:
-            settings = endpoints_for(config, urls)
-            _write(args.endpoints_out, json.dumps(settings, indent=1) + "\n", "--endpoints-out")
+            settings = json.dumps(endpoints_for(config, urls), indent=1) + "\n"
+            write_whole(args.endpoints_out, settings, "--endpoints-out")
             print(f"endpoints written to {args.endpoints_out}", flush=True)
         if args.candidates_out:
             lines = []
             for cand in candidates_for(config, urls, matrix):
                 record = {k: v for k, v in asdict(cand).items() if v is not None}
                 lines.append(json.dumps(record) + "\n")
-            _write(args.candidates_out, "".join(lines), "--candidates-out")
+            write_whole(args.candidates_out, "".join(lines), "--candidates-out")
             print(f"candidates written to {args.candidates_out}", flush=True)
         if args.candidates_out and args.endpoints_out:
             print(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from gemfinder.errors import UserError
 from gemfinder.matrix import load_matrix, save_npz
+from gemfinder.outputs import check_writable
 from gemfinder.trees import PRESETS, generate
 from gemfinder.trees.generate import tree_arrays
 from gemfinder.trees.stats import agreement, marginals, task_accuracies
@@ -35,13 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     if args.preset not in PRESETS:
         raise UserError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-    out = Path(args.out)
-    if out.suffix.lower() != ".npz":
-        raise UserError("--out", f"{out} must end in .npz")
-    if not out.parent.is_dir():
-        raise UserError("--out", f"directory {out.parent} does not exist")
-    if out.is_dir():
-        raise UserError("--out", f"{out} is a directory")
+    out = check_writable(args.out, "--out", suffix=".npz")
     if args.models is not None and args.models < 2:
         raise UserError("--models", "need at least 2 models (the official checkpoints)")
     n_tasks = len(PRESETS[args.preset].tasks)
