@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -94,6 +94,15 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
         official=official,
         prior_score=prior_score,
     )
+
+
+def candidate_record(cand: Candidate) -> dict[str, Any]:
+    """One line of a candidates file: `candidate_from_dict` reads it back equal. Unset fields
+    are left out; a whole download count is written as an integer."""
+    record = {k: v for k, v in asdict(cand).items() if v is not None}
+    if isinstance(record.get("downloads"), float) and record["downloads"].is_integer():
+        record["downloads"] = int(record["downloads"])
+    return record
 
 
 def load_candidates(path: str | Path, field: str = "candidates") -> list[Candidate]:

@@ -17,11 +17,11 @@ import json
 import re
 import string
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from gemfinder.candidates import Candidate, candidate_from_dict
+from gemfinder.candidates import Candidate, candidate_from_dict, candidate_record
 from gemfinder.discovery import Discovery, FoundModel
 from gemfinder.errors import UserError
 from gemfinder.outputs import write_whole
@@ -144,17 +144,6 @@ def to_candidates(discovery: Discovery, serving: Serving) -> Mapped:
     return out
 
 
-def candidate_records(candidates: Iterable[Candidate]) -> list[dict]:
-    """JSON objects that `gemfinder.candidates.load_candidates` reads back unchanged."""
-    records = []
-    for cand in candidates:
-        record = {k: v for k, v in asdict(cand).items() if v is not None}
-        if isinstance(record.get("downloads"), float) and record["downloads"].is_integer():
-            record["downloads"] = int(record["downloads"])
-        records.append(record)
-    return records
-
-
 def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
     """The endpoints file (docs/oracles.md) for `candidates`: one entry per URL, listing the
     LoRA adapters it must be launched with (TGI's `LORA_ADAPTERS`), since a search refuses
@@ -169,7 +158,7 @@ def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
 
 def write_candidates(candidates: list[Candidate], path: str | Path, force: bool = False) -> None:
     """Write JSONL whole (gemfinder.outputs); an existing file is replaced only with `force`."""
-    text = "".join(json.dumps(r) + "\n" for r in candidate_records(candidates))
+    text = "".join(json.dumps(candidate_record(c)) + "\n" for c in candidates)
     write_whole(path, text, "--out", overwrite=force)
 
 

@@ -18,9 +18,9 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
+from gemfinder.candidates import candidate_record
 from gemfinder.errors import UserError
 from gemfinder.outputs import check_writable, write_whole
 
@@ -231,11 +231,9 @@ async def _run(
             write_whole(args.endpoints_out, settings, "--endpoints-out")
             print(f"endpoints written to {args.endpoints_out}", flush=True)
         if args.candidates_out:
-            lines = []
-            for cand in candidates_for(config, urls, matrix):
-                record = {k: v for k, v in asdict(cand).items() if v is not None}
-                lines.append(json.dumps(record) + "\n")
-            write_whole(args.candidates_out, "".join(lines), "--candidates-out")
+            cands = candidates_for(config, urls, matrix)
+            text = "".join(json.dumps(candidate_record(c)) + "\n" for c in cands)
+            write_whole(args.candidates_out, text, "--candidates-out")
             print(f"candidates written to {args.candidates_out}", flush=True)
         if args.candidates_out and args.endpoints_out:
             print(
