@@ -241,14 +241,19 @@ async def _run(
                 f"{args.endpoints_out} --query-set {query_set} --budget-per-model 20",
                 flush=True,
             )
-        print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
-        if args.duration is not None:
-            await asyncio.sleep(args.duration)
-        else:
-            await asyncio.Event().wait()
+        await _serve_until_stopped(args.duration)
     finally:
         await fleet.stop()
     return 0
+
+
+async def _serve_until_stopped(duration: float | None) -> None:
+    """Serve for `duration` seconds, or until Ctrl-C when it is None."""
+    print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
+    if duration is not None:
+        await asyncio.sleep(duration)
+    else:
+        await asyncio.Event().wait()
 
 
 def _hub(args: argparse.Namespace) -> int:
@@ -287,11 +292,7 @@ async def _run_hub(models, args: argparse.Namespace) -> int:
             "--endpoint 'http://127.0.0.1:8080' --out candidates.jsonl",
             flush=True,
         )
-        print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
-        if args.duration is not None:
-            await asyncio.sleep(args.duration)
-        else:
-            await asyncio.Event().wait()
+        await _serve_until_stopped(args.duration)
     finally:
         await hub.stop()
     return 0
