@@ -200,17 +200,16 @@ async def _run(
 ) -> int:
     from gemfinder.fleet import Fleet
     from gemfinder.fleet.build import candidates_for, endpoints_for
-    from gemfinder.fleet.fleet import PortUnavailable, describe_items_outside, items_outside
+    from gemfinder.fleet.fleet import ItemsOutsideMatrix, PortUnavailable
     from gemfinder.matrix import load_matrix
     from gemfinder.tasks import load_query_set
 
     matrix = load_matrix(matrix_path, field="--matrix" if args.matrix else "config matrix")
     items = load_query_set(query_set)
-    outside = items_outside(matrix, items)
-    if outside:
-        raise UserError(query_field, describe_items_outside(outside, len(items)))
     try:
         fleet = Fleet(config, matrix, items)
+    except ItemsOutsideMatrix as err:
+        raise UserError(query_field, str(err)) from None
     except ValueError as err:
         raise UserError("config", str(err)) from None
     try:

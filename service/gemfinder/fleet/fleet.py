@@ -46,19 +46,17 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def items_outside(matrix: CorrectnessMatrix, items: Iterable[Item]) -> list[str]:
-    """Ids of the items that are not columns of `matrix`, in query-set order."""
-    columns = set(matrix.items)
-    return [item.id for item in items if item.id not in columns]
+class ItemsOutsideMatrix(ValueError):
+    """The query set has items that are not columns of the matrix (the fleet could only make
+    their answers up); the message names the first few."""
 
-
-def describe_items_outside(outside: list[str], total: int, shown: int = 5) -> str:
-    more = f", ... ({len(outside) - shown} more)" if len(outside) > shown else ""
-    return (
-        f"{len(outside)} of {total} items are not columns of the matrix "
-        f"({', '.join(outside[:shown])}{more}); the fleet answers only from the matrix "
-        "(`gemfinder fleet items --matrix FILE` writes a query set of its items)"
-    )
+    def __init__(self, outside: list[str], total: int, shown: int = 5) -> None:
+        more = f", ... ({len(outside) - shown} more)" if len(outside) > shown else ""
+        super().__init__(
+            f"{len(outside)} of {total} items are not columns of the matrix "
+            f"({', '.join(outside[:shown])}{more}); the fleet answers only from the matrix "
+            "(`gemfinder fleet items --matrix FILE` writes a query set of its items)"
+        )
 
 
 class _Endpoint:
@@ -114,9 +112,10 @@ class Fleet:
     def __init__(self, config: FleetConfig, matrix: CorrectnessMatrix, items: Iterable[Item]):
         self.config = config
         items = list(items)
-        outside = items_outside(matrix, items)
+        columns = set(matrix.items)
+        outside = [item.id for item in items if item.id not in columns]
         if outside:
-            raise ValueError(describe_items_outside(outside, len(items)))
+            raise ItemsOutsideMatrix(outside, len(items))
         index = PromptIndex(items)
         self._endpoints: dict[str, _Endpoint] = {}
         for n, spec in enumerate(config.endpoints):
