@@ -21,6 +21,7 @@ from typing import Any
 
 from gemfinder import demo, report
 from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.cli.trees import check_tree_flags
 from gemfinder.errors import UserError
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.spec import SearchSpec
@@ -50,20 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     """Bad flags are one-line errors before anything starts."""
-    from gemfinder.trees import PRESETS
-
-    if args.preset not in PRESETS:
-        raise UserError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-    if args.models < 2:
-        raise UserError("--models", "need at least 2 models (the official checkpoints)")
-    n_tasks = len(PRESETS[args.preset].tasks)
-    if args.items < n_tasks:
-        raise UserError("--items", f"need at least {n_tasks} items (one per task)")
+    check_tree_flags(args.preset, args.models, args.items, args.seed)
     lows = [
         ("--per-model", args.per_model, 1),
         ("--endpoints", args.endpoints, 1),
         ("--latency-ms", args.latency_ms, 0),
-        ("--seed", args.seed, 0),
     ]
     for flag, value, low in lows:
         if value < low:

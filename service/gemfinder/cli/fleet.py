@@ -263,12 +263,10 @@ def _hub(args: argparse.Namespace) -> int:
     if args.tree:
         models = load_hub_models(args.tree, field="--tree")
     else:
-        from gemfinder.trees import PRESETS, generate
+        from gemfinder.cli.trees import check_tree_flags
+        from gemfinder.trees import generate
 
-        if args.preset not in PRESETS:
-            raise UserError("--preset", f"unknown {args.preset!r}; known: {', '.join(PRESETS)}")
-        if args.models is not None and args.models < 2:
-            raise UserError("--models", "need at least 2 models (the official checkpoints)")
+        check_tree_flags(args.preset, args.models, seed=args.seed)
         models = models_from_synthetic(generate(args.preset, args.seed, models=args.models))
     return asyncio.run(_run_hub(models, args))
 

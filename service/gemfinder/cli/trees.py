@@ -32,17 +32,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     st.set_defaults(handler=_stats)
 
 
-def _generate(args: argparse.Namespace) -> int:
-    if args.preset not in PRESETS:
-        raise UserError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-    out = check_writable(args.out, "--out", suffix=".npz")
-    if args.models is not None and args.models < 2:
+def check_tree_flags(
+    preset: str, models: int | None, items: int | None = None, seed: int = 0
+) -> None:
+    """The flags of a generated tree (`trees generate`, `demo`, `fleet hub --preset`), checked
+    before any work; None means the preset's own size."""
+    if preset not in PRESETS:
+        raise UserError("--preset", f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if models is not None and models < 2:
         raise UserError("--models", "need at least 2 models (the official checkpoints)")
-    n_tasks = len(PRESETS[args.preset].tasks)
-    if args.items is not None and args.items < n_tasks:
+    n_tasks = len(PRESETS[preset].tasks)
+    if items is not None and items < n_tasks:
         raise UserError("--items", f"need at least {n_tasks} items (one per task)")
-    if args.seed < 0:
+    if seed < 0:
         raise UserError("--seed", "must be >= 0")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    check_tree_flags(args.preset, args.models, args.items, args.seed)
+    out = check_writable(args.out, "--out", suffix=".npz")
     try:
         tree = generate(args.preset, args.seed, models=args.models, items=args.items)
     except MemoryError as err:
