@@ -8,16 +8,12 @@ before it is told to the scheduler, so a search resumed from an older snapshot r
 pulls and finds them here instead of at the endpoint. One connection, used from the event loop
 thread only; writes are short transactions.
 
-Each search row keeps a digest of its spec (`spec_digest`), so that a request id reused with
-another spec is told apart from a retry. Databases written before the digest existed are
-migrated on open (schema version 1, `PRAGMA user_version`): the column is added and filled from
-the stored specs. A path that cannot hold a database (missing directory, a directory, a file
-that is not SQLite) is a UserError naming the option, and such a file is left untouched.
+A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
+is a UserError naming the option, and such a file is left untouched.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -37,8 +33,7 @@ CREATE TABLE IF NOT EXISTS searches (
     updated REAL NOT NULL,
     progress TEXT,
     result TEXT,
-    error TEXT,
-    spec_hash TEXT
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS searches_created ON searches (created DESC, id DESC);
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -62,17 +57,10 @@ CREATE TABLE IF NOT EXISTS evals (
 """
 
 UNFINISHED = ("pending", "running")
-SCHEMA_VERSION = 1  # 1: searches.spec_hash
-COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error, spec_hash"
+# Named, not `*`: databases written while searches kept a spec digest have one more column.
+COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
 SKIPPED = -1
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def spec_digest(spec: dict[str, Any]) -> str:
-    """SHA-256 of the spec's canonical JSON (sorted keys): equal specs, equal digests, also
-    after a round trip through the store's JSON."""
-    body = json.dumps(spec, sort_keys=True, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass
@@ -86,7 +74,6 @@ class SearchRow:
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error: str | None
-    spec_hash: str | None = None
 
 
 def _check_path(path: str, option: str) -> None:
@@ -125,30 +112,10 @@ class Store:
             # NORMAL in WAL mode survives a killed process (not a power loss): enough for resume.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self._db.executescript(SCHEMA)
         except sqlite3.Error as err:
             self._db.close()
             raise UserError(option, f"cannot use database {self.path}: {err}") from None
-
-    def _migrate(self) -> None:
-        """Create the schema, or bring a database of an older version up to SCHEMA_VERSION."""
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this gemfinder's {SCHEMA_VERSION}"
-            )
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(searches)")}
-        if columns and "spec_hash" not in columns:  # version 0: no digest yet
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("ALTER TABLE searches ADD COLUMN spec_hash TEXT")
-                rows = self._db.execute("SELECT id, spec FROM searches").fetchall()
-                self._db.executemany(
-                    "UPDATE searches SET spec_hash = ? WHERE id = ?",
-                    [(spec_digest(json.loads(spec)), sid) for sid, spec in rows],
-                )
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -157,9 +124,9 @@ class Store:
     def create_search(self, search_id: str, request_id: str | None, spec: dict[str, Any]) -> None:
         now = time.time()
         self._db.execute(
-            "INSERT INTO searches (id, request_id, state, spec, created, updated, spec_hash)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-            (search_id, request_id, json.dumps(spec), now, now, spec_digest(spec)),
+            "INSERT INTO searches (id, request_id, state, spec, created, updated)"
+            " VALUES (?, ?, 'pending', ?, ?, ?)",
+            (search_id, request_id, json.dumps(spec), now, now),
         )
 
     def update_search(
@@ -311,7 +278,7 @@ class Store:
 
 
 def _row(row: tuple) -> SearchRow:
-    sid, request_id, state, spec, created, updated, progress, result, error, spec_hash = row
+    sid, request_id, state, spec, created, updated, progress, result, error = row
     return SearchRow(
         id=sid,
         request_id=request_id,
@@ -322,5 +289,4 @@ def _row(row: tuple) -> SearchRow:
         progress=json.loads(progress) if progress else None,
         result=json.loads(result) if result else None,
         error=error,
-        spec_hash=spec_hash,
     )

@@ -19,10 +19,10 @@ from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.oracles import OracleResult
 from gemfinder.search.manager import SearchManager
-from gemfinder.search.spec import SearchSpec
+from gemfinder.search.spec import SearchSpec, spec_digest
 from gemfinder.server.app import Server
 from gemfinder.server.errors import DETAILS_KEY
-from gemfinder.store import SCHEMA_VERSION, Store, spec_digest
+from gemfinder.store import Store
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -69,12 +69,13 @@ def test_equal_specs_have_equal_digests_also_through_the_store():
     store = Store()
     store.create_search("s", "r", a.to_dict())
     row = store.find_request("r")
-    assert row.spec_hash == a.digest() == spec_digest(json.loads(json.dumps(row.spec)))
+    assert spec_digest(row.spec) == a.digest() == spec_digest(json.loads(json.dumps(row.spec)))
     assert SearchSpec.from_dict(row.spec).digest() == a.digest()
 
 
-def test_a_database_without_digests_is_migrated(tmp_path):
-    """Version 0 (no spec_hash column): the column is added and filled from the stored specs."""
+async def test_a_database_from_before_request_id_checks_compares_its_specs(tmp_path):
+    """A database written by an older gemfinder: its searches are found by request id and
+    compared by the digest of their stored spec (nothing to migrate)."""
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript(
@@ -92,10 +93,14 @@ def test_a_database_without_digests_is_migrated(tmp_path):
     old.close()
     store = Store(path)
     row = store.find_request("nightly-42")
-    assert row.id == "s1" and row.spec_hash == spec(4).digest()
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert row.id == "s1" and spec_digest(row.spec) == spec(4).digest()
+    manager = SearchManager(store, SlowOracle())
+    assert (await manager.start(spec(4), "nightly-42")).id == "s1"  # the same spec attaches
+    with pytest.raises(UserError) as err:
+        await manager.start(spec(5), "nightly-42")
+    assert err.value.field == "request_id" and "s1" in err.value.reason
+    await manager.close()
     store.close()
-    Store(path).close()  # opening again changes nothing
 
 
 async def test_over_grpc_another_spec_is_invalid_argument_naming_request_id(tmp_path):

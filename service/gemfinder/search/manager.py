@@ -25,8 +25,8 @@ from gemfinder.oracles import Oracle
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
-from gemfinder.search.spec import SearchSpec
-from gemfinder.store import SearchRow, Store, spec_digest
+from gemfinder.search.spec import SearchSpec, spec_digest
+from gemfinder.store import SearchRow, Store
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -104,7 +104,7 @@ class SearchManager:
             if request_id:
                 existing = self.store.find_request(request_id)
                 if existing is not None:
-                    if (existing.spec_hash or spec_digest(existing.spec)) != spec.digest():
+                    if spec_digest(existing.spec) != spec.digest():
                         raise UserError(
                             "request_id",
                             f"{request_id!r} already names search {existing.id} with another "

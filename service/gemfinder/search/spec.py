@@ -17,7 +17,6 @@ from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.simulation import U64_MAX
-from gemfinder.store import spec_digest
 from gemfinder.tasks import Item, get_task
 
 
@@ -37,6 +36,13 @@ MAX_GEM_CHECK_SHARE = 0.5
 # Weight of a candidate's prior_score, in pseudo-items (bench/prior_gain.py: 5 and 20 gave the
 # same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of a spec's canonical JSON (sorted keys): equal specs, equal digests, also after
+    a round trip through the store's JSON."""
+    body = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass
@@ -169,7 +175,7 @@ class SearchSpec:
             raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
 
     def digest(self) -> str:
-        """Equal specs, equal digests (the store keeps it per search, for request ids)."""
+        """Equal specs, equal digests: a request id names one spec (SearchManager.start)."""
         return spec_digest(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
