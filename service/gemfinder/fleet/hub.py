@@ -213,10 +213,14 @@ def make_hub_app(
             return tuple(expand)
         return _LIST_DEFAULT if listing else tuple(sorted(_EXPAND_MODEL - _NOT_IN_LISTS))
 
+    def admitted(request: web.Request, route: str) -> tuple[str, ...] | web.Response:
+        """The fields a request may expand, or the response refusing it (scripted faults
+        first, then expand values its route does not accept)."""
+        failed = scripted(request, route)
+        return failed if failed is not None else expand_of(request, listing=route == "list")
+
     async def list_models(request: web.Request) -> web.Response:
-        if (failed := scripted(request, "list")) is not None:
-            return failed
-        fields = expand_of(request, listing=True)
+        fields = admitted(request, "list")
         if isinstance(fields, web.Response):
             return fields
         query = request.query
@@ -251,9 +255,7 @@ def make_hub_app(
         return web.json_response(page, headers=headers)
 
     async def model_info(request: web.Request) -> web.Response:
-        if (failed := scripted(request, "info")) is not None:
-            return failed
-        fields = expand_of(request, listing=False)
+        fields = admitted(request, "info")
         if isinstance(fields, web.Response):
             return fields
         info = request.match_info
