@@ -23,7 +23,8 @@ def config(tmp_path, **kw) -> ServerConfig:
     return ServerConfig(**{"address": "127.0.0.1:0", "metrics_port": 0} | kw)
 
 
-async def test_a_grpc_port_in_use_is_refused(tmp_path):
+async def second_server_on_the_same_port(tmp_path) -> tuple[int, UserError]:
+    """Start a server, then another on its port; the port and the second one's error."""
     first = Server(config(tmp_path, db=str(tmp_path / "a.db")), oracle=InferenceOracle())
     port = await first.start()
     try:
@@ -33,9 +34,14 @@ async def test_a_grpc_port_in_use_is_refused(tmp_path):
         )
         with pytest.raises(UserError) as err:
             await second.start()
-        assert err.value.field == "--address" and f"127.0.0.1:{port}" in str(err.value)
     finally:
         await first.stop(0)
+    return port, err.value
+
+
+async def test_a_grpc_port_in_use_is_refused(tmp_path):
+    port, err = await second_server_on_the_same_port(tmp_path)
+    assert err.field == "--address" and f"127.0.0.1:{port}" in str(err)
 
 
 async def test_reuseport_is_off_even_past_the_precheck(tmp_path, monkeypatch):
@@ -43,17 +49,8 @@ async def test_reuseport_is_off_even_past_the_precheck(tmp_path, monkeypatch):
     from gemfinder.server import app
 
     monkeypatch.setattr(app, "_check_free", lambda *args: None)
-    first = Server(config(tmp_path, db=str(tmp_path / "a.db")), oracle=InferenceOracle())
-    port = await first.start()
-    try:
-        second = Server(
-            config(tmp_path, address=f"127.0.0.1:{port}", db=str(tmp_path / "b.db")),
-            oracle=InferenceOracle(),
-        )
-        with pytest.raises(UserError, match=f"127.0.0.1:{port}"):
-            await second.start()
-    finally:
-        await first.stop(0)
+    port, err = await second_server_on_the_same_port(tmp_path)
+    assert f"127.0.0.1:{port}" in str(err)
 
 
 async def test_a_metrics_port_in_use_is_refused(tmp_path):
