@@ -1,28 +1,37 @@
 # gemfinder service image: `docker build -t gemfinder:0.1.0 .` (k8s/kustomization.yaml `images:`).
-# Stage 1 builds the wheel the way scripts/install.sh builds it (maturin, release profile);
-# stage 2 installs that wheel into python:3.11-slim and runs `gemfinder serve` as a non-root user.
+# Stage 1 builds the wheel the way scripts/install.sh builds it (maturin, release profile, the
+# toolchain rust-toolchain.toml pins, Cargo.lock as written); stage 2 installs the locked runtime
+# dependencies (requirements/runtime.txt, hashes required) and that wheel into python:3.11-slim
+# and runs `gemfinder serve` as a non-root user. Checked statically by `hadolint Dockerfile`.
+
+# The pinned Rust toolchain, taken whole from the official image of that version (no curl | sh).
+FROM rust:1.95.0-slim-bookworm AS rust
 
 FROM python:3.11-slim-bookworm AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CARGO_TERM_COLOR=never
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CARGO_TERM_COLOR=never \
+    RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:$PATH
+# Debian package versions are fixed by the base image's point release; pinning them here would
+# break the build at the next point release, which removes the old versions from the mirrors.
+# hadolint ignore=DL3008
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      build-essential ca-certificates curl \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
-RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
-ENV PATH=/root/.cargo/bin:$PATH
-RUN python3 -m pip install --upgrade pip "maturin>=1.7,<2"
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
 WORKDIR /src
-COPY pyproject.toml Cargo.toml Cargo.lock README.md ./
+COPY pyproject.toml Cargo.toml Cargo.lock rust-toolchain.toml README.md ./
 COPY core_rs core_rs
 COPY service service
-# Same build as `pip install .` in scripts/install.sh: pyproject's [tool.maturin] settings
-# (python-source, module-name, features, release profile), one abi3 wheel.
-RUN maturin build --release --out /wheels
+# Same build as `pip install .` in scripts/install.sh: pyproject's build backend (maturin) and
+# [tool.maturin] settings (python-source, module-name, features, release profile, locked).
+RUN python3 -m pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 # util-linux gives the MBPP grader's sandbox `unshare` (scripts/install.sh installs it too).
+# Versions fixed by the base image's point release, as above.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends util-linux \
  && rm -rf /var/lib/apt/lists/* \
@@ -30,8 +39,11 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid gemfinder --home-dir /var/lib/gemfinder \
       --no-create-home --shell /usr/sbin/nologin gemfinder \
  && install -d -o gemfinder -g gemfinder /var/lib/gemfinder
+COPY requirements/runtime.txt /tmp/runtime.txt
+RUN python3 -m pip install --require-hashes -r /tmp/runtime.txt && rm /tmp/runtime.txt
 COPY --from=builder /wheels /wheels
-RUN python3 -m pip install /wheels/*.whl && rm -rf /wheels \
+RUN python3 -m pip install --no-deps /wheels/*.whl && rm -rf /wheels \
+ && python3 -m pip check \
  && python3 -c "import gemfinder._core as c; print('gemfinder._core', c.__version__, 'installed')"
 USER 10001:10001
 WORKDIR /var/lib/gemfinder

