@@ -31,7 +31,7 @@ HELP = {
     "max_candidates": "candidates per request",
     "max_items": "items per query set",
     "max_budget": "queries per search",
-    "max_message_bytes": "largest request message",
+    "max_message_bytes": "largest request message (larger: RESOURCE_EXHAUSTED, before auth)",
     "default_queries_per_model": "budget per candidate when a request sets none",
     "endpoint_concurrency": "requests per endpoint when neither its config nor /info set it",
     "request_timeout_s": "timeout of one endpoint attempt",
@@ -69,7 +69,10 @@ class ServerConfig:
     max_candidates: int = 5000
     max_items: int = 100_000
     max_budget: int = 10_000_000
-    max_message_bytes: int = 64 * 1024 * 1024
+    # gRPC's own default: 5,000 candidates take about 0.5 MB; thousands of inline items more
+    # belong in a registered query set. Every caller, authenticated or not, can make the server
+    # hold this much per call in flight.
+    max_message_bytes: int = 4 * 1024 * 1024
     default_queries_per_model: int = 50
     endpoint_concurrency: int = 8
     request_timeout_s: float = 120.0
