@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from gemfinder.errors import UserError
+from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.search.spec import Limits
 
 HELP = {
@@ -35,6 +36,7 @@ HELP = {
     "default_queries_per_model": "budget per candidate when a request sets none",
     "endpoint_concurrency": "requests per endpoint when neither its config nor /info set it",
     "request_timeout_s": "timeout of one endpoint attempt",
+    "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
     "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
 }
@@ -50,6 +52,7 @@ AT_LEAST_ONE = (
     "max_message_bytes",
     "default_queries_per_model",
     "endpoint_concurrency",
+    "max_answer_bytes",
 )
 POSITIVE = ("request_timeout_s",)
 MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
@@ -76,6 +79,7 @@ class ServerConfig:
     default_queries_per_model: int = 50
     endpoint_concurrency: int = 8
     request_timeout_s: float = 120.0
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     grace_s: float = 10.0
     log_level: str = "INFO"
 

@@ -50,6 +50,7 @@ def default_oracle(config: ServerConfig) -> InferenceOracle:
         policy=RetryPolicy(timeout_s=config.request_timeout_s),
         stats=hook_oracle_stats(OracleStats()),
         default_concurrency=config.endpoint_concurrency,
+        max_answer_bytes=config.max_answer_bytes,
     )
 
 

@@ -1,0 +1,71 @@
+"""A hostile TGI endpoint on 127.0.0.1: /info is normal, /generate answers `size` bytes, streamed
+without a length (or declaring one, or gzip-compressed), counting what it managed to send."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from aiohttp import web
+
+CHUNK = 64 * 1024
+
+
+class HostileEndpoint:
+    def __init__(self, size: int, model_id: str = "org/base", mode: str = "stream") -> None:
+        self.size, self.model_id, self.mode = size, model_id, mode
+        self.requests = 0
+        self.sent = 0  # body bytes written before the client stopped reading
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response({"model_id": self.model_id, "max_concurrent_requests": 4})
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        head = b'{"generated_text": "'
+        tail = b'", "details": {"generated_tokens": 1}}'
+        if self.mode == "gzip":  # small on the wire, `size` bytes once inflated
+            body = head + b"7" * (self.size - len(head) - len(tail)) + tail
+            return web.Response(
+                body=gzip.compress(body),
+                headers={"Content-Encoding": "gzip"},
+                content_type="application/json",
+            )
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if self.mode == "declared":
+            response.content_length = self.size
+        await response.prepare(request)
+        try:
+            await response.write(head)
+            left = self.size - len(head) - len(tail)
+            while left > 0:
+                n = min(CHUNK, left)
+                await response.write(b"7" * n)
+                self.sent += n
+                left -= n
+            await response.write(tail)
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client stopped reading: what it cost us is in `sent`
+        return response
+
+    async def __aenter__(self) -> HostileEndpoint:
+        app = web.Application()
+        app.router.add_get("/info", self._info)
+        app.router.add_post("/generate", self._generate)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def small_answer() -> bytes:
+    return json.dumps({"generated_text": "#### 7", "details": {"generated_tokens": 3}}).encode()

@@ -1,0 +1,48 @@
+"""Answers over --max-answer-bytes: reading stops at the cap, the pull fails as `too_large`
+(never a wrong answer, not retried), and memory stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+from gemfinder.candidates import Candidate
+from gemfinder.oracles import FailureKind, InferenceOracle, RetryPolicy
+from gemfinder.tasks import Item
+from hostile_endpoint import HostileEndpoint
+
+ITEM = Item("g1", "gsm8k", {"question": "3 + 4?", "answer": "#### 7"})
+CAP = 256 * 1024
+POLICY = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.005, timeout_s=30)
+
+
+async def _answer(endpoint: HostileEndpoint):
+    oracle = InferenceOracle(policy=POLICY, max_answer_bytes=CAP)
+    try:
+        return await oracle.answer(Candidate("org/base", endpoint.url), ITEM), oracle
+    finally:
+        await oracle.aclose()
+
+
+@pytest.mark.parametrize("mode", ["stream", "declared"])
+async def test_a_100_mb_answer_is_a_too_large_failure(mode):
+    async with HostileEndpoint(100 * 1024 * 1024, mode=mode) as endpoint:
+        result, oracle = await _answer(endpoint)
+    assert result.reward is None and result.failure is FailureKind.TOO_LARGE
+    assert "--max-answer-bytes" in result.error and str(CAP) in result.error
+    assert result.attempts == 1 and endpoint.requests == 1  # the same answer again: no retry
+    assert oracle.stats.count("pull_failed", FailureKind.TOO_LARGE) == 1
+    # Reading stopped near the cap: what got out of the endpoint is the cap plus socket buffers.
+    assert endpoint.sent < 16 * 1024 * 1024, endpoint.sent
+
+
+async def test_a_compressed_answer_is_garbage_not_inflated():
+    async with HostileEndpoint(50 * 1024 * 1024, mode="gzip") as endpoint:
+        result, _ = await _answer(endpoint)
+    assert result.reward is None and result.failure is FailureKind.GARBAGE
+    assert "compressed" in result.error
+
+
+async def test_an_answer_under_the_cap_is_graded():
+    async with HostileEndpoint(CAP - 1) as endpoint:
+        result, _ = await _answer(endpoint)
+    # A long answer of digits: graded (wrong), not a failure.
+    assert result.ok and result.reward == 0, result.error
