@@ -46,6 +46,7 @@ MAX_URL = 2048
 # A DNS name (RFC 1123: labels of letters, digits and hyphens, at most 63 characters, 253 in
 # all; underscores too, as some service names have them), or an IP address checked below.
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.%A-Za-z]+)\](?::[0-9]+)?")
 
 
 def check_endpoint_url(url: str, field: str) -> None:
@@ -80,10 +81,11 @@ def check_endpoint_url(url: str, field: str) -> None:
     if port == 0:
         raise bad("port 0 is not a port to connect to")
     if parsed.netloc.startswith("["):
+        literal = _BRACKETED.fullmatch(parsed.netloc)
         try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
+            ipaddress.IPv6Address(literal.group(1).split("%", 1)[0] if literal else "")
         except ValueError:
-            raise bad("not a valid IPv6 address in brackets") from None
+            raise bad("not a valid IPv6 address in brackets (then only :port)") from None
         return
     name = host[:-1] if host.endswith(".") else host
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
