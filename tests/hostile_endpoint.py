@@ -1,5 +1,6 @@
-"""A hostile TGI endpoint on 127.0.0.1: /info is normal, /generate answers `size` bytes, streamed
-without a length (or declaring one, or gzip-compressed), counting what it managed to send."""
+"""A hostile TGI endpoint on 127.0.0.1: /generate answers `size` bytes, streamed without a length
+(or declaring one, gzip-compressed, or JSON nested `size` deep), counting what it managed to
+send; /info and /v1/models answer normally, or with `probe_body` when given."""
 
 from __future__ import annotations
 
@@ -12,20 +13,30 @@ CHUNK = 64 * 1024
 
 
 class HostileEndpoint:
-    def __init__(self, size: int, model_id: str = "org/base", mode: str = "stream") -> None:
-        self.size, self.model_id, self.mode = size, model_id, mode
+    def __init__(
+        self,
+        size: int,
+        model_id: str = "org/base",
+        mode: str = "stream",
+        probe_body: bytes | None = None,
+    ) -> None:
+        self.size, self.model_id, self.mode, self.probe_body = size, model_id, mode, probe_body
         self.requests = 0
         self.sent = 0  # body bytes written before the client stopped reading
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _info(self, request: web.Request) -> web.Response:
+        if self.probe_body is not None:
+            return web.Response(body=self.probe_body, content_type="application/json")
         return web.json_response({"model_id": self.model_id, "max_concurrent_requests": 4})
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         head = b'{"generated_text": "'
         tail = b'", "details": {"generated_tokens": 1}}'
+        if self.mode == "deep":
+            return web.Response(body=b"[" * self.size + b"]" * self.size)
         if self.mode == "gzip":  # small on the wire, `size` bytes once inflated
             body = head + b"7" * (self.size - len(head) - len(tail)) + tail
             return web.Response(
@@ -53,6 +64,7 @@ class HostileEndpoint:
     async def __aenter__(self) -> HostileEndpoint:
         app = web.Application()
         app.router.add_get("/info", self._info)
+        app.router.add_get("/v1/models", self._info)
         app.router.add_post("/generate", self._generate)
         self._runner = web.AppRunner(app)
         await self._runner.setup()

@@ -1,11 +1,13 @@
-"""Answers over --max-answer-bytes: reading stops at the cap, the pull fails as `too_large`
-(never a wrong answer, not retried), and memory stays bounded."""
+"""Hostile answers: over --max-answer-bytes reading stops at the cap and the pull fails as
+`too_large` (never a wrong answer, not retried); compressed or deeply nested answers are
+garbage; probe answers are read up to 1 MiB and bounded in depth."""
 
 from __future__ import annotations
 
 import pytest
 from gemfinder.candidates import Candidate
-from gemfinder.oracles import FailureKind, InferenceOracle, RetryPolicy
+from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle, RetryPolicy
+from gemfinder.oracles.preflight import probe
 from gemfinder.tasks import Item
 from hostile_endpoint import HostileEndpoint
 
@@ -46,3 +48,20 @@ async def test_an_answer_under_the_cap_is_graded():
         result, _ = await _answer(endpoint)
     # A long answer of digits: graded (wrong), not a failure.
     assert result.ok and result.reward == 0, result.error
+
+
+async def test_an_answer_nested_100000_deep_is_garbage():
+    async with HostileEndpoint(100_000, mode="deep") as endpoint:
+        result, _ = await _answer(endpoint)
+    assert result.reward is None and result.failure is FailureKind.GARBAGE
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"model_id": "' + b"x" * (5 * 1024 * 1024) + b'"}']
+)
+async def test_hostile_probe_answers_are_no_information(body):
+    """/info and /v1/models nested 100,000 deep or of 5 MB: the probe reads at most 1 MiB and
+    takes them for no answer (the endpoint did answer, so it is reachable), never an error."""
+    async with HostileEndpoint(10, probe_body=body) as endpoint:
+        probes = await probe([EndpointConfig(endpoint.url)])
+    assert probes[endpoint.url] == {"info": None, "models": None, "unreachable": None}

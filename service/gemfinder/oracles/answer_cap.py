@@ -12,13 +12,19 @@ on the wire, and a small gzip body can expand a thousandfold.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import httpx2
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
 
+from gemfinder import bounded_json
+
 # TGI's /generate with details for 512 tokens is about 50 KB; chat answers are smaller.
 DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
+# The pre-search probes (/info, /v1/models of a server with many adapters): a few KB.
+MAX_PROBE_BYTES = 1024 * 1024
 
 
 class AnswerTooLarge(Exception):
@@ -98,3 +104,13 @@ def cap_answers(client: AsyncInferenceClient, max_bytes: int) -> AsyncInferenceC
     client._async_client = http
     client.exit_stack.push_async_callback(http.aclose)
     return client
+
+
+async def probe_json(response: aiohttp.ClientResponse, max_bytes: int = MAX_PROBE_BYTES) -> Any:
+    """The JSON body of a probe's answer (aiohttp), read up to `max_bytes` and parsed with a
+    bound on nesting; ValueError when longer, nested deeper, or not JSON. (A 100,000-deep /info
+    raised RecursionError out of the probe: an internal error for the caller's request.)"""
+    body = await response.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ValueError(f"answer over {max_bytes} bytes")
+    return bounded_json.loads(body)

@@ -66,7 +66,11 @@ _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Failur
     ((InferenceTimeoutError, _http.TimeoutException, TimeoutError), FailureKind.TIMEOUT),
     ((_http.TransportError, ConnectionError), FailureKind.CONNECTION),
     ((json.JSONDecodeError, UnicodeDecodeError, _http.DecodingError), FailureKind.GARBAGE),
-    ((KeyError, IndexError, TypeError, ValueError, AttributeError), FailureKind.GARBAGE),
+    # RecursionError: JSON nested too deep for the parser (a 100,000-deep answer).
+    (
+        (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError),
+        FailureKind.GARBAGE,
+    ),
 ]
 
 
