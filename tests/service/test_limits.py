@@ -132,6 +132,7 @@ async def test_unauthenticated_requests_are_refused_unread(guarded):
     channel, decoded = guarded
     stub = pb_grpc.ModelSearchServiceStub(channel)
     big = pb.StartSearchRequest(spec=_spec(), request_id="x" * 900_000)  # under the limit
+    refused = _count("StartSearch", "UNAUTHENTICATED")
     for metadata in ((), (("authorization", "Bearer wrong"),)):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.StartSearch(big, metadata=metadata)
@@ -140,6 +141,7 @@ async def test_unauthenticated_requests_are_refused_unread(guarded):
             await stub.WatchSearch(pb.WatchSearchRequest(search_id="s"), metadata=metadata).read()
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert decoded == []  # never parsed
+    assert _count("StartSearch", "UNAUTHENTICATED") == refused + 2  # still counted
     with pytest.raises(grpc.aio.AioRpcError) as err:  # authenticated: parsed, then refused
         await stub.StartSearch(big, metadata=TOKEN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
