@@ -29,6 +29,7 @@ from typing import Any
 
 from gemfinder import _core, metrics
 from gemfinder.oracles import Oracle, OracleResult
+from gemfinder.oracles.base import answer_scope
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
@@ -78,7 +79,7 @@ class SearchRunner:
         self.store = store
         self.sched = scheduler or spec.scheduler()
         self.bus = bus or ev.EventBus()
-        self.keys = CacheKeys(spec)
+        self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
