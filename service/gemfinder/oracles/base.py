@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gemfinder.candidates import Candidate
+from gemfinder.oracles.endpoints import url_scope
 from gemfinder.tasks import Item
 
 
@@ -83,4 +84,4 @@ def answer_scope(oracle: object, endpoint: str) -> str:
     """The cache scope of `endpoint` under `oracle`: the oracle's `cache_scope` when it has one,
     else the URL itself, so that answers are shared with no other endpoint."""
     scope = getattr(oracle, "cache_scope", None)
-    return scope(endpoint) if scope is not None else f"url:{endpoint.rstrip('/')}"
+    return scope(endpoint) if scope is not None else url_scope(endpoint)

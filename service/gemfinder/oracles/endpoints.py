@@ -26,6 +26,11 @@ _KEYS = {"url", "backend", "token", "adapters", "max_concurrency", "served_model
 MAX_CACHE_GROUP = 200
 
 
+def url_scope(url: str) -> str:
+    """The cache scope of an endpoint no operator setting groups: its own URL (no sharing)."""
+    return f"url:{url.rstrip('/')}"
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     url: str
@@ -47,7 +52,7 @@ class EndpointConfig:
         """Who produced an answer, for the evaluation cache key: the operator's group, else
         the URL (prefixed, so that a group's name never equals some endpoint's URL), plus
         the served model name when one selects the model."""
-        scope = f"group:{self.cache_group}" if self.cache_group else f"url:{self.key}"
+        scope = f"group:{self.cache_group}" if self.cache_group else url_scope(self.key)
         return f"{scope}|served:{self.served_model}" if self.served_model else scope
 
     @property
@@ -90,7 +95,9 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
         raise UserError(
             f"{where}.cache_group", f"must be a non-empty string of at most {MAX_CACHE_GROUP}"
         )
-    return EndpointConfig(url.rstrip("/"), backend, token, adapters, limit, served, group)
+    return EndpointConfig(
+        url.rstrip("/"), backend, token, adapters, limit, served, cache_group=group
+    )
 
 
 def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:

@@ -17,6 +17,7 @@ from typing import Any
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
+from gemfinder.oracles.endpoints import url_scope
 from gemfinder.simulation import U64_MAX
 from gemfinder.tasks import Item, get_task
 
@@ -212,11 +213,6 @@ class SearchSpec:
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
             allow_unreachable=data.get("allow_unreachable", False),
         )
-
-
-def url_scope(endpoint: str) -> str:
-    """The cache scope of an endpoint no operator setting groups: its own URL (no sharing)."""
-    return f"url:{endpoint.rstrip('/')}"
 
 
 class CacheKeys:
