@@ -10,8 +10,8 @@ do). A database of a newer version than this code knows is refused, not guessed 
 To change the schema, append a Migration with the next number: never edit or reorder a released
 one, and make each step work from the state every earlier version can leave (tests/service/
 test_store_migrations.py opens a store of every earlier version). Steps are plain statements or
-functions of the connection, so another engine (PostgreSQL) can reuse the list shape with its
-own statements and its own place for the version number.
+functions of the connection; what is SQLite's own (how to take the write lock, where the version
+lives) is a `Dialect`, so a PostgreSQL store can run its own list through the same `migrate`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Step = str | Callable[[sqlite3.Connection], None]
 
@@ -28,6 +29,20 @@ class Migration:
     version: int  # the schema version after this migration
     summary: str  # what changes and why, one line
     steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    begin: str  # starts the transaction holding the write lock
+    read_version: Callable[[Any], int]
+    write_version: Callable[[Any, int], None]
+
+
+SQLITE = Dialect(
+    "BEGIN IMMEDIATE",
+    lambda db: int(db.execute("PRAGMA user_version").fetchone()[0]),
+    lambda db, version: db.execute(f"PRAGMA user_version = {int(version)}"),
+)
 
 
 class SchemaTooNew(sqlite3.DatabaseError):
@@ -100,7 +115,7 @@ LATEST = MIGRATIONS[-1].version
 
 
 def migrate(
-    db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS
+    db: Any, migrations: Sequence[Migration] = MIGRATIONS, dialect: Dialect = SQLITE
 ) -> tuple[int, int]:
     """Bring `db` (autocommit mode, no open transaction) to the last version of `migrations`;
     returns (version found, version now). Raises SchemaTooNew for a newer database."""
@@ -108,9 +123,9 @@ def migrate(
     if numbers != list(range(1, len(numbers) + 1)):
         raise ValueError(f"migrations must be numbered 1, 2, ... in order, got {numbers}")
     latest = numbers[-1] if numbers else 0
-    db.execute("BEGIN IMMEDIATE")  # the write lock first: the version read below stays true
+    db.execute(dialect.begin)  # the write lock first: the version read below stays true
     try:
-        found = int(db.execute("PRAGMA user_version").fetchone()[0])
+        found = dialect.read_version(db)
         if found > latest:
             raise SchemaTooNew(
                 f"schema version {found} is newer than this gemfinder's {latest}; "
@@ -123,7 +138,7 @@ def migrate(
                 else:
                     db.execute(step)
         if found < latest:
-            db.execute(f"PRAGMA user_version = {latest}")
+            dialect.write_version(db, latest)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
