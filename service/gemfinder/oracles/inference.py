@@ -76,6 +76,12 @@ class InferenceOracle:
                 limit = max(1, min(info["max_concurrent_requests"], self.concurrency_cap))
             self._add(config, limit or self.default_concurrency)
 
+    def cache_scope(self, endpoint: str) -> str:
+        """The operator's setting decides which endpoints share cached answers (cache_group);
+        an endpoint it does not list shares with none."""
+        config = self.configs.get(endpoint.rstrip("/")) or EndpointConfig(endpoint.rstrip("/"))
+        return config.cache_scope
+
     def _add(self, config: EndpointConfig, limit: int) -> _Endpoint:
         old = self._endpoints.get(config.key)
         if old is not None:

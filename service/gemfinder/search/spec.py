@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
+from gemfinder.oracles.endpoints import url_scope
 from gemfinder.simulation import U64_MAX
 from gemfinder.tasks import Item, get_task
 
@@ -214,24 +216,36 @@ class SearchSpec:
 
 
 class CacheKeys:
-    """Evaluation-cache keys: (model, adapter, item content, prompt variant, decoding settings).
+    """Evaluation-cache keys: what produced an answer and what was asked.
 
-    The endpoint URL is left out on purpose: the same model behind another URL answers the
-    same greedy completion, so a moved endpoint does not invalidate the cache.
+    Producer: the endpoint's cache scope (`scope(url)`: the operator's `cache_group`, else the
+    URL; oracles.endpoints.EndpointConfig.cache_scope), backend, model id and adapter. Question:
+    the item's content (what grading reads), the prompt as sent (both shapes, so a changed
+    template or prompt variant is a new question) and the decoding settings. The endpoint is
+    part of the key because a model id is only a name: any caller may put any model behind an
+    endpoint of their own and name a real model id, and their answers must not decide another
+    caller's search. Endpoints share answers only when the operator grouped them.
     """
 
-    def __init__(self, spec: SearchSpec) -> None:
+    def __init__(self, spec: SearchSpec, scope: Callable[[str], str] = url_scope) -> None:
         self._items = [self._item_part(it, spec.system_prompt) for it in spec.items]
         self._models = [
-            json.dumps([c.model_id, c.adapter_id or "", c.backend]) for c in spec.candidates
+            json.dumps([scope(c.endpoint), c.backend, c.model_id, c.adapter_id or ""])
+            for c in spec.candidates
         ]
 
     @staticmethod
     def _item_part(item: Item, system_prompt: bool) -> str:
-        gen = get_task(item.task).generation
-        body = json.dumps([item.id, item.task, item.fields], sort_keys=True, default=str)
+        task = get_task(item.task)
+        gen = task.generation
+        prompt = task.build_prompt(item, system_prompt)
+        body = json.dumps(
+            [item.id, item.task, item.fields, prompt.text, prompt.messages],
+            sort_keys=True,
+            default=str,
+        )
         decoding = [gen.max_new_tokens, list(gen.stop), "greedy"]
-        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), system_prompt, decoding])
+        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), decoding])
 
     def __call__(self, model: int, item: int) -> str:
         raw = f"{self._models[model]}|{self._items[item]}"
