@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder import demo, report
+from gemfinder.budget import BudgetAsked
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
 from gemfinder.cli.trees import check_tree_flags
@@ -115,13 +116,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         records = load_candidates(candidates)
         items = load_query_set(world.items_path)
         spec = SearchSpec(candidates=records, items=items, budget=args.per_model * len(records))
-        try:
-            spec.validate(prefix="demo")
-        except UserError as err:  # e.g. below the algorithm's smallest budget
-            if err.field != "demo.budget":
-                raise
-            reason = f"{args.per_model} per model is too few: {err.reason}"
-            raise UserError("--per-model", reason) from None
+        spec.validate(prefix="demo", asked=BudgetAsked("--per-model", args.per_model))
         print(budget_line(spec, args.per_model), flush=True)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
