@@ -174,6 +174,8 @@ async def test_grpc_names_the_budget_field_and_the_number_sent(tmp_path):
     total.budget.total = 20
     default = spec_proto(candidates, items, per_model=2, algorithm="sh")
     default.ClearField("budget")
+    zero = spec_proto(candidates, items, per_model=0, algorithm="sh")
+    huge = spec_proto(candidates, items, per_model=2_000_000, algorithm="sh")
     config = ServerConfig(
         address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "b.db"),
         default_queries_per_model=1,
@@ -190,6 +192,9 @@ async def test_grpc_names_the_budget_field_and_the_number_sent(tmp_path):
         (default, "spec.budget", "default budget 1 per model (10 queries for 10 models; the "
          "gem check keeps back 1, leaving 9 for the search)",
          "raise spec.budget.per_model to 3"),
+        (zero, "spec.budget.per_model", "must be at least 1, got 0", ""),
+        (huge, "spec.budget.per_model", "budget 2,000,000 per model (20,000,000 queries for 10 "
+         "models) is above the limit", "lower spec.budget.per_model to at most 1,000,000"),
     ]  # fmt: skip
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

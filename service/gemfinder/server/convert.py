@@ -116,7 +116,9 @@ def spec_from_proto(
         asked = BudgetAsked("spec.budget.total", share_field=share)
     elif which == "per_model":
         if msg.budget.per_model < 1:
-            raise UserError("spec.budget.per_model", "must be at least 1")
+            raise UserError(
+                "spec.budget.per_model", f"must be at least 1, got {msg.budget.per_model}"
+            )
         budget = msg.budget.per_model * n
         asked = BudgetAsked("spec.budget.per_model", msg.budget.per_model, share_field=share)
     else:
