@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
+from gemfinder.budget import BudgetAsked, out_of_range, too_small
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
@@ -104,8 +105,13 @@ class SearchSpec:
             popularity=self.popularity(),
         )
 
-    def validate(self, limits: Limits = Limits(), prefix: str = "spec") -> None:
-        """Raise UserError(field, reason) for the first problem; builds a throwaway scheduler."""
+    def validate(
+        self, limits: Limits = Limits(), prefix: str = "spec", asked: BudgetAsked | None = None
+    ) -> None:
+        """Raise UserError(field, reason) for the first problem; builds a throwaway scheduler.
+        `asked`: how the caller gave the budget, so that budget errors speak of that number and
+        name that field (default: a total in `{prefix}.budget`)."""
+        asked = asked or BudgetAsked(f"{prefix}.budget")
         n = len(self.candidates)
         if n < 2:
             raise UserError(f"{prefix}.candidates", "need at least 2 candidates")
@@ -143,7 +149,7 @@ class SearchSpec:
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         if self.budget < 1 or self.budget > limits.max_budget:
-            raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+            raise out_of_range(asked, self.budget, n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= U64_MAX:  # the core's seed is a u64
@@ -173,6 +179,12 @@ class SearchSpec:
         try:
             self.scheduler()
         except _core.SearchError as err:
+            if err.kind == "budget_too_small":  # the core saw only the search's share
+                share = 0.0 if self.popularity() is None else self.gem_check_share
+                raise too_small(
+                    asked, self.budget, n, self.gem_check_reserve, share, self.algorithm,
+                    err.needed, err.why,
+                ) from None  # fmt: skip
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
 

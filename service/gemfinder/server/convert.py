@@ -11,6 +11,7 @@ import json
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core
+from gemfinder.budget import BudgetAsked
 from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
@@ -109,14 +110,20 @@ def spec_from_proto(
     items, name = _items(msg, query_sets, limits)
     n = len(candidates)
     which = msg.budget.WhichOneof("amount")
+    share = "spec.gem_check_share"
     if which == "total":
         budget = msg.budget.total
+        asked = BudgetAsked("spec.budget.total", share_field=share)
     elif which == "per_model":
         if msg.budget.per_model < 1:
-            raise UserError("spec.budget.per_model", "must be at least 1")
+            raise UserError(
+                "spec.budget.per_model", f"must be at least 1, got {msg.budget.per_model}"
+            )
         budget = msg.budget.per_model * n
+        asked = BudgetAsked("spec.budget.per_model", msg.budget.per_model, share_field=share)
     else:
         budget = default_per_model * n
+        asked = BudgetAsked("spec.budget", default_per_model, share_field=share, default=True)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
@@ -138,7 +145,7 @@ def spec_from_proto(
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
-    spec.validate(limits)
+    spec.validate(limits, asked=asked)
     return spec
 
 
