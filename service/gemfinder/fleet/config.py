@@ -50,6 +50,9 @@ class EndpointSpec:
     fault_script: tuple[str | None, ...] = ()
     hang_s: float = 30.0
     down: bool = False
+    # False: a base model without a chat template, as vLLM serves it: /v1/chat/completions
+    # answers 400 and only /v1/completions (or TGI's /generate) gets answers.
+    chat_template: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,12 @@ def _int(where: str, value: Any, low: int = 0, high: int | None = None) -> int:
     return value
 
 
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(where, f"must be true or false, got {value!r}")
+    return value
+
+
 _ENDPOINT_KEYS = {
     "name",
     "model_id",
@@ -101,6 +110,7 @@ _ENDPOINT_KEYS = {
     "fault_script",
     "hang_s",
     "down",
+    "chat_template",
 }
 
 
@@ -154,6 +164,7 @@ def endpoint_from_dict(data: Any, where: str) -> EndpointSpec:
         fault_script=tuple(script),
         hang_s=_num(f"{where}.hang_s", data.get("hang_s", 30.0)),
         down=bool(data.get("down", False)),
+        chat_template=_bool(f"{where}.chat_template", data.get("chat_template", True)),
     )
     if spec.max_total_tokens <= spec.max_input_tokens:
         raise UserError(f"{where}.max_total_tokens", "must exceed max_input_tokens")

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from gemfinder.candidates import Candidate
+from gemfinder.candidates import OPENAI_BACKENDS, Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import EndpointConfig
 
@@ -154,7 +154,7 @@ def check_candidates(
                 known = tuple(probe_["models"])
             # An OpenAI-compatible server lists its adapters once it answers: while it is down
             # that is the problem to report, unless the search goes on without it.
-            later = down is not None and cand.backend == "openai" and not allowed
+            later = down is not None and cand.backend in OPENAI_BACKENDS and not allowed
             if known is None and not later:
                 problems.append(
                     (
