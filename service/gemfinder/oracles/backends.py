@@ -102,19 +102,14 @@ class CompletionsClient:
         self._session: Any = None
 
     async def create(self, payload: dict[str, Any]) -> Any:
-        """The decoded JSON of a 2xx answer; HfHubHTTPError (with the server's message) for
-        an error status."""
+        """The decoded JSON of a 2xx answer; HfHubHTTPError for an error status."""
         if self._session is None:
             self._session = get_async_session()
         # A timeout is the HTTP library's TimeoutException, which retry.classify knows.
         response = await self._session.post(
             self.url, json=payload, headers=self.headers, timeout=self.timeout
         )
-        try:
-            hf_raise_for_status(response)
-        except HfHubHTTPError as err:
-            _add_server_message(err, response)
-            raise
+        hf_raise_for_status(response)
         return response.json()
 
     async def close(self) -> None:
@@ -123,18 +118,31 @@ class CompletionsClient:
             self._session = None
 
 
-def _add_server_message(err: HfHubHTTPError, response: Any) -> None:
+NO_CHAT_TEMPLATE_HINT = (
+    " (a model without a chat template: call it with the raw prompt, backend "
+    "BACKEND_OPENAI_COMPLETIONS; docs/oracles.md)"
+)
+
+
+def add_server_message(exc: BaseException) -> None:
     """vLLM (0.6) puts its reason in a top-level `message`, which huggingface_hub does not
-    read (it reads `error`): add it, so the recorded failure says why."""
-    if getattr(err, "server_message", None):
+    read (it reads `error`): add it to an HTTP error from any backend, so the recorded failure
+    says why, and for a chat request refused for want of a chat template, what to use."""
+    response = getattr(exc, "response", None)
+    if not isinstance(exc, HfHubHTTPError) or response is None:
         return
-    try:
-        body = response.json()
-    except ValueError:
-        return
-    message = body.get("message") if isinstance(body, dict) else None
-    if isinstance(message, str) and message:
-        err.append_to_message(f"\n{message}")
+    message = getattr(exc, "server_message", None)
+    if not message:
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message:
+            return
+        exc.append_to_message(f"\n{message}")
+    if "chat template" in str(message) and "BACKEND_OPENAI_COMPLETIONS" not in str(exc):
+        exc.append_to_message(NO_CHAT_TEMPLATE_HINT)
 
 
 def _count(value: Any) -> int | None:

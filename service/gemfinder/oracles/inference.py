@@ -20,6 +20,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles.backends import (
     Completion,
     CompletionsClient,
+    add_server_message,
     openai_chat,
     openai_completion,
     tgi_generate,
@@ -145,6 +146,7 @@ class InferenceOracle:
                 break
             except Exception as exc:  # noqa: BLE001 - every error becomes a counted kind
                 kind = classify(exc)
+                add_server_message(exc)
                 if kind is FailureKind.UNEXPECTED:
                     log.exception("unexpected error calling %s", candidate.endpoint)
                 self.stats.record("attempt_failed", kind)
