@@ -8,20 +8,26 @@ import asyncio
 import json
 
 import aiohttp
+import grpc
 import pytest
 from fleet_support import FAST_RETRY, expected, fleet_config, make_items, make_matrix
 from gemfinder.candidates import Candidate, candidate_record
 from gemfinder.cli import main
+from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.fleet import Fleet
 from gemfinder.fleet.build import candidates_for, endpoints_for, fleet_from_matrix
 from gemfinder.matrix import save_npz
 from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle
-from gemfinder.oracles.endpoints import PLACEHOLDER_TOKEN
+from gemfinder.oracles.endpoints import PLACEHOLDER_TOKEN, load_endpoint_configs
 from gemfinder.oracles.preflight import EndpointUnreachable
+from gemfinder.server.app import Server
 from gemfinder.tasks import get_task
+from gemfinder.v1 import gemfinder_pb2 as pb
+from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
+from google.protobuf import json_format
 
-from tests.service.support import BEST, clear_best_pool
+from tests.service.support import BEST, clear_best_pool, spec_proto
 
 MODELS = [f"org/model-{k}" for k in range(4)]
 COMPLETIONS = "openai_completions"
@@ -233,3 +239,37 @@ async def test_gemfinder_search_on_completions_endpoints(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1].split()[1] == BEST
     assert requests["/v1/completions"] > 0
     assert requests["/generate"] == requests["/v1/chat/completions"] == 0
+
+
+async def test_the_service_searches_completions_endpoints_from_candidates_file_lines(tmp_path):
+    """Lines of a candidates file go into the request as they are (ParseDict), and the server
+    calls every candidate by the raw prompt on /v1/completions."""
+    matrix, items = clear_best_pool()
+    config = fleet_from_matrix(matrix, 2)
+    async with Fleet(config, matrix, items) as fleet:
+        urls = {name: fleet.url(name) for name in fleet.names}
+        cands = candidates_for(config, urls, matrix, COMPLETIONS)
+        (tmp_path / "e.json").write_text(json.dumps(endpoints_for(config, urls, COMPLETIONS)))
+        oracle = InferenceOracle(load_endpoint_configs(tmp_path / "e.json"), policy=FAST_RETRY)
+        server = Server(
+            ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "g.db")),
+            oracle=oracle,
+        )
+        port = await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                spec = spec_proto([], items, per_model=30)
+                for cand in cands:
+                    line = json.dumps(candidate_record(cand))
+                    spec.candidates.append(json_format.Parse(line, pb.Candidate()))
+                stub = pb_grpc.ModelSearchServiceStub(channel)
+                reply = await stub.SelectBestModel(pb.SelectBestModelRequest(spec=spec), timeout=60)
+        finally:
+            await server.stop(0)
+        requests = [fleet.state(n).requests for n in fleet.names]
+    assert {c.backend for c in spec.candidates} == {pb.BACKEND_OPENAI_COMPLETIONS}
+    assert reply.search.state == pb.SEARCH_STATE_SUCCEEDED
+    assert reply.search.result.recommended_model_id == BEST
+    spent = reply.search.result.queries_spent
+    assert sum(r["/v1/completions"] for r in requests) == spent > 0
+    assert sum(r["/generate"] + r["/v1/chat/completions"] for r in requests) == 0
