@@ -43,7 +43,7 @@ def pool():
 def _base_model_endpoint(**extra) -> dict:
     """vLLM serving a base model (no chat template) with one LoRA adapter."""
     return {"name": "vllm", "model_id": MODELS[0], "adapters": {"lora-1": MODELS[1]},
-            "chat_template": False, **extra}  # fmt: skip
+            "chat_template": False, "server": "vllm", **extra}  # fmt: skip
 
 
 async def test_requests_are_greedy_raw_prompts_in_vllms_shape(pool):
@@ -66,7 +66,7 @@ async def test_requests_are_greedy_raw_prompts_in_vllms_shape(pool):
         expected(matrix, m, it.id) for m in MODELS[:2] for it in items
     ]
     assert state.served == {MODELS[0]: len(items), MODELS[1]: len(items)}
-    assert set(state.requests) == {"/v1/completions", "/info"}
+    assert set(state.requests) == {"/v1/completions"}  # vLLM has no /info
     assert state.authorization == {f"Bearer {PLACEHOLDER_TOKEN}": 2 * len(items)}
     for sent, (cand, item) in zip(
         state.bodies, [(c, it) for c in (base, lora) for it in items], strict=True
@@ -166,6 +166,9 @@ async def test_the_fleet_answers_and_refuses_as_vllm_does(pool):
         chat_url = f"{fleet.url('vllm')}/v1/chat/completions"
         async with http.post(chat_url, json={"model": MODELS[0], "messages": []}) as resp:
             refusals.append(((resp.status, await resp.json()), 400, "chat template"))
+        for method, path in (("POST", "/generate"), ("GET", "/info")):  # TGI's, not vLLM's
+            async with http.request(method, fleet.url("vllm") + path) as resp:
+                assert resp.status == 404
     for (status, body), want, words in refusals:
         assert status == want and body["code"] == want and body["object"] == "error", body
         assert words in body["message"] and body["type"].endswith("Error"), body
@@ -175,19 +178,26 @@ async def test_preflight_checks_completions_candidates(pool):
     items, matrix = pool
     async with Fleet(fleet_config(_base_model_endpoint()), matrix, items) as fleet:
         url = fleet.url("vllm")
-        endpoints = [EndpointConfig(url, COMPLETIONS, adapters=("lora-1",))]
-        typo = Candidate(MODELS[1], url, COMPLETIONS, adapter_id="lora-l")
+        base = Candidate(MODELS[0], url, COMPLETIONS)
+        lora = Candidate(MODELS[1], url, COMPLETIONS, adapter_id="lora-1")
+        # vLLM lists its LoRA modules at /v1/models: no adapter list needed to check them.
+        await InferenceOracle([EndpointConfig(url, COMPLETIONS)]).prepare([base, lora])
+        typo = Candidate(MODELS[2], url, COMPLETIONS, adapter_id="lora-l")
         with pytest.raises(UserError, match="'lora-l' is not served") as err:
-            await InferenceOracle(endpoints).prepare([Candidate(MODELS[0], url, COMPLETIONS), typo])
-        assert err.value.field == "candidates[1].adapter_id"
+            await InferenceOracle().prepare([base, lora, typo])
+        assert err.value.field == "candidates[2].adapter_id"
+        # A base-model name the server does not list would be a 404 on every query.
+        renamed = [EndpointConfig(url, COMPLETIONS, served_model="mistral-7b")]
+        with pytest.raises(UserError, match="lists org/model-0, lora-1, not 'mistral-7b'") as err:
+            await InferenceOracle(renamed).prepare([base])
+        assert err.value.field == "candidates[0].model_id"
         chat = Candidate(MODELS[0], url, "openai")
         with pytest.raises(UserError, match="backend openai but endpoint is openai_completions"):
-            await InferenceOracle(endpoints).prepare([chat])
-        fleet_down = url
+            await InferenceOracle([EndpointConfig(url, COMPLETIONS)]).prepare([chat])
+        assert fleet.state("vllm").requests["/v1/completions"] == 0
     # Stopped: the endpoint does not answer, and that is what the error says for the adapter.
     with pytest.raises(EndpointUnreachable) as err:
-        lora = Candidate(MODELS[1], fleet_down, COMPLETIONS, adapter_id="lora-1")
-        await InferenceOracle([EndpointConfig(fleet_down, COMPLETIONS)]).prepare([lora])
+        await InferenceOracle([EndpointConfig(url, COMPLETIONS)]).prepare([lora])
     assert err.value.field == "candidates[0].endpoint"
 
 

@@ -10,7 +10,8 @@ Follows vLLM 0.6 (the version k8s/examples/vllm-fleet pins), where it differs fr
 - every error is `{"object": "error", "message", "type", "param", "code"}`, and a request that
   fails validation is a 400 (TGI says 422);
 - an endpoint whose model has no chat template (`chat_template: false` in the fleet config)
-  answers `/v1/chat/completions` with vLLM's 400 for that.
+  answers `/v1/chat/completions` with vLLM's 400 for that;
+- `GET /v1/models` of a `server: "vllm"` endpoint lists the base model and its adapters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from gemfinder.fleet import tokens
+from gemfinder.fleet.config import EndpointSpec
 from gemfinder.fleet.simulator import Generation, RequestInvalid
 from gemfinder.fleet.state import EndpointState
 
@@ -51,6 +53,17 @@ def error(status: int, message: str, _kind: str = "") -> web.Response:
     name = HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
     body = {"object": "error", "message": message, "type": f"{name}Error", "param": None}
     return web.json_response({**body, "code": status}, status=status)
+
+
+def model_list(spec: EndpointSpec) -> dict[str, Any]:
+    """vLLM's GET /v1/models: the base model, then each LoRA module with the base as parent."""
+
+    def card(name: str, parent: str | None) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "vllm",
+                "root": name, "parent": parent, "max_model_len": spec.max_total_tokens}  # fmt: skip
+
+    cards = [card(spec.model_id, None)] + [card(a, spec.model_id) for a in spec.adapters]
+    return {"object": "list", "data": cards}
 
 
 def _prompt(body: dict[str, Any]) -> str:

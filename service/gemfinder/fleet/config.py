@@ -17,6 +17,7 @@ from gemfinder.errors import UserError
 # body is not the API's JSON, and a hang long enough to trip the client's timeout.
 FAULT_KINDS = ("429", "503", "424", "500", "422", "garbage", "timeout")
 LOOPBACK_HOSTS = ("127.0.0.1",)
+SERVERS = ("tgi", "vllm")  # whose API an endpoint speaks besides the OpenAI routes
 MAX_PORT = 65535
 
 
@@ -53,6 +54,8 @@ class EndpointSpec:
     # False: a base model without a chat template, as vLLM serves it: /v1/chat/completions
     # answers 400 and only /v1/completions (or TGI's /generate) gets answers.
     chat_template: bool = True
+    # "vllm": vLLM's OpenAI server (no /generate, no /info; /v1/models lists the adapters).
+    server: str = "tgi"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ _ENDPOINT_KEYS = {
     "hang_s",
     "down",
     "chat_template",
+    "server",
 }
 
 
@@ -165,7 +169,10 @@ def endpoint_from_dict(data: Any, where: str) -> EndpointSpec:
         hang_s=_num(f"{where}.hang_s", data.get("hang_s", 30.0)),
         down=bool(data.get("down", False)),
         chat_template=_bool(f"{where}.chat_template", data.get("chat_template", True)),
+        server=data.get("server", "tgi"),
     )
+    if spec.server not in SERVERS:
+        raise UserError(f"{where}.server", f"must be one of {', '.join(SERVERS)}")
     if spec.max_total_tokens <= spec.max_input_tokens:
         raise UserError(f"{where}.max_total_tokens", "must exceed max_input_tokens")
     return spec

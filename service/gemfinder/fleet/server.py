@@ -4,7 +4,8 @@ Routes and shapes follow TGI's OpenAPI description (shared/contracts/tgi-openapi
 `POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE),
 `POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`;
 plus vLLM's `POST /v1/completions` (gemfinder.fleet.completions), whose errors, injected faults
-included, come in vLLM's shape.
+included, come in vLLM's shape. An endpoint with `server: "vllm"` is vLLM's OpenAI server
+instead: no TGI routes and no /info, and /v1/models lists the base model and its adapters.
 """
 
 from __future__ import annotations
@@ -250,6 +251,8 @@ def make_app(state: EndpointState) -> web.Application:
         return web.Response(text=state.metrics_text(), content_type="text/plain")
 
     async def models(request: web.Request) -> web.Response:
+        if state.spec.server == "vllm":  # a list: the base model and every LoRA module
+            return web.json_response(completions.model_list(state.spec))
         return web.json_response(
             {
                 "id": state.spec.model_id,
@@ -266,13 +269,14 @@ def make_app(state: EndpointState) -> web.Application:
         return wrapped
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    app.router.add_post("/generate", route("/generate", generate))
-    app.router.add_post("/", route("/", compat))
-    app.router.add_post("/generate_stream", route("/generate_stream", stream))
+    if state.spec.server == "tgi":  # vLLM's OpenAI server has none of these (404)
+        app.router.add_post("/generate", route("/generate", generate))
+        app.router.add_post("/", route("/", compat))
+        app.router.add_post("/generate_stream", route("/generate_stream", stream))
+        app.router.add_get("/info", info)
     app.router.add_post("/v1/chat/completions", route("/v1/chat/completions", chat))
     complete = completions.make_handler(state)
     app.router.add_post(completions.ROUTE, route(completions.ROUTE, complete))
-    app.router.add_get("/info", info)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
