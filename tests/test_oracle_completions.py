@@ -18,7 +18,7 @@ from gemfinder.errors import UserError
 from gemfinder.fleet import Fleet
 from gemfinder.fleet.build import candidates_for, endpoints_for, fleet_from_matrix
 from gemfinder.matrix import save_npz
-from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle
+from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle, RetryPolicy
 from gemfinder.oracles.endpoints import PLACEHOLDER_TOKEN, load_endpoint_configs
 from gemfinder.oracles.preflight import EndpointUnreachable
 from gemfinder.server.app import Server
@@ -283,3 +283,19 @@ async def test_the_service_searches_completions_endpoints_from_candidates_file_l
     spent = reply.search.result.queries_spent
     assert sum(r["/v1/completions"] for r in requests) == spent > 0
     assert sum(r["/generate"] + r["/v1/chat/completions"] for r in requests) == 0
+
+
+async def test_timeouts_and_refused_connections_are_counted_as_such(pool):
+    items, matrix = pool
+    hang = _base_model_endpoint(fault_script=["timeout"], hang_s=1.0)
+    down = {**_base_model_endpoint(), "name": "down", "port": 0, "down": True}
+    async with Fleet(fleet_config(hang, down), matrix, items) as fleet:
+        policy = RetryPolicy(max_attempts=1, timeout_s=0.3)
+        got = {}
+        for name in ("vllm", "down"):
+            url = fleet.url(name)
+            oracle = InferenceOracle([EndpointConfig(url, COMPLETIONS)], policy=policy)
+            got[name] = await oracle.answer(Candidate(MODELS[0], url, COMPLETIONS), items[0])
+            await oracle.aclose()
+    assert got["vllm"].failure is FailureKind.TIMEOUT and got["vllm"].reward is None
+    assert got["down"].failure is FailureKind.CONNECTION and got["down"].reward is None
