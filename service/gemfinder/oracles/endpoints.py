@@ -7,6 +7,9 @@ launched with must come from here for adapter ids to be checked before a search.
 Answers cached from one endpoint are served only to searches on the same endpoint (its URL), or
 on endpoints the operator put in the same `cache_group`: the operator, not the caller, says
 which servers give the same answers (search.spec.CacheKeys).
+
+`backend` is spelled as in candidates files: the proto enum name (`BACKEND_OPENAI_COMPLETIONS`,
+what gemfinder writes) or the short name (`openai_completions`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemfinder.candidates import BACKENDS
+from gemfinder.candidates import parse_backend
 from gemfinder.errors import UserError
 
 # Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
@@ -71,9 +74,7 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise UserError(f"{where}.url", "required, an http(s) URL")
-    backend = data.get("backend", "tgi")
-    if backend not in BACKENDS:
-        raise UserError(f"{where}.backend", f"must be one of {', '.join(BACKENDS)}")
+    backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
     token = data.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise UserError(f"{where}.token", "must be a non-empty string (or omitted)")

@@ -12,7 +12,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core
 from gemfinder.budget import BudgetAsked
-from gemfinder.candidates import Candidate, candidate_from_dict
+from gemfinder.candidates import BACKENDS as BACKEND_NAMES
+from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.result import finite
@@ -21,8 +22,9 @@ from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 
-BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", pb.BACKEND_TGI: "tgi", pb.BACKEND_OPENAI: "openai"}
-BACKEND_ENUMS = {"tgi": pb.BACKEND_TGI, "openai": pb.BACKEND_OPENAI}
+# Enum value <-> gemfinder's short name; Value() fails at import if the two lists drift apart.
+BACKEND_ENUMS = {b: pb.Backend.Value(backend_enum_name(b)) for b in BACKEND_NAMES}
+BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", **{v: k for k, v in BACKEND_ENUMS.items()}}
 STATES = {
     "pending": pb.SEARCH_STATE_PENDING,
     "running": pb.SEARCH_STATE_RUNNING,
