@@ -100,13 +100,14 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the full table here")
     args = parser.parse_args()
     candidate, reference = parse_algorithm(args.candidate), parse_algorithm(args.reference)
+    pools = held_out_pools(args, args.real)
     print(f"candidate {args.candidate} vs reference {args.reference}, {args.trials} trials")
     print(
         f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"
         f"  {'ratio':>6}  {'P<=.5 cand':>6} {'ref':>6}  checks"
     )
     markdown = list(MARKDOWN_HEADER)
-    for label, seed, matrix in held_out_pools(args, args.real):
+    for label, seed, matrix in pools:
         rows = compare(matrix, candidate, reference, args.budgets, args.trials, seed)
         print_rows(label, rows)
         markdown += markdown_rows(label, rows)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemfinder.tasks import Item, get_task  # noqa: E402
 from gemfinder.tasks.multiple_choice import extract_letter  # noqa: E402
 from routerbench_rows import infer_gold, load_mbpp_reference, read_rows  # noqa: E402
-from shared_data import SHARED_DATA  # noqa: E402
+from shared_data import SHARED_DATA, require  # noqa: E402
 
 
 def mc_agreement(data: Path, task: str) -> list[tuple]:
@@ -85,7 +85,11 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=0)
     ap.add_argument("--tasks", default="arc_challenge,winogrande,mbpp")
     args = ap.parse_args()
-    for task in args.tasks.split(","):
+    tasks = args.tasks.split(",")
+    require(args.data / "routerbench", option="--data DIR")
+    if "mbpp" in tasks:
+        require(args.data / "mbpp" / "mbpp.jsonl", option="--data DIR")
+    for task in tasks:
         if task == "mbpp":
             results = mbpp_agreement(args.data, args.mbpp_sample)
         else:

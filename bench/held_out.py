@@ -27,7 +27,6 @@ def held_out_pools(
     args: argparse.Namespace, real: bool
 ) -> list[tuple[str, int, CorrectnessMatrix]]:
     """(label, generator seed, pool) for every preset and seed, then the real pools (seed 0)."""
+    real_pools = load_real_pools(REAL_MATRICES) if real else {}  # missing data: fail first
     pools = [(f"{p}/s{s}", s, generate(p, s).matrix) for p in args.presets for s in args.seeds]
-    if real:
-        pools += [(name, 0, matrix) for name, matrix in load_real_pools(REAL_MATRICES).items()]
-    return pools
+    return pools + [(name, 0, matrix) for name, matrix in real_pools.items()]

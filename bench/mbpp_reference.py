@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gemfinder.tasks import Item, get_task
-from shared_data import SHARED_DATA
+from shared_data import SHARED_DATA, require
 
 KNOWN_BROKEN = {341, 596, 642}
 
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    require(args.data / "mbpp" / "mbpp.jsonl", option="--data DIR")
     items = load_items(args.data)[: args.limit]
     task = get_task("mbpp")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
-from shared_data import SHARED_DATA
+from shared_data import SHARED_DATA, require
 
 REAL_MATRICES = SHARED_DATA / "matrices"
 
@@ -48,9 +48,13 @@ def load_routerdc(folder: Path) -> CorrectnessMatrix:
     return CorrectnessMatrix(correct=correct, models=models, items=items)
 
 
-def load_real_pools(matrices: Path) -> dict[str, CorrectnessMatrix]:
-    """{pool name: matrix} for the two real pools under `matrices`."""
+def load_real_pools(matrices: Path, option: str | None = None) -> dict[str, CorrectnessMatrix]:
+    """{pool name: matrix} for the two real pools under `matrices` (`option`: the caller's flag
+    naming that folder, for the error when it is missing)."""
+    opencompass = matrices / "opencompass-12" / "combine.csv"
+    routerdc = matrices / "routerdc-mistral7"
+    require(opencompass, routerdc, option=option)
     return {
-        "opencompass-12": load_matrix(matrices / "opencompass-12" / "combine.csv"),
-        "routerdc-mistral7": load_routerdc(matrices / "routerdc-mistral7"),
+        "opencompass-12": load_matrix(opencompass),
+        "routerdc-mistral7": load_routerdc(routerdc),
     }

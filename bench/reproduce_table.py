@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.algorithms:  # fail on a typo before generating anything
         resolve(name)
     if args.real:
-        pools = load_real_pools(args.matrices)
+        pools = load_real_pools(args.matrices, option="--matrices DIR (its data/matrices)")
     else:
         pools = {p: generate(p, args.seed).matrix for p in args.presets}
     total = total_trials(pools, args.algorithms, args.budgets, args.trials, args.slow_trials)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from gemfinder.trees import generate
 from gemfinder.trees.realism import compare, load_opencompass, load_routerdc
-from shared_data import SHARED_DATA
+from shared_data import SHARED_DATA, require
 
 
 def show(title: str, rows: dict[str, tuple[float, float, float]]) -> None:
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED_DATA)
     args = ap.parse_args()
     matrices = args.data / "matrices"
+    require(matrices / "routerdc-mistral7", matrices / "opencompass-12", option="--data DIR")
 
     real, names, tasks = load_routerdc(matrices / "routerdc-mistral7")
     tree = generate("mistral-7b", args.seed)

@@ -1,6 +1,7 @@
-"""A hostile TGI endpoint on 127.0.0.1: /generate answers `size` bytes, streamed without a length
-(or declaring one, gzip-compressed, or JSON nested `size` deep), counting what it managed to
-send; /info and /v1/models answer normally, or with `probe_body` when given."""
+"""A hostile endpoint on 127.0.0.1: /generate (and the OpenAI routes) answers `size` bytes,
+streamed without a length (or declaring one, gzip-compressed, or JSON nested `size` deep),
+counting what it managed to send; /info and /v1/models answer normally, or with `probe_body`
+when given."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class HostileEndpoint:
         app = web.Application()
         app.router.add_get("/info", self._info)
         app.router.add_get("/v1/models", self._info)
-        app.router.add_post("/generate", self._generate)
+        for path in ("/generate", "/v1/chat/completions", "/v1/completions"):
+            app.router.add_post(path, self._generate)  # every backend's route
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -16,18 +16,27 @@ CAP = 256 * 1024
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.005, timeout_s=30)
 
 
-async def _answer(endpoint: HostileEndpoint):
+async def _answer(endpoint: HostileEndpoint, backend: str = "tgi"):
     oracle = InferenceOracle(policy=POLICY, max_answer_bytes=CAP)
     try:
-        return await oracle.answer(Candidate("org/base", endpoint.url), ITEM), oracle
+        candidate = Candidate("org/base", endpoint.url, backend=backend)
+        return await oracle.answer(candidate, ITEM), oracle
     finally:
         await oracle.aclose()
 
 
-@pytest.mark.parametrize("mode", ["stream", "declared"])
-async def test_a_100_mb_answer_is_a_too_large_failure(mode):
+@pytest.mark.parametrize(
+    ("mode", "backend"),
+    [
+        ("stream", "tgi"),
+        ("declared", "tgi"),
+        ("stream", "openai"),
+        ("stream", "openai_completions"),
+    ],
+)
+async def test_a_100_mb_answer_is_a_too_large_failure(mode, backend):
     async with HostileEndpoint(100 * 1024 * 1024, mode=mode) as endpoint:
-        result, oracle = await _answer(endpoint)
+        result, oracle = await _answer(endpoint, backend)
     assert result.reward is None and result.failure is FailureKind.TOO_LARGE
     assert "--max-answer-bytes" in result.error and str(CAP) in result.error
     assert result.attempts == 1 and endpoint.requests == 1  # the same answer again: no retry

@@ -28,6 +28,12 @@ fn to_py(err: CoreError) -> PyErr {
         let value = py_err.value(py);
         let _ = value.setattr("kind", err.kind());
         let _ = value.setattr("field", err.field());
+        // The caller's layer rewrites a budget error in the caller's own numbers (total or
+        // per model, before the gem check's reserve), so it needs these two unformatted.
+        if let CoreError::BudgetTooSmall { needed, why, .. } = &err {
+            let _ = value.setattr("needed", *needed);
+            let _ = value.setattr("why", why.as_str());
+        }
     });
     py_err
 }

@@ -27,6 +27,9 @@ class SearchError(ValueError):
 
     kind: str
     field: str
+    # Only when kind == "budget_too_small": the smallest budget the core accepts and why.
+    needed: int
+    why: str
 
 @final
 class RankedModel:

@@ -1,10 +1,17 @@
 """Candidate models of a search: who they are and how to reach them, plus a JSON/JSONL loader.
 
-A candidate is one arm of the bandit: a model id, the endpoint that serves it (URL and backend
-`tgi` or `openai`), an optional LoRA adapter id on that endpoint, optional popularity data
-(downloads, official/base flag) so a result can say whether the winner is a hidden gem, and an
-optional public score in [0, 1] (e.g. a leaderboard average on other benchmarks) that gem
-search uses as a prior (SearchSpec.priors).
+A candidate is one arm of the bandit: a model id, the endpoint that serves it (URL and backend:
+TGI `/generate`, OpenAI chat or OpenAI completions), an optional LoRA adapter id on that
+endpoint, optional popularity data (downloads, official/base flag) so a result can say whether
+the winner is a hidden gem, and an optional public score in [0, 1] (e.g. a leaderboard average
+on other benchmarks) that gem search uses as a prior (SearchSpec.priors).
+
+Candidates files are proto JSON of `gemfinder.v1.Candidate`, so a line can go straight into a
+request (grpcurl, `json_format.ParseDict`): `candidate_record` writes the proto field names and
+the enum name of the backend (`"BACKEND_TGI"`). The loader reads what ParseDict reads (field
+names or their lowerCamelCase JSON names, enum names or numbers) and also the lower-case backend
+spelling (`"tgi"`) that files written before that rule use. Inside gemfinder the backend is
+that short name.
 """
 
 from __future__ import annotations
@@ -20,8 +27,33 @@ from urllib.parse import urlparse
 
 from gemfinder.errors import UserError
 
-BACKENDS = ("tgi", "openai")
+# Short names, in the order of the proto enum's values 1, 2, 3 (BACKEND_TGI, ...).
+BACKENDS = ("tgi", "openai", "openai_completions")
+OPENAI_BACKENDS = ("openai", "openai_completions")  # list their models at GET /v1/models
+_ENUM_PREFIX = "BACKEND_"
+# lowerCamelCase JSON names of the proto fields (what json_format writes by default).
+_JSON_NAMES = {"modelId": "model_id", "adapterId": "adapter_id", "priorScore": "prior_score"}
 _FIELDS = {"model_id", "endpoint", "backend", "adapter_id", "downloads", "official", "prior_score"}
+
+
+def backend_enum_name(backend: str) -> str:
+    """`openai` -> `BACKEND_OPENAI`: the proto JSON spelling files are written with."""
+    return _ENUM_PREFIX + backend.upper()
+
+
+def parse_backend(value: Any, field: str) -> str:
+    """The short name of a backend given as an enum name (`BACKEND_OPENAI`), an enum number
+    (proto JSON allows both) or the short name itself (`openai`, older files)."""
+    if value == _ENUM_PREFIX + "UNSPECIFIED":  # the proto default, served as TGI
+        return "tgi"
+    if isinstance(value, str):
+        short = value[len(_ENUM_PREFIX) :].lower() if value.startswith(_ENUM_PREFIX) else value
+        if short in BACKENDS and value in (short, backend_enum_name(short)):
+            return short
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= len(BACKENDS):
+        return BACKENDS[max(value, 1) - 1]
+    names = ", ".join(backend_enum_name(b) for b in BACKENDS)
+    raise UserError(field, f"must be one of {names} (or {', '.join(BACKENDS)}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +131,7 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     """Build and validate one candidate; every problem is a UserError naming the field."""
     if not isinstance(data, dict):
         raise UserError(where, f"expected an object, got {type(data).__name__}")
+    data = _field_names(data, where)
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise UserError(
@@ -111,11 +144,7 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     if not isinstance(endpoint, str):
         raise UserError(f"{where}.endpoint", "required, an http(s) URL")
     check_endpoint_url(endpoint, f"{where}.endpoint")
-    backend = data.get("backend", "tgi")
-    if backend not in BACKENDS:
-        raise UserError(
-            f"{where}.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
-        )
+    backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
     adapter_id = data.get("adapter_id")
     if adapter_id is not None and (not isinstance(adapter_id, str) or not adapter_id.strip()):
         raise UserError(f"{where}.adapter_id", "must be a non-empty string when given")
@@ -149,10 +178,24 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     )
 
 
+def _field_names(data: dict, where: str) -> dict:
+    """Proto field names for lowerCamelCase JSON names; both spellings of one field is an error
+    (ParseDict refuses it too)."""
+    out = dict(data)
+    for json_name, name in _JSON_NAMES.items():
+        if json_name in out:
+            if name in out:
+                raise UserError(f"{where}.{name}", f"given twice (as {name} and {json_name})")
+            out[name] = out.pop(json_name)
+    return out
+
+
 def candidate_record(cand: Candidate) -> dict[str, Any]:
-    """One line of a candidates file: `candidate_from_dict` reads it back equal. Unset fields
-    are left out; a whole download count is written as an integer."""
+    """One line of a candidates file, proto JSON of `gemfinder.v1.Candidate` (field names,
+    the backend's enum name): `candidate_from_dict` reads it back equal. Unset fields are left
+    out; a whole download count is written as an integer."""
     record = {k: v for k, v in asdict(cand).items() if v is not None}
+    record["backend"] = backend_enum_name(cand.backend)
     if isinstance(record.get("downloads"), float) and record["downloads"].is_integer():
         record["downloads"] = int(record["downloads"])
     return record

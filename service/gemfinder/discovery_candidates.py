@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from gemfinder.candidates import Candidate, candidate_from_dict, candidate_record
+from gemfinder.candidates import (
+    Candidate,
+    backend_enum_name,
+    candidate_from_dict,
+    candidate_record,
+)
 from gemfinder.discovery import Discovery, FoundModel
 from gemfinder.errors import UserError
 from gemfinder.outputs import write_whole
@@ -150,7 +155,9 @@ def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
     adapter ids its endpoint settings do not name. `load_endpoint_configs` reads it back."""
     by_url: dict[str, dict] = {}
     for cand in candidates:
-        entry = by_url.setdefault(cand.endpoint, {"url": cand.endpoint, "backend": cand.backend})
+        entry = by_url.setdefault(
+            cand.endpoint, {"url": cand.endpoint, "backend": backend_enum_name(cand.backend)}
+        )
         if cand.adapter_id is not None:
             entry.setdefault("adapters", []).append(cand.adapter_id)
     return list(by_url.values())

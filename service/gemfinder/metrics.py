@@ -108,7 +108,8 @@ SEARCH_DURATION = Histogram(
 )
 SEARCH_QUERIES = Histogram(
     "gemfinder_search_queries",
-    "Budget a search spent in all (graded queries plus cache hits), observed when it ends.",
+    "Budget a search spent in all, the gem check's included (graded queries plus cache hits;"
+    " the result's queries_spent), observed when it ends.",
     ["outcome"],
     buckets=QUERY_BUCKETS,
 )

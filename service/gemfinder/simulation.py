@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gemfinder import _core
+from gemfinder.budget import BudgetAsked, too_small
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix
 
@@ -83,7 +84,7 @@ def simulate(
     picks, spent = [], []
     for start in range(0, trials, CHUNK):
         stop = min(trials, start + CHUNK)
-        p, s = _trials(matrix, name, budget, seed, start, stop, params, popularity)
+        p, s = _trials(matrix, name, budget_per_model, seed, start, stop, params, popularity)
         picks.append(p)
         spent.append(s)
         if on_progress is not None:
@@ -138,25 +139,30 @@ def _checked(
     if name == "best_base" and popularity is None:
         raise UserError("matrix", "best_base needs model downloads (an .npz with 'downloads')")
     # Zero trials: the core checks the budget and parameters and does no work.
-    _trials(matrix, name, budget, seed, 0, 0, params, popularity)
+    _trials(matrix, name, budget_per_model, seed, 0, 0, params, popularity)
     return name, budget, popularity
 
 
 def _trials(
     matrix: CorrectnessMatrix,
     name: str,
-    budget: int,
+    budget_per_model: float,
     seed: int,
     start: int,
     stop: int,
     params: dict[str, float] | None,
     popularity: list[float] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    budget = total_budget(budget_per_model, matrix.n_models)
     try:
         return _core.simulate_trials(
             matrix.correct, name, budget, seed, start, stop, params, None, popularity
         )
     except _core.SearchError as err:
+        if err.kind == "budget_too_small":  # in the caller's unit: per model
+            asked = BudgetAsked("budget_per_model", budget_per_model)
+            n = matrix.n_models
+            raise too_small(asked, budget, n, 0, 0.0, name, err.needed, err.why) from None
         raise UserError(_field(err), _reason(err)) from None
 
 

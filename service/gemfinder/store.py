@@ -5,8 +5,11 @@ comparisons (the hidden-gem verdict) that survive a restart; a search's rows go 
 (which holds the verdict) is stored. The evaluation cache is what makes
 a query never paid twice: every graded answer is committed
 before it is told to the scheduler, so a search resumed from an older snapshot re-asks lost
-pulls and finds them here instead of at the endpoint. One connection, used from the event loop
-thread only; writes are short transactions.
+pulls and finds them here instead of at the endpoint. A cache key names what produced the
+answer (the endpoint as the operator configured it, model, adapter, prompt, decoding:
+search.spec.CacheKeys), so one caller's endpoint never answers for another's. One connection,
+used from the event loop thread only; writes are short transactions. The schema is created and
+upgraded on open by gemfinder.migrations.
 
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
 is a UserError naming the option, and such a file is left untouched.
@@ -22,42 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder.errors import UserError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS searches (
-    id TEXT PRIMARY KEY,
-    request_id TEXT UNIQUE,
-    state TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    progress TEXT,
-    result TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS searches_created ON searches (created DESC, id DESC);
-CREATE TABLE IF NOT EXISTS snapshots (
-    search_id TEXT PRIMARY KEY REFERENCES searches (id) ON DELETE CASCADE,
-    data BLOB NOT NULL,
-    updated REAL NOT NULL
-);
--- reward 0/1: a graded pull; SKIPPED (-1): the pull failed on every attempt and was skipped.
-CREATE TABLE IF NOT EXISTS pulls (
-    search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
-    model INTEGER NOT NULL,
-    item INTEGER NOT NULL,
-    reward INTEGER NOT NULL,
-    PRIMARY KEY (search_id, model, item)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS evals (
-    key TEXT PRIMARY KEY,
-    reward INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-"""
+from gemfinder.migrations import migrate
 
 UNFINISHED = ("pending", "running")
-# Named, not `*`: databases written while searches kept a spec digest have one more column.
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
 SKIPPED = -1
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -112,7 +82,7 @@ class Store:
             # NORMAL in WAL mode survives a killed process (not a power loss): enough for resume.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            migrate(self._db)  # the schema, created or brought up to date (gemfinder.migrations)
         except sqlite3.Error as err:
             self._db.close()
             raise UserError(option, f"cannot use database {self.path}: {err}") from None

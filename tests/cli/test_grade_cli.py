@@ -55,9 +55,26 @@ def test_cli_file_and_out(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_lines()[:3]) + "\n")
     dst = tmp_path / "out.jsonl"
-    assert main(["grade", str(src), "--out", str(dst)]) == 0
+    # A line that could not be graded makes the exit status 1; the others are still written.
+    assert main(["grade", str(src), "--out", str(dst)]) == 1
     assert len(dst.read_text().splitlines()) == 3
     assert "2 graded, 1 malformed" in capsys.readouterr().err
+
+
+def test_cli_exit_status_is_0_only_when_every_line_is_graded(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(_lines()[0] + "\n" + _lines()[2] + "\n")
+    assert main(["grade", str(src), "--out", str(tmp_path / "ok.jsonl")]) == 0
+    src.write_text(_lines()[0] + "\n" + json.dumps(ARC) + "\n")  # no response on line 2
+    assert main(["grade", str(src), "--out", str(tmp_path / "bad.jsonl")]) == 1
+    rows = [json.loads(x) for x in (tmp_path / "bad.jsonl").read_text().splitlines()]
+    assert rows[0]["correct"] is True and rows[1]["line"] == 2
+
+
+def test_help_documents_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    assert "1 when some line could not be graded" in capsys.readouterr().out
 
 
 def test_cli_stdin(monkeypatch, capsys):

@@ -47,7 +47,7 @@ def _check(rows: list[dict]) -> None:
 def test_a_line_that_is_not_utf8_is_that_lines_error(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_bytes(_mixed_bytes())
-    assert main(["grade", str(src)]) == 0
+    assert main(["grade", str(src)]) == 1  # one line could not be graded
     captured = capsys.readouterr()
     _check([json.loads(x) for x in captured.out.splitlines()])
     assert "2 graded, 1 malformed" in captured.err
@@ -56,6 +56,6 @@ def test_a_line_that_is_not_utf8_is_that_lines_error(tmp_path, capsys):
 def test_stdin_that_is_not_utf8_is_graded_line_by_line(monkeypatch, capsys):
     stdin = io.TextIOWrapper(io.BytesIO(_mixed_bytes()), encoding="utf-8")
     monkeypatch.setattr("sys.stdin", stdin)
-    assert main(["grade", "-"]) == 0
+    assert main(["grade", "-"]) == 1
     _check([json.loads(x) for x in capsys.readouterr().out.splitlines()])
     assert not stdin.buffer.closed  # grade leaves stdin open for its caller

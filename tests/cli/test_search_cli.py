@@ -77,7 +77,7 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--algorithm", "magic"], "--algorithm: unknown"),
         (["--matrix", "{m}", "--param", "first_cut"], "--param: expected name=number"),
         (["--matrix", "{m}", "--param", "bogus=1"], "search.params.bogus"),
-        (["--matrix", "{m}", "--budget", "3"], "search.budget"),
+        (["--matrix", "{m}", "--budget", "3"], "--budget: budget 3 is below the 30 queries"),
         (["--matrix", "{m}", "--candidates", "{q}"], "line 1.answer: unknown field"),
     ],
 )

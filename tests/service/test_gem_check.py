@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import numpy as np
@@ -13,10 +14,12 @@ from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import OracleResult, ReplayOracle
 from gemfinder.oracles.base import FailureKind
 from gemfinder.search import gem, gem_check
+from gemfinder.search.manager import SearchManager
 from gemfinder.search.runner import SearchRunner
 from gemfinder.search.spec import Limits, SearchSpec
 from gemfinder.server.convert import spec_from_proto, spec_to_proto
 from gemfinder.store import Store
+from prometheus_client import REGISTRY
 
 from tests.fleet_support import make_items
 
@@ -163,3 +166,64 @@ def test_the_request_field_defaults_and_overrides(pool):
 
 def _limits() -> Limits:
     return Limits()
+
+
+class StallingReplay(CountingReplay):
+    """Gives `answers` gem-check answers, then hangs every query: the process dies there.
+    `checking()` says whether the gem check has begun (the search's scheduler is finished)."""
+
+    def __init__(self, matrix: CorrectnessMatrix, answers: int) -> None:
+        super().__init__(matrix)
+        self.answers = answers
+        self.checking = lambda: False
+        self.stalled = asyncio.Event()
+
+    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
+        if self.checking():
+            if self.answers <= 0:
+                self.stalled.set()
+                await asyncio.Event().wait()  # until the "crash" cancels it
+            self.answers -= 1
+        return await super().answer(candidate, item, system_prompt=system_prompt)
+
+
+def _search_queries_sum() -> float:
+    return REGISTRY.get_sample_value("gemfinder_search_queries_sum", {"outcome": "succeeded"}) or 0
+
+
+async def test_a_crash_during_the_check_leaves_spent_and_the_metric_whole(pool, tmp_path):
+    """Progress.spent, queries_spent and gemfinder_search_queries agree (gem check included)
+    after a restart in the middle of the gem check."""
+    candidates, items, matrix = pool
+    spec = SearchSpec(candidates, items, budget=10 * N_MODELS, gem_check_share=0.1, seed=2)
+    spec.validate()
+    _, _, _, clean = await search(pool, 0.1)
+    assert clean["gem_check_queries"] > 10
+
+    store = Store(tmp_path / "g.db")
+    oracle = StallingReplay(matrix, answers=7)
+    manager = SearchManager(store, oracle)
+    sid = (await manager.start(spec)).id
+    oracle.checking = lambda: manager._live[sid].runner.sched.finished
+    await asyncio.wait_for(oracle.stalled.wait(), 30)
+    await asyncio.sleep(0.05)  # the 7 answers are stored, the rest hang
+    seen = store.outcomes(sid, [POPULAR])[POPULAR]
+    assert len(seen) >= 7 and store.get_search(sid).state == "running"
+    await manager.close()  # the crash: nothing more is written
+    store.close()
+
+    before = _search_queries_sum()
+    store = Store(tmp_path / "g.db")
+    oracle = CountingReplay(matrix)
+    manager = SearchManager(store, oracle)
+    assert await manager.resume_all() == [sid]
+    row = await manager.wait(sid)
+    await manager.close()
+    assert row.state == "succeeded", row.error
+    result = row.result
+    assert result["gem_check_queries"] == clean["gem_check_queries"]
+    assert result["queries_spent"] == clean["queries_spent"]
+    assert row.progress["spent"] == result["queries_spent"]
+    assert _search_queries_sum() - before == result["queries_spent"]
+    # Only what the crash lost was asked again: the check's unanswered items.
+    assert oracle.asked[f"m{POPULAR}"] <= clean["gem_check_queries"] - 7

@@ -114,8 +114,8 @@ async def test_a_winner_without_a_graded_answer_fails():
 
 
 def seed_cache(store: Store, spec: SearchSpec, model: int, reward: int, n: int = 1) -> None:
-    """Answers of `model` from an earlier search (the cache ignores the endpoint on purpose:
-    the same model elsewhere answers the same greedy completion) on its first `n` items."""
+    """Answers of `model` from an earlier search on the same endpoint (before it went down) on
+    its first `n` items."""
     sched = spec.scheduler()
     firsts = [item for m, item in sched.ask() if m == model][:n]
     keys = CacheKeys(spec)

@@ -20,6 +20,8 @@ def test_generate_writes_a_loadable_npz(tmp_path, capsys):
     assert main(["trees", "stats", str(out)]) == 0
     text = capsys.readouterr().out
     assert "random_mean" in text and "task gsm8k" in text and "kappa_mean" in text
+    keys = [line.split()[0] for line in text.splitlines() if not line.startswith("task ")]
+    assert keys.count("models") == 1 and len(keys) == len(set(keys)), text
 
 
 def test_generate_is_deterministic_through_the_cli(tmp_path):

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder import demo, report
+from gemfinder.budget import BudgetAsked
 from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.cli._progress import progress
 from gemfinder.cli.trees import check_tree_flags
 from gemfinder.errors import UserError
 from gemfinder.search.gem import most_downloaded
@@ -45,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the tree, items, candidates, endpoints, logs and the search database here "
         "and keep them (default: a temporary directory, removed at the end)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (a live bar on a terminal, else a line per tenth spent)",
+    )
     parser.set_defaults(handler=_demo)
 
 
@@ -110,13 +116,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         records = load_candidates(candidates)
         items = load_query_set(world.items_path)
         spec = SearchSpec(candidates=records, items=items, budget=args.per_model * len(records))
-        try:
-            spec.validate(prefix="demo")
-        except UserError as err:  # e.g. below the algorithm's smallest budget
-            if err.field != "demo.budget":
-                raise
-            reason = f"{args.per_model} per model is too few: {err.reason}"
-            raise UserError("--per-model", reason) from None
+        spec.validate(prefix="demo", asked=BudgetAsked("--per-model", args.per_model))
         print(budget_line(spec, args.per_model), flush=True)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
@@ -242,7 +242,6 @@ def _sample(url: str) -> str:
 
 async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Any:
     import grpc
-    from tqdm import tqdm
 
     from gemfinder.server.convert import spec_to_proto
     from gemfinder.v1 import gemfinder_pb2 as pb
@@ -255,15 +254,15 @@ async def _client(port: int, candidates: list[Candidate], items: list[Item], arg
         call = stub.SelectBestModel(pb.SelectBestModelRequest(spec=spec, request_id=request_id))
         if not args.no_progress:
             budget = args.per_model * len(candidates)
-            await _watch(stub, request_id, call, tqdm, pb, budget, len(candidates))
+            await _watch(stub, request_id, call, pb, budget, len(candidates))
         response = await call
     return response.search.result
 
 
-async def _watch(stub, request_id: str, call, tqdm, pb, budget: int, n_candidates: int) -> None:
-    """Find the search by its request id, then follow WatchSearch with a progress bar."""
-    bar = tqdm(total=budget, unit="q", desc="searching", dynamic_ncols=True, mininterval=0.5)
-    bar.set_postfix_str("starting")
+async def _watch(stub, request_id: str, call, pb, budget: int, n_candidates: int) -> None:
+    """Find the search by its request id, then follow WatchSearch with a progress bar (plain
+    lines when stderr is not a terminal, so logs hold no carriage-return redraws)."""
+    bar = progress("searching", budget, "q")
     search_id = ""
     while not search_id and not call.done():
         listed = await stub.ListSearches(pb.ListSearchesRequest(request_id=request_id))
@@ -274,7 +273,5 @@ async def _watch(stub, request_id: str, call, tqdm, pb, budget: int, n_candidate
         async for event in stub.WatchSearch(pb.WatchSearchRequest(search_id=search_id)):
             p = event.progress
             seen_rounds = seen_rounds or p.total_rounds > 0
-            bar.total = max(p.budget, 1)
-            bar.n = p.spent
-            bar.set_postfix_str(progress_text(p, n_candidates, seen_rounds))
+            bar.update(p.spent, p.budget, progress_text(p, n_candidates, seen_rounds))
     bar.close()

@@ -47,7 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adapter-endpoint",
         help="URL serving the base's LoRA adapters (default: --endpoint of the base model)",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="tgi")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="tgi",
+        help="how every candidate is called: tgi (POST /generate), openai (POST "
+        "/v1/chat/completions) or openai_completions (POST /v1/completions, raw prompt)",
+    )
     parser.add_argument(
         "--relations",
         nargs="+",

@@ -3,7 +3,7 @@
 gemfinder fleet items --matrix tree.npz --out items.jsonl   # the matrix's items (or --per-task 50)
 gemfinder fleet config --matrix tree.npz --endpoints 3 --out fleet.json
 gemfinder fleet serve --config fleet.json --query-set items.jsonl \
-    --candidates-out candidates.jsonl --endpoints-out endpoints.json
+    --candidates-out candidates.jsonl --endpoints-out endpoints.json [--backend openai_completions]
 gemfinder fleet serve --matrix tree.npz --query-set items.jsonl --endpoints 3
 gemfinder fleet hub --tree tree.npz --port 8000     # the tree as the Hub's model API
 
@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from gemfinder.candidates import candidate_record
+from gemfinder.candidates import BACKENDS, candidate_record
 from gemfinder.errors import UserError
 from gemfinder.outputs import check_writable, write_whole
 
@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--endpoints-out",
         help="write the endpoint settings a search needs (JSON: url, backend and the LoRA "
         "adapters of each endpoint)",
+    )
+    serve.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="tgi",
+        help="the backend those files name: tgi (POST /generate), openai (chat) or "
+        "openai_completions (vLLM's POST /v1/completions); every endpoint serves all three",
     )
     serve.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     serve.set_defaults(handler=_serve)
@@ -226,11 +233,11 @@ async def _run(
             print(f"{spec.name}: {urls[spec.name]}  base={spec.model_id}  {state}", flush=True)
         # Endpoints first: "candidates written" is the line scripts wait for.
         if args.endpoints_out:
-            settings = json.dumps(endpoints_for(config, urls), indent=1) + "\n"
+            settings = json.dumps(endpoints_for(config, urls, args.backend), indent=1) + "\n"
             write_whole(args.endpoints_out, settings, "--endpoints-out")
             print(f"endpoints written to {args.endpoints_out}", flush=True)
         if args.candidates_out:
-            cands = candidates_for(config, urls, matrix)
+            cands = candidates_for(config, urls, matrix, args.backend)
             text = "".join(json.dumps(candidate_record(c)) + "\n" for c in cands)
             write_whole(args.candidates_out, text, "--candidates-out")
             print(f"candidates written to {args.candidates_out}", flush=True)

@@ -4,6 +4,10 @@ Each input line holds `task`, `response` and the item's fields (`id` optional). 
 are the input objects plus `correct` and `extracted`; a malformed line becomes
 `{"line": N, "error": "..."}` and the rest are still graded. MBPP lines run in the sandbox,
 concurrently up to its slot limit; output order always follows input order.
+
+Exit status: 0 when every line was graded; 1 when some line could not be graded (every other
+line is still graded and written); 2 when the command is refused (unreadable file, unwritable
+--out) and nothing is graded.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any, TextIO
 from gemfinder import sandbox
 from gemfinder.errors import UserError
 from gemfinder.tasks import Item, get_task, parse_item
+
+EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts must notice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,4 +111,4 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--out", f"cannot write {args.out}: {err.strerror}") from None
         graded, errors = grade_stream(src, dst)
     print(f"gemfinder grade: {graded} graded, {errors} malformed line(s)", file=sys.stderr)
-    return 0
+    return EXIT_UNGRADED_LINES if errors else 0

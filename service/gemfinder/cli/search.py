@@ -20,6 +20,7 @@ import sys
 from tqdm import tqdm
 
 from gemfinder import _core, report
+from gemfinder.budget import BudgetAsked
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
@@ -124,7 +125,11 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
     )
-    spec.validate(prefix="search")
+    if args.budget is not None:
+        asked = BudgetAsked("--budget", share_field="--gem-check-share")
+    else:
+        asked = BudgetAsked("--budget-per-model", per_model, share_field="--gem-check-share")
+    spec.validate(prefix="search", asked=asked)
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:

@@ -86,7 +86,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.file, field="file")
-    for key, value in marginals(matrix).items():
+    pool = marginals(matrix)
+    for key, value in pool.items():
         shown = "n/a (no downloads)" if value is None else _fmt(value)
         print(f"{key:<20} {shown}")
     per_task = task_accuracies(matrix)
@@ -95,6 +96,8 @@ def _stats(args: argparse.Namespace) -> int:
             count = sum(1 for item in matrix.items if item.startswith(f"{task}/"))
             print(f"task {task:<15} items {count:>6}  mean {acc.mean():.3f}  best {acc.max():.3f}")
     for key, value in agreement(matrix.correct).items():
+        if key in pool:  # agreement() repeats the pool size for the realism tables
+            continue
         print(f"{key:<20} {_fmt(value)}")
     return 0
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gemfinder.candidates import Candidate
+from gemfinder.candidates import Candidate, backend_enum_name
 from gemfinder.errors import UserError
 from gemfinder.fleet.config import FleetConfig, fleet_from_dict
 from gemfinder.matrix import CorrectnessMatrix
@@ -104,6 +104,10 @@ def endpoints_for(
     `candidates_for`: one per endpoint, listing the LoRA adapters it serves, which a search
     needs before it accepts adapter ids (TGI's /info does not list them)."""
     return [
-        {"url": urls[spec.name], "backend": backend, "adapters": list(spec.adapters)}
+        {
+            "url": urls[spec.name],
+            "backend": backend_enum_name(backend),
+            "adapters": list(spec.adapters),
+        }
         for spec in config.endpoints
     ]

@@ -17,6 +17,7 @@ from gemfinder.errors import UserError
 # body is not the API's JSON, and a hang long enough to trip the client's timeout.
 FAULT_KINDS = ("429", "503", "424", "500", "422", "garbage", "timeout")
 LOOPBACK_HOSTS = ("127.0.0.1",)
+SERVERS = ("tgi", "vllm")  # whose API an endpoint speaks besides the OpenAI routes
 MAX_PORT = 65535
 
 
@@ -50,6 +51,11 @@ class EndpointSpec:
     fault_script: tuple[str | None, ...] = ()
     hang_s: float = 30.0
     down: bool = False
+    # False: a base model without a chat template, as vLLM serves it: /v1/chat/completions
+    # answers 400 and only /v1/completions (or TGI's /generate) gets answers.
+    chat_template: bool = True
+    # "vllm": vLLM's OpenAI server (no /generate, no /info; /v1/models lists the adapters).
+    server: str = "tgi"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,12 @@ def _int(where: str, value: Any, low: int = 0, high: int | None = None) -> int:
     return value
 
 
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(where, f"must be true or false, got {value!r}")
+    return value
+
+
 _ENDPOINT_KEYS = {
     "name",
     "model_id",
@@ -101,6 +113,8 @@ _ENDPOINT_KEYS = {
     "fault_script",
     "hang_s",
     "down",
+    "chat_template",
+    "server",
 }
 
 
@@ -154,7 +168,11 @@ def endpoint_from_dict(data: Any, where: str) -> EndpointSpec:
         fault_script=tuple(script),
         hang_s=_num(f"{where}.hang_s", data.get("hang_s", 30.0)),
         down=bool(data.get("down", False)),
+        chat_template=_bool(f"{where}.chat_template", data.get("chat_template", True)),
+        server=data.get("server", "tgi"),
     )
+    if spec.server not in SERVERS:
+        raise UserError(f"{where}.server", f"must be one of {', '.join(SERVERS)}")
     if spec.max_total_tokens <= spec.max_input_tokens:
         raise UserError(f"{where}.max_total_tokens", "must exceed max_input_tokens")
     return spec

@@ -2,7 +2,10 @@
 
 Routes and shapes follow TGI's OpenAPI description (shared/contracts/tgi-openapi.json):
 `POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE),
-`POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`.
+`POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`;
+plus vLLM's `POST /v1/completions` (gemfinder.fleet.completions), whose errors, injected faults
+included, come in vLLM's shape. An endpoint with `server: "vllm"` is vLLM's OpenAI server
+instead: no TGI routes and no /info, and /v1/models lists the base model and its adapters.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gemfinder.fleet import tokens
+from gemfinder.fleet import completions, tokens
 from gemfinder.fleet.simulator import Generation, RequestInvalid
 from gemfinder.fleet.state import VERSION, EndpointState
 
@@ -72,24 +75,25 @@ def make_app(state: EndpointState) -> web.Application:
     async def guarded(request: web.Request, route: str, handler) -> web.StreamResponse:
         state.requests[route] += 1
         state.authorization[request.headers.get("Authorization", "")] += 1
+        fail = completions.error if route == completions.ROUTE else error
         if state.in_flight >= state.spec.max_concurrent_requests:
             state.statuses[429] += 1
-            return error(429, "Model is overloaded", "overloaded")
+            return fail(429, "Model is overloaded", "overloaded")
         state.in_flight += 1
         try:
-            response = await _serve(request, route, handler)
+            response = await _serve(request, route, handler, fail)
         finally:
             state.in_flight -= 1
         state.statuses[response.status] += 1
         return response
 
-    async def _serve(request: web.Request, route: str, handler) -> web.StreamResponse:
+    async def _serve(request: web.Request, route: str, handler, fail) -> web.StreamResponse:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(422, "Failed to parse the request body as JSON", "validation")
+            return fail(422, "Failed to parse the request body as JSON", "validation")
         if not isinstance(body, dict):
-            return error(422, "Failed to deserialize the JSON body", "validation")
+            return fail(422, "Failed to deserialize the JSON body", "validation")
         if len(state.bodies) < 64:
             state.bodies.append({"route": route, "body": body})
         fault = state.next_fault()
@@ -113,13 +117,13 @@ def make_app(state: EndpointState) -> web.Application:
                     text='{"generated_text": "The ans', content_type="application/json"
                 )
             else:
-                return error(*_ERRORS[fault])
+                return fail(*_ERRORS[fault])
         try:
             return await handler(request, body)
         except RequestInvalid as err:
-            return error(422, str(err), "validation")
+            return fail(422, str(err), "validation")
         except (KeyError, TypeError, ValueError) as err:
-            return error(422, f"Failed to deserialize the JSON body: {err}", "validation")
+            return fail(422, f"Failed to deserialize the JSON body: {err}", "validation")
 
     def run_generate(body: dict[str, Any]) -> tuple[Generation, dict[str, Any]]:
         inputs = body["inputs"]
@@ -187,6 +191,8 @@ def make_app(state: EndpointState) -> web.Application:
         return web.json_response([generate_body(body, compat=True)])
 
     async def chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        if not state.spec.chat_template:  # a base model served by vLLM
+            return completions.error(400, completions.NO_CHAT_TEMPLATE)
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             raise RequestInvalid("Input validation error: `messages` cannot be empty")
@@ -245,6 +251,8 @@ def make_app(state: EndpointState) -> web.Application:
         return web.Response(text=state.metrics_text(), content_type="text/plain")
 
     async def models(request: web.Request) -> web.Response:
+        if state.spec.server == "vllm":  # a list: the base model and every LoRA module
+            return web.json_response(completions.model_list(state.spec))
         return web.json_response(
             {
                 "id": state.spec.model_id,
@@ -261,11 +269,14 @@ def make_app(state: EndpointState) -> web.Application:
         return wrapped
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    app.router.add_post("/generate", route("/generate", generate))
-    app.router.add_post("/", route("/", compat))
-    app.router.add_post("/generate_stream", route("/generate_stream", stream))
+    if state.spec.server == "tgi":  # vLLM's OpenAI server has none of these (404)
+        app.router.add_post("/generate", route("/generate", generate))
+        app.router.add_post("/", route("/", compat))
+        app.router.add_post("/generate_stream", route("/generate_stream", stream))
+        app.router.add_get("/info", info)
     app.router.add_post("/v1/chat/completions", route("/v1/chat/completions", chat))
-    app.router.add_get("/info", info)
+    complete = completions.make_handler(state)
+    app.router.add_post(completions.ROUTE, route(completions.ROUTE, complete))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)

@@ -14,7 +14,7 @@ from typing import Any
 from gemfinder.fleet.simulator import SimulatedModel
 
 VERSION = "3.3.6-sim"
-INFERENCE_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions")
+INFERENCE_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
 
 
 class EndpointState:

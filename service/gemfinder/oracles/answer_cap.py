@@ -20,6 +20,7 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
 
 from gemfinder import bounded_json
+from gemfinder.oracles.backends import CompletionsClient
 
 # TGI's /generate with details for 512 tokens is about 50 KB; chat answers are smaller.
 DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
@@ -85,13 +86,10 @@ class CappedTransport(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def cap_answers(client: AsyncInferenceClient, max_bytes: int) -> AsyncInferenceClient:
-    """Make `client` read its answers through the cap; returns it.
-
-    AsyncInferenceClient opens its httpx client lazily and keeps it in `_async_client`; one set
-    beforehand is used instead (closed with the client). Otherwise as huggingface_hub's own:
-    its logging hooks, redirects followed, no client-level timeout (the oracle sets one)."""
-    http = httpx2.AsyncClient(
+def capped_session(max_bytes: int) -> httpx2.AsyncClient:
+    """An httpx client like huggingface_hub's own (its logging hooks, redirects followed, no
+    client-level timeout: the oracle sets one) that reads answers through the cap."""
+    return httpx2.AsyncClient(
         transport=CappedTransport(max_bytes),
         headers={"accept-encoding": "identity"},
         event_hooks={
@@ -101,8 +99,22 @@ def cap_answers(client: AsyncInferenceClient, max_bytes: int) -> AsyncInferenceC
         follow_redirects=True,
         timeout=None,
     )
-    client._async_client = http
-    client.exit_stack.push_async_callback(http.aclose)
+
+
+def cap_answers(
+    client: AsyncInferenceClient | CompletionsClient, max_bytes: int
+) -> AsyncInferenceClient | CompletionsClient:
+    """Make `client` read its answers through the cap; returns it.
+
+    Both clients open their httpx client lazily (AsyncInferenceClient in `_async_client`,
+    CompletionsClient in `_session`) and use one set beforehand instead, closing it with
+    themselves."""
+    http = capped_session(max_bytes)
+    if isinstance(client, CompletionsClient):
+        client._session = http
+    else:
+        client._async_client = http
+        client.exit_stack.push_async_callback(http.aclose)
     return client
 
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gemfinder.candidates import Candidate
+from gemfinder.oracles.endpoints import url_scope
 from gemfinder.tasks import Item
 
 
@@ -74,3 +75,14 @@ class Oracle(Protocol):
         """Ask one model one item; `system_prompt` selects the prompt variant (per search)."""
 
     async def aclose(self) -> None: ...
+
+    # Optional (answer_scope falls back to the URL):
+    # def cache_scope(self, endpoint: str) -> str:
+    #     """Who produces this endpoint's answers, as the evaluation cache keys them."""
+
+
+def answer_scope(oracle: object, endpoint: str) -> str:
+    """The cache scope of `endpoint` under `oracle`: the oracle's `cache_scope` when it has one,
+    else the URL itself, so that answers are shared with no other endpoint."""
+    scope = getattr(oracle, "cache_scope", None)
+    return scope(endpoint) if scope is not None else url_scope(endpoint)

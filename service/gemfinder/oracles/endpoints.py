@@ -3,6 +3,13 @@
 TGI's /info does not list LoRA adapters (see the Info schema in tgi-openapi.json), and TGI
 silently serves the base model for an unknown adapter id, so the adapters an endpoint was
 launched with must come from here for adapter ids to be checked before a search.
+
+Answers cached from one endpoint are served only to searches on the same endpoint (its URL), or
+on endpoints the operator put in the same `cache_group`: the operator, not the caller, says
+which servers give the same answers (search.spec.CacheKeys).
+
+`backend` is spelled as in candidates files: the proto enum name (`BACKEND_OPENAI_COMPLETIONS`,
+what gemfinder writes) or the short name (`openai_completions`).
 """
 
 from __future__ import annotations
@@ -12,13 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemfinder.candidates import BACKENDS
+from gemfinder.candidates import parse_backend
 from gemfinder.errors import UserError
 
 # Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
 # attach to every request, to whatever URL.
 PLACEHOLDER_TOKEN = "gemfinder-no-token"
-_KEYS = {"url", "backend", "token", "adapters", "max_concurrency", "served_model"}
+_KEYS = {"url", "backend", "token", "adapters", "max_concurrency", "served_model", "cache_group"}
+MAX_CACHE_GROUP = 200
+
+
+def url_scope(url: str) -> str:
+    """The cache scope of an endpoint no operator setting groups: its own URL (no sharing)."""
+    return f"url:{url.rstrip('/')}"
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,21 @@ class EndpointConfig:
     adapters: tuple[str, ...] | None = None  # LoRA ids it was launched with; None = not given
     max_concurrency: int | None = None  # None: from /info max_concurrent_requests, capped
     served_model: str | None = None  # OpenAI backends: the name selecting the base model
+    # Endpoints of one group share cached answers (replicas of one deployment, or one server
+    # that moves to a new URL); None: answers are shared with no other endpoint.
+    cache_group: str | None = None
 
     @property
     def key(self) -> str:
         return self.url.rstrip("/")
+
+    @property
+    def cache_scope(self) -> str:
+        """Who produced an answer, for the evaluation cache key: the operator's group, else
+        the URL (prefixed, so that a group's name never equals some endpoint's URL), plus
+        the served model name when one selects the model."""
+        scope = f"group:{self.cache_group}" if self.cache_group else url_scope(self.key)
+        return f"{scope}|served:{self.served_model}" if self.served_model else scope
 
     @property
     def bearer(self) -> str:
@@ -50,9 +74,7 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise UserError(f"{where}.url", "required, an http(s) URL")
-    backend = data.get("backend", "tgi")
-    if backend not in BACKENDS:
-        raise UserError(f"{where}.backend", f"must be one of {', '.join(BACKENDS)}")
+    backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
     token = data.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise UserError(f"{where}.token", "must be a non-empty string (or omitted)")
@@ -67,11 +89,21 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
     served = data.get("served_model")
     if served is not None and not isinstance(served, str):
         raise UserError(f"{where}.served_model", "must be a string")
-    return EndpointConfig(url.rstrip("/"), backend, token, adapters, limit, served)
+    group = data.get("cache_group")
+    if group is not None and (
+        not isinstance(group, str) or not group.strip() or len(group) > MAX_CACHE_GROUP
+    ):
+        raise UserError(
+            f"{where}.cache_group", f"must be a non-empty string of at most {MAX_CACHE_GROUP}"
+        )
+    return EndpointConfig(
+        url.rstrip("/"), backend, token, adapters, limit, served, cache_group=group
+    )
 
 
 def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:
-    """A JSON list of endpoint objects (url, backend, token, adapters, max_concurrency, ...)."""
+    """A JSON list of endpoint objects (url, backend, token, adapters, max_concurrency,
+    served_model, cache_group)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,5 @@
-"""The oracle for live endpoints: prompt, call (TGI or OpenAI chat), retry, grade off the loop.
+"""The oracle for live endpoints: prompt, call (TGI, OpenAI chat or OpenAI completions), retry,
+grade off the loop.
 
 Per endpoint: one AsyncInferenceClient with an explicit token and timeout, and a semaphore
 sized from the user's setting or `/info` `max_concurrent_requests` (capped, since other
@@ -18,7 +19,14 @@ from huggingface_hub import AsyncInferenceClient
 
 from gemfinder.candidates import Candidate
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES, cap_answers
-from gemfinder.oracles.backends import Completion, openai_chat, tgi_generate
+from gemfinder.oracles.backends import (
+    Completion,
+    CompletionsClient,
+    add_server_message,
+    openai_chat,
+    openai_completion,
+    tgi_generate,
+)
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.preflight import check_candidates, probe
@@ -36,10 +44,13 @@ class _Endpoint:
         self.config = config
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
+        client: AsyncInferenceClient | CompletionsClient
         if config.backend == "openai":
             client = AsyncInferenceClient(
                 base_url=config.key, token=config.bearer, timeout=policy.timeout_s
             )
+        elif config.backend == "openai_completions":
+            client = CompletionsClient(config.key, config.bearer, policy.timeout_s)
         else:
             client = AsyncInferenceClient(token=config.bearer, timeout=policy.timeout_s)
         self.client = cap_answers(client, max_answer_bytes)
@@ -83,6 +94,12 @@ class InferenceOracle:
                 limit = max(1, min(info["max_concurrent_requests"], self.concurrency_cap))
             self._add(config, limit or self.default_concurrency)
 
+    def cache_scope(self, endpoint: str) -> str:
+        """The operator's setting decides which endpoints share cached answers (cache_group);
+        an endpoint it does not list shares with none."""
+        config = self.configs.get(endpoint.rstrip("/")) or EndpointConfig(endpoint.rstrip("/"))
+        return config.cache_scope
+
     def _add(self, config: EndpointConfig, limit: int) -> _Endpoint:
         old = self._endpoints.get(config.key)
         if old is not None:
@@ -108,12 +125,17 @@ class InferenceOracle:
     ) -> Completion:
         task = get_task(item.task)
         prompt = task.build_prompt(item, system_prompt)
+        # The endpoint's backend picks the call: its client was built for it (the preflight
+        # refuses a candidate whose backend differs from its endpoint's).
+        backend, client = endpoint.config.backend, endpoint.client
+        name = candidate.adapter_id or endpoint.config.served_model or candidate.model_id
         async with endpoint.semaphore, asyncio.timeout(self.policy.timeout_s):
-            if candidate.backend == "openai":
-                name = candidate.adapter_id or endpoint.config.served_model or candidate.model_id
-                return await openai_chat(endpoint.client, name, prompt, task.generation)
+            if isinstance(client, CompletionsClient):
+                return await openai_completion(client, name, prompt, task.generation)
+            if backend == "openai":
+                return await openai_chat(client, name, prompt, task.generation)
             return await tgi_generate(
-                endpoint.client, endpoint.config.key, candidate, prompt, task.generation
+                client, endpoint.config.key, candidate, prompt, task.generation
             )
 
     async def answer(
@@ -131,6 +153,7 @@ class InferenceOracle:
                 break
             except Exception as exc:  # noqa: BLE001 - every error becomes a counted kind
                 kind = classify(exc)
+                add_server_message(exc)
                 if kind is FailureKind.UNEXPECTED:
                     log.exception("unexpected error calling %s", candidate.endpoint)
                 self.stats.record("attempt_failed", kind)

@@ -5,6 +5,9 @@ base model and no error, so a typo would quietly evaluate the wrong model. Adapt
 checked against the adapters the user says each endpoint was launched with (TGI's /info does
 not list them) or, for OpenAI-compatible servers, against the ids `/v1/models` lists.
 
+On OpenAI-compatible servers that list their models (vLLM), a base-model candidate's name
+(`served_model`, else its model_id) must be listed: vLLM answers any other name with a 404.
+
 An endpoint that answers neither `/info` nor `/v1/models` at all (connection refused, DNS,
 timeout; any HTTP status counts as an answer) is unreachable: its candidates would only fail,
 or win on a few answers from the evaluation cache, so the search is refused up front
@@ -26,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from gemfinder.candidates import Candidate
+from gemfinder.candidates import OPENAI_BACKENDS, Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.answer_cap import probe_json
 from gemfinder.oracles.endpoints import EndpointConfig
@@ -155,7 +158,7 @@ def check_candidates(
                 known = tuple(probe_["models"])
             # An OpenAI-compatible server lists its adapters once it answers: while it is down
             # that is the problem to report, unless the search goes on without it.
-            later = down is not None and cand.backend == "openai" and not allowed
+            later = down is not None and cand.backend in OPENAI_BACKENDS and not allowed
             if known is None and not later:
                 problems.append(
                     (
@@ -171,6 +174,18 @@ def check_candidates(
                         f"{who} adapter {cand.adapter_id!r} is not served by {cand.endpoint} "
                         f"(adapters: {', '.join(known) or 'none'}); TGI would silently answer "
                         "with the base model",
+                    )
+                )
+        elif cand.backend in OPENAI_BACKENDS and probe_.get("models") is not None:
+            # vLLM answers a model name it does not list with a 404 on every query.
+            name = (config.served_model if config is not None else None) or cand.model_id
+            if name not in probe_["models"]:
+                problems.append(
+                    (
+                        f"{where}.model_id",
+                        f"{who} {cand.endpoint} lists {', '.join(probe_['models']) or 'no model'}"
+                        f", not {name!r}: give the listed name as served_model in the endpoint "
+                        "settings (vLLM --served-model-name)",
                     )
                 )
         elif cand.backend == "tgi" and probe_.get("info"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix
@@ -16,6 +18,16 @@ class ReplayOracle:
         self.stats = stats or OracleStats()
         self._rows = {name: k for k, name in enumerate(matrix.models)}
         self._cols = {name: i for i, name in enumerate(matrix.items)}
+        self._scope: str | None = None
+
+    def cache_scope(self, endpoint: str) -> str:
+        """The matrix answers, whatever the endpoint: its answers are cached apart from any
+        live endpoint's and from any other matrix's."""
+        if self._scope is None:
+            digest = hashlib.sha256(self.matrix.correct.tobytes())
+            digest.update("\n".join([*self.matrix.models, *self.matrix.items]).encode())
+            self._scope = f"replay:{digest.hexdigest()}"
+        return self._scope
 
     async def prepare(self, candidates: list[Candidate]) -> None:
         missing = [c.model_id for c in candidates if c.model_id not in self._rows]

@@ -244,7 +244,7 @@ class SearchManager:
             if outcome != "interrupted":
                 metrics.SEARCHES_FINISHED.labels(outcome).inc()
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
-                metrics.SEARCH_QUERIES.labels(outcome).observe(runner.sched.spent)
+                metrics.SEARCH_QUERIES.labels(outcome).observe(runner.spent)
                 runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)

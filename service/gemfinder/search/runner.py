@@ -29,6 +29,7 @@ from typing import Any
 
 from gemfinder import _core, metrics
 from gemfinder.oracles import Oracle, OracleResult
+from gemfinder.oracles.base import answer_scope
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
@@ -78,7 +79,7 @@ class SearchRunner:
         self.store = store
         self.sched = scheduler or spec.scheduler()
         self.bus = bus or ev.EventBus()
-        self.keys = CacheKeys(spec)
+        self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
@@ -95,7 +96,7 @@ class SearchRunner:
         self._round = self.sched.round
         self._round_based = self.sched.round_based
         self._survivors = 0
-        self._checked = 0  # gem-check answers graded in this run (progress only)
+        self._checked = 0  # gem-check answers, counted in progress and `spent`
         # Failures of this run by endpoint (for the reason of a failed search).
         self._failed_at: Counter[str] = Counter()
         self._failure_kinds: dict[str, Counter[str]] = {}
@@ -107,6 +108,11 @@ class SearchRunner:
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    @property
+    def spent(self) -> int:
+        """Queries spent in all, the gem check's included (graded answers plus cache hits)."""
+        return self.sched.spent + self._checked
 
     def progress(self) -> dict[str, Any]:
         return progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
@@ -168,8 +174,12 @@ class SearchRunner:
         winner = self.sched.recommendation
         if winner is None:
             return
-        models = [winner, *most_downloaded(self.spec)]
-        wanted = gem_check.plan(self.spec, winner, self.store.outcomes(self.search_id, models))
+        popular = most_downloaded(self.spec)
+        outcomes = self.store.outcomes(self.search_id, [winner, *popular])
+        wanted = gem_check.plan(self.spec, winner, outcomes)
+        # What a run before a crash already paid for, measured as the result measures it.
+        seen = {r.model: r.seen for r in self.sched.ranking() if r.model in popular}
+        self._checked = gem_check.spent(seen, outcomes)
         queue = [(model, item) for model, items in wanted.items() for item in items]
         queue.reverse()  # popped from the end, in plan order
         pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
+from gemfinder.budget import BudgetAsked, out_of_range, too_small
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
+from gemfinder.oracles.endpoints import url_scope
 from gemfinder.simulation import U64_MAX
 from gemfinder.tasks import Item, get_task
 
@@ -102,8 +105,13 @@ class SearchSpec:
             popularity=self.popularity(),
         )
 
-    def validate(self, limits: Limits = Limits(), prefix: str = "spec") -> None:
-        """Raise UserError(field, reason) for the first problem; builds a throwaway scheduler."""
+    def validate(
+        self, limits: Limits = Limits(), prefix: str = "spec", asked: BudgetAsked | None = None
+    ) -> None:
+        """Raise UserError(field, reason) for the first problem; builds a throwaway scheduler.
+        `asked`: how the caller gave the budget, so that budget errors speak of that number and
+        name that field (default: a total in `{prefix}.budget`)."""
+        asked = asked or BudgetAsked(f"{prefix}.budget")
         n = len(self.candidates)
         if n < 2:
             raise UserError(f"{prefix}.candidates", "need at least 2 candidates")
@@ -141,7 +149,7 @@ class SearchSpec:
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         if self.budget < 1 or self.budget > limits.max_budget:
-            raise UserError(f"{prefix}.budget", f"must be between 1 and {limits.max_budget}")
+            raise out_of_range(asked, self.budget, n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= U64_MAX:  # the core's seed is a u64
@@ -171,6 +179,12 @@ class SearchSpec:
         try:
             self.scheduler()
         except _core.SearchError as err:
+            if err.kind == "budget_too_small":  # the core saw only the search's share
+                share = 0.0 if self.popularity() is None else self.gem_check_share
+                raise too_small(
+                    asked, self.budget, n, self.gem_check_reserve, share, self.algorithm,
+                    err.needed, err.why,
+                ) from None  # fmt: skip
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
 
@@ -214,24 +228,36 @@ class SearchSpec:
 
 
 class CacheKeys:
-    """Evaluation-cache keys: (model, adapter, item content, prompt variant, decoding settings).
+    """Evaluation-cache keys: what produced an answer and what was asked.
 
-    The endpoint URL is left out on purpose: the same model behind another URL answers the
-    same greedy completion, so a moved endpoint does not invalidate the cache.
+    Producer: the endpoint's cache scope (`scope(url)`: the operator's `cache_group`, else the
+    URL; oracles.endpoints.EndpointConfig.cache_scope), backend, model id and adapter. Question:
+    the item's content (what grading reads), the prompt as sent (both shapes, so a changed
+    template or prompt variant is a new question) and the decoding settings. The endpoint is
+    part of the key because a model id is only a name: any caller may put any model behind an
+    endpoint of their own and name a real model id, and their answers must not decide another
+    caller's search. Endpoints share answers only when the operator grouped them.
     """
 
-    def __init__(self, spec: SearchSpec) -> None:
+    def __init__(self, spec: SearchSpec, scope: Callable[[str], str] = url_scope) -> None:
         self._items = [self._item_part(it, spec.system_prompt) for it in spec.items]
         self._models = [
-            json.dumps([c.model_id, c.adapter_id or "", c.backend]) for c in spec.candidates
+            json.dumps([scope(c.endpoint), c.backend, c.model_id, c.adapter_id or ""])
+            for c in spec.candidates
         ]
 
     @staticmethod
     def _item_part(item: Item, system_prompt: bool) -> str:
-        gen = get_task(item.task).generation
-        body = json.dumps([item.id, item.task, item.fields], sort_keys=True, default=str)
+        task = get_task(item.task)
+        gen = task.generation
+        prompt = task.build_prompt(item, system_prompt)
+        body = json.dumps(
+            [item.id, item.task, item.fields, prompt.text, prompt.messages],
+            sort_keys=True,
+            default=str,
+        )
         decoding = [gen.max_new_tokens, list(gen.stop), "greedy"]
-        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), system_prompt, decoding])
+        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), decoding])
 
     def __call__(self, model: int, item: int) -> str:
         raw = f"{self._models[model]}|{self._items[item]}"

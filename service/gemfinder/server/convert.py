@@ -11,7 +11,9 @@ import json
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core, bounded_json
-from gemfinder.candidates import Candidate, candidate_from_dict
+from gemfinder.budget import BudgetAsked
+from gemfinder.candidates import BACKENDS as BACKEND_NAMES
+from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.result import finite
@@ -20,8 +22,9 @@ from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 
-BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", pb.BACKEND_TGI: "tgi", pb.BACKEND_OPENAI: "openai"}
-BACKEND_ENUMS = {"tgi": pb.BACKEND_TGI, "openai": pb.BACKEND_OPENAI}
+# Enum value <-> gemfinder's short name; Value() fails at import if the two lists drift apart.
+BACKEND_ENUMS = {b: pb.Backend.Value(backend_enum_name(b)) for b in BACKEND_NAMES}
+BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", **{v: k for k, v in BACKEND_ENUMS.items()}}
 STATES = {
     "pending": pb.SEARCH_STATE_PENDING,
     "running": pb.SEARCH_STATE_RUNNING,
@@ -109,14 +112,20 @@ def spec_from_proto(
     items, name = _items(msg, query_sets, limits)
     n = len(candidates)
     which = msg.budget.WhichOneof("amount")
+    share = "spec.gem_check_share"
     if which == "total":
         budget = msg.budget.total
+        asked = BudgetAsked("spec.budget.total", share_field=share)
     elif which == "per_model":
         if msg.budget.per_model < 1:
-            raise UserError("spec.budget.per_model", "must be at least 1")
+            raise UserError(
+                "spec.budget.per_model", f"must be at least 1, got {msg.budget.per_model}"
+            )
         budget = msg.budget.per_model * n
+        asked = BudgetAsked("spec.budget.per_model", msg.budget.per_model, share_field=share)
     else:
         budget = default_per_model * n
+        asked = BudgetAsked("spec.budget", default_per_model, share_field=share, default=True)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
@@ -138,7 +147,7 @@ def spec_from_proto(
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
-    spec.validate(limits)
+    spec.validate(limits, asked=asked)
     return spec
 
 

@@ -34,12 +34,13 @@ DETAILS_KEY = "grpc-status-details-bin"
 # the status sent: 1,000 bad candidates used to arrive that way. So the message is clipped to
 # MAX_MESSAGE_BYTES of UTF-8 (percent-encoded on the wire: at most 3x), and the details list
 # violations while the serialized status stays within MAX_DETAILS_BYTES (base64 on the wire:
-# 4/3x), at most MAX_VIOLATIONS, then one more that says how many were left out. Worst case
-# about 5 KiB on the wire.
-MAX_MESSAGE_BYTES = 512
+# 4/3x; the first violation is always sent), at most MAX_VIOLATIONS, then one more that says
+# how many were left out. Worst case about 7 KiB on the wire, 4.5 KiB for ASCII text.
+MAX_MESSAGE_BYTES = 1024
 MAX_DETAILS_BYTES = 2500
 MAX_VIOLATIONS = 20
-MAX_VIOLATION_PART = 200  # bytes of one field name or description
+MAX_FIELD_BYTES = 200  # of one violation's field path
+MAX_REASON_BYTES = 1000  # of one violation's description (a budget error takes ~400)
 
 
 class ServiceError(Exception):
@@ -121,7 +122,7 @@ def fit_violations(violations: list[tuple[str, str]], budget: int) -> list[tuple
     kept: list[tuple[str, str]] = []
     used = 0
     for field, reason in violations:
-        pair = (clip(field, MAX_VIOLATION_PART), clip(reason, MAX_VIOLATION_PART))
+        pair = (clip(field, MAX_FIELD_BYTES), clip(reason, MAX_REASON_BYTES))
         size = len(pair[0].encode()) + len(pair[1].encode()) + 8  # + protobuf tags, lengths
         if kept and (len(kept) == MAX_VIOLATIONS or used + size > budget - 100):
             break  # 100: room for the summary below
@@ -129,7 +130,7 @@ def fit_violations(violations: list[tuple[str, str]], budget: int) -> list[tuple
         used += size
     left = len(violations) - len(kept)
     if left:
-        first = clip(violations[len(kept)][0], MAX_VIOLATION_PART)
+        first = clip(violations[len(kept)][0], MAX_FIELD_BYTES)
         kept.append(
             (
                 first,

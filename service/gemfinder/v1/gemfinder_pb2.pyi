@@ -16,6 +16,7 @@ class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKEND_UNSPECIFIED: _ClassVar[Backend]
     BACKEND_TGI: _ClassVar[Backend]
     BACKEND_OPENAI: _ClassVar[Backend]
+    BACKEND_OPENAI_COMPLETIONS: _ClassVar[Backend]
 
 class SystemPromptPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 BACKEND_UNSPECIFIED: Backend
 BACKEND_TGI: Backend
 BACKEND_OPENAI: Backend
+BACKEND_OPENAI_COMPLETIONS: Backend
 SYSTEM_PROMPT_POLICY_UNSPECIFIED: SystemPromptPolicy
 SYSTEM_PROMPT_POLICY_NONE: SystemPromptPolicy
 SYSTEM_PROMPT_POLICY_SYSTEM: SystemPromptPolicy
