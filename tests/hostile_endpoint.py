@@ -5,6 +5,7 @@ when given."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 
@@ -58,8 +59,12 @@ class HostileEndpoint:
                 self.sent += n
                 left -= n
             await response.write(tail)
-        except (ConnectionResetError, ConnectionError):
-            pass  # the client stopped reading: what it cost us is in `sent`
+            await response.write_eof()
+        except ConnectionError:
+            # The client stopped reading (what it cost us is in `sent`); ending the response
+            # here keeps aiohttp from trying to, and logging the same error.
+            response.force_close()
+            raise asyncio.CancelledError from None
         return response
 
     async def __aenter__(self) -> HostileEndpoint:
