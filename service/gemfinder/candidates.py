@@ -16,8 +16,10 @@ that short name.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,59 @@ class Candidate:
         return self.adapter_id or self.model_id
 
 
+MAX_URL = 2048
+# A DNS name (RFC 1123: labels of letters, digits and hyphens, at most 63 characters, 253 in
+# all; underscores too, as some service names have them), or an IP address checked below.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.%A-Za-z]+)\](?::[0-9]+)?")
+
+
+def check_endpoint_url(url: str, field: str) -> None:
+    """UserError(field, why) unless `url` is a plain http(s) base URL: scheme, a valid host, an
+    optional port and path; no credentials, query, fragment, spaces or control characters.
+
+    A malformed URL must be refused here: the HTTP clients fail on it later in ways that were
+    reported as internal errors (`http://[::1`, a label over 63 characters, `user:pass@`)."""
+
+    def bad(why: str) -> UserError:
+        shown = url if len(url) <= 100 else url[:100] + "..."
+        return UserError(field, f"{why}: {shown!r}")
+
+    if len(url) > MAX_URL:
+        raise UserError(field, f"at most {MAX_URL} characters, got {len(url)}")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise bad("spaces and control characters are not allowed in an endpoint URL")
+    try:
+        parsed = urlparse(url)
+        port = parsed.port  # ValueError when not a number in 0..65535
+        host = parsed.hostname
+    except ValueError as err:
+        raise bad(f"not a valid URL ({err})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise bad("not an http(s) URL")
+    if "@" in parsed.netloc:
+        raise bad("credentials in the URL are not allowed (give a token in the endpoints file)")
+    if parsed.query or parsed.fragment or url.endswith(("?", "#")):
+        raise bad("a query or fragment is not allowed in an endpoint's base URL")
+    if not host:
+        raise bad("no host")
+    if port == 0:
+        raise bad("port 0 is not a port to connect to")
+    if parsed.netloc.startswith("["):
+        literal = _BRACKETED.fullmatch(parsed.netloc)
+        try:
+            ipaddress.IPv6Address(literal.group(1).split("%", 1)[0] if literal else "")
+        except ValueError:
+            raise bad("not a valid IPv6 address in brackets (then only :port)") from None
+        return
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise bad(
+            "not a valid host name (labels of letters, digits and hyphens, each at most 63 "
+            "characters, 253 in all)"
+        )
+
+
 def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     """Build and validate one candidate; every problem is a UserError naming the field."""
     if not isinstance(data, dict):
@@ -88,9 +143,7 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     endpoint = data.get("endpoint")
     if not isinstance(endpoint, str):
         raise UserError(f"{where}.endpoint", "required, an http(s) URL")
-    parsed = urlparse(endpoint)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UserError(f"{where}.endpoint", f"not an http(s) URL: {endpoint!r}")
+    check_endpoint_url(endpoint, f"{where}.endpoint")
     backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
     adapter_id = data.get("adapter_id")
     if adapter_id is not None and (not isinstance(adapter_id, str) or not adapter_id.strip()):

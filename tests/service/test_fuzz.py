@@ -7,9 +7,7 @@ synchronous channel. Random bytes test the decoding path as well as random messa
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 
 import grpc
 import pytest
@@ -17,13 +15,13 @@ from gemfinder import _core
 from gemfinder.cli.search import MATRIX_ENDPOINT
 from gemfinder.config import ServerConfig
 from gemfinder.oracles import ReplayOracle
-from gemfinder.server.app import Server
 from gemfinder.v1 import gemfinder_pb2 as pb
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.service.server_thread import serve_in_thread
 from tests.service.support import clear_best_pool
 
 MATRIX, ITEMS = clear_best_pool(n_models=6, per_task=3)
@@ -37,24 +35,15 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory):
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     db = tmp_path_factory.mktemp("fuzz") / "f.db"
     config = ServerConfig(
         address="127.0.0.1:0", metrics_port=0, db=str(db), max_active_searches=1000
     )
-
-    async def start() -> tuple[Server, int]:
-        server = Server(config, oracle=ReplayOracle(MATRIX))  # grpc.aio binds to this loop
-        return server, await server.start()
-
-    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
+    with (
+        serve_in_thread(config, ReplayOracle(MATRIX)) as (_, port),
+        grpc.insecure_channel(f"127.0.0.1:{port}") as chan,
+    ):
         yield chan
-    asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
 
 
 texts = st.text(max_size=12)

@@ -42,6 +42,7 @@ def _load(argv: list[str], environ: dict[str, str] | None = None) -> cfg.ServerC
         ("default_queries_per_model", "0", "must be >= 1"),
         ("max_active_searches", "0", "must be >= 1"),
         ("max_candidates", "0", "must be >= 1"),
+        ("max_answer_bytes", "0", "must be >= 1"),
         ("max_message_bytes", str(2**31), "gRPC's limit"),
         ("metrics_port", "70000", "port number"),
         ("log_level", "verbose", "must be one of DEBUG, INFO"),

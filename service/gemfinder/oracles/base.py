@@ -26,6 +26,7 @@ class FailureKind(StrEnum):
     GARBAGE = "garbage"  # a 200 whose body is not the API's JSON
     VALIDATION = "validation"  # 422: our request is wrong; retrying will not help
     HTTP_ERROR = "http_error"  # other 4xx (401, 404, ...): configuration, not transient
+    TOO_LARGE = "too_large"  # an answer over --max-answer-bytes (oracles.answer_cap)
     GRADING = "grading"  # the grader itself failed (not the model's fault, not a 0)
     UNEXPECTED = "unexpected"  # a bug in the client path; logged with its traceback
 

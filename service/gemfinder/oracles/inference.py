@@ -4,6 +4,7 @@ grade off the loop.
 Per endpoint: one AsyncInferenceClient with an explicit token and timeout, and a semaphore
 sized from the user's setting or `/info` `max_concurrent_requests` (capped, since other
 clients share the server). A slot is held for one attempt only, never across a backoff sleep.
+Answers are read through a byte cap (oracles.answer_cap).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from huggingface_hub import AsyncInferenceClient
 
 from gemfinder.candidates import Candidate
+from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES, cap_answers
 from gemfinder.oracles.backends import (
     Completion,
     CompletionsClient,
@@ -36,19 +38,22 @@ log = logging.getLogger(__name__)
 
 
 class _Endpoint:
-    def __init__(self, config: EndpointConfig, limit: int, policy: RetryPolicy) -> None:
+    def __init__(
+        self, config: EndpointConfig, limit: int, policy: RetryPolicy, max_answer_bytes: int
+    ) -> None:
         self.config = config
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
-        self.client: AsyncInferenceClient | CompletionsClient
+        client: AsyncInferenceClient | CompletionsClient
         if config.backend == "openai":
-            self.client = AsyncInferenceClient(
+            client = AsyncInferenceClient(
                 base_url=config.key, token=config.bearer, timeout=policy.timeout_s
             )
         elif config.backend == "openai_completions":
-            self.client = CompletionsClient(config.key, config.bearer, policy.timeout_s)
+            client = CompletionsClient(config.key, config.bearer, policy.timeout_s)
         else:
-            self.client = AsyncInferenceClient(token=config.bearer, timeout=policy.timeout_s)
+            client = AsyncInferenceClient(token=config.bearer, timeout=policy.timeout_s)
+        self.client = cap_answers(client, max_answer_bytes)
 
 
 class InferenceOracle:
@@ -62,7 +67,9 @@ class InferenceOracle:
         default_concurrency: int = 8,
         validate: bool = True,
         seed: int | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
+        self.max_answer_bytes = max_answer_bytes
         self.configs = {c.key: c for c in endpoints}
         self.policy = policy or RetryPolicy()
         self.stats = stats or OracleStats()
@@ -97,7 +104,7 @@ class InferenceOracle:
         old = self._endpoints.get(config.key)
         if old is not None:
             return old
-        endpoint = _Endpoint(config, limit, self.policy)
+        endpoint = _Endpoint(config, limit, self.policy, self.max_answer_bytes)
         self._endpoints[config.key] = endpoint
         return endpoint
 

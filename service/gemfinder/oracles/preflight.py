@@ -31,6 +31,7 @@ import aiohttp
 
 from gemfinder.candidates import OPENAI_BACKENDS, Candidate
 from gemfinder.errors import UserError
+from gemfinder.oracles.answer_cap import probe_json
 from gemfinder.oracles.endpoints import EndpointConfig
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ async def _get_json(
             if resp.status != 200:
                 return True, None, None
             try:
-                return True, await resp.json(content_type=None), None
+                return True, await probe_json(resp), None
             except ValueError:
                 return True, None, None
     except (TimeoutError, aiohttp.ClientError) as err:

@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
+from gemfinder.oracles.answer_cap import AnswerTooLarge
 from gemfinder.oracles.base import FailureKind
 
 _http = importlib.import_module(HTTPError.__module__.split(".")[0])
@@ -56,6 +57,7 @@ def _from_status(status: int) -> FailureKind:
 
 # Checked in order: the TGI-specific errors subclass HTTPError, timeouts before transport errors.
 _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], FailureKind]] = [
+    (AnswerTooLarge, FailureKind.TOO_LARGE),
     (OverloadedError, FailureKind.OVERLOADED),
     (GenerationError, FailureKind.GENERATION),
     (IncompleteGenerationError, FailureKind.INCOMPLETE),
@@ -64,7 +66,11 @@ _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Failur
     ((InferenceTimeoutError, _http.TimeoutException, TimeoutError), FailureKind.TIMEOUT),
     ((_http.TransportError, ConnectionError), FailureKind.CONNECTION),
     ((json.JSONDecodeError, UnicodeDecodeError, _http.DecodingError), FailureKind.GARBAGE),
-    ((KeyError, IndexError, TypeError, ValueError, AttributeError), FailureKind.GARBAGE),
+    # RecursionError: JSON nested too deep for the parser (a 100,000-deep answer).
+    (
+        (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError),
+        FailureKind.GARBAGE,
+    ),
 ]
 
 

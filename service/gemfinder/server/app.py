@@ -39,6 +39,7 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelSearchService"].full_name
 
 
@@ -49,6 +50,7 @@ def default_oracle(config: ServerConfig) -> InferenceOracle:
         policy=RetryPolicy(timeout_s=config.request_timeout_s),
         stats=hook_oracle_stats(OracleStats()),
         default_concurrency=config.endpoint_concurrency,
+        max_answer_bytes=config.max_answer_bytes,
     )
 
 
@@ -69,7 +71,9 @@ class Server:
             interceptors=[MetricsInterceptor(), AuthInterceptor(config.token), ErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", config.max_message_bytes),
+                # Responses are the server's own (a result of max_candidates models): not
+                # limited by what a request may be.
+                ("grpc.max_send_message_length", MAX_SEND_BYTES),
                 # One server per port: with SO_REUSEPORT (gRPC's default on Linux) a second
                 # server would bind the same port and take half of the connections.
                 ("grpc.so_reuseport", 0),

@@ -10,7 +10,7 @@ import json
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from gemfinder import _core
+from gemfinder import _core, bounded_json
 from gemfinder.budget import BudgetAsked
 from gemfinder.candidates import BACKENDS as BACKEND_NAMES
 from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
@@ -168,9 +168,9 @@ def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
     for i, it in enumerate(inline):
         where = f"spec.query_set.inline.items[{i}]"
         try:
-            fields = json.loads(it.fields_json or "{}")
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}.fields_json", f"invalid JSON ({err.msg})") from None
+            fields = bounded_json.loads(it.fields_json or "{}")
+        except bounded_json.BadJson as err:
+            raise UserError(f"{where}.fields_json", str(err)) from None
         if not isinstance(fields, dict):
             raise UserError(f"{where}.fields_json", "must be a JSON object")
         item = parse_item(json.dumps({**fields, "id": it.id, "task": it.task}), where)

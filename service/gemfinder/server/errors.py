@@ -29,6 +29,18 @@ STATUS_OF: dict[str, grpc.StatusCode] = {
     "internal": grpc.StatusCode.INTERNAL,
 }
 DETAILS_KEY = "grpc-status-details-bin"
+# The status travels in the trailer, and gRPC clients refuse trailers above their metadata limit
+# (8 KiB by default in grpc python, `grpc.max_metadata_size`) with RESOURCE_EXHAUSTED instead of
+# the status sent: 1,000 bad candidates used to arrive that way. So the message is clipped to
+# MAX_MESSAGE_BYTES of UTF-8 (percent-encoded on the wire: at most 3x), and the details list
+# violations while the serialized status stays within MAX_DETAILS_BYTES (base64 on the wire:
+# 4/3x; the first violation is always sent), at most MAX_VIOLATIONS, then one more that says
+# how many were left out. Worst case about 7 KiB on the wire, 4.5 KiB for ASCII text.
+MAX_MESSAGE_BYTES = 1024
+MAX_DETAILS_BYTES = 2500
+MAX_VIOLATIONS = 20
+MAX_FIELD_BYTES = 200  # of one violation's field path
+MAX_REASON_BYTES = 1000  # of one violation's description (a budget error takes ~400)
 
 
 class ServiceError(Exception):
@@ -62,12 +74,13 @@ def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, bytes]:
     """(code, message, serialized google.rpc.Status with details) for an exception."""
     kind = kind_of(exc)
     code = STATUS_OF[kind]
-    message = "internal error" if kind == "internal" else str(exc)
+    message = clip("internal error" if kind == "internal" else str(exc), MAX_MESSAGE_BYTES)
     status = status_pb2.Status(code=code.value[0], message=message)
     field = field_of(exc)
     if field is not None:
         reason = exc.reason if isinstance(exc, UserError) else str(exc).split(": ", 1)[-1]
         violations = getattr(exc, "violations", None) or [(field, reason)]
+        violations = fit_violations(violations, MAX_DETAILS_BYTES - len(message.encode()) - 16)
         detail = any_pb2.Any()
         if kind == "failed_precondition":
             what = getattr(exc, "precondition", "FAILED_PRECONDITION")
@@ -92,3 +105,36 @@ def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, bytes]:
             )
         status.details.append(detail)
     return code, message, status.SerializeToString()
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, ending in "..." when cut."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode(errors="ignore") + "..."
+
+
+def fit_violations(violations: list[tuple[str, str]], budget: int) -> list[tuple[str, str]]:
+    """The violations to send: each part clipped, as many as fit in `budget` bytes (at most
+    MAX_VIOLATIONS, at least one), then ("<first left out>", "and N more ...") when any is
+    left out, so the trailer stays under clients' metadata limit whatever the request."""
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for field, reason in violations:
+        pair = (clip(field, MAX_FIELD_BYTES), clip(reason, MAX_REASON_BYTES))
+        size = len(pair[0].encode()) + len(pair[1].encode()) + 8  # + protobuf tags, lengths
+        if kept and (len(kept) == MAX_VIOLATIONS or used + size > budget - 100):
+            break  # 100: room for the summary below
+        kept.append(pair)
+        used += size
+    left = len(violations) - len(kept)
+    if left:
+        first = clip(violations[len(kept)][0], MAX_FIELD_BYTES)
+        kept.append(
+            (
+                first,
+                f"and {left} more from this one on, not listed (at most {MAX_VIOLATIONS} are sent)",
+            )
+        )
+    return kept

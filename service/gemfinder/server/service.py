@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 
+from gemfinder import bounded_json
 from gemfinder.errors import UserError
 from gemfinder.search import events as ev
 from gemfinder.search.manager import SearchManager
@@ -108,6 +110,13 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
             raise UserError("page_size", "must be >= 0")
         size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
         after = _decode_token(request.page_token) if request.page_token else None
+        if (
+            request.state != pb.SEARCH_STATE_UNSPECIFIED
+            and request.state not in convert.STATE_NAMES
+        ):
+            # proto3 keeps unknown enum numbers: 99 must not read as "any state"
+            known = ", ".join(pb.SearchState.keys())
+            raise UserError("state", f"unknown value {request.state} (known: {known})")
         state = convert.STATE_NAMES.get(request.state)
         rows = self.manager.list(
             size + 1, after, state=state, request_id=request.request_id or None
@@ -126,7 +135,12 @@ def _encode_token(created: float, search_id: str) -> str:
 
 def _decode_token(token: str) -> tuple[float, str]:
     try:
-        created, search_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return float(created), str(search_id)
+        # A token this server wrote is [created, search_id]: depth 1.
+        created, search_id = bounded_json.loads(base64.urlsafe_b64decode(token.encode()), 1)
+        if not isinstance(created, int | float) or not isinstance(search_id, str):
+            raise TypeError
+        if not math.isfinite(created):
+            raise ValueError
+        return float(created), search_id
     except (ValueError, TypeError):
         raise UserError("page_token", "malformed; pass next_page_token unchanged") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from gemfinder.tasks.base import GenerationSettings, Grade, Item, Task
@@ -12,13 +13,14 @@ _FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 
 
 def normalize_number(raw: str) -> str | None:
-    """'$1,234.50.' -> '1234.50'; None when nothing numeric is left."""
+    """'$1,234.50.' -> '1234.50'; None when no finite number is left (float() also reads
+    'NaN', 'inf' and '1e999', which no answer means)."""
     s = raw.strip().replace(",", "").replace("$", "").rstrip(".")
     try:
-        float(s)
+        value = float(s)
     except ValueError:
         return None
-    return s
+    return s if math.isfinite(value) else None
 
 
 def extract_number(response: str) -> str | None:
@@ -61,7 +63,7 @@ class Gsm8k(Task):
     def validate(self, item: Item) -> str | None:
         reason = super().validate(item)
         if reason is None and reference_number(item.fields["answer"]) is None:
-            reason = "answer must end with '#### <number>' or be a number"
+            reason = "answer must end with '#### <number>' or be a number, finite"
         return reason
 
     def body(self, item: Item) -> str:

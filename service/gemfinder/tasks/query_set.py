@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from gemfinder import bounded_json
 from gemfinder.errors import UserError
 from gemfinder.tasks.base import Item
 from gemfinder.tasks.registry import TASKS
@@ -13,9 +13,9 @@ from gemfinder.tasks.registry import TASKS
 def parse_item(line: str, where: str) -> Item:
     """One JSONL line -> Item; raises UserError(where, reason) when it is not a valid item."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UserError(where, f"bad JSON: {err.msg} at column {err.colno}") from None
+        obj = bounded_json.loads(line)
+    except bounded_json.BadJson as err:
+        raise UserError(where, f"bad JSON: {err}") from None
     if not isinstance(obj, dict):
         raise UserError(where, "expected a JSON object")
     for key in ("id", "task"):
