@@ -24,7 +24,10 @@ def test_doc_blocks_run(doc, tmp_path):
     data = SHARED_DATA if SHARED_DATA.is_dir() else None
     left_out = run_doc(doc, tmp_path, data)
     if left_out:
-        missing = f"reference data not found at {SHARED_DATA}, needed by {', '.join(left_out)}"
+        missing = (
+            f"reference data not found at {SHARED_DATA}, needed by {', '.join(left_out)}: clone "
+            "gemfinder beside the project's shared/ folder or set GEMFINDER_SHARED_DATA"
+        )
         if os.environ.get("GEMFINDER_REQUIRE_SHARED_DATA") == "1":
             pytest.fail(missing + " (required: GEMFINDER_REQUIRE_SHARED_DATA=1)")
         pytest.skip(missing + " (the other blocks ran)")
