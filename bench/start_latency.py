@@ -1,13 +1,15 @@
 """StartSearch latency under concurrency: many callers start searches at once.
 
     python bench/start_latency.py                      # 100 starts of 10-candidate searches
-    python bench/start_latency.py --starts 100 --candidates 10 --endpoints 4
+    python bench/start_latency.py --starts 100 --candidates 10 --endpoints 4 --latency-ms 1000
 
-A real in-process server (`--max-active-searches` above the number of starts, the endpoints
-file listing the fleet) and a healthy simulated TGI fleet on 127.0.0.1. Every caller sends one
-StartSearch at the same moment (its own request id, its own 10 candidates); the figure is the
-wall time from sending to the answer, which covers the pre-search check of the candidates'
-endpoints. The searches then run to the end before the server stops (not timed).
+Three processes, as in a deployment: a healthy simulated TGI fleet (its generation takes
+`--latency-ms`, as on GPUs elsewhere), the server (`--max-active-searches` above the number of
+starts, its endpoints file listing the fleet) and the callers. Every caller sends one
+StartSearch at the same moment (its own request id, its own candidates); the figure is the wall
+time from sending to the answer, which covers the pre-search check of the candidates'
+endpoints while the searches started before run. The server stops once every start is
+answered.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -34,63 +38,91 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
 TASKS = ("arc_challenge", "mmlu")
+SPAWN = multiprocessing.get_context("spawn")
 
 
-def pool(models: int, per_task: int, seed: int = 0):
-    items = [parse_item(json.dumps(r), r["id"]) for r in generate(per_task, seed, tasks=TASKS)]
-    rng = np.random.default_rng(seed)
-    correct = (rng.random((models, len(items))) < rng.uniform(0.2, 0.8, (models, 1))).astype(
-        np.uint8
+def world(args):
+    """The pool (matrix, items) and the fleet serving it; the same in every process."""
+    items = [parse_item(json.dumps(r), r["id"]) for r in generate(args.per_task, 0, tasks=TASKS)]
+    rng = np.random.default_rng(0)
+    accuracy = rng.uniform(0.2, 0.8, (args.models, 1))
+    correct = (rng.random((args.models, len(items))) < accuracy).astype(np.uint8)
+    names = [f"org/ft-{k}" for k in range(args.models)]
+    matrix = CorrectnessMatrix(correct, names, [it.id for it in items])
+    fleet = fleet_from_matrix(
+        matrix,
+        args.endpoints,
+        latency_median_s=args.latency_ms / 1000,
+        max_concurrent_requests=args.slots,
     )
-    names = [f"org/ft-{k}" for k in range(models)]
-    return CorrectnessMatrix(correct, names, [it.id for it in items]), items
+    return matrix, items, fleet
 
 
-def endpoints_file(config, urls: dict[str, str], path: Path) -> str:
-    data = [{"url": urls[e.name], "adapters": list(e.adapters)} for e in config.endpoints]
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return str(path)
+def _fleet(args, urls_out, stop) -> None:
+    """The fleet's process: serve until `stop` is set, after sending the endpoints' URLs."""
+
+    async def serve() -> None:
+        matrix, items, config = world(args)
+        fleet = await Fleet(config, matrix, items).start()
+        urls_out.put({name: fleet.url(name) for name in fleet.names})
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        await fleet.stop()
+
+    asyncio.run(serve())
 
 
-async def run(args) -> list[float]:
-    matrix, items = pool(args.models, args.per_task)
-    fleet_config = fleet_from_matrix(matrix, args.endpoints, max_concurrent_requests=64)
-    fleet = await Fleet(fleet_config, matrix, items).start()
-    urls = {name: fleet.url(name) for name in fleet.names}
+def _callers(port: int, requests: list[bytes]) -> list[float]:
+    """The callers' process: send every StartSearch at once; each one's latency (s)."""
+
+    async def send() -> list[float]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ModelSearchServiceStub(channel)
+            await stub.ListSearches(pb.ListSearchesRequest(), timeout=10)  # channel up
+            messages = [pb.StartSearchRequest.FromString(r) for r in requests]
+
+            async def start(request: pb.StartSearchRequest) -> float:
+                t0 = time.perf_counter()
+                await stub.StartSearch(request, timeout=120)
+                return time.perf_counter() - t0
+
+            return await asyncio.gather(*(start(m) for m in messages))
+
+    return asyncio.run(send())
+
+
+async def run(args, urls: dict[str, str]) -> list[float]:
+    matrix, items, fleet_config = world(args)
     candidates = candidates_for(fleet_config, urls, matrix)
     rng = np.random.default_rng(1)
+    requests = []
+    for k in range(args.starts):
+        chosen = sorted(rng.choice(len(candidates), args.candidates, replace=False))
+        spec = spec_to_proto([candidates[i] for i in chosen], items, args.per_model, seed=k)
+        requests.append(pb.StartSearchRequest(spec=spec, request_id=f"b{k}").SerializeToString())
     with tempfile.TemporaryDirectory() as tmp:
+        endpoints = Path(tmp) / "endpoints.json"
+        listed = [
+            {"url": urls[e.name], "adapters": list(e.adapters)} for e in fleet_config.endpoints
+        ]
+        endpoints.write_text(json.dumps(listed), encoding="utf-8")
         config = ServerConfig(
             address="127.0.0.1:0",
             metrics_port=0,
             db=f"{tmp}/bench.db",
-            endpoints=endpoints_file(fleet_config, urls, Path(tmp) / "endpoints.json"),
+            endpoints=str(endpoints),
             max_active_searches=args.max_active,
         )
         server = Server(config)
         port = await server.start()
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = pb_grpc.ModelSearchServiceStub(channel)
-                await stub.ListSearches(pb.ListSearchesRequest(), timeout=10)  # channel up
-
-                async def start(k: int) -> tuple[float, str]:
-                    chosen = rng.choice(len(candidates), args.candidates, replace=False)
-                    spec = spec_to_proto(
-                        [candidates[i] for i in sorted(chosen)], items, args.per_model, seed=k
-                    )
-                    request = pb.StartSearchRequest(spec=spec, request_id=f"bench-{k}")
-                    t0 = time.perf_counter()
-                    reply = await stub.StartSearch(request, timeout=120)
-                    return time.perf_counter() - t0, reply.search.search_id
-
-                started = await asyncio.gather(*(start(k) for k in range(args.starts)))
-                for _, search_id in started:  # let them finish: a clean stop, not timed
-                    await server.manager.wait(search_id)
+            with ProcessPoolExecutor(1, mp_context=SPAWN) as callers:
+                latencies = await asyncio.get_running_loop().run_in_executor(
+                    callers, _callers, port, requests
+                )
         finally:
             await server.stop(0)
-            await fleet.stop()
-    return sorted(t for t, _ in started)
+    return sorted(latencies)
 
 
 def main() -> None:
@@ -99,21 +131,31 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=10, help="candidates per search")
     parser.add_argument("--models", type=int, default=40, help="models served by the fleet")
     parser.add_argument("--endpoints", type=int, default=4)
+    parser.add_argument("--slots", type=int, default=16, help="max_concurrent_requests each")
+    parser.add_argument("--latency-ms", type=float, default=1000.0, help="generation time")
     parser.add_argument("--per-task", type=int, default=20, help="items per task (2 tasks)")
     parser.add_argument("--per-model", type=int, default=2, help="query budget per model")
     parser.add_argument("--max-active", type=int, default=200, help="--max-active-searches")
     args = parser.parse_args()
-    latencies = asyncio.run(run(args))
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    urls_out, stop = SPAWN.Queue(), SPAWN.Event()
+    fleet = SPAWN.Process(target=_fleet, args=(args, urls_out, stop))
+    fleet.start()
+    try:
+        latencies = asyncio.run(run(args, urls_out.get(timeout=60)))
+    finally:
+        stop.set()
+        fleet.join(30)
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * len(latencies)) - 1)]
     print(
         f"{args.starts} concurrent StartSearch, {args.candidates} candidates each, "
-        f"{args.endpoints} endpoints, --max-active-searches {args.max_active}"
+        f"{args.endpoints} endpoints x {args.slots} slots at {args.latency_ms:.0f} ms, "
+        f"--max-active-searches {args.max_active}"
     )
     print(
         f"accepted {len(latencies)}; latency p50 {statistics.median(latencies):.3f} s, "
-        f"p99 {p(0.99):.3f} s, max {latencies[-1]:.3f} s"
+        f"p99 {p99:.3f} s, max {latencies[-1]:.3f} s"
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the fleet's and the callers' processes import this module
     main()
