@@ -8,8 +8,8 @@ Three processes, as in a deployment: a healthy simulated TGI fleet (its generati
 starts, its endpoints file listing the fleet) and the callers. Every caller sends one
 StartSearch at the same moment (its own request id, its own candidates); the figure is the wall
 time from sending to the answer, which covers the pre-search check of the candidates'
-endpoints while the searches started before run. The server stops once every start is
-answered.
+endpoints (their /info and /v1/models answer after `--probe-latency-ms`) while the searches
+started before run. The server stops once every start is answered.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from aiohttp import web
 from gemfinder.config import ServerConfig
 from gemfinder.fleet import Fleet
+from gemfinder.fleet import fleet as fleet_module
+from gemfinder.fleet import server as fleet_server
 from gemfinder.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.fleet.synthetic_items import generate
 from gemfinder.matrix import CorrectnessMatrix
@@ -59,7 +62,22 @@ def world(args):
 
 
 def _fleet(args, urls_out, stop) -> None:
-    """The fleet's process: serve until `stop` is set, after sending the endpoints' URLs."""
+    """The fleet's process: serve until `stop` is set, after sending the endpoints' URLs.
+    /info and /v1/models answer after `--probe-latency-ms` (the simulated fleet answers them at
+    once; a real endpoint is a network hop away and busy generating)."""
+
+    @web.middleware
+    async def slow_probes(request: web.Request, handler):
+        if request.path in ("/info", "/v1/models"):
+            await asyncio.sleep(args.probe_latency_ms / 1000)
+        return await handler(request)
+
+    def make_app(state) -> web.Application:
+        app = fleet_server.make_app(state)
+        app.middlewares.append(slow_probes)
+        return app
+
+    fleet_module.make_app = make_app
 
     async def serve() -> None:
         matrix, items, config = world(args)
@@ -133,6 +151,7 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=4)
     parser.add_argument("--slots", type=int, default=16, help="max_concurrent_requests each")
     parser.add_argument("--latency-ms", type=float, default=1000.0, help="generation time")
+    parser.add_argument("--probe-latency-ms", type=float, default=50.0, help="/info answer time")
     parser.add_argument("--per-task", type=int, default=20, help="items per task (2 tasks)")
     parser.add_argument("--per-model", type=int, default=2, help="query budget per model")
     parser.add_argument("--max-active", type=int, default=200, help="--max-active-searches")
@@ -148,7 +167,8 @@ def main() -> None:
     p99 = latencies[min(len(latencies) - 1, round(0.99 * len(latencies)) - 1)]
     print(
         f"{args.starts} concurrent StartSearch, {args.candidates} candidates each, "
-        f"{args.endpoints} endpoints x {args.slots} slots at {args.latency_ms:.0f} ms, "
+        f"{args.endpoints} endpoints x {args.slots} slots at {args.latency_ms:.0f} ms, probes "
+        f"{args.probe_latency_ms:.0f} ms, "
         f"--max-active-searches {args.max_active}"
     )
     print(
