@@ -11,7 +11,7 @@ import threading
 import grpc
 import pytest
 from gemfinder import config as cfg
-from gemfinder.candidates import Candidate
+from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, load_endpoint_configs
@@ -25,6 +25,7 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.conftest import REPO_ROOT
 from tests.fleet_support import make_items
 from tests.service.support import spec_proto
 
@@ -274,3 +275,11 @@ async def test_a_search_resumed_on_a_withdrawn_endpoint_fails_without_connecting
     row = manager.get("s1")
     assert row.state == "failed" and "not allowed" in row.error
     assert victim.connections == 0
+
+
+def test_the_example_fleets_candidates_name_only_their_listed_endpoints():
+    for fleet in sorted((REPO_ROOT / "k8s" / "examples").iterdir()):
+        listed = load_endpoint_configs(fleet / "endpoints.json")
+        EndpointAllowlist.build(c.key for c in listed).check(
+            load_candidates(fleet / "candidates.json")
+        )

@@ -112,7 +112,10 @@ class InferenceOracle:
                 continue
             del self._users[url]
             if url not in self.configs and url in self._endpoints:
-                await self._endpoints.pop(url).client.close()
+                try:
+                    await self._endpoints.pop(url).client.close()
+                except Exception:  # noqa: BLE001 - forgotten either way; the search has ended
+                    log.warning("closing the client of %s failed", url, exc_info=True)
 
     @property
     def retained(self) -> int:
