@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from gemfinder.candidates import Candidate
 from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle, RetryPolicy
-from gemfinder.oracles.preflight import probe
+from gemfinder.oracles.preflight import Prober
 from gemfinder.tasks import Item
 from hostile_endpoint import HostileEndpoint
 
@@ -72,5 +72,5 @@ async def test_hostile_probe_answers_are_no_information(body):
     """/info and /v1/models nested 100,000 deep or of 5 MB: the probe reads at most 1 MiB and
     takes them for no answer (the endpoint did answer, so it is reachable), never an error."""
     async with HostileEndpoint(10, probe_body=body) as endpoint:
-        probes = await probe([EndpointConfig(endpoint.url)])
+        probes = await Prober().probe([EndpointConfig(endpoint.url)])
     assert probes[endpoint.url] == {"info": None, "models": None, "unreachable": None}

@@ -262,7 +262,12 @@ async def test_the_service_searches_completions_endpoints_from_candidates_file_l
         (tmp_path / "e.json").write_text(json.dumps(endpoints_for(config, urls, COMPLETIONS)))
         oracle = InferenceOracle(load_endpoint_configs(tmp_path / "e.json"), policy=FAST_RETRY)
         server = Server(
-            ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "g.db")),
+            ServerConfig(
+                address="127.0.0.1:0",
+                metrics_port=0,
+                db=str(tmp_path / "g.db"),
+                endpoints=str(tmp_path / "e.json"),  # the endpoints callers may name
+            ),
             oracle=oracle,
         )
         port = await server.start()

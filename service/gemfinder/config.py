@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from gemfinder.errors import UserError
+from gemfinder.oracles.allowlist import compile_pattern
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.search.spec import Limits
 
@@ -26,7 +27,12 @@ HELP = {
     "token": "bearer token required from clients (empty: no auth)",
     "tls_cert": "PEM certificate chain for TLS (with tls_key; empty: plaintext)",
     "tls_key": "PEM private key for TLS",
-    "endpoints": "JSON file of endpoint settings (token, adapters, max_concurrency)",
+    "endpoints": "JSON file of the endpoints callers may name, with their settings (token, "
+    "adapters, max_concurrency)",
+    "allow_endpoint_patterns": "more endpoints callers may name: URL patterns with * inside a "
+    "host label, pattern[,pattern...] (e.g. http://tgi-*.models.svc:8080)",
+    "allow_any_endpoint": "let callers name any endpoint URL, which the server then connects to "
+    "(development and demos only; logged as a warning)",
     "query_sets": "registered query sets, name=path.jsonl[,name=path...]",
     "max_active_searches": "searches running at once; more are RESOURCE_EXHAUSTED",
     "max_candidates": "candidates per request",
@@ -67,6 +73,8 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     endpoints: str = ""
+    allow_endpoint_patterns: str = ""
+    allow_any_endpoint: bool = False
     query_sets: str = ""
     max_active_searches: int = 8
     max_candidates: int = 5000
@@ -86,6 +94,9 @@ class ServerConfig:
     @property
     def limits(self) -> Limits:
         return Limits(self.max_candidates, self.max_items, self.max_budget)
+
+    def endpoint_patterns(self) -> list[str]:
+        return [p for p in (p.strip() for p in self.allow_endpoint_patterns.split(",")) if p]
 
     def query_set_paths(self, field: str = "--query-sets") -> dict[str, Path]:
         out: dict[str, Path] = {}
@@ -109,12 +120,31 @@ def env_name(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(ServerConfig):
+        if f.type == "bool":  # a switch: given means on
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=f"{HELP[f.name]} (env {env_name(f.name)}=true)",
+            )
+            continue
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=None,
             help=f"{HELP[f.name]} (env {env_name(f.name)}, default {f.default!r})",
         )
+
+
+def _parse_bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def flag_name(name: str) -> str:
@@ -137,9 +167,13 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
         kind = type(f.default)
         where = source[f.name]
         try:
-            value = kind(raw)
+            value = _parse_bool(raw) if kind is bool else kind(raw)
         except ValueError:
-            raise UserError(where, f"expected {kind.__name__}, got {raw!r}") from None
+            expected = "true or false" if kind is bool else kind.__name__
+            raise UserError(where, f"expected {expected}, got {raw!r}") from None
+        if kind is bool:
+            values[f.name] = value
+            continue
         if kind is float and not math.isfinite(value):
             raise UserError(where, f"must be a finite number, got {raw!r}")
         if f.name in AT_LEAST_ONE and value < 1:
@@ -165,6 +199,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
         raise UserError(
             source[given], f"needs {flag_name(missing)} too (give both for TLS, or neither)"
         )
+    for i, pattern in enumerate(config.endpoint_patterns()):
+        compile_pattern(pattern, f"{source['allow_endpoint_patterns']} (pattern {i + 1})")
     paths = config.query_set_paths(source["query_sets"])
     for name, path in paths.items():
         if path.is_dir():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from gemfinder.config import ServerConfig
 from gemfinder.fleet import Fleet
 from gemfinder.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.matrix import CorrectnessMatrix
@@ -57,6 +58,14 @@ def write_endpoints(endpoint_configs, path: Path) -> Path:
     ]
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+def server_config(tmp_path: Path, endpoint_configs, **kw) -> ServerConfig:
+    """A server on a free port whose endpoints file lists `endpoint_configs`: the endpoints its
+    callers may name (oracles.allowlist)."""
+    endpoints = write_endpoints(endpoint_configs, tmp_path / "endpoints.json")
+    fields = {"address": "127.0.0.1:0", "metrics_port": 0, "db": str(tmp_path / "g.db")}
+    return ServerConfig(**(fields | {"endpoints": str(endpoints)} | kw))
 
 
 def generate_requests(fleet: Fleet) -> int:

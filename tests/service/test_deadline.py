@@ -6,7 +6,6 @@ import asyncio
 
 import grpc
 import pytest
-from gemfinder.config import ServerConfig
 from gemfinder.oracles import InferenceOracle
 from gemfinder.server.app import Server
 from gemfinder.v1 import gemfinder_pb2 as pb
@@ -14,7 +13,14 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from prometheus_client import REGISTRY
 
 from tests.fleet_support import FAST_RETRY
-from tests.service.support import BEST, clear_best_pool, generate_requests, spec_proto, start_fleet
+from tests.service.support import (
+    BEST,
+    clear_best_pool,
+    generate_requests,
+    server_config,
+    spec_proto,
+    start_fleet,
+)
 
 
 def deadlines() -> float:
@@ -26,7 +32,7 @@ def deadlines() -> float:
 async def env(tmp_path):
     matrix, items = clear_best_pool()
     fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.05)
-    config = ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "d.db"))
+    config = server_config(tmp_path, configs)
     server = Server(config, oracle=InferenceOracle(configs, policy=FAST_RETRY))
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -16,7 +16,7 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from tests.service.support import clear_best_pool, spec_proto, start_fleet
+from tests.service.support import clear_best_pool, server_config, spec_proto, start_fleet
 
 TABLE = [
     (UserError("spec.budget", "too small"), grpc.StatusCode.INVALID_ARGUMENT),
@@ -72,7 +72,7 @@ async def test_bad_requests_over_grpc(tmp_path):
     matrix, items = clear_best_pool(n_models=6, per_task=4)
     fleet, candidates, configs = await start_fleet(matrix, items)
     server = Server(
-        ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "e.db")),
+        server_config(tmp_path, configs),
         oracle=InferenceOracle(configs),
     )
     port = await server.start()

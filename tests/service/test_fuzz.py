@@ -36,8 +36,14 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz") / "f.db"
+    endpoints = db.with_name("endpoints.json")
+    endpoints.write_text(json.dumps([{"url": MATRIX_ENDPOINT}]), encoding="utf-8")
     config = ServerConfig(
-        address="127.0.0.1:0", metrics_port=0, db=str(db), max_active_searches=1000
+        address="127.0.0.1:0",
+        metrics_port=0,
+        db=str(db),
+        endpoints=str(endpoints),
+        max_active_searches=1000,
     )
     with (
         serve_in_thread(config, ReplayOracle(MATRIX)) as (_, port),
@@ -103,7 +109,9 @@ def check(call) -> None:
     try:
         call()
     except grpc.RpcError as err:
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+        # PERMISSION_DENIED: a well-formed endpoint URL that is not in the endpoints file.
+        refused = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+        assert err.code() in refused, (err.code(), err.details())
         status = rpc_status.from_call(err)
         assert status is not None, "no google.rpc.Status details"
         bad = error_details_pb2.BadRequest()

@@ -86,8 +86,14 @@ HOSTILE_STRINGS = [
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory):
     db = tmp_path_factory.mktemp("hostile") / "h.db"
+    endpoints = db.with_name("endpoints.json")  # the endpoints callers may name
+    endpoints.write_text(json.dumps([{"url": MATRIX_ENDPOINT}]), encoding="utf-8")
     config = ServerConfig(
-        address="127.0.0.1:0", metrics_port=0, db=str(db), max_active_searches=1000
+        address="127.0.0.1:0",
+        metrics_port=0,
+        db=str(db),
+        endpoints=str(endpoints),
+        max_active_searches=1000,
     )
     with (
         serve_in_thread(config, ReplayOracle(MATRIX)) as (_, port),
@@ -429,7 +435,9 @@ ODD_URLS = [
 
 @pytest.mark.parametrize("url", ODD_URLS)
 def test_odd_valid_urls_reach_the_real_oracle_safely(tmp_path, url):
-    config = ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "o.db"))
+    config = ServerConfig(  # any endpoint, so that these reach the oracle
+        address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "o.db"), allow_any_endpoint=True
+    )
     spec = pb.SearchSpec(
         candidates=[
             pb.Candidate(model_id="org/a", endpoint=url, backend=pb.BACKEND_OPENAI),

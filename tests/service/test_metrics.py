@@ -36,6 +36,9 @@ def test_hook_and_results_are_counted():
     stats.record("retry", "timeout")
     after = REGISTRY.get_sample_value("gemfinder_oracle_retries_total", {"kind": "timeout"})
     assert after == before + 1
+    blocked = REGISTRY.get_sample_value("gemfinder_oracle_attempts_blocked_total") or 0
+    stats.record("attempt_blocked")
+    assert REGISTRY.get_sample_value("gemfinder_oracle_attempts_blocked_total") == blocked + 1
     metrics.observe_result("t", OracleResult("m", "i", 1, completion_tokens=5, latency_s=0.1))
     metrics.observe_result("t", OracleResult("m", "i", None, FailureKind.TIMEOUT))
     get = REGISTRY.get_sample_value

@@ -15,7 +15,6 @@ import grpc
 import pytest
 from gemfinder import metrics
 from gemfinder.candidates import Candidate
-from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle
 from gemfinder.oracles.endpoints import EndpointConfig
@@ -33,7 +32,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.fleet_support import FAST_RETRY, make_items
-from tests.service.support import clear_best_pool, spec_proto, start_fleet
+from tests.service.support import clear_best_pool, server_config, spec_proto, start_fleet
 
 DEAD = "http://127.0.0.1:1"
 UP = {"info": {"model_id": "org/base"}, "models": None, "unreachable": None}
@@ -98,8 +97,8 @@ def violations(err: grpc.aio.AioRpcError, kind):
 async def test_over_grpc(tmp_path):
     matrix, items = clear_best_pool(n_models=6, per_task=3)
     fleet, candidates, configs = await start_fleet(matrix, items)
-    server = Server(
-        ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "p.db")),
+    server = Server(  # the dead endpoints below are allowed as patterns without a *
+        server_config(tmp_path, configs, allow_endpoint_patterns=f"{DEAD},http://127.0.0.1:2"),
         oracle=InferenceOracle(configs, policy=FAST_RETRY),
     )
     port = await server.start()

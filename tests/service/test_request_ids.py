@@ -37,6 +37,9 @@ class SlowOracle:
     async def prepare(self, candidates) -> None:
         pass
 
+    async def release(self, candidates) -> None:
+        pass
+
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
         await asyncio.sleep(0.01)
         return OracleResult(candidate.model_id, item.id, int(candidate.model_id == "m0"))
@@ -106,7 +109,12 @@ async def test_a_database_from_before_request_id_checks_compares_its_specs(tmp_p
 async def test_over_grpc_another_spec_is_invalid_argument_naming_request_id(tmp_path):
     items = make_items(4, tasks=("mmlu",))
     cands = [Candidate(f"m{k}", f"http://h{k}:80") for k in range(60)]
-    config = ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "r.db"))
+    config = ServerConfig(
+        address="127.0.0.1:0",
+        metrics_port=0,
+        db=str(tmp_path / "r.db"),
+        allow_endpoint_patterns="http://h*:80",
+    )
     server = Server(config, oracle=SlowOracle())
     port = await server.start()
     try:

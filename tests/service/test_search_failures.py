@@ -41,6 +41,9 @@ class ScriptedOracle:
     async def prepare(self, candidates) -> None:
         pass
 
+    async def release(self, candidates) -> None:
+        pass
+
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
         self.asked += 1
         await asyncio.sleep(0)

@@ -22,6 +22,9 @@ class Oracle:
     async def prepare(self, candidates) -> None:
         pass
 
+    async def release(self, candidates) -> None:
+        pass
+
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
         if self.down:
             return OracleResult(candidate.model_id, item.id, None, failure=FailureKind.CONNECTION)

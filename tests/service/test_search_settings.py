@@ -25,6 +25,9 @@ class RecordingOracle:
     async def prepare(self, candidates: list[Candidate]) -> None:
         pass
 
+    async def release(self, candidates) -> None:
+        pass
+
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
         self.variants.append(system_prompt)
         reward = int(candidate.model_id == "m0")

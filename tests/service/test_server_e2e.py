@@ -6,7 +6,6 @@ import asyncio
 
 import grpc
 import pytest
-from gemfinder.config import ServerConfig
 from gemfinder.oracles import InferenceOracle
 from gemfinder.server.app import Server
 from gemfinder.v1 import gemfinder_pb2 as pb
@@ -18,6 +17,7 @@ from tests.service.support import (
     BEST,
     clear_best_pool,
     generate_requests,
+    server_config,
     spec_proto,
     start_fleet,
 )
@@ -28,7 +28,7 @@ async def env(tmp_path):
     matrix, items = clear_best_pool()
     fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.002)
     oracle = InferenceOracle(configs, policy=FAST_RETRY)
-    config = ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "g.db"))
+    config = server_config(tmp_path, configs)
     server = Server(config, oracle=oracle)
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -87,7 +87,7 @@ async def test_cancel_stops_spending(tmp_path):
     matrix, items = clear_best_pool()
     fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.05)
     server = Server(
-        ServerConfig(address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "c.db")),
+        server_config(tmp_path, configs),
         oracle=InferenceOracle(configs, policy=FAST_RETRY),
     )
     port = await server.start()

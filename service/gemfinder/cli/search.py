@@ -25,6 +25,7 @@ from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
+from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.result import finite
@@ -146,7 +147,9 @@ def search_key(spec: SearchSpec) -> str:
 
 async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: bool = True):
     """Start (or resume, or fetch) the search of `spec` in `store`; returns its final row."""
-    manager = SearchManager(store, oracle, max_active=1)
+    # The user of the local CLI is the operator: the candidates file's endpoints are theirs, so
+    # no allowlist (the server's is the endpoints file; docs/service.md).
+    manager = SearchManager(store, oracle, max_active=1, allowlist=ANY_ENDPOINT)
     try:
         key = search_key(spec)
         row = store.find_request(key)

@@ -69,6 +69,9 @@ class Oracle(Protocol):
     async def prepare(self, candidates: list[Candidate]) -> None:
         """Check the candidates before a search (adapter ids, reachability); size pools."""
 
+    async def release(self, candidates: list[Candidate]) -> None:
+        """The search `prepare` was called for ended: forget what only it needed."""
+
     async def answer(
         self, candidate: Candidate, item: Item, *, system_prompt: bool = False
     ) -> OracleResult:

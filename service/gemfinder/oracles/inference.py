@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable
 
 from huggingface_hub import AsyncInferenceClient
@@ -29,8 +30,8 @@ from gemfinder.oracles.backends import (
 )
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
-from gemfinder.oracles.preflight import check_candidates, probe
-from gemfinder.oracles.retry import RetryPolicy, classify
+from gemfinder.oracles.preflight import Prober, check_candidates
+from gemfinder.oracles.retry import Admission, CircuitBreaker, RetryPolicy, classify
 from gemfinder.oracles.stats import OracleStats
 from gemfinder.tasks import Item, get_task
 
@@ -44,6 +45,7 @@ class _Endpoint:
         self.config = config
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
+        self.breaker = CircuitBreaker()
         client: AsyncInferenceClient | CompletionsClient
         if config.backend == "openai":
             client = AsyncInferenceClient(
@@ -68,6 +70,7 @@ class InferenceOracle:
         validate: bool = True,
         seed: int | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        probe_concurrency: int = 32,
     ) -> None:
         self.max_answer_bytes = max_answer_bytes
         self.configs = {c.key: c for c in endpoints}
@@ -78,21 +81,46 @@ class InferenceOracle:
         self.validate = validate
         self._rng = random.Random(seed)
         self._endpoints: dict[str, _Endpoint] = {}
+        self.prober = Prober(limit=probe_concurrency, timeout_s=min(self.policy.timeout_s, 10.0))
+        self._users: Counter[str] = Counter()  # searches prepared on each endpoint, not released
 
     async def prepare(self, candidates: list[Candidate]) -> None:
-        """Probe every endpoint once, validate candidates (adapter ids!), size the pools."""
+        """Probe every endpoint once, validate candidates (adapter ids!), size the pools.
+        Each call is matched by a `release` of the same candidates when the search ends."""
+        configs = dict(self.configs)  # plus the request's own endpoints, for this search only
         for cand in candidates:
-            self.configs.setdefault(cand.endpoint, EndpointConfig(cand.endpoint, cand.backend))
-        used = [self.configs[url] for url in dict.fromkeys(c.endpoint for c in candidates)]
-        probes = await probe(used, timeout_s=min(self.policy.timeout_s, 10.0))
+            configs.setdefault(cand.endpoint, EndpointConfig(cand.endpoint, cand.backend))
+        used = [configs[url] for url in dict.fromkeys(c.endpoint for c in candidates)]
+        probes = await self.prober.probe(used)
         if self.validate:
-            check_candidates(candidates, self.configs, probes)
+            check_candidates(candidates, configs, probes)
         for config in used:
             info = probes[config.key]["info"] or {}
             limit = config.max_concurrency
             if limit is None and isinstance(info.get("max_concurrent_requests"), int):
                 limit = max(1, min(info["max_concurrent_requests"], self.concurrency_cap))
             self._add(config, limit or self.default_concurrency)
+            self._users[config.key] += 1
+
+    async def release(self, candidates: list[Candidate]) -> None:
+        """The search prepared on these candidates ended: an endpoint that is not in the
+        operator's settings and that no other search uses is forgotten (client closed), so
+        request-supplied URLs do not pile up in a long-running server."""
+        for url in dict.fromkeys(c.endpoint for c in candidates):
+            self._users[url] -= 1
+            if self._users[url] > 0:
+                continue
+            del self._users[url]
+            if url not in self.configs and url in self._endpoints:
+                try:
+                    await self._endpoints.pop(url).client.close()
+                except Exception:  # noqa: BLE001 - forgotten either way; the search has ended
+                    log.warning("closing the client of %s failed", url, exc_info=True)
+
+    @property
+    def retained(self) -> int:
+        """Endpoints whose settings and client this oracle holds (bounded; see `release`)."""
+        return len(self._endpoints)
 
     def cache_scope(self, endpoint: str) -> str:
         """The operator's setting decides which endpoints share cached answers (cache_group);
@@ -129,7 +157,7 @@ class InferenceOracle:
         # refuses a candidate whose backend differs from its endpoint's).
         backend, client = endpoint.config.backend, endpoint.client
         name = candidate.adapter_id or endpoint.config.served_model or candidate.model_id
-        async with endpoint.semaphore, asyncio.timeout(self.policy.timeout_s):
+        async with asyncio.timeout(self.policy.timeout_s):  # the caller holds the slot
             if isinstance(client, CompletionsClient):
                 return await openai_completion(client, name, prompt, task.generation)
             if backend == "openai":
@@ -138,6 +166,29 @@ class InferenceOracle:
                 client, endpoint.config.key, candidate, prompt, task.generation
             )
 
+    async def _attempt(
+        self, endpoint: _Endpoint, candidate: Candidate, item: Item, system_prompt: bool
+    ) -> Completion | None:
+        """One attempt in one of the endpoint's slots; None when its circuit is open (no
+        connection made). The circuit is asked once the slot is held, so that the attempts
+        queued behind a failing one learn of the failure instead of connecting too."""
+        breaker = endpoint.breaker
+        async with endpoint.semaphore:
+            admission = breaker.admit()
+            if admission is Admission.BLOCKED:
+                return None
+            self.stats.record("attempt")
+            try:
+                completion = await self._call(endpoint, candidate, item, system_prompt)
+            except asyncio.CancelledError:
+                breaker.abandon(admission)  # a trial cut short must not block the circuit
+                raise
+            except Exception as exc:
+                breaker.record(admission, connection_failed=classify(exc) is FailureKind.CONNECTION)
+                raise
+            breaker.record(admission, connection_failed=False)
+            return completion
+
     async def answer(
         self, candidate: Candidate, item: Item, *, system_prompt: bool = False
     ) -> OracleResult:
@@ -145,12 +196,11 @@ class InferenceOracle:
         start = time.perf_counter()
         self.stats.record("pull")
         attempt = 0
+        breaker = endpoint.breaker
         while True:
             attempt += 1
-            self.stats.record("attempt")
             try:
-                completion = await self._call(endpoint, candidate, item, system_prompt)
-                break
+                completion = await self._attempt(endpoint, candidate, item, system_prompt)
             except Exception as exc:  # noqa: BLE001 - every error becomes a counted kind
                 kind = classify(exc)
                 add_server_message(exc)
@@ -170,6 +220,28 @@ class InferenceOracle:
                     )
                 self.stats.record("retry", kind)
                 await asyncio.sleep(self.policy.backoff(attempt, self._rng))
+                continue
+            if completion is not None:
+                break
+            # The endpoint keeps refusing connections: no new one. Retry after the backoff (the
+            # circuit may close meanwhile) unless a trial failed too: then it is down, and the
+            # query fails now, as it would after its retries, without connecting.
+            self.stats.record("attempt_blocked")
+            if breaker.down or attempt >= self.policy.max_attempts:
+                self.stats.record("pull_failed", FailureKind.CONNECTION)
+                return OracleResult(
+                    model_id=candidate.model_id,
+                    item_id=item.id,
+                    reward=None,
+                    failure=FailureKind.CONNECTION,
+                    latency_s=time.perf_counter() - start,
+                    attempts=attempt,
+                    error=(
+                        f"{candidate.endpoint} refused {breaker.threshold}+ connections in a "
+                        f"row; not connecting for {breaker.retry_in():.1f} s (circuit open)"
+                    ),
+                )
+            await asyncio.sleep(self.policy.backoff(attempt, self._rng))
         return await self._grade(candidate, item, completion, attempt, start)
 
     async def _grade(

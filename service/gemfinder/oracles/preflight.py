@@ -96,31 +96,56 @@ async def _get_json(
         return False, None, reason
 
 
-async def probe(configs: list[EndpointConfig], timeout_s: float = 5.0) -> dict[str, dict]:
-    """Per endpoint url: {"info": /info JSON or None, "models": ids from /v1/models or None,
-    "unreachable": None, or why neither path answered at all}."""
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    out: dict[str, dict] = {}
-    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-        infos = await asyncio.gather(
-            *(_get_json(session, f"{c.key}/info", c.bearer) for c in configs)
-        )
-        models = await asyncio.gather(
-            *(_get_json(session, f"{c.key}/v1/models", c.bearer) for c in configs)
-        )
-    for config, (info_ok, info, info_err), (listed_ok, listed, _) in zip(
-        configs, infos, models, strict=True
-    ):
+class Prober:
+    """Probes endpoints for the pre-search check, bounded and shared.
+
+    At most `limit` endpoints are probed at once over all the searches starting together (each
+    probe is one GET of /info and one of /v1/models, concurrently, each with `timeout_s`; the
+    wait for a slot is not part of it), and an endpoint is probed once at a time: a search that
+    starts while another one's probe of the same endpoint (and token) is in flight shares its
+    answer. A hundred searches starting at once on the same ten endpoints cost ten probes, not a
+    thousand, and never more than `limit` connections.
+    """
+
+    def __init__(self, limit: int = 32, timeout_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+        self._slots = asyncio.Semaphore(limit)
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict]] = {}
+
+    async def probe(self, configs: list[EndpointConfig]) -> dict[str, dict]:
+        """Per endpoint url: {"info": /info JSON or None, "models": ids from /v1/models or
+        None, "unreachable": None, or why neither path answered at all}."""
+        answers = await asyncio.gather(*(self._shared(c) for c in configs))
+        return {c.key: answer for c, answer in zip(configs, answers, strict=True)}
+
+    async def _shared(self, config: EndpointConfig) -> dict:
+        key = (config.key, config.bearer)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._probe(config))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)  # one caller giving up does not cancel the others'
+
+    async def _probe(self, config: EndpointConfig) -> dict:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with (
+            self._slots,
+            aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+        ):
+            (info_ok, info, info_err), (listed_ok, listed, _) = await asyncio.gather(
+                _get_json(session, f"{config.key}/info", config.bearer),
+                _get_json(session, f"{config.key}/v1/models", config.bearer),
+            )
         ids = None
         # vLLM/SGLang list base model and adapters; TGI returns one ModelInfo object.
         if isinstance(listed, dict) and isinstance(listed.get("data"), list):
             ids = [str(m.get("id")) for m in listed["data"] if isinstance(m, dict)]
-        out[config.key] = {
+        return {
             "info": info if isinstance(info, dict) else None,
             "models": ids,
             "unreachable": None if info_ok or listed_ok else info_err,
         }
-    return out
 
 
 def check_candidates(

@@ -34,6 +34,9 @@ class ReplayOracle:
         if missing:
             raise UserError("candidates", f"not rows of the matrix: {', '.join(missing[:5])}")
 
+    async def release(self, candidates: list[Candidate]) -> None:
+        """Nothing is held per search."""
+
     async def answer(
         self, candidate: Candidate, item: Item, *, system_prompt: bool = False
     ) -> OracleResult:

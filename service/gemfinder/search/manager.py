@@ -22,6 +22,7 @@ from typing import Any
 from gemfinder import _core, metrics
 from gemfinder.errors import UserError
 from gemfinder.oracles import Oracle
+from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
@@ -50,13 +51,24 @@ class _Live:
 
 
 class SearchManager:
-    def __init__(self, store: Store, oracle: Oracle, *, max_active: int = 8) -> None:
+    def __init__(
+        self,
+        store: Store,
+        oracle: Oracle,
+        *,
+        max_active: int = 8,
+        allowlist: EndpointAllowlist = ANY_ENDPOINT,
+    ) -> None:
         self.store = store
         self.oracle = oracle
         self.max_active = max_active
+        # The server passes the operator's (oracles.allowlist); the local CLI's user is the
+        # operator and may name any endpoint.
+        self.allowlist = allowlist
         self._live: dict[str, _Live] = {}
         self._buses: dict[str, ev.EventBus] = {}
-        self._starting = asyncio.Lock()
+        self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
+        self._admitted = 0  # starts past the max_active check whose endpoints are being checked
 
     # lifecycle ------------------------------------------------------------------------------
     async def resume_all(self) -> list[str]:
@@ -70,6 +82,8 @@ class SearchManager:
         sched.release_in_flight()
         progress = row.progress or {}
         try:
+            # The operator may have withdrawn an endpoint since: never connect to it again.
+            self._check_allowed(spec)
             # The search was accepted: an endpoint down across the restart is the runner's
             # business (failures, then the recommendation rule), not a reason to fail it here.
             with allow_unreachable():
@@ -100,38 +114,64 @@ class SearchManager:
 
     # rpc-level operations --------------------------------------------------------------------
     async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
-        async with self._starting:  # one request id, one search, even under concurrent retries
-            if request_id:
-                existing = self.store.find_request(request_id)
-                if existing is not None:
-                    if spec_digest(existing.spec) != spec.digest():
-                        raise UserError(
-                            "request_id",
-                            f"{request_id!r} already names search {existing.id} with another "
-                            "spec; resend that spec to attach to it, or use a new request_id",
-                        )
-                    return self.get(existing.id)
-            if len(self._live) >= self.max_active:
-                raise TooManySearches(f"{self.max_active} searches are running; retry later")
+        # Before anything else: no connection to an endpoint the operator did not allow.
+        self._check_allowed(spec)
+        # One request id, one search, even under concurrent retries: a start with the id of a
+        # start in progress waits for it, then attaches to its search (or starts afresh if it
+        # failed). No lock is held while endpoints are probed, so starts run concurrently.
+        while request_id and request_id in self._starting:
+            await asyncio.wait([self._starting[request_id]])
+        if request_id:
+            existing = self.store.find_request(request_id)
+            if existing is not None:
+                if spec_digest(existing.spec) != spec.digest():
+                    raise UserError(
+                        "request_id",
+                        f"{request_id!r} already names search {existing.id} with another "
+                        "spec; resend that spec to attach to it, or use a new request_id",
+                    )
+                return self.get(existing.id)
+        if len(self._live) + self._admitted >= self.max_active:
+            raise TooManySearches(f"{self.max_active} searches are running; retry later")
+        self._admitted += 1  # holds its place while its endpoints are checked
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if request_id:
+            self._starting[request_id] = done
+        try:
             await self._prepare(spec)
-            search_id = uuid.uuid4().hex
-            self.store.create_search(search_id, request_id or None, spec.to_dict())
-            metrics.SEARCHES_STARTED.inc()
-            metrics.BUDGET_ALLOCATED.inc(spec.budget)
-            self._launch(search_id, spec, spec.scheduler())
-            log.info(
-                "search %s started: %d candidates, %d items, budget %d (%s, seed %d, query set "
-                "%s, request id %s)",
-                search_id,
-                len(spec.candidates),
-                len(spec.items),
-                spec.budget,
-                spec.algorithm,
-                spec.seed,
-                spec.query_set or "inline",
-                request_id or "-",
-            )
-            return self.get(search_id)
+            try:
+                search_id = uuid.uuid4().hex
+                self.store.create_search(search_id, request_id or None, spec.to_dict())
+                self._launch(search_id, spec, spec.scheduler())
+            except BaseException:
+                await self.oracle.release(spec.candidates)
+                raise
+        finally:
+            self._admitted -= 1
+            if request_id:
+                del self._starting[request_id]
+            done.set_result(None)
+        metrics.SEARCHES_STARTED.inc()
+        metrics.BUDGET_ALLOCATED.inc(spec.budget)
+        log.info(
+            "search %s started: %d candidates, %d items, budget %d (%s, seed %d, query set "
+            "%s, request id %s)",
+            search_id,
+            len(spec.candidates),
+            len(spec.items),
+            spec.budget,
+            spec.algorithm,
+            spec.seed,
+            spec.query_set or "inline",
+            request_id or "-",
+        )
+        return self.get(search_id)
+
+    def _check_allowed(self, spec: SearchSpec) -> None:
+        try:
+            self.allowlist.check(spec.candidates)
+        except EndpointNotAllowed as err:
+            raise EndpointNotAllowed([(f"spec.{f}", r) for f, r in err.violations]) from None
 
     async def _prepare(self, spec: SearchSpec) -> None:
         try:
@@ -250,3 +290,5 @@ class SearchManager:
                 self.store.drop_pulls(sid)
             self._live.pop(sid, None)
             self._buses.pop(sid, None)
+            if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
+                await self.oracle.release(runner.spec.candidates)

@@ -24,12 +24,14 @@ from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.metrics import hook_oracle_stats
 from gemfinder.oracles import (
+    EndpointConfig,
     InferenceOracle,
     Oracle,
     OracleStats,
     RetryPolicy,
     load_endpoint_configs,
 )
+from gemfinder.oracles.allowlist import EndpointAllowlist
 from gemfinder.search.manager import SearchManager
 from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from gemfinder.server.service import ModelSearchService
@@ -43,8 +45,7 @@ MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelSearchService"].full_name
 
 
-def default_oracle(config: ServerConfig) -> InferenceOracle:
-    endpoints = load_endpoint_configs(config.endpoints) if config.endpoints else []
+def default_oracle(config: ServerConfig, endpoints: list[EndpointConfig]) -> InferenceOracle:
     return InferenceOracle(
         endpoints,
         policy=RetryPolicy(timeout_s=config.request_timeout_s),
@@ -60,9 +61,21 @@ class Server:
         self.query_sets = {
             name: load_query_set(path) for name, path in config.query_set_paths().items()
         }
-        self.oracle = oracle or default_oracle(config)
+        endpoints = load_endpoint_configs(config.endpoints) if config.endpoints else []
+        # The endpoints file is also the list of endpoints callers may name (oracles.allowlist).
+        self.allowlist = EndpointAllowlist.build(
+            (c.key for c in endpoints),
+            config.endpoint_patterns(),
+            any=config.allow_any_endpoint,
+        )
+        self.oracle = oracle or default_oracle(config, endpoints)
         self.store = Store(config.db, option="--db")
-        self.manager = SearchManager(self.store, self.oracle, max_active=config.max_active_searches)
+        self.manager = SearchManager(
+            self.store,
+            self.oracle,
+            max_active=config.max_active_searches,
+            allowlist=self.allowlist,
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.metrics_port = 0
@@ -128,6 +141,16 @@ class Server:
                     f"cannot serve metrics on {host}:{self.config.metrics_port}: {reason}",
                 ) from None
             self.metrics_port = self._metrics_server.server_port
+        if self.allowlist.any:
+            log.warning(
+                "--allow-any-endpoint: callers may name any endpoint URL and the server will "
+                "connect to it; for development and demos only, never on a shared network"
+            )
+        elif self.allowlist.empty:
+            log.warning(
+                "no --endpoints file and no --allow-endpoint-patterns: every search will be "
+                "refused (PERMISSION_DENIED), since callers may only name endpoints listed there"
+            )
         resumed = await self.manager.resume_all()
         if resumed:
             log.info("resumed %d unfinished searches", len(resumed))
