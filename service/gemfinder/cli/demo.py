@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder import demo, report
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
 from gemfinder.cli.trees import check_tree_flags
@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="qwen2.5-7b", help="model-tree preset")
     parser.add_argument("--models", type=int, default=300, help="pool size (fine-tunes + bases)")
     parser.add_argument("--items", type=int, default=1000, help="items before dropping MBPP")
-    parser.add_argument("--per-model", type=int, default=50, help="query budget per model")
+    parser.add_argument(
+        "--per-model", type=int, default=DEFAULT_PER_MODEL, help="query budget per model"
+    )
     parser.add_argument("--endpoints", type=int, default=4, help="simulated TGI servers")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fleet median latency")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,8 +117,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         print(f"metrics: {url} (until the demo ends)")
         records = load_candidates(candidates)
         items = load_query_set(world.items_path)
-        spec = SearchSpec(candidates=records, items=items, budget=args.per_model * len(records))
-        spec.validate(prefix="demo", asked=BudgetAsked("--per-model", args.per_model))
+        budget = Budget.of_per_model(args.per_model, len(records), "--per-model")
+        spec = SearchSpec(candidates=records, items=items, budget=budget.total)
+        spec.validate(prefix="demo", asked=budget.asked)
         print(budget_line(spec, args.per_model), flush=True)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))

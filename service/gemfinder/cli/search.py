@@ -20,7 +20,7 @@ import sys
 from tqdm import tqdm
 
 from gemfinder import _core, report
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
@@ -33,7 +33,6 @@ from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 from gemfinder.store import Store
 from gemfinder.tasks import Item, load_query_set
 
-DEFAULT_PER_MODEL = 50
 MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle answers
 
 
@@ -111,13 +110,16 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         raise UserError("--candidates", "required (or --matrix to search its rows offline)")
     if args.algorithm not in _core.ALGORITHMS:
         raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
-    if args.budget_per_model is not None and args.budget_per_model < 1:
-        raise UserError("--budget-per-model", f"must be at least 1, got {args.budget_per_model}")
-    per_model = DEFAULT_PER_MODEL if args.budget_per_model is None else args.budget_per_model
+    share = "--gem-check-share"
+    if args.budget is not None:
+        budget = Budget.of_total(args.budget, "--budget", share)
+    else:  # unset: the default, said as if sent (the flag's help names it)
+        n = len(candidates)
+        budget = Budget.of_per_model(args.budget_per_model, n, "--budget-per-model", share)
     spec = SearchSpec(
         candidates=candidates,
         items=items,
-        budget=args.budget if args.budget is not None else per_model * len(candidates),
+        budget=budget.total,
         algorithm=args.algorithm,
         params=parse_params(args.param),
         seed=args.seed,
@@ -126,11 +128,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
     )
-    if args.budget is not None:
-        asked = BudgetAsked("--budget", share_field="--gem-check-share")
-    else:
-        asked = BudgetAsked("--budget-per-model", per_model, share_field="--gem-check-share")
-    spec.validate(prefix="search", asked=asked)
+    spec.validate(prefix="search", asked=budget.asked)
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:

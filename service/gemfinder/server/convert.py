@@ -11,7 +11,7 @@ import json
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core, bounded_json
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import Budget
 from gemfinder.candidates import BACKENDS as BACKEND_NAMES
 from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
 from gemfinder.errors import UserError
@@ -110,22 +110,7 @@ def spec_from_proto(
         record["official"] = c.official
         candidates.append(candidate_from_dict(record, where))
     items, name = _items(msg, query_sets, limits)
-    n = len(candidates)
-    which = msg.budget.WhichOneof("amount")
-    share = "spec.gem_check_share"
-    if which == "total":
-        budget = msg.budget.total
-        asked = BudgetAsked("spec.budget.total", share_field=share)
-    elif which == "per_model":
-        if msg.budget.per_model < 1:
-            raise UserError(
-                "spec.budget.per_model", f"must be at least 1, got {msg.budget.per_model}"
-            )
-        budget = msg.budget.per_model * n
-        asked = BudgetAsked("spec.budget.per_model", msg.budget.per_model, share_field=share)
-    else:
-        budget = default_per_model * n
-        asked = BudgetAsked("spec.budget", default_per_model, share_field=share, default=True)
+    budget = _budget(msg.budget, len(candidates), default_per_model)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
@@ -135,7 +120,7 @@ def spec_from_proto(
     spec = SearchSpec(
         candidates=candidates,
         items=items,
-        budget=budget,
+        budget=budget.total,
         algorithm=algorithm,
         params=dict(msg.params),
         seed=msg.seed,
@@ -147,8 +132,19 @@ def spec_from_proto(
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
-    spec.validate(limits, asked=asked)
+    spec.validate(limits, asked=budget.asked)
     return spec
+
+
+def _budget(msg: pb.Budget, n_models: int, default_per_model: int) -> Budget:
+    share = "spec.gem_check_share"
+    if msg.WhichOneof("amount") == "total":
+        return Budget.of_total(msg.total, "spec.budget.total", share)
+    if msg.WhichOneof("amount") == "per_model":
+        return Budget.of_per_model(msg.per_model, n_models, "spec.budget.per_model", share)
+    return Budget.of_per_model(
+        None, n_models, "spec.budget.per_model", share, default_per_model, "spec.budget"
+    )
 
 
 def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
