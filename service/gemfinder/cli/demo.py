@@ -17,7 +17,6 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 from gemfinder import demo, report
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
@@ -27,6 +26,7 @@ from gemfinder.cli.trees import check_tree_flags
 from gemfinder.errors import UserError
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.spec import SearchSpec
+from gemfinder.search.values import Progress, Result
 from gemfinder.tasks import Item, load_query_set
 
 ID_WIDTH = 32  # model ids in the progress bar
@@ -159,10 +159,10 @@ def budget_line(spec: SearchSpec, per_model: int) -> str:
     )
 
 
-def unspent_text(spec: SearchSpec, result: Any) -> str:
+def unspent_text(spec: SearchSpec, result: Result) -> str:
     """Why `queries_spent` is below the budget: what the search and the gem check each left,
     and why (the rules are in docs/search.md and docs/service.md "The gem check")."""
-    spent, checked = int(result.queries_spent), int(result.gem_check_queries)
+    spent, checked = result.queries_spent, result.gem_check_queries
     left = spec.budget - spent
     if left <= 0:
         return f"unspent       none: all {spec.budget:,} queries spent"
@@ -220,7 +220,7 @@ def short_id(model_id: str, width: int = ID_WIDTH) -> str:
     return f"{model_id[:head]}…{model_id[-(width - 1 - head) :]}"
 
 
-def progress_text(p: Any, n_candidates: int, seen_rounds: bool) -> str:
+def progress_text(p: Progress, n_candidates: int, seen_rounds: bool) -> str:
     """The bar's postfix for one progress event: round, survivors and the leader once every
     candidate could have been graded (before that the leader is an unseen or 0-of-1 model)."""
     if p.total_rounds:
@@ -243,10 +243,10 @@ def _sample(url: str) -> str:
     return "; ".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
-async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Any:
+async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Result:
     import grpc
 
-    from gemfinder.server.convert import spec_to_proto
+    from gemfinder.server.convert import result_from_proto, spec_to_proto
     from gemfinder.v1 import gemfinder_pb2 as pb
     from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -259,12 +259,14 @@ async def _client(port: int, candidates: list[Candidate], items: list[Item], arg
             budget = args.per_model * len(candidates)
             await _watch(stub, request_id, call, pb, budget, len(candidates))
         response = await call
-    return response.search.result
+    return result_from_proto(response.search.result)
 
 
 async def _watch(stub, request_id: str, call, pb, budget: int, n_candidates: int) -> None:
     """Find the search by its request id, then follow WatchSearch with a progress bar (plain
     lines when stderr is not a terminal, so logs hold no carriage-return redraws)."""
+    from gemfinder.server.convert import progress_from_proto
+
     bar = progress("searching", budget, "q")
     search_id = ""
     while not search_id and not call.done():
@@ -274,7 +276,7 @@ async def _watch(stub, request_id: str, call, pb, budget: int, n_candidates: int
     seen_rounds = False
     if search_id:
         async for event in stub.WatchSearch(pb.WatchSearchRequest(search_id=search_id)):
-            p = event.progress
+            p = progress_from_proto(event.progress)
             seen_rounds = seen_rounds or p.total_rounds > 0
             bar.update(p.spent, p.budget, progress_text(p, n_candidates, seen_rounds))
     bar.close()

@@ -28,7 +28,6 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.result import finite
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 from gemfinder.store import Store
 from gemfinder.tasks import Item, load_query_set
@@ -170,11 +169,11 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
     with bar:
         async for event in manager.watch(search_id):
             p = event.progress
-            if not p:
+            if p is None:
                 continue
-            bar.total, bar.n = max(p["budget"], 1), p["spent"]
-            rnd = f"round {p['round']}/{p['total_rounds']}" if p["total_rounds"] else "done"
-            bar.set_postfix_str(f"{rnd}, {p['survivors']} left, spent {p['spent']:,}")
+            bar.total, bar.n = max(p.budget, 1), p.spent
+            rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
+            bar.set_postfix_str(f"{rnd}, {p.survivors} left, spent {p.spent:,}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(finite(row.result), sys.stdout, indent=1, allow_nan=False)  # strict JSON
+        json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
         return 0
     print(report.ranking_table(row.result, top=args.top))

@@ -35,6 +35,7 @@ from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.result import progress, result
 from gemfinder.search.spec import CacheKeys, SearchSpec
+from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 class SearchCancelled(Exception):
     """Raised by `run` when the search was cancelled; `.result` holds the partial result."""
 
-    def __init__(self, partial: dict[str, Any]) -> None:
+    def __init__(self, partial: Result) -> None:
         super().__init__("search cancelled")
         self.result = partial
 
@@ -114,15 +115,15 @@ class SearchRunner:
         """Queries spent in all, the gem check's included (graded answers plus cache hits)."""
         return self.sched.spent + self._checked
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> Progress:
         return progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
         return result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
 
-    async def run(self) -> dict[str, Any]:
-        """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
+    async def run(self) -> Result:
+        """Run to the end; returns the result, raises SearchCancelled when cancelled."""
         pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
         cancel_wait = asyncio.ensure_future(self._cancel.wait())
         self._set_survivors()
