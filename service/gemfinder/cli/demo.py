@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> None:
     """Bad flags are one-line errors before anything starts."""
     check_tree_flags(args.preset, args.models, args.items, args.seed)
+    Budget.of_per_model(args.per_model, args.models, "--per-model")  # its check, up front
     lows = [
-        ("--per-model", args.per_model, 1),
         ("--endpoints", args.endpoints, 1),
         ("--latency-ms", args.latency_ms, 0),
     ]
