@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
+use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM, MAX_ATTEMPTS};
 use crate::error::CoreError;
 use crate::policy::rounds::RoundPlan;
 use crate::ranking;
@@ -53,13 +53,7 @@ fn make_config(
     let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
     let mut config = SearchConfig::new(parsed, n_models, n_items, budget, seed);
     if let Some(&attempts) = params.get("max_attempts") {
-        if !(attempts >= 1.0 && attempts.fract() == 0.0) {
-            return Err(to_py(CoreError::invalid(
-                "params.max_attempts",
-                format!("must be a whole number >= 1, got {attempts}"),
-            )));
-        }
-        config.max_attempts = attempts as u32;
+        config.max_attempts = MAX_ATTEMPTS.check(attempts).map_err(to_py)? as u32;
     }
     config.priors = priors;
     config.popularity = popularity;
