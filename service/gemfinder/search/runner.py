@@ -16,6 +16,11 @@ models and endpoints) instead of naming a winner:
   candidates' priors when they have scores): it leads only because failures hid part of its
   evidence.
 None of these can trigger when no query fails, so a search without failures picks as before.
+
+The scheduler's asks and tells run on a worker thread (the core releases the GIL for them), one
+at a time per search and awaited in order, so picks are the same as on the event loop: a TTTS
+batch at the largest `max_resample` on a large pool takes milliseconds, which the loop must
+spend on health checks and other RPCs instead (bench/health_latency.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -53,6 +59,10 @@ class SearchFailed(Exception):
 
 
 SHOWN_ENDPOINTS = 5
+
+# Scheduler calls of every search in this process. Two threads: the machine's cores; calls of
+# one search never overlap (each is awaited before the next), so more would only contend.
+_CORE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gemfinder-core")
 
 
 class SearchRunner:
@@ -101,6 +111,10 @@ class SearchRunner:
         self._failed_at: Counter[str] = Counter()
         self._failure_kinds: dict[str, Counter[str]] = {}
         self._skips: list[tuple[int, int]] = []  # skipped pulls not yet stored
+        # The scheduler call running on a worker thread, if any: while it runs, nothing else
+        # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
+        self._core_call: asyncio.Future[Any] | None = None
+        self._progress: dict[str, Any] | None = None
 
     @property
     def elapsed(self) -> float:
@@ -115,7 +129,19 @@ class SearchRunner:
         return self.sched.spent + self._checked
 
     def progress(self) -> dict[str, Any]:
-        return progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        if self._progress is not None and self._core_call is not None:
+            if not self._core_call.done():  # the scheduler is busy: the last figures
+                return self._progress | {"elapsed_s": self.elapsed}
+        self._progress = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        return self._progress
+
+    async def _core(self, call, *args):
+        """Run one scheduler call on a worker thread, off the event loop. Shielded: when the
+        search is cancelled (server shutdown) the call still ends, within its work bound
+        (docs/search.md), and `progress` keeps answering from the last figures meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._core_call = loop.run_in_executor(_CORE_THREADS, call, *args)
+        return await asyncio.shield(self._core_call)
 
     def result(self) -> dict[str, Any]:
         outcomes = partial(self.store.outcomes, self.search_id)
@@ -131,9 +157,14 @@ class SearchRunner:
             while not self._cancel.is_set():
                 window = self._max_pending if self._round_based else self._sequential_batch
                 room = window - len(pending)
-                pulls = [] if self.sched.finished or room <= 0 else self.sched.ask(room)
+                pulls = (
+                    []
+                    if self.sched.finished or room <= 0
+                    else await self._core(self.sched.ask, room)
+                )
                 hits = self._dispatch(pulls, pending)
                 if hits:
+                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self.store.put_answers(self.search_id, hits)
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
@@ -146,12 +177,17 @@ class SearchRunner:
                 done, _ = await asyncio.wait(
                     [*pending, cancel_wait], return_when=asyncio.FIRST_COMPLETED
                 )
-                entries = []
+                entries, told = [], []
                 for task in done:
                     if task is cancel_wait:
                         continue
                     model, item = pending.pop(task)
-                    entries += self._told(model, item, task.result())
+                    graded = self._graded(model, item, task.result())
+                    entries += graded
+                    # A failure is told as such (None), never as a wrong answer.
+                    told.append((model, item, bool(graded[0][3]) if graded else None))
+                # Pulls that failed on every try: the model loses the item.
+                self._skips += await self._core(self.sched.tell_many, told)
                 self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self.store.put_skipped(self.search_id, self._skips)
                 self._skips.clear()
@@ -206,12 +242,11 @@ class SearchRunner:
             await _abandon(pending, cancel_wait)
 
     def _dispatch(self, pulls, pending) -> list[tuple[str, int, int, int]]:
-        """Tell cache hits at once (returned, to record as pulls); send the rest to the oracle."""
+        """The cache hits (to tell, in pull order, and record); the rest go to the oracle."""
         hits = []
         for model, item in pulls:
             hit = self._send(model, item, pending)
             if hit:
-                self.sched.tell(model, item, bool(hit[3]))
                 hits.append(hit)
         return hits
 
@@ -246,17 +281,6 @@ class SearchRunner:
             return []
         metrics.BUDGET_SPENT.inc()
         return [(self.keys(model, item), model, item, res.reward)]
-
-    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
-        entries = self._graded(model, item, res)
-        if entries:
-            self.sched.tell(model, item, bool(res.reward))
-        else:
-            skipped = self.sched.skipped
-            self.sched.tell_failed(model, item)
-            if self.sched.skipped > skipped:  # failed on every try: the model loses this item
-                self._skips.append((model, item))
-        return entries
 
     # when a search cannot recommend ----------------------------------------------------------
     def _failing(self, models: list[int] | None = None) -> str:
