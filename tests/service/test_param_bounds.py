@@ -30,7 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.fleet_support import make_items
-from tests.service.support import clear_best_pool, spec_proto, start_fleet
+from tests.service.support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 
 NAN, INF = float("nan"), float("inf")
 BAD = [
@@ -146,3 +146,46 @@ async def test_a_stored_out_of_range_search_does_not_hang_a_restarted_server(tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_sigterm_stops_the_server_mid_search_at_the_heaviest_parameters(tmp_path):
+    matrix, items = clear_best_pool(n_models=64, per_task=10)
+    fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.002)
+    endpoints = tmp_path / "endpoints.json"
+    write_endpoints(configs, endpoints)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0",
+            "--db", str(tmp_path / "t.db"), "--endpoints", str(endpoints),
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+        port = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert port, line
+        # Every choice a challenger hunt of 1,000 posterior draws, once the best model leads.
+        params = {"leader_prob": 1e-9, "max_resample": 1000.0, "max_attempts": 10.0}
+        spec = spec_proto(candidates, items, per_model=40, algorithm="ttts", params=params)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port.group(1)}") as channel:
+            stub = pb_grpc.ModelSearchServiceStub(channel)
+            sid = (await stub.StartSearch(pb.StartSearchRequest(spec=spec))).search.search_id
+            for _ in range(200):
+                search = (await stub.GetSearch(pb.GetSearchRequest(search_id=sid))).search
+                if search.progress.spent >= 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert search.state == pb.SEARCH_STATE_RUNNING, search
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await fleet.stop()
+    store = Store(str(tmp_path / "t.db"))
+    try:
+        assert store.get_search(sid).state == "running"  # resumes on the next start
+    finally:
+        store.close()
