@@ -97,7 +97,7 @@ fn every_call_is_bounded_at_the_heaviest_parameters() {
         while !s.is_finished() {
             calls += 1;
             assert!(calls < 1_000_000, "{name}: no end");
-            if calls % 50 == 0 {
+            if calls.is_multiple_of(50) {
                 // A restore rebuilds the derived state on the next choice.
                 s = bincode::deserialize(&bincode::serialize(&s).unwrap()).unwrap();
             }
