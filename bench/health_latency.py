@@ -9,6 +9,11 @@ algorithm, four searches run at once with the largest parameter values the core 
 (docs/search.md, "Parameter ranges"; a finished search is replaced by a new one), while
 `--probes` gRPC health checks are sent `--interval-ms` apart; each probe's round trip is
 timed. Prints p50, p99 and max per algorithm and over all probes. Goal: p99 under 100 ms.
+
+First it times the scheduler calls themselves (in this process, no server): the longest `ask`
+and `tell_many` of a search on the same pool at the same parameters, asked in the batches the
+runner uses. The service runs those calls on a worker thread; this is the time they would have
+held the event loop.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from gemfinder import _core
 from gemfinder.candidates import load_candidates
 from gemfinder.fleet.synthetic_items import generate
 from gemfinder.matrix import CorrectnessMatrix, save_npz
@@ -128,6 +134,25 @@ async def probe(health, probes: int, interval_s: float) -> list[float]:
     return times
 
 
+def call_times(algorithm: str, correct: np.ndarray, per_model: int) -> tuple[float, float, int]:
+    """Longest ask and tell_many (ms) of one search driven to its end, answers from `correct`,
+    in the runner's batches (a round up to 2,048 pulls, sequential algorithms 32), and calls."""
+    k, n = correct.shape
+    sched = _core.Scheduler(algorithm, k, n, per_model * k, 1, params=heaviest(algorithm, k))
+    window = 2048 if sched.round_based else 32
+    longest_ask = longest_tell = 0.0
+    calls = 0
+    while not sched.finished:
+        begin = time.perf_counter()
+        pulls = sched.ask(window)
+        longest_ask = max(longest_ask, time.perf_counter() - begin)
+        begin = time.perf_counter()
+        sched.tell_many([(m, i, bool(correct[m, i])) for m, i in pulls])
+        longest_tell = max(longest_tell, time.perf_counter() - begin)
+        calls += 2
+    return longest_ask * 1000, longest_tell * 1000, calls
+
+
 def figures(times: list[float]) -> str:
     p50, p99 = np.percentile(times, [50, 99])
     return f"{p50:>7.1f} {p99:>7.1f} {max(times):>7.1f}"
@@ -212,6 +237,11 @@ def main() -> None:
             port = int(wait_for_line(server, r"listening on 127\.0\.0\.1:(\d+)").group(1))
             candidates = load_candidates(tmp / "candidates.jsonl")
             items = [parse_item(line, str(i)) for i, line in enumerate(query_set.open())]
+            correct = np.load(matrix)["correct"]
+            print(f"{'algorithm':<14} {'calls':>7} {'ask ms':>7} {'tell ms':>8}  (scheduler alone)")
+            for algorithm in args.algorithms:
+                ask_ms, tell_ms, calls = call_times(algorithm, correct, args.per_model)
+                print(f"{algorithm:<14} {calls:>7} {ask_ms:>7.2f} {tell_ms:>8.2f}", flush=True)
             print(
                 f"{len(candidates)} models, {len(items)} items, {args.per_model} queries per "
                 f"model, {SEARCHES} searches at once, {args.probes} probes "

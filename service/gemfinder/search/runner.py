@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -39,6 +39,7 @@ from gemfinder.oracles.base import answer_scope
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
+from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.store import Store
@@ -61,6 +62,8 @@ class SearchFailed(Exception):
 SHOWN_ENDPOINTS = 5
 # Pulls dispatched between two turns of the event loop (see _dispatch).
 DISPATCH_SLICE = 64
+# Smallest in-flight window while the event loop runs late (search.pressure).
+MIN_WINDOW = 4
 
 # Scheduler calls of every search in this process. Two threads: the machine's cores; calls of
 # one search never overlap (each is awaited before the next), so more would only contend.
@@ -104,6 +107,8 @@ class SearchRunner:
         # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
         # more at once than the fleet runs in parallel would only blind them.
         self._sequential_batch = sequential_batch
+        # Queries in flight at most, shrunk while the event loop runs late (search.pressure).
+        self._window = min(max_pending, sequential_batch)
         self._last_progress = self._last_snapshot = 0.0
         self._round = self.sched.round
         self._round_based = self.sched.round_based
@@ -152,17 +157,19 @@ class SearchRunner:
     async def run(self) -> dict[str, Any]:
         """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
         pending = _InFlight(self._cancel)
+        LAG.start()
         self._set_survivors()
         self._publish(ev.ROUND_STARTED, "running")
         try:
+            # Pulls handed out but not sent yet: asked for in whole batches (cache hits are told
+            # without a query, so they need no room), sent as the window allows.
+            held: deque[tuple[int, int]] = deque()
+            largest = self._max_pending if self._round_based else self._sequential_batch
             while not self._cancel.is_set():
-                window = self._max_pending if self._round_based else self._sequential_batch
-                room = window - len(pending)
-                pulls = (
-                    []
-                    if self.sched.finished or room <= 0
-                    else await self._core(self.sched.ask, room)
-                )
+                if not held and not self.sched.finished and len(pending) < largest:
+                    held.extend(await self._core(self.sched.ask, largest - len(pending)))
+                room = self._next_window() - len(pending)
+                pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
                 hits = await self._dispatch(pulls, pending)
                 if hits:
                     await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
@@ -170,7 +177,7 @@ class SearchRunner:
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
-                    if self.sched.finished:
+                    if self.sched.finished and not held:
                         break
                     if not pulls:
                         raise RuntimeError("the scheduler handed out no pull and is not finished")
@@ -199,6 +206,14 @@ class SearchRunner:
         self._snapshot()
         return self.result()
 
+    def _next_window(self, largest: int | None = None) -> int:
+        """Queries this search may have in flight now: its batch size (or `largest`), less
+        while the event loop runs late, so that RPCs keep getting turns (search.pressure)."""
+        if largest is None:
+            largest = self._max_pending if self._round_based else self._sequential_batch
+        self._window = LAG.window(self._window, largest, min(MIN_WINDOW, largest))
+        return self._window
+
     async def _gem_check(self) -> None:
         """Ask the popular models the winner's items (search.gem_check) with the kept-back
         budget; stored as they arrive, so a crash loses only what is in flight."""
@@ -218,7 +233,7 @@ class SearchRunner:
             while (queue or pending) and not self._cancel.is_set():
                 entries = []
                 sent = 0
-                while queue and len(pending) < self._max_pending:
+                while queue and len(pending) < self._next_window(self._max_pending):
                     hit = self._send(*queue.pop(), pending)
                     entries += [hit] if hit else []
                     sent += 1
