@@ -129,6 +129,7 @@ fn ttts_choice_spends_at_most_max_resample_draws() {
     // Measured against the cap itself: a choice with a sure leader and no leader pull costs
     // about max_resample draws, so ten times the cap would be ten times the work.
     let arms_k = 50usize;
+    let mut worst_by_cap = Vec::new();
     for max_resample in [1.0, 32.0, MAX_RESAMPLE.max] {
         let params: BTreeMap<String, f64> = [
             ("leader_prob".to_string(), f64::MIN_POSITIVE),
@@ -153,5 +154,8 @@ fn ttts_choice_spends_at_most_max_resample_draws() {
         let cap = (max_resample as u64 + 1) * arms_k as u64 * (2 + 1001 + 64) + 100 * 1002;
         assert!(worst <= cap, "max_resample {max_resample}: {worst} > {cap}");
         eprintln!("ttts max_resample {max_resample}: worst choice {worst} steps");
+        worst_by_cap.push(worst);
     }
+    // The hunts do run to the cap (so the bound above is what holds them, not luck).
+    assert!(worst_by_cap[2] > 5 * worst_by_cap[1], "{worst_by_cap:?}");
 }
