@@ -304,8 +304,9 @@ pub const LEADER_PROB: ParamRange = ParamRange {
 };
 /// ttts: posterior draws spent looking for a challenger before taking the best other model of
 /// the last draw. Each draw costs O(open models) in the worst case, so one choice costs at
-/// most (max_resample + 1) draws. Above 1,000 draws a challenger that has not appeared has a
-/// posterior chance below 1/1,000 of beating the leader: more draws only cost time.
+/// most (max_resample + 1) draws. When the leader has won 1,000 draws in a row, the others
+/// together win a draw with probability below 0.3% (95% confidence): more draws cost time and
+/// change almost no choice.
 pub const MAX_RESAMPLE: ParamRange = ParamRange {
     name: "max_resample",
     min: 1.0,
