@@ -169,4 +169,7 @@ def install(libc):
     buf = ctypes.create_string_buffer(code, len(code))
     prog = _SockFprog(len(code) // 8, ctypes.addressof(buf))
     ul = ctypes.c_ulong
-    return libc.prctl(ul(PR_SET_SECCOMP), ul(SECCOMP_MODE_FILTER), ctypes.byref(prog), ul(0), ul(0)) == 0
+    return (
+        libc.prctl(ul(PR_SET_SECCOMP), ul(SECCOMP_MODE_FILTER), ctypes.byref(prog), ul(0), ul(0))
+        == 0
+    )

@@ -247,6 +247,13 @@ def run_program(
         from gemfinder import executor  # only a grader that uses an executor needs the client
 
         return executor.run_remote(url, source, timeout_s, memory_mb)
+    return run_local(source, timeout_s, memory_mb, namespaces)
+
+
+def run_local(
+    source: str, timeout_s: float = 10.0, memory_mb: int = 1024, namespaces: bool = True
+) -> SandboxResult:
+    """Run `source` in a sandbox on this machine, whatever executor is configured."""
     _setup()
     namespaces = namespaces and os.environ.get(NAMESPACES_ENV, "1") != "0"
     slot = _slots.get()
@@ -393,7 +400,7 @@ def capabilities() -> dict[str, object]:
     global _caps
     with _caps_lock:
         if _caps is None:
-            result = run_program("pass\n", timeout_s=10.0)
+            result = run_local("pass\n", timeout_s=10.0)
             caps: dict[str, object] = {layer: layer in result.isolation for layer in ALL_LAYERS}
             caps.update(
                 interpreter=_INTERPRETER,
