@@ -104,16 +104,16 @@ def build(machine=None):
     audit_arch, column = ARCHES[machine]
     nr = {name: numbers[column] for name, numbers in SYSCALLS.items()}
     # Instructions as (code, jt, jf, k); jt/jf may name a label, resolved once all are placed.
-    prog, labels = [], {}
+    prog, labels = [], {}  # labels: syscall names (argument checks) and return actions
 
     def op(code, k, jt=0, jf=0):
         prog.append([code, jt, jf, k])
 
     op(LD_ABS, OFF_ARCH)
-    op(JEQ, audit_arch, 0, "kill")
+    op(JEQ, audit_arch, 0, "kill_process")
     op(LD_ABS, OFF_NR)
     if machine == "x86_64":
-        op(JGE, X32_SYSCALL_BIT, "kill", 0)
+        op(JGE, X32_SYSCALL_BIT, "kill_process", 0)
     for name in DENIED:
         op(JEQ, nr[name], "deny", 0)
     op(JEQ, nr["clone3"], "enosys", 0)
@@ -136,7 +136,7 @@ def build(machine=None):
         ("allow", RET_ALLOW),
         ("deny", RET_ERRNO | EPERM),
         ("enosys", RET_ERRNO | ENOSYS),
-        ("kill", RET_KILL),
+        ("kill_process", RET_KILL),
     ):
         labels[label] = len(prog)
         op(RET, ret)
