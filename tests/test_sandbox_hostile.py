@@ -126,7 +126,7 @@ def _report(result) -> dict:
 
 
 def test_fork_bomb_with_memory_stays_within_the_memory_limit(world):
-    src = f"""
+    src = """
 import json, os
 read, write = os.pipe()
 kids = 0
@@ -144,12 +144,12 @@ for _ in range(64):
                 got += 16
         except MemoryError:
             pass
-        os.write(write, f"{{got}}\\n".encode())
+        os.write(write, f"{got}\\n".encode())
         os._exit(0)
     kids += 1
 os.close(write)
 total = sum(int(x) for x in os.fdopen(read).read().split())
-print(json.dumps({{"kids": kids, "child_mb": total}}))
+print(json.dumps({"kids": kids, "child_mb": total}))
 """
     report = _report(run(world, src, timeout_s=20))
     assert report["kids"] < 8, report
