@@ -116,6 +116,7 @@ def _v1(name: str, memory_bytes: int, max_procs: int) -> RunCgroup | None:
     ok = ok and _write(pids / "pids.max", str(max_procs))
     # With swap accounting, swap counts too; without it the file is absent and swap is the
     # node's concern.
+    _write(mem / "memory.swappiness", "0")
     if (mem / "memory.memsw.limit_in_bytes").exists():
         _write(mem / "memory.memsw.limit_in_bytes", str(memory_bytes))
     if not ok:
