@@ -15,10 +15,12 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -73,10 +75,13 @@ def _start_executor() -> tuple[subprocess.Popen, str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world():
     uid = _uid()
-    home = tmp_path_factory.mktemp("hostile")
+    # The "server's" directory, owned by the uid and reachable by it (pytest's tmp_path sits
+    # under a 0700 directory of root's, which would stop the program before any layer does).
+    home = Path(tempfile.mkdtemp(prefix="gemfinder-hostile-"))
     home.chmod(0o755)
+    os.chown(home, uid, uid)
     store = home / "gemfinder.db"
     store.write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
     os.chown(store, uid, uid)
@@ -110,6 +115,7 @@ def world(tmp_path_factory):
         proc.wait()
     for s in listeners:
         s.close()
+    shutil.rmtree(home)
 
 
 def run(world, source: str, timeout_s: float = 10.0, memory_mb: int = MEMORY_MB):
