@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gemfinder import sandbox
+from gemfinder import _sandbox_cgroup, sandbox
 from gemfinder.sandbox import run_program
 
 CAPS = sandbox.capabilities()
@@ -294,3 +294,6 @@ time.sleep(30)
         check=True,
     )
     assert not any(p.exists() for p in stale)
+    # So does its cgroup, where runs get one.
+    for base in _sandbox_cgroup._bases():
+        assert not list(base.glob(f"{grader.pid}-*")), base

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -123,6 +124,26 @@ def _v1(name: str, memory_bytes: int, max_procs: int) -> RunCgroup | None:
         RunCgroup(dirs).kill_and_remove()
         return None
     return RunCgroup(dirs)
+
+
+def _bases() -> list[Path]:
+    if (ROOT / "cgroup.controllers").exists():
+        return [ROOT / BASE]
+    try:
+        return [_own_v1("memory") / BASE, _own_v1("pids") / BASE]
+    except OSError:
+        return []
+
+
+def sweep(stale: Callable[[str], bool]) -> None:
+    """Kill and remove the run groups whose grader died (names as the run directories)."""
+    if os.geteuid() != 0:
+        return
+    for base in _bases():
+        if base.is_dir():
+            for run in base.iterdir():
+                if run.is_dir() and stale(run.name):
+                    RunCgroup([run]).kill_and_remove()
 
 
 def create(name: str, memory_bytes: int, max_procs: int) -> RunCgroup | None:

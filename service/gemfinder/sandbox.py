@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gemfinder import _sandbox_cgroup
+from gemfinder._sandbox_exec import uid_tasks
 
 _LAUNCHER = Path(__file__).with_name("_sandbox_exec.py")
 _TAIL = 2000
@@ -163,16 +164,10 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-def _uid_tasks(uid: int) -> int:
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                text = Path(f"/proc/{entry}/status").read_text()
-                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-                if int(fields["Uid"].split()[0]) == uid:
-                    total += int(fields["Threads"])
-    return total
+def _stale(name: str) -> bool:
+    """Whether a run named `{pid}-{start time}-...` belongs to a grader that is gone."""
+    pid, _, rest = name.partition("-")
+    return not (pid.isdigit() and _start_time(int(pid)) == rest.partition("-")[0])
 
 
 def _setup() -> None:
@@ -185,13 +180,12 @@ def _setup() -> None:
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
         _RUN_BASE.mkdir(mode=0o711, exist_ok=True)
         for run in _RUN_BASE.iterdir():
-            pid, _, rest = run.name.partition("-")
-            alive = pid.isdigit() and _start_time(int(pid)) == rest.partition("-")[0]
-            if not alive:
+            if _stale(run.name):
                 _rmtree(run)
+        _sandbox_cgroup.sweep(_stale)
         # All runs of a non-root grader share its uid, so RLIMIT_NPROC is a ceiling on the uid:
         # its tasks now (plus room for threads it starts later) and every slot's allowance.
-        _nproc_ceiling = _uid_tasks(os.getuid()) + 32 + MAX_CONCURRENT * MAX_PROCS
+        _nproc_ceiling = uid_tasks(os.getuid()) + 32 + MAX_CONCURRENT * MAX_PROCS
         _setup_done = True
 
 
