@@ -128,3 +128,20 @@ def test_executor_setting_is_validated_and_read_from_the_environment():
     assert err.value.field == "--executor"
     loaded = cfg.load(None, environ={"GEMFINDER_EXECUTOR": "http://gemfinder-executor:8090"})
     assert loaded.executor == "http://gemfinder-executor:8090"
+
+
+def test_server_with_an_executor_sends_programs_there(tmp_path, use_executor):
+    from gemfinder.server.app import Server
+
+    config = cfg.ServerConfig(
+        address="127.0.0.1:0",
+        metrics_port=0,
+        db=str(tmp_path / "e.db"),
+        executor="http://127.0.0.1:9/",
+    )
+    server = Server(config)
+    try:
+        with pytest.raises(ExecutorError, match="127.0.0.1:9"):
+            get_task("mbpp").grade(ITEM, GOOD)
+    finally:
+        server.store.close()

@@ -76,6 +76,7 @@ def parse_request(body: bytes) -> tuple[str, float, int]:
 class _Handler(BaseHTTPRequestHandler):
     server: ExecutorServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a connection may sit idle or trickle its request (one thread each)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         pass  # one line per program is noise; failures are in the responses
