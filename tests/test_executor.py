@@ -145,3 +145,21 @@ def test_server_with_an_executor_sends_programs_there(tmp_path, use_executor):
             get_task("mbpp").grade(ITEM, GOOD)
     finally:
         server.store.close()
+
+
+def test_busy_executor_answers_503_and_the_client_raises():
+    import threading
+
+    from gemfinder.executor import ExecutorServer
+
+    server = ExecutorServer(("127.0.0.1", 0))
+    server.admit = threading.Semaphore(0)  # as if MAX_ADMITTED requests were already in
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ExecutorError, match="HTTP 503"):
+            run_remote(url, "pass\n", 5.0, 256)
+    finally:
+        server.shutdown()
+        server.server_close()

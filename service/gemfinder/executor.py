@@ -31,7 +31,11 @@ from gemfinder import sandbox
 MAX_PROGRAM_BYTES = 1 << 20
 MAX_TIMEOUT_S = 60.0
 MEMORY_MB_RANGE = (64, 4096)
-QUEUE_PER_SLOT = 4  # requests waiting for a run slot, beyond which the executor answers 503
+# Requests admitted at once (running or waiting for one of sandbox.MAX_CONCURRENT slots), beyond
+# which the executor answers 503: above the service's grading threads (asyncio's default pool,
+# at most 32), so an ordinary service never sees it. A waiting request may wait QUEUE_WAIT_S.
+MAX_ADMITTED = 64
+QUEUE_WAIT_S = 300.0
 
 
 class ExecutorError(RuntimeError):
@@ -143,7 +147,7 @@ class ExecutorServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
-        self.admit = threading.Semaphore(sandbox.MAX_CONCURRENT * QUEUE_PER_SLOT)
+        self.admit = threading.Semaphore(MAX_ADMITTED)
         self.capabilities = sandbox.capabilities()
 
 
@@ -156,7 +160,7 @@ def run_remote(url: str, source: str, timeout_s: float, memory_mb: int) -> sandb
     # No proxy from the environment: the executor is a cluster-internal or loopback address.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=timeout_s + 30) as response:
+        with opener.open(request, timeout=timeout_s + QUEUE_WAIT_S) as response:
             obj = json.loads(response.read(1 << 20))
     except urllib.error.HTTPError as err:
         detail = err.read(2000).decode("utf-8", "replace")
