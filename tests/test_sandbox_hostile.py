@@ -6,7 +6,9 @@ RuntimeDefault seccomp profile). Beside it runs a decoy "server" under the SAME 
 than k8s, where the service is another uid in another pod - holding GEMFINDER_TOKEN in its
 environment and owning a store file, and the test itself listens on TCP as the gRPC server and
 the inference endpoint would. Every attack must be contained, and the executor must keep
-serving. Needs root (to create and switch to the uid); tests run as root here.
+serving. Each test runs twice: namespaces forced off (as shipped) and, where the kernel grants
+a non-root uid user namespaces, on. Needs root (to create and switch to the uid); tests run as
+root here.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ def _as_user(argv: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
     return subprocess.Popen(["setpriv", *ids, "--", "env", "-i", *pairs, *argv], **kw)
 
 
-def _start_executor() -> tuple[subprocess.Popen, str]:
+def _start_executor(namespaces: bool) -> tuple[subprocess.Popen, str]:
     # Debian's interpreter: the test's venv may sit under a directory the uid cannot enter.
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    env = {"PYTHONPATH": str(REPO_SERVICE), "HOME": "/"}
+    if not namespaces:
+        env["GEMFINDER_SANDBOX_NAMESPACES"] = "0"
     proc = _as_user(
         [python, "-m", "gemfinder.executor", "--address", "127.0.0.1:0"],
-        {"PYTHONPATH": str(REPO_SERVICE), "GEMFINDER_SANDBOX_NAMESPACES": "0", "HOME": "/"},
+        env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,12 +75,19 @@ def _start_executor() -> tuple[subprocess.Popen, str]:
     assert "listening on" in line, line + proc.stdout.read()
     layers = proc.stdout.readline()
     assert "seccomp" in layers and "process_cap" in layers, layers
-    assert "namespace" not in layers, layers
+    if namespaces and "user_namespace" not in layers:
+        proc.kill()
+        proc.wait()
+        pytest.skip("this kernel refuses user namespaces to a non-root uid")
+    assert ("namespace" in layers) == namespaces, layers
     return proc, line.split("listening on ")[1].strip()
 
 
-@pytest.fixture(scope="module")
-def world():
+# "off" is the configuration k8s/ ships (RuntimeDefault seccomp refuses namespaces); "on" is
+# a non-root executor on a kernel that grants user namespaces.
+@pytest.fixture(scope="module", params=["namespaces-off", "namespaces-on"])
+def world(request):
+    namespaces = request.param == "namespaces-on"
     uid = _uid()
     # The "server's" directory, owned by the uid and reachable by it (pytest's tmp_path sits
     # under a 0700 directory of root's, which would stop the program before any layer does).
@@ -97,7 +109,7 @@ def world():
         s.listen(8)
         s.setblocking(False)
         listeners.append(s)
-    executor, url = _start_executor()
+    executor, url = _start_executor(namespaces)
     time.sleep(0.3)
     decoy_pid = decoy.pid
     yield {
@@ -109,6 +121,7 @@ def world():
         "ports": [s.getsockname()[1] for s in listeners],
         "listeners": listeners,
         "executor": executor,
+        "namespaces": namespaces,
     }
     for proc in (executor, decoy):
         proc.kill()
@@ -180,7 +193,10 @@ for i in range(2500):
 """
     start = time.monotonic()
     result = run(world, src, timeout_s=20)
-    assert not result.passed and "disk limit" in result.stderr, result.stderr[-300:]
+    if world["namespaces"]:  # the work directory is a 64 MB tmpfs of the run's own
+        assert "No space left" in result.stdout, result.stdout[-300:]
+    else:  # its size is polled and the run stopped
+        assert not result.passed and "disk limit" in result.stderr, result.stderr[-300:]
     numbers = [int(x) for x in result.stdout.split() if x.isdigit()]
     assert max(numbers) < 256, max(numbers)  # MB; the cap is 64 MB, polled every 50 ms
     assert time.monotonic() - start < 15
@@ -202,20 +218,26 @@ for d in {SHARED!r}:
         pass
 print(json.dumps({{"written": ok}}))
 """
-    assert _report(run(world, write))["written"] == []
+    written = _report(run(world, write))["written"]
+    # With namespaces each of them is a tmpfs of the run's own; without, none is writable.
+    assert written == (list(SHARED) if world["namespaces"] else [])
     for d in SHARED:
         assert not Path(d, marker).exists()
     read = f"""
 import json, os
-seen = {{}}
+seen, found = {{}}, []
 for d in {SHARED!r}:
+    found += [d] if os.path.exists(d + "/{marker}") else []
     try:
         seen[d] = os.listdir(d)
     except OSError:
         pass
-print(json.dumps({{"listed": seen}}))
+print(json.dumps({{"listed": seen, "found": found}}))
 """
-    assert _report(run(world, read))["listed"] == {}
+    report = _report(run(world, read))
+    assert report["found"] == []
+    if not world["namespaces"]:
+        assert report["listed"] == {}
 
 
 def test_namespaces_io_uring_keyring_ptrace_and_mount_are_denied(world):
@@ -309,7 +331,10 @@ def test_killing_the_server_and_the_executor_fails(world):
     src = f"""
 import json, os, signal
 results = {{}}
-for name, pid in (("server", {world["decoy_pid"]}), ("everyone", -1), ("parent", os.getppid())):
+targets = [("server", {world["decoy_pid"]}), ("everyone", -1)]
+if os.getppid() > 0:  # 0 in a pid namespace: the launcher is outside it
+    targets.append(("parent", os.getppid()))
+for name, pid in targets:
     for sig in (signal.SIGKILL, signal.SIGSTOP):
         try:
             os.kill(pid, sig)
@@ -340,7 +365,7 @@ def _marked(marker: str) -> list[int]:
 
 
 def test_no_program_outlives_a_killed_executor_and_its_directory_goes(world):
-    executor, url = _start_executor()
+    executor, url = _start_executor(world["namespaces"])
     marker = f"gemfinder-survivor-{os.getpid()}-{time.time_ns()}"
     src = f"""
 import os, sys, time
@@ -377,7 +402,7 @@ time.sleep(60)
     # The directory of the killed executor's run goes at the next executor's first run.
     leftover = [p.name for p in runs.iterdir()]
     assert leftover
-    again, url = _start_executor()
+    again, url = _start_executor(world["namespaces"])
     try:
         assert run_remote(url, "print(1)\n", 10.0, MEMORY_MB).passed
         assert not {p.name for p in runs.iterdir()} & set(leftover)
