@@ -163,3 +163,20 @@ def test_busy_executor_answers_503_and_the_client_raises():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--address", "nonsense"], {}, "--address: expected host:port"),
+        ([], {"GEMFINDER_EXECUTOR_ADDRESS": "h:99999"}, "GEMFINDER_EXECUTOR_ADDRESS: expected"),
+        (["--address", "203.0.113.1:8090"], {}, "--address: cannot listen on"),
+    ],
+)
+def test_executor_command_refuses_bad_addresses(argv, env, message, monkeypatch, capsys):
+    from gemfinder.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["executor", *argv]) == 2
+    assert message in capsys.readouterr().err
