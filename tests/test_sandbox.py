@@ -297,3 +297,9 @@ time.sleep(30)
     # So does its cgroup, where runs get one.
     for base in _sandbox_cgroup._bases():
         assert not list(base.glob(f"{grader.pid}-*")), base
+
+
+def test_program_starts_with_default_signal_dispositions():
+    # The launcher ignores job-control signals and handles SIGTERM; the program must not inherit.
+    src = "import signal\nfor s in (15, 20, 21, 22):\n    assert signal.getsignal(s) == 0, s\n"
+    assert run_program(src).passed

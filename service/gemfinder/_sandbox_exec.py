@@ -193,7 +193,8 @@ def main():
     pid = os.fork()
     if pid == 0:
         try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for sig in (signal.SIGTERM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+                signal.signal(sig, signal.SIG_DFL)  # the program starts with the defaults
             child(cfg, layers, status)
         except BaseException as err:  # noqa: BLE001 - report any setup failure, then die
             os.write(2, f"sandbox setup failed: {err!r}\n".encode())
