@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import subprocess
@@ -139,7 +140,11 @@ def test_server_with_an_executor_sends_programs_there(tmp_path, use_executor):
         db=str(tmp_path / "e.db"),
         executor="http://127.0.0.1:9/",
     )
-    server = Server(config)
+
+    async def build() -> Server:  # grpc.aio wants a running loop; the server is never started
+        return Server(config)
+
+    server = asyncio.run(build())
     try:
         with pytest.raises(ExecutorError, match="127.0.0.1:9"):
             get_task("mbpp").grade(ITEM, GOOD)
