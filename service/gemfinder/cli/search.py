@@ -127,7 +127,13 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
     )
-    spec.validate(prefix="search", asked=budget.asked)
+    try:
+        spec.validate(prefix="search", asked=budget.asked)
+    except UserError as err:  # an algorithm parameter: name the flag that set it
+        if err.field.startswith("search.params."):
+            name = err.field.removeprefix("search.params.")
+            raise UserError(f"--param {name}", err.reason) from None
+        raise
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:
