@@ -208,6 +208,7 @@ async def _run(
     from gemfinder.fleet import Fleet
     from gemfinder.fleet.build import candidates_for, endpoints_for
     from gemfinder.fleet.fleet import ItemsOutsideMatrix, PortUnavailable
+    from gemfinder.fleet.responder import UnanswerableTasks
     from gemfinder.matrix import load_matrix
     from gemfinder.tasks import load_query_set
 
@@ -215,7 +216,7 @@ async def _run(
     items = load_query_set(query_set)
     try:
         fleet = Fleet(config, matrix, items)
-    except ItemsOutsideMatrix as err:
+    except (ItemsOutsideMatrix, UnanswerableTasks) as err:
         raise UserError(query_field, str(err)) from None
     except ValueError as err:
         raise UserError("config", str(err)) from None
