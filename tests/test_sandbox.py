@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from gemfinder import sandbox
+from gemfinder import _sandbox_cgroup, sandbox
 from gemfinder.sandbox import run_program
 
 CAPS = sandbox.capabilities()
+
+
+# A grandchild that sleeps with `marker` in its command line (sleep(1) would reject the extra
+# argument and exit at once, so the tests would pass without anything to kill).
+_SLEEPER = (
+    'os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)", "{marker}"])'
+)
 
 
 def _procs_with_marker(marker: str) -> list[int]:
@@ -122,6 +131,8 @@ def test_network_is_unreachable():
     port = server.getsockname()[1]
     src = f"""
 import socket
+import subprocess
+import sys
 s = socket.socket()
 s.settimeout(2)
 s.connect(("127.0.0.1", {port}))
@@ -157,15 +168,18 @@ for target in (os.getppid(), 0, -1):
 def test_grandchild_that_outlives_the_timeout_is_killed():
     marker = f"gemfinder-grandchild-{os.getpid()}-{time.time_ns()}"
     src = f"""
-import os, time
+import os, sys, time
 if os.fork() == 0:
-    os.setsid()
+    try:
+        os.setsid()  # denied by seccomp where it applies: the group kill must still reach it
+    except OSError:
+        pass
     if os.fork() == 0:
-        os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+        {_SLEEPER.format(marker=marker)}
     os._exit(0)
 time.sleep(30)
 """
-    result = run_program(src, timeout_s=1.0)
+    result = run_program(src, timeout_s=2.0)
     assert result.timed_out
     time.sleep(0.2)
     assert _procs_with_marker(marker) == []
@@ -174,10 +188,13 @@ time.sleep(30)
 def test_grandchild_of_a_finished_program_is_killed():
     marker = f"gemfinder-orphan-{os.getpid()}-{time.time_ns()}"
     src = f"""
-import os
+import os, sys
 if os.fork() == 0:
-    os.setsid()
-    os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    {_SLEEPER.format(marker=marker)}
 """
     result = run_program(src, timeout_s=5.0)
     assert result.passed
@@ -203,13 +220,86 @@ def test_fallback_without_namespaces_still_contains():
     # The path taken where the kernel refuses namespaces: layers are reported honestly.
     marker = f"gemfinder-fallback-{os.getpid()}-{time.time_ns()}"
     src = f"""
-import os
+import os, sys
 if os.fork() == 0:
-    os.setsid()
-    os.execv("/bin/sleep", ["/bin/sleep", "30", "{marker}"])
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    {_SLEEPER.format(marker=marker)}
 """
     result = run_program(src, namespaces=False)
     assert result.passed
     assert "net_namespace" not in result.isolation and "pid_namespace" not in result.isolation
     time.sleep(0.2)
     assert _procs_with_marker(marker) == []
+
+
+def test_memory_of_the_whole_process_tree_is_bounded():
+    # 64 children each touching 64 MB: a per-process limit alone would allow 4 GB.
+    src = """
+import os
+read, write = os.pipe()
+for _ in range(64):
+    try:
+        if os.fork() == 0:
+            block = bytearray(64 << 20)
+            block[::4096] = b"x" * len(block[::4096])
+            os.write(write, b"1")
+            os._exit(0)
+    except OSError:
+        break
+os.close(write)
+print("held", len(os.fdopen(read, "rb").read()) * 64)
+"""
+    result = run_program(src, timeout_s=20.0, memory_mb=256)
+    held = [int(x) for x in result.stdout.split()[1:2]] or [0]  # killed outright: nothing held
+    assert held[0] <= 256, result.stdout
+    assert {"cgroup", "process_cap"} & set(result.isolation)
+
+
+def test_grader_killed_with_sigkill_takes_its_program_along(tmp_path):
+    marker = f"gemfinder-grader-{os.getpid()}-{time.time_ns()}"
+    program = f"""
+import os, sys, time
+if os.fork() == 0:
+    {_SLEEPER.format(marker=marker)}
+time.sleep(30)
+"""
+    source = tmp_path / "program.py"  # not on the grader's command line, which has no marker
+    source.write_text(program)
+    grader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from gemfinder import sandbox; sandbox.run_program(open({str(source)!r}).read())",
+        ]
+    )
+    deadline = time.monotonic() + 15
+    while not _procs_with_marker(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _procs_with_marker(marker)
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 3
+    while _procs_with_marker(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _procs_with_marker(marker) == []
+    # Its run directory is still there, until the next grader's first run sweeps it.
+    runs = sandbox._RUN_BASE
+    stale = [p for p in runs.iterdir() if p.name.startswith(f"{grader.pid}-")]
+    assert stale
+    subprocess.run(
+        [sys.executable, "-c", "from gemfinder import sandbox; sandbox.run_program('pass')"],
+        check=True,
+    )
+    assert not any(p.exists() for p in stale)
+    # So does its cgroup, where runs get one.
+    for base in _sandbox_cgroup._bases():
+        assert not list(base.glob(f"{grader.pid}-*")), base
+
+
+def test_program_starts_with_default_signal_dispositions():
+    # The launcher ignores job-control signals and handles SIGTERM; the program must not inherit.
+    src = "import signal\nfor s in (15, 20, 21, 22):\n    assert signal.getsignal(s) == 0, s\n"
+    assert run_program(src).passed

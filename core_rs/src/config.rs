@@ -124,58 +124,28 @@ impl Algorithm {
             },
             "gem" => {
                 let share = get("first_round_share", GEM_FIRST_ROUND_SHARE);
-                if !(share > 0.0 && share < 1.0) {
-                    return Err(CoreError::invalid(
-                        "params.first_round_share",
-                        format!("must be strictly between 0 and 1, got {share}"),
-                    ));
-                }
-                let cut = get("first_cut", FIRST_CUT_AUTO as f64);
-                if params.contains_key("first_cut") && !(cut >= 1.0 && cut.fract() == 0.0) {
-                    return Err(CoreError::invalid(
-                        "params.first_cut",
-                        format!("must be a whole number of models >= 1, got {cut}"),
-                    ));
-                }
+                FIRST_ROUND_SHARE.check(share)?;
+                let cut = match params.get("first_cut") {
+                    Some(&cut) => FIRST_CUT.check(cut)? as usize,
+                    None => FIRST_CUT_AUTO,
+                };
                 Algorithm::GemSearch {
                     first_round_share: share,
-                    first_cut: cut as usize,
+                    first_cut: cut,
                 }
             }
             "sr" => Algorithm::SuccessiveRejects,
-            "ttts" => {
-                let leader_prob = get("leader_prob", 0.5);
-                if !(leader_prob > 0.0 && leader_prob < 1.0) {
-                    return Err(CoreError::invalid(
-                        "params.leader_prob",
-                        format!("must be strictly between 0 and 1, got {leader_prob}"),
-                    ));
-                }
-                let max_resample = get("max_resample", 32.0);
-                if !(max_resample >= 1.0 && max_resample.fract() == 0.0) {
-                    return Err(CoreError::invalid(
-                        "params.max_resample",
-                        format!("must be a whole number >= 1, got {max_resample}"),
-                    ));
-                }
-                Algorithm::TopTwoThompson {
-                    leader_prob,
-                    max_resample: max_resample as u32,
-                }
-            }
+            "ttts" => Algorithm::TopTwoThompson {
+                leader_prob: LEADER_PROB.check(get("leader_prob", 0.5))?,
+                max_resample: MAX_RESAMPLE.check(get("max_resample", 32.0))? as u32,
+            },
             "bayes_elim" => Algorithm::BayesElimination,
-            "ucb" => {
-                let c = get("c", 2.0);
-                positive("params.c", c)?;
-                Algorithm::Ucb { c }
-            }
-            "ucb_e" => {
-                let a = params.get("a").copied();
-                if let Some(a) = a {
-                    positive("params.a", a)?;
-                }
-                Algorithm::UcbE { a }
-            }
+            "ucb" => Algorithm::Ucb {
+                c: UCB_C.check(get("c", 2.0))?,
+            },
+            "ucb_e" => Algorithm::UcbE {
+                a: params.get("a").map(|&a| UCB_E_A.check(a)).transpose()?,
+            },
             "random" => Algorithm::Random,
             "best_base" => Algorithm::BestBase,
             other => {
@@ -219,18 +189,176 @@ impl Algorithm {
                 | Algorithm::BayesElimination
         )
     }
+
+    /// Check the parameters an algorithm holds against the ranges of this version: a search
+    /// stored by an older version (which accepted, e.g., max_resample 1e300, kept as 2^32 - 1)
+    /// is refused on restore instead of looping for hours in one scheduler call.
+    pub fn check_ranges(&self) -> Result<()> {
+        match *self {
+            Algorithm::GemSearch {
+                first_round_share,
+                first_cut,
+            } => {
+                FIRST_ROUND_SHARE.check(first_round_share)?;
+                if first_cut != FIRST_CUT_AUTO {
+                    FIRST_CUT.check(first_cut as f64)?;
+                }
+            }
+            Algorithm::TopTwoThompson {
+                leader_prob,
+                max_resample,
+            } => {
+                LEADER_PROB.check(leader_prob)?;
+                MAX_RESAMPLE.check(max_resample as f64)?;
+            }
+            Algorithm::Ucb { c } => {
+                UCB_C.check(c)?;
+            }
+            Algorithm::UcbE { a: Some(a) } => {
+                UCB_E_A.check(a)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
-fn positive(field: &str, value: f64) -> Result<()> {
-    if value > 0.0 && value.is_finite() {
-        Ok(())
-    } else {
+/// The valid range of one numeric parameter. Every parameter has one, chosen so that the
+/// largest allowed value keeps one scheduler call's work bounded (docs/search.md, "Parameter
+/// ranges"): a value outside it is an InvalidArgument naming `params.<name>`, never a search
+/// that runs for hours inside one call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamRange {
+    pub name: &'static str,
+    pub min: f64,
+    pub max: f64,
+    /// Whether `min` itself is excluded.
+    pub min_excluded: bool,
+    /// Whether `max` itself is excluded.
+    pub max_excluded: bool,
+    /// Whether only whole numbers are allowed.
+    pub whole: bool,
+}
+
+impl ParamRange {
+    /// The value if it is finite, in range and (for whole-number parameters) whole.
+    pub fn check(&self, value: f64) -> Result<f64> {
+        let above = value > self.min || (!self.min_excluded && value == self.min);
+        let below = value < self.max || (!self.max_excluded && value == self.max);
+        let inside = above && below; // false for NaN
+        if inside && (!self.whole || value.fract() == 0.0) {
+            return Ok(value);
+        }
+        let (lo, hi) = (show(self.min), show(self.max));
+        let what = match (self.whole, self.min_excluded, self.max_excluded) {
+            (true, _, _) => format!("a whole number from {lo} to {hi}"),
+            (false, true, true) => format!("a number strictly between {lo} and {hi}"),
+            (false, true, false) => format!("a number above {lo} and at most {hi}"),
+            (false, false, _) => format!("a number from {lo} to {hi}"),
+        };
         Err(CoreError::invalid(
-            field,
-            format!("must be a positive number, got {value}"),
+            &format!("params.{}", self.name),
+            format!("must be {what}, got {}", show(value)),
         ))
     }
 }
+
+/// A number as a person writes it: 1e300 rather than its 301 digits.
+fn show(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-4..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// gem: share of the budget for the first round. Any share keeps the work the same (it only
+/// splits the budget between rounds); 0 and 1 would leave a round without queries.
+pub const FIRST_ROUND_SHARE: ParamRange = ParamRange {
+    name: "first_round_share",
+    min: 0.0,
+    max: 1.0,
+    min_excluded: true,
+    max_excluded: true,
+    whole: false,
+};
+/// gem: survivors of the first round. Adds at most log2(first_cut) rounds; values at or above
+/// the pool size mean plain correlated halving. Capped at the largest pool the core takes.
+pub const FIRST_CUT: ParamRange = ParamRange {
+    name: "first_cut",
+    min: 1.0,
+    max: u32::MAX as f64,
+    min_excluded: false,
+    max_excluded: false,
+    whole: true,
+};
+/// ttts: probability of pulling the leader. The challenger search it triggers is bounded by
+/// `max_resample`.
+pub const LEADER_PROB: ParamRange = ParamRange {
+    name: "leader_prob",
+    min: 0.0,
+    max: 1.0,
+    min_excluded: true,
+    max_excluded: true,
+    whole: false,
+};
+/// ttts: posterior draws spent looking for a challenger before taking the best other model of
+/// the last draw. Each draw costs O(open models) in the worst case, so one choice costs at
+/// most (max_resample + 1) draws. When the leader has won 1,000 draws in a row, the others
+/// together win a draw with probability below 0.3% (95% confidence): more draws cost time and
+/// change almost no choice.
+pub const MAX_RESAMPLE: ParamRange = ParamRange {
+    name: "max_resample",
+    min: 1.0,
+    max: 1000.0,
+    min_excluded: false,
+    max_excluded: false,
+    whole: true,
+};
+/// ucb: exploration constant. Work does not depend on it; the cap keeps the index
+/// sqrt(c ln t / n) finite and meaningful (at c = 100 the bonus already dominates any
+/// difference of means for every budget the service takes: UCB is round robin).
+pub const UCB_C: ParamRange = ParamRange {
+    name: "c",
+    min: 0.0,
+    max: 100.0,
+    min_excluded: true,
+    max_excluded: false,
+    whole: false,
+};
+/// ucb_e: exploration constant (the default derived from the budget is at most about 35,000
+/// for the service's limits). At 10^6 the bonus sqrt(a / n) exceeds 3 for every model with
+/// at most 100,000 items: round robin; larger values only risk overflow.
+pub const UCB_E_A: ParamRange = ParamRange {
+    name: "a",
+    min: 0.0,
+    max: 1e6,
+    min_excluded: true,
+    max_excluded: false,
+    whole: false,
+};
+/// Any algorithm: tries of one (model, item) pull before it is skipped. Each try is one more
+/// endpoint call (which the oracle itself retries); ten is plenty for a flaky endpoint, and the
+/// runner stops a search once its failures exceed its budget anyway.
+pub const MAX_ATTEMPTS: ParamRange = ParamRange {
+    name: "max_attempts",
+    min: 1.0,
+    max: 10.0,
+    min_excluded: false,
+    max_excluded: false,
+    whole: true,
+};
+
+/// Every parameter range, for the docs and the bindings.
+pub const PARAM_RANGES: &[ParamRange] = &[
+    FIRST_ROUND_SHARE,
+    FIRST_CUT,
+    LEADER_PROB,
+    MAX_RESAMPLE,
+    UCB_C,
+    UCB_E_A,
+    MAX_ATTEMPTS,
+];
 
 /// Everything needed to start a search. `trial` selects an independent random stream for the
 /// same seed, so Monte Carlo trials are reproducible one by one.
@@ -284,9 +412,8 @@ impl SearchConfig {
         if self.n_items > u32::MAX as usize {
             return Err(CoreError::invalid("n_items", "at most 2^32 - 1 items"));
         }
-        if self.max_attempts == 0 {
-            return Err(CoreError::invalid("max_attempts", "must be at least 1"));
-        }
+        MAX_ATTEMPTS.check(self.max_attempts as f64)?;
+        self.algorithm.check_ranges()?;
         if let Some(priors) = &self.priors {
             if priors.len() != self.n_models {
                 return Err(CoreError::invalid(
@@ -326,5 +453,75 @@ impl SearchConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, key: &str, value: f64) -> Result<Algorithm> {
+        Algorithm::from_name(name, &[(key.to_string(), value)].into())
+    }
+
+    #[test]
+    fn out_of_range_parameters_name_their_field() {
+        let bad: &[(&str, &str, f64)] = &[
+            ("ttts", "max_resample", 1e300),
+            ("ttts", "max_resample", 1001.0),
+            ("ttts", "max_resample", 0.0),
+            ("ttts", "max_resample", 2.5),
+            ("ttts", "max_resample", f64::NAN),
+            ("ttts", "max_resample", f64::INFINITY),
+            ("ttts", "leader_prob", 1.0),
+            ("ttts", "leader_prob", f64::NAN),
+            ("gem", "first_cut", 1e300),
+            ("gem", "first_cut", -3.0),
+            ("gem", "first_cut", 0.5),
+            ("gem", "first_round_share", 0.0),
+            ("gem", "first_round_share", f64::NAN),
+            ("ucb", "c", 0.0),
+            ("ucb", "c", 101.0),
+            ("ucb", "c", f64::INFINITY),
+            ("ucb_e", "a", -1.0),
+            ("ucb_e", "a", 1e300),
+            ("ucb_e", "a", f64::NAN),
+        ];
+        for &(name, key, value) in bad {
+            let err = parse(name, key, value).unwrap_err();
+            assert_eq!(err.field(), format!("params.{key}"), "{name} {key}={value}");
+        }
+        let err = parse("ttts", "max_resample", 1e300).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "params.max_resample: must be a whole number from 1 to 1000, got 1e300"
+        );
+        for bad in [0.0, 11.0, 1e300, f64::NAN, 1.5] {
+            assert_eq!(
+                MAX_ATTEMPTS.check(bad).unwrap_err().field(),
+                "params.max_attempts"
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_allowed_values_are_accepted() {
+        for range in PARAM_RANGES {
+            let algorithm = match range.name {
+                "first_round_share" | "first_cut" => "gem",
+                "leader_prob" | "max_resample" => "ttts",
+                "c" => "ucb",
+                "a" => "ucb_e",
+                _ => continue,
+            };
+            let top = if range.max_excluded {
+                range.max - 1e-9
+            } else {
+                range.max
+            };
+            let parsed = parse(algorithm, range.name, top).unwrap();
+            parsed.check_ranges().unwrap();
+        }
+        assert_eq!(MAX_ATTEMPTS.check(10.0), Ok(10.0));
     }
 }

@@ -12,6 +12,7 @@ pub mod sampling;
 pub mod scheduler;
 pub mod session;
 pub mod simulate;
+mod work;
 
 #[cfg(feature = "python")]
 mod python;

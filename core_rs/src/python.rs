@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
+use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM, MAX_ATTEMPTS};
 use crate::error::CoreError;
 use crate::policy::rounds::RoundPlan;
 use crate::ranking;
@@ -53,13 +53,7 @@ fn make_config(
     let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
     let mut config = SearchConfig::new(parsed, n_models, n_items, budget, seed);
     if let Some(&attempts) = params.get("max_attempts") {
-        if !(attempts >= 1.0 && attempts.fract() == 0.0) {
-            return Err(to_py(CoreError::invalid(
-                "params.max_attempts",
-                format!("must be a whole number >= 1, got {attempts}"),
-            )));
-        }
-        config.max_attempts = attempts as u32;
+        config.max_attempts = MAX_ATTEMPTS.check(attempts).map_err(to_py)? as u32;
     }
     config.priors = priors;
     config.popularity = popularity;
@@ -122,13 +116,44 @@ impl Scheduler {
         })
     }
 
+    /// Releases the GIL: the service runs it off its event loop (a TTTS batch at the largest
+    /// `max_resample` takes milliseconds), and other threads keep running meanwhile.
     #[pyo3(signature = (max_pulls=None))]
-    fn ask(&mut self, max_pulls: Option<usize>) -> Vec<(u32, u32)> {
-        self.session
-            .ask(max_pulls.unwrap_or(usize::MAX))
+    fn ask(&mut self, py: Python<'_>, max_pulls: Option<usize>) -> Vec<(u32, u32)> {
+        let session = &mut self.session;
+        py.allow_threads(|| session.ask(max_pulls.unwrap_or(usize::MAX)))
             .into_iter()
             .map(|p| (p.model, p.item))
             .collect()
+    }
+
+    /// Tell a batch in order, without the GIL: (model, item, correct), with correct None for a
+    /// failed pull. Returns the pulls skipped by this batch (failed on their last try). Stops
+    /// at the first pull not in flight (raised; the ones before it are told).
+    fn tell_many(
+        &mut self,
+        py: Python<'_>,
+        answers: Vec<(u32, u32, Option<bool>)>,
+    ) -> PyResult<Vec<(u32, u32)>> {
+        let session = &mut self.session;
+        py.allow_threads(|| {
+            let mut skipped = Vec::new();
+            for (model, item, correct) in answers {
+                let pull = Pull { model, item };
+                match correct {
+                    Some(correct) => session.tell(pull, correct)?,
+                    None => {
+                        let before = session.scheduler().skipped();
+                        session.tell_failed(pull)?;
+                        if session.scheduler().skipped() > before {
+                            skipped.push((model, item));
+                        }
+                    }
+                }
+            }
+            Ok(skipped)
+        })
+        .map_err(to_py)
     }
 
     fn tell(&mut self, model: u32, item: u32, correct: bool) -> PyResult<()> {

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Sampling;
+use crate::work;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ItemOrder {
@@ -58,6 +59,7 @@ impl ItemOrder {
     pub fn prepare(&mut self, upto: u32) {
         let n = self.perm.len() as u32;
         while self.drawn < upto.min(n) {
+            work::step(1);
             let j = self.rng.gen_range(self.drawn..n);
             self.perm.swap(self.drawn as usize, j as usize);
             self.drawn += 1;

@@ -17,8 +17,11 @@ use crate::policy::rounds::RoundPlan;
 use crate::policy::{sequential, ucb};
 use crate::rng::{stream_rng, tie_key, Stream};
 use crate::sampling::ItemOrder;
+use crate::work;
 
 mod rounds;
+#[cfg(test)]
+mod work_bounds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Pull {
@@ -190,6 +193,7 @@ impl Scheduler {
     /// sequential ones choose each pull from the grades received so far.
     pub fn next_pulls(&mut self, max: usize, out: &mut Vec<Pull>) {
         while out.len() < max {
+            work::step(1);
             if let Some(pull) = self.retries.pop_front() {
                 self.in_flight += 1;
                 out.push(pull);
@@ -364,6 +368,11 @@ impl Scheduler {
     }
     pub fn config(&self) -> &SearchConfig {
         &self.config
+    }
+    /// For tests that forge a search saved by an older version.
+    #[cfg(test)]
+    pub(crate) fn config_mut(&mut self) -> &mut SearchConfig {
+        &mut self.config
     }
     pub fn arms(&self) -> &Arms {
         &self.arms

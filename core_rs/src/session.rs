@@ -83,6 +83,32 @@ impl Session {
         let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
             CoreError::CorruptSnapshot("not a gemfinder snapshot (bad header)".into())
         })?;
-        bincode::deserialize(body).map_err(|e| CoreError::CorruptSnapshot(e.to_string()))
+        let session: Session =
+            bincode::deserialize(body).map_err(|e| CoreError::CorruptSnapshot(e.to_string()))?;
+        // A search saved by an older version may hold a parameter this version refuses (such as
+        // max_resample 2^32 - 1): refused here, it fails with the reason instead of looping.
+        session.scheduler.config().validate()?;
+        Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Algorithm;
+
+    #[test]
+    fn a_stored_parameter_out_of_range_is_refused_on_restore() {
+        let ttts = |max_resample| Algorithm::TopTwoThompson {
+            leader_prob: 0.5,
+            max_resample,
+        };
+        let mut session = Session::new(SearchConfig::new(ttts(32), 10, 20, 100, 1)).unwrap();
+        assert!(Session::restore(&session.snapshot()).is_ok());
+        // What an older version stored for max_resample 1e300 (saturated to u32).
+        session.scheduler.config_mut().algorithm = ttts(u32::MAX);
+        let err = Session::restore(&session.snapshot()).unwrap_err();
+        assert_eq!(err.field(), "params.max_resample");
+        assert!(err.to_string().contains("4.294967295e9"), "{err}");
     }
 }

@@ -45,6 +45,7 @@ HELP = {
     "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
     "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
+    "executor": "URL of a `gemfinder executor` that runs MBPP code (empty: run it in-process)",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -90,6 +91,7 @@ class ServerConfig:
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     grace_s: float = 10.0
     log_level: str = "INFO"
+    executor: str = ""
 
     @property
     def limits(self) -> Limits:
@@ -192,6 +194,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
             value = value.strip().upper()
             if value not in LOG_LEVELS:
                 raise UserError(where, f"must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+        if f.name == "executor" and value and not value.startswith(("http://", "https://")):
+            raise UserError(where, f"must be an http:// or https:// URL, got {raw!r}")
         values[f.name] = value
     config = ServerConfig(**values)
     if bool(config.tls_cert) != bool(config.tls_key):

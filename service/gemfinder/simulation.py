@@ -163,11 +163,13 @@ def _trials(
             asked = BudgetAsked("budget_per_model", budget_per_model)
             n = matrix.n_models
             raise too_small(asked, budget, n, 0, 0.0, name, err.needed, err.why) from None
-        raise UserError(_field(err), _reason(err)) from None
+        raise UserError(_field(err, name), _reason(err)) from None
 
 
-def _field(err: Exception) -> str:
+def _field(err: Exception, name: str) -> str:
     field = getattr(err, "field", "algorithm")
+    if field.startswith("params."):  # set in --algorithms as name:key=value
+        return f"--algorithms {name}:{field.removeprefix('params.')}"
     return "budget_per_model" if field == "budget" else field
 
 

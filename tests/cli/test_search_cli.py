@@ -76,7 +76,12 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "nope.npz"], "matrix: no such file"),
         (["--matrix", "{m}", "--algorithm", "magic"], "--algorithm: unknown"),
         (["--matrix", "{m}", "--param", "first_cut"], "--param: expected name=number"),
-        (["--matrix", "{m}", "--param", "bogus=1"], "search.params.bogus"),
+        (["--matrix", "{m}", "--param", "bogus=1"], "--param bogus: gem has no parameter"),
+        (
+            ["--matrix", "{m}", "--algorithm", "ttts", "--param", "max_resample=1e300"],
+            "--param max_resample: must be a whole number from 1 to 1000, got 1e300",
+        ),
+        (["--matrix", "{m}", "--param", "max_attempts=nan"], "--param max_attempts: must be"),
         (["--matrix", "{m}", "--budget", "3"], "--budget: budget 3 is below the 30 queries"),
         (["--matrix", "{m}", "--candidates", "{q}"], "line 1.answer: unknown field"),
     ],

@@ -51,7 +51,11 @@ def test_every_endpoint_down_fails_the_search_when_allowed(files, capsys, as_jso
     assert out == ""  # no winner, no NaN
     last = err.strip().splitlines()[-1]
     assert last.startswith("gemfinder search: search failed: "), err
-    assert "http://127.0.0.1:1" in last and "http://127.0.0.1:2" in last
+    # Names the endpoints whose queries failed: which of the two got queries before the failures
+    # passed the budget depends on dispatch timing (the in-flight window shrinks under load).
+    failing = last.split("failing endpoints: ", 1)[1]
+    named = {url for url in ("http://127.0.0.1:1", "http://127.0.0.1:2") if url in failing}
+    assert named and failing.count("failed: connection") == len(named), last
 
 
 def test_json_results_are_strict(files, capsys):

@@ -76,6 +76,12 @@ def test_algorithm_parameters_in_the_spec(pool_npz):
         "--budget-per-model", "20", "--trials", "5",
     )  # fmt: skip
     assert bad.returncode == 2 and "sh has no parameter 'first_cut'" in bad.stderr
+    huge = gemfinder(
+        "simulate", "--matrix", str(pool_npz), "--algorithms", "ttts:max_resample=1e300",
+        "--budget-per-model", "20", "--trials", "5",
+    )  # fmt: skip
+    assert huge.returncode == 2 and len(huge.stderr.strip().splitlines()) == 1, huge.stderr
+    assert "--algorithms ttts:max_resample: must be a whole number from 1 to 1000" in huge.stderr
 
 
 def test_table_is_printed_with_intervals(pool_npz):

@@ -89,6 +89,12 @@ def test_snapshot_restores_mid_search_and_finishes_the_same():
         (dict(budget=10), "budget_too_small", "budget"),
         (dict(params={"first_cut": 0.5}), "invalid_argument", "params.first_cut"),
         (dict(params={"bogus": 1.0}), "invalid_argument", "params.bogus"),
+        (dict(params={"max_attempts": 1e300}), "invalid_argument", "params.max_attempts"),
+        (
+            dict(algorithm="ttts", params={"max_resample": 1e300}),
+            "invalid_argument",
+            "params.max_resample",
+        ),
         (dict(algorithm="best_base"), "invalid_argument", "popularity"),
         (dict(priors=[(1.0, 1.0)]), "invalid_argument", "priors"),
     ],
@@ -108,6 +114,38 @@ def test_telling_an_unknown_pull_is_an_error_and_changes_nothing():
     with pytest.raises(_core.SearchError, match="not in flight"):
         s.tell(model, item, True)
     assert s.spent == 1
+
+
+@pytest.mark.parametrize("algorithm", ["ttts", "gem"])
+def test_tell_many_is_tell_one_by_one(algorithm):
+    """The batch the service tells from a worker thread leaves the same state as single tells,
+    reports the pulls it skipped, and stops at a pull not in flight."""
+    correct = pool(12, 20, seed=4)
+    one, many = (
+        _core.Scheduler(algorithm, 12, 20, 120, 3, params={"max_attempts": 1}) for _ in "ab"
+    )
+    count = 0
+    while not one.finished:
+        pulls = one.ask(8)
+        assert many.ask(8) == pulls
+        answers = []
+        for model, item in pulls:
+            count += 1
+            answer = None if count % 5 == 0 else bool(correct[model, item])
+            answers.append((model, item, answer))
+            if answer is None:
+                one.tell_failed(model, item)
+            else:
+                one.tell(model, item, answer)
+        skipped = many.tell_many(answers)
+        assert skipped == [(m, i) for m, i, a in answers if a is None]  # one try each
+        assert many.snapshot() == one.snapshot()
+    assert many.recommendation == one.recommendation and many.skipped > 0
+    fresh = _core.Scheduler("uniform", 4, 10, 40, 0)
+    (model, item), *_ = fresh.ask(2)
+    with pytest.raises(_core.SearchError, match="not in flight"):
+        fresh.tell_many([(model, item, True), (model, item, True)])
+    assert fresh.spent == 1
 
 
 def test_corrupt_snapshot_is_rejected():

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{gem_first_cut, Algorithm};
+use crate::work;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundPlan {
@@ -99,6 +100,7 @@ impl RoundPlan {
 
     /// Queries that rounds `round..` need at least.
     pub fn reserve_from(&self, round: usize) -> u64 {
+        work::step(self.len().saturating_sub(round) as u64);
         (round..self.len())
             .map(|r| self.min_items[r] * self.survivors_before(r) as u64)
             .sum()

@@ -14,6 +14,7 @@ use rand_distr::{Beta, Distribution};
 use libm::{exp, log, log1p};
 
 use crate::arms::Arms;
+use crate::work;
 
 /// Posterior Beta(1 + successes, 1 + failures) of a model, as integers.
 #[inline]
@@ -59,6 +60,10 @@ struct Tail {
 
 /// Terms below this fraction of the running sum end a tail sum.
 const TAIL_TERM_CUTOFF: f64 = 1e-19;
+/// Newton or bisection steps of one threshold search (about 5 are needed).
+const THRESHOLD_STEPS: usize = 100;
+/// Rejection tries of one draw below a threshold.
+const SAMPLE_BELOW_TRIES: usize = 64;
 
 impl Tail {
     /// The tail above `t` (which must be above the posterior mean a / (a + b)), and
@@ -68,6 +73,7 @@ impl Tail {
         let ratio = (1.0 - t) / t;
         let (mut r, mut sum, mut k) = (1.0f64, 0.0f64, a - 1);
         loop {
+            work::step(1);
             sum += r;
             if k == 0 {
                 break;
@@ -123,7 +129,8 @@ impl Tail {
         } else {
             mean + 0.5 * (1.0 - mean)
         };
-        for _ in 0..100 {
+        for _ in 0..THRESHOLD_STEPS {
+            work::step(1);
             if !(t > lo && t < hi) {
                 break;
             }
@@ -157,6 +164,7 @@ impl Tail {
         let target = rng.gen::<f64>() * self.sum;
         let (mut r, mut acc, mut k) = (1.0f64, 0.0f64, self.a - 1);
         loop {
+            work::step(1);
             acc += r;
             if acc > target || k == self.k_min {
                 break;
@@ -168,15 +176,20 @@ impl Tail {
         self.t + (1.0 - self.t) * v
     }
 
-    /// A draw of X given X <= t, by rejection (accepted with probability 1 - p >= 1 - delta).
+    /// A draw of X given X <= t, by rejection (accepted with probability 1 - p >= 1 - delta,
+    /// so at least 0.95). After [`SAMPLE_BELOW_TRIES`] rejections, which happens with
+    /// probability below 0.05^64 (about 1e-83), it returns t itself: a bounded loop for a
+    /// distribution that differs from the exact one by less than that.
     fn sample_below(&self, rng: &mut ChaCha8Rng) -> f64 {
         let d = beta(self.a, self.b);
-        loop {
+        for _ in 0..SAMPLE_BELOW_TRIES {
+            work::step(1);
             let x = d.sample(rng);
             if x <= self.t {
                 return x;
             }
         }
+        self.t
     }
 }
 
@@ -251,6 +264,7 @@ impl Thompson {
         // Many models share a posterior at the start (all of them before the first grade).
         let mut last: Option<Tail> = None;
         for m in 0..k as u32 {
+            work::step(1);
             let (a, b) = posterior(arms, m);
             let tail = match last {
                 Some(t) if (t.a, t.b) == (a, b) => t,
@@ -315,6 +329,7 @@ impl Thompson {
         // 1. Models whose draw falls above their threshold.
         let mut pos = self.gap(rng);
         while pos < open.len() {
+            work::step(1);
             let m = open[pos];
             if Some(m) != skip {
                 let tail = &self.tails[m as usize];
@@ -330,6 +345,7 @@ impl Thompson {
         }
         // 2. The others lie below their thresholds: only those above the best draw can win.
         for &(bits, m) in self.by_threshold.iter().rev() {
+            work::step(1);
             if f64::from_bits(bits) <= best {
                 break;
             }

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use super::sequential::{argmax_by, mean_or_zero};
 use crate::arms::Arms;
 use crate::rng::tie_key;
+use crate::work;
 
 /// Both UCB variants pull every model once first (in random order): an unpulled model's index
 /// is infinite.
@@ -136,6 +137,7 @@ impl UcbEIndex {
         let &(best_index, mut best) = top.next()?;
         let mut best_key = None;
         for &(_, m) in top.take_while(|(v, _)| *v == best_index) {
+            work::step(1);
             let current = *best_key.get_or_insert_with(|| tie_key(tie_seed, salt, best));
             let key = tie_key(tie_seed, salt, m);
             if key > current || (key == current && m < best) {
@@ -293,6 +295,7 @@ impl UcbIndex {
         let log_t = ucb_log_t(total);
         // The highest index, a group that reaches it and whether another one does.
         let (mut best, mut best_n, mut shared) = (f64::NEG_INFINITY, None, false);
+        work::step(self.active.len() as u64);
         for &(n, top) in &self.active {
             let v = self.value(n, top, log_t);
             match v.total_cmp(&best) {
@@ -312,6 +315,7 @@ impl UcbIndex {
         // stays equal to it: the sum with the group's bonus never increases as the mean drops.
         let mut offer_group = |n: u32| {
             for &(Total(mean), m) in self.groups[n as usize].iter().rev() {
+                work::step(1);
                 if self.value(n, mean, log_t).total_cmp(&best).is_ne() {
                     break;
                 }

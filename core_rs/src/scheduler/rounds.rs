@@ -2,6 +2,7 @@
 //! once (for the simulator), planning rounds by the shared budget rule and eliminating.
 use super::{scorer, Phase, Pull, Scheduler};
 use crate::rng::tie_key;
+use crate::work;
 
 impl Scheduler {
     /// Run the whole current round at once with answers from `answer(model, item)`, then
@@ -47,6 +48,7 @@ impl Scheduler {
         };
         while rs.next_j < rs.t {
             while rs.next_survivor < self.survivors.len() {
+                work::step(1);
                 let model = self.survivors[rs.next_survivor];
                 rs.next_survivor += 1;
                 let cursor = &mut self.arms.cursor[model as usize];
@@ -65,6 +67,7 @@ impl Scheduler {
     /// Plan the next round by the shared budget rule, or finish.
     pub(super) fn plan_round(&mut self) {
         loop {
+            work::step(1 + self.survivors.len() as u64);
             let n = self.config.n_items as u64;
             let remaining = self.config.budget - self.spent;
             let Phase::Rounds(rs) = &mut self.phase else {
@@ -121,6 +124,7 @@ impl Scheduler {
         if keep >= self.survivors.len() {
             return;
         }
+        work::step(self.survivors.len() as u64);
         let (arms, tie_seed) = (&self.arms, self.tie_seed);
         let score = scorer(&self.config);
         // Each survivor's sort key is computed once (a comparison-time key would cost a hash

@@ -130,7 +130,13 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         asked = BudgetAsked("--budget", share_field="--gem-check-share")
     else:
         asked = BudgetAsked("--budget-per-model", per_model, share_field="--gem-check-share")
-    spec.validate(prefix="search", asked=asked)
+    try:
+        spec.validate(prefix="search", asked=asked)
+    except UserError as err:  # an algorithm parameter: name the flag that set it
+        if err.field.startswith("search.params."):
+            name = err.field.removeprefix("search.params.")
+            raise UserError(f"--param {name}", err.reason) from None
+        raise
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:

@@ -78,7 +78,21 @@ class SearchManager:
         """Restart an unfinished search from its last snapshot; False when it failed instead."""
         spec = SearchSpec.from_dict(row.spec)
         data = self.store.load_snapshot(row.id)
-        sched = _core.Scheduler.restore(data) if data else spec.scheduler()
+        try:
+            sched = _core.Scheduler.restore(data) if data else spec.scheduler()
+        except _core.SearchError as err:
+            # Stored by an older version that accepted a value this one refuses (such as
+            # max_resample 1e300, which made one scheduler call loop for hours): failed with
+            # the reason, never resumed, never clamped into another search than was asked.
+            field = f"spec.{err.field}" if err.field else "spec"
+            reason = str(err).split(": ", 1)[-1]
+            error = (
+                f"on resume: {field}: {reason} (stored by an older version; start the search "
+                "again with values in range, see docs/search.md)"
+            )
+            log.warning("search %s not resumed: %s", row.id, error)
+            self.store.update_search(row.id, state="failed", error=error)
+            return False
         sched.release_in_flight()
         progress = row.progress or {}
         try:

@@ -16,6 +16,11 @@ models and endpoints) instead of naming a winner:
   candidates' priors when they have scores): it leads only because failures hid part of its
   evidence.
 None of these can trigger when no query fails, so a search without failures picks as before.
+
+The scheduler's asks and tells run on a worker thread (the core releases the GIL for them), one
+at a time per search and awaited in order, so picks are the same as on the event loop: a TTTS
+batch at the largest `max_resample` on a large pool takes milliseconds, which the loop must
+spend on health checks and other RPCs instead (bench/health_latency.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -33,6 +39,7 @@ from gemfinder.oracles.base import answer_scope
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
+from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.store import Store
@@ -53,6 +60,14 @@ class SearchFailed(Exception):
 
 
 SHOWN_ENDPOINTS = 5
+# Pulls dispatched between two turns of the event loop (see _dispatch).
+DISPATCH_SLICE = 64
+# Smallest in-flight window while the event loop runs late (search.pressure).
+MIN_WINDOW = 4
+
+# Scheduler calls of every search in this process. Two threads: the machine's cores; calls of
+# one search never overlap (each is awaited before the next), so more would only contend.
+_CORE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gemfinder-core")
 
 
 class SearchRunner:
@@ -92,6 +107,8 @@ class SearchRunner:
         # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
         # more at once than the fleet runs in parallel would only blind them.
         self._sequential_batch = sequential_batch
+        # Queries in flight at most, shrunk while the event loop runs late (search.pressure).
+        self._window = min(max_pending, sequential_batch)
         self._last_progress = self._last_snapshot = 0.0
         self._round = self.sched.round
         self._round_based = self.sched.round_based
@@ -101,6 +118,10 @@ class SearchRunner:
         self._failed_at: Counter[str] = Counter()
         self._failure_kinds: dict[str, Counter[str]] = {}
         self._skips: list[tuple[int, int]] = []  # skipped pulls not yet stored
+        # The scheduler call running on a worker thread, if any: while it runs, nothing else
+        # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
+        self._core_call: asyncio.Future[Any] | None = None
+        self._progress: dict[str, Any] | None = None
 
     @property
     def elapsed(self) -> float:
@@ -115,7 +136,19 @@ class SearchRunner:
         return self.sched.spent + self._checked
 
     def progress(self) -> dict[str, Any]:
-        return progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        if self._progress is not None and self._core_call is not None:
+            if not self._core_call.done():  # the scheduler is busy: the last figures
+                return self._progress | {"elapsed_s": self.elapsed}
+        self._progress = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        return self._progress
+
+    async def _core(self, call, *args):
+        """Run one scheduler call on a worker thread, off the event loop. Shielded: when the
+        search is cancelled (server shutdown) the call still ends, within its work bound
+        (docs/search.md), and `progress` keeps answering from the last figures meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._core_call = loop.run_in_executor(_CORE_THREADS, call, *args)
+        return await asyncio.shield(self._core_call)
 
     def result(self) -> dict[str, Any]:
         outcomes = partial(self.store.outcomes, self.search_id)
@@ -123,42 +156,47 @@ class SearchRunner:
 
     async def run(self) -> dict[str, Any]:
         """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
-        pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
-        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        pending = _InFlight(self._cancel)
+        LAG.start()
         self._set_survivors()
         self._publish(ev.ROUND_STARTED, "running")
         try:
+            # Pulls handed out but not sent yet: asked for in whole batches (cache hits are told
+            # without a query, so they need no room), sent as the window allows.
+            held: deque[tuple[int, int]] = deque()
+            largest = self._max_pending if self._round_based else self._sequential_batch
             while not self._cancel.is_set():
-                window = self._max_pending if self._round_based else self._sequential_batch
-                room = window - len(pending)
-                pulls = [] if self.sched.finished or room <= 0 else self.sched.ask(room)
-                hits = self._dispatch(pulls, pending)
+                if not held and not self.sched.finished and len(pending) < largest:
+                    held.extend(await self._core(self.sched.ask, largest - len(pending)))
+                room = self._next_window() - len(pending)
+                pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
+                hits = await self._dispatch(pulls, pending)
                 if hits:
+                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self.store.put_answers(self.search_id, hits)
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
-                    if self.sched.finished:
+                    if self.sched.finished and not held:
                         break
                     if not pulls:
                         raise RuntimeError("the scheduler handed out no pull and is not finished")
                     continue
-                done, _ = await asyncio.wait(
-                    [*pending, cancel_wait], return_when=asyncio.FIRST_COMPLETED
-                )
-                entries = []
-                for task in done:
-                    if task is cancel_wait:
-                        continue
-                    model, item = pending.pop(task)
-                    entries += self._told(model, item, task.result())
+                entries, told = [], []
+                for model, item, res in await pending.answered():
+                    graded = self._graded(model, item, res)
+                    entries += graded
+                    # A failure is told as such (None), never as a wrong answer.
+                    told.append((model, item, bool(graded[0][3]) if graded else None))
+                # Pulls that failed on every try: the model loses the item.
+                self._skips += await self._core(self.sched.tell_many, told)
                 self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self.store.put_skipped(self.search_id, self._skips)
                 self._skips.clear()
                 self._check_failures()
                 self._after_tells()
         finally:
-            await _abandon(pending, cancel_wait)
+            await pending.abandon()
             metrics.SURVIVORS.dec(self._survivors)
             self._survivors = 0
         if self._cancel.is_set() and not self.sched.finished:
@@ -167,6 +205,14 @@ class SearchRunner:
         await self._gem_check()
         self._snapshot()
         return self.result()
+
+    def _next_window(self, largest: int | None = None) -> int:
+        """Queries this search may have in flight now: its batch size (or `largest`), less
+        while the event loop runs late, so that RPCs keep getting turns (search.pressure)."""
+        if largest is None:
+            largest = self._max_pending if self._round_based else self._sequential_batch
+        self._window = LAG.window(self._window, largest, min(MIN_WINDOW, largest))
+        return self._window
 
     async def _gem_check(self) -> None:
         """Ask the popular models the winner's items (search.gem_check) with the kept-back
@@ -182,40 +228,41 @@ class SearchRunner:
         self._checked = gem_check.spent(seen, outcomes)
         queue = [(model, item) for model, items in wanted.items() for item in items]
         queue.reverse()  # popped from the end, in plan order
-        pending: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
-        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        pending = _InFlight(self._cancel)
         try:
             while (queue or pending) and not self._cancel.is_set():
                 entries = []
-                while queue and len(pending) < self._max_pending:
+                sent = 0
+                while queue and len(pending) < self._next_window(self._max_pending):
                     hit = self._send(*queue.pop(), pending)
                     entries += [hit] if hit else []
+                    sent += 1
+                    if sent % DISPATCH_SLICE == 0:
+                        await asyncio.sleep(0)
                 if pending:
-                    done, _ = await asyncio.wait(
-                        [*pending, cancel_wait], return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        if task is not cancel_wait:
-                            model, item = pending.pop(task)
-                            entries += self._graded(model, item, task.result())
+                    for model, item, res in await pending.answered():
+                        entries += self._graded(model, item, res)
                 self._checked += len(entries)
                 self.store.put_answers(self.search_id, entries)
                 if time.monotonic() - self._last_progress >= self._progress_every:
                     self._publish(ev.PROGRESS, "running")
         finally:
-            await _abandon(pending, cancel_wait)
+            await pending.abandon()
 
-    def _dispatch(self, pulls, pending) -> list[tuple[str, int, int, int]]:
-        """Tell cache hits at once (returned, to record as pulls); send the rest to the oracle."""
+    async def _dispatch(self, pulls, pending: _InFlight) -> list[tuple[str, int, int, int]]:
+        """The cache hits (to tell, in pull order, and record); the rest go to the oracle.
+        A round hands out up to 2,048 pulls, each a cache lookup: the loop gets a turn every
+        DISPATCH_SLICE of them, so that a health check never waits for a whole round."""
         hits = []
-        for model, item in pulls:
+        for n, (model, item) in enumerate(pulls, 1):
             hit = self._send(model, item, pending)
             if hit:
-                self.sched.tell(model, item, bool(hit[3]))
                 hits.append(hit)
+            if n % DISPATCH_SLICE == 0:
+                await asyncio.sleep(0)
         return hits
 
-    def _send(self, model: int, item: int, pending) -> tuple[str, int, int, int] | None:
+    def _send(self, model: int, item: int, pending: _InFlight) -> tuple[str, int, int, int] | None:
         """The cached answer (nothing is sent), or None after starting the query in `pending`."""
         key = self.keys(model, item)
         reward = self.store.cached(key)
@@ -232,7 +279,7 @@ class SearchRunner:
                 system_prompt=self.spec.system_prompt,
             )
         )
-        pending[task] = (model, item)
+        pending.add(task, model, item)
         return None
 
     def _graded(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
@@ -246,17 +293,6 @@ class SearchRunner:
             return []
         metrics.BUDGET_SPENT.inc()
         return [(self.keys(model, item), model, item, res.reward)]
-
-    def _told(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
-        entries = self._graded(model, item, res)
-        if entries:
-            self.sched.tell(model, item, bool(res.reward))
-        else:
-            skipped = self.sched.skipped
-            self.sched.tell_failed(model, item)
-            if self.sched.skipped > skipped:  # failed on every try: the model loses this item
-                self._skips.append((model, item))
-        return entries
 
     # when a search cannot recommend ----------------------------------------------------------
     def _failing(self, models: list[int] | None = None) -> str:
@@ -352,10 +388,40 @@ class SearchRunner:
         self.store.update_search(self.search_id, progress=self.progress())
 
 
-async def _abandon(pending: dict[asyncio.Task[OracleResult], Any], cancel_wait) -> None:
-    """Stop waiting: cancel the cancellation watcher and every query still in flight."""
-    cancel_wait.cancel()
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+class _InFlight:
+    """Queries in flight, handed back in the order they finish: O(1) per answer, where
+    asyncio.wait over every pending task costs O(in flight) per wake (four searches with 2,048
+    pulls in flight each kept the loop busy and delayed health checks by half a second)."""
+
+    def __init__(self, cancel: asyncio.Event) -> None:
+        self.pulls: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
+        self._done: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        self._cancel_wait = asyncio.ensure_future(cancel.wait())
+        self._cancel_wait.add_done_callback(self._done.put_nowait)
+
+    def __len__(self) -> int:
+        return len(self.pulls)
+
+    def add(self, task: asyncio.Task[OracleResult], model: int, item: int) -> None:
+        self.pulls[task] = (model, item)
+        task.add_done_callback(self._done.put_nowait)
+
+    async def answered(self) -> list[tuple[int, int, OracleResult]]:
+        """Wait for an answer (or the cancellation); every answer in by then, in order."""
+        finished = [await self._done.get()]
+        while not self._done.empty():
+            finished.append(self._done.get_nowait())
+        out = []
+        for task in finished:
+            pull = self.pulls.pop(task, None)  # type: ignore[arg-type]
+            if pull is not None:
+                out.append((*pull, task.result()))
+        return out
+
+    async def abandon(self) -> None:
+        """Stop waiting: cancel the cancellation watcher and every query still in flight."""
+        self._cancel_wait.cancel()
+        for task in self.pulls:
+            task.cancel()
+        if self.pulls:
+            await asyncio.gather(*self.pulls, return_exceptions=True)

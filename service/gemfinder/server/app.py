@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from gemfinder import sandbox
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.metrics import hook_oracle_stats
@@ -58,6 +59,9 @@ def default_oracle(config: ServerConfig, endpoints: list[EndpointConfig]) -> Inf
 class Server:
     def __init__(self, config: ServerConfig, oracle: Oracle | None = None) -> None:
         self.config = config
+        if config.executor:
+            # MBPP programs run in that executor, away from this process's token and store.
+            sandbox.configure_executor(config.executor)
         self.query_sets = {
             name: load_query_set(path) for name, path in config.query_set_paths().items()
         }
