@@ -1,7 +1,7 @@
 """The oracle for live endpoints: prompt, call through the endpoint's backend
 (gemfinder.backends.registry), retry, grade off the loop.
 
-Per endpoint: one AsyncInferenceClient with an explicit token and timeout, and a semaphore
+Per endpoint: one client its backend builds, with an explicit token and timeout, and a semaphore
 sized from the user's setting or `/info` `max_concurrent_requests` (capped, since other
 clients share the server). A slot is held for one attempt only, never across a backoff sleep.
 Answers are read through a byte cap (oracles.answer_cap).
