@@ -227,3 +227,21 @@ async def test_a_crash_during_the_check_leaves_spent_and_the_metric_whole(pool, 
     assert _search_queries_sum() - before == result.queries_spent
     # Only what the crash lost was asked again: the check's unanswered items.
     assert oracle.asked[f"m{POPULAR}"] <= clean.gem_check_queries - 7
+
+
+async def test_a_cancel_during_the_check_ends_cancelled(pool, tmp_path):
+    """CancelSearch while the popular models answer ends the search cancelled, not succeeded."""
+    candidates, items, matrix = pool
+    spec = SearchSpec(candidates, items, budget=10 * N_MODELS, gem_check_share=0.1, seed=2)
+    spec.validate()
+    store = Store(tmp_path / "c.db")
+    oracle = StallingReplay(matrix, answers=3)
+    manager = SearchManager(store, oracle)
+    sid = (await manager.start(spec)).id
+    oracle.checking = lambda: manager._live[sid].runner.sched.finished
+    await asyncio.wait_for(oracle.stalled.wait(), 30)
+    await manager.cancel(sid)
+    row = await asyncio.wait_for(manager.wait(sid), 30)
+    await manager.close()
+    store.close()
+    assert row.state == "cancelled", row.state

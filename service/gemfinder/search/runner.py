@@ -206,6 +206,8 @@ class SearchRunner:
         self._check_recommendation()
         await self._gem_check()
         self._snapshot()
+        if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
+            raise SearchCancelled(self.result())
         return self.result()
 
     def _next_window(self, largest: int | None = None) -> int:

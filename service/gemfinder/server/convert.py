@@ -12,9 +12,9 @@ from dataclasses import asdict
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core, bounded_json
+from gemfinder.backends.registry import BY_NAME, DEFAULT, REGISTRY
 from gemfinder.budget import Budget
-from gemfinder.candidates import BACKENDS as BACKEND_NAMES
-from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
+from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.spec import Limits, SearchSpec
@@ -23,9 +23,8 @@ from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 
-# Enum value <-> gemfinder's short name; Value() fails at import if the two lists drift apart.
-BACKEND_ENUMS = {b: pb.Backend.Value(backend_enum_name(b)) for b in BACKEND_NAMES}
-BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", **{v: k for k, v in BACKEND_ENUMS.items()}}
+# Enum value -> gemfinder's short name (the registry checks at import that it has every value).
+BACKENDS = {pb.BACKEND_UNSPECIFIED: DEFAULT, **{v: b.name for v, b in REGISTRY.items()}}
 STATES = {
     "pending": pb.SEARCH_STATE_PENDING,
     "running": pb.SEARCH_STATE_RUNNING,
@@ -60,7 +59,7 @@ def spec_to_proto(
             pb.Candidate(
                 model_id=c.model_id,
                 endpoint=c.endpoint,
-                backend=BACKEND_ENUMS[c.backend],
+                backend=BY_NAME[c.backend].enum,
                 adapter_id=c.adapter_id or "",
                 downloads=c.downloads,
                 official=c.official,
