@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.errors import UserError
 from gemfinder.oracles.allowlist import compile_pattern
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
@@ -85,7 +86,7 @@ class ServerConfig:
     # 0.75 MB; bigger query sets belong in --query-sets. A caller with the token can make the
     # server hold this much per call in flight.
     max_message_bytes: int = 4 * 1024 * 1024
-    default_queries_per_model: int = 50
+    default_queries_per_model: int = DEFAULT_PER_MODEL
     endpoint_concurrency: int = 8
     request_timeout_s: float = 120.0
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES

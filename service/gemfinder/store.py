@@ -26,6 +26,7 @@ from typing import Any
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import migrate
+from gemfinder.search.values import Progress, Result
 
 UNFINISHED = ("pending", "running")
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
@@ -41,8 +42,8 @@ class SearchRow:
     spec: dict[str, Any]
     created: float
     updated: float
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
+    progress: Progress | None
+    result: Result | None
     error: str | None
 
 
@@ -104,8 +105,8 @@ class Store:
         search_id: str,
         *,
         state: str | None = None,
-        progress: dict[str, Any] | None = None,
-        result: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        result: Result | None = None,
         error: str | None = None,
     ) -> None:
         sets, args = ["updated = ?"], [time.time()]
@@ -113,10 +114,10 @@ class Store:
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
-        for column, value in (("progress", progress), ("result", result)):
-            if value is not None:
+        for column, typed in (("progress", progress), ("result", result)):
+            if typed is not None:
                 sets.append(f"{column} = ?")
-                args.append(json.dumps(value))
+                args.append(json.dumps(typed.to_json()))
         self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?", (*args, search_id))
 
     def get_search(self, search_id: str) -> SearchRow | None:
@@ -256,7 +257,7 @@ def _row(row: tuple) -> SearchRow:
         spec=json.loads(spec),
         created=created,
         updated=updated,
-        progress=json.loads(progress) if progress else None,
-        result=json.loads(result) if result else None,
+        progress=Progress.from_json(json.loads(progress)) if progress else None,
+        result=Result.from_json(json.loads(result)) if result else None,
         error=error,
     )

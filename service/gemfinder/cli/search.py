@@ -20,7 +20,7 @@ import sys
 from tqdm import tqdm
 
 from gemfinder import _core, report
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
@@ -28,12 +28,10 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.result import finite
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 from gemfinder.store import Store
 from gemfinder.tasks import Item, load_query_set
 
-DEFAULT_PER_MODEL = 50
 MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle answers
 
 
@@ -111,13 +109,16 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         raise UserError("--candidates", "required (or --matrix to search its rows offline)")
     if args.algorithm not in _core.ALGORITHMS:
         raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
-    if args.budget_per_model is not None and args.budget_per_model < 1:
-        raise UserError("--budget-per-model", f"must be at least 1, got {args.budget_per_model}")
-    per_model = DEFAULT_PER_MODEL if args.budget_per_model is None else args.budget_per_model
+    share = "--gem-check-share"
+    if args.budget is not None:
+        budget = Budget.of_total(args.budget, "--budget", share)
+    else:  # unset: the default, said as if sent (the flag's help names it)
+        n = len(candidates)
+        budget = Budget.of_per_model(args.budget_per_model, n, "--budget-per-model", share)
     spec = SearchSpec(
         candidates=candidates,
         items=items,
-        budget=args.budget if args.budget is not None else per_model * len(candidates),
+        budget=budget.total,
         algorithm=args.algorithm,
         params=parse_params(args.param),
         seed=args.seed,
@@ -126,12 +127,8 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
     )
-    if args.budget is not None:
-        asked = BudgetAsked("--budget", share_field="--gem-check-share")
-    else:
-        asked = BudgetAsked("--budget-per-model", per_model, share_field="--gem-check-share")
     try:
-        spec.validate(prefix="search", asked=asked)
+        spec.validate(prefix="search", asked=budget.asked)
     except UserError as err:  # an algorithm parameter: name the flag that set it
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
@@ -178,11 +175,11 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
     with bar:
         async for event in manager.watch(search_id):
             p = event.progress
-            if not p:
+            if p is None:
                 continue
-            bar.total, bar.n = max(p["budget"], 1), p["spent"]
-            rnd = f"round {p['round']}/{p['total_rounds']}" if p["total_rounds"] else "done"
-            bar.set_postfix_str(f"{rnd}, {p['survivors']} left, spent {p['spent']:,}")
+            bar.total, bar.n = max(p.budget, 1), p.spent
+            rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
+            bar.set_postfix_str(f"{rnd}, {p.survivors} left, spent {p.spent:,}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(finite(row.result), sys.stdout, indent=1, allow_nan=False)  # strict JSON
+        json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
         return 0
     print(report.ranking_table(row.result, top=args.top))

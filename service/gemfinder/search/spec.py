@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
-from gemfinder.budget import BudgetAsked, out_of_range, too_small
+from gemfinder.budget import U64_MAX, Budget, BudgetAsked, gem_check_reserve, too_small
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
-from gemfinder.simulation import U64_MAX
 from gemfinder.tasks import Item, get_task
 
 
@@ -73,7 +72,7 @@ class SearchSpec:
         """Queries kept back for the gem check: none without downloads (no popular models)."""
         if self.popularity() is None:
             return 0
-        return int(self.gem_check_share * self.budget)
+        return gem_check_reserve(self.budget, self.gem_check_share)
 
     @property
     def search_budget(self) -> int:
@@ -148,8 +147,7 @@ class SearchSpec:
             raise UserError(f"{prefix}.query_set", "no items")
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
-        if self.budget < 1 or self.budget > limits.max_budget:
-            raise out_of_range(asked, self.budget, n, limits.max_budget)
+        Budget(self.budget, asked).check_range(n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= U64_MAX:  # the core's seed is a u64
