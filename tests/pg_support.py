@@ -64,7 +64,10 @@ class PostgresServer:
     def __init__(self, bin_dir: Path, *, fsync: bool = False) -> None:
         self.bin = bin_dir
         self.user = _server_user()
-        self.root = Path(tempfile.mkdtemp(prefix="gemfinder-pg-"))
+        # Under root, in /tmp: the server user must reach it (TMPDIR may be root's own).
+        self.root = Path(
+            tempfile.mkdtemp(prefix="gemfinder-pg-", dir="/tmp" if self.user else None)
+        )
         self.data = self.root / "data"
         self.port = _free_port()
         self._count = 0
@@ -111,6 +114,8 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        if not self.root.exists():
+            return  # stopped already
         try:
             self._run("pg_ctl", "stop", "-D", self.data, "-m", "immediate", "-w")
         finally:

@@ -5,7 +5,7 @@ SQLite's: synchronous methods, called from the event loop thread, each a short s
 transaction, so a call blocks the loop for one round trip to the server (keep the database
 close: same host or zone). Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
-fresh one (every write here is idempotent: upserts, or an insert of a new id that ignores its own
+fresh one, after the pool has tested its idle connections (every write here is idempotent: upserts, or an insert of a new id that ignores its own
 earlier attempt). A server that stays unreachable, or a pool with no free connection within
 `timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server without its password.
 
@@ -99,7 +99,9 @@ class PgStore:
         except SchemaMismatch as err:
             raise UserError(option, f"cannot use database {self.where}: {err}") from None
         except psycopg.Error as err:
-            raise UserError(option, f"cannot use database {self.where}: {self._clean(err)}") from None
+            raise UserError(
+                option, f"cannot use database {self.where}: {self._clean(err)}"
+            ) from None
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -143,6 +145,9 @@ class PgStore:
                     self.where,
                     self._clean(err),
                 )
+                # A server restart or failover drops every idle connection of the pool alike:
+                # test them all now (dead ones are replaced), so the retry gets a live one.
+                self._pool.check()
         raise AssertionError("unreachable")
 
     def _one(self, sql: str, args: tuple = ()) -> tuple | None:
