@@ -5,8 +5,8 @@ SQLite's: synchronous methods, called from the event loop thread, each a short s
 transaction, so a call blocks the loop for one round trip to the server (keep the database
 close: same host or zone). Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
-fresh one, after the pool has tested its idle connections (every write here is idempotent: upserts, or an insert of a new id that ignores its own
-earlier attempt). A server that stays unreachable, or a pool with no free connection within
+fresh one, after the pool has tested its idle connections (every write here is idempotent:
+upserts, or an insert of a new id that ignores its own earlier attempt). A server that stays unreachable, or a pool with no free connection within
 `timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server without its password.
 
 Durability matches the SQLite store's (WAL, synchronous=NORMAL: a commit survives a killed
@@ -279,7 +279,8 @@ class PgStore:
                 "  ON CONFLICT (key) DO NOTHING)"
                 " INSERT INTO pulls (search_id, model, item, reward)"
                 " SELECT DISTINCT ON (model, item) %s, model, item, reward FROM a"
-                " ORDER BY model, item, n ON CONFLICT (search_id, model, item) DO UPDATE SET reward = excluded.reward"
+                " ORDER BY model, item, n ON CONFLICT (search_id, model, item)"
+                " DO UPDATE SET reward = excluded.reward"
                 " WHERE pulls.reward < 0",
                 (keys, models, items, rewards, time.time(), search_id),
             )
