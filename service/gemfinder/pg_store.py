@@ -7,7 +7,8 @@ close: same host or zone). Connections come from a psycopg_pool pool, which repl
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
 upserts, or an insert of a new id that ignores its own earlier attempt). A server that stays
-unreachable, or a pool with no free connection within `timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server without its password.
+unreachable, or a pool with no free connection within `timeout`, is StoreUnavailable (gRPC
+UNAVAILABLE), naming the server without its password.
 
 Durability matches the SQLite store's (WAL, synchronous=NORMAL: a commit survives a killed
 gemfinder, not a lost machine): the session runs with synchronous_commit off, so the hot path
