@@ -1,9 +1,12 @@
 """PostgreSQL persistence: the same tables and methods as gemfinder.store's SQLite Store.
 
 Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The contract is
-SQLite's: synchronous methods, called from the event loop thread, each a short statement or
-transaction, so a call blocks the loop for one round trip to the server (keep the database
-close: same host or zone). Connections come from a psycopg_pool pool, which replaces a
+SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
+more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
+order, a failure raised by the search's next call) and return at once; reads first wait for the
+writes before them, except the evaluation-cache lookup `cached`, one round trip on the loop
+(a lookup that misses a write still queued costs at most a query asked twice). Keep the
+database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
 upserts, or an insert of a new id that ignores its own earlier attempt). A server that stays
@@ -35,6 +38,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
 from gemfinder.store import COLUMNS, SKIPPED, UNFINISHED, SearchRow, _row
+from gemfinder.store_writer import WriteBehind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,8 +116,10 @@ class PgStore:
             name="gemfinder-store",
             open=True,
         )
+        self._writes = WriteBehind()
 
     def close(self) -> None:
+        self._writes.close()
         self._pool.close()
 
     def _clean(self, err: BaseException) -> str:
@@ -151,21 +157,33 @@ class PgStore:
                 self._pool.check()
         raise AssertionError("unreachable")
 
-    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
+    def _one(self, sql: str, args: tuple = (), search_id: str | None = None) -> tuple | None:
+        self._after_writes(search_id)
         return self._run(lambda conn: conn.execute(sql, args).fetchone())
 
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _all(self, sql: str, args: tuple = (), search_id: str | None = None) -> list[tuple]:
+        self._after_writes(search_id)
         return self._run(lambda conn: conn.execute(sql, args).fetchall())
 
-    def _durable(self, sql: str, args: tuple) -> None:
-        """A write that must survive a server crash once it returns (synchronous commit)."""
+    def _after_writes(self, search_id: str | None) -> None:
+        """A read sees the writes given before it (and a failed write of its search raises)."""
+        self._writes.flush()
+        if search_id is not None:
+            self._writes.check(search_id)
+
+    def _write(self, search_id: str, sql: str, args: tuple) -> None:
+        """Queued; returns at once (gemfinder.store_writer)."""
+        self._writes.submit(search_id, lambda: self._run(lambda conn: conn.execute(sql, args)))
+
+    def _durable(self, search_id: str, sql: str, args: tuple) -> None:
+        """A write that has reached the disk when this returns (synchronous commit)."""
 
         def work(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 conn.execute(sql, args)
 
-        self._run(work)
+        self._writes.submit(search_id, lambda: self._run(work), wait=True)
 
     # searches -------------------------------------------------------------------------------
     def create_search(self, search_id: str, request_id: str | None, spec: dict[str, Any]) -> None:
@@ -173,6 +191,7 @@ class PgStore:
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
         # a request_id taken by another search still fails, as in SQLite.
         self._durable(
+            search_id,
             "INSERT INTO searches (id, request_id, state, spec, created, updated)"
             " VALUES (%s, %s, 'pending', %s, %s, %s) ON CONFLICT (id) DO NOTHING",
             (search_id, request_id, json.dumps(spec), now, now),
@@ -198,12 +217,12 @@ class PgStore:
                 args.append(json.dumps(value))
         sql = f"UPDATE searches SET {', '.join(sets)} WHERE id = %s"
         if state is None:  # progress only: the hot path
-            self._run(lambda conn: conn.execute(sql, (*args, search_id)))
+            self._write(search_id, sql, (*args, search_id))
         else:
-            self._durable(sql, (*args, search_id))
+            self._durable(search_id, sql, (*args, search_id))
 
     def get_search(self, search_id: str) -> SearchRow | None:
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,))
+        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,), search_id)
         return _row(row) if row else None
 
     def find_request(self, request_id: str) -> SearchRow | None:
@@ -244,22 +263,24 @@ class PgStore:
 
     # snapshots ------------------------------------------------------------------------------
     def save_snapshot(self, search_id: str, data: bytes) -> None:
-        self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO snapshots (search_id, data, updated) VALUES (%s, %s, %s)"
-                " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
-                " updated = excluded.updated",
-                (search_id, data, time.time()),
-            )
+        self._write(
+            search_id,
+            "INSERT INTO snapshots (search_id, data, updated) VALUES (%s, %s, %s)"
+            " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
+            " updated = excluded.updated",
+            (search_id, bytes(data), time.time()),
         )
 
     def load_snapshot(self, search_id: str) -> bytes | None:
-        row = self._one("SELECT data FROM snapshots WHERE search_id = %s", (search_id,))
+        row = self._one("SELECT data FROM snapshots WHERE search_id = %s", (search_id,), search_id)
         return bytes(row[0]) if row else None
 
     # evaluation cache -----------------------------------------------------------------------
     def cached(self, key: str) -> int | None:
-        row = self._one("SELECT reward FROM evals WHERE key = %s", (key,))
+        # Not after the queued writes (see the module docstring): on the hot path, once a pull.
+        row = self._run(
+            lambda conn: conn.execute("SELECT reward FROM evals WHERE key = %s", (key,)).fetchone()
+        )
         return int(row[0]) if row else None
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
@@ -269,8 +290,9 @@ class PgStore:
         if not answers:
             return
         keys, models, items, rewards = (list(column) for column in zip(*answers, strict=True))
-        self._run(
-            lambda conn: conn.execute(
+        self._write(
+            search_id,
+            (
                 # A repeated pull in one batch keeps its first grade, as the row-by-row SQLite
                 # store does (and ON CONFLICT DO UPDATE may touch a row once per statement).
                 "WITH a AS (SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[])"
@@ -282,23 +304,22 @@ class PgStore:
                 " SELECT DISTINCT ON (model, item) %s, model, item, reward FROM a"
                 " ORDER BY model, item, n ON CONFLICT (search_id, model, item)"
                 " DO UPDATE SET reward = excluded.reward"
-                " WHERE pulls.reward < 0",
-                (keys, models, items, rewards, time.time(), search_id),
-            )
+                " WHERE pulls.reward < 0"
+            ),
+            (keys, models, items, rewards, time.time(), search_id),
         )
 
     def put_skipped(self, search_id: str, pulls: list[tuple[int, int]]) -> None:
         """Mark pulls (model, item) that failed on every attempt and were skipped."""
         if not pulls:
             return
-        models, items = (list(column) for column in zip(*pulls, strict=True))
-        self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO pulls (search_id, model, item, reward)"
-                " SELECT %s, model, item, %s FROM unnest(%s::int[], %s::int[]) AS p (model, item)"
-                " ON CONFLICT DO NOTHING",
-                (search_id, SKIPPED, models, items),
-            )
+        models, items = (list(column) for column in zip(*pulls, strict=True))  # copied now
+        self._write(
+            search_id,
+            "INSERT INTO pulls (search_id, model, item, reward)"
+            " SELECT %s, model, item, %s FROM unnest(%s::int[], %s::int[]) AS p (model, item)"
+            " ON CONFLICT DO NOTHING",
+            (search_id, SKIPPED, models, items),
         )
 
     def skipped(self, search_id: str) -> dict[int, int]:
@@ -306,6 +327,7 @@ class PgStore:
         rows = self._all(
             "SELECT model, COUNT(*) FROM pulls WHERE search_id = %s AND reward < 0 GROUP BY model",
             (search_id,),
+            search_id,
         )
         return {int(model): int(count) for model, count in rows}
 
@@ -316,6 +338,7 @@ class PgStore:
             "SELECT model, item, reward FROM pulls"
             " WHERE search_id = %s AND reward >= 0 AND model = ANY(%s::int[])",
             (search_id, list(models)),
+            search_id,
         )
         for model, item, reward in rows:
             out[model][item] = reward
@@ -323,7 +346,7 @@ class PgStore:
 
     def drop_pulls(self, search_id: str) -> None:
         """Forget the graded pulls of an ended search (see gemfinder.store)."""
-        self._run(lambda conn: conn.execute("DELETE FROM pulls WHERE search_id = %s", (search_id,)))
+        self._write(search_id, "DELETE FROM pulls WHERE search_id = %s", (search_id,))
 
     def count_evals(self) -> int:
         row = self._one("SELECT COUNT(*) FROM evals")

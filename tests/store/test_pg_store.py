@@ -13,6 +13,7 @@ import sys
 import time
 
 import grpc
+import psycopg
 import pytest
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
@@ -58,10 +59,10 @@ def test_a_connection_dropped_by_the_server_is_replaced_and_the_call_retried(pos
         store.put_answers("s1", [("k1", 0, 0, 1)])
         assert _terminate_store_connections(postgres) >= 1
         with caplog.at_level(logging.WARNING, logger="gemfinder.pg_store"):
-            # A write first: retried on a new connection, and applied once.
+            # A write first (on the writer thread): retried on a new connection, applied once.
             store.put_answers("s1", [("k2", 0, 1, 0), ("k1", 0, 0, 1)])
+            assert store.count_evals() == 2  # a read waits for the writes before it
         assert "connection lost" in caplog.text and "retrying" in caplog.text
-        assert store.count_evals() == 2
         assert store.outcomes("s1", [0]) == {0: {0: 1, 1: 0}}
         assert _terminate_store_connections(postgres) >= 1
         assert store.get_search("s1").request_id == "r1"  # a read, likewise
@@ -120,6 +121,31 @@ def test_a_bad_db_url_is_one_line_naming_the_flag_without_the_password(postgres,
     text = str(err.value)
     assert text.startswith("--db: ") and "\n" not in text
     assert PASSWORD not in text, text
+
+
+def test_a_failed_write_is_raised_by_the_searchs_next_call_and_its_later_writes_dropped(
+    postgres,
+):
+    """Writes leave the event loop (gemfinder.store_writer) but keep SQLite's guarantees: a
+    failure reaches the search that wrote, and nothing queued behind it for that search is
+    written, so no snapshot lands without the answers it counts. Other searches go on."""
+    store = PgStore(postgres.new_database())
+    try:
+        store.create_search("x", None, {})
+        store.create_search("y", None, {})
+        store.put_answers("x", [("k1", 0, 0, 70_000)])  # no smallint: fails on the server
+        store.save_snapshot("x", b"counts k1")
+        store.put_answers("y", [("k2", 0, 0, 1)])
+        store._writes.flush()
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            store.put_answers("x", [("k3", 0, 1, 1)])
+        assert store.load_snapshot("x") is None  # dropped, not written
+        assert store.outcomes("x", [0]) == {0: {}}
+        assert store.outcomes("y", [0]) == {0: {0: 1}}  # the other search's write went on
+        store.update_search("x", state="failed", error="store")  # reported once: then served
+        assert store.get_search("x").state == "failed"
+    finally:
+        store.close()
 
 
 def test_serve_reports_a_bad_url_on_one_line_and_logs_no_password(postgres):
