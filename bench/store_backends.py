@@ -170,13 +170,13 @@ def call_times(db: str, calls: int = 2000) -> dict[str, tuple[float, float]]:
     }
 
 
-def print_call_times() -> None:
+def print_call_times(calls: int) -> None:
     pg = PostgresServer(find_bin(), fsync=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             rows = {
-                "sqlite": call_times(f"{tmp}/calls.db"),
-                "postgresql": call_times(pg.new_database()),
+                "sqlite": call_times(f"{tmp}/calls.db", calls),
+                "postgresql": call_times(pg.new_database(), calls),
             }
     finally:
         pg.stop()
@@ -195,8 +195,10 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=4)
     parser.add_argument("--slots", type=int, default=16, help="max_concurrency per endpoint")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="fleet median latency")
-    asyncio.run(bench(parser.parse_args()))
-    print_call_times()
+    parser.add_argument("--calls", type=int, default=2000, help="store calls timed, of each")
+    args = parser.parse_args()
+    asyncio.run(bench(args))
+    print_call_times(args.calls)
 
 
 if __name__ == "__main__":

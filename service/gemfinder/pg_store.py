@@ -46,6 +46,7 @@ SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
+LOOKUP = "SELECT reward FROM evals WHERE key = $1"
 
 
 class StoreUnavailable(Exception):
@@ -278,9 +279,9 @@ class PgStore:
     # evaluation cache -----------------------------------------------------------------------
     def cached(self, key: str) -> int | None:
         # Not after the queued writes (see the module docstring): on the hot path, once a pull.
-        row = self._run(
-            lambda conn: conn.execute("SELECT reward FROM evals WHERE key = %s", (key,)).fetchone()
-        )
+        # A RawCursor sends the statement as written ($1), skipping psycopg's %s rewriting:
+        # about 10 of the 60-70 us of client CPU of the one store round trip per query.
+        row = self._run(lambda conn: psycopg.RawCursor(conn).execute(LOOKUP, (key,)).fetchone())
         return int(row[0]) if row else None
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
