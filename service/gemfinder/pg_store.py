@@ -42,7 +42,6 @@ from gemfinder.store_writer import WriteBehind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
@@ -53,10 +52,6 @@ class StoreUnavailable(Exception):
     """The database cannot be reached (or has no free connection): retry later."""
 
     kind = "unavailable"  # gRPC UNAVAILABLE (server.errors)
-
-
-def is_postgres_url(target: str) -> bool:
-    return target.startswith(SCHEMES)
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -91,7 +86,6 @@ class PgStore:
             raise UserError(option, f"not a valid PostgreSQL URL: {self._clean(err)}") from None
         self._secrets += [params["password"]] if params.get("password") else []
         self.where = describe(params)
-        self.path = self.where  # what the SQLite store calls its path, for logs
         self._timeout = timeout
         kwargs = {
             "autocommit": True,
