@@ -24,7 +24,8 @@ from gemfinder.search.spec import Limits
 HELP = {
     "address": "gRPC listen address host:port (port 0: pick a free one)",
     "metrics_port": "Prometheus /metrics port on the same host (0: disabled)",
-    "db": "SQLite database of searches, snapshots and the evaluation cache",
+    "db": "database of searches, snapshots and the evaluation cache: a SQLite file, or a "
+    "postgresql://user:password@host:port/dbname URL",
     "token": "bearer token required from clients (empty: no auth)",
     "tls_cert": "PEM certificate chain for TLS (with tls_key; empty: plaintext)",
     "tls_key": "PEM private key for TLS",

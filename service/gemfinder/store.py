@@ -12,7 +12,8 @@ used from the event loop thread only; writes are short transactions. The schema 
 upgraded on open by gemfinder.migrations.
 
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
-is a UserError naming the option, and such a file is left untouched.
+is a UserError naming the option, and such a file is left untouched. `open_store` picks this
+store or gemfinder.pg_store's PostgreSQL one (same methods) from what the option gives.
 """
 
 from __future__ import annotations
@@ -246,6 +247,16 @@ class Store:
 
     def count_evals(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM evals").fetchone()[0])
+
+
+def open_store(target: str | Path, option: str = "--db") -> Any:
+    """The store `target` names: a postgresql:// (or postgres://) URL is PostgreSQL
+    (gemfinder.pg_store), anything else a SQLite file (":memory:" for none)."""
+    if str(target).startswith(("postgresql://", "postgres://")):
+        from gemfinder.pg_store import PgStore  # psycopg is loaded only when it is used
+
+        return PgStore(str(target), option)
+    return Store(target, option)
 
 
 def _row(row: tuple) -> SearchRow:

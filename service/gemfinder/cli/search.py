@@ -29,7 +29,7 @@ from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
-from gemfinder.store import Store
+from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
 
 MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle answers
@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
-    p.add_argument("--store", help="SQLite file caching answers; rerun the command to resume")
+    p.add_argument(
+        "--store",
+        help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
+    )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
@@ -184,7 +187,7 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec, oracle = build(args)
-    store = Store(args.store or ":memory:", option="--store")
+    store = open_store(args.store or ":memory:", option="--store")
     try:
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
     finally:
