@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
+from gemfinder.search.values import Progress, Result
 from gemfinder.store import COLUMNS, SKIPPED, UNFINISHED, SearchRow, _row
 from gemfinder.store_writer import WriteBehind
 
@@ -197,8 +198,8 @@ class PgStore:
         search_id: str,
         *,
         state: str | None = None,
-        progress: dict[str, Any] | None = None,
-        result: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        result: Result | None = None,
         error: str | None = None,
     ) -> None:
         sets, args = ["updated = %s"], [time.time()]
@@ -206,10 +207,10 @@ class PgStore:
             if value is not None:
                 sets.append(f"{column} = %s")
                 args.append(value)
-        for column, value in (("progress", progress), ("result", result)):
-            if value is not None:
+        for column, typed in (("progress", progress), ("result", result)):
+            if typed is not None:
                 sets.append(f"{column} = %s")
-                args.append(json.dumps(value))
+                args.append(json.dumps(typed.to_json()))
         sql = f"UPDATE searches SET {', '.join(sets)} WHERE id = %s"
         if state is None:  # progress only: the hot path
             self._write(search_id, sql, (*args, search_id))

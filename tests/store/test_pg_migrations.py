@@ -83,7 +83,7 @@ async def test_a_database_of_every_step_opens_keeps_its_searches_and_resumes(pos
             assert await manager.resume_all() == ["half"]
             row = await manager.wait("half")
             assert row.state == "succeeded", row.error
-            assert row.result["queries_spent"] <= spec.budget
+            assert row.result.queries_spent <= spec.budget
             await manager.close()
         else:
             assert store.unfinished() == [] and store.count_evals() == 0

@@ -47,6 +47,11 @@ def spec_digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# Simulation baselines that spend no queries (docs/search.md): a live search of one ends with
+# an ungraded pick, which the failure rules refuse, so it is refused before it starts.
+REFERENCE_ROWS = ("random", "best_base")
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -173,6 +178,13 @@ class SearchSpec:
             raise UserError(
                 f"{prefix}.gem_check_share",
                 f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
+            )
+        if self.algorithm in REFERENCE_ROWS:
+            raise UserError(
+                f"{prefix}.algorithm",
+                f"{self.algorithm!r} is a reference row of `gemfinder simulate`: it picks without "
+                "asking any model, so a live search could not grade its pick; choose one of "
+                + ", ".join(a for a in _core.ALGORITHMS if a not in REFERENCE_ROWS),
             )
         try:
             self.scheduler()
