@@ -1,0 +1,85 @@
+"""The `lm_eval` task kind: query-set records built by `gemfinder queryset build --lm-eval-task`.
+
+Unlike the built-in tasks, each record carries its own prompt (lm-eval's exact text, few-shot
+included), stop strings, token cap and grading recipe, so one Task instance serves every lm-eval
+task. Importing this module does not import lm_eval (an optional extra); grading does.
+"""
+
+from __future__ import annotations
+
+from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
+from gemfinder.tasks.lmeval import TASK_KIND
+
+_COMMON = ("lm_eval", "output_type", "doc", "metric")
+_BY_TYPE = {
+    "generate_until": ("prompt", "until", "max_gen_toks", "target", "filter"),
+    "multiple_choice": ("requests", "choices", "gold"),
+}
+
+
+class LmEvalTask(Task):
+    name = TASK_KIND
+
+    @property
+    def runs_code(self) -> bool:  # type: ignore[override]
+        # The oracle asks this per task; an lm_eval set may hold code items (mbpp), so grading
+        # always goes to a worker thread (cheap next to a model call).
+        return True
+
+    def validate(self, item: Item) -> str | None:
+        f = item.fields
+        kind = f.get("output_type")
+        if kind not in _BY_TYPE:
+            return "output_type must be generate_until or multiple_choice"
+        missing = [k for k in _COMMON + _BY_TYPE[kind] if k not in f]
+        if missing:
+            return f"task lm_eval needs field(s) {', '.join(missing)}"
+        if not isinstance(f["metric"], dict) or not isinstance(f["metric"].get("name"), str):
+            return "metric must be an object with a name"
+        if kind == "generate_until":
+            if not isinstance(f["prompt"], str):
+                return "prompt must be a string"
+            if not (isinstance(f["until"], list) and all(isinstance(s, str) for s in f["until"])):
+                return "until must be a list of strings"
+            if not isinstance(f["max_gen_toks"], int) or f["max_gen_toks"] < 1:
+                return "max_gen_toks must be a positive integer"
+        else:
+            reqs = f["requests"]
+            if not (
+                isinstance(reqs, list)
+                and reqs
+                and all(isinstance(r, list) and len(r) == 2 for r in reqs)
+                and all(isinstance(s, str) for r in reqs for s in r)
+            ):
+                return "requests must be a non-empty list of [context, continuation] strings"
+            if not isinstance(f["choices"], list) or len(f["choices"]) != len(reqs):
+                return "choices must list one string per request"
+        return None
+
+    def generation_for(self, item: Item) -> GenerationSettings:
+        f = item.fields
+        return GenerationSettings(
+            max_new_tokens=int(f.get("max_gen_toks", 256)), stop=tuple(f.get("until", ()))
+        )
+
+    def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
+        f = item.fields
+        text = f["prompt"] if f["output_type"] == "generate_until" else f["requests"][0][0]
+        return Prompt(text=text, messages=[{"role": "user", "content": text}])
+
+    def grade(self, item: Item, response: str) -> Grade:
+        from gemfinder.tasks.lmeval.grading import grade_generation
+
+        if item.fields["output_type"] != "generate_until":
+            raise ValueError(
+                f"{item.id} is a multiple_choice item: it is graded from log-likelihoods "
+                "(grade_loglikelihoods), not from generated text"
+            )
+        score, extracted = grade_generation(item.fields, response)
+        return Grade(correct=score == 1.0, extracted=None if extracted is None else str(extracted))
+
+    def grade_loglikelihoods(self, item: Item, lls: list[float]) -> Grade:
+        from gemfinder.tasks.lmeval.grading import score_loglikelihoods
+
+        score, pred = score_loglikelihoods(item.fields, lls)
+        return Grade(correct=score == 1.0, extracted=str(pred))
