@@ -35,10 +35,26 @@ def _arc(i: int, q: str, opts: list[str], key: str, numeric: bool = False) -> di
 
 
 ARC_TEST = [
-    _arc(0, "Which gas do plants take in to make food?", ["oxygen", "carbon dioxide", "helium", "neon"], "B"),
-    _arc(1, "What force pulls objects toward Earth?", ["magnetism", "friction", "gravity", "tension"], "C"),
+    _arc(
+        0,
+        "Which gas do plants take in to make food?",
+        ["oxygen", "carbon dioxide", "helium", "neon"],
+        "B",
+    ),
+    _arc(
+        1,
+        "What force pulls objects toward Earth?",
+        ["magnetism", "friction", "gravity", "tension"],
+        "C",
+    ),
     _arc(2, "Which is a renewable resource?", ["coal", "wind", "oil", "natural gas"], "B"),
-    _arc(3, "Water boils at sea level at which temperature?", ["50 C", "75 C", "100 C", "150 C"], "3", True),
+    _arc(
+        3,
+        "Water boils at sea level at which temperature?",
+        ["50 C", "75 C", "100 C", "150 C"],
+        "3",
+        True,
+    ),
     _arc(4, "What part of the cell holds DNA?", ["nucleus", "wall", "membrane"], "A"),
     _arc(5, "Which planet is closest to the Sun?", ["Venus", "Earth", "Mars", "Mercury"], "D"),
 ]
@@ -66,40 +82,186 @@ def _hs(i: int, label: str, ctx_a: str, ctx_b: str, endings: list[str], gold: in
 
 
 HELLASWAG_VAL = [
-    _hs(0, "Making tea", "A man fills a kettle with water.", "he", ["puts it on the stove.", "throws it into a lake.", "paints it blue [title] quickly.", "sings to it."], 0),
-    _hs(1, "Washing dishes", "A woman stands at a sink full of plates.", "she", ["rides a bicycle away.", "scrubs each plate with a sponge.", "reads a newspaper.", "plants a tree."], 1),
-    _hs(2, "Home and Garden: Watering plants", "A girl picks up a watering can.", "the girl", ["eats the can.", "flies to the moon.", "pours water over the flowers.", "writes a letter."], 2),
-    _hs(3, "Running", "A runner ties her shoes at the start line.", "she", ["falls asleep.", "bakes a cake.", "swims across.", "sprints down the track when the gun fires."], 3),
-    _hs(4, "Playing guitar", "A boy sits down with a guitar.", "he", ["strums a few chords.", "cooks soup in it.", "mails it to a friend.", "uses it as an umbrella."], 0),
+    _hs(
+        0,
+        "Making tea",
+        "A man fills a kettle with water.",
+        "he",
+        [
+            "puts it on the stove.",
+            "throws it into a lake.",
+            "paints it blue [title] quickly.",
+            "sings to it.",
+        ],
+        0,
+    ),
+    _hs(
+        1,
+        "Washing dishes",
+        "A woman stands at a sink full of plates.",
+        "she",
+        [
+            "rides a bicycle away.",
+            "scrubs each plate with a sponge.",
+            "reads a newspaper.",
+            "plants a tree.",
+        ],
+        1,
+    ),
+    _hs(
+        2,
+        "Home and Garden: Watering plants",
+        "A girl picks up a watering can.",
+        "the girl",
+        [
+            "eats the can.",
+            "flies to the moon.",
+            "pours water over the flowers.",
+            "writes a letter.",
+        ],
+        2,
+    ),
+    _hs(
+        3,
+        "Running",
+        "A runner ties her shoes at the start line.",
+        "she",
+        [
+            "falls asleep.",
+            "bakes a cake.",
+            "swims across.",
+            "sprints down the track when the gun fires.",
+        ],
+        3,
+    ),
+    _hs(
+        4,
+        "Playing guitar",
+        "A boy sits down with a guitar.",
+        "he",
+        [
+            "strums a few chords.",
+            "cooks soup in it.",
+            "mails it to a friend.",
+            "uses it as an umbrella.",
+        ],
+        0,
+    ),
 ]
 HELLASWAG_TRAIN = [
-    _hs(10, "Brushing teeth", "A child holds a toothbrush.", "the child", ["brushes his teeth.", "climbs a wall.", "drives a car.", "sells a house."], 0),
-    _hs(11, "Baking", "A baker kneads dough.", "the baker", ["shapes it into loaves.", "sings opera.", "calls a taxi.", "paints the walls."], 0),
-    _hs(12, "Sports: Tennis", "A player tosses the ball up.", "she", ["eats it.", "serves it over the net.", "buries it.", "mails it."], 1),
+    _hs(
+        10,
+        "Brushing teeth",
+        "A child holds a toothbrush.",
+        "the child",
+        ["brushes his teeth.", "climbs a wall.", "drives a car.", "sells a house."],
+        0,
+    ),
+    _hs(
+        11,
+        "Baking",
+        "A baker kneads dough.",
+        "the baker",
+        ["shapes it into loaves.", "sings opera.", "calls a taxi.", "paints the walls."],
+        0,
+    ),
+    _hs(
+        12,
+        "Sports: Tennis",
+        "A player tosses the ball up.",
+        "she",
+        ["eats it.", "serves it over the net.", "buries it.", "mails it."],
+        1,
+    ),
 ]
 
 MMLU_TEST = [
-    {"question": "Find the order of the group Z_4 x Z_2.", "subject": "abstract_algebra", "choices": ["2", "4", "8", "16"], "answer": 2},
-    {"question": "Is every cyclic group abelian?", "subject": "abstract_algebra", "choices": ["Yes", "No", "Only finite ones", "Only infinite ones"], "answer": 0},
-    {"question": "The identity element of a group is", "subject": "abstract_algebra", "choices": ["not unique", "unique", "zero", "undefined"], "answer": 1},
-    {"question": "How many elements of order 2 does Z_6 have?", "subject": "abstract_algebra", "choices": ["0", "1", "2", "3"], "answer": 1},
+    {
+        "question": "Find the order of the group Z_4 x Z_2.",
+        "subject": "abstract_algebra",
+        "choices": ["2", "4", "8", "16"],
+        "answer": 2,
+    },
+    {
+        "question": "Is every cyclic group abelian?",
+        "subject": "abstract_algebra",
+        "choices": ["Yes", "No", "Only finite ones", "Only infinite ones"],
+        "answer": 0,
+    },
+    {
+        "question": "The identity element of a group is",
+        "subject": "abstract_algebra",
+        "choices": ["not unique", "unique", "zero", "undefined"],
+        "answer": 1,
+    },
+    {
+        "question": "How many elements of order 2 does Z_6 have?",
+        "subject": "abstract_algebra",
+        "choices": ["0", "1", "2", "3"],
+        "answer": 1,
+    },
 ]
 MMLU_DEV = [
-    {"question": f"Dev question {i}: what is {i} + {i}?", "subject": "abstract_algebra", "choices": [str(i), str(2 * i), str(3 * i), str(4 * i)], "answer": 1}
+    {
+        "question": f"Dev question {i}: what is {i} + {i}?",
+        "subject": "abstract_algebra",
+        "choices": [str(i), str(2 * i), str(3 * i), str(4 * i)],
+        "answer": 1,
+    }
     for i in range(1, 6)
 ]
 
 WINOGRANDE_VAL = [
-    {"sentence": "The trophy did not fit in the suitcase because the _ was too big.", "option1": "trophy", "option2": "suitcase", "answer": "1"},
-    {"sentence": "Sarah lent Maria money because _ was short on cash.", "option1": "Sarah", "option2": "Maria", "answer": "2"},
-    {"sentence": "The cat chased the mouse until the _ hid in a hole.", "option1": "cat", "option2": "mouse", "answer": "2"},
-    {"sentence": "John thanked Tom because _ had helped him move.", "option1": "John", "option2": "Tom", "answer": "2"},
-    {"sentence": "The glass broke on the tile because the _ was fragile.", "option1": "glass", "option2": "tile", "answer": "1"},
+    {
+        "sentence": "The trophy did not fit in the suitcase because the _ was too big.",
+        "option1": "trophy",
+        "option2": "suitcase",
+        "answer": "1",
+    },
+    {
+        "sentence": "Sarah lent Maria money because _ was short on cash.",
+        "option1": "Sarah",
+        "option2": "Maria",
+        "answer": "2",
+    },
+    {
+        "sentence": "The cat chased the mouse until the _ hid in a hole.",
+        "option1": "cat",
+        "option2": "mouse",
+        "answer": "2",
+    },
+    {
+        "sentence": "John thanked Tom because _ had helped him move.",
+        "option1": "John",
+        "option2": "Tom",
+        "answer": "2",
+    },
+    {
+        "sentence": "The glass broke on the tile because the _ was fragile.",
+        "option1": "glass",
+        "option2": "tile",
+        "answer": "1",
+    },
 ]
 WINOGRANDE_TRAIN = [
-    {"sentence": "Anna gave Beth a gift because _ was having a birthday.", "option1": "Anna", "option2": "Beth", "answer": "2"},
-    {"sentence": "The ball broke the window because the _ was moving fast.", "option1": "ball", "option2": "window", "answer": "1"},
-    {"sentence": "Mark called Luke since _ wanted to chat.", "option1": "Mark", "option2": "Luke", "answer": "1"},
+    {
+        "sentence": "Anna gave Beth a gift because _ was having a birthday.",
+        "option1": "Anna",
+        "option2": "Beth",
+        "answer": "2",
+    },
+    {
+        "sentence": "The ball broke the window because the _ was moving fast.",
+        "option1": "ball",
+        "option2": "window",
+        "answer": "1",
+    },
+    {
+        "sentence": "Mark called Luke since _ wanted to chat.",
+        "option1": "Mark",
+        "option2": "Luke",
+        "answer": "1",
+    },
 ]
 
 

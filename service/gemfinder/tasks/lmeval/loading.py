@@ -120,12 +120,14 @@ def patch_to_local_files(
             f"({wanted}); datasets are not downloaded. Give --data-files SPLIT=PATH (JSONL, "
             f"parquet or CSV rows of the Hugging Face dataset {where})",
         )
-    unused = sorted(set(files) - set(needs))
-    if unused:
+    named = {cfg.get(k) for k in ("training_split", "validation_split", "test_split")}
+    named |= {cfg.get("fewshot_split"), (cfg.get("fewshot_config") or {}).get("split")}
+    unknown = sorted(set(files) - set(needs) - named)
+    if unknown:
         raise UserError(
             "--data-files",
-            f"task {cfg['task']!r} does not read split(s) {', '.join(unused)} "
-            f"(it reads {', '.join(needs)})",
+            f"task {cfg['task']!r} has no split(s) {', '.join(unknown)} "
+            f"(it names {', '.join(sorted(s for s in named if s))}; reads {', '.join(needs)})",
         )
     eval_split = next(iter(needs))
     data_files = {s: str(p) for s, p in files.items()}
