@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared_data import SHARED_DATA, require
-
 from gemfinder.tasks import get_task, parse_item
 from gemfinder.tasks.lmeval.build import records_from_task
 from gemfinder.tasks.lmeval.loading import load_task, task_manager
+from shared_data import SHARED_DATA, require
 
 
 def _responses(rec: dict) -> list[str]:
@@ -61,7 +60,7 @@ def main() -> None:
 
     items = [parse_item(line, f"item {i}") for i, line in enumerate(lines_out)]
     grader = get_task("lm_eval")
-    work = [(it, r) for it, rec in zip(items, records) for r in _responses(rec)]
+    work = [(it, r) for it, rec in zip(items, records, strict=True) for r in _responses(rec)]
     work *= args.grade_rounds
     t0 = time.perf_counter()
     correct = sum(grader.grade(it, r).correct for it, r in work)

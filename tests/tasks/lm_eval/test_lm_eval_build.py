@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gemfinder.cli import main
 from gemfinder.errors import UserError
 from gemfinder.tasks import get_task, load_query_set
 from gemfinder.tasks.lmeval.build import build_query_set, records_from_task
 from gemfinder.tasks.lmeval.codeeval import SandboxCodeEval, guarded_evaluate_load
 from gemfinder.tasks.lmeval.loading import parse_data_files
+
 from tests import lm_eval_support as sup
 
 

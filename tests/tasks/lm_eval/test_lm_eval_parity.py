@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from gemfinder.tasks.lmeval.build import build_query_set
 from gemfinder.tasks.lmeval.grading import grade_generation, score_loglikelihoods
+
 from tests import lm_eval_support as sup
 
 SEED = 1234
