@@ -19,6 +19,10 @@ _BY_TYPE = {
 
 class LmEvalTask(Task):
     name = TASK_KIND
+    # For callers that still ask the task, not the item (`generation` rather than
+    # `generation_for(item)`): lm-eval's default token cap and no stop strings. Grading cuts
+    # the text at the item's own `until`, so the grade is the same; only the generation is longer.
+    generation = GenerationSettings(max_new_tokens=256)
 
     @property
     def runs_code(self) -> bool:  # type: ignore[override]
