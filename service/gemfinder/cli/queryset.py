@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from gemfinder.tasks.lmeval.loading import parse_data_files
 
     files = parse_data_files(args.data_files)
+    # datasets draws a progress bar per split for a few milliseconds of work.
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     start = time.perf_counter()
     records = build_query_set(
         args.lm_eval_task,
