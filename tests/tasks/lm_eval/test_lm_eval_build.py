@@ -69,6 +69,22 @@ def test_generate_until_items_carry_their_own_decoding(tmp_path: Path, shared_da
     assert not task.grade(item, "#### 17").correct
 
 
+def test_hand_edited_items_with_bad_fields_are_refused(tmp_path: Path, arc_files) -> None:
+    from gemfinder.tasks import parse_item
+
+    (rec,) = build_query_set("arc_challenge", arc_files, num_fewshot=0, limit=1)
+    assert parse_item(json.dumps(rec), "ok").id == "arc_challenge/0"
+    for change, reason in [
+        ({"metric": {"name": "bleu", "kwargs": {}}}, "metric must be an object whose name"),
+        ({"requests": [["ctx"]]}, "requests must be a non-empty list"),
+        ({"choices": ["a"]}, "choices must list one string per request"),
+        ({"output_type": "loglikelihood_rolling"}, "output_type must be"),
+        ({"doc": "text"}, "doc must be an object"),
+    ]:
+        with pytest.raises(UserError, match=reason):
+            parse_item(json.dumps({**rec, **change}), "q.jsonl:1")
+
+
 def test_missing_split_names_the_files_needed(arc_files) -> None:
     with pytest.raises(UserError) as err:
         build_query_set("arc_challenge", {"test": arc_files["test"]}, num_fewshot=3)

@@ -19,12 +19,8 @@ from typing import Any
 from gemfinder.errors import UserError
 from gemfinder.tasks.lmeval import LM_EVAL_VERSION, TASK_KIND
 from gemfinder.tasks.lmeval.loading import FIELD, load_task
+from gemfinder.tasks.lmeval.task import ZERO_ONE  # 0/1 per document; the task's first wins
 
-# Metrics that are 0/1 per document, by output type (the first listed in the task wins).
-ZERO_ONE = {
-    "generate_until": ("exact_match", "pass_at_1"),
-    "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
-}
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's models' default when generation_kwargs names none
 
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
 from gemfinder.tasks.lmeval import TASK_KIND
 
+# The 0/1 metrics by output type (as in build.ZERO_ONE, without importing lm_eval).
+ZERO_ONE = {
+    "generate_until": ("exact_match", "pass_at_1"),
+    "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
+}
+
 _COMMON = ("lm_eval", "output_type", "doc", "metric")
 _BY_TYPE = {
     "generate_until": ("prompt", "until", "max_gen_toks", "target", "filter"),
@@ -38,8 +44,13 @@ class LmEvalTask(Task):
         missing = [k for k in _COMMON + _BY_TYPE[kind] if k not in f]
         if missing:
             return f"task lm_eval needs field(s) {', '.join(missing)}"
-        if not isinstance(f["metric"], dict) or not isinstance(f["metric"].get("name"), str):
-            return "metric must be an object with a name"
+        if not isinstance(f["doc"], dict):
+            return "doc must be an object (the lm-eval document)"
+        metric = f["metric"]
+        if not isinstance(metric, dict) or metric.get("name") not in ZERO_ONE[kind]:
+            return f"metric must be an object whose name is one of {', '.join(ZERO_ONE[kind])}"
+        if not isinstance(metric.get("kwargs", {}), dict):
+            return "metric.kwargs must be an object"
         if kind == "generate_until":
             if not isinstance(f["prompt"], str):
                 return "prompt must be a string"
@@ -47,6 +58,21 @@ class LmEvalTask(Task):
                 return "until must be a list of strings"
             if not isinstance(f["max_gen_toks"], int) or f["max_gen_toks"] < 1:
                 return "max_gen_toks must be a positive integer"
+            flt = f["filter"]
+            if not (
+                isinstance(flt, dict)
+                and isinstance(flt.get("name"), str)
+                and isinstance(flt.get("steps"), list)
+                and flt["steps"]
+                and all(
+                    isinstance(st, list)
+                    and len(st) == 2
+                    and isinstance(st[0], str)
+                    and isinstance(st[1], dict | None)
+                    for st in flt["steps"]
+                )
+            ):
+                return "filter must be {name, steps: [[function, kwargs or null], ...]}"
         else:
             reqs = f["requests"]
             if not (
