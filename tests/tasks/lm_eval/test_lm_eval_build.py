@@ -85,6 +85,28 @@ def test_hand_edited_items_with_bad_fields_are_refused(tmp_path: Path, arc_files
             parse_item(json.dumps({**rec, **change}), "q.jsonl:1")
 
 
+def test_simulated_fleet_answers_exact_match_items_and_refuses_the_others(
+    tmp_path: Path, shared_data, arc_files
+) -> None:
+    import random
+
+    from gemfinder.fleet.responder import UnanswerableTasks, respond
+    from gemfinder.tasks import parse_item
+
+    rows = sup.shared_rows(shared_data / "gsm8k" / "test.jsonl", 0, 6)
+    files = {"test": sup.write_jsonl(tmp_path / "t.jsonl", rows)}
+    rng = random.Random(0)
+    for rec in build_query_set("gsm8k", files, num_fewshot=0, filter_name="flexible-extract"):
+        item = parse_item(json.dumps(rec), "item")
+        for correct in (True, False):
+            assert get_task(item.task).grade(item, respond(item, correct, rng, False)).correct == (
+                correct
+            )
+    (mc,) = build_query_set("arc_challenge", arc_files, num_fewshot=0, limit=1)
+    with pytest.raises(UnanswerableTasks, match="not for multiple_choice"):
+        respond(parse_item(json.dumps(mc), "item"), True, rng, False)
+
+
 def test_missing_split_names_the_files_needed(arc_files) -> None:
     with pytest.raises(UserError) as err:
         build_query_set("arc_challenge", {"test": arc_files["test"]}, num_fewshot=3)

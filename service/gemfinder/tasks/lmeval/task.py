@@ -29,6 +29,9 @@ class LmEvalTask(Task):
     # `generation_for(item)`): lm-eval's default token cap and no stop strings. Grading cuts
     # the text at the item's own `until`, so the grade is the same; only the generation is longer.
     generation = GenerationSettings(max_new_tokens=256)
+    # The simulated fleet answers generate_until items scored by exact_match with the gold
+    # target (fleet/responder.py); others it refuses until log-likelihoods go over the wire.
+    answer_form = "lm_eval_target"
 
     @property
     def runs_code(self) -> bool:  # type: ignore[override]
