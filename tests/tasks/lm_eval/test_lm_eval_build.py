@@ -128,6 +128,18 @@ def test_unused_split_unknown_task_and_group_are_refused(arc_files) -> None:
         build_query_set("arc_challenge", arc_files, metric="f1")
 
 
+def test_documents_that_do_not_fit_the_task_are_refused(tmp_path: Path) -> None:
+    rows = [{"question": "What is 2 + 2?"}]  # gsm8k rows need `answer` too
+    with pytest.raises(UserError, match="do not fit task 'gsm8k'.s templates: 'answer'"):
+        build_query_set(
+            "gsm8k", {"test": sup.write_jsonl(tmp_path / "t.jsonl", rows)}, num_fewshot=0
+        )
+    dev = sup.write_jsonl(tmp_path / "dev.jsonl", sup.MMLU_DEV[:2])
+    test = sup.write_jsonl(tmp_path / "test.jsonl", sup.MMLU_TEST)
+    with pytest.raises(UserError, match="could not build the prompts"):  # 5 shots, 2 examples
+        build_query_set("mmlu_abstract_algebra", {"test": test, "dev": dev}, num_fewshot=5)
+
+
 def test_data_file_specs_are_checked(tmp_path: Path) -> None:
     good = sup.write_jsonl(tmp_path / "a.jsonl", [{"x": 1}])
     assert parse_data_files([f"test={good}"]) == {"test": good}

@@ -134,7 +134,7 @@ def _records(
 
     try:
         task.build_all_requests(limit=limit)  # lm-eval's own prompt construction
-    except ValueError as err:  # e.g. fewer few-shot documents than shots
+    except (ValueError, AssertionError) as err:  # e.g. fewer few-shot documents than shots
         raise UserError(FIELD, f"lm-eval could not build the prompts of {name!r}: {err}") from None
     by_doc: dict[int, list[Any]] = defaultdict(list)
     for inst in task.instances:

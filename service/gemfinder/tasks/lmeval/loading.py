@@ -178,9 +178,15 @@ def load_task(
     cfg = config_of(name)
     shots = effective_num_fewshot(cfg, num_fewshot)
     patched = patch_to_local_files(cfg, files, shots)
+    from jinja2 import TemplateError
+
     with guarded_evaluate_load():
         try:
             task = ConfigurableTask(config=patched)
+        except TemplateError as err:  # a column the task's templates use is missing
+            raise UserError(
+                "--data-files", f"the documents do not fit task {name!r}'s templates: {err}"
+            ) from None
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise UserError("--data-files", f"lm-eval could not read the files: {err}") from None
     task.set_config(key="num_fewshot", value=shots)
