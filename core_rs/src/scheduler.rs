@@ -10,16 +10,17 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::algorithms::{Algorithm, Sampling, Style};
 use crate::arms::{Arms, ALIVE, OUTRANKED_AT_END};
-use crate::config::{Algorithm, Sampling, SearchConfig};
+use crate::config::SearchConfig;
 use crate::error::{CoreError, Result};
-use crate::policy::rounds::RoundPlan;
+use crate::policy::round_plan::RoundPlan;
 use crate::policy::{sequential, ucb};
 use crate::rng::{stream_rng, tie_key, Stream};
 use crate::sampling::ItemOrder;
 use crate::work;
 
-mod rounds;
+mod round_phase;
 #[cfg(test)]
 mod work_bounds;
 
@@ -123,31 +124,20 @@ impl Scheduler {
 
     fn start(&mut self) -> Result<()> {
         let k = self.config.n_models;
-        let full = k as u64 * self.config.n_items as u64;
-        let algorithm = self.config.algorithm.clone();
         if k == 1 {
             self.finish(Some(0));
             return Ok(());
         }
-        match &algorithm {
-            Algorithm::Random => {
-                let pick = self.rng.gen_range(0..k as u32);
-                self.finish(Some(pick));
-            }
-            Algorithm::BestBase => {
-                let popularity = self.config.popularity.clone().unwrap_or_default();
-                let salt = self.next_salt();
-                let pick = (0..k as u32).max_by(|&a, &b| {
-                    popularity[a as usize]
-                        .total_cmp(&popularity[b as usize])
-                        .then(tie_key(self.tie_seed, salt, a).cmp(&tie_key(self.tie_seed, salt, b)))
-                });
+        let needed = min_budget(&self.config.algorithm, k, self.config.n_items);
+        match self.config.algorithm.spec().style {
+            Style::Immediate => {
+                let pick = self.immediate_pick();
                 self.finish(pick);
             }
-            _ if algorithm.is_round_based() => {
-                let plan = RoundPlan::for_algorithm(&algorithm, k).expect("round-based");
-                let needed = plan.min_budget(self.config.n_items);
-                if self.config.budget < needed.min(full) {
+            Style::Rounds => {
+                let plan =
+                    RoundPlan::for_algorithm(&self.config.algorithm, k).expect("round-based");
+                if self.config.budget < needed {
                     return Err(
                         self.too_small(needed, "each round must give every survivor an item")
                     );
@@ -163,15 +153,38 @@ impl Scheduler {
                 });
                 self.plan_round();
             }
-            _ => {
-                if self.config.budget < k as u64 {
-                    return Err(
-                        self.too_small(k as u64, "each model must be queried at least once")
-                    );
+            Style::Sequential => {
+                if self.config.budget < needed {
+                    return Err(self.too_small(needed, "each model must be queried at least once"));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The pick of an algorithm that queries nothing (None for the others).
+    fn immediate_pick(&mut self) -> Option<u32> {
+        let k = self.config.n_models as u32;
+        match self.config.algorithm {
+            Algorithm::Random => Some(self.rng.gen_range(0..k)),
+            Algorithm::BestBase => {
+                let popularity = self.config.popularity.clone().unwrap_or_default();
+                let salt = self.next_salt();
+                (0..k).max_by(|&a, &b| {
+                    popularity[a as usize]
+                        .total_cmp(&popularity[b as usize])
+                        .then(tie_key(self.tie_seed, salt, a).cmp(&tie_key(self.tie_seed, salt, b)))
+                })
+            }
+            Algorithm::Uniform
+            | Algorithm::SequentialHalving { .. }
+            | Algorithm::GemSearch { .. }
+            | Algorithm::SuccessiveRejects
+            | Algorithm::TopTwoThompson { .. }
+            | Algorithm::BayesElimination
+            | Algorithm::Ucb { .. }
+            | Algorithm::UcbE { .. } => None,
+        }
     }
 
     fn too_small(&self, needed: u64, why: &str) -> CoreError {
@@ -239,7 +252,13 @@ impl Scheduler {
                 max_resample,
                 &mut self.rng,
             ),
-            _ => None,
+            Algorithm::Uniform
+            | Algorithm::SequentialHalving { .. }
+            | Algorithm::GemSearch { .. }
+            | Algorithm::SuccessiveRejects
+            | Algorithm::BayesElimination
+            | Algorithm::Random
+            | Algorithm::BestBase => None,
         }?;
         let cursor = &mut self.arms.cursor[model as usize];
         self.order.prepare(*cursor + 1);
@@ -389,6 +408,22 @@ impl Scheduler {
             Phase::Rounds(rs) => Some((rs.index, rs.plan.len())),
             _ => None,
         }
+    }
+}
+
+/// The smallest total budget `algorithm` accepts for a pool of `n_models` x `n_items`: the sum
+/// of the round minimums for a round-based one (never above a full evaluation), one query per
+/// model for a sequential one, nothing for a pick without queries or a pool of one.
+pub fn min_budget(algorithm: &Algorithm, n_models: usize, n_items: usize) -> u64 {
+    if n_models <= 1 {
+        return 0;
+    }
+    match algorithm.spec().style {
+        Style::Immediate => 0,
+        Style::Rounds => RoundPlan::for_algorithm(algorithm, n_models)
+            .expect("round-based")
+            .min_budget(n_items),
+        Style::Sequential => n_models as u64,
     }
 }
 

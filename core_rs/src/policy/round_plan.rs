@@ -12,7 +12,7 @@
 //! minimums.
 use serde::{Deserialize, Serialize};
 
-use crate::config::{gem_first_cut, Algorithm};
+use crate::algorithms::{gem_first_cut, Algorithm};
 use crate::work;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,11 @@ impl RoundPlan {
                 }
             }
             Algorithm::SuccessiveRejects => successive_rejects(n_models),
-            _ => return None,
+            Algorithm::TopTwoThompson { .. }
+            | Algorithm::Ucb { .. }
+            | Algorithm::UcbE { .. }
+            | Algorithm::Random
+            | Algorithm::BestBase => return None,
         };
         Some(plan)
     }
@@ -164,7 +168,16 @@ fn successive_rejects(n_models: usize) -> RoundPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Sampling;
+    use crate::algorithms::{Sampling, Style, ALGORITHMS};
+
+    #[test]
+    fn exactly_the_round_based_algorithms_have_a_plan() {
+        for spec in ALGORITHMS {
+            let algorithm = Algorithm::from_name(spec.name, &Default::default()).unwrap();
+            let plan = RoundPlan::for_algorithm(&algorithm, 10);
+            assert_eq!(plan.is_some(), spec.style == Style::Rounds, "{}", spec.name);
+        }
+    }
 
     #[test]
     fn halving_rounds() {
