@@ -2,10 +2,10 @@
 //! their ranges, `params.rs`), whether it works in rounds, and how it is built from a request.
 //!
 //! Adding an algorithm: a variant of [`Algorithm`] (appended, so stored snapshots keep their
-//! layout: see `session.rs`), one [`AlgorithmSpec`] in [`ALGORITHMS`], its arms in
-//! [`Algorithm::spec`] and [`Algorithm::stored_params`], and its policy (a round plan in
-//! `policy/round_plan.rs` or an arm choice in `policy/` called from `scheduler.rs`). Every match
-//! on `Algorithm` is exhaustive, so the compiler lists each place that must decide about it.
+//! layout: see `session.rs`), one [`AlgorithmSpec`] in [`ALGORITHMS`] whose [`Style`] names its
+//! policy (a round plan in `policy/round_plan.rs` or an arm choice in `policy/`), and its arms in
+//! [`Algorithm::spec`] and [`Algorithm::stored_params`], exhaustive matches the compiler checks.
+//! The scheduler runs every algorithm through its entry and names none.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,9 @@ use crate::params::{
     ParamRange, Params, COMMON_PARAMS, FIRST_CUT, FIRST_ROUND_SHARE, LEADER_PROB, MAX_RESAMPLE,
     UCB_C, UCB_E_A,
 };
+use crate::policy::reference::{self, Picker};
+use crate::policy::round_plan::{self, RoundPlan};
+use crate::policy::sequential::{Choice, Chooser};
 
 /// The algorithm the service and `gemfinder simulate` use when none is named.
 pub const DEFAULT_ALGORITHM: &str = "gem";
@@ -59,15 +62,16 @@ pub enum Algorithm {
     BestBase,
 }
 
-/// How an algorithm spends its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an algorithm spends its budget, with the policy that decides.
+#[derive(Debug, Clone, Copy)]
 pub enum Style {
-    /// Picks a model without querying any (reference rows).
-    Immediate,
-    /// Hands out a whole round of pulls at once, planned by `policy/round_plan.rs`.
-    Rounds,
+    /// Picks a model without querying any (reference rows, `policy/reference.rs`).
+    Immediate(Picker),
+    /// Hands out a whole round of pulls at once: the plan of a pool of n models
+    /// (`policy/round_plan.rs`).
+    Rounds(fn(&Algorithm, usize) -> RoundPlan),
     /// Chooses each pull from the grades received so far (`policy/sequential.rs`).
-    Sequential,
+    Sequential(Chooser),
 }
 
 /// One row of the algorithm table.
@@ -83,28 +87,32 @@ pub struct AlgorithmSpec {
     pub build: fn(Params) -> Result<Algorithm>,
 }
 
+/// A policy in the table is only ever given its own algorithm: `Algorithm::spec` maps each
+/// variant to its entry (checked for every entry by the tests below).
+const ONLY_ITS_OWN: &str = "a policy is given only the algorithm of its table entry";
+
 const RANDOM: AlgorithmSpec = AlgorithmSpec {
     name: "random",
     params: &[],
-    style: Style::Immediate,
+    style: Style::Immediate(reference::random),
     build: |_| Ok(Algorithm::Random),
 };
 const BEST_BASE: AlgorithmSpec = AlgorithmSpec {
     name: "best_base",
     params: &[],
-    style: Style::Immediate,
+    style: Style::Immediate(reference::best_base),
     build: |_| Ok(Algorithm::BestBase),
 };
 const UNIFORM: AlgorithmSpec = AlgorithmSpec {
     name: "uniform",
     params: &[],
-    style: Style::Rounds,
+    style: Style::Rounds(|_, k| round_plan::uniform(k)),
     build: |_| Ok(Algorithm::Uniform),
 };
 const SH: AlgorithmSpec = AlgorithmSpec {
     name: "sh",
     params: &[],
-    style: Style::Rounds,
+    style: Style::Rounds(|_, k| round_plan::halving(k)),
     build: |_| {
         Ok(Algorithm::SequentialHalving {
             sampling: Sampling::Independent,
@@ -114,7 +122,7 @@ const SH: AlgorithmSpec = AlgorithmSpec {
 const SH_CORRELATED: AlgorithmSpec = AlgorithmSpec {
     name: "sh_correlated",
     params: &[],
-    style: Style::Rounds,
+    style: Style::Rounds(|_, k| round_plan::halving(k)),
     build: |_| {
         Ok(Algorithm::SequentialHalving {
             sampling: Sampling::Correlated,
@@ -124,13 +132,23 @@ const SH_CORRELATED: AlgorithmSpec = AlgorithmSpec {
 const SR: AlgorithmSpec = AlgorithmSpec {
     name: "sr",
     params: &[],
-    style: Style::Rounds,
+    style: Style::Rounds(|_, k| round_plan::successive_rejects(k)),
     build: |_| Ok(Algorithm::SuccessiveRejects),
 };
 const TTTS: AlgorithmSpec = AlgorithmSpec {
     name: "ttts",
     params: &[LEADER_PROB, MAX_RESAMPLE],
-    style: Style::Sequential,
+    style: Style::Sequential(|algorithm, c: Choice| {
+        let Algorithm::TopTwoThompson {
+            leader_prob,
+            max_resample,
+        } = *algorithm
+        else {
+            unreachable!("{ONLY_ITS_OWN}")
+        };
+        let thompson = c.derived.thompson(c.arms, c.open);
+        thompson.choose(c.open, leader_prob, max_resample, c.rng)
+    }),
     build: |p| {
         Ok(Algorithm::TopTwoThompson {
             leader_prob: p.get_or(&LEADER_PROB, 0.5)?,
@@ -141,13 +159,19 @@ const TTTS: AlgorithmSpec = AlgorithmSpec {
 const BAYES_ELIM: AlgorithmSpec = AlgorithmSpec {
     name: "bayes_elim",
     params: &[],
-    style: Style::Rounds,
+    style: Style::Rounds(|_, k| round_plan::halving(k)),
     build: |_| Ok(Algorithm::BayesElimination),
 };
 const UCB: AlgorithmSpec = AlgorithmSpec {
     name: "ucb",
     params: &[UCB_C],
-    style: Style::Sequential,
+    style: Style::Sequential(|algorithm, c: Choice| {
+        let Algorithm::Ucb { c: constant } = *algorithm else {
+            unreachable!("{ONLY_ITS_OWN}")
+        };
+        let index = c.derived.ucb(c.arms, c.open, constant);
+        index.choose(c.spent, c.tie_seed, c.salt)
+    }),
     build: |p| {
         Ok(Algorithm::Ucb {
             c: p.get_or(&UCB_C, 2.0)?,
@@ -157,7 +181,10 @@ const UCB: AlgorithmSpec = AlgorithmSpec {
 const UCB_E: AlgorithmSpec = AlgorithmSpec {
     name: "ucb_e",
     params: &[UCB_E_A],
-    style: Style::Sequential,
+    style: Style::Sequential(|_, c: Choice| {
+        let index = c.derived.ucb_e(c.arms, c.open, c.ucb_e_a);
+        index.choose(c.tie_seed, c.salt)
+    }),
     build: |p| {
         Ok(Algorithm::UcbE {
             a: p.get(&UCB_E_A)?,
@@ -167,7 +194,16 @@ const UCB_E: AlgorithmSpec = AlgorithmSpec {
 const GEM: AlgorithmSpec = AlgorithmSpec {
     name: "gem",
     params: &[FIRST_ROUND_SHARE, FIRST_CUT],
-    style: Style::Rounds,
+    style: Style::Rounds(|algorithm, k| {
+        let Algorithm::GemSearch {
+            first_round_share,
+            first_cut,
+        } = *algorithm
+        else {
+            unreachable!("{ONLY_ITS_OWN}")
+        };
+        round_plan::gem(first_round_share, first_cut, k)
+    }),
     build: |p| {
         Ok(Algorithm::GemSearch {
             first_round_share: p.get_or(&FIRST_ROUND_SHARE, GEM_FIRST_ROUND_SHARE)?,
@@ -328,7 +364,7 @@ impl Algorithm {
 
     /// Whether the algorithm works in rounds (hands out a whole round of pulls at once).
     pub fn is_round_based(&self) -> bool {
-        self.spec().style == Style::Rounds
+        matches!(self.spec().style, Style::Rounds(_))
     }
 
     /// Check the parameters an algorithm holds against the ranges of this version: a search
@@ -353,7 +389,8 @@ mod tests {
         for spec in ALGORITHMS {
             let algorithm = Algorithm::from_name(spec.name, &BTreeMap::new()).unwrap();
             assert_eq!(algorithm.spec().name, spec.name);
-            assert_eq!(algorithm.is_round_based(), spec.style == Style::Rounds);
+            let rounds = matches!(spec.style, Style::Rounds(_));
+            assert_eq!(algorithm.is_round_based(), rounds);
             // Stored parameters rebuild the same algorithm, at the defaults and at the tops.
             let rebuilt = Algorithm::from_name(spec.name, &algorithm.stored_params()).unwrap();
             assert_eq!(rebuilt, algorithm, "{}", spec.name);

@@ -14,9 +14,11 @@ use crate::algorithms::{Algorithm, Sampling, Style};
 use crate::arms::{Arms, ALIVE, OUTRANKED_AT_END};
 use crate::config::SearchConfig;
 use crate::error::{CoreError, Result};
+use crate::policy::reference::Pick;
 use crate::policy::round_plan::RoundPlan;
-use crate::policy::{sequential, ucb};
-use crate::rng::{stream_rng, tie_key, Stream};
+use crate::policy::sequential::{self, Choice};
+use crate::policy::ucb;
+use crate::rng::{stream_rng, Stream};
 use crate::sampling::ItemOrder;
 use crate::work;
 
@@ -130,13 +132,18 @@ impl Scheduler {
         }
         let needed = min_budget(&self.config.algorithm, k, self.config.n_items);
         match self.config.algorithm.spec().style {
-            Style::Immediate => {
-                let pick = self.immediate_pick();
+            Style::Immediate(pick) => {
+                let pick = pick(Pick {
+                    n_models: k as u32,
+                    popularity: self.config.popularity.as_deref(),
+                    rng: &mut self.rng,
+                    tie_seed: self.tie_seed,
+                    decisions: &mut self.decisions,
+                });
                 self.finish(pick);
             }
-            Style::Rounds => {
-                let plan =
-                    RoundPlan::for_algorithm(&self.config.algorithm, k).expect("round-based");
+            Style::Rounds(plan) => {
+                let plan = plan(&self.config.algorithm, k);
                 if self.config.budget < needed {
                     return Err(
                         self.too_small(needed, "each round must give every survivor an item")
@@ -153,38 +160,13 @@ impl Scheduler {
                 });
                 self.plan_round();
             }
-            Style::Sequential => {
+            Style::Sequential(_) => {
                 if self.config.budget < needed {
                     return Err(self.too_small(needed, "each model must be queried at least once"));
                 }
             }
         }
         Ok(())
-    }
-
-    /// The pick of an algorithm that queries nothing (None for the others).
-    fn immediate_pick(&mut self) -> Option<u32> {
-        let k = self.config.n_models as u32;
-        match self.config.algorithm {
-            Algorithm::Random => Some(self.rng.gen_range(0..k)),
-            Algorithm::BestBase => {
-                let popularity = self.config.popularity.clone().unwrap_or_default();
-                let salt = self.next_salt();
-                (0..k).max_by(|&a, &b| {
-                    popularity[a as usize]
-                        .total_cmp(&popularity[b as usize])
-                        .then(tie_key(self.tie_seed, salt, a).cmp(&tie_key(self.tie_seed, salt, b)))
-                })
-            }
-            Algorithm::Uniform
-            | Algorithm::SequentialHalving { .. }
-            | Algorithm::GemSearch { .. }
-            | Algorithm::SuccessiveRejects
-            | Algorithm::TopTwoThompson { .. }
-            | Algorithm::BayesElimination
-            | Algorithm::Ucb { .. }
-            | Algorithm::UcbE { .. } => None,
-        }
     }
 
     fn too_small(&self, needed: u64, why: &str) -> CoreError {
@@ -233,33 +215,20 @@ impl Scheduler {
             return None;
         }
         let salt = self.next_salt();
-        let model = match self.config.algorithm {
-            Algorithm::Ucb { c } => self.derived.ucb(&self.arms, &self.survivors, c).choose(
-                self.spent,
-                self.tie_seed,
-                salt,
-            ),
-            Algorithm::UcbE { .. } => self
-                .derived
-                .ucb_e(&self.arms, &self.survivors, self.ucb_e_a)
-                .choose(self.tie_seed, salt),
-            Algorithm::TopTwoThompson {
-                leader_prob,
-                max_resample,
-            } => self.derived.thompson(&self.arms, &self.survivors).choose(
-                &self.survivors,
-                leader_prob,
-                max_resample,
-                &mut self.rng,
-            ),
-            Algorithm::Uniform
-            | Algorithm::SequentialHalving { .. }
-            | Algorithm::GemSearch { .. }
-            | Algorithm::SuccessiveRejects
-            | Algorithm::BayesElimination
-            | Algorithm::Random
-            | Algorithm::BestBase => None,
-        }?;
+        let Style::Sequential(choose) = self.config.algorithm.spec().style else {
+            return None;
+        };
+        let choice = Choice {
+            arms: &self.arms,
+            open: &self.survivors,
+            derived: &mut self.derived,
+            spent: self.spent,
+            tie_seed: self.tie_seed,
+            salt,
+            rng: &mut self.rng,
+            ucb_e_a: self.ucb_e_a,
+        };
+        let model = choose(&self.config.algorithm, choice)?;
         let cursor = &mut self.arms.cursor[model as usize];
         self.order.prepare(*cursor + 1);
         let item = self.order.item(model, *cursor);
@@ -419,11 +388,9 @@ pub fn min_budget(algorithm: &Algorithm, n_models: usize, n_items: usize) -> u64
         return 0;
     }
     match algorithm.spec().style {
-        Style::Immediate => 0,
-        Style::Rounds => RoundPlan::for_algorithm(algorithm, n_models)
-            .expect("round-based")
-            .min_budget(n_items),
-        Style::Sequential => n_models as u64,
+        Style::Immediate(_) => 0,
+        Style::Rounds(plan) => plan(algorithm, n_models).min_budget(n_items),
+        Style::Sequential(_) => n_models as u64,
     }
 }
 
