@@ -5,7 +5,8 @@
 //! layout: see `session.rs`), one [`AlgorithmSpec`] in [`ALGORITHMS`] whose [`Style`] names its
 //! policy (a round plan in `policy/round_plan.rs` or an arm choice in `policy/`), and its arms in
 //! [`Algorithm::spec`] and [`Algorithm::stored_params`], exhaustive matches the compiler checks.
-//! The scheduler runs every algorithm through its entry and names none.
+//! The scheduler dispatches through the entry; it names an algorithm only where one differs from
+//! a default every other shares (SH's independent items, UCB-E's constant, posterior scoring).
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
