@@ -1,4 +1,5 @@
-//! Errors of the core, each with a stable machine-readable kind.
+//! Errors of the core, each with a stable machine-readable kind, the field at fault and the
+//! reason in words (the message is "field: reason"), so no caller parses the message text.
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -22,15 +23,37 @@ pub enum CoreError {
     CorruptSnapshot(String),
 }
 
-impl CoreError {
-    /// Stable kind string, used by the Python and gRPC layers to map errors.
-    pub fn kind(&self) -> &'static str {
+/// Which rule an error breaks: what the Python and gRPC layers map errors by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    UnknownAlgorithm,
+    BudgetTooSmall,
+    UnknownPull,
+    CorruptSnapshot,
+}
+
+impl ErrorKind {
+    /// The stable name Python sees as `SearchError.kind`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            CoreError::InvalidArgument { .. } => "invalid_argument",
-            CoreError::UnknownAlgorithm(..) => "unknown_algorithm",
-            CoreError::BudgetTooSmall { .. } => "budget_too_small",
-            CoreError::UnknownPull { .. } => "unknown_pull",
-            CoreError::CorruptSnapshot(_) => "corrupt_snapshot",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::UnknownAlgorithm => "unknown_algorithm",
+            ErrorKind::BudgetTooSmall => "budget_too_small",
+            ErrorKind::UnknownPull => "unknown_pull",
+            ErrorKind::CorruptSnapshot => "corrupt_snapshot",
+        }
+    }
+}
+
+impl CoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            CoreError::UnknownAlgorithm(..) => ErrorKind::UnknownAlgorithm,
+            CoreError::BudgetTooSmall { .. } => ErrorKind::BudgetTooSmall,
+            CoreError::UnknownPull { .. } => ErrorKind::UnknownPull,
+            CoreError::CorruptSnapshot(_) => ErrorKind::CorruptSnapshot,
         }
     }
 
@@ -45,6 +68,16 @@ impl CoreError {
         }
     }
 
+    /// The reason in words, without the field: the message is "{field}: {reason}" (an unknown
+    /// pull, which names no request field, is only its reason).
+    pub fn reason(&self) -> String {
+        let message = self.to_string();
+        match message.strip_prefix(&format!("{}: ", self.field())) {
+            Some(reason) => reason.to_string(),
+            None => message,
+        }
+    }
+
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         CoreError::InvalidArgument {
             field: field.to_string(),
@@ -54,3 +87,37 @@ impl CoreError {
 }
 
 pub type Result<T> = std::result::Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_is_the_field_and_the_reason() {
+        let errors = [
+            CoreError::invalid("params.c", "must be a number: above 0"),
+            CoreError::UnknownAlgorithm("x".into(), "gem".into()),
+            CoreError::BudgetTooSmall {
+                algorithm: "gem".into(),
+                budget: 5,
+                needed: 9,
+                models: 3,
+                why: "each round: one item".into(),
+            },
+            CoreError::CorruptSnapshot("bad header: x".into()),
+        ];
+        for err in errors {
+            assert_eq!(
+                err.to_string(),
+                format!("{}: {}", err.field(), err.reason())
+            );
+        }
+        assert_eq!(
+            CoreError::invalid("params.c", "must be: 1").reason(),
+            "must be: 1"
+        );
+        let pull = CoreError::UnknownPull { model: 1, item: 2 };
+        assert_eq!(pull.reason(), pull.to_string());
+        assert_eq!(pull.kind().as_str(), "unknown_pull");
+    }
+}

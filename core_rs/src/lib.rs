@@ -2,9 +2,11 @@
 //!
 //! Pure logic lives in the modules below and is tested with `cargo test`; `python` only
 //! converts types for the `gemfinder._core` extension module.
+pub mod algorithms;
 pub mod arms;
 pub mod config;
 pub mod error;
+pub mod params;
 pub mod policy;
 pub mod ranking;
 pub mod rng;

@@ -7,11 +7,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::config::{Algorithm, SearchConfig, ALGORITHM_NAMES, DEFAULT_ALGORITHM, MAX_ATTEMPTS};
+use crate::algorithms::{Algorithm, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
+use crate::config::SearchConfig;
 use crate::error::CoreError;
-use crate::policy::rounds::RoundPlan;
 use crate::ranking;
-use crate::scheduler::Pull;
+use crate::scheduler::{self, Pull};
 use crate::session::Session;
 use crate::simulate::{self, Estimate, Matrix, TrialOutcome};
 
@@ -19,15 +19,17 @@ create_exception!(
     gemfinder._core,
     SearchError,
     PyValueError,
-    "A search request the core rejects; `kind` and `field` say which rule and which field."
+    "A search request the core rejects; `kind`, `field` and `reason` say which rule, which field \
+     and why."
 );
 
 fn to_py(err: CoreError) -> PyErr {
     let py_err = SearchError::new_err(err.to_string());
     Python::with_gil(|py| {
         let value = py_err.value(py);
-        let _ = value.setattr("kind", err.kind());
+        let _ = value.setattr("kind", err.kind().as_str());
         let _ = value.setattr("field", err.field());
+        let _ = value.setattr("reason", err.reason());
         // The caller's layer rewrites a budget error in the caller's own numbers (total or
         // per model, before the gem check's reserve), so it needs these two unformatted.
         if let CoreError::BudgetTooSmall { needed, why, .. } = &err {
@@ -50,11 +52,9 @@ fn make_config(
     popularity: Option<Vec<f64>>,
 ) -> PyResult<SearchConfig> {
     let params: BTreeMap<String, f64> = params.unwrap_or_default().into_iter().collect();
-    let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
-    let mut config = SearchConfig::new(parsed, n_models, n_items, budget, seed);
-    if let Some(&attempts) = params.get("max_attempts") {
-        config.max_attempts = MAX_ATTEMPTS.check(attempts).map_err(to_py)? as u32;
-    }
+    let mut config =
+        SearchConfig::from_request(algorithm, &params, n_models, n_items, budget, seed)
+            .map_err(to_py)?;
     config.priors = priors;
     config.popularity = popularity;
     config.validate().map_err(to_py)?;
@@ -284,12 +284,7 @@ fn min_budget(
 ) -> PyResult<u64> {
     let params: BTreeMap<String, f64> = params.unwrap_or_default().into_iter().collect();
     let parsed = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
-    Ok(match RoundPlan::for_algorithm(&parsed, n_models) {
-        _ if n_models <= 1 => 0,
-        Some(plan) => plan.min_budget(n_items),
-        None if matches!(parsed, Algorithm::Random | Algorithm::BestBase) => 0,
-        None => n_models as u64,
-    })
+    Ok(scheduler::min_budget(&parsed, n_models, n_items))
 }
 
 /// Picks and queries spent, one entry per trial.

@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Sampling;
+use crate::algorithms::Sampling;
 use crate::work;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

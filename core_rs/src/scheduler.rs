@@ -10,16 +10,19 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::algorithms::{Algorithm, Sampling, Style};
 use crate::arms::{Arms, ALIVE, OUTRANKED_AT_END};
-use crate::config::{Algorithm, Sampling, SearchConfig};
+use crate::config::SearchConfig;
 use crate::error::{CoreError, Result};
-use crate::policy::rounds::RoundPlan;
-use crate::policy::{sequential, ucb};
-use crate::rng::{stream_rng, tie_key, Stream};
+use crate::policy::reference::Pick;
+use crate::policy::round_plan::RoundPlan;
+use crate::policy::sequential::{self, Choice};
+use crate::policy::ucb;
+use crate::rng::{stream_rng, Stream};
 use crate::sampling::ItemOrder;
 use crate::work;
 
-mod rounds;
+mod round_phase;
 #[cfg(test)]
 mod work_bounds;
 
@@ -123,31 +126,25 @@ impl Scheduler {
 
     fn start(&mut self) -> Result<()> {
         let k = self.config.n_models;
-        let full = k as u64 * self.config.n_items as u64;
-        let algorithm = self.config.algorithm.clone();
         if k == 1 {
             self.finish(Some(0));
             return Ok(());
         }
-        match &algorithm {
-            Algorithm::Random => {
-                let pick = self.rng.gen_range(0..k as u32);
-                self.finish(Some(pick));
-            }
-            Algorithm::BestBase => {
-                let popularity = self.config.popularity.clone().unwrap_or_default();
-                let salt = self.next_salt();
-                let pick = (0..k as u32).max_by(|&a, &b| {
-                    popularity[a as usize]
-                        .total_cmp(&popularity[b as usize])
-                        .then(tie_key(self.tie_seed, salt, a).cmp(&tie_key(self.tie_seed, salt, b)))
+        let needed = min_budget(&self.config.algorithm, k, self.config.n_items);
+        match self.config.algorithm.spec().style {
+            Style::Immediate(pick) => {
+                let pick = pick(Pick {
+                    n_models: k as u32,
+                    popularity: self.config.popularity.as_deref(),
+                    rng: &mut self.rng,
+                    tie_seed: self.tie_seed,
+                    decisions: &mut self.decisions,
                 });
                 self.finish(pick);
             }
-            _ if algorithm.is_round_based() => {
-                let plan = RoundPlan::for_algorithm(&algorithm, k).expect("round-based");
-                let needed = plan.min_budget(self.config.n_items);
-                if self.config.budget < needed.min(full) {
+            Style::Rounds(plan) => {
+                let plan = plan(&self.config.algorithm, k);
+                if self.config.budget < needed {
                     return Err(
                         self.too_small(needed, "each round must give every survivor an item")
                     );
@@ -163,11 +160,9 @@ impl Scheduler {
                 });
                 self.plan_round();
             }
-            _ => {
-                if self.config.budget < k as u64 {
-                    return Err(
-                        self.too_small(k as u64, "each model must be queried at least once")
-                    );
+            Style::Sequential(_) => {
+                if self.config.budget < needed {
+                    return Err(self.too_small(needed, "each model must be queried at least once"));
                 }
             }
         }
@@ -220,27 +215,20 @@ impl Scheduler {
             return None;
         }
         let salt = self.next_salt();
-        let model = match self.config.algorithm {
-            Algorithm::Ucb { c } => self.derived.ucb(&self.arms, &self.survivors, c).choose(
-                self.spent,
-                self.tie_seed,
-                salt,
-            ),
-            Algorithm::UcbE { .. } => self
-                .derived
-                .ucb_e(&self.arms, &self.survivors, self.ucb_e_a)
-                .choose(self.tie_seed, salt),
-            Algorithm::TopTwoThompson {
-                leader_prob,
-                max_resample,
-            } => self.derived.thompson(&self.arms, &self.survivors).choose(
-                &self.survivors,
-                leader_prob,
-                max_resample,
-                &mut self.rng,
-            ),
-            _ => None,
-        }?;
+        let Style::Sequential(choose) = self.config.algorithm.spec().style else {
+            return None;
+        };
+        let choice = Choice {
+            arms: &self.arms,
+            open: &self.survivors,
+            derived: &mut self.derived,
+            spent: self.spent,
+            tie_seed: self.tie_seed,
+            salt,
+            rng: &mut self.rng,
+            ucb_e_a: self.ucb_e_a,
+        };
+        let model = choose(&self.config.algorithm, choice)?;
         let cursor = &mut self.arms.cursor[model as usize];
         self.order.prepare(*cursor + 1);
         let item = self.order.item(model, *cursor);
@@ -389,6 +377,20 @@ impl Scheduler {
             Phase::Rounds(rs) => Some((rs.index, rs.plan.len())),
             _ => None,
         }
+    }
+}
+
+/// The smallest total budget `algorithm` accepts for a pool of `n_models` x `n_items`: the sum
+/// of the round minimums for a round-based one (never above a full evaluation), one query per
+/// model for a sequential one, nothing for a pick without queries or a pool of one.
+pub fn min_budget(algorithm: &Algorithm, n_models: usize, n_items: usize) -> u64 {
+    if n_models <= 1 {
+        return 0;
+    }
+    match algorithm.spec().style {
+        Style::Immediate(_) => 0,
+        Style::Rounds(plan) => plan(algorithm, n_models).min_budget(n_items),
+        Style::Sequential(_) => n_models as u64,
     }
 }
 

@@ -8,7 +8,13 @@ use crate::config::SearchConfig;
 use crate::error::{CoreError, Result};
 use crate::scheduler::{Pull, Scheduler};
 
-const MAGIC: &[u8; 8] = b"GEMFND01";
+/// The first bytes of every snapshot: "GEMFND" and the two-digit version of the layout that
+/// follows (bincode 1 of [`Session`]: the order of every field and enum variant it reaches,
+/// down to `SearchConfig` and `Algorithm`). Stored searches resume from these bytes after an
+/// upgrade, so the layout is a compatibility contract: a change to it bumps the version here and
+/// keeps `restore` reading the old one (decode the old layout, convert). The golden fixtures in
+/// `core_rs/tests/fixtures/` fail the build when the layout changes without a bump.
+pub const SNAPSHOT_HEADER: &[u8; 8] = b"GEMFND01";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -74,15 +80,17 @@ impl Session {
     }
 
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut bytes = MAGIC.to_vec();
+        let mut bytes = SNAPSHOT_HEADER.to_vec();
         bincode::serialize_into(&mut bytes, self).expect("serialising to memory cannot fail");
         bytes
     }
 
     pub fn restore(bytes: &[u8]) -> Result<Self> {
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
-            CoreError::CorruptSnapshot("not a gemfinder snapshot (bad header)".into())
-        })?;
+        let body = bytes
+            .strip_prefix(SNAPSHOT_HEADER.as_slice())
+            .ok_or_else(|| {
+                CoreError::CorruptSnapshot("not a gemfinder snapshot (bad header)".into())
+            })?;
         let session: Session =
             bincode::deserialize(body).map_err(|e| CoreError::CorruptSnapshot(e.to_string()))?;
         // A search saved by an older version may hold a parameter this version refuses (such as
@@ -95,7 +103,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Algorithm;
+    use crate::algorithms::Algorithm;
 
     #[test]
     fn a_stored_parameter_out_of_range_is_refused_on_restore() {

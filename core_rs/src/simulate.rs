@@ -185,7 +185,7 @@ fn proportion(hits: u32, n: u32) -> Estimate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Algorithm;
+    use crate::algorithms::Algorithm;
     use std::collections::BTreeMap;
 
     /// The round-at-once path must give exactly what pull-by-pull ask/tell gives.

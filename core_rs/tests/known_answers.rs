@@ -1,7 +1,8 @@
 //! Known-answer tests on Audibert-Bubeck style problems: one best arm among equal bad arms.
 //! Uniform allocation's error rate is computed exactly from binomials; SH and SR must beat it
 //! by the margins stated below, with 4,000 trials (standard error < 0.008).
-use gemfinder_core::config::{Algorithm, SearchConfig};
+use gemfinder_core::algorithms::Algorithm;
+use gemfinder_core::config::SearchConfig;
 use gemfinder_core::simulate::{run_trials, Matrix};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -2,6 +2,7 @@
 mod common;
 
 use common::{config, drive, drive_with, random_matrix, ALL};
+use gemfinder_core::error::ErrorKind;
 use gemfinder_core::session::Session;
 use gemfinder_core::simulate::Matrix;
 use proptest::prelude::*;
@@ -141,14 +142,14 @@ fn unknown_pulls_are_rejected() {
     let mut s = Session::new(config("sh_correlated", 4, 10, 40, 1)).unwrap();
     let p = s.ask(1)[0];
     s.tell(p, true).unwrap();
-    assert_eq!(s.tell(p, true).unwrap_err().kind(), "unknown_pull");
+    assert_eq!(s.tell(p, true).unwrap_err().kind(), ErrorKind::UnknownPull);
 }
 
 #[test]
 fn corrupt_snapshots_are_rejected() {
     assert_eq!(
         Session::restore(b"nonsense").unwrap_err().kind(),
-        "corrupt_snapshot"
+        ErrorKind::CorruptSnapshot
     );
     let s = Session::new(config("gem", 8, 10, 80, 1)).unwrap();
     let bytes = s.snapshot();
@@ -158,6 +159,6 @@ fn corrupt_snapshots_are_rejected() {
 #[test]
 fn budget_too_small_names_the_minimum() {
     let err = Session::new(config("sh", 100, 1000, 200, 0)).unwrap_err();
-    assert_eq!(err.kind(), "budget_too_small");
+    assert_eq!(err.kind(), ErrorKind::BudgetTooSmall);
     assert!(err.to_string().contains("201"), "{err}");
 }

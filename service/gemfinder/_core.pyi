@@ -23,10 +23,12 @@ DEFAULT_ALGORITHM: str
 ALGORITHMS: list[str]
 
 class SearchError(ValueError):
-    """A request the core rejects. `kind` is a stable rule name, `field` the field at fault."""
+    """A request the core rejects. `kind` is a stable rule name, `field` the field at fault,
+    `reason` the message without its "field: " prefix."""
 
     kind: str
     field: str
+    reason: str
     # Only when kind == "budget_too_small": the smallest budget the core accepts and why.
     needed: int
     why: str

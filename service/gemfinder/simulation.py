@@ -159,17 +159,11 @@ def _trials(
             raise too_small(
                 given.asked, given.total, n, 0, 0.0, name, err.needed, err.why
             ) from None
-        raise UserError(_field(err, name), _reason(err)) from None
+        raise UserError(_field(err, name), err.reason) from None
 
 
-def _field(err: Exception, name: str) -> str:
-    field = getattr(err, "field", "algorithm")
+def _field(err: _core.SearchError, name: str) -> str:
+    field = err.field
     if field.startswith("params."):  # set in --algorithms as name:key=value
         return f"--algorithms {name}:{field.removeprefix('params.')}"
     return "budget_per_model" if field == "budget" else field
-
-
-def _reason(err: Exception) -> str:
-    text = str(err)
-    prefix = f"{getattr(err, 'field', '')}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text

@@ -10,10 +10,33 @@
 //! pure function of the arms' counters and the open models: the scheduler does not save it in
 //! snapshots but rebuilds it on first use, and makes the same choices (with the same random
 //! numbers) either way.
+use rand_chacha::ChaCha8Rng;
+
 use super::thompson::Thompson;
 use super::ucb::{UcbEIndex, UcbIndex};
+use crate::algorithms::Algorithm;
 use crate::arms::Arms;
 use crate::rng::tie_key;
+
+/// What the choice of a sequential algorithm sees: the arms, the open models and the state the
+/// scheduler keeps for the choices.
+pub struct Choice<'a> {
+    pub arms: &'a Arms,
+    pub open: &'a [u32],
+    pub derived: &'a mut Derived,
+    /// Graded pulls so far.
+    pub spent: u64,
+    pub tie_seed: u64,
+    /// The salt of this choice's tie-break keys.
+    pub salt: u64,
+    pub rng: &'a mut ChaCha8Rng,
+    /// UCB-E's exploration constant, resolved from the budget when the request names none.
+    pub ucb_e_a: f64,
+}
+
+/// The next model of a sequential algorithm (its parameters in the `Algorithm`), or None when
+/// no model is open.
+pub type Chooser = fn(&Algorithm, Choice) -> Option<u32>;
 
 /// Highest score wins; ties go to the highest random key (never to the lowest index). Keys are
 /// only computed when scores tie, which keeps this loop cheap.

@@ -8,8 +8,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{Pull, Scheduler};
-use crate::config::{Algorithm, SearchConfig, MAX_ATTEMPTS, MAX_RESAMPLE, UCB_C, UCB_E_A};
-use crate::policy::rounds::RoundPlan;
+use crate::algorithms::Algorithm;
+use crate::config::SearchConfig;
+use crate::params::{MAX_ATTEMPTS, MAX_RESAMPLE, UCB_C, UCB_E_A};
+use crate::policy::round_plan::RoundPlan;
 use crate::work;
 
 const K: usize = 120;

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 use std::collections::BTreeMap;
 
-use gemfinder_core::config::{Algorithm, SearchConfig};
+use gemfinder_core::algorithms::Algorithm;
+use gemfinder_core::config::SearchConfig;
 use gemfinder_core::session::Session;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

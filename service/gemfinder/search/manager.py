@@ -86,9 +86,8 @@ class SearchManager:
             # max_resample 1e300, which made one scheduler call loop for hours): failed with
             # the reason, never resumed, never clamped into another search than was asked.
             field = f"spec.{err.field}" if err.field else "spec"
-            reason = str(err).split(": ", 1)[-1]
             error = (
-                f"on resume: {field}: {reason} (stored by an older version; start the search "
+                f"on resume: {field}: {err.reason} (stored by an older version; start the search "
                 "again with values in range, see docs/search.md)"
             )
             log.warning("search %s not resumed: %s", row.id, error)

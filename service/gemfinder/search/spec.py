@@ -196,7 +196,7 @@ class SearchSpec:
                     err.needed, err.why,
                 ) from None  # fmt: skip
             name = err.field or "algorithm"
-            raise UserError(f"{prefix}.{name}", str(err).split(": ", 1)[-1]) from None
+            raise UserError(f"{prefix}.{name}", err.reason) from None
 
     def digest(self) -> str:
         """Equal specs, equal digests: a request id names one spec (SearchManager.start)."""

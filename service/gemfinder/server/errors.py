@@ -79,7 +79,7 @@ def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, bytes]:
     status = status_pb2.Status(code=code.value[0], message=message)
     field = field_of(exc)
     if field is not None:
-        reason = exc.reason if isinstance(exc, UserError) else str(exc).split(": ", 1)[-1]
+        reason = exc.reason if isinstance(exc, UserError | _core.SearchError) else str(exc)
         violations = getattr(exc, "violations", None) or [(field, reason)]
         violations = fit_violations(violations, MAX_DETAILS_BYTES - len(message.encode()) - 16)
         detail = any_pb2.Any()

@@ -12,7 +12,7 @@
 //! minimums.
 use serde::{Deserialize, Serialize};
 
-use crate::config::{gem_first_cut, Algorithm};
+use crate::algorithms::{gem_first_cut, Algorithm, Style};
 use crate::work;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,50 +26,13 @@ pub struct RoundPlan {
 }
 
 impl RoundPlan {
-    /// The plan of a round-based algorithm for `n_models` models (None for other algorithms).
+    /// The plan of a round-based algorithm for `n_models` models (None for other algorithms):
+    /// the plan function of its table entry (`algorithms.rs`).
     pub fn for_algorithm(algorithm: &Algorithm, n_models: usize) -> Option<RoundPlan> {
-        let plan = match algorithm {
-            Algorithm::Uniform => RoundPlan {
-                n_models,
-                weights: vec![1.0],
-                survivors_after: vec![1],
-                min_items: vec![1],
-            },
-            Algorithm::SequentialHalving { .. } | Algorithm::BayesElimination => halving(n_models),
-            Algorithm::GemSearch {
-                first_round_share,
-                first_cut,
-            } => {
-                let first_cut = gem_first_cut(*first_cut, n_models);
-                if n_models <= first_cut {
-                    halving(n_models)
-                } else {
-                    let rest = halving(first_cut);
-                    let later = rest.weights.len() as f64;
-                    let mut weights = vec![if later == 0.0 {
-                        1.0
-                    } else {
-                        *first_round_share
-                    }];
-                    weights.extend(
-                        rest.weights
-                            .iter()
-                            .map(|_| (1.0 - first_round_share) / later),
-                    );
-                    let mut survivors_after = vec![first_cut];
-                    survivors_after.extend(rest.survivors_after);
-                    RoundPlan {
-                        n_models,
-                        min_items: vec![1; weights.len()],
-                        weights,
-                        survivors_after,
-                    }
-                }
-            }
-            Algorithm::SuccessiveRejects => successive_rejects(n_models),
-            _ => return None,
-        };
-        Some(plan)
+        match algorithm.spec().style {
+            Style::Rounds(plan) => Some(plan(algorithm, n_models)),
+            Style::Immediate(_) | Style::Sequential(_) => None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -120,8 +83,44 @@ impl RoundPlan {
     }
 }
 
+/// Uniform allocation: one round that keeps the best.
+pub fn uniform(n_models: usize) -> RoundPlan {
+    RoundPlan {
+        n_models,
+        weights: vec![1.0],
+        survivors_after: vec![1],
+        min_items: vec![1],
+    }
+}
+
+/// Gem search: a first round with `first_round_share` of the budget keeps `first_cut` models
+/// (resolved by [`gem_first_cut`]), then correlated halving; plain halving when the pool is no
+/// larger than the cut.
+pub fn gem(first_round_share: f64, first_cut: usize, n_models: usize) -> RoundPlan {
+    let first_cut = gem_first_cut(first_cut, n_models);
+    if n_models <= first_cut {
+        return halving(n_models);
+    }
+    let rest = halving(first_cut);
+    let later = rest.weights.len() as f64;
+    let mut weights = vec![if later == 0.0 { 1.0 } else { first_round_share }];
+    weights.extend(
+        rest.weights
+            .iter()
+            .map(|_| (1.0 - first_round_share) / later),
+    );
+    let mut survivors_after = vec![first_cut];
+    survivors_after.extend(rest.survivors_after);
+    RoundPlan {
+        n_models,
+        min_items: vec![1; weights.len()],
+        weights,
+        survivors_after,
+    }
+}
+
 /// Sequential Halving: keep ceil(|S|/2) per round, ceil(log2 K) rounds of equal weight.
-fn halving(n_models: usize) -> RoundPlan {
+pub fn halving(n_models: usize) -> RoundPlan {
     let mut survivors_after = Vec::new();
     let mut alive = n_models;
     while alive > 1 {
@@ -139,7 +138,7 @@ fn halving(n_models: usize) -> RoundPlan {
 /// Successive Rejects (Audibert, Bubeck, Munos 2010). Phase k brings every survivor up to
 /// n_k, proportional to 1 / (K + 1 - k), then drops the worst. The cost of phase 1 is
 /// proportional to 1 and of phase k >= 2 to 1 / (K + 2 - k): those are the weights.
-fn successive_rejects(n_models: usize) -> RoundPlan {
+pub fn successive_rejects(n_models: usize) -> RoundPlan {
     let phases = n_models.saturating_sub(1);
     let weights = (1..=phases)
         .map(|k| {
@@ -164,7 +163,17 @@ fn successive_rejects(n_models: usize) -> RoundPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Sampling;
+    use crate::algorithms::{Sampling, ALGORITHMS};
+
+    #[test]
+    fn exactly_the_round_based_algorithms_have_a_plan() {
+        for spec in ALGORITHMS {
+            let algorithm = Algorithm::from_name(spec.name, &Default::default()).unwrap();
+            let plan = RoundPlan::for_algorithm(&algorithm, 10);
+            let rounds = matches!(spec.style, Style::Rounds(_));
+            assert_eq!(plan.is_some(), rounds, "{}", spec.name);
+        }
+    }
 
     #[test]
     fn halving_rounds() {
