@@ -13,7 +13,7 @@ import numpy as np
 from gemfinder import _core
 from gemfinder.budget import U64_MAX, Budget, too_small
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.matrix import CorrectnessMatrix
 
 CHUNK = 250
 

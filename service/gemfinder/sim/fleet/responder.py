@@ -33,7 +33,7 @@ class UnanswerableTasks(ValueError):
         named = ", ".join(f"{task} ({form or 'no answer_form'})" for task, form in forms.items())
         super().__init__(
             f"the simulated fleet cannot answer task(s) {named}: it writes replies of the forms "
-            f"{', '.join(FORMS)} (gemfinder/fleet/responder.py), the form a task declares as "
+            f"{', '.join(FORMS)} (gemfinder/sim/fleet/responder.py), the form a task declares as "
             "its answer_form"
         )
 
