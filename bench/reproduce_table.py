@@ -49,7 +49,8 @@ NO_QUERIES = frozenset({"random", "best_base"})  # the budget does not matter: r
 
 
 def plan_algorithms(requested: Sequence[str], matrix: CorrectnessMatrix) -> list[str]:
-    """The requested names minus duplicates (`default` when it is `gem`) and impossible rows."""
+    """The requested names minus duplicates (`default` when its algorithm is named too) and
+    impossible rows."""
     out: list[str] = []
     seen: set[str] = set()
     for name in requested:

@@ -28,9 +28,8 @@ def loss_figures(losses: np.ndarray) -> dict:
     """`loss_mean` with a 95% interval (mean +- 1.96 s.e.) and `loss_p90` (points; the 90th
     percentile by linear interpolation between order statistics, NumPy's default)."""
     losses = np.asarray(losses, dtype=np.float64)
-    mean = float(losses.mean())
-    half = 1.959963984540054 * float(losses.std(ddof=1)) / math.sqrt(len(losses))
-    half = half if len(losses) > 1 else 0.0
+    mean, n = float(losses.mean()), len(losses)
+    half = 1.959963984540054 * float(losses.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
     return {
         "loss_mean": mean,
         "loss_mean_ci": (mean - half, mean + half),

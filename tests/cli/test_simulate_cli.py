@@ -61,7 +61,7 @@ def test_json_rows_for_every_algorithm_and_budget(pool_npz):
         assert row["loss_mean"] >= 0 and row["loss_p90"] >= 0
         assert row["p_best"] <= row["p_within_half_point"]
     default = [r for r in rows if r["requested"] == "default"]
-    assert {r["algorithm"] for r in default} == {"gem"}
+    assert {r["algorithm"] for r in default} == {"sh_correlated"}  # chosen in docs/results.md
     assert all(
         r["mean_rank"] == 1.0 for r in default if r["budget_per_model"] == 20
     )  # model 7 is perfect
@@ -101,7 +101,7 @@ def test_table_is_printed_with_intervals(pool_npz):
         "simulate", "--matrix", str(pool_npz), "--budget-per-model", "10", "--trials", "20"
     )
     assert out.returncode == 0, out.stderr
-    assert "mean rank" in out.stdout and "gem" in out.stdout and "95%" in out.stdout
+    assert "mean rank" in out.stdout and "sh_correlated" in out.stdout and "95%" in out.stdout
 
 
 def test_real_matrix_csv(shared_data):

@@ -17,7 +17,7 @@ from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_di
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.result import finite
-from gemfinder.search.spec import Limits, SearchSpec
+from gemfinder.search.spec import Limits, SearchSpec, default_algorithm
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
@@ -129,7 +129,7 @@ def spec_from_proto(
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
-    algorithm = msg.algorithm or _core.DEFAULT_ALGORITHM
+    algorithm = msg.algorithm or default_algorithm(candidates)
     if algorithm not in _core.ALGORITHMS:
         raise UserError("spec.algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
     spec = SearchSpec(
