@@ -66,7 +66,7 @@ def run_case(matrix, n_avg: float, share: float, trials: int) -> dict[str, float
         truth = winner not in top and all(acc[winner] > acc[t] for t in top)
         verdict, evidence = gem.verdict(spec, winner, outcomes)
         winners[seed] = winner
-        shared += evidence[0]["shared_items"] if evidence else 0
+        shared += evidence[0].shared_items if evidence else 0
         if verdict in (gem.HIDDEN_GEM, gem.NOT_A_GEM):
             decided += 1
             if (verdict == gem.HIDDEN_GEM) == truth:

@@ -26,3 +26,31 @@ def shared_data() -> Path:
             pytest.fail(missing + " (required: GEMFINDER_REQUIRE_SHARED_DATA=1)")
         pytest.skip(missing)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/pg_support.py): skips, saying why, when
+    the binaries are absent, unless GEMFINDER_REQUIRE_POSTGRES=1 (.ci/run sets it)."""
+    from tests.pg_support import MISSING, PostgresServer, find_bin
+
+    bin_dir = find_bin()
+    if bin_dir is None:
+        if os.environ.get("GEMFINDER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(MISSING + " (required: GEMFINDER_REQUIRE_POSTGRES=1)")
+        pytest.skip(MISSING)
+    server = PostgresServer(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_db(request, tmp_path):
+    """new_db(name) -> the --db value of a new, empty database of each store backend: a SQLite
+    file in tmp_path, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return lambda name: str(tmp_path / name)
+    server = request.getfixturevalue("postgres")
+    return lambda name: server.new_database()

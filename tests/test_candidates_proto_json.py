@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
+from gemfinder.backends.registry import NAMES as BACKENDS
 from gemfinder.candidates import (
-    BACKENDS,
     Candidate,
     candidate_from_dict,
     candidate_record,

@@ -129,7 +129,7 @@ async def test_a_dead_fleet_fails_a_large_search_in_seconds_with_few_connections
     took = time.monotonic() - started
     await oracle.aclose()
     assert row.state == "failed" and "more than the search's budget" in row.error
-    assert row.progress["failed"] > 2000 and row.progress["spent"] == 0  # no wrong answers
+    assert row.progress.failed > 2000 and row.progress.spent == 0  # no wrong answers
     assert stats.count("graded") == 0
     # Before the circuit: ~9,000 refused connections here (4.5 per failed query).
     assert stats.count("attempt") <= 100, stats.count("attempt")

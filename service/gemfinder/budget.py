@@ -1,4 +1,9 @@
-"""Budget errors in the caller's own terms.
+"""A search's budget, and its errors in the caller's own terms.
+
+`Budget` is the one value every caller builds (the service from `spec.budget`, the CLI from
+`--budget`/`--budget-per-model`, the demo from `--per-model`, the simulator from
+`budget_per_model`): the conversion from per model to a total, the default, the per-model check
+and the split between the search and the gem check happen here and nowhere else.
 
 The core only sees the search's share of the budget (after the gem check keeps its reserve)
 and counts it in queries; a caller gave a total or a number per model. These errors restate the
@@ -12,6 +17,9 @@ import math
 from dataclasses import dataclass
 
 from gemfinder.errors import UserError
+
+DEFAULT_PER_MODEL = 50  # queries per model when the caller sets no budget (CLI, demo, server)
+U64_MAX = 2**64 - 1  # the core counts queries in u64
 
 
 @dataclass(frozen=True)
@@ -38,16 +46,73 @@ class BudgetAsked:
         return f"{(math.ceil(total / n_models) if up else total // n_models):,}"
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A budget in queries for the whole search (`total`) and how the caller gave it (`asked`:
+    the number sent and the field that carried it, for errors)."""
+
+    total: int
+    asked: BudgetAsked
+
+    @classmethod
+    def of_total(cls, total: int, field: str, share_field: str | None = None) -> Budget:
+        """A total as sent; its range is checked with the rest of the spec (`check_range`)."""
+        return cls(total, BudgetAsked(field, share_field=share_field))
+
+    @classmethod
+    def of_per_model(
+        cls,
+        per_model: float | None,
+        n_models: int,
+        field: str,
+        share_field: str | None = None,
+        default: int = DEFAULT_PER_MODEL,
+        default_field: str | None = None,
+        whole: bool = True,
+    ) -> Budget:
+        """`per_model` queries for each of `n_models`; None: `default` per model, said as the
+        default budget filed under `default_field` when given (`spec.budget`), else as if sent
+        in `field` (a flag whose help names the default). `whole`: a whole number of at least 1
+        (requests, flags); else any positive number, the total rounded (the simulator's
+        average per model)."""
+        if per_model is None:
+            if default_field is not None:
+                asked = BudgetAsked(default_field, default, share_field, default=True)
+                return cls(default * n_models, asked)
+            per_model = default
+        asked = BudgetAsked(field, per_model, share_field)
+        if whole:  # a total above the cap is said in the caller's unit by check_range
+            if per_model < 1:
+                raise UserError(field, f"must be at least 1, got {per_model}")
+            return cls(int(per_model) * n_models, asked)
+        if not per_model > 0:
+            raise UserError(field, f"must be positive, got {per_model}")
+        if not math.isfinite(per_model) or per_model * n_models > U64_MAX:
+            raise UserError(field, f"too large, got {per_model}")
+        return cls(int(round(per_model * n_models)), asked)
+
+    def check_range(self, n_models: int, max_budget: int) -> None:
+        """At least 1 query and at most the server's cap."""
+        if self.total < 1 or self.total > max_budget:
+            raise out_of_range(self.asked, self.total, n_models, max_budget)
+
+
+def gem_check_reserve(total: int, share: float) -> int:
+    """Queries of `total` kept back for the gem check (`share` 0 when it does not run); the
+    rest is the search's."""
+    return int(share * total)
+
+
 def _num(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _smallest_total(needed: int, share: float) -> int:
-    """The smallest total whose search share (total - int(share * total)) reaches `needed`."""
+    """The smallest total whose search share (total minus the reserve) reaches `needed`."""
     total = math.ceil(needed / (1.0 - share)) if share < 1.0 else needed
-    while total - int(share * total) < needed:
+    while total - gem_check_reserve(total, share) < needed:
         total += 1
-    while total > needed and (total - 1) - int(share * (total - 1)) >= needed:
+    while total > needed and (total - 1) - gem_check_reserve(total - 1, share) >= needed:
         total -= 1
     return total
 

@@ -11,7 +11,7 @@ request (grpcurl, `json_format.ParseDict`): `candidate_record` writes the proto 
 the enum name of the backend (`"BACKEND_TGI"`). The loader reads what ParseDict reads (field
 names or their lowerCamelCase JSON names, enum names or numbers) and also the lower-case backend
 spelling (`"tgi"`) that files written before that rule use. Inside gemfinder the backend is
-that short name.
+that short name (gemfinder.backends.registry has them all).
 """
 
 from __future__ import annotations
@@ -25,35 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gemfinder.backends.registry import DEFAULT, enum_name, parse_backend
 from gemfinder.errors import UserError
 
-# Short names, in the order of the proto enum's values 1, 2, 3 (BACKEND_TGI, ...).
-BACKENDS = ("tgi", "openai", "openai_completions")
-OPENAI_BACKENDS = ("openai", "openai_completions")  # list their models at GET /v1/models
-_ENUM_PREFIX = "BACKEND_"
 # lowerCamelCase JSON names of the proto fields (what json_format writes by default).
 _JSON_NAMES = {"modelId": "model_id", "adapterId": "adapter_id", "priorScore": "prior_score"}
 _FIELDS = {"model_id", "endpoint", "backend", "adapter_id", "downloads", "official", "prior_score"}
-
-
-def backend_enum_name(backend: str) -> str:
-    """`openai` -> `BACKEND_OPENAI`: the proto JSON spelling files are written with."""
-    return _ENUM_PREFIX + backend.upper()
-
-
-def parse_backend(value: Any, field: str) -> str:
-    """The short name of a backend given as an enum name (`BACKEND_OPENAI`), an enum number
-    (proto JSON allows both) or the short name itself (`openai`, older files)."""
-    if value == _ENUM_PREFIX + "UNSPECIFIED":  # the proto default, served as TGI
-        return "tgi"
-    if isinstance(value, str):
-        short = value[len(_ENUM_PREFIX) :].lower() if value.startswith(_ENUM_PREFIX) else value
-        if short in BACKENDS and value in (short, backend_enum_name(short)):
-            return short
-    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= len(BACKENDS):
-        return BACKENDS[max(value, 1) - 1]
-    names = ", ".join(backend_enum_name(b) for b in BACKENDS)
-    raise UserError(field, f"must be one of {names} (or {', '.join(BACKENDS)}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +39,7 @@ class Candidate:
 
     model_id: str
     endpoint: str
-    backend: str = "tgi"
+    backend: str = DEFAULT  # a short name of gemfinder.backends.registry
     adapter_id: str | None = None
     downloads: float | None = None
     official: bool = False
@@ -144,7 +121,7 @@ def candidate_from_dict(data: Any, where: str = "candidate") -> Candidate:
     if not isinstance(endpoint, str):
         raise UserError(f"{where}.endpoint", "required, an http(s) URL")
     check_endpoint_url(endpoint, f"{where}.endpoint")
-    backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
+    backend = parse_backend(data.get("backend", DEFAULT), f"{where}.backend")
     adapter_id = data.get("adapter_id")
     if adapter_id is not None and (not isinstance(adapter_id, str) or not adapter_id.strip()):
         raise UserError(f"{where}.adapter_id", "must be a non-empty string when given")
@@ -195,7 +172,7 @@ def candidate_record(cand: Candidate) -> dict[str, Any]:
     the backend's enum name): `candidate_from_dict` reads it back equal. Unset fields are left
     out; a whole download count is written as an integer."""
     record = {k: v for k, v in asdict(cand).items() if v is not None}
-    record["backend"] = backend_enum_name(cand.backend)
+    record["backend"] = enum_name(cand.backend)
     if isinstance(record.get("downloads"), float) and record["downloads"].is_integer():
         record["downloads"] = int(record["downloads"])
     return record

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.errors import UserError
 from gemfinder.oracles.allowlist import compile_pattern
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
@@ -23,7 +24,8 @@ from gemfinder.search.spec import Limits
 HELP = {
     "address": "gRPC listen address host:port (port 0: pick a free one)",
     "metrics_port": "Prometheus /metrics port on the same host (0: disabled)",
-    "db": "SQLite database of searches, snapshots and the evaluation cache",
+    "db": "database of searches, snapshots and the evaluation cache: a SQLite file, or a "
+    "postgresql://user:password@host:port/dbname URL",
     "token": "bearer token required from clients (empty: no auth)",
     "tls_cert": "PEM certificate chain for TLS (with tls_key; empty: plaintext)",
     "tls_key": "PEM private key for TLS",
@@ -85,7 +87,7 @@ class ServerConfig:
     # 0.75 MB; bigger query sets belong in --query-sets. A caller with the token can make the
     # server hold this much per call in flight.
     max_message_bytes: int = 4 * 1024 * 1024
-    default_queries_per_model: int = 50
+    default_queries_per_model: int = DEFAULT_PER_MODEL
     endpoint_concurrency: int = 8
     request_timeout_s: float = 120.0
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES

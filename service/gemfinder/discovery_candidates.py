@@ -21,12 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from gemfinder.candidates import (
-    Candidate,
-    backend_enum_name,
-    candidate_from_dict,
-    candidate_record,
-)
+from gemfinder.backends.registry import DEFAULT, enum_name
+from gemfinder.candidates import Candidate, candidate_from_dict, candidate_record
 from gemfinder.discovery import Discovery, FoundModel
 from gemfinder.errors import UserError
 from gemfinder.outputs import write_whole
@@ -46,7 +42,7 @@ class Serving:
     """Where candidates are served: URL templates, the backend, and what to keep."""
 
     endpoint: str
-    backend: str = "tgi"
+    backend: str = DEFAULT
     adapter_endpoint: str | None = None  # default: `endpoint` filled in for the base model
     min_downloads: float = 0.0
     nested_adapters: bool = False
@@ -156,7 +152,7 @@ def endpoint_records(candidates: Iterable[Candidate]) -> list[dict]:
     by_url: dict[str, dict] = {}
     for cand in candidates:
         entry = by_url.setdefault(
-            cand.endpoint, {"url": cand.endpoint, "backend": backend_enum_name(cand.backend)}
+            cand.endpoint, {"url": cand.endpoint, "backend": enum_name(cand.backend)}
         )
         if cand.adapter_id is not None:
             entry.setdefault("adapters", []).append(cand.adapter_id)

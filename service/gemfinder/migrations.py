@@ -11,7 +11,13 @@ To change the schema, append a Migration with the next number: never edit or reo
 one, and make each step work from the state every earlier version can leave (tests/service/
 test_store_migrations.py opens a store of every earlier version). Steps are plain statements or
 functions of the connection; what is SQLite's own (how to take the write lock, where the version
-lives) is a `Dialect`, so a PostgreSQL store can run its own list through the same `migrate`.
+lives) is a `Dialect`.
+
+PostgreSQL (gemfinder.pg_store) runs its own list, PG_MIGRATIONS, through the same `migrate`.
+Version numbers name one logical schema on both: PostgreSQL support began at version 3, so its
+list starts with a baseline 3 that creates version 3's tables in an empty database, and a change
+of the schema from then on is a migration of the same number appended to both lists
+(tests/store/test_pg_migrations.py applies it from an empty database and from every step).
 """
 
 from __future__ import annotations
@@ -45,7 +51,11 @@ SQLITE = Dialect(
 )
 
 
-class SchemaTooNew(sqlite3.DatabaseError):
+class SchemaMismatch(sqlite3.DatabaseError):
+    """The database's schema version is one no migration of this list starts from."""
+
+
+class SchemaTooNew(SchemaMismatch):
     """The database was written by a newer gemfinder (its schema version is above ours)."""
 
 
@@ -113,14 +123,83 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 LATEST = MIGRATIONS[-1].version
 
+# PostgreSQL: one connection in autocommit mode; the schema's version is the one row of
+# gemfinder_schema, and a transaction-scoped advisory lock serialises replicas starting at once
+# (a plain table lock cannot: the table may not exist yet).
+PG_LOCK_KEY = 0x67656D66  # "gemf": any constant shared by every gemfinder
+
+
+def _pg_version(db: Any) -> int:
+    if db.execute("SELECT to_regclass('gemfinder_schema')").fetchone()[0] is None:
+        return 0  # an empty database, or one that gemfinder never wrote
+    return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM gemfinder_schema").fetchone()[0])
+
+
+PG = Dialect(
+    f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY})",
+    _pg_version,
+    lambda db, version: db.execute(
+        "CREATE TABLE IF NOT EXISTS gemfinder_schema (version integer NOT NULL);"
+        f" DELETE FROM gemfinder_schema; INSERT INTO gemfinder_schema VALUES ({int(version)})"
+    ),
+)
+
+
+PG_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        3,
+        "baseline: the tables of schema version 3 (searches, snapshots, pulls, evaluation cache)",
+        (
+            """CREATE TABLE searches (
+                id text PRIMARY KEY,
+                request_id text UNIQUE,
+                state text NOT NULL,
+                spec text NOT NULL,
+                created double precision NOT NULL,
+                updated double precision NOT NULL,
+                progress text,
+                result text,
+                error text
+            )""",
+            "CREATE INDEX searches_created ON searches (created DESC, id DESC)",
+            # Resume at start reads the unfinished searches: a partial index keeps that cheap.
+            "CREATE INDEX searches_unfinished ON searches (created)"
+            " WHERE state IN ('pending', 'running')",
+            """CREATE TABLE snapshots (
+                search_id text PRIMARY KEY REFERENCES searches (id) ON DELETE CASCADE,
+                data bytea NOT NULL,
+                updated double precision NOT NULL
+            )""",
+            """CREATE TABLE pulls (
+                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                model integer NOT NULL,
+                item integer NOT NULL,
+                reward smallint NOT NULL,
+                PRIMARY KEY (search_id, model, item)
+            )""",
+            """CREATE TABLE evals (
+                key text PRIMARY KEY,
+                reward smallint NOT NULL,
+                created double precision NOT NULL
+            )""",
+        ),
+    ),
+)
+PG_LATEST = PG_MIGRATIONS[-1].version
+assert PG_LATEST == LATEST, "a schema change needs a migration in both lists"
+
 
 def migrate(
     db: Any, migrations: Sequence[Migration] = MIGRATIONS, dialect: Dialect = SQLITE
 ) -> tuple[int, int]:
     """Bring `db` (autocommit mode, no open transaction) to the last version of `migrations`;
-    returns (version found, version now). Raises SchemaTooNew for a newer database."""
+    returns (version found, version now). Raises SchemaTooNew for a newer database.
+
+    A list may start above 1 with a baseline that builds its version from an empty database
+    (version 0); a database below the baseline but not empty is then refused (SchemaMismatch)."""
     numbers = [m.version for m in migrations]
-    if numbers != list(range(1, len(numbers) + 1)):
+    first = numbers[0] if numbers else 1
+    if first < 1 or numbers != list(range(first, first + len(numbers))):
         raise ValueError(f"migrations must be numbered 1, 2, ... in order, got {numbers}")
     latest = numbers[-1] if numbers else 0
     db.execute(dialect.begin)  # the write lock first: the version read below stays true
@@ -131,7 +210,12 @@ def migrate(
                 f"schema version {found} is newer than this gemfinder's {latest}; "
                 "use a newer gemfinder or another database"
             )
-        for migration in migrations[found:]:
+        if 0 < found < first:
+            raise SchemaMismatch(
+                f"schema version {found} predates version {first}, where this backend's "
+                "migrations start"
+            )
+        for migration in migrations[max(found - first + 1, 0) :]:
             for step in migration.steps:
                 if callable(step):
                     step(db)

@@ -6,19 +6,17 @@ Trial t uses the same item permutation for every algorithm (common random number
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from gemfinder import _core
-from gemfinder.budget import BudgetAsked, too_small
+from gemfinder.budget import U64_MAX, Budget, too_small
 from gemfinder.errors import UserError
 from gemfinder.loss import cost_to_confidence, loss_figures, trial_losses
 from gemfinder.matrix import CorrectnessMatrix
 
 CHUNK = 250
-U64_MAX = 2**64 - 1  # the core takes seeds, budgets and trial numbers as u64
 
 
 def algorithm_name(name: str) -> str:
@@ -48,12 +46,9 @@ def parse_algorithm(spec: str) -> tuple[str, dict[str, float]]:
     return name, params
 
 
-def total_budget(budget_per_model: float, n_models: int) -> int:
-    if not budget_per_model > 0:
-        raise UserError("budget_per_model", f"must be positive, got {budget_per_model}")
-    if not math.isfinite(budget_per_model) or budget_per_model * n_models > U64_MAX:
-        raise UserError("budget_per_model", f"too large, got {budget_per_model}")
-    return int(round(budget_per_model * n_models))
+def _budget(budget_per_model: float, n_models: int) -> Budget:
+    """An average per model (any positive number), the total rounded."""
+    return Budget.of_per_model(budget_per_model, n_models, "budget_per_model", whole=False)
 
 
 def check_seed(seed: int) -> int:
@@ -144,13 +139,13 @@ def _checked(
     check_trials(trials)
     check_seed(seed)
     name = algorithm_name(algorithm)
-    budget = total_budget(budget_per_model, matrix.n_models)
+    total = _budget(budget_per_model, matrix.n_models).total
     popularity = None if matrix.downloads is None else matrix.downloads.tolist()
     if name == "best_base" and popularity is None:
         raise UserError("matrix", "best_base needs model downloads (an .npz with 'downloads')")
     # Zero trials: the core checks the budget and parameters and does no work.
     _trials(matrix, name, budget_per_model, seed, 0, 0, params, popularity)
-    return name, budget, popularity
+    return name, total, popularity
 
 
 def _trials(
@@ -163,16 +158,17 @@ def _trials(
     params: dict[str, float] | None,
     popularity: list[float] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    budget = total_budget(budget_per_model, matrix.n_models)
+    given = _budget(budget_per_model, matrix.n_models)
     try:
         return _core.simulate_trials(
-            matrix.correct, name, budget, seed, start, stop, params, None, popularity
+            matrix.correct, name, given.total, seed, start, stop, params, None, popularity
         )
     except _core.SearchError as err:
-        if err.kind == "budget_too_small":  # in the caller's unit: per model
-            asked = BudgetAsked("budget_per_model", budget_per_model)
+        if err.kind == "budget_too_small":  # in the caller's unit: per model; no gem check
             n = matrix.n_models
-            raise too_small(asked, budget, n, 0, 0.0, name, err.needed, err.why) from None
+            raise too_small(
+                given.asked, given.total, n, 0, 0.0, name, err.needed, err.why
+            ) from None
         raise UserError(_field(err, name), _reason(err)) from None
 
 

@@ -12,7 +12,8 @@ used from the event loop thread only; writes are short transactions. The schema 
 upgraded on open by gemfinder.migrations.
 
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
-is a UserError naming the option, and such a file is left untouched.
+is a UserError naming the option, and such a file is left untouched. `open_store` picks this
+store or gemfinder.pg_store's PostgreSQL one (same methods) from what the option gives.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import migrate
+from gemfinder.search.values import Progress, Result
 
 UNFINISHED = ("pending", "running")
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
@@ -41,8 +43,8 @@ class SearchRow:
     spec: dict[str, Any]
     created: float
     updated: float
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
+    progress: Progress | None
+    result: Result | None
     error: str | None
 
 
@@ -104,8 +106,8 @@ class Store:
         search_id: str,
         *,
         state: str | None = None,
-        progress: dict[str, Any] | None = None,
-        result: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        result: Result | None = None,
         error: str | None = None,
     ) -> None:
         sets, args = ["updated = ?"], [time.time()]
@@ -113,10 +115,10 @@ class Store:
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
-        for column, value in (("progress", progress), ("result", result)):
-            if value is not None:
+        for column, typed in (("progress", progress), ("result", result)):
+            if typed is not None:
                 sets.append(f"{column} = ?")
-                args.append(json.dumps(value))
+                args.append(json.dumps(typed.to_json()))
         self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?", (*args, search_id))
 
     def get_search(self, search_id: str) -> SearchRow | None:
@@ -247,6 +249,16 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM evals").fetchone()[0])
 
 
+def open_store(target: str | Path, option: str = "--db") -> Any:
+    """The store `target` names: a postgresql:// (or postgres://) URL is PostgreSQL
+    (gemfinder.pg_store), anything else a SQLite file (":memory:" for none)."""
+    if str(target).startswith(("postgresql://", "postgres://")):
+        from gemfinder.pg_store import PgStore  # psycopg is loaded only when it is used
+
+        return PgStore(str(target), option)
+    return Store(target, option)
+
+
 def _row(row: tuple) -> SearchRow:
     sid, request_id, state, spec, created, updated, progress, result, error = row
     return SearchRow(
@@ -256,7 +268,7 @@ def _row(row: tuple) -> SearchRow:
         spec=json.loads(spec),
         created=created,
         updated=updated,
-        progress=json.loads(progress) if progress else None,
-        result=json.loads(result) if result else None,
+        progress=Progress.from_json(json.loads(progress)) if progress else None,
+        result=Result.from_json(json.loads(result)) if result else None,
         error=error,
     )

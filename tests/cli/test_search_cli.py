@@ -34,10 +34,10 @@ def test_matrix_mode_prints_ranking_and_gem_report(files, capsys):
     assert "vs 768 for exhaustive" in out
 
 
-def test_json_and_store_cache_and_rerun(files, capsys):
+def test_json_and_store_cache_and_rerun(files, capsys, new_db):
     tmp_path, _, _ = files
     argv = search(tmp_path, "--matrix", str(tmp_path / "m.npz"), "--json")
-    argv += ["--store", str(tmp_path / "s.db"), "--budget-per-model", "20", "--seed", "1"]
+    argv += ["--store", new_db("s.db"), "--budget-per-model", "20", "--seed", "1"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["recommended_model_id"] == BEST

@@ -50,10 +50,8 @@ async def _search(server: Server, spec: pb.SearchSpec, request_id: str) -> pb.Se
     return search.result
 
 
-async def _server(tmp_path, db: str, endpoints) -> Server:
-    config = ServerConfig(
-        address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / db), endpoints=str(endpoints)
-    )
+async def _server(db: str, endpoints) -> Server:
+    config = ServerConfig(address="127.0.0.1:0", metrics_port=0, db=db, endpoints=str(endpoints))
     server = Server(config)
     await server.start()
     return server
@@ -63,7 +61,7 @@ def _ranking(result: pb.SearchResult) -> list[tuple[str, int, int]]:
     return [(r.model_id, r.successes, r.items_seen) for r in result.ranking]
 
 
-async def test_an_attackers_endpoint_cannot_change_another_searchs_winner(tmp_path):
+async def test_an_attackers_endpoint_cannot_change_another_searchs_winner(tmp_path, new_db):
     matrix, items = clear_best_pool()
     # The attacker's fleet serves the same model ids with every answer flipped: the true best
     # is wrong on nearly everything, the weakest right on nearly everything.
@@ -77,11 +75,11 @@ async def test_an_attackers_endpoint_cannot_change_another_searchs_winner(tmp_pa
     victim = spec_proto(candidates, items, per_model=30, seed=7)
     servers = []
     try:
-        fresh = await _server(tmp_path, "fresh.db", endpoints)
+        fresh = await _server(new_db("fresh.db"), endpoints)
         servers.append(fresh)
         clean = await _search(fresh, victim, "victim")
 
-        shared = await _server(tmp_path, "shared.db", endpoints)
+        shared = await _server(new_db("shared.db"), endpoints)
         servers.append(shared)
         # Every (model, item) answered by the attacker's fleet, under several seeds.
         for seed in range(3):
@@ -107,7 +105,7 @@ async def test_an_attackers_endpoint_cannot_change_another_searchs_winner(tmp_pa
     assert sent == poisoned.queries_spent == clean.queries_spent
 
 
-async def test_endpoints_share_answers_only_when_the_operator_groups_them(tmp_path):
+async def test_endpoints_share_answers_only_when_the_operator_groups_them(tmp_path, new_db):
     matrix, items = clear_best_pool(n_models=8, per_task=6)
     first, candidates, first_configs = await start_fleet(matrix, items)
     second, replicas, second_configs = await start_fleet(matrix, items)
@@ -122,7 +120,7 @@ async def test_endpoints_share_answers_only_when_the_operator_groups_them(tmp_pa
             path = _endpoints_file(
                 tmp_path / f"{group}.json", first_configs, second_configs, group=group
             )
-            server = await _server(tmp_path, f"{group}.db", path)
+            server = await _server(new_db(f"{group}.db"), path)
             servers.append(server)
             spent = (await _search(server, spec_on["first"], "a")).queries_spent
             before = generate_requests(second)

@@ -23,11 +23,11 @@ from tests.service.support import (
 
 
 async def _server(tmp_path, db: str, endpoints) -> tuple[subprocess.Popen, int]:
-    log = (tmp_path / f"{db}.log").open("a")
+    log = (tmp_path / "server.log").open("a")
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0",
-            "--db", str(tmp_path / db), "--endpoints", str(endpoints), "--metrics-port", "0",
+            "--db", db, "--endpoints", str(endpoints), "--metrics-port", "0",
         ],
         stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -56,24 +56,25 @@ async def _finish(port: int, spec, request_id: str, kill_at: float | None, proc)
             await asyncio.sleep(0.05)
 
 
-async def test_kill_9_and_restart_gives_the_same_result(tmp_path):
+async def test_kill_9_and_restart_gives_the_same_result(tmp_path, new_db):
     matrix, items = clear_best_pool(n_models=24, per_task=15)
     fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.004)
     endpoints = write_endpoints(configs, tmp_path / "endpoints.json")
     spec = spec_proto(candidates, items, per_model=30, seed=11)
     procs = []
+    clean_db, crash_db = new_db("clean.db"), new_db("crash.db")
     try:
-        proc, port = await _server(tmp_path, "clean.db", endpoints)
+        proc, port = await _server(tmp_path, clean_db, endpoints)
         procs.append(proc)
         before = generate_requests(fleet)
         clean = await _finish(port, spec, "clean", None, proc)
         clean_queries = generate_requests(fleet) - before
 
         before = generate_requests(fleet)
-        proc, port = await _server(tmp_path, "crash.db", endpoints)
+        proc, port = await _server(tmp_path, crash_db, endpoints)
         procs.append(proc)
         assert await _finish(port, spec, "crash", 0.4, proc) == ""
-        proc, port = await _server(tmp_path, "crash.db", endpoints)
+        proc, port = await _server(tmp_path, crash_db, endpoints)
         procs.append(proc)
         resumed = await _finish(port, spec, "crash", None, proc)
         crash_queries = generate_requests(fleet) - before

@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 from gemfinder.cli import build_parser
@@ -15,7 +14,8 @@ from gemfinder.cli.demo import budget_line, progress_text, short_id, unspent_tex
 from gemfinder.cli.search import build, run_search
 from gemfinder.matrix import save_npz
 from gemfinder.search.spec import SearchSpec
-from gemfinder.server.convert import result_to_proto
+from gemfinder.search.values import Progress
+from gemfinder.server.convert import result_from_proto, result_to_proto
 from gemfinder.store import Store
 
 from tests.service.support import clear_best_pool
@@ -33,7 +33,7 @@ def test_short_id_keeps_the_name_and_the_start_of_the_org():
 
 def _progress(**kw):
     base = dict(total_rounds=9, round=1, survivors=300, spent=0, budget=15000)
-    return SimpleNamespace(**(base | kw), leader_model_id="org/m", leader_accuracy=0.0)
+    return Progress(**(base | kw), leader_model_id="org/m", leader_accuracy=0.0)
 
 
 def test_progress_text_has_no_leader_before_answers():
@@ -64,7 +64,7 @@ def _spec_and_result(tmp_path, per_model: int):
         row = asyncio.run(run_search(spec, oracle, store, progress=False))
     finally:
         store.close()
-    return spec, result_to_proto(row.result)
+    return spec, result_from_proto(result_to_proto(row.result))  # as the demo receives it
 
 
 @pytest.mark.parametrize("per_model", [30, 40])

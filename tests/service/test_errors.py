@@ -48,6 +48,8 @@ def _bad(candidates, items):
     url = spec_proto(candidates, items)
     url.candidates[0].endpoint = "ftp://x"
     algo = spec_proto(candidates, items, algorithm="nope")
+    # Reference rows pick without asking: a live search of one could only fail (spec.py).
+    reference = spec_proto(candidates, items, algorithm="random")
     budget = spec_proto(candidates, items)
     budget.budget.total = 3
     task = spec_proto(candidates, items)
@@ -60,6 +62,7 @@ def _bad(candidates, items):
         (dup, "spec.candidates[1].model_id"),
         (url, "spec.candidates[0].endpoint"),
         (algo, "spec.algorithm"),
+        (reference, "spec.algorithm"),
         (budget, "spec.budget"),
         (task, "spec.query_set.inline.items[0]"),
         (pb.SearchSpec(candidates=good.candidates), "spec.query_set"),

@@ -9,7 +9,8 @@ from gemfinder import report
 from gemfinder.candidates import Candidate
 from gemfinder.search import gem
 from gemfinder.search.spec import SearchSpec
-from gemfinder.server.convert import result_to_proto
+from gemfinder.search.values import Result
+from gemfinder.server.convert import result_from_proto, result_to_proto
 from gemfinder.store import Store
 from gemfinder.v1 import gemfinder_pb2 as pb
 
@@ -42,7 +43,7 @@ def test_popular_model_eliminated_early_on_lucky_items_cannot_veto():
     outcomes = {WINNER: answers(*([1] * 45 + [0] * 5)), POPULAR: answers(1, 1, 1, start=47)}
     verdict, (pair,) = gem.verdict(spec(), WINNER, outcomes)
     assert verdict == gem.UNDETERMINED
-    assert pair["shared_items"] == 3 and pair["other_only_correct"] == 3
+    assert pair.shared_items == 3 and pair.other_only_correct == 3
 
 
 def test_popular_model_eliminated_early_on_unlucky_items_cannot_crown():
@@ -55,8 +56,8 @@ def test_clear_gem_on_shared_items():
     outcomes = {WINNER: answers(*([1] * 30)), POPULAR: answers(*([1, 0] * 15))}
     verdict, (pair,) = gem.verdict(spec(), WINNER, outcomes)
     assert verdict == gem.HIDDEN_GEM
-    assert (pair["winner_only_correct"], pair["other_only_correct"]) == (15, 0)
-    assert pair["model_id"] == "m0" and pair["p_value"] < gem.ALPHA
+    assert (pair.winner_only_correct, pair.other_only_correct) == (15, 0)
+    assert pair.model_id == "m0" and pair.p_value < gem.ALPHA
 
 
 def test_popular_winner_or_better_popular_is_not_a_gem():
@@ -110,10 +111,11 @@ def test_verdict_and_evidence_reach_the_proto_and_the_report():
         "most_popular": {**est, "model_id": "m0", "downloads": 1e6},
         "hidden_gem": verdict == gem.HIDDEN_GEM,
         "gem_verdict": verdict,
-        "gem_evidence": evidence,
+        "gem_evidence": [pair.to_json() for pair in evidence],
     }
-    msg = result_to_proto(result)
+    msg = result_to_proto(Result.from_json(result))
     assert msg.gem_verdict == pb.GEM_VERDICT_HIDDEN_GEM and msg.hidden_gem
     assert msg.gem_evidence[0].winner_only_correct == 30
-    assert report.gem_report(msg) == report.gem_report(result)
-    assert "is a hidden gem" in report.gem_report(msg)
+    received = result_from_proto(msg)
+    assert report.gem_report(received) == report.gem_report(Result.from_json(result))
+    assert "is a hidden gem" in report.gem_report(received)

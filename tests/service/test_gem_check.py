@@ -75,26 +75,26 @@ async def search(pool, share: float, failing=(), store=None):
 async def test_the_check_gives_the_verdict_shared_items_within_the_budget(pool):
     _, _, _, off = await search(pool, 0.0)
     spec, _, oracle, on = await search(pool, 0.1)
-    assert off["recommended_model_id"] == on["recommended_model_id"] == f"m{WINNER}"
-    assert off["gem_check_queries"] == 0
-    assert off["most_popular"]["items_seen"] <= 4 and off["gem_verdict"] == gem.UNDETERMINED
+    assert off.recommended_model_id == on.recommended_model_id == f"m{WINNER}"
+    assert off.gem_check_queries == 0
+    assert off.most_popular.items_seen <= 4 and off.gem_verdict == gem.UNDETERMINED
     # Without the check the popular model is known from the few items it saw before its
     # elimination; with it, from those and up to the reserve more.
-    after = on["most_popular"]["items_seen"]
-    assert 0 < after - on["gem_check_queries"] <= 4 < on["gem_check_queries"]
+    after = on.most_popular.items_seen
+    assert 0 < after - on.gem_check_queries <= 4 < on.gem_check_queries
     # One estimate per model: the ranking shows the popular model as most_popular does.
-    ranked = next(r for r in on["ranking"] if r["model_id"] == f"m{POPULAR}")
-    assert ranked == on["most_popular"]
-    winner = next(r for r in on["ranking"] if r["model_id"] == on["recommended_model_id"])
-    assert winner == on["winner"] and winner["rank"] == 1
-    assert on["gem_check_queries"] <= spec.gem_check_reserve == 40
-    assert on["queries_spent"] == oracle.asked.total() <= spec.budget
-    assert on["gem_evidence"][0]["shared_items"] > off["gem_evidence"][0]["shared_items"]
-    assert on["gem_verdict"] == gem.HIDDEN_GEM
+    ranked = next(r for r in on.ranking if r.model_id == f"m{POPULAR}")
+    assert ranked == on.most_popular
+    winner = next(r for r in on.ranking if r.model_id == on.recommended_model_id)
+    assert winner == on.winner and winner.rank == 1
+    assert on.gem_check_queries <= spec.gem_check_reserve == 40
+    assert on.queries_spent == oracle.asked.total() <= spec.budget
+    assert on.gem_evidence[0].shared_items > off.gem_evidence[0].shared_items
+    assert on.gem_verdict == gem.HIDDEN_GEM
     # The popular model's estimate covers every item it answered.
-    assert on["most_popular"]["accuracy"] == pytest.approx(on["most_popular"]["successes"] / after)
-    lo, hi = _core.wilson_interval(on["most_popular"]["successes"], after)
-    assert (on["most_popular"]["lower"], on["most_popular"]["upper"]) == (lo, hi)
+    assert on.most_popular.accuracy == pytest.approx(on.most_popular.successes / after)
+    lo, hi = _core.wilson_interval(on.most_popular.successes, after)
+    assert (on.most_popular.lower, on.most_popular.upper) == (lo, hi)
 
 
 async def test_a_resumed_check_pays_nothing_twice(pool):
@@ -105,15 +105,15 @@ async def test_a_resumed_check_pays_nothing_twice(pool):
     again = await SearchRunner("s", spec, oracle, store, scheduler=restored).run()
     assert oracle.asked.total() == 0
     for key in ("gem_check_queries", "gem_verdict", "most_popular", "queries_spent"):
-        assert again[key] == first[key]
+        assert getattr(again, key) == getattr(first, key)
 
 
 async def test_a_failing_popular_model_is_not_counted_as_wrong(pool):
     _, _, oracle, result = await search(pool, 0.1, failing=[POPULAR])
     assert oracle.asked[f"m{POPULAR}"] > 0
-    assert result["gem_check_queries"] == 0
-    assert result["most_popular"]["items_seen"] == 0
-    assert result["gem_verdict"] == gem.UNDETERMINED
+    assert result.gem_check_queries == 0
+    assert result.most_popular.items_seen == 0
+    assert result.gem_verdict == gem.UNDETERMINED
 
 
 def test_plan_asks_the_winners_items_the_popular_model_lacks(pool):
@@ -198,7 +198,7 @@ async def test_a_crash_during_the_check_leaves_spent_and_the_metric_whole(pool, 
     spec = SearchSpec(candidates, items, budget=10 * N_MODELS, gem_check_share=0.1, seed=2)
     spec.validate()
     _, _, _, clean = await search(pool, 0.1)
-    assert clean["gem_check_queries"] > 10
+    assert clean.gem_check_queries > 10
 
     store = Store(tmp_path / "g.db")
     oracle = StallingReplay(matrix, answers=7)
@@ -221,12 +221,12 @@ async def test_a_crash_during_the_check_leaves_spent_and_the_metric_whole(pool, 
     await manager.close()
     assert row.state == "succeeded", row.error
     result = row.result
-    assert result["gem_check_queries"] == clean["gem_check_queries"]
-    assert result["queries_spent"] == clean["queries_spent"]
-    assert row.progress["spent"] == result["queries_spent"]
-    assert _search_queries_sum() - before == result["queries_spent"]
+    assert result.gem_check_queries == clean.gem_check_queries
+    assert result.queries_spent == clean.queries_spent
+    assert row.progress.spent == result.queries_spent
+    assert _search_queries_sum() - before == result.queries_spent
     # Only what the crash lost was asked again: the check's unanswered items.
-    assert oracle.asked[f"m{POPULAR}"] <= clean["gem_check_queries"] - 7
+    assert oracle.asked[f"m{POPULAR}"] <= clean.gem_check_queries - 7
 
 
 async def test_a_cancel_during_the_check_ends_cancelled(pool, tmp_path):

@@ -22,7 +22,7 @@ from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec, spec_digest
 from gemfinder.server.app import Server
 from gemfinder.server.errors import DETAILS_KEY
-from gemfinder.store import Store
+from gemfinder.store import Store, open_store
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -53,8 +53,9 @@ def spec(n_models: int, seed: int = 0) -> SearchSpec:
     return SearchSpec(cands, make_items(4, tasks=("mmlu",)), budget=10 * n_models, seed=seed)
 
 
-async def test_same_id_same_spec_attaches_and_another_spec_is_refused():
-    manager = SearchManager(Store(), SlowOracle())
+async def test_same_id_same_spec_attaches_and_another_spec_is_refused(new_db):
+    store = open_store(new_db("r.db"))
+    manager = SearchManager(store, SlowOracle())
     first = await manager.start(spec(60), "nightly-42")
     assert (await manager.start(spec(60), "nightly-42")).id == first.id  # a retry
     with pytest.raises(UserError) as err:
@@ -64,16 +65,18 @@ async def test_same_id_same_spec_attaches_and_another_spec_is_refused():
         await manager.start(spec(60, seed=1), "nightly-42")  # any difference counts
     assert len(manager.list(10, None)) == 1
     await manager.close()
+    store.close()
 
 
-def test_equal_specs_have_equal_digests_also_through_the_store():
+def test_equal_specs_have_equal_digests_also_through_the_store(new_db):
     a, b = spec(5), spec(5)
     assert a.digest() == b.digest() != spec(5, seed=2).digest()
-    store = Store()
+    store = open_store(new_db("r.db"))
     store.create_search("s", "r", a.to_dict())
     row = store.find_request("r")
     assert spec_digest(row.spec) == a.digest() == spec_digest(json.loads(json.dumps(row.spec)))
     assert SearchSpec.from_dict(row.spec).digest() == a.digest()
+    store.close()
 
 
 async def test_a_database_from_before_request_id_checks_compares_its_specs(tmp_path):
@@ -106,13 +109,13 @@ async def test_a_database_from_before_request_id_checks_compares_its_specs(tmp_p
     store.close()
 
 
-async def test_over_grpc_another_spec_is_invalid_argument_naming_request_id(tmp_path):
+async def test_over_grpc_another_spec_is_invalid_argument_naming_request_id(new_db):
     items = make_items(4, tasks=("mmlu",))
     cands = [Candidate(f"m{k}", f"http://h{k}:80") for k in range(60)]
     config = ServerConfig(
         address="127.0.0.1:0",
         metrics_port=0,
-        db=str(tmp_path / "r.db"),
+        db=new_db("r.db"),
         allow_endpoint_patterns="http://h*:80",
     )
     server = Server(config, oracle=SlowOracle())

@@ -17,9 +17,9 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles import OracleResult
 from gemfinder.oracles.base import FailureKind
 from gemfinder.search.manager import SearchManager
-from gemfinder.search.result import finite
 from gemfinder.search.runner import SearchFailed, SearchRunner
 from gemfinder.search.spec import CacheKeys, SearchSpec
+from gemfinder.search.values import Result
 from gemfinder.server.convert import result_to_proto
 from gemfinder.store import Store
 
@@ -100,7 +100,7 @@ async def test_a_failed_search_is_recorded_and_counted_as_failed():
     await manager.close()
     assert ended.state == "failed" and ended.result is None
     assert DEAD in ended.error and "failed queries" in ended.error
-    assert 9 < ended.progress["failed"] <= 18  # the cap, not three tries of everything
+    assert 9 < ended.progress.failed <= 18  # the cap, not three tries of everything
     assert metrics.SEARCHES_FINISHED.labels("failed")._value.get() == failed + 1
     assert metrics.SEARCHES_FINISHED.labels("succeeded")._value.get() == succeeded
 
@@ -155,8 +155,8 @@ async def test_a_lost_answer_does_not_fail_a_clear_winner():
     store = Store()
     store.create_search("s", None, spec.to_dict())
     result = await SearchRunner("s", spec, OneLost(lambda k, i: k == 0), store).run()
-    assert result["recommended_model_id"] == "m0"
-    assert result["queries_failed"] >= 1 and store.skipped("s") == {0: 1}
+    assert result.recommended_model_id == "m0"
+    assert result.queries_failed >= 1 and store.skipped("s") == {0: 1}
 
 
 async def test_unseen_models_are_estimated_at_zero_and_results_are_strict_json():
@@ -169,10 +169,10 @@ async def test_unseen_models_are_estimated_at_zero_and_results_are_strict_json()
     store = Store()
     store.create_search("s", None, spec.to_dict())
     result = await SearchRunner("s", spec, ScriptedOracle(lambda k, i: k == 0), store).run()
-    assert result["recommended_model_id"] == "m0"
-    dead = next(e for e in result["ranking"] if e["model_id"] == "m2")
-    assert (dead["accuracy"], dead["items_seen"], dead["lower"], dead["upper"]) == (0, 0, 0, 1)
-    json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
+    assert result.recommended_model_id == "m0"
+    dead = next(e for e in result.ranking if e.model_id == "m2")
+    assert (dead.accuracy, dead.items_seen, dead.lower, dead.upper) == (0, 0, 0, 1)
+    json.dumps(result.to_json(), allow_nan=False)  # strict JSON: no NaN anywhere
     assert result_to_proto(result).ranking[-1].accuracy == 0.0
     table = report.ranking_table(result).splitlines()
     row = next(line for line in table if " m2 " in line)
@@ -185,7 +185,7 @@ def test_a_result_without_answers_prints_no_ratio():
     est |= {"items_seen": 0, "successes": 0, "downloads": None}
     result = {"ranking": [est], "winner": est, "most_popular": None, "queries_spent": 0}
     result |= {"queries_failed": 4, "queries_cached": 0, "exhaustive_queries": 40}
-    text = report.gem_report(result)
+    text = report.gem_report(Result.from_json(result))
     assert "estimated - on 0 items" in text and "cheaper" not in text, text
 
 
@@ -210,5 +210,5 @@ def test_results_stored_with_nan_read_back_finite():
     stored |= {"queries_spent": 3, "queries_failed": 0, "queries_cached": 0}
     stored |= {"exhaustive_queries": 6, "elapsed_s": 1.0, "winner": top, "most_popular": None}
     stored |= {"hidden_gem": False}
-    assert result_to_proto(stored).ranking[1].accuracy == 0.0
-    json.dumps(finite(stored), allow_nan=False)
+    assert result_to_proto(Result.from_json(stored)).ranking[1].accuracy == 0.0
+    json.dumps(Result.from_json(stored).to_json(), allow_nan=False)

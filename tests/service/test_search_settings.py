@@ -107,6 +107,6 @@ async def test_an_ended_search_keeps_its_verdict_but_not_its_pulls():
             break
         await asyncio.sleep(0.01)
     ended = store.get_search(row.id)
-    assert ended.state == "succeeded" and ended.result["gem_verdict"]
+    assert ended.state == "succeeded" and ended.result.gem_verdict
     assert store.outcomes(row.id, [0, 1, 2, 3]) == {0: {}, 1: {}, 2: {}, 3: {}}
     assert store.count_evals() > 0

@@ -15,6 +15,7 @@ from gemfinder.migrations import LATEST, MIGRATIONS, Migration, SchemaTooNew, mi
 from gemfinder.oracles import ReplayOracle
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
+from gemfinder.search.values import Result
 from gemfinder.store import Store
 
 from tests.fleet_support import make_items
@@ -126,7 +127,7 @@ async def test_a_store_of_an_earlier_version_opens_keeps_its_searches_and_resume
     assert "spec_hash" not in columns
     # Results of ended searches load as they were stored.
     done = store.get_search("done")
-    assert done.state == "succeeded" and done.result == result
+    assert done.state == "succeeded" and done.result == Result.from_json(result)
     assert store.find_request("r1").id == "done"
     assert [r.id for r in store.list_searches(10)] == ["half", "done"]
     # Cache rows whose endpoint cannot be known are gone; nothing else is.
@@ -137,7 +138,7 @@ async def test_a_store_of_an_earlier_version_opens_keeps_its_searches_and_resume
     assert await manager.resume_all() == ["half"]
     row = await manager.wait("half")
     assert row.state == "succeeded", row.error
-    assert row.result["queries_spent"] <= spec.budget
+    assert row.result.queries_spent <= spec.budget
     assert store.count_evals() > 0  # answers of the resumed search, under the new keys
     await manager.close()
     store.close()

@@ -17,16 +17,16 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 from gemfinder import demo, report
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
 from gemfinder.cli.trees import check_tree_flags
 from gemfinder.errors import UserError
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.spec import SearchSpec
+from gemfinder.search.values import Progress, Result
 from gemfinder.tasks import Item, load_query_set
 
 ID_WIDTH = 32  # model ids in the progress bar
@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="qwen2.5-7b", help="model-tree preset")
     parser.add_argument("--models", type=int, default=300, help="pool size (fine-tunes + bases)")
     parser.add_argument("--items", type=int, default=1000, help="items before dropping MBPP")
-    parser.add_argument("--per-model", type=int, default=50, help="query budget per model")
+    parser.add_argument(
+        "--per-model", type=int, default=DEFAULT_PER_MODEL, help="query budget per model"
+    )
     parser.add_argument("--endpoints", type=int, default=4, help="simulated TGI servers")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fleet median latency")
     parser.add_argument("--seed", type=int, default=0)
@@ -58,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> None:
     """Bad flags are one-line errors before anything starts."""
     check_tree_flags(args.preset, args.models, args.items, args.seed)
+    Budget.of_per_model(args.per_model, args.models, "--per-model")  # its check, up front
     lows = [
-        ("--per-model", args.per_model, 1),
         ("--endpoints", args.endpoints, 1),
         ("--latency-ms", args.latency_ms, 0),
     ]
@@ -115,8 +117,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         print(f"metrics: {url} (until the demo ends)")
         records = load_candidates(candidates)
         items = load_query_set(world.items_path)
-        spec = SearchSpec(candidates=records, items=items, budget=args.per_model * len(records))
-        spec.validate(prefix="demo", asked=BudgetAsked("--per-model", args.per_model))
+        budget = Budget.of_per_model(args.per_model, len(records), "--per-model")
+        spec = SearchSpec(candidates=records, items=items, budget=budget.total)
+        spec.validate(prefix="demo", asked=budget.asked)
         print(budget_line(spec, args.per_model), flush=True)
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
@@ -156,10 +159,10 @@ def budget_line(spec: SearchSpec, per_model: int) -> str:
     )
 
 
-def unspent_text(spec: SearchSpec, result: Any) -> str:
+def unspent_text(spec: SearchSpec, result: Result) -> str:
     """Why `queries_spent` is below the budget: what the search and the gem check each left,
     and why (the rules are in docs/search.md and docs/service.md "The gem check")."""
-    spent, checked = int(result.queries_spent), int(result.gem_check_queries)
+    spent, checked = result.queries_spent, result.gem_check_queries
     left = spec.budget - spent
     if left <= 0:
         return f"unspent       none: all {spec.budget:,} queries spent"
@@ -217,7 +220,7 @@ def short_id(model_id: str, width: int = ID_WIDTH) -> str:
     return f"{model_id[:head]}…{model_id[-(width - 1 - head) :]}"
 
 
-def progress_text(p: Any, n_candidates: int, seen_rounds: bool) -> str:
+def progress_text(p: Progress, n_candidates: int, seen_rounds: bool) -> str:
     """The bar's postfix for one progress event: round, survivors and the leader once every
     candidate could have been graded (before that the leader is an unseen or 0-of-1 model)."""
     if p.total_rounds:
@@ -240,10 +243,10 @@ def _sample(url: str) -> str:
     return "; ".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
-async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Any:
+async def _client(port: int, candidates: list[Candidate], items: list[Item], args) -> Result:
     import grpc
 
-    from gemfinder.server.convert import spec_to_proto
+    from gemfinder.server.convert import result_from_proto, spec_to_proto
     from gemfinder.v1 import gemfinder_pb2 as pb
     from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -256,12 +259,14 @@ async def _client(port: int, candidates: list[Candidate], items: list[Item], arg
             budget = args.per_model * len(candidates)
             await _watch(stub, request_id, call, pb, budget, len(candidates))
         response = await call
-    return response.search.result
+    return result_from_proto(response.search.result)
 
 
 async def _watch(stub, request_id: str, call, pb, budget: int, n_candidates: int) -> None:
     """Find the search by its request id, then follow WatchSearch with a progress bar (plain
     lines when stderr is not a terminal, so logs hold no carriage-return redraws)."""
+    from gemfinder.server.convert import progress_from_proto
+
     bar = progress("searching", budget, "q")
     search_id = ""
     while not search_id and not call.done():
@@ -271,7 +276,7 @@ async def _watch(stub, request_id: str, call, pb, budget: int, n_candidates: int
     seen_rounds = False
     if search_id:
         async for event in stub.WatchSearch(pb.WatchSearchRequest(search_id=search_id)):
-            p = event.progress
+            p = progress_from_proto(event.progress)
             seen_rounds = seen_rounds or p.total_rounds > 0
             bar.update(p.spent, p.budget, progress_text(p, n_candidates, seen_rounds))
     bar.close()

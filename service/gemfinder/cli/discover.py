@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from gemfinder.candidates import BACKENDS
+from gemfinder.backends.registry import DEFAULT, NAMES, help_text
 from gemfinder.discovery import DEFAULT_RELATIONS, RELATIONS, Discovery, Progress, discover
 from gemfinder.discovery_candidates import (
     Mapped,
@@ -49,10 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--backend",
-        choices=BACKENDS,
-        default="tgi",
-        help="how every candidate is called: tgi (POST /generate), openai (POST "
-        "/v1/chat/completions) or openai_completions (POST /v1/completions, raw prompt)",
+        choices=NAMES,
+        default=DEFAULT,
+        help=help_text("how every candidate is called"),
     )
     parser.add_argument(
         "--relations",

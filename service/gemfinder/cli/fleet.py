@@ -20,7 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from gemfinder.candidates import BACKENDS, candidate_record
+from gemfinder.backends.registry import DEFAULT, NAMES, help_text
+from gemfinder.candidates import candidate_record
 from gemfinder.errors import UserError
 from gemfinder.outputs import check_writable, write_whole
 
@@ -69,10 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--backend",
-        choices=BACKENDS,
-        default="tgi",
-        help="the backend those files name: tgi (POST /generate), openai (chat) or "
-        "openai_completions (vLLM's POST /v1/completions); every endpoint serves all three",
+        choices=NAMES,
+        default=DEFAULT,
+        help=help_text("the backend those files name (every endpoint serves each one's route)"),
     )
     serve.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     serve.set_defaults(handler=_serve)
@@ -208,6 +208,7 @@ async def _run(
     from gemfinder.fleet import Fleet
     from gemfinder.fleet.build import candidates_for, endpoints_for
     from gemfinder.fleet.fleet import ItemsOutsideMatrix, PortUnavailable
+    from gemfinder.fleet.responder import UnanswerableTasks
     from gemfinder.matrix import load_matrix
     from gemfinder.tasks import load_query_set
 
@@ -215,7 +216,7 @@ async def _run(
     items = load_query_set(query_set)
     try:
         fleet = Fleet(config, matrix, items)
-    except ItemsOutsideMatrix as err:
+    except (ItemsOutsideMatrix, UnanswerableTasks) as err:
         raise UserError(query_field, str(err)) from None
     except ValueError as err:
         raise UserError("config", str(err)) from None

@@ -20,7 +20,7 @@ import sys
 from tqdm import tqdm
 
 from gemfinder import _core, report
-from gemfinder.budget import BudgetAsked
+from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.matrix import CorrectnessMatrix, load_matrix
@@ -28,12 +28,10 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.result import finite
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
-from gemfinder.store import Store
+from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
 
-DEFAULT_PER_MODEL = 50
 MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle answers
 
 
@@ -67,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
-    p.add_argument("--store", help="SQLite file caching answers; rerun the command to resume")
+    p.add_argument(
+        "--store",
+        help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
+    )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
@@ -113,13 +114,16 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     algorithm = args.algorithm or default_algorithm(candidates)
     if algorithm not in _core.ALGORITHMS:
         raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
-    if args.budget_per_model is not None and args.budget_per_model < 1:
-        raise UserError("--budget-per-model", f"must be at least 1, got {args.budget_per_model}")
-    per_model = DEFAULT_PER_MODEL if args.budget_per_model is None else args.budget_per_model
+    share = "--gem-check-share"
+    if args.budget is not None:
+        budget = Budget.of_total(args.budget, "--budget", share)
+    else:  # unset: the default, said as if sent (the flag's help names it)
+        n = len(candidates)
+        budget = Budget.of_per_model(args.budget_per_model, n, "--budget-per-model", share)
     spec = SearchSpec(
         candidates=candidates,
         items=items,
-        budget=args.budget if args.budget is not None else per_model * len(candidates),
+        budget=budget.total,
         algorithm=algorithm,
         params=parse_params(args.param),
         seed=args.seed,
@@ -128,12 +132,8 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
     )
-    if args.budget is not None:
-        asked = BudgetAsked("--budget", share_field="--gem-check-share")
-    else:
-        asked = BudgetAsked("--budget-per-model", per_model, share_field="--gem-check-share")
     try:
-        spec.validate(prefix="search", asked=asked)
+        spec.validate(prefix="search", asked=budget.asked)
     except UserError as err:  # an algorithm parameter: name the flag that set it
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
@@ -180,16 +180,16 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
     with bar:
         async for event in manager.watch(search_id):
             p = event.progress
-            if not p:
+            if p is None:
                 continue
-            bar.total, bar.n = max(p["budget"], 1), p["spent"]
-            rnd = f"round {p['round']}/{p['total_rounds']}" if p["total_rounds"] else "done"
-            bar.set_postfix_str(f"{rnd}, {p['survivors']} left, spent {p['spent']:,}")
+            bar.total, bar.n = max(p.budget, 1), p.spent
+            rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
+            bar.set_postfix_str(f"{rnd}, {p.survivors} left, spent {p.spent:,}")
 
 
 def run(args: argparse.Namespace) -> int:
     spec, oracle = build(args)
-    store = Store(args.store or ":memory:", option="--store")
+    store = open_store(args.store or ":memory:", option="--store")
     try:
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
     finally:
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(finite(row.result), sys.stdout, indent=1, allow_nan=False)  # strict JSON
+        json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
         return 0
     print(report.ranking_table(row.result, top=args.top))

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from gemfinder.candidates import Candidate, backend_enum_name
+from gemfinder.backends.registry import DEFAULT, enum_name
+from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.fleet.config import FleetConfig, fleet_from_dict
 from gemfinder.matrix import CorrectnessMatrix
@@ -60,7 +61,7 @@ def candidates_for(
     config: FleetConfig,
     urls: dict[str, str],
     matrix: CorrectnessMatrix | None = None,
-    backend: str = "tgi",
+    backend: str = DEFAULT,
 ) -> list[Candidate]:
     """One candidate per served model: base models directly, the others by adapter id."""
     rows = {name: k for k, name in enumerate(matrix.models)} if matrix is not None else {}
@@ -98,7 +99,7 @@ def candidates_for(
 
 
 def endpoints_for(
-    config: FleetConfig, urls: dict[str, str], backend: str = "tgi"
+    config: FleetConfig, urls: dict[str, str], backend: str = DEFAULT
 ) -> list[dict[str, Any]]:
     """The endpoint settings (`gemfinder.oracles.load_endpoint_configs`) for the candidates of
     `candidates_for`: one per endpoint, listing the LoRA adapters it serves, which a search
@@ -106,7 +107,7 @@ def endpoints_for(
     return [
         {
             "url": urls[spec.name],
-            "backend": backend_enum_name(backend),
+            "backend": enum_name(backend),
             "adapters": list(spec.adapters),
         }
         for spec in config.endpoints

@@ -5,7 +5,8 @@ refused" exactly as from a TGI whose model is still loading; `set_down` flips it
 
 Every served model is a matrix row and every item of the query set a matrix column: a fleet
 given items outside its matrix refuses to start, naming them, since it could only make their
-answers up.
+answers up; so does a fleet given items of a task whose answer form it cannot write
+(fleet.responder.FORMS).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from gemfinder.fleet.config import EndpointSpec, FleetConfig
 from gemfinder.fleet.index import PromptIndex
+from gemfinder.fleet.responder import check_answerable
 from gemfinder.fleet.server import make_app
 from gemfinder.fleet.simulator import SimulatedModel
 from gemfinder.fleet.state import EndpointState
@@ -116,6 +118,7 @@ class Fleet:
         outside = [item.id for item in items if item.id not in columns]
         if outside:
             raise ItemsOutsideMatrix(outside, len(items))
+        check_answerable(items)  # UnanswerableTasks: a task whose replies it cannot write
         index = PromptIndex(items)
         self._endpoints: dict[str, _Endpoint] = {}
         for n, spec in enumerate(config.endpoints):

@@ -3,6 +3,11 @@
 The phrasings imitate real completions (a bare letter, "The answer is C.", a worked solution
 ending `#### N`, code followed by `[DONE]`, fenced code in chat) including the model running
 on into the next few-shot question, which the server's stop sequences then cut off.
+
+Which phrasing an item gets is its task's `answer_form` (gemfinder.tasks registry): `FORMS`
+maps each form to the function writing such replies. A task kind with a new form adds one
+function and one entry here; a fleet given items of a task whose form is not here refuses to
+start (`UnanswerableTasks`), since it could only answer them with made-up text.
 """
 
 from __future__ import annotations
@@ -10,27 +15,50 @@ from __future__ import annotations
 import ast
 import random
 import re
+from collections.abc import Callable, Iterable
 
-from gemfinder.tasks import Item
+from gemfinder.tasks import Item, get_task
 
 LETTERS = "ABCDE"
-MC_TASKS = ("arc_challenge", "mmlu", "winogrande")
-UNKNOWN_PROMPT_REPLY = "I'm not sure what is being asked here. Could you clarify the question?"
 _NEXT_QUESTION = "\nQuestion: Which of the following statements is true?"
+
+# (item, whether the answer is right, the seeded rng, chat or raw prompt) -> raw continuation
+Reply = Callable[[Item, bool, random.Random, bool], str]
+
+
+class UnanswerableTasks(ValueError):
+    """Items of tasks whose answer form the fleet cannot write; the message names them."""
+
+    def __init__(self, forms: dict[str, str]) -> None:
+        named = ", ".join(f"{task} ({form or 'no answer_form'})" for task, form in forms.items())
+        super().__init__(
+            f"the simulated fleet cannot answer task(s) {named}: it writes replies of the forms "
+            f"{', '.join(FORMS)} (gemfinder/fleet/responder.py), the form a task declares as "
+            "its answer_form"
+        )
+
+
+def check_answerable(items: Iterable[Item]) -> None:
+    """Raise UnanswerableTasks naming every task of `items` whose answer form is unknown."""
+    forms = {}
+    for task in dict.fromkeys(item.task for item in items):
+        form = get_task(task).answer_form
+        if form not in FORMS:
+            forms[task] = form
+    if forms:
+        raise UnanswerableTasks(forms)
 
 
 def respond(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
     """The raw continuation a model would produce (stop sequences are applied by the server)."""
-    if item.task in MC_TASKS:
-        return _multiple_choice(item, correct, rng, chat)
-    if item.task == "gsm8k":
-        return _gsm8k(item, correct, rng, chat)
-    if item.task == "mbpp":
-        return _mbpp(item, correct, rng, chat)
-    return UNKNOWN_PROMPT_REPLY
+    form = get_task(item.task).answer_form
+    reply = FORMS.get(form)
+    if reply is None:  # Fleet checks its items first: only a caller skipping that gets here
+        raise UnanswerableTasks({item.task: form})
+    return reply(item, correct, rng, chat)
 
 
-def _multiple_choice(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+def _choice_letter(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
     choices = [str(c).strip() for c in item.fields["choices"]]
     labels = [str(x) for x in (item.fields.get("labels") or LETTERS[: len(choices)])]
     gold = labels.index(str(item.fields["answer"]))
@@ -83,7 +111,7 @@ def _solution_body(answer: object) -> str:
     return body.strip()
 
 
-def _gsm8k(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+def _final_number(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
     gold = _gold_number(item.fields["answer"])
     value = gold
     if not correct:
@@ -163,7 +191,7 @@ def broken_code(code: str, tests: list[str], rng: random.Random) -> str:
     return f"def {name}(*args):\n    # TODO: handle the general case\n    raise NotImplementedError"
 
 
-def _mbpp(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+def _python_function(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
     tests = list(item.fields.get("test_list") or [])
     code = reference_code(item)
     if code is None:
@@ -183,3 +211,10 @@ def _mbpp(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
         f"```python\n{code}\n```\n[DONE]",
     ]
     return rng.choice(forms)
+
+
+FORMS: dict[str, Reply] = {
+    "choice_letter": _choice_letter,
+    "final_number": _final_number,
+    "python_function": _python_function,
+}

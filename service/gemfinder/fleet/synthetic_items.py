@@ -19,7 +19,6 @@ from gemfinder.fleet.synthetic_code import mbpp_item
 
 NAMES = ["Maya", "Liam", "Priya", "Jonas", "Aiko", "Tomas", "Zara", "Omar", "Elena", "Kofi"]
 THINGS = ["pencils", "apples", "stickers", "marbles", "notebooks", "cupcakes", "stamps"]
-TASKS = ("arc_challenge", "mmlu", "winogrande", "gsm8k", "mbpp")
 
 
 def _gsm8k(rng: random.Random) -> dict[str, Any]:
@@ -104,25 +103,30 @@ def _gsm8k(rng: random.Random) -> dict[str, Any]:
     return {"question": question, "answer": "\n".join(steps) + f"\n#### {answer}"}
 
 
+# The tasks with a synthetic generator (a task without one has no synthetic items; the fleet
+# still serves its items from a query set, given a matrix column for each).
+MAKERS = {
+    "arc_challenge": mc.arc_item,
+    "mmlu": mc.mmlu_item,
+    "winogrande": mc.winogrande_item,
+    "gsm8k": _gsm8k,
+    "mbpp": mbpp_item,
+}
+TASKS = tuple(MAKERS)
+
+
 def generate(per_task: int, seed: int = 0, tasks: Iterable[str] = TASKS) -> list[dict[str, Any]]:
     """`per_task` items for each task, as query-set records (`id`, `task`, fields)."""
-    makers = {
-        "arc_challenge": mc.arc_item,
-        "mmlu": mc.mmlu_item,
-        "winogrande": mc.winogrande_item,
-        "gsm8k": _gsm8k,
-        "mbpp": mbpp_item,
-    }
     records = []
     for task in tasks:
-        if task not in makers:
+        if task not in MAKERS:
             raise ValueError(f"no synthetic generator for task {task!r}")
         rng = random.Random(f"{seed}|{task}")
         seen: set[str] = set()
         for i in range(per_task):
             # Distinct prompts only: the fleet tells items apart by their prompt text.
             for _ in range(1000):
-                fields = makers[task](rng)
+                fields = MAKERS[task](rng)
                 key = json.dumps(
                     [fields.get(k) for k in ("question", "choices", "text", "test_list")]
                 )

@@ -1,8 +1,8 @@
 """Oracles: answer one (candidate, item) pull with a graded 0/1, or a counted failure.
 
-`InferenceOracle` calls live endpoints (TGI /generate or OpenAI-compatible chat) through
-huggingface_hub; `ReplayOracle` answers from a correctness matrix. Both count their events in
-an `OracleStats`.
+`InferenceOracle` calls live endpoints through their backend (gemfinder.backends: TGI
+/generate, OpenAI-compatible chat or completions); `ReplayOracle` answers from a correctness
+matrix. Both count their events in an `OracleStats`.
 """
 
 from gemfinder.oracles.base import RETRYABLE, FailureKind, Oracle, OracleResult

@@ -16,11 +16,9 @@ from typing import Any
 
 import aiohttp
 import httpx2
-from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
 
 from gemfinder import bounded_json
-from gemfinder.oracles.backends import CompletionsClient
 
 # TGI's /generate with details for 512 tokens is about 50 KB; chat answers are smaller.
 DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
@@ -88,7 +86,8 @@ class CappedTransport(httpx2.AsyncBaseTransport):
 
 def capped_session(max_bytes: int) -> httpx2.AsyncClient:
     """An httpx client like huggingface_hub's own (its logging hooks, redirects followed, no
-    client-level timeout: the oracle sets one) that reads answers through the cap."""
+    client-level timeout: the oracle sets one) that reads answers through the cap. Each
+    backend's client is built on one (gemfinder.backends.base.Connect)."""
     return httpx2.AsyncClient(
         transport=CappedTransport(max_bytes),
         headers={"accept-encoding": "identity"},
@@ -99,23 +98,6 @@ def capped_session(max_bytes: int) -> httpx2.AsyncClient:
         follow_redirects=True,
         timeout=None,
     )
-
-
-def cap_answers(
-    client: AsyncInferenceClient | CompletionsClient, max_bytes: int
-) -> AsyncInferenceClient | CompletionsClient:
-    """Make `client` read its answers through the cap; returns it.
-
-    Both clients open their httpx client lazily (AsyncInferenceClient in `_async_client`,
-    CompletionsClient in `_session`) and use one set beforehand instead, closing it with
-    themselves."""
-    http = capped_session(max_bytes)
-    if isinstance(client, CompletionsClient):
-        client._session = http
-    else:
-        client._async_client = http
-        client.exit_stack.push_async_callback(http.aclose)
-    return client
 
 
 async def probe_json(response: aiohttp.ClientResponse, max_bytes: int = MAX_PROBE_BYTES) -> Any:

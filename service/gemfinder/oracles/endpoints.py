@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemfinder.candidates import parse_backend
+from gemfinder.backends.registry import DEFAULT, parse_backend
 from gemfinder.errors import UserError
 
 # Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
@@ -37,7 +37,7 @@ def url_scope(url: str) -> str:
 @dataclass(frozen=True)
 class EndpointConfig:
     url: str
-    backend: str = "tgi"
+    backend: str = DEFAULT
     token: str | None = None  # None: PLACEHOLDER_TOKEN, never the local HF token
     adapters: tuple[str, ...] | None = None  # LoRA ids it was launched with; None = not given
     max_concurrency: int | None = None  # None: from /info max_concurrent_requests, capped
@@ -74,7 +74,7 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise UserError(f"{where}.url", "required, an http(s) URL")
-    backend = parse_backend(data.get("backend", "tgi"), f"{where}.backend")
+    backend = parse_backend(data.get("backend", DEFAULT), f"{where}.backend")
     token = data.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise UserError(f"{where}.token", "must be a non-empty string (or omitted)")

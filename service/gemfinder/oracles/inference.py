@@ -1,7 +1,7 @@
-"""The oracle for live endpoints: prompt, call (TGI, OpenAI chat or OpenAI completions), retry,
-grade off the loop.
+"""The oracle for live endpoints: prompt, call through the endpoint's backend
+(gemfinder.backends.registry), retry, grade off the loop.
 
-Per endpoint: one AsyncInferenceClient with an explicit token and timeout, and a semaphore
+Per endpoint: one client its backend builds, with an explicit token and timeout, and a semaphore
 sized from the user's setting or `/info` `max_concurrent_requests` (capped, since other
 clients share the server). A slot is held for one attempt only, never across a backoff sleep.
 Answers are read through a byte cap (oracles.answer_cap).
@@ -16,18 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from huggingface_hub import AsyncInferenceClient
-
+from gemfinder.backends.base import Call, Completion
+from gemfinder.backends.errors import add_server_message
+from gemfinder.backends.registry import backend
 from gemfinder.candidates import Candidate
-from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES, cap_answers
-from gemfinder.oracles.backends import (
-    Completion,
-    CompletionsClient,
-    add_server_message,
-    openai_chat,
-    openai_completion,
-    tgi_generate,
-)
+from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES, capped_session
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.preflight import Prober, check_candidates
@@ -46,16 +39,10 @@ class _Endpoint:
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
         self.breaker = CircuitBreaker()
-        client: AsyncInferenceClient | CompletionsClient
-        if config.backend == "openai":
-            client = AsyncInferenceClient(
-                base_url=config.key, token=config.bearer, timeout=policy.timeout_s
-            )
-        elif config.backend == "openai_completions":
-            client = CompletionsClient(config.key, config.bearer, policy.timeout_s)
-        else:
-            client = AsyncInferenceClient(token=config.bearer, timeout=policy.timeout_s)
-        self.client = cap_answers(client, max_answer_bytes)
+        self.backend = backend(config.backend)
+        self.client = self.backend.connect(
+            config.key, config.bearer, policy.timeout_s, capped_session(max_answer_bytes)
+        )
 
 
 class InferenceOracle:
@@ -153,18 +140,17 @@ class InferenceOracle:
     ) -> Completion:
         task = get_task(item.task)
         prompt = task.build_prompt(item, system_prompt)
-        # The endpoint's backend picks the call: its client was built for it (the preflight
+        # The endpoint's backend makes the call: its client was built for it (the preflight
         # refuses a candidate whose backend differs from its endpoint's).
-        backend, client = endpoint.config.backend, endpoint.client
-        name = candidate.adapter_id or endpoint.config.served_model or candidate.model_id
+        call = Call(
+            url=endpoint.config.key,
+            model=candidate.adapter_id or endpoint.config.served_model or candidate.model_id,
+            adapter_id=candidate.adapter_id,
+            prompt=prompt,
+            generation=task.generation,
+        )
         async with asyncio.timeout(self.policy.timeout_s):  # the caller holds the slot
-            if isinstance(client, CompletionsClient):
-                return await openai_completion(client, name, prompt, task.generation)
-            if backend == "openai":
-                return await openai_chat(client, name, prompt, task.generation)
-            return await tgi_generate(
-                client, endpoint.config.key, candidate, prompt, task.generation
-            )
+            return await endpoint.backend.query(endpoint.client, call)
 
     async def _attempt(
         self, endpoint: _Endpoint, candidate: Candidate, item: Item, system_prompt: bool

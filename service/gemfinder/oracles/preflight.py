@@ -1,18 +1,15 @@
-"""Checks before a search: reach each endpoint's /info and validate candidates against it.
+"""Checks before a search: probe each endpoint, validate candidates against its answer.
 
-The check that matters most is the adapter id: TGI answers an unknown adapter id with the
-base model and no error, so a typo would quietly evaluate the wrong model. Adapter ids are
-checked against the adapters the user says each endpoint was launched with (TGI's /info does
-not list them) or, for OpenAI-compatible servers, against the ids `/v1/models` lists.
+Each backend (gemfinder.backends.registry) says how its servers are probed and how a candidate
+is checked against the answer (gemfinder.backends.checks: adapter ids above all, since TGI
+answers an unknown adapter id with the base model and no error). Here: the probes are bounded
+and shared between searches, and every problem is gathered under its candidate's field.
 
-On OpenAI-compatible servers that list their models (vLLM), a base-model candidate's name
-(`served_model`, else its model_id) must be listed: vLLM answers any other name with a 404.
-
-An endpoint that answers neither `/info` nor `/v1/models` at all (connection refused, DNS,
-timeout; any HTTP status counts as an answer) is unreachable: its candidates would only fail,
-or win on a few answers from the evaluation cache, so the search is refused up front
-(`EndpointUnreachable`, FAILED_PRECONDITION over gRPC) unless the caller allows it for this
-check (`allow_unreachable`, set from SearchSpec.allow_unreachable and on resume).
+An endpoint that answers none of its probes at all (connection refused, DNS, timeout; any HTTP
+status counts as an answer) is unreachable: its candidates would only fail, or win on a few
+answers from the evaluation cache, so the search is refused up front (`EndpointUnreachable`,
+FAILED_PRECONDITION over gRPC) unless the caller allows it for this check
+(`allow_unreachable`, set from SearchSpec.allow_unreachable and on resume).
 
 Every problem names its candidate's field (`candidates[1].adapter_id`); the first one is the
 error's field and `violations` lists them all.
@@ -29,7 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from gemfinder.candidates import OPENAI_BACKENDS, Candidate
+from gemfinder.backends.registry import backend
+from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.answer_cap import probe_json
 from gemfinder.oracles.endpoints import EndpointConfig
@@ -100,26 +98,27 @@ class Prober:
     """Probes endpoints for the pre-search check, bounded and shared.
 
     At most `limit` endpoints are probed at once over all the searches starting together (each
-    probe is one GET of /info and one of /v1/models, concurrently, each with `timeout_s`; the
-    wait for a slot is not part of it), and an endpoint is probed once at a time: a search that
-    starts while another one's probe of the same endpoint (and token) is in flight shares its
-    answer. A hundred searches starting at once on the same ten endpoints cost ten probes, not a
-    thousand, and never more than `limit` connections.
+    probe is what the endpoint's backend asks, for every backend so far one GET of /info and
+    one of /v1/models, concurrently, each with `timeout_s`; the wait for a slot is not part of
+    it), and an endpoint is probed once at a time: a search that starts while another one's
+    probe of the same endpoint (token, backend) is in flight shares its answer. A hundred
+    searches starting at once on the same ten endpoints cost ten probes, not a thousand, and
+    never more than `limit` connections.
     """
 
     def __init__(self, limit: int = 32, timeout_s: float = 5.0) -> None:
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(limit)
-        self._inflight: dict[tuple[str, str], asyncio.Future[dict]] = {}
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[dict]] = {}
 
     async def probe(self, configs: list[EndpointConfig]) -> dict[str, dict]:
-        """Per endpoint url: {"info": /info JSON or None, "models": ids from /v1/models or
-        None, "unreachable": None, or why neither path answered at all}."""
+        """Per endpoint url, what its backend's probe found: {"info": /info JSON or None,
+        "models": listed ids or None, "unreachable": None, or why nothing answered}."""
         answers = await asyncio.gather(*(self._shared(c) for c in configs))
         return {c.key: answer for c, answer in zip(configs, answers, strict=True)}
 
     async def _shared(self, config: EndpointConfig) -> dict:
-        key = (config.key, config.bearer)
+        key = (config.key, config.bearer, config.backend)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._probe(config))
@@ -133,19 +132,11 @@ class Prober:
             self._slots,
             aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
         ):
-            (info_ok, info, info_err), (listed_ok, listed, _) = await asyncio.gather(
-                _get_json(session, f"{config.key}/info", config.bearer),
-                _get_json(session, f"{config.key}/v1/models", config.bearer),
-            )
-        ids = None
-        # vLLM/SGLang list base model and adapters; TGI returns one ModelInfo object.
-        if isinstance(listed, dict) and isinstance(listed.get("data"), list):
-            ids = [str(m.get("id")) for m in listed["data"] if isinstance(m, dict)]
-        return {
-            "info": info if isinstance(info, dict) else None,
-            "models": ids,
-            "unreachable": None if info_ok or listed_ok else info_err,
-        }
+
+            async def get(path: str) -> tuple[bool, Any | None, str | None]:
+                return await _get_json(session, f"{config.key}{path}", config.bearer)
+
+            return await backend(config.backend).probe(get)
 
 
 def check_candidates(
@@ -177,52 +168,8 @@ def check_candidates(
                     f"{who} endpoint {cand.endpoint} is unreachable ({down})",
                 )
             )
-        if cand.adapter_id is not None:
-            known = config.adapters if config is not None else None
-            if known is None and probe_.get("models") is not None:
-                known = tuple(probe_["models"])
-            # An OpenAI-compatible server lists its adapters once it answers: while it is down
-            # that is the problem to report, unless the search goes on without it.
-            later = down is not None and cand.backend in OPENAI_BACKENDS and not allowed
-            if known is None and not later:
-                problems.append(
-                    (
-                        f"{where}.adapter_id",
-                        f"{who} adapter {cand.adapter_id!r} cannot be checked: list the adapters "
-                        f"endpoint {cand.endpoint} was launched with (TGI /info does not)",
-                    )
-                )
-            elif known is not None and cand.adapter_id not in known:
-                problems.append(
-                    (
-                        f"{where}.adapter_id",
-                        f"{who} adapter {cand.adapter_id!r} is not served by {cand.endpoint} "
-                        f"(adapters: {', '.join(known) or 'none'}); TGI would silently answer "
-                        "with the base model",
-                    )
-                )
-        elif cand.backend in OPENAI_BACKENDS and probe_.get("models") is not None:
-            # vLLM answers a model name it does not list with a 404 on every query.
-            name = (config.served_model if config is not None else None) or cand.model_id
-            if name not in probe_["models"]:
-                problems.append(
-                    (
-                        f"{where}.model_id",
-                        f"{who} {cand.endpoint} lists {', '.join(probe_['models']) or 'no model'}"
-                        f", not {name!r}: give the listed name as served_model in the endpoint "
-                        "settings (vLLM --served-model-name)",
-                    )
-                )
-        elif cand.backend == "tgi" and probe_.get("info"):
-            served = probe_["info"].get("model_id")
-            if served != cand.model_id:
-                problems.append(
-                    (
-                        f"{where}.adapter_id",
-                        f"{who} no adapter_id, but {cand.endpoint} serves {served!r}: this "
-                        "would evaluate the base model under another name",
-                    )
-                )
+        for suffix, reason in backend(cand.backend).check(cand, config, probe_, not allowed):
+            problems.append((f"{where}.{suffix}", reason))
     if problems:
         raise CandidateProblems(problems)
     if unreachable and not allowed:

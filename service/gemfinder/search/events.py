@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+
+from gemfinder.search.values import Progress
 
 SNAPSHOT = "snapshot"
 ROUND_STARTED = "round_started"
@@ -20,7 +21,7 @@ FINISHED = "finished"
 @dataclass(frozen=True)
 class Event:
     type: str
-    progress: dict[str, Any]
+    progress: Progress | None  # None: a search not counted yet
     state: str
 
 

@@ -16,10 +16,9 @@ shared evidence either way), `no_popularity` (no candidate has downloads).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from gemfinder.search.spec import SearchSpec
+from gemfinder.search.values import Paired
 
 TOP_SHARE = 0.01
 ALPHA = 0.05
@@ -54,17 +53,6 @@ def sign_test(wins: int, losses: int) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-@dataclass(frozen=True)
-class Paired:
-    """The winner against one popular model on the items both were graded on."""
-
-    model_id: str
-    shared_items: int
-    winner_only_correct: int  # items the winner got right and the popular model wrong
-    other_only_correct: int  # the reverse
-    p_value: float  # one-sided sign test of "the winner is better"
-
-
 def paired(spec, winner: int, other: int, outcomes: dict[int, dict[int, int]]) -> Paired:
     mine, theirs = outcomes.get(winner, {}), outcomes.get(other, {})
     shared = mine.keys() & theirs.keys()
@@ -77,17 +65,16 @@ def paired(spec, winner: int, other: int, outcomes: dict[int, dict[int, int]]) -
 
 def verdict(
     spec: SearchSpec, winner: int, outcomes: dict[int, dict[int, int]]
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[str, list[Paired]]:
     """(verdict, paired comparisons with each popular model) for the winner of a search."""
     top = most_downloaded(spec)
     if not top:
         return NO_POPULARITY, []
     pairs = [paired(spec, winner, t, outcomes) for t in top if t != winner]
-    evidence = [asdict(p) for p in pairs]
     if winner in top:
-        return NOT_A_GEM, evidence
+        return NOT_A_GEM, pairs
     if all(p.p_value < ALPHA for p in pairs):
-        return HIDDEN_GEM, evidence
+        return HIDDEN_GEM, pairs
     if any(sign_test(p.other_only_correct, p.winner_only_correct) < ALPHA for p in pairs):
-        return NOT_A_GEM, evidence
-    return UNDETERMINED, evidence
+        return NOT_A_GEM, pairs
+    return UNDETERMINED, pairs

@@ -27,6 +27,7 @@ from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec, spec_digest
+from gemfinder.search.values import Progress
 from gemfinder.store import SearchRow, Store
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class SearchManager:
             self.store.update_search(row.id, state="failed", error=error)
             return False
         sched.release_in_flight()
-        progress = row.progress or {}
+        progress = row.progress or Progress()
         try:
             # The operator may have withdrawn an endpoint since: never connect to it again.
             self._check_allowed(spec)
@@ -109,8 +110,8 @@ class SearchManager:
             row.id,
             spec,
             sched,
-            elapsed_s=progress.get("elapsed_s", 0.0),
-            cached=progress.get("cached", 0),
+            elapsed_s=progress.elapsed_s,
+            cached=progress.cached,
         )
         metrics.SEARCHES_RESUMED.inc()
         log.info("search %s resumed: %d of %d queries spent", row.id, sched.spent, spec.budget)
@@ -226,14 +227,14 @@ class SearchManager:
         row = self.get(search_id)
         bus = self._buses.get(search_id)
         if bus is None or row.state in FINISHED:
-            yield ev.Event(ev.SNAPSHOT, row.progress or {}, row.state)
+            yield ev.Event(ev.SNAPSHOT, row.progress, row.state)
             if row.state in FINISHED:
-                yield ev.Event(ev.FINISHED, row.progress or {}, row.state)
+                yield ev.Event(ev.FINISHED, row.progress, row.state)
                 return
         queue = bus.subscribe() if bus is not None else None
         try:
             if bus is not None:
-                yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress or {}, row.state)
+                yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress, row.state)
             while queue is not None:
                 event = await queue.get()
                 yield event
@@ -268,14 +269,14 @@ class SearchManager:
                 "spent, %d cached, %d failed; verdict %s",
                 sid,
                 time.monotonic() - started,
-                result["recommended_model_id"],
-                result["winner"]["accuracy"],
-                result["winner"]["items_seen"],
-                result["queries_spent"],
+                result.recommended_model_id,
+                result.winner.accuracy,
+                result.winner.items_seen,
+                result.queries_spent,
                 runner.spec.budget,
-                result["queries_cached"],
-                result["queries_failed"],
-                result["gem_verdict"],
+                result.queries_cached,
+                result.queries_failed,
+                result.gem_verdict,
             )
         except SearchCancelled as stop:
             outcome = "cancelled"

@@ -1,4 +1,4 @@
-"""Progress and result of a search as plain JSON-ready dicts (the gem verdict: search.gem).
+"""Progress and result of a search (search.values; the gem verdict: search.gem).
 
 Every number is finite (strict JSON): a model without a graded answer has accuracy 0, items_seen
 0 and the interval [0, 1]. Each model has one estimate per result: the ranking, `winner` and
@@ -9,43 +9,44 @@ then by how late each model was eliminated), which the check does not change.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gemfinder import _core
 from gemfinder.search import gem_check
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.spec import SearchSpec
+from gemfinder.search.values import Estimate, Progress, Result
 
 
 def estimate(
     spec: SearchSpec, ranked: _core.RankedModel, rewards: dict[int, int] | None = None
-) -> dict[str, Any]:
+) -> Estimate:
     """A ranked model's estimate; with `rewards` ({item: reward} of every answer it gave in
     this search) when they are more than the search's, the estimate rests on all of them."""
     cand = spec.candidates[ranked.model]
     elim = ranked.eliminated_in_round
-    out = {
-        "model_id": cand.model_id,
-        "rank": ranked.rank,
-        "accuracy": ranked.mean if ranked.seen else 0.0,  # the core's mean is NaN when unseen
-        "lower": ranked.lower,
-        "upper": ranked.upper,
-        "items_seen": ranked.seen,
-        "successes": ranked.successes,
-        "eliminated_in_round": 0 if elim is None else elim + 1,
-        "downloads": cand.downloads,
-        "official": cand.official,
-    }
+    out = Estimate(
+        model_id=cand.model_id,
+        rank=ranked.rank,
+        accuracy=ranked.mean if ranked.seen else 0.0,  # the core's mean is NaN when unseen
+        lower=ranked.lower,
+        upper=ranked.upper,
+        items_seen=ranked.seen,
+        successes=ranked.successes,
+        eliminated_in_round=0 if elim is None else elim + 1,
+        downloads=cand.downloads,
+        official=cand.official,
+    )
     if rewards is not None and len(rewards) > ranked.seen:
-        out |= answered(rewards)
+        out = replace(out, **answered(rewards))
     return out
 
 
 def progress(
     spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float, checked: int = 0
-) -> dict[str, Any]:
+) -> Progress:
     """`checked`: gem-check answers so far (search.gem_check), counted in `spent`."""
     rnd = sched.round
     leader = sched.recommendation
@@ -57,19 +58,19 @@ def progress(
     if leader is not None:
         ranking = ranking or sched.ranking()
         leader_acc = next((r.mean for r in ranking if r.model == leader and r.seen), 0.0)
-    return {
-        "budget": spec.budget,
-        "spent": sched.spent + checked,
-        "failed": sched.failed,
-        "skipped": sched.skipped,
-        "cached": cached,
-        "round": rnd[0] + 1 if rnd else 0,
-        "total_rounds": rnd[1] if rnd else 0,
-        "survivors": len(sched.survivors()),
-        "leader_model_id": spec.candidates[leader].model_id if leader is not None else "",
-        "leader_accuracy": leader_acc,
-        "elapsed_s": elapsed,
-    }
+    return Progress(
+        budget=spec.budget,
+        spent=sched.spent + checked,
+        failed=sched.failed,
+        skipped=sched.skipped,
+        cached=cached,
+        round=rnd[0] + 1 if rnd else 0,
+        total_rounds=rnd[1] if rnd else 0,
+        survivors=len(sched.survivors()),
+        leader_model_id=spec.candidates[leader].model_id if leader is not None else "",
+        leader_accuracy=leader_acc,
+        elapsed_s=elapsed,
+    )
 
 
 def result(
@@ -78,7 +79,7 @@ def result(
     cached: int,
     elapsed: float,
     outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
-) -> dict[str, Any]:
+) -> Result:
     """`outcomes(models)` gives {model: {item: reward}} of this search, for the gem verdict."""
     ranking = sched.ranking()
     by_model = {r.model: r for r in ranking}
@@ -90,24 +91,23 @@ def result(
     seen = outcomes([winner_idx, *top])
     gem, evidence = verdict(spec, winner_idx, seen)
     checked = gem_check.spent({m: by_model[m].seen for m in top}, seen)
-    estimates = [estimate(spec, r, seen.get(r.model)) for r in ranking]
-    by_id = {e["model_id"]: e for e in estimates}
-    popular = dict(by_id[spec.candidates[top[0]].model_id]) if top else None
-    return {
-        "recommended_model_id": spec.candidates[winner_idx].model_id,
-        "ranking": estimates,
-        "queries_spent": sched.spent + checked,
-        "queries_failed": sched.failed,
-        "queries_cached": cached,
-        "exhaustive_queries": spec.exhaustive,
-        "elapsed_s": elapsed,
-        "winner": dict(by_id[spec.candidates[winner.model].model_id]),
-        "most_popular": popular,
-        "hidden_gem": gem == HIDDEN_GEM,
-        "gem_verdict": gem,
-        "gem_evidence": evidence,
-        "gem_check_queries": checked,
-    }
+    estimates = tuple(estimate(spec, r, seen.get(r.model)) for r in ranking)
+    by_id = {e.model_id: e for e in estimates}
+    return Result(
+        recommended_model_id=spec.candidates[winner_idx].model_id,
+        ranking=estimates,
+        queries_spent=sched.spent + checked,
+        queries_failed=sched.failed,
+        queries_cached=cached,
+        exhaustive_queries=spec.exhaustive,
+        elapsed_s=elapsed,
+        winner=by_id[spec.candidates[winner.model].model_id],
+        most_popular=by_id[spec.candidates[top[0]].model_id] if top else None,
+        hidden_gem=gem == HIDDEN_GEM,
+        gem_verdict=gem,
+        gem_evidence=tuple(evidence),
+        gem_check_queries=checked,
+    )
 
 
 def answered(rewards: dict[int, int]) -> dict[str, Any]:
@@ -121,15 +121,3 @@ def answered(rewards: dict[int, int]) -> dict[str, Any]:
         "items_seen": n,
         "successes": hits,
     }
-
-
-def finite(value: Any) -> Any:
-    """`value` with every non-finite float replaced by 0: results stored before the rule above
-    (an unseen model's accuracy was NaN) read back as the proto contract says."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0.0
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value

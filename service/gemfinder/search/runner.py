@@ -30,6 +30,7 @@ import logging
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,7 @@ from gemfinder.search.gem import most_downloaded
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
 from gemfinder.search.spec import CacheKeys, SearchSpec
+from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 class SearchCancelled(Exception):
     """Raised by `run` when the search was cancelled; `.result` holds the partial result."""
 
-    def __init__(self, partial: dict[str, Any]) -> None:
+    def __init__(self, partial: Result) -> None:
         super().__init__("search cancelled")
         self.result = partial
 
@@ -121,7 +123,7 @@ class SearchRunner:
         # The scheduler call running on a worker thread, if any: while it runs, nothing else
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
-        self._progress: dict[str, Any] | None = None
+        self._progress: Progress | None = None
 
     @property
     def elapsed(self) -> float:
@@ -135,10 +137,10 @@ class SearchRunner:
         """Queries spent in all, the gem check's included (graded answers plus cache hits)."""
         return self.sched.spent + self._checked
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> Progress:
         if self._progress is not None and self._core_call is not None:
             if not self._core_call.done():  # the scheduler is busy: the last figures
-                return self._progress | {"elapsed_s": self.elapsed}
+                return replace(self._progress, elapsed_s=self.elapsed)
         self._progress = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
         return self._progress
 
@@ -150,12 +152,12 @@ class SearchRunner:
         self._core_call = loop.run_in_executor(_CORE_THREADS, call, *args)
         return await asyncio.shield(self._core_call)
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
         return result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
 
-    async def run(self) -> dict[str, Any]:
-        """Run to the end; returns the result dict, raises SearchCancelled when cancelled."""
+    async def run(self) -> Result:
+        """Run to the end; returns the result, raises SearchCancelled when cancelled."""
         pending = _InFlight(self._cancel)
         LAG.start()
         self._set_survivors()

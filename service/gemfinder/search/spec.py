@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gemfinder import _core
-from gemfinder.budget import BudgetAsked, out_of_range, too_small
+from gemfinder.budget import U64_MAX, Budget, BudgetAsked, gem_check_reserve, too_small
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
-from gemfinder.simulation import U64_MAX
 from gemfinder.tasks import Item, get_task
 
 
@@ -58,6 +57,11 @@ def spec_digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# Simulation baselines that spend no queries (docs/search.md): a live search of one ends with
+# an ungraded pick, which the failure rules refuse, so it is refused before it starts.
+REFERENCE_ROWS = ("random", "best_base")
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -87,7 +91,7 @@ class SearchSpec:
         """Queries kept back for the gem check: none without downloads (no popular models)."""
         if self.popularity() is None:
             return 0
-        return int(self.gem_check_share * self.budget)
+        return gem_check_reserve(self.budget, self.gem_check_share)
 
     @property
     def search_budget(self) -> int:
@@ -162,8 +166,7 @@ class SearchSpec:
             raise UserError(f"{prefix}.query_set", "no items")
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
-        if self.budget < 1 or self.budget > limits.max_budget:
-            raise out_of_range(asked, self.budget, n, limits.max_budget)
+        Budget(self.budget, asked).check_range(n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= U64_MAX:  # the core's seed is a u64
@@ -189,6 +192,13 @@ class SearchSpec:
             raise UserError(
                 f"{prefix}.gem_check_share",
                 f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
+            )
+        if self.algorithm in REFERENCE_ROWS:
+            raise UserError(
+                f"{prefix}.algorithm",
+                f"{self.algorithm!r} is a reference row of `gemfinder simulate`: it picks without "
+                "asking any model, so a live search could not grade its pick; choose one of "
+                + ", ".join(a for a in _core.ALGORITHMS if a not in REFERENCE_ROWS),
             )
         try:
             self.scheduler()

@@ -36,7 +36,7 @@ from gemfinder.oracles.allowlist import EndpointAllowlist
 from gemfinder.search.manager import SearchManager
 from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from gemfinder.server.service import ModelSearchService
-from gemfinder.store import Store
+from gemfinder.store import open_store
 from gemfinder.tasks import load_query_set
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
@@ -73,7 +73,7 @@ class Server:
             any=config.allow_any_endpoint,
         )
         self.oracle = oracle or default_oracle(config, endpoints)
-        self.store = Store(config.db, option="--db")
+        self.store = open_store(config.db, option="--db")
         self.manager = SearchManager(
             self.store,
             self.oracle,

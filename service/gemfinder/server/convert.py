@@ -7,24 +7,24 @@ which field to fix in the BadRequest field violations.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from gemfinder import _core, bounded_json
-from gemfinder.budget import BudgetAsked
-from gemfinder.candidates import BACKENDS as BACKEND_NAMES
-from gemfinder.candidates import Candidate, backend_enum_name, candidate_from_dict
+from gemfinder.backends.registry import BY_NAME, DEFAULT, REGISTRY
+from gemfinder.budget import Budget
+from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
-from gemfinder.search.result import finite
 from gemfinder.search.spec import Limits, SearchSpec, default_algorithm
+from gemfinder.search.values import Estimate, Paired, Progress, Result
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 
-# Enum value <-> gemfinder's short name; Value() fails at import if the two lists drift apart.
-BACKEND_ENUMS = {b: pb.Backend.Value(backend_enum_name(b)) for b in BACKEND_NAMES}
-BACKENDS = {pb.BACKEND_UNSPECIFIED: "tgi", **{v: k for k, v in BACKEND_ENUMS.items()}}
+# Enum value -> gemfinder's short name (the registry checks at import that it has every value).
+BACKENDS = {pb.BACKEND_UNSPECIFIED: DEFAULT, **{v: b.name for v, b in REGISTRY.items()}}
 STATES = {
     "pending": pb.SEARCH_STATE_PENDING,
     "running": pb.SEARCH_STATE_RUNNING,
@@ -39,6 +39,8 @@ GEM_VERDICTS = {
     gem.UNDETERMINED: pb.GEM_VERDICT_UNDETERMINED,
     gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
 }
+VERDICT_NAMES = {v: k for k, v in GEM_VERDICTS.items()}
+_PROGRESS_FIELDS = [k for k in asdict(Progress()) if k != "elapsed_s"]  # elapsed: a Duration
 SYSTEM_PROMPTS = {
     pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
     pb.SYSTEM_PROMPT_POLICY_NONE: False,
@@ -57,7 +59,7 @@ def spec_to_proto(
             pb.Candidate(
                 model_id=c.model_id,
                 endpoint=c.endpoint,
-                backend=BACKEND_ENUMS[c.backend],
+                backend=BY_NAME[c.backend].enum,
                 adapter_id=c.adapter_id or "",
                 downloads=c.downloads,
                 official=c.official,
@@ -110,22 +112,7 @@ def spec_from_proto(
         record["official"] = c.official
         candidates.append(candidate_from_dict(record, where))
     items, name = _items(msg, query_sets, limits)
-    n = len(candidates)
-    which = msg.budget.WhichOneof("amount")
-    share = "spec.gem_check_share"
-    if which == "total":
-        budget = msg.budget.total
-        asked = BudgetAsked("spec.budget.total", share_field=share)
-    elif which == "per_model":
-        if msg.budget.per_model < 1:
-            raise UserError(
-                "spec.budget.per_model", f"must be at least 1, got {msg.budget.per_model}"
-            )
-        budget = msg.budget.per_model * n
-        asked = BudgetAsked("spec.budget.per_model", msg.budget.per_model, share_field=share)
-    else:
-        budget = default_per_model * n
-        asked = BudgetAsked("spec.budget", default_per_model, share_field=share, default=True)
+    budget = _budget(msg.budget, len(candidates), default_per_model)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
@@ -135,7 +122,7 @@ def spec_from_proto(
     spec = SearchSpec(
         candidates=candidates,
         items=items,
-        budget=budget,
+        budget=budget.total,
         algorithm=algorithm,
         params=dict(msg.params),
         seed=msg.seed,
@@ -147,8 +134,19 @@ def spec_from_proto(
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
-    spec.validate(limits, asked=asked)
+    spec.validate(limits, asked=budget.asked)
     return spec
+
+
+def _budget(msg: pb.Budget, n_models: int, default_per_model: int) -> Budget:
+    share = "spec.gem_check_share"
+    if msg.WhichOneof("amount") == "total":
+        return Budget.of_total(msg.total, "spec.budget.total", share)
+    if msg.WhichOneof("amount") == "per_model":
+        return Budget.of_per_model(msg.per_model, n_models, "spec.budget.per_model", share)
+    return Budget.of_per_model(
+        None, n_models, "spec.budget.per_model", share, default_per_model, "spec.budget"
+    )
 
 
 def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
@@ -193,38 +191,70 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return t
 
 
-def progress_to_proto(p: dict) -> pb.Progress:
-    if not p:
+# One converter each way per value (search.values); the stored JSON is the values' own.
+def progress_to_proto(p: Progress | None) -> pb.Progress:
+    if p is None:  # before the first count: an empty message, as ever
         return pb.Progress()
-    fields = {k: v for k, v in p.items() if k != "elapsed_s"}
-    return pb.Progress(**fields, elapsed=_duration(p.get("elapsed_s", 0.0)))
+    counts = {k: v for k, v in asdict(p).items() if k != "elapsed_s"}
+    return pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
 
 
-def estimate_to_proto(e: dict | None) -> pb.ModelEstimate | None:
-    if e is None:
-        return None
-    return pb.ModelEstimate(**{k: v for k, v in e.items() if v is not None})
-
-
-def result_to_proto(r: dict) -> pb.SearchResult:
-    r = finite(r)
-    out = pb.SearchResult(
-        recommended_model_id=r["recommended_model_id"],
-        ranking=[estimate_to_proto(e) for e in r["ranking"]],
-        queries_spent=r["queries_spent"],
-        queries_failed=r["queries_failed"],
-        queries_cached=r["queries_cached"],
-        exhaustive_queries=r["exhaustive_queries"],
-        elapsed=_duration(r["elapsed_s"]),
-        winner=estimate_to_proto(r["winner"]),
-        hidden_gem=r["hidden_gem"],
-        gem_verdict=GEM_VERDICTS.get(r.get("gem_verdict", ""), pb.GEM_VERDICT_UNSPECIFIED),
-        gem_evidence=[pb.PairedComparison(**e) for e in r.get("gem_evidence", [])],
-        gem_check_queries=r.get("gem_check_queries", 0),
+def progress_from_proto(msg: pb.Progress) -> Progress:
+    return Progress(
+        **{f: getattr(msg, f) for f in _PROGRESS_FIELDS},
+        elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
     )
-    if r.get("most_popular") is not None:
-        out.most_popular.CopyFrom(estimate_to_proto(r["most_popular"]))
+
+
+def estimate_to_proto(e: Estimate) -> pb.ModelEstimate:
+    return pb.ModelEstimate(**{k: v for k, v in asdict(e).items() if v is not None})
+
+
+def estimate_from_proto(msg: pb.ModelEstimate) -> Estimate:
+    values = {f.name: getattr(msg, f.name) for f in msg.DESCRIPTOR.fields}
+    return Estimate(**values | {"downloads": msg.downloads if msg.HasField("downloads") else None})
+
+
+def result_to_proto(r: Result) -> pb.SearchResult:
+    out = pb.SearchResult(
+        recommended_model_id=r.recommended_model_id,
+        ranking=[estimate_to_proto(e) for e in r.ranking],
+        queries_spent=r.queries_spent,
+        queries_failed=r.queries_failed,
+        queries_cached=r.queries_cached,
+        exhaustive_queries=r.exhaustive_queries,
+        elapsed=_duration(r.elapsed_s),
+        winner=estimate_to_proto(r.winner),
+        hidden_gem=r.hidden_gem,
+        gem_verdict=GEM_VERDICTS.get(r.gem_verdict, pb.GEM_VERDICT_UNSPECIFIED),
+        gem_evidence=[pb.PairedComparison(**asdict(p)) for p in r.gem_evidence],
+        gem_check_queries=r.gem_check_queries,
+    )
+    if r.most_popular is not None:
+        out.most_popular.CopyFrom(estimate_to_proto(r.most_popular))
     return out
+
+
+def result_from_proto(msg: pb.SearchResult) -> Result:
+    popular = estimate_from_proto(msg.most_popular) if msg.HasField("most_popular") else None
+    return Result(
+        recommended_model_id=msg.recommended_model_id,
+        ranking=tuple(estimate_from_proto(e) for e in msg.ranking),
+        queries_spent=msg.queries_spent,
+        queries_failed=msg.queries_failed,
+        queries_cached=msg.queries_cached,
+        exhaustive_queries=msg.exhaustive_queries,
+        elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
+        winner=estimate_from_proto(msg.winner),
+        most_popular=popular,
+        hidden_gem=msg.hidden_gem,
+        gem_verdict=VERDICT_NAMES.get(msg.gem_verdict, ""),
+        gem_evidence=tuple(
+            Paired(**{f.name: getattr(p, f.name) for f in p.DESCRIPTOR.fields})
+            for p in msg.gem_evidence
+        ),
+        gem_check_queries=msg.gem_check_queries,
+    )
 
 
 def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
@@ -236,7 +266,7 @@ def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
         algorithm=spec["algorithm"],
         n_candidates=len(spec["candidates"]),
         n_items=len(spec["items"]),
-        progress=progress_to_proto(row.progress or {}),
+        progress=progress_to_proto(row.progress),
         error=row.error or "",
         create_time=_timestamp(row.created),
         update_time=_timestamp(row.updated),

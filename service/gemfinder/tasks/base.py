@@ -63,6 +63,11 @@ class Task:
     # Whether grading runs the response as code (seconds, in a sandbox): such graders run in a
     # worker thread; the others take microseconds and run inline.
     runs_code: bool = False
+    # The form of a right answer, which the simulated fleet writes its replies in (one of
+    # gemfinder.fleet.responder.FORMS: "choice_letter", "final_number", "python_function"). A
+    # task kind whose answers look like none of them adds its form there; a fleet refuses to
+    # serve a task whose form it does not know, rather than answer it with made-up text.
+    answer_form: str = ""
 
     def body(self, item: Item) -> str:
         raise NotImplementedError

@@ -54,6 +54,7 @@ class Gsm8k(Task):
     generation = GenerationSettings(
         max_new_tokens=512, stop=("\n\nQuestion:", "Question:", "</s>", "<|im_end|>")
     )
+    answer_form = "final_number"
     required_fields = ("question", "answer")
     instruction = (
         "Solve the math word problem step by step. "

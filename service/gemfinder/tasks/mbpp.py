@@ -34,6 +34,7 @@ def build_program(code: str, test_setup_code: str, tests: list[str]) -> str:
 class Mbpp(Task):
     name = "mbpp"
     generation = GenerationSettings(max_new_tokens=512, stop=("[DONE]",))
+    answer_form = "python_function"
     required_fields = ("text", "test_list")
     instruction = "You are an expert Python programmer."
     timeout_s = 10.0

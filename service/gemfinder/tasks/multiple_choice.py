@@ -71,6 +71,7 @@ class MultipleChoiceTask(Task):
     """Lettered options; `answer` is one of `labels` (letters or 1-5), default A, B, C, ..."""
 
     generation = GenerationSettings(max_new_tokens=50, stop=("\nQuestion:", "\n\n\n"))
+    answer_form = "choice_letter"
     required_fields = ("question", "choices", "answer")
     instruction = (
         "The following is a multiple choice question. Answer with the letter of the correct choice."

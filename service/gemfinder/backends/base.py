@@ -1,0 +1,75 @@
+"""What a backend is: one entry of the registry (gemfinder.backends.registry), and the values
+passed to and returned by its functions.
+
+A backend is a way of calling an inference server: how to build a client for an endpoint, the
+request one query sends, how the pre-search probe learns that the server is up and what it
+serves, and how a candidate is checked against that. Entries hold functions, not subclasses, so
+one line of the registry says everything about a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from gemfinder.candidates import Candidate
+    from gemfinder.oracles.endpoints import EndpointConfig
+    from gemfinder.tasks import GenerationSettings, Prompt
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer: its text and the token counts the server reported (None: not reported)."""
+
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One query as every backend sees it; each sends the parts its protocol has."""
+
+    url: str  # the endpoint's base URL (no route)
+    model: str  # the name that selects the model: adapter id, served_model, else the model id
+    adapter_id: str | None  # the LoRA adapter, for protocols that name it apart (TGI)
+    prompt: Prompt
+    generation: GenerationSettings
+
+
+class Client(Protocol):
+    async def close(self) -> None: ...
+
+
+# (base URL, bearer token, timeout in s, the byte-capped HTTP session the client must read its
+# answers through and close with itself: gemfinder.oracles.answer_cap) -> a client
+Connect = Callable[[str, str, float, "httpx2.AsyncClient"], Client]
+Query = Callable[[Any, Call], Awaitable[Completion]]
+# GET one path of the endpoint: (answered at all, JSON of a 200 or None, why it did not answer)
+Get = Callable[[str], Awaitable[tuple[bool, Any, str | None]]]
+# Reads the endpoint with `Get`: {"info": /info JSON or None, "models": listed ids or None,
+# "unreachable": None, or why the server did not answer at all}
+Probe = Callable[[Get], Awaitable[dict]]
+# (candidate, its endpoint's settings or None, the probe's answer, whether an unreachable
+# endpoint refuses the search) -> the problems found, as (field under the candidate, reason)
+Check = Callable[["Candidate", "EndpointConfig | None", dict, bool], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Backend:
+    enum: int  # its gemfinder.v1.Backend value: the registry's key
+    name: str  # short name: CLI choices, older candidates files; the enum name is BACKEND_ + it
+    route: str  # the path a query is sent to, below the endpoint's base URL
+    summary: str  # a few words for help texts: what it sends, for which models
+    connect: Connect
+    query: Query
+    probe: Probe
+    check: Check
+
+    @property
+    def enum_name(self) -> str:
+        return f"BACKEND_{self.name.upper()}"

@@ -1,0 +1,53 @@
+"""BACKEND_TGI: text-generation-inference `POST /generate`, the raw prompt, greedy.
+
+`do_sample=False` and no temperature/top_k/top_p/typical_p (any of them turns sampling on),
+`max_new_tokens` always, `return_full_text=False` always, `details=True` for token counts,
+`adapter_id` for LoRA candidates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gemfinder.backends.base import Backend, Call, Completion
+from gemfinder.backends.checks import served_by_info
+from gemfinder.backends.errors import GarbageResponse
+from gemfinder.backends.hf import inference_client
+from gemfinder.backends.probe import info_and_models
+from gemfinder.v1 import gemfinder_pb2 as pb
+
+
+def connect(url: str, token: str, timeout: float, http: Any) -> Any:
+    return inference_client(None, token, timeout, http)
+
+
+async def query(client: Any, call: Call) -> Completion:
+    out = await client.text_generation(
+        call.prompt.text,
+        model=f"{call.url}/generate",  # posted to as given: a bare URL would hit POST /
+        max_new_tokens=call.generation.max_new_tokens,
+        stop=list(call.generation.stop),
+        do_sample=False,
+        return_full_text=False,
+        details=True,
+        adapter_id=call.adapter_id,
+    )
+    text = getattr(out, "generated_text", None)
+    if not isinstance(text, str):
+        raise GarbageResponse("response has no generated_text")
+    details = getattr(out, "details", None)
+    generated = getattr(details, "generated_tokens", None)
+    prefill = getattr(details, "prefill", None)
+    return Completion(text, len(prefill) if prefill else None, generated)
+
+
+BACKEND = Backend(
+    enum=pb.BACKEND_TGI,
+    name="tgi",
+    route="/generate",
+    summary="POST /generate, raw prompt",
+    connect=connect,
+    query=query,
+    probe=info_and_models,
+    check=served_by_info,
+)

@@ -1,0 +1,155 @@
+"""What a search reports: its progress, its result and each model's estimate, as typed values.
+
+One shape from the runner to the caller: the runner builds these (search.result), the store
+keeps their JSON (`to_json`/`from_json`), the server sends them as messages
+(server.convert: `*_to_proto`/`*_from_proto`), the CLI prints them (report, `--json`).
+
+Frozen dataclasses, not the proto messages themselves, because the two forms differ on purpose
+and the stored one must not move: the JSON in existing databases (and `gemfinder search --json`)
+counts time in seconds (`elapsed_s`, the proto a Duration), names the gem verdict by its short
+name (`hidden_gem`, the proto an enum number), writes an unknown download count as null (the
+proto tracks presence with HasField); proto3's own JSON mapping would rename every key and
+write int64 as strings. Dataclasses also keep the search, the simulator and the CLI free of
+generated gRPC code: only server/ speaks proto.
+
+Every number is finite (strict JSON): `from_json` reads results stored before that rule (an
+unseen model's accuracy was NaN) as 0, and fields stored before they existed (the gem verdict,
+its evidence, the gem check's queries, `official`) as the proto's defaults.
+Estimates and results take any field as missing for that reason; only an estimate's
+`model_id` is required.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One model's estimate (proto ModelEstimate)."""
+
+    model_id: str
+    rank: int = 0
+    accuracy: float = 0.0  # 0 when unseen (items_seen 0)
+    lower: float = 0.0
+    upper: float = 0.0
+    items_seen: int = 0
+    successes: int = 0
+    eliminated_in_round: int = 0  # 1-based; 0: never eliminated
+    downloads: float | None = None
+    official: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Estimate:
+        return _known(cls, data)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The winner against one popular model on the items both were graded on (proto
+    PairedComparison; search.gem)."""
+
+    model_id: str
+    shared_items: int
+    winner_only_correct: int  # items the winner got right and the popular model wrong
+    other_only_correct: int  # the reverse
+    p_value: float  # one-sided sign test of "the winner is better"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Paired:
+        return _known(cls, data)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A running search's counters (proto Progress); all 0 before the first."""
+
+    budget: int = 0  # everything: the search and the gem check
+    spent: int = 0  # the gem check's answers included
+    failed: int = 0
+    skipped: int = 0
+    cached: int = 0
+    round: int = 0  # 1-based; 0 for algorithms without rounds
+    total_rounds: int = 0
+    survivors: int = 0
+    leader_model_id: str = ""
+    leader_accuracy: float = 0.0
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Progress:
+        return _known(cls, data)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished (or cancelled) search (proto SearchResult; search.result says how each field
+    is computed). `gem_verdict` is one of search.gem's names, "" for results stored before
+    verdicts existed."""
+
+    recommended_model_id: str = ""
+    ranking: tuple[Estimate, ...] = ()
+    queries_spent: int = 0  # the gem check's included
+    queries_failed: int = 0
+    queries_cached: int = 0
+    exhaustive_queries: int = 0
+    elapsed_s: float = 0.0
+    winner: Estimate = Estimate("")
+    most_popular: Estimate | None = None  # None without downloads
+    hidden_gem: bool = False
+    gem_verdict: str = ""
+    gem_evidence: tuple[Paired, ...] = ()
+    gem_check_queries: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order."""
+        return {
+            "recommended_model_id": self.recommended_model_id,
+            "ranking": [e.to_json() for e in self.ranking],
+            "queries_spent": self.queries_spent,
+            "queries_failed": self.queries_failed,
+            "queries_cached": self.queries_cached,
+            "exhaustive_queries": self.exhaustive_queries,
+            "elapsed_s": self.elapsed_s,
+            "winner": self.winner.to_json(),
+            "most_popular": None if self.most_popular is None else self.most_popular.to_json(),
+            "hidden_gem": self.hidden_gem,
+            "gem_verdict": self.gem_verdict,
+            "gem_evidence": [p.to_json() for p in self.gem_evidence],
+            "gem_check_queries": self.gem_check_queries,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        popular = data.get("most_popular")
+        nested = {
+            "winner": Estimate.from_json(data.get("winner", {"model_id": ""})),
+            "ranking": tuple(Estimate.from_json(e) for e in data.get("ranking", ())),
+            "most_popular": None if popular is None else Estimate.from_json(popular),
+            "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
+        }
+        return _known(cls, data | nested)
+
+
+def _known(cls: type[T], data: dict[str, Any]) -> T:
+    """`cls` from the keys of `data` it has (missing ones take their defaults; a key written by
+    a later version is left out), non-finite floats as 0."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: _finite(v) for k, v in data.items() if k in names})
+
+
+def _finite(value: Any) -> Any:
+    return 0.0 if isinstance(value, float) and not math.isfinite(value) else value
