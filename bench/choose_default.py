@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 from gemfinder import _core
 from gemfinder.loss import HALF_POINT, cost_to_confidence, trial_losses
-from gemfinder.simulation import total_budget
 from gemfinder.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,7 +81,7 @@ def run(correct, rows, name, params, budget, seed, trials) -> np.ndarray:
 def cell(matrix, seed: int, n_avg: float, trials: int) -> dict[str, np.ndarray]:
     """{method: per-trial picks (rows of the whole pool)} for the candidates and the oracle."""
     correct, acc = matrix.correct, matrix.accuracies()
-    budget = total_budget(n_avg, matrix.n_models)
+    budget = int(round(n_avg * matrix.n_models))  # as gemfinder simulate rounds it
     everyone = np.arange(matrix.n_models)
     out = {
         label: run(correct, everyone, name, params, budget, seed, trials)
