@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  # util-linux gives the sandbox `unshare` (and `runuser`); prometheus gives promtool for the
-  # alert-rule tests; postgresql the server the PostgreSQL store's tests start themselves
-  # (tests/pg_support.py; its binaries stay off PATH, in /usr/lib/postgresql/*/bin).
+  # util-linux gives the tests `runuser` and `setpriv` (non-root PostgreSQL, hostile-program
+  # suite); prometheus gives promtool for the alert-rule tests; postgresql the server the
+  # PostgreSQL store's tests start themselves (tests/pg_support.py; its binaries stay off PATH,
+  # in /usr/lib/postgresql/*/bin).
   missing=""
   for pkg in util-linux prometheus postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

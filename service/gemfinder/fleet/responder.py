@@ -213,8 +213,26 @@ def _python_function(item: Item, correct: bool, rng: random.Random, chat: bool) 
     return rng.choice(forms)
 
 
+def _lm_eval_target(item: Item, correct: bool, rng: random.Random, chat: bool) -> str:
+    """lm-eval generate_until items scored by exact_match (gsm8k, ...): the gold target as the
+    dataset writes it (right) or a non-answer (wrong), then the model running on. Each reply is
+    graded with the item's own filters and metric first; an item it would not grade as meant
+    (and multiple-choice or code items, answered from log-likelihoods or programs) is refused."""
+    fields = item.fields
+    kind, metric = fields.get("output_type"), fields.get("metric", {}).get("name")
+    if kind != "generate_until" or metric != "exact_match":
+        raise UnanswerableTasks({item.task: f"lm_eval_target: not for {kind} / {metric}"})
+    target = fields["target"][0] if isinstance(fields["target"], list) else fields["target"]
+    reply = str(target) if correct else rng.choice(["I am not sure.", "I cannot tell."])
+    if get_task(item.task).grade(item, reply).correct != correct:
+        raise UnanswerableTasks({item.task: f"lm_eval_target: {item.id} grades otherwise"})
+    until = fields.get("until") or []
+    return reply + (f"\n\n{until[0]} next" if until and rng.random() < 0.5 else "")
+
+
 FORMS: dict[str, Reply] = {
     "choice_letter": _choice_letter,
     "final_number": _final_number,
     "python_function": _python_function,
+    "lm_eval_target": _lm_eval_target,
 }

@@ -147,7 +147,7 @@ class InferenceOracle:
             model=candidate.adapter_id or endpoint.config.served_model or candidate.model_id,
             adapter_id=candidate.adapter_id,
             prompt=prompt,
-            generation=task.generation,
+            generation=task.generation_for(item),
         )
         async with asyncio.timeout(self.policy.timeout_s):  # the caller holds the slot
             return await endpoint.backend.query(endpoint.client, call)

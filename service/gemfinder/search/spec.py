@@ -273,7 +273,7 @@ class CacheKeys:
     @staticmethod
     def _item_part(item: Item, system_prompt: bool) -> str:
         task = get_task(item.task)
-        gen = task.generation
+        gen = task.generation_for(item)
         prompt = task.build_prompt(item, system_prompt)
         body = json.dumps(
             [item.id, item.task, item.fields, prompt.text, prompt.messages],

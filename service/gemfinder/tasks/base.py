@@ -82,6 +82,10 @@ class Task:
             return f"task {self.name} needs field(s) {', '.join(missing)}"
         return None
 
+    def generation_for(self, item: Item) -> GenerationSettings:
+        """Decoding settings for one item: the task's, unless items carry their own (lm_eval)."""
+        return self.generation
+
     def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
         body = self.body(item)
         text = f"{self.instruction}\n\n{body}" if self.instruction else body

@@ -1,0 +1,118 @@
+"""The `lm_eval` task kind: query-set records built by `gemfinder queryset build --lm-eval-task`.
+
+Unlike the built-in tasks, each record carries its own prompt (lm-eval's exact text, few-shot
+included), stop strings, token cap and grading recipe, so one Task instance serves every lm-eval
+task. Importing this module does not import lm_eval (an optional extra); grading does.
+"""
+
+from __future__ import annotations
+
+from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
+from gemfinder.tasks.lmeval import TASK_KIND
+
+# The 0/1 metrics by output type (as in build.ZERO_ONE, without importing lm_eval).
+ZERO_ONE = {
+    "generate_until": ("exact_match", "pass_at_1"),
+    "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
+}
+
+_COMMON = ("lm_eval", "output_type", "doc", "metric")
+_BY_TYPE = {
+    "generate_until": ("prompt", "until", "max_gen_toks", "target", "filter"),
+    "multiple_choice": ("requests", "choices", "gold"),
+}
+
+
+class LmEvalTask(Task):
+    name = TASK_KIND
+    # For callers that still ask the task, not the item (`generation` rather than
+    # `generation_for(item)`): lm-eval's default token cap and no stop strings. Grading cuts
+    # the text at the item's own `until`, so the grade is the same; only the generation is longer.
+    generation = GenerationSettings(max_new_tokens=256)
+    # The simulated fleet answers generate_until items scored by exact_match with the gold
+    # target (fleet/responder.py); others it refuses until log-likelihoods go over the wire.
+    answer_form = "lm_eval_target"
+
+    @property
+    def runs_code(self) -> bool:  # type: ignore[override]
+        # The oracle asks this per task; an lm_eval set may hold code items (mbpp), so grading
+        # always goes to a worker thread (cheap next to a model call).
+        return True
+
+    def validate(self, item: Item) -> str | None:
+        f = item.fields
+        kind = f.get("output_type")
+        if kind not in _BY_TYPE:
+            return "output_type must be generate_until or multiple_choice"
+        missing = [k for k in _COMMON + _BY_TYPE[kind] if k not in f]
+        if missing:
+            return f"task lm_eval needs field(s) {', '.join(missing)}"
+        if not isinstance(f["doc"], dict):
+            return "doc must be an object (the lm-eval document)"
+        metric = f["metric"]
+        if not isinstance(metric, dict) or metric.get("name") not in ZERO_ONE[kind]:
+            return f"metric must be an object whose name is one of {', '.join(ZERO_ONE[kind])}"
+        if not isinstance(metric.get("kwargs", {}), dict):
+            return "metric.kwargs must be an object"
+        if kind == "generate_until":
+            if not isinstance(f["prompt"], str):
+                return "prompt must be a string"
+            if not (isinstance(f["until"], list) and all(isinstance(s, str) for s in f["until"])):
+                return "until must be a list of strings"
+            if not isinstance(f["max_gen_toks"], int) or f["max_gen_toks"] < 1:
+                return "max_gen_toks must be a positive integer"
+            flt = f["filter"]
+            if not (
+                isinstance(flt, dict)
+                and isinstance(flt.get("name"), str)
+                and isinstance(flt.get("steps"), list)
+                and flt["steps"]
+                and all(
+                    isinstance(st, list)
+                    and len(st) == 2
+                    and isinstance(st[0], str)
+                    and isinstance(st[1], dict | None)
+                    for st in flt["steps"]
+                )
+            ):
+                return "filter must be {name, steps: [[function, kwargs or null], ...]}"
+        else:
+            reqs = f["requests"]
+            if not (
+                isinstance(reqs, list)
+                and reqs
+                and all(isinstance(r, list) and len(r) == 2 for r in reqs)
+                and all(isinstance(s, str) for r in reqs for s in r)
+            ):
+                return "requests must be a non-empty list of [context, continuation] strings"
+            if not isinstance(f["choices"], list) or len(f["choices"]) != len(reqs):
+                return "choices must list one string per request"
+        return None
+
+    def generation_for(self, item: Item) -> GenerationSettings:
+        f = item.fields
+        return GenerationSettings(
+            max_new_tokens=int(f.get("max_gen_toks", 256)), stop=tuple(f.get("until", ()))
+        )
+
+    def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
+        f = item.fields
+        text = f["prompt"] if f["output_type"] == "generate_until" else f["requests"][0][0]
+        return Prompt(text=text, messages=[{"role": "user", "content": text}])
+
+    def grade(self, item: Item, response: str) -> Grade:
+        from gemfinder.tasks.lmeval.grading import grade_generation
+
+        if item.fields["output_type"] != "generate_until":
+            raise ValueError(
+                f"{item.id} is a multiple_choice item: it is graded from log-likelihoods "
+                "(grade_loglikelihoods), not from generated text"
+            )
+        score, extracted = grade_generation(item.fields, response)
+        return Grade(correct=score == 1.0, extracted=None if extracted is None else str(extracted))
+
+    def grade_loglikelihoods(self, item: Item, lls: list[float]) -> Grade:
+        from gemfinder.tasks.lmeval.grading import score_loglikelihoods
+
+        score, pred = score_loglikelihoods(item.fields, lls)
+        return Grade(correct=score == 1.0, extracted=str(pred))
