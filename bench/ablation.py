@@ -14,7 +14,8 @@ from every fit and choice (3, 4 by default) and the small real pools.
 Prints, per pool and budget, the mean rank of every variant, then one summary row per variant:
 geometric mean of its mean rank over the reference's across all cases, the worst such ratio,
 and how many cases it is significantly better or worse in (95% interval of the paired
-per-trial rank difference excludes 0).
+per-trial rank difference excludes 0), and its mean loss over the cases (accuracy points between
+the returned model and the best) beside the reference's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from gemfinder.loss import trial_losses
 from gemfinder.sim.simulation import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +53,7 @@ class Variant:
 
 VARIANTS = [
     Variant("reference", "gem f=0.2, m=100 (published m; f that fits the published ranks)"),
-    Variant("default", "f and m chosen by benchmark: m=200", first_cut=200),
+    Variant("old default", "gem as the default was before issue 16: m=200", first_cut=200),
     Variant("no cut", "plain correlated SH (m = K)", first_cut=1 << 30),
     Variant("tie cut", "m from the data: keep all tied with the m-th", tie_cut=True),
     Variant("paired z=2", "paired early elimination, McNemar z > 2 vs leader", early_z=2.0),
@@ -166,17 +168,22 @@ def true_ranks(acc: np.ndarray) -> np.ndarray:
 
 def run_case(correct, n_avg, trials, seed) -> dict[str, np.ndarray]:
     """Per-trial true rank of every variant's pick, on common random numbers."""
-    k, n = correct.shape
     ranks = true_ranks(correct.mean(1))
+    return {name: ranks[picks] for name, picks in run_picks(correct, n_avg, trials, seed).items()}
+
+
+def run_picks(correct, n_avg, trials, seed) -> dict[str, np.ndarray]:
+    """Per-trial pick (model row) of every variant, on common random numbers."""
+    k, n = correct.shape
     budget = int(round(n_avg * k))
-    out = {v.name: np.empty(trials) for v in VARIANTS}
+    out = {v.name: np.empty(trials, dtype=np.int64) for v in VARIANTS}
     for t in range(trials):
         trial_rng = np.random.default_rng([seed, t])
         perm = trial_rng.permutation(n)
         tie_seed = int(trial_rng.integers(1 << 62))
         for v in VARIANTS:
             pick = search(v, correct, budget, perm, np.random.default_rng(tie_seed))
-            out[v.name][t] = ranks[pick]
+            out[v.name][t] = pick
     return out
 
 
@@ -208,22 +215,32 @@ def main() -> None:
     names = [v.name for v in VARIANTS]
     print(f"mean rank, {args.trials} paired trials; rust = the core's gem f=0.2 m=100")
     print(f"{'pool':<18}{'N':>5} {'rust':>7} " + " ".join(f"{n[:12]:>12}" for n in names))
-    cases, start = [], time.time()
+    cases, losses, start = [], {n: [] for n in names}, time.time()
     for label, _, matrix in pools:
+        acc = matrix.accuracies()
+        ranks = true_ranks(acc)
         for n_avg in args.budgets:
-            case = run_case(matrix.correct, n_avg, args.trials, seed=0)
+            picks = run_picks(matrix.correct, n_avg, args.trials, seed=0)
+            case = {name: ranks[p] for name, p in picks.items()}
+            for name, p in picks.items():
+                losses[name].append(trial_losses(acc, p).mean())
             rust = simulate(matrix, "gem", n_avg, args.trials, 0, {"first_cut": 100.0})
             cases.append(case)
             cells = " ".join(f"{case[n].mean():12.2f}" for n in names)
             print(f"{label:<18}{n_avg:>5g} {rust['mean_rank']:7.2f} {cells}", flush=True)
     print(f"\n{len(cases)} cases in {time.time() - start:.0f} s")
     lines = [
-        "| variant | idea | mean rank / reference (geo. mean) | worst case | better | worse |",
-        "|---|---|---|---|---|---|",
+        "| variant | idea | mean rank / reference (geo. mean) | worst case | better | worse "
+        "| loss, points (mean over cases) |",
+        "|---|---|---|---|---|---|---|",
     ]
     ideas = {v.name: v.idea for v in VARIANTS}
     for name, geo, worst, better, worse in summary(cases):
-        lines.append(f"| {name} | {ideas[name]} | {geo:.3f} | {worst:.2f} | {better} | {worse} |")
+        loss = float(np.mean(losses[name]))
+        lines.append(
+            f"| {name} | {ideas[name]} | {geo:.3f} | {worst:.2f} | {better} | {worse} "
+            f"| {loss:.3f} |"
+        )
     print("\n".join(lines))
     if args.markdown:
         args.markdown.write_text("\n".join(lines) + "\n")

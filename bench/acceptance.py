@@ -6,11 +6,12 @@
 
 Specs are `algorithm[:param=value,...]`, as `gemfinder simulate --algorithms` takes them. For
 every preset (generator seeds held out from any tuning), every budget and the small real pools
-(`--real`), prints the mean rank of both with 95% intervals, their ratio, P(within 0.5 points),
-and the three checks: mean rank at N=10 at most half the reference's; P(within 0.5 points) >=
-0.9 at N=50; never worse than the reference beyond the 95% interval. Both run on the same
-trials (common random numbers). `--markdown OUT` also writes the full table (mean rank,
-accuracy, P(best), P(within 0.5 points) of both, and the checks) as Markdown.
+(`--real`), prints the mean rank of both with 95% intervals, their ratio, the mean loss
+(accuracy points below the best model), P(within 0.5 points), and the three checks: mean rank
+at N=10 at most half the reference's; P(within 0.5 points) >= 0.9 at N=50; never worse than
+the reference beyond the 95% interval. Both run on the same trials (common random numbers).
+`--markdown OUT` also writes the full table (loss mean and 90th percentile, P(within 0.5
+points), P(best), mean rank, accuracy of both, and the checks) as Markdown.
 """
 
 from __future__ import annotations
@@ -63,14 +64,16 @@ def print_rows(label: str, rows: list[dict]) -> None:
         print(
             f"{label:<18}{row['budget_per_model']:>5g}  {rank_with_interval(cand)}"
             f"  {rank_with_interval(ref)}  {cand['mean_rank'] / ref['mean_rank']:6.2f}"
+            f"  {cand['loss_mean']:5.2f} {ref['loss_mean']:5.2f}"
             f"  {cand['p_within_half_point']:6.3f} {ref['p_within_half_point']:6.3f}"
             f"  {' '.join(verdicts(row))}"
         )
 
 
 MARKDOWN_HEADER = [
-    "| pool | N | mean rank (ref) | accuracy (ref) | P(best) (ref) | P(<=0.5 pt) (ref) | checks |",
-    "|---|---|---|---|---|---|---|",
+    "| pool | N | loss, points (ref) | loss p90 (ref) | P(<=0.5 pt) (ref) | P(best) (ref) "
+    "| mean rank (ref) | accuracy (ref) | checks |",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -79,10 +82,12 @@ def markdown_rows(label: str, rows: list[dict]) -> list[str]:
     for row in rows:
         cand, ref = row["cand"], row["ref"]
         cells = [
+            f"{cand['loss_mean']:.2f} ({ref['loss_mean']:.2f})",
+            f"{cand['loss_p90']:.2f} ({ref['loss_p90']:.2f})",
+            f"{cand['p_within_half_point']:.3f} ({ref['p_within_half_point']:.3f})",
+            f"{cand['p_best']:.3f} ({ref['p_best']:.3f})",
             f"{cand['mean_rank']:.2f} ({ref['mean_rank']:.2f})",
             f"{cand['mean_accuracy']:.4f} ({ref['mean_accuracy']:.4f})",
-            f"{cand['p_best']:.3f} ({ref['p_best']:.3f})",
-            f"{cand['p_within_half_point']:.3f} ({ref['p_within_half_point']:.3f})",
         ]
         checks = " ".join(verdicts(row)) or "-"
         budget = f"{row['budget_per_model']:g}"
@@ -104,7 +109,7 @@ def main() -> None:
     print(f"candidate {args.candidate} vs reference {args.reference}, {args.trials} trials")
     print(
         f"{'pool':<18}{'N':>5}  {'candidate rank [95%]':>25}  {'reference rank [95%]':>25}"
-        f"  {'ratio':>6}  {'P<=.5 cand':>6} {'ref':>6}  checks"
+        f"  {'ratio':>6}  {'loss':>5} {'ref':>5}  {'P<=.5 cand':>6} {'ref':>6}  checks"
     )
     markdown = list(MARKDOWN_HEADER)
     for label, seed, matrix in pools:

@@ -29,7 +29,7 @@ VARIANTS = (
     ("gem", {"first_round_share": 0.2, "first_cut": 200}),
     ("gem", {"first_round_share": 0.2, "first_cut": 400}),
     ("gem", {"first_round_share": 0.2, "first_cut": 800}),
-    ("default", None),  # f = 0.2, first cut a fifth of the pool and at least 200
+    ("gem", None),  # f = 0.2, first cut a fifth of the pool and at least 200 (the old default)
     ("sh_correlated", None),
 )
 BUDGETS = (5, 10, 25, 50, 100)

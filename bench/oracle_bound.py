@@ -11,7 +11,8 @@ whole budget (K x N queries) goes to those k. A real search must find the top k 
 the same budget, so where even the oracle rows miss the target, no first cut, round shape or
 elimination rule can reach it: what is left is telling near-identical top models apart.
 With `--metric p_within_half_point` the same rows give the share of trials within 0.5
-accuracy points of the best (higher is better; issue 6 asks for 0.9 at N = 50).
+accuracy points of the best (higher is better; issue 6 asks for 0.9 at N = 50); with
+`--metric loss_mean` the mean accuracy points lost against the best model (lower is better).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 
 import numpy as np
 from gemfinder import _core
+from gemfinder.loss import trial_losses
 from held_out import add_pool_arguments, held_out_pools
 
 ORACLE_TOPS = (100, 40, 20, 5)
@@ -27,12 +29,19 @@ ORACLE_ALGORITHMS = ("uniform", "sh_correlated", "sr")
 REFERENCE = ("gem", {"first_cut": 100})
 
 
-TARGETS = {"mean_rank": lambda reference: reference / 2, "p_within_half_point": lambda _: 0.9}
+TARGETS = {
+    "mean_rank": lambda reference: reference / 2,
+    "p_within_half_point": lambda _: 0.9,
+    "loss_mean": lambda reference: reference / 2,  # no target in the issues; half, as for rank
+}
+LOWER_IS_BETTER = {"mean_rank", "loss_mean"}
 
 
 def measure(correct, acc, algorithm, budget: int, trials: int, metric: str) -> float:
     name, params = algorithm
     picks, spent = _core.simulate_trials(correct, name, budget, 0, 0, trials, params)
+    if metric == "loss_mean":  # `acc` is the sub-pool's, whose best is the whole pool's best
+        return float(trial_losses(acc, picks).mean())
     return _core.summarize(acc, picks, spent)[metric]
 
 
@@ -48,7 +57,7 @@ def oracle_ranks(correct: np.ndarray, n_avg: float, trials: int, metric="mean_ra
             name: measure(sub, acc[order[:top]], (name, None), budget, trials, metric)
             for name in ORACLE_ALGORITHMS
         }
-        best = (min if metric == "mean_rank" else max)(ranks, key=ranks.__getitem__)
+        best = (min if metric in LOWER_IS_BETTER else max)(ranks, key=ranks.__getitem__)
         result[top] = (ranks[best], best)
     return result
 

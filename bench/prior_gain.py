@@ -8,9 +8,9 @@ potential: each preset's pool is cut into one target task (its items are the que
 the other tasks, whose accuracy plays a public leaderboard score known before the search.
 `corr` is the score's correlation with target accuracy over the pool, `top30` its Spearman
 correlation among the 30 best models on the target (what decides whether it helps).
-The search (`--algorithm`: the default, gem search, or `bayes_elim`) then runs with a Beta prior
-per model of strength n0 pseudo-items centred on that score, ranking by posterior mean, against
-no prior (n0 = 0). The prior mean is the raw other-task accuracy: with
+The search (`--algorithm`: gem search, the default before issue 16, or `bayes_elim`) then runs
+with a Beta prior per model of strength n0 pseudo-items centred on that score, ranking by
+posterior mean, against no prior (n0 = 0). The prior mean is the raw other-task accuracy: with
 correlated sampling every survivor has seen the same items, so a common shift of the prior
 means changes no ranking, and no target-task data is used to calibrate it.
 """
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--strengths", nargs="+", type=float, default=[0, 5, 20])
     parser.add_argument("--budgets", nargs="+", type=float, default=[10, 50])
     parser.add_argument("--trials", type=int, default=400)
-    parser.add_argument("--algorithm", default="default", help="gem (default) or bayes_elim")
+    parser.add_argument("--algorithm", default="gem", help="gem (default) or bayes_elim")
     args = parser.parse_args()
     print(f"mean rank of {args.algorithm}, {args.trials} trials; n0 = prior strength (0: none)")
     print(

@@ -7,7 +7,8 @@
 Each preset's pool is gemfinder.sim.trees.generate(preset, seed). Every algorithm runs on the same
 trials (common random numbers: trial t has one item order for all algorithms), through
 gemfinder.sim.simulation.simulate. Rows give mean rank and mean accuracy of the returned model with
-95% intervals beside the published numbers (bench/published_table.py), P(best) and P(within 0.5
+95% intervals beside the published numbers (bench/published_table.py), the loss (accuracy
+points below the best; mean and 90th percentile), P(best) and P(within 0.5
 points). Slow sequential algorithms (TTTS, UCB, UCB-E) can be limited to the first
 `--slow-trials` of the same trials (default: all 1,000, about 7 minutes on 2 cores); the output
 says so per row when the limit applies.
@@ -49,7 +50,8 @@ NO_QUERIES = frozenset({"random", "best_base"})  # the budget does not matter: r
 
 
 def plan_algorithms(requested: Sequence[str], matrix: CorrectnessMatrix) -> list[str]:
-    """The requested names minus duplicates (`default` when it is `gem`) and impossible rows."""
+    """The requested names minus duplicates (`default` when its algorithm is named too) and
+    impossible rows."""
     out: list[str] = []
     seen: set[str] = set()
     for name in requested:
@@ -142,6 +144,7 @@ def _cells(r: dict) -> list[str]:
         _fmt(r["published_rank"], 1),
         f"{r['mean_accuracy']:.4f} [{alo:.4f}, {ahi:.4f}]",
         _fmt(r["published_accuracy"], 3),
+        f"{r['loss_mean']:.2f} ({r['loss_p90']:.2f})",
         f"{r['p_best']:.3f}",
         f"{r['p_within_half_point']:.3f}",
         f"{r['seconds']:.1f}",
@@ -156,6 +159,7 @@ HEADER = [
     "pub rank",
     "accuracy [95%]",
     "pub acc",
+    "loss, pt (p90)",
     "P(best)",
     "P(<=0.5pt)",
     "s",

@@ -239,7 +239,7 @@ async def test_gemfinder_search_on_completions_endpoints(tmp_path, capsys):
         (tmp_path / "e.json").write_text(json.dumps(endpoints), encoding="utf-8")
         argv = ["search", "--query-set", str(tmp_path / "items.jsonl"),
                 "--candidates", str(tmp_path / "c.jsonl"), "--endpoints", str(tmp_path / "e.json"),
-                "--budget", "400", "--param", "first_cut=8"]  # fmt: skip
+                "--budget", "400", "--algorithm", "gem", "--param", "first_cut=8"]  # fmt: skip
         code = await asyncio.to_thread(main, argv)  # the CLI runs its own event loop
         requests = sum(
             (fleet.state(n).requests for n in fleet.names),

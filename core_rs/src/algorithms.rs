@@ -20,8 +20,10 @@ use crate::policy::reference::{self, Picker};
 use crate::policy::round_plan::{self, RoundPlan};
 use crate::policy::sequential::{Choice, Chooser};
 
-/// The algorithm the service and `gemfinder simulate` use when none is named.
-pub const DEFAULT_ALGORITHM: &str = "gem";
+/// The algorithm the service and `gemfinder simulate` use when none is named: correlated SH
+/// without a first cut, chosen by bench/choose_default.py (issue 16; docs/results.md). The
+/// service runs `bayes_elim` instead when every candidate has a prior score.
+pub const DEFAULT_ALGORITHM: &str = "sh_correlated";
 
 /// How the items of a round are drawn for its survivors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ BUDGETS = [10, 50]
 @pytest.fixture(scope="module")
 def result():
     matrix = generate("mistral-7b", 0, models=60, items=300).matrix
-    algorithms = ["random", "best_base", "sh", "gem", "default", "reference", "ttts"]
+    algorithms = ["random", "best_base", "sh", "sh_correlated", "default", "reference", "ttts"]
     rows = rt.run_table({"mistral-7b": matrix}, algorithms, BUDGETS, 400, 20, seed=3)
     return matrix, rows
 
@@ -27,10 +27,10 @@ def result():
 def test_structure(result):
     matrix, rows = result
     got = [(r["requested"], r["budget_per_model"]) for r in rows]
-    # default is gem with its default parameters, so it is dropped; the reference is gem with
-    # the reference method's parameters, a row of its own; random/best_base run once
+    # default is sh_correlated with its default parameters, so it is dropped; the reference is gem
+    # with the reference method's parameters, a row of its own; random/best_base run once
     assert got == [("random", 10), ("best_base", 10)] + [
-        (a, n) for a in ("sh", "gem", "reference", "ttts") for n in BUDGETS
+        (a, n) for a in ("sh", "sh_correlated", "reference", "ttts") for n in BUDGETS
     ]
     reference = [r for r in rows if r["requested"] == "reference"]
     assert [r["published_rank"] for r in reference] == [2.6, 1.6]

@@ -59,7 +59,8 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (tmp_path / "c.json").write_text(json.dumps(records), encoding="utf-8")
         endpoints = write_endpoints(configs, tmp_path / "endpoints.json")
         argv = search(tmp_path, "--candidates", str(tmp_path / "c.json"))
-        argv += ["--endpoints", str(endpoints), "--budget", "400", "--param", "first_cut=8"]
+        argv += ["--endpoints", str(endpoints), "--budget", "400"]
+        argv += ["--algorithm", "gem", "--param", "first_cut=8"]
         code = await asyncio.to_thread(main, argv)  # the CLI runs its own event loop
     finally:
         await fleet.stop()
@@ -76,7 +77,10 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "nope.npz"], "matrix: no such file"),
         (["--matrix", "{m}", "--algorithm", "magic"], "--algorithm: unknown"),
         (["--matrix", "{m}", "--param", "first_cut"], "--param: expected name=number"),
-        (["--matrix", "{m}", "--param", "bogus=1"], "--param bogus: gem has no parameter"),
+        (
+            ["--matrix", "{m}", "--param", "bogus=1"],
+            "--param bogus: sh_correlated has no parameter",
+        ),
         (
             ["--matrix", "{m}", "--algorithm", "ttts", "--param", "max_resample=1e300"],
             "--param max_resample: must be a whole number from 1 to 1000, got 1e300",

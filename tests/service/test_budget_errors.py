@@ -230,6 +230,7 @@ def test_demo_names_its_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(
         "gemfinder demo: error: --per-model: budget 1 per model (10 queries for 10 models; the "
-        "gem check keeps back 1, leaving 9 for the search) is below the 20 queries that gem needs"
+        "gem check keeps back 1, leaving 9 for the search) is below the 20 queries that "
+        f"{_core.DEFAULT_ALGORITHM} needs"
     ), err
     assert err.endswith("raise --per-model to 3")

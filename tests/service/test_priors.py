@@ -71,3 +71,22 @@ def test_the_request_carries_scores_and_strength():
     assert spec.prior_strength == 20.0 and spec.priors()[1] == pytest.approx((19.0, 3.0))
     plain = spec_from_proto(spec_to_proto(candidates([None] * 3), items, 10), {}, 10, Limits())
     assert plain.priors() is None and plain.prior_strength == 5.0
+    # A request naming no algorithm gets the default, whose ranking must use the scores.
+    assert (spec.algorithm, plain.algorithm) == ("bayes_elim", _core.DEFAULT_ALGORITHM)
+
+
+def test_the_default_uses_scores_and_a_named_algorithm_is_kept():
+    """The default (correlated SH, docs/results.md) becomes bayes_elim when every candidate has
+    a score: the same search ranking by posterior mean. A prior that favours the worst of
+    equal models then decides the pick, which sh_correlated (raw counts) would ignore."""
+    items = make_items(5, tasks=("mmlu",))
+    scored = SearchSpec(candidates([0.9, 0.1, 0.1, 0.1]), items, budget=20)
+    assert scored.algorithm == "bayes_elim"
+    assert SearchSpec(candidates([None, None]), items, budget=20).algorithm == "sh_correlated"
+    named = SearchSpec(candidates([0.9, 0.1]), items, budget=20, algorithm="gem")
+    assert named.algorithm == "gem" and SearchSpec.from_dict(named.to_dict()).algorithm == "gem"
+    correct = np.ones((4, 40), dtype=np.uint8)  # all tie on answers: only the prior separates
+    priors = scored.priors()
+    picks = {finish(_core.Scheduler("bayes_elim", 4, 40, 80, s, priors=priors), correct)
+             for s in range(6)}  # fmt: skip
+    assert picks == {0}

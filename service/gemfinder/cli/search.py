@@ -27,7 +27,7 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
+from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
 from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-per-model", type=int, help=f"default {DEFAULT_PER_MODEL}")
     budget.add_argument("--budget", type=int, help="total queries for the whole search")
-    p.add_argument("--algorithm", default=_core.DEFAULT_ALGORITHM, help="default: %(default)s")
+    p.add_argument("--algorithm", help=f"default: {_core.DEFAULT_ALGORITHM} (bayes_elim when "
+                   "every candidate has a prior score)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm "
                    "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
@@ -110,7 +111,8 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         candidates = matrix_candidates(matrix)
     else:
         raise UserError("--candidates", "required (or --matrix to search its rows offline)")
-    if args.algorithm not in _core.ALGORITHMS:
+    algorithm = args.algorithm or default_algorithm(candidates)
+    if algorithm not in _core.ALGORITHMS:
         raise UserError("--algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
     share = "--gem-check-share"
     if args.budget is not None:
@@ -122,7 +124,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         candidates=candidates,
         items=items,
         budget=budget.total,
-        algorithm=args.algorithm,
+        algorithm=algorithm,
         params=parse_params(args.param),
         seed=args.seed,
         system_prompt=args.system_prompt == "system",

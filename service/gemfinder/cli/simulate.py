@@ -69,17 +69,20 @@ def format_table(rows: list[dict], best: float) -> str:
     labels = [r["requested"] if r.get("params") else r["algorithm"] for r in rows]
     width = max(14, *(len(label) + 2 for label in labels))
     header = (
-        f"{'algorithm':<{width}}{'N/model':>8}{'mean rank':>21}{'accuracy':>10}"
-        f"{'P(best)':>9}{'P(<=0.5pt)':>11}{'queries':>10}"
+        f"{'algorithm':<{width}}{'N/model':>8}{'loss':>7}{'loss p90':>9}{'P(<=0.5pt)':>11}"
+        f"{'P(best)':>9}{'mean rank':>21}{'accuracy':>10}{'queries':>10}"
     )
     lines = [header, "-" * len(header)]
     for label, r in zip(labels, rows, strict=True):
         lo, hi = r["mean_rank_ci"]
         rank = f"{r['mean_rank']:.2f} [{lo:.1f},{hi:.1f}]"
         lines.append(
-            f"{label:<{width}}{r['budget_per_model']:>8g}{rank:>21}"
-            f"{r['mean_accuracy']:>10.4f}{r['p_best']:>9.3f}{r['p_within_half_point']:>11.3f}"
-            f"{r['queries_spent']:>10.0f}"
+            f"{label:<{width}}{r['budget_per_model']:>8g}{r['loss_mean']:>7.2f}"
+            f"{r['loss_p90']:>9.2f}{r['p_within_half_point']:>11.3f}{r['p_best']:>9.3f}"
+            f"{rank:>21}{r['mean_accuracy']:>10.4f}{r['queries_spent']:>10.0f}"
         )
-    lines.append(f"best model accuracy: {best:.4f}; intervals are 95%")
+    costs = {label: r["cost_to_confidence"] for label, r in zip(labels, rows, strict=True)}
+    shown = ", ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in costs.items())
+    lines.append(f"cost to confidence (N/model for P(<=0.5pt) >= 0.9 on this grid): {shown}")
+    lines.append(f"best model accuracy: {best:.4f}; loss in accuracy points; intervals are 95%")
     return "\n".join(lines)

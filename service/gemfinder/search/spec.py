@@ -40,6 +40,16 @@ MAX_GEM_CHECK_SHARE = 0.5
 PRIOR_STRENGTH = 5.0
 
 
+def default_algorithm(candidates: list[Candidate]) -> str:
+    """The algorithm of a search that names none (chosen in docs/results.md, issue 16):
+    correlated SH without a first cut; when every candidate has a prior score, `bayes_elim`,
+    the same search ranking by posterior mean, so that the scores count (`sh_correlated`
+    ranks by raw counts and would ignore them)."""
+    if candidates and all(c.prior_score is not None for c in candidates):
+        return "bayes_elim"
+    return _core.DEFAULT_ALGORITHM
+
+
 def spec_digest(spec: dict[str, Any]) -> str:
     """SHA-256 of a spec's canonical JSON (sorted keys): equal specs, equal digests, also after
     a round trip through the store's JSON."""
@@ -57,7 +67,7 @@ class SearchSpec:
     candidates: list[Candidate]
     items: list[Item]
     budget: int  # everything: the search and the gem check
-    algorithm: str = _core.DEFAULT_ALGORITHM
+    algorithm: str = ""  # "": default_algorithm(candidates)
     params: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     system_prompt: bool = False
@@ -67,6 +77,10 @@ class SearchSpec:
     # Start even when a candidate's endpoint does not answer the pre-search check (e.g. still
     # loading); off: such a search is refused (oracles.preflight.EndpointUnreachable).
     allow_unreachable: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.algorithm:
+            self.algorithm = default_algorithm(self.candidates)
 
     @property
     def exhaustive(self) -> int:

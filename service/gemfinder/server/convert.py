@@ -17,7 +17,7 @@ from gemfinder.budget import Budget
 from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
-from gemfinder.search.spec import Limits, SearchSpec
+from gemfinder.search.spec import Limits, SearchSpec, default_algorithm
 from gemfinder.search.values import Estimate, Paired, Progress, Result
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
@@ -116,7 +116,7 @@ def spec_from_proto(
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
         raise UserError("spec.system_prompt", f"unknown value {msg.system_prompt} (known: {known})")
-    algorithm = msg.algorithm or _core.DEFAULT_ALGORITHM
+    algorithm = msg.algorithm or default_algorithm(candidates)
     if algorithm not in _core.ALGORITHMS:
         raise UserError("spec.algorithm", f"unknown; known: {', '.join(_core.ALGORITHMS)}")
     spec = SearchSpec(

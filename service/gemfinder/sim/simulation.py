@@ -13,6 +13,7 @@ import numpy as np
 from gemfinder import _core
 from gemfinder.budget import U64_MAX, Budget, too_small
 from gemfinder.errors import UserError
+from gemfinder.loss import cost_to_confidence, loss_figures, trial_losses
 from gemfinder.sim.matrix import CorrectnessMatrix
 
 CHUNK = 250
@@ -84,13 +85,15 @@ def simulate(
         spent.append(s)
         if on_progress is not None:
             on_progress(stop - start)
-    summary = _core.summarize(matrix.accuracies(), np.concatenate(picks), np.concatenate(spent))
+    picks, spent = np.concatenate(picks), np.concatenate(spent)
+    summary = _core.summarize(matrix.accuracies(), picks, spent)
     return {
         "algorithm": name,
         "requested": algorithm,
         "budget_per_model": budget_per_model,
         "budget": budget,
         **summary,
+        **loss_figures(trial_losses(matrix.accuracies(), picks)),
     }
 
 
@@ -104,7 +107,8 @@ def simulate_grid(
 ) -> list[dict]:
     """Every algorithm spec (`name[:param=value,...]`) at every budget, all on the same trials
     (paired comparisons). Every combination is checked before any trial runs, so a bad one
-    late in the grid does not throw away the rows before it."""
+    late in the grid does not throw away the rows before it. Every row also carries its
+    algorithm's `cost_to_confidence` over the whole budget grid (gemfinder.loss)."""
     specs = [(spec, *parse_algorithm(spec)) for spec in algorithms]
     for n_avg in budgets_per_model:
         for _, name, params in specs:
@@ -114,6 +118,12 @@ def simulate_grid(
         for spec, name, params in specs:
             row = simulate(matrix, name, n_avg, trials, seed, params or None, on_progress)
             rows.append(row | {"requested": spec, "params": params})
+    for spec, _, _ in specs:
+        same = [r for r in rows if r["requested"] == spec]
+        budgets = [r["budget_per_model"] for r in same]
+        cost = cost_to_confidence(budgets, [r["p_within_half_point"] for r in same])
+        for row in same:
+            row["cost_to_confidence"] = cost
     return rows
 
 
