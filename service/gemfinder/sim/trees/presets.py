@@ -87,7 +87,7 @@ class TreeConfig:
     ceiling_scale: float = 0.3
     floor_acc: float = 0.01
     # Item response model; fitted to the agreement of real Mistral-7B fine-tunes
-    # (bench/tree_realism.py, docs/trees.md).
+    # (bench/studies/tree_realism.py, docs/trees.md).
     difficulty_sd: float = 1.8
     discrimination_median: float = 0.9
     discrimination_log_sd: float = 0.5
@@ -150,7 +150,7 @@ PRESETS: dict[str, TreeConfig] = {
             "gsm8k": 0.3,
         },
         # Body and top refitted to the published SH ranks and a sparse top
-        # (bench/fit_search_presets.py); near-copy light-touch fine-tunes (SEARCH_AGREEMENT).
+        # (bench/tools/fit_search_presets.py); near-copy light-touch fine-tunes (SEARCH_AGREEMENT).
         step_mean=-0.513,
         step_sd=0.329,
         p_light=0.453,
@@ -194,7 +194,7 @@ PRESETS: dict[str, TreeConfig] = {
             "mbpp": -0.4,
             "gsm8k": -0.6,
         },
-        # Refitted to the published SH ranks (bench/fit_search_presets.py); agreement kept.
+        # Refitted to the published SH ranks (bench/tools/fit_search_presets.py); agreement kept.
         step_mean=-0.318,
         step_sd=0.639,
         p_light=0.169,
