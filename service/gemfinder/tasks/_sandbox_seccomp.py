@@ -22,7 +22,7 @@ import platform
 import struct
 
 # name: (x86_64 number, asm-generic number used by aarch64); checked against the kernel
-# headers by tests/test_sandbox_seccomp.py where they are installed.
+# headers by tests/tasks/test_sandbox_seccomp.py where they are installed.
 SYSCALLS = {
     "unshare": (272, 97),
     "setns": (308, 268),

@@ -133,7 +133,7 @@ def scale_tasks(tasks: dict[str, int], total: int) -> dict[str, int]:
 # which needs the best models to disagree on only a few % of items; answer change grows with
 # the skill step (0.5 at a 0.49 step, 0.99 at 0.06: light-touch fine-tunes are near-copies).
 # Not used for mistral-7b: its agreement is fitted to the five real Mistral-7B fine-tunes
-# (tests/trees/test_trees_realism.py), which disagree far more than this.
+# (tests/sim/trees/test_trees_realism.py), which disagree far more than this.
 SEARCH_AGREEMENT: dict[str, float] = {"agreement_scale": 0.6, "agreement_power": 2.0}
 
 PRESETS: dict[str, TreeConfig] = {

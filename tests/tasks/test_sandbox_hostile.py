@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from gemfinder.tasks.executor import ExecutorError, run_remote
 
-REPO_SERVICE = Path(__file__).resolve().parents[1] / "service"
+REPO_SERVICE = Path(__file__).resolve().parents[2] / "service"
 USER = "gfexec"
 TOKEN = "gf-token-4f1c9e7a"  # the decoy server's secret; no program output may contain it
 MEMORY_MB = 512
