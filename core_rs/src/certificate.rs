@@ -119,6 +119,39 @@ mod tests {
         assert!(gap_upper_bound(0, 100, 1000, 5, 0.01) > gap_upper_bound(0, 100, 1000, 5, 0.05));
     }
 
+    /// Serfling's bound for one n, checked by drawing: the pool mean exceeds it in at most
+    /// `level` of the draws, while a bound without the width is exceeded in a third of them
+    /// (so the check can fail).
+    #[test]
+    fn serfling_bound_covers_the_pool_mean_when_drawn_without_replacement() {
+        use rand::{Rng, SeedableRng};
+        // 400 paired differences: 60 items where m is right and w wrong, 40 the other way.
+        let mut pool: Vec<f64> = vec![0.0; 400];
+        pool[..60].iter_mut().for_each(|d| *d = 1.0);
+        pool[60..100].iter_mut().for_each(|d| *d = -1.0);
+        let mu = pool.iter().sum::<f64>() / 400.0;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (draws, level) = (5_000, 0.1);
+        for n in [5u64, 40, 200, 390] {
+            let (mut missed, mut naive_missed) = (0, 0);
+            for _ in 0..draws {
+                for i in 0..n as usize {
+                    let j = rng.gen_range(i..pool.len());
+                    pool.swap(i, j);
+                }
+                let mean = pool[..n as usize].iter().sum::<f64>() / n as f64;
+                missed += (mu > mean + serfling_width(n, 400, level)) as u32;
+                naive_missed += (mu > mean + 1e-12) as u32;
+            }
+            let (rate, naive) = (
+                missed as f64 / draws as f64,
+                naive_missed as f64 / draws as f64,
+            );
+            assert!(rate <= level, "n {n}: {rate}");
+            assert!(naive > 0.3, "n {n}: {naive}");
+        }
+    }
+
     #[test]
     fn certificate_covers_every_model_the_winner_shared_items_with() {
         // Model 0 is right on every item, model 1 on none, model 2 on the same as model 0.
