@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         (["mbpp_reference.py"], "mbpp/mbpp.jsonl", "--data DIR"),
         (["reproduce_table.py", "--real"], "matrices/opencompass-12/combine.csv", "--matrices"),
         (["ablation.py", "--trials", "1"], "matrices/opencompass-12/combine.csv", None),
+        (["fixed_confidence.py", "--trials", "1"], "matrices/opencompass-12/combine.csv", None),
     ],
 )
 def test_missing_shared_data_is_one_line_and_exit_2(tmp_path, script, missing, option):
