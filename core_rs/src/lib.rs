@@ -4,6 +4,7 @@
 //! converts types for the `gemfinder._core` extension module.
 pub mod algorithms;
 pub mod arms;
+pub mod certificate;
 pub mod config;
 pub mod error;
 pub mod params;

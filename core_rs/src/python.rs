@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::algorithms::{Algorithm, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
+use crate::certificate::Target;
 use crate::config::SearchConfig;
 use crate::error::CoreError;
 use crate::ranking;
@@ -324,6 +325,54 @@ fn simulate_trials<'py>(
     Ok((picks.into_pyarray(py), spent.into_pyarray(py)))
 }
 
+/// Picks, queries spent and epsilon reached, one entry per trial.
+type CertifiedArrays<'py> = (
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// Fixed-confidence trials `start..stop`: each stops at the first round whose leader is
+/// certified within `epsilon` (a fraction of accuracy) of every model at `delta`, or when
+/// `budget` is spent. Returns (picks, queries spent, epsilon reached), one entry per trial.
+#[pyfunction]
+#[pyo3(signature = (correct, algorithm, budget, seed, start, stop, epsilon, delta, params=None))]
+#[allow(clippy::too_many_arguments)]
+fn simulate_certified<'py>(
+    py: Python<'py>,
+    correct: PyReadonlyArray2<'py, u8>,
+    algorithm: &str,
+    budget: u64,
+    seed: u64,
+    start: u64,
+    stop: u64,
+    epsilon: f64,
+    delta: f64,
+    params: Option<HashMap<String, f64>>,
+) -> PyResult<CertifiedArrays<'py>> {
+    let (k, n) = (correct.shape()[0], correct.shape()[1]);
+    let target = Target::new(epsilon, delta).map_err(to_py)?;
+    let config = make_config(algorithm, k, n, budget, seed, params, None, None)?;
+    let data = correct.as_slice().map_err(|_| {
+        to_py(CoreError::invalid(
+            "matrix",
+            "must be a C-contiguous uint8 array",
+        ))
+    })?;
+    let matrix = Matrix::new(data, k, n).map_err(to_py)?;
+    let outcomes = py
+        .allow_threads(|| simulate::run_certified_trials(&config, matrix, start..stop, target))
+        .map_err(to_py)?;
+    let picks: Vec<u32> = outcomes.iter().map(|o| o.pick).collect();
+    let spent: Vec<u64> = outcomes.iter().map(|o| o.spent).collect();
+    let reached: Vec<f64> = outcomes.iter().map(|o| o.epsilon).collect();
+    Ok((
+        picks.into_pyarray(py),
+        spent.into_pyarray(py),
+        reached.into_pyarray(py),
+    ))
+}
+
 /// Summary figures of simulated picks against the true accuracies.
 #[pyfunction]
 fn summarize<'py>(
@@ -385,6 +434,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(min_budget, m)?)?;
     m.add_function(wrap_pyfunction!(wilson_interval, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate_certified, m)?)?;
     m.add_function(wrap_pyfunction!(summarize, m)?)?;
     Ok(())
 }

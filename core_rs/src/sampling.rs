@@ -66,6 +66,12 @@ impl ItemOrder {
         }
     }
 
+    /// True when every model reads the same sequence (correlated sampling): the items two
+    /// models both answered are then the shared prefix of their sequences.
+    pub fn is_shared(&self) -> bool {
+        self.offsets.is_none()
+    }
+
     /// The item at position `pos` of `model`'s sequence; `prepare` must have covered `pos`.
     #[inline]
     pub fn item(&self, model: u32, pos: u32) -> u32 {

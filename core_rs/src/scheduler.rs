@@ -362,6 +362,10 @@ impl Scheduler {
     pub(crate) fn config_mut(&mut self) -> &mut SearchConfig {
         &mut self.config
     }
+    /// The trial's item order (which item each model answers at each position).
+    pub fn order(&self) -> &ItemOrder {
+        &self.order
+    }
     pub fn arms(&self) -> &Arms {
         &self.arms
     }

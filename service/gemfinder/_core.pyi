@@ -13,6 +13,7 @@ __all__ = [
     "Scheduler",
     "RankedModel",
     "min_budget",
+    "simulate_certified",
     "simulate_trials",
     "summarize",
     "wilson_interval",
@@ -117,6 +118,17 @@ def simulate_trials(
     priors: list[tuple[float, float]] | None = None,
     popularity: list[float] | None = None,
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]: ...
+def simulate_certified(
+    correct: npt.NDArray[np.uint8],
+    algorithm: str,
+    budget: int,
+    seed: int,
+    start: int,
+    stop: int,
+    epsilon: float,
+    delta: float,
+    params: dict[str, float] | None = None,
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float64]]: ...
 def summarize(
     accuracies: npt.NDArray[np.float64],
     picks: npt.NDArray[np.uint32],

@@ -55,3 +55,39 @@ def cost_to_confidence(
             n0, p0 = points[i - 1]
             return float(n0 + (target - p0) / (p - p0) * (n - n0))
     return None
+
+
+def _binomial_cdf(hits: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= hits), summed in log space (n up to a few hundred thousand)."""
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 1.0 if hits >= n else 0.0
+    k = np.arange(hits + 1, dtype=np.float64)
+    log_terms = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in range(hits + 1)])
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
+    top = float(log_terms.max())
+    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
+
+
+def clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided exact (Clopper-Pearson) upper confidence bound of a proportion: the p at which
+    seeing at most `hits` of `n` has probability 1 - confidence (1.0 when every trial hit).
+    Used for the error rate P(loss > epsilon) of fixed-confidence searches, which must stay at
+    most delta."""
+    if not 0 <= hits <= n or n == 0:
+        raise ValueError(f"hits: need 0 <= hits <= n and n > 0, got {hits} of {n}")
+    if hits == n:
+        return 1.0
+    lo, hi = hits / n, 1.0
+    for _ in range(60):  # bisection: P(Bin(n, p) <= hits) falls as p grows
+        mid = (lo + hi) / 2
+        if _binomial_cdf(hits, n, mid) > 1.0 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi

@@ -23,6 +23,7 @@ COMBINE = "matrices/opencompass-12/combine.csv"
         (["studies.mbpp_reference"], "mbpp/mbpp.jsonl", "--data DIR"),
         (["studies.reproduce_table", "--real"], COMBINE, "--matrices"),
         (["studies.ablation", "--trials", "1"], COMBINE, None),
+        (["studies.fixed_confidence", "--trials", "1"], COMBINE, None),
     ],
 )
 def test_missing_shared_data_is_one_line_and_exit_2(tmp_path, script, missing, option):
