@@ -27,4 +27,4 @@ test-python:
 	python3 -m pytest -q tests
 
 bench:
-	python3 bench/simulator_speed.py
+	python3 -m bench.speed.simulator_speed

@@ -21,7 +21,7 @@ use crate::policy::round_plan::{self, RoundPlan};
 use crate::policy::sequential::{Choice, Chooser};
 
 /// The algorithm the service and `gemfinder simulate` use when none is named: correlated SH
-/// without a first cut, chosen by bench/choose_default.py (issue 16; docs/results.md). The
+/// without a first cut, chosen by bench/studies/choose_default.py (issue 16; docs/results.md). The
 /// service runs `bayes_elim` instead when every candidate has a prior score.
 pub const DEFAULT_ALGORITHM: &str = "sh_correlated";
 
@@ -243,7 +243,7 @@ pub const ALGORITHM_NAMES: [&str; ALGORITHMS.len()] = {
     names
 };
 
-/// Default parameters of gem search, chosen by `bench/choose_gem_defaults.py` on held-out
+/// Default parameters of gem search, chosen by `bench/studies/choose_gem_defaults.py` on held-out
 /// synthetic trees (docs/search.md): against the reference method as the benchmarks read it
 /// (m = 100, f = 0.2) they lower the mean rank by 3% in geometric mean over 100 (pool, budget)
 /// cases, and are never significantly worse in any.

@@ -399,7 +399,7 @@ pub fn min_budget(algorithm: &Algorithm, n_models: usize, n_items: usize) -> u64
 }
 
 /// How models are compared: posterior mean for the Bayesian algorithms, and for gem search when
-/// the caller gives per-model priors (e.g. from public scores: bench/prior_gain.py); else the
+/// the caller gives per-model priors (e.g. from public scores: bench/studies/prior_gain.py); else the
 /// mean, so that gem without priors is unchanged.
 pub(crate) fn scorer(config: &SearchConfig) -> impl Fn(&Arms, u32) -> f64 + '_ {
     move |arms: &Arms, m: u32| match (&config.algorithm, &config.priors) {

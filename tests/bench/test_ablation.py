@@ -1,18 +1,14 @@
-"""bench/ablation.py: its NumPy reference agrees with the core's gem, and its variants keep
+"""bench/studies/ablation.py: its NumPy reference agrees with the core's gem, and its variants keep
 their promises (unbiased probe estimates, budget, paired elimination keeps the leader)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import ablation  # noqa: E402
+from bench.studies import ablation
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,14 @@
-"""bench/choose_default.py: its statistics (Holm, the paired test), its cells (paired trials,
-the oracle inside the true top k) and its decision rule."""
+"""bench/studies/choose_default.py: its statistics (Holm, the paired test), its cells (paired
+trials, the oracle inside the true top k) and its decision rule."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import choose_default  # noqa: E402
+from bench.studies import choose_default
 
 
 def test_holm_matches_the_step_down_by_hand():

@@ -1,5 +1,5 @@
-"""bench/fixed_confidence.py end to end on one small preset: one row per (epsilon, delta), the
-error rates and their Clopper-Pearson bounds consistent with the trial count."""
+"""bench/studies/fixed_confidence.py end to end on one small preset: one row per (epsilon,
+delta), the error rates and their Clopper-Pearson bounds consistent with the trial count."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_one_row_per_target_with_bounds_above_the_rates():
     args = ["--presets", "gsm8k", "--trials", "40", "--no-real"]
     out = subprocess.run(
-        [sys.executable, "fixed_confidence.py", *args],
-        capture_output=True, text=True, timeout=300, cwd=BENCH, check=True,
+        [sys.executable, "-m", "bench.studies.fixed_confidence", *args],
+        capture_output=True, text=True, timeout=300, cwd=REPO, check=True,
     )  # fmt: skip
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if "gsm8k/s3" in line]
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [

@@ -1,15 +1,12 @@
-"""bench/gem_check.py: the searches it runs keep the budget and the check adds shared items."""
+"""bench/studies/gem_check.py: the searches it runs keep the budget and the check adds shared
+items."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from gemfinder.search import gem
-from gemfinder.trees import generate
+from gemfinder.sim.trees import generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import gem_check as bench  # noqa: E402
+from bench.studies import gem_check as bench
 
 
 def test_the_check_shares_more_items_with_the_popular_model_within_the_budget():

@@ -1,16 +1,12 @@
-"""bench/oracle_bound.py: the oracle rows search only the true top k (their ranks cannot exceed
-k) and the reference row is the reference method on the whole pool."""
+"""bench/studies/oracle_bound.py: the oracle rows search only the true top k (their ranks cannot
+exceed k) and the reference row is the reference method on the whole pool."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate
 
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import oracle_bound  # noqa: E402
+from bench.studies import oracle_bound
 
 
 def test_oracle_rows_stay_inside_the_true_top_k():

@@ -1,17 +1,14 @@
-"""bench/reproduce_table.py: output structure and the closed-form reference rows (< 20 s)."""
+"""bench/studies/reproduce_table.py: output structure and the closed-form reference rows
+(< 20 s)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from gemfinder.trees import generate
-from gemfinder.trees.stats import rank_of
+from gemfinder.sim.trees import generate
+from gemfinder.sim.trees.stats import rank_of
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import reproduce_table as rt  # noqa: E402
+from bench.studies import reproduce_table as rt
 
 BUDGETS = [10, 50]
 
@@ -67,7 +64,7 @@ def test_best_base_is_the_most_downloaded_model(result):
 
 
 def test_real_pool_loader(shared_data):
-    from real_pools import load_real_pools
+    from bench.common.real_pools import load_real_pools
 
     pools = load_real_pools(shared_data / "matrices")
     assert pools["opencompass-12"].correct.shape == (12, 41871)

@@ -1,7 +1,7 @@
 """Run a doc's code blocks in order, as a reader would, in one shared working directory.
 
-The directory looks like a checkout (symlinks to the repository's files), so `python
-bench/x.py` works, while whatever a block writes (`tree.npz`, logs) stays in the directory.
+The directory looks like a checkout (symlinks to the repository's files), so `python -m
+bench.x` works, while whatever a block writes (`tree.npz`, logs) stays in the directory.
 Commands come from the active environment: its bin directory is first on PATH. Each block runs
 in a process group of its own; its background jobs (a fleet, a server started with `&`) keep
 running for the next blocks, and every group is killed when the walkthrough ends, also when a

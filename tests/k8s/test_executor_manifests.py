@@ -1,6 +1,6 @@
 """The executor's isolation in k8s/executor.yaml, checked statically (there is no cluster here).
 
-What tests/test_sandbox_hostile.py reproduces locally (a non-root uid, no namespaces) is what
+What tests/tasks/test_sandbox_hostile.py reproduces locally (a non-root uid, no namespaces) is what
 these manifests ship; the controls only a cluster enforces (no token, no secrets, no store, no
 egress, read-only root, another uid) are asserted here.
 """

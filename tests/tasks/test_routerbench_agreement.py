@@ -1,15 +1,11 @@
-"""Grader agreement with RouterBench's own grades (bench/grader_agreement.py has the figures)."""
+"""Grader agreement with RouterBench's own grades (bench/studies/grader_agreement.py has the
+figures)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from grader_agreement import mc_agreement  # noqa: E402
+from bench.studies.grader_agreement import mc_agreement
 
 # Measured: ARC-Challenge 99.98% (11,189/11,191), Winogrande 99.96% (9,753/9,757).
 THRESHOLDS = {"arc_challenge": 0.995, "winogrande": 0.995}

@@ -4,7 +4,7 @@ A monitor task sleeps TICK_S at a time and records how much later than asked it 
 time a ready callback waited for the loop. Searches read it to size how many queries they keep
 in flight (SearchRunner): every answer costs the loop about 2 ms of HTTP, grading and storage,
 and with four searches saturating a small machine a health check otherwise waits behind
-hundreds of them (bench/health_latency.py).
+hundreds of them (bench/speed/health_latency.py).
 """
 
 from __future__ import annotations

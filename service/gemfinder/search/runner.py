@@ -20,7 +20,7 @@ None of these can trigger when no query fails, so a search without failures pick
 The scheduler's asks and tells run on a worker thread (the core releases the GIL for them), one
 at a time per search and awaited in order, so picks are the same as on the event loop: a TTTS
 batch at the largest `max_resample` on a large pool takes milliseconds, which the loop must
-spend on health checks and other RPCs instead (bench/health_latency.py).
+spend on health checks and other RPCs instead (bench/speed/health_latency.py).
 """
 
 from __future__ import annotations

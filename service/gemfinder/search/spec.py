@@ -35,8 +35,8 @@ class Limits:
 # otherwise; at most MAX_GEM_CHECK_SHARE.
 GEM_CHECK_SHARE = 0.1
 MAX_GEM_CHECK_SHARE = 0.5
-# Weight of a candidate's prior_score, in pseudo-items (bench/prior_gain.py: 5 and 20 gave the
-# same ranks; at that weight the prior mostly settles ties between equal counts).
+# Weight of a candidate's prior_score, in pseudo-items (bench/studies/prior_gain.py: 5 and 20 gave
+# the same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
 
 

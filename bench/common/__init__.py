@@ -1,0 +1,1 @@
+"""Helpers the bench scripts share (reference data, pools, the published table); none prints."""

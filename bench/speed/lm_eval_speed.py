@@ -1,0 +1,85 @@
+"""Items built and graded per second for a 5-shot lm-eval task (gsm8k, from ../shared/data).
+
+Building runs lm-eval's own prompt construction (`build_all_requests`, 5 few-shot examples per
+item) and writes gemfinder records; grading runs the task's filter pipeline and exact_match
+metric (lm-eval's functions) on scripted responses through gemfinder's `lm_eval` task kind.
+The one-time costs (lm-eval's task index, loading the task) are reported apart. Compare the
+rates with the oracle's graded queries per second (docs/oracles.md, "Throughput").
+
+    python -m bench.speed.lm_eval_speed [--items 1000] [--grade-rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from gemfinder.tasks import get_task, parse_item
+from gemfinder.tasks.lmeval.build import records_from_task
+from gemfinder.tasks.lmeval.loading import load_task, task_manager
+
+from bench.common.shared_data import SHARED_DATA, require
+
+
+def _responses(rec: dict) -> list[str]:
+    gold = rec["doc"]["answer"].split("####")[-1].strip()
+    return [
+        f"Let me think step by step.\n#### {gold}\n\nQuestion: next",
+        f"The answer is {gold}.",
+        "#### 7",
+        "I do not know.",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=1000, help="gsm8k documents to build (max 1000)")
+    ap.add_argument("--grade-rounds", type=int, default=3, help="responses graded per item / 4")
+    args = ap.parse_args()
+    src = SHARED_DATA / "gsm8k" / "test.jsonl"
+    require(src)
+    lines = src.read_text(encoding="utf-8").splitlines()
+    n = min(args.items, 1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        test, train = Path(tmp, "test.jsonl"), Path(tmp, "train.jsonl")
+        test.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+        train.write_text("\n".join(lines[1000:]) + "\n", encoding="utf-8")  # the few-shot pool
+
+        t0 = time.perf_counter()
+        task_manager()
+        t_index = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        task = load_task("gsm8k", {"test": test, "train": train}, num_fewshot=5, seed=1234)
+        t_load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        records = records_from_task(task, limit=None, seed=1234, metric=None, filter_name=None)
+        lines_out = [json.dumps(r) for r in records]
+        t_build = time.perf_counter() - t0
+
+    items = [parse_item(line, f"item {i}") for i, line in enumerate(lines_out)]
+    grader = get_task("lm_eval")
+    work = [(it, r) for it, rec in zip(items, records, strict=True) for r in _responses(rec)]
+    work *= args.grade_rounds
+    t0 = time.perf_counter()
+    correct = sum(grader.grade(it, r).correct for it, r in work)
+    t_grade = time.perf_counter() - t0
+
+    prompt_chars = sum(len(r["prompt"]) for r in records) / len(records)
+    print(f"lm-eval task index (once per process): {t_index:.1f} s")
+    print(f"load gsm8k (local files, once per build): {t_load:.2f} s")
+    print(
+        f"built {len(records)} items, 5-shot (mean prompt {prompt_chars:.0f} chars): "
+        f"{t_build:.2f} s = {len(records) / t_build:,.0f} items/s"
+    )
+    print(
+        f"graded {len(work)} responses (strict-match + exact_match; {correct} correct): "
+        f"{t_grade:.2f} s = {len(work) / t_grade:,.0f} graded/s"
+    )
+    print("oracle (docs/oracles.md): ~300 graded queries/s multiple choice, 13-20/s MBPP")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Studies: search quality, reproduction of the published results, grader agreement."""

@@ -1,0 +1,282 @@
+"""Choose the default search algorithm by evidence (issue 16), with paired tests and Holm.
+
+    python -m bench.studies.choose_default [--trials 300] [--large 1000] [--markdown OUT] [--smoke]
+
+Candidates: the classical set - gem as the service runs it (f = 0.2, first cut a fifth of the
+pool and at least 200), gem with the published cut m = 100 (the reference), correlated SH
+without a cut, and successive rejects. Pools, split so that the choice is not tuned to the
+pools that confirm it:
+
+- select: the four presets at native size, generator seeds 5 and 6, and resized to `--large`
+  models, seed 5;
+- confirm: the same presets at seeds 3 and 4, resized at seed 3, and the two real pools
+  (opencompass-12, routerdc-mistral7; read in place from ../shared/data/matrices).
+
+Every (pool, N) cell, N in {5, 10, 25, 50, 100} queries per model, runs every candidate on the
+same `--trials` trials: trial t draws the same item permutation and tie-break stream for every
+algorithm (the simulator's common random numbers), so per-trial losses are paired. The test per
+cell and candidate: one-sided paired z-test of the per-trial loss difference against the cell's
+best candidate (lowest mean loss; the candidate itself there), H0 "not worse"; p-values are
+Holm-corrected over all cells of a set, per candidate; "significantly worse" means a corrected
+p below 0.05. The default is the candidate with no significantly worse cell on the select pools
+and, among those, the lowest mean excess loss over the cell's best (points); the confirm pools
+then show whether it holds. The oracle row (the true top k = min(20, max(2, K // 4)) models
+handed over free with the whole budget, best of uniform / correlated SH / SR in that cell)
+shows how far any search rule is from what it could reach; it is not a candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from gemfinder import _core
+from gemfinder.loss import HALF_POINT, cost_to_confidence, trial_losses
+from gemfinder.sim.trees import PRESETS, generate
+
+from bench.common.real_pools import REAL_MATRICES, load_real_pools
+
+CANDIDATES = {
+    "gem": ("gem", None),
+    "gem m=100": ("gem", {"first_cut": 100.0}),
+    "sh_correlated": ("sh_correlated", None),
+    "sr": ("sr", None),
+}
+ORACLE = "oracle top-k"
+ORACLE_ALGORITHMS = ("uniform", "sh_correlated", "sr")
+BUDGETS = (5.0, 10.0, 25.0, 50.0, 100.0)
+ALPHA = 0.05
+EPS = 1e-9
+
+
+def pools(args) -> list[tuple[str, str, int, object]]:
+    """(set, label, seed, matrix) for every pool; real pools use simulator seed 0."""
+    out = []
+    for group, seeds, large_seeds in (
+        ("select", args.select_seeds, args.select_large_seeds),
+        ("confirm", args.confirm_seeds, args.confirm_large_seeds),
+    ):
+        for preset in args.presets:
+            out += [(group, f"{preset}/s{s}", s, generate(preset, s).matrix) for s in seeds]
+            if args.large:
+                for s in large_seeds:
+                    matrix = generate(preset, s, models=args.large).matrix
+                    out.append((group, f"{preset}@{args.large}/s{s}", s, matrix))
+    if args.real:
+        out += [("confirm", name, 0, m) for name, m in load_real_pools(REAL_MATRICES).items()]
+    return out
+
+
+def run(correct, rows, name, params, budget, seed, trials) -> np.ndarray:
+    """Per-trial picks of one algorithm on `correct`, as rows of the whole pool (`rows`)."""
+    picks, _ = _core.simulate_trials(correct, name, budget, seed, 0, trials, params)
+    return rows[picks].astype(np.uint32)
+
+
+def cell(matrix, seed: int, n_avg: float, trials: int) -> dict[str, np.ndarray]:
+    """{method: per-trial picks (rows of the whole pool)} for the candidates and the oracle."""
+    correct, acc = matrix.correct, matrix.accuracies()
+    budget = int(round(n_avg * matrix.n_models))  # as gemfinder simulate rounds it
+    everyone = np.arange(matrix.n_models)
+    out = {
+        label: run(correct, everyone, name, params, budget, seed, trials)
+        for label, (name, params) in CANDIDATES.items()
+    }
+    top = min(20, max(2, matrix.n_models // 4))
+    order = np.argsort(-acc, kind="stable")[:top]
+    sub = np.ascontiguousarray(correct[order])
+    best_loss, budget = math.inf, min(budget, sub.size)  # the whole budget, capped at all cells
+    for name in ORACLE_ALGORITHMS:
+        picks = run(sub, order, name, None, budget, seed, trials)
+        loss = trial_losses(acc, picks).mean()
+        if loss < best_loss:
+            best_loss, out[ORACLE] = loss, picks
+    return out
+
+
+def figures(acc: np.ndarray, picks: np.ndarray) -> dict:
+    losses = trial_losses(acc, picks)
+    ranks = _core.summarize(acc, picks, np.zeros(len(picks), np.uint64))
+    return {
+        "losses": losses,
+        "loss_mean": float(losses.mean()),
+        "loss_p90": float(np.quantile(losses, 0.9)),
+        "p_half": float((losses <= HALF_POINT + EPS).mean()),
+        "p_best": float((losses <= EPS).mean()),
+        "mean_rank": ranks["mean_rank"],
+    }
+
+
+def p_worse(diff: np.ndarray) -> float:
+    """One-sided paired z-test, H0: mean difference <= 0 (with >= 100 trials the normal
+    approximation of the t statistic is accurate to well within the Holm threshold)."""
+    mean, sd = diff.mean(), diff.std(ddof=1)
+    if sd == 0:
+        return 0.0 if mean > EPS else 1.0
+    z = mean / (sd / math.sqrt(len(diff)))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values, in the input order."""
+    order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - i) * pvalues[j]))
+        adjusted[j] = running
+    return adjusted
+
+
+def fmt(x: float | None, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def tables(results: dict, methods: list[str]) -> list[str]:
+    """Markdown: loss mean (p90), P(<=0.5 pt) / P(best), mean rank per cell; cost to
+    confidence per pool."""
+    head = "| pool | N | " + " | ".join(methods) + " |"
+    rule = "|---|---|" + "---|" * len(methods)
+    out = []
+    for title, cell_text in (
+        (
+            "loss, points: mean (90th percentile)",
+            lambda f: f"{f['loss_mean']:.2f} ({f['loss_p90']:.2f})",
+        ),
+        ("P(loss <= 0.5 pt) / P(best)", lambda f: f"{f['p_half']:.3f} / {f['p_best']:.3f}"),
+        ("mean rank", lambda f: f"{f['mean_rank']:.2f}"),
+    ):
+        out += ["", f"**{title}**", "", head, rule]
+        for (label, n_avg), row in results.items():
+            cells = " | ".join(cell_text(row[m]) for m in methods)
+            out.append(f"| {label} | {n_avg:g} | {cells} |")
+    out += [
+        "",
+        "**cost to confidence** (N per model for P(loss <= 0.5 pt) >= 0.9; "
+        "interpolated between grid points, `-` not reached by N = 100)",
+        "",
+        "| pool | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for label in dict.fromkeys(lab for lab, _ in results):
+        cells = []
+        for m in methods:
+            grid = [(n, row[m]["p_half"]) for (lab, n), row in results.items() if lab == label]
+            cells.append(fmt(cost_to_confidence(*zip(*grid, strict=True)), ".3g"))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
+def verdicts(results: dict, group_of: dict[str, str]) -> dict:
+    """Per (set, candidate): Holm-corrected significantly-worse cells and mean excess loss."""
+    out = {}
+    for group in ("select", "confirm"):
+        keys = [k for k in results if group_of[k[0]] == group]
+        if not keys:
+            continue
+        for m in CANDIDATES:
+            raw, excess = [], []
+            for k in keys:
+                row = results[k]
+                best = min(CANDIDATES, key=lambda c: row[c]["loss_mean"])
+                raw.append(p_worse(row[m]["losses"] - row[best]["losses"]))
+                excess.append(row[m]["loss_mean"] - row[best]["loss_mean"])
+            adjusted = holm(raw)
+            worse = [k for k, p in zip(keys, adjusted, strict=True) if p < ALPHA]
+            rank_ratio = np.exp(
+                np.mean(
+                    [
+                        math.log(results[k][m]["mean_rank"] / results[k]["gem"]["mean_rank"])
+                        for k in keys
+                    ]
+                )
+            )
+            out[(group, m)] = {
+                "cells": len(keys),
+                "worse": worse,
+                "excess": float(np.mean(excess)),
+                "rank_vs_gem": float(rank_ratio),
+                "best_in": sum(
+                    min(CANDIDATES, key=lambda c: results[k][c]["loss_mean"]) == m for k in keys
+                ),
+            }
+    return out
+
+
+def choose(verdict: dict) -> str:
+    """Fewest significantly worse select cells, then the lowest mean excess loss."""
+    return min(
+        CANDIDATES,
+        key=lambda m: (len(verdict[("select", m)]["worse"]), verdict[("select", m)]["excess"]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if p != "gsm8k"])
+    parser.add_argument("--select-seeds", nargs="+", type=int, default=[5, 6])
+    parser.add_argument("--confirm-seeds", nargs="+", type=int, default=[3, 4])
+    parser.add_argument("--select-large-seeds", nargs="+", type=int, default=[5])
+    parser.add_argument("--confirm-large-seeds", nargs="+", type=int, default=[3])
+    parser.add_argument("--large", type=int, default=1000, help="resized pools (0: none)")
+    parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS))
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--no-real", dest="real", action="store_false")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run for the doc tests")
+    args = parser.parse_args()
+    if args.smoke:
+        args.presets, args.select_seeds, args.confirm_seeds = ["mistral-7b"], [5], [3]
+        args.large, args.budgets, args.trials = 0, [5.0, 50.0], 40
+    started = time.monotonic()
+    results, group_of = {}, {}
+    for group, label, seed, matrix in pools(args):
+        acc = matrix.accuracies()
+        group_of[label] = group
+        for n_avg in args.budgets:
+            picks = cell(matrix, seed, n_avg, args.trials)
+            results[(label, n_avg)] = {m: figures(acc, p) for m, p in picks.items()}
+        print(
+            f"{group:<8}{label:<26}{matrix.n_models:>6} models  "
+            f"{time.monotonic() - started:6.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    methods = [*CANDIDATES, ORACLE]
+    lines = tables(results, methods)
+    verdict = verdicts(results, group_of)
+    chosen = choose(verdict)
+    lines += [
+        "",
+        f"**paired tests** ({args.trials} trials per cell; one-sided paired z-test of "
+        "the per-trial loss against the cell's best candidate, Holm over the cells of a "
+        "set, alpha 0.05)",
+        "",
+        "| set | candidate | cells | best in | significantly worse (Holm) | "
+        "mean excess loss, points | mean rank / gem's (geo. mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (group, m), v in verdict.items():
+        worse = ", ".join(f"{lab} N={n:g}" for lab, n in v["worse"]) or "none"
+        lines.append(
+            f"| {group} | {m} | {v['cells']} | {v['best_in']} | {len(v['worse'])}: "
+            f"{worse} | {v['excess']:.3f} | {v['rank_vs_gem']:.3f} |"
+        )
+    lines += ["", f"chosen on the select pools: **{chosen}**"]
+    if ("confirm", chosen) in verdict:
+        n_worse = len(verdict[("confirm", chosen)]["worse"])
+        lines.append(
+            f"confirm pools: significantly worse than the best candidate in "
+            f"{n_worse} of {verdict[('confirm', chosen)]['cells']} cells"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Developer tools: fitting the synthetic tree presets to the published figures."""

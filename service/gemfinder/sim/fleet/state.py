@@ -1,0 +1,99 @@
+"""Per-endpoint bookkeeping of the simulated fleet: fault schedule, latency, counters, /info.
+
+Tests read the counters directly (`fleet.state(name)`); `/metrics` renders them as Prometheus
+text.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any
+
+from gemfinder.sim.fleet.simulator import SimulatedModel
+
+VERSION = "3.3.6-sim"
+INFERENCE_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
+
+
+class EndpointState:
+    """Counters and fault schedule of one endpoint; tests read these directly."""
+
+    def __init__(self, model: SimulatedModel, seed: int) -> None:
+        self.model = model
+        self.spec = model.spec
+        self.rng = random.Random(seed)
+        self.in_flight = 0
+        self.requests: Counter[str] = Counter()  # by route
+        self.statuses: Counter[int] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()  # by matrix row: which model really answered
+        self.authorization: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []  # last request bodies, for contract tests
+        self._script = list(self.spec.fault_script)
+
+    def next_fault(self) -> str | None:
+        if self._script:
+            return self._script.pop(0)
+        u = self.rng.random()
+        for kind, rate in self.spec.faults.items():
+            if u < rate:
+                return kind
+            u -= rate
+        return None
+
+    def latency(self) -> float:
+        lat = self.spec.latency
+        if lat.median_s <= 0:
+            return 0.0
+        return lat.median_s * math.exp(lat.sigma * self.rng.gauss(0.0, 1.0))
+
+    def metrics_text(self) -> str:
+        lines = [
+            "# HELP tgi_request_count Total number of requests received.",
+            "# TYPE tgi_request_count counter",
+            f"tgi_request_count {sum(self.requests[r] for r in INFERENCE_ROUTES)}",
+            "# HELP tgi_request_success Number of successful requests.",
+            "# TYPE tgi_request_success counter",
+            f"tgi_request_success {self.statuses[200]}",
+            "# HELP tgi_queue_size Requests in flight.",
+            "# TYPE tgi_queue_size gauge",
+            f"tgi_queue_size {self.in_flight}",
+            "# HELP gemfinder_fleet_requests_total Requests by route.",
+            "# TYPE gemfinder_fleet_requests_total counter",
+        ]
+        for route, n in sorted(self.requests.items()):
+            lines.append(f'gemfinder_fleet_requests_total{{route="{route}"}} {n}')
+        lines += [
+            "# HELP gemfinder_fleet_responses_total Responses by HTTP status.",
+            "# TYPE gemfinder_fleet_responses_total counter",
+        ]
+        for status, n in sorted(self.statuses.items()):
+            lines.append(f'gemfinder_fleet_responses_total{{status="{status}"}} {n}')
+        lines += [
+            "# HELP gemfinder_fleet_faults_total Injected faults by kind.",
+            "# TYPE gemfinder_fleet_faults_total counter",
+        ]
+        for kind, n in sorted(self.faults.items()):
+            lines.append(f'gemfinder_fleet_faults_total{{kind="{kind}"}} {n}')
+        return "\n".join(lines) + "\n"
+
+    def info(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "model_id": spec.model_id,
+            "model_sha": None,
+            "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": spec.max_concurrent_requests,
+            "max_best_of": 2,
+            "max_stop_sequences": spec.max_stop_sequences,
+            "max_input_tokens": spec.max_input_tokens,
+            "max_total_tokens": spec.max_total_tokens,
+            "validation_workers": 2,
+            "max_client_batch_size": 4,
+            "router": "text-generation-router",
+            "version": VERSION,
+            "sha": None,
+            "docker_label": None,
+        }
