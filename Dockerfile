@@ -35,7 +35,7 @@ RUN groupadd --system --gid 10001 gemfinder \
       --no-create-home --shell /usr/sbin/nologin gemfinder \
  && install -d -o gemfinder -g gemfinder /var/lib/gemfinder
 COPY requirements/runtime.txt /tmp/runtime.txt
-RUN python3 -m pip install --require-hashes -r /tmp/runtime.txt && rm /tmp/runtime.txt
+RUN python3 -m pip install --require-hashes --no-deps -r /tmp/runtime.txt && rm /tmp/runtime.txt
 COPY --from=builder /wheels /wheels
 RUN python3 -m pip install --no-deps /wheels/*.whl && rm -rf /wheels \
  && python3 -m pip check \

