@@ -89,8 +89,12 @@ class SearchRunner:
         snapshot_interval_s: float = 1.0,
         max_pending: int = 2048,
         sequential_batch: int = 32,
+        owner: str | None = None,
     ) -> None:
         self.search_id = search_id
+        # The replica holding this search's lease: its snapshot and progress writes are fenced
+        # by it (gemfinder.store), so after a takeover they fail (LeaseLost) instead of landing.
+        self.owner = owner
         self.spec = spec
         self.oracle = oracle
         self.store = store
@@ -388,8 +392,8 @@ class SearchRunner:
 
     def _snapshot(self) -> None:
         self._last_snapshot = time.monotonic()
-        self.store.save_snapshot(self.search_id, self.sched.snapshot())
-        self.store.update_search(self.search_id, progress=self.progress())
+        self.store.save_snapshot(self.search_id, self.sched.snapshot(), owner=self.owner)
+        self.store.update_search(self.search_id, progress=self.progress(), owner=self.owner)
 
 
 class _InFlight:
