@@ -178,8 +178,9 @@ class SearchRunner:
                 pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
                 hits = await self._dispatch(pulls, pending)
                 if hits:
-                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
+                    # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
+                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
@@ -194,9 +195,11 @@ class SearchRunner:
                     entries += graded
                     # A failure is told as such (None), never as a wrong answer.
                     told.append((model, item, bool(graded[0][3]) if graded else None))
+                # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
+                # lease) while the tell runs loses none of these paid answers.
+                self.store.put_answers(self.search_id, entries)
                 # Pulls that failed on every try: the model loses the item.
                 self._skips += await self._core(self.sched.tell_many, told)
-                self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self.store.put_skipped(self.search_id, self._skips)
                 self._skips.clear()
                 self._check_failures()
