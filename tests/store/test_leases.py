@@ -256,3 +256,21 @@ async def test_sqlite_with_one_replica_runs_past_many_leases_and_resumes_after_r
     finally:
         await again.close()
         store.close()
+
+
+async def test_the_cli_resumes_a_search_a_killed_run_held_once_its_lease_expires(tmp_path):
+    """`gemfinder search --store` reruns find their search by request id: one a killed run
+    still holds is resumed when the lease expires, not reported as unfinished."""
+    from gemfinder.cli.search import run_search, search_key
+
+    spec, matrix = _pool()
+    store = Store(tmp_path / "cli.db")
+    store.create_search("s", search_key(spec), spec.to_dict(), owner="killed", lease_s=1.0)
+    store.update_search("s", state="running", owner="killed")
+    began = time.monotonic()
+    try:
+        row = await run_search(spec, SlowReplay(matrix, 0.001), store, progress=False)
+    finally:
+        store.close()
+    assert row.id == "s" and row.state == "succeeded", row.error
+    assert time.monotonic() - began > 0.9  # waited for the lease
