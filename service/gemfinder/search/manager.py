@@ -379,6 +379,8 @@ class SearchManager:
             **kw,
         )
         self.store.update_search(search_id, state="running", owner=self.replica_id)
+        if self._renewed is None:  # a lease granted now (created or claimed): the oldest held
+            self._renewed = time.monotonic()
         self._buses[search_id] = bus
         self._keep_ticking()
         task = asyncio.create_task(self._run(runner), name=f"search-{search_id}")
