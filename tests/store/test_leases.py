@@ -227,14 +227,21 @@ async def test_a_stalled_owner_is_fenced_out_and_stops_quietly(postgres):
     try:
         sid = (await a.start(spec)).id
         a._leases.cancel()  # A stalls: it runs on but renews nothing
+        watching = asyncio.create_task(_events(a, sid))  # a Watch stream on A
         await b.resume_all()
         await _until(lambda: sid in b._live, lease + 2 * b.tick_s + 2)
         await _until(lambda: sid not in a._live, 10)  # fenced out by its next snapshot
+        seen = await asyncio.wait_for(watching, 5)  # ends: no hang on a search A gave up
+        assert seen[0] == "snapshot" and "finished" not in seen
         row = await b.wait(sid)
         assert row.state == "succeeded" and row.error is None, row.error
         assert _owner(url, sid) == "B"
     finally:
         await _shut(a, b)
+
+
+async def _events(manager: SearchManager, search_id: str) -> list[str]:
+    return [event.type async for event in manager.watch(search_id)]
 
 
 async def test_one_request_id_sent_to_two_replicas_is_one_search(postgres):

@@ -358,6 +358,8 @@ class SearchManager:
                 yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress, row.state)
             while queue is not None:
                 event = await queue.get()
+                if event.type == ev.HANDED_OVER:
+                    return
                 yield event
                 if event.type == ev.FINISHED:
                     return
@@ -413,6 +415,8 @@ class SearchManager:
                 runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)
+            elif outcome == "handed over":
+                runner.bus.publish(ev.Event(ev.HANDED_OVER, None, "running"))
             self._live.pop(sid, None)
             self._buses.pop(sid, None)
             self._lost.discard(sid)
