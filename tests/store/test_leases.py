@@ -300,3 +300,24 @@ async def test_the_cli_resumes_a_search_a_killed_run_held_once_its_lease_expires
         store.close()
     assert row.id == "s" and row.state == "succeeded", row.error
     assert time.monotonic() - began > 0.9  # waited for the lease
+
+
+async def test_a_replica_running_searches_still_takes_over_up_to_its_free_places(postgres):
+    """Its own running searches are claimable by it too: they must not use up the places."""
+    spec, correct = _pool()
+    url = postgres.new_database()
+    b = SearchManager(
+        PgStore(url), SlowReplay(correct, 0.2), replica_id="B", lease_s=0.6, max_active=2
+    )
+    try:
+        own = (await b.start(spec)).id
+        b.store.create_search("orphan", None, replace(spec, seed=3).to_dict())  # no owner
+        await b.resume_all()
+        assert "orphan" in b._live and own in b._live
+        assert _owner(url, "orphan") == "B"
+        more = replace(spec, seed=4).to_dict()
+        b.store.create_search("third", None, more)
+        await asyncio.sleep(2 * b.tick_s)
+        assert "third" not in b._live and _owner(url, "third") is None  # no place left
+    finally:
+        await _shut(b)

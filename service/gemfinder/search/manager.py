@@ -138,11 +138,15 @@ class SearchManager:
         room = self.max_active - len(self._live) - self._admitted - self._resuming
         if room <= 0:
             return []
-        resumed = []
-        for sid, previous in self.store.claimable(self.replica_id, room):
+        resumed: list[str] = []
+        # Our own running searches are claimable too (owner = me): asked for on top of the room,
+        # and passed over.
+        for sid, previous in self.store.claimable(self.replica_id, room + len(self._live)):
+            if sid in self._live or len(resumed) >= room:
+                continue
             row = self.store.claim(sid, self.replica_id, self.lease_s)
-            if row is None or sid in self._live:
-                continue  # another replica was faster (or it runs here already)
+            if row is None:
+                continue  # another replica was faster
             if previous is not None and previous != self.replica_id:
                 metrics.LEASE_TAKEOVERS.labels("expired").inc()
                 log.info("search %s: lease of replica %s expired; taken over", sid, previous)
