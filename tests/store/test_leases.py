@@ -142,7 +142,7 @@ async def test_a_crashed_owners_search_finishes_on_another_replica_as_if_uninter
         crashed = time.monotonic()
         a.store._writes.flush()  # what A had handed to its store lands (a crash may lose it)
         lost = oracle_a.sent - a.store.count_evals()  # paid by A, answer not stored
-        takeover = await _until(lambda: sid in b._live, lease + 2 * b.tick_s + 2)
+        takeover = await _until(lambda: sid in b._live, lease + 2 * b.tick_s + 4)
         assert _owner(url, sid) == "B"
         row = await b.wait(sid)
         assert row.state == "succeeded", row.error
@@ -157,7 +157,7 @@ async def test_a_crashed_owners_search_finishes_on_another_replica_as_if_uninter
         # Not before the lease A last renewed expired; within a tick (and some slack) after.
         since_renewal = crashed + takeover - renewed
         print(f"taken over {since_renewal:.2f} s after A's last renewal")
-        assert lease - 0.1 < since_renewal <= lease + b.tick_s + 1.0
+        assert lease - 0.1 < since_renewal <= lease + b.tick_s + 2.0  # slack: a loaded machine
         # Answers are stored before they are told: only what was in flight (sent, or answered
         # and not collected yet) is asked again.
         assert in_flight <= lost <= largest
@@ -179,7 +179,7 @@ async def test_a_graceful_stop_hands_the_search_over_within_one_tick(postgres):
         sid = await _started_on_a(a, spec, 0.3)
         await a.close()  # graceful: releases
         assert _owner(url, sid) is None
-        takeover = await _until(lambda: sid in b._live, b.tick_s + 1.0)
+        takeover = await _until(lambda: sid in b._live, b.tick_s + 2.0)  # < the 6 s expiry
         print(f"graceful handover after {takeover:.2f} s (tick {b.tick_s:.2f} s)")
         row = await b.wait(sid)
         assert row.state == "succeeded", row.error
