@@ -47,6 +47,10 @@ HELP = {
     "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
     "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
+    "replica_id": "this replica's name in the searches' leases (empty: hostname-pid); unique "
+    "among the replicas sharing a database",
+    "lease_seconds": "lease of a running search: renewed every third of it; a replica that "
+    "stops renewing loses its searches to another after this long",
     "executor": "URL of a `gemfinder executor` that runs MBPP code (empty: run it in-process)",
 }
 
@@ -63,7 +67,7 @@ AT_LEAST_ONE = (
     "endpoint_concurrency",
     "max_answer_bytes",
 )
-POSITIVE = ("request_timeout_s",)
+POSITIVE = ("request_timeout_s", "lease_seconds")
 MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
 
 
@@ -94,6 +98,8 @@ class ServerConfig:
     grace_s: float = 10.0
     log_level: str = "INFO"
     executor: str = ""
+    replica_id: str = ""
+    lease_seconds: float = 15.0
 
     @property
     def limits(self) -> Limits:

@@ -97,6 +97,17 @@ SEARCHES_RESUMED = Counter(
     "gemfinder_searches_resumed_total",
     "Unfinished searches resumed from their snapshot after a restart.",
 )
+LEASE_TAKEOVERS = Counter(
+    "gemfinder_lease_takeovers_total",
+    "Searches this replica took over from another: reason expired (the owner stopped renewing"
+    " its lease) or released (the owner shut down gracefully, or wrote before leases existed).",
+    ["reason"],
+)
+LEASE_AGE = Gauge(
+    "gemfinder_lease_age_seconds",
+    "Seconds since this replica last renewed its leases in the database (0 while it holds none);"
+    " past --lease-seconds other replicas may take its searches over.",
+)
 ACTIVE_SEARCHES = Gauge(
     "gemfinder_active_searches",
     "Searches currently running.",

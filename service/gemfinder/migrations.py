@@ -120,6 +120,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         # kept: each (model, item) is asked again once, on the endpoint a search names.
         ("DELETE FROM evals",),
     ),
+    Migration(
+        4,
+        "searches.owner and searches.lease_until: the replica running a search, until when",
+        # NULL owner: free to claim (searches written before leases resume at once).
+        (
+            "ALTER TABLE searches ADD COLUMN owner TEXT",
+            "ALTER TABLE searches ADD COLUMN lease_until REAL",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -182,6 +191,16 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
                 reward smallint NOT NULL,
                 created double precision NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        4,
+        "searches.owner and searches.lease_until: the replica running a search, until when",
+        (
+            "ALTER TABLE searches ADD COLUMN owner text",
+            # Seconds since the epoch on the database's clock (gemfinder.pg_store), so that
+            # replicas' clocks do not matter.
+            "ALTER TABLE searches ADD COLUMN lease_until double precision",
         ),
     ),
 )

@@ -20,6 +20,13 @@ ending one commit synchronously (a request id must not be forgotten once acknowl
 
 The schema is created and upgraded on open by gemfinder.migrations (PG_MIGRATIONS), under an
 advisory lock, so replicas starting together migrate once.
+
+Leases (see gemfinder.store) are timed by the database's clock (NOW below), so replicas' clocks
+do not matter; claims, renewals and releases commit synchronously. A fenced write that finds
+the search owned by another replica fails on the writer thread with LeaseLost, which the
+search's next call raises (and its writes queued behind are dropped, as for any failed write).
+The fenced snapshot locks the search's row (FOR SHARE), so it lands either before a takeover's
+claim commits (and the new owner loads it) or not at all.
 """
 
 from __future__ import annotations
@@ -38,7 +45,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
 from gemfinder.search.values import Progress, Result
-from gemfinder.store import COLUMNS, SKIPPED, UNFINISHED, SearchRow, _row
+from gemfinder.store import (
+    COLUMNS,
+    SKIPPED,
+    UNFINISHED,
+    LeaseLost,
+    RequestTaken,
+    SearchRow,
+    _row,
+)
 from gemfinder.store_writer import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -47,6 +62,8 @@ CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
 LOOKUP = "SELECT reward FROM evals WHERE key = $1"
+NOW = "extract(epoch from clock_timestamp())"  # the database's clock, in seconds
+CLAIMABLE = "(owner IS NULL OR owner = %s OR lease_until < " + NOW + ")"
 
 
 class StoreUnavailable(Exception):
@@ -171,27 +188,60 @@ class PgStore:
         """Queued; returns at once (gemfinder.store_writer)."""
         self._writes.submit(search_id, lambda: self._run(lambda conn: conn.execute(sql, args)))
 
-    def _durable(self, search_id: str, sql: str, args: tuple) -> None:
+    def _fenced(self, search_id: str, owner: str | None, sql: str, args: tuple):
+        """The work of a write that must change a row when `owner` is given (else LeaseLost)."""
+
+        def work(conn: psycopg.Connection) -> None:
+            if conn.execute(sql, args).rowcount == 0 and owner is not None:
+                raise LeaseLost(search_id, owner)
+
+        return lambda: self._run(work)
+
+    def _durable(self, search_id: str, sql: str, args: tuple, owner: str | None = None) -> None:
         """A write that has reached the disk when this returns (synchronous commit)."""
 
         def work(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
-                conn.execute(sql, args)
+                if conn.execute(sql, args).rowcount == 0 and owner is not None:
+                    raise LeaseLost(search_id, owner)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=True)
 
+    def _committed(self, sql: str, args: tuple) -> list[tuple]:
+        """A statement committed to disk before this returns, on the caller's thread; its rows."""
+
+        def work(conn: psycopg.Connection) -> list[tuple]:
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")
+                cur = conn.execute(sql, args)
+                return cur.fetchall() if cur.description else []
+
+        return self._run(work)
+
     # searches -------------------------------------------------------------------------------
-    def create_search(self, search_id: str, request_id: str | None, spec: dict[str, Any]) -> None:
+    def create_search(
+        self,
+        search_id: str,
+        request_id: str | None,
+        spec: dict[str, Any],
+        *,
+        owner: str | None = None,
+        lease_s: float = 0.0,
+    ) -> None:
         now = time.time()
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
-        # a request_id taken by another search still fails, as in SQLite.
-        self._durable(
-            search_id,
-            "INSERT INTO searches (id, request_id, state, spec, created, updated)"
-            " VALUES (%s, %s, 'pending', %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            (search_id, request_id, json.dumps(spec), now, now),
-        )
+        # a request_id taken by another search fails: RequestTaken, as in SQLite.
+        try:
+            self._durable(
+                search_id,
+                "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
+                f" lease_until) VALUES (%s, %s, 'pending', %s, %s, %s, %s, {NOW} + %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (search_id, request_id, json.dumps(spec), now, now, owner, lease_s),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise RequestTaken(request_id) from None
 
     def update_search(
         self,
@@ -201,7 +251,9 @@ class PgStore:
         progress: Progress | None = None,
         result: Result | None = None,
         error: str | None = None,
+        owner: str | None = None,
     ) -> None:
+        """With `owner`, fenced (see gemfinder.store)."""
         sets, args = ["updated = %s"], [time.time()]
         for column, value in (("state", state), ("error", error)):
             if value is not None:
@@ -212,10 +264,14 @@ class PgStore:
                 sets.append(f"{column} = %s")
                 args.append(json.dumps(typed.to_json()))
         sql = f"UPDATE searches SET {', '.join(sets)} WHERE id = %s"
+        args.append(search_id)
+        if owner is not None:
+            sql += " AND owner = %s"
+            args.append(owner)
         if state is None:  # progress only: the hot path
-            self._write(search_id, sql, (*args, search_id))
+            self._writes.submit(search_id, self._fenced(search_id, owner, sql, tuple(args)))
         else:
-            self._durable(search_id, sql, (*args, search_id))
+            self._durable(search_id, sql, tuple(args), owner)
 
     def get_search(self, search_id: str) -> SearchRow | None:
         row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,), search_id)
@@ -257,15 +313,63 @@ class PgStore:
         )
         return [_row(r) for r in rows]
 
-    # snapshots ------------------------------------------------------------------------------
-    def save_snapshot(self, search_id: str, data: bytes) -> None:
-        self._write(
-            search_id,
-            "INSERT INTO snapshots (search_id, data, updated) VALUES (%s, %s, %s)"
-            " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
-            " updated = excluded.updated",
-            (search_id, bytes(data), time.time()),
+    # leases ---------------------------------------------------------------------------------
+    def claimable(self, owner: str, limit: int) -> list[tuple[str, str | None]]:
+        """(id, current owner) of unfinished searches `owner` may claim, oldest first."""
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT id, owner FROM searches WHERE state IN (%s, %s) AND {CLAIMABLE}"
+                " ORDER BY created LIMIT %s",
+                (*UNFINISHED, owner, limit),
+            ).fetchall()
         )
+        return [(sid, prev) for sid, prev in rows]
+
+    def claim(self, search_id: str, owner: str, lease_s: float) -> SearchRow | None:
+        """Take the lease if free, ours or expired (one atomic UPDATE); the row, or None."""
+        rows = self._committed(
+            f"UPDATE searches SET owner = %s, lease_until = {NOW} + %s"
+            f" WHERE id = %s AND state IN (%s, %s) AND {CLAIMABLE} RETURNING {COLUMNS}",
+            (owner, lease_s, search_id, *UNFINISHED, owner),
+        )
+        return _row(rows[0]) if rows else None
+
+    def renew(self, owner: str, lease_s: float) -> set[str]:
+        """Extend every lease `owner` holds: one statement; the ids it still holds."""
+        rows = self._committed(
+            f"UPDATE searches SET lease_until = {NOW} + %s"
+            " WHERE owner = %s AND state IN (%s, %s) RETURNING id",
+            (lease_s, owner, *UNFINISHED),
+        )
+        return {sid for (sid,) in rows}
+
+    def release(self, owner: str) -> int:
+        """Give up every lease `owner` holds, after its queued writes (its last snapshots)."""
+        self._writes.flush()
+        rows = self._committed(
+            f"UPDATE searches SET owner = NULL, lease_until = {NOW}"
+            " WHERE owner = %s AND state IN (%s, %s) RETURNING id",
+            (owner, *UNFINISHED),
+        )
+        return len(rows)
+
+    # snapshots ------------------------------------------------------------------------------
+    def save_snapshot(self, search_id: str, data: bytes, owner: str | None = None) -> None:
+        """With `owner`, fenced: written only while the search's row says `owner`, locked."""
+        upsert = (
+            " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
+            " updated = excluded.updated"
+        )
+        if owner is None:
+            sql = "INSERT INTO snapshots (search_id, data, updated) VALUES (%s, %s, %s)" + upsert
+            args: tuple = (search_id, bytes(data), time.time())
+        else:
+            sql = (
+                "INSERT INTO snapshots (search_id, data, updated) SELECT %s, %s, %s WHERE EXISTS"
+                " (SELECT 1 FROM searches WHERE id = %s AND owner = %s FOR SHARE)" + upsert
+            )
+            args = (search_id, bytes(data), time.time(), search_id, owner)
+        self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
 
     def load_snapshot(self, search_id: str) -> bytes | None:
         row = self._one("SELECT data FROM snapshots WHERE search_id = %s", (search_id,), search_id)

@@ -11,6 +11,13 @@ search.spec.CacheKeys), so one caller's endpoint never answers for another's. On
 used from the event loop thread only; writes are short transactions. The schema is created and
 upgraded on open by gemfinder.migrations.
 
+Leases (docs/service.md, Replicas): a running search is owned by one replica (`owner`) until
+`lease_until`, renewed by its owner; a replica claims a search only when it is free (no owner),
+its own, or its lease has expired, in one atomic UPDATE. Writes that only the owner may make
+(snapshot, progress, state, result) take the owner and are fenced: one that finds the search
+owned by another replica raises LeaseLost and changes nothing. SQLite serves one machine, so
+its lease times come from this process's clock.
+
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
 is a UserError naming the option, and such a file is left untouched. `open_store` picks this
 store or gemfinder.pg_store's PostgreSQL one (same methods) from what the option gives.
@@ -33,6 +40,19 @@ UNFINISHED = ("pending", "running")
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
 SKIPPED = -1
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class LeaseLost(Exception):
+    """A fenced write found the search owned by another replica: its lease expired and the
+    search was taken over. The runner stops quietly; the new owner carries on."""
+
+    def __init__(self, search_id: str, owner: str) -> None:
+        super().__init__(f"search {search_id}: lease lost by replica {owner}")
+        self.search_id = search_id
+
+
+class RequestTaken(Exception):
+    """create_search found its request id taken (by a concurrent start on another replica)."""
 
 
 @dataclass
@@ -93,13 +113,28 @@ class Store:
         self._db.close()
 
     # searches -------------------------------------------------------------------------------
-    def create_search(self, search_id: str, request_id: str | None, spec: dict[str, Any]) -> None:
+    def create_search(
+        self,
+        search_id: str,
+        request_id: str | None,
+        spec: dict[str, Any],
+        *,
+        owner: str | None = None,
+        lease_s: float = 0.0,
+    ) -> None:
+        """Insert a pending search, leased to `owner` (if given) for `lease_s` seconds. Raises
+        RequestTaken when another search holds `request_id`."""
         now = time.time()
-        self._db.execute(
-            "INSERT INTO searches (id, request_id, state, spec, created, updated)"
-            " VALUES (?, ?, 'pending', ?, ?, ?)",
-            (search_id, request_id, json.dumps(spec), now, now),
-        )
+        try:
+            self._db.execute(
+                "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
+                " lease_until) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (search_id, request_id, json.dumps(spec), now, now, owner, now + lease_s),
+            )
+        except sqlite3.IntegrityError as err:
+            if request_id is not None and self.find_request(request_id) is not None:
+                raise RequestTaken(request_id) from None
+            raise err
 
     def update_search(
         self,
@@ -109,7 +144,9 @@ class Store:
         progress: Progress | None = None,
         result: Result | None = None,
         error: str | None = None,
+        owner: str | None = None,
     ) -> None:
+        """With `owner`, fenced: raises LeaseLost (and writes nothing) unless it owns the search."""
         sets, args = ["updated = ?"], [time.time()]
         for column, value in (("state", state), ("error", error)):
             if value is not None:
@@ -119,7 +156,11 @@ class Store:
             if typed is not None:
                 sets.append(f"{column} = ?")
                 args.append(json.dumps(typed.to_json()))
-        self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?", (*args, search_id))
+        fence = " AND owner = ?" if owner is not None else ""
+        args += [search_id, *([owner] if owner is not None else [])]
+        done = self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?{fence}", args)
+        if owner is not None and done.rowcount == 0:
+            raise LeaseLost(search_id, owner)
 
     def get_search(self, search_id: str) -> SearchRow | None:
         row = self._db.execute(
@@ -164,14 +205,63 @@ class Store:
         ).fetchall()
         return [_row(r) for r in rows]
 
+    # leases ---------------------------------------------------------------------------------
+    def claimable(self, owner: str, limit: int) -> list[tuple[str, str | None]]:
+        """(id, current owner) of unfinished searches `owner` may claim, oldest first: a hint
+        for `claim`, which decides."""
+        rows = self._db.execute(
+            "SELECT id, owner FROM searches WHERE state IN (?, ?)"
+            " AND (owner IS NULL OR owner = ? OR lease_until < ?) ORDER BY created LIMIT ?",
+            (*UNFINISHED, owner, time.time(), limit),
+        ).fetchall()
+        return [(sid, prev) for sid, prev in rows]
+
+    def claim(self, search_id: str, owner: str, lease_s: float) -> SearchRow | None:
+        """Take the lease of an unfinished search if it is free, ours, or expired; the row, or
+        None when another replica holds it (or it has ended)."""
+        now = time.time()
+        row = self._db.execute(
+            f"UPDATE searches SET owner = ?, lease_until = ? WHERE id = ? AND state IN (?, ?)"
+            f" AND (owner IS NULL OR owner = ? OR lease_until < ?) RETURNING {COLUMNS}",
+            (owner, now + lease_s, search_id, *UNFINISHED, owner, now),
+        ).fetchall()
+        return _row(row[0]) if row else None
+
+    def renew(self, owner: str, lease_s: float) -> set[str]:
+        """Extend every lease `owner` holds on an unfinished search; the ids it still holds."""
+        rows = self._db.execute(
+            "UPDATE searches SET lease_until = ? WHERE owner = ? AND state IN (?, ?) RETURNING id",
+            (time.time() + lease_s, owner, *UNFINISHED),
+        ).fetchall()
+        return {sid for (sid,) in rows}
+
+    def release(self, owner: str) -> int:
+        """Give up every lease `owner` holds (graceful shutdown): others may claim at once."""
+        return self._db.execute(
+            "UPDATE searches SET owner = NULL, lease_until = ? WHERE owner = ? AND state IN (?, ?)",
+            (time.time(), owner, *UNFINISHED),
+        ).rowcount
+
     # snapshots ------------------------------------------------------------------------------
-    def save_snapshot(self, search_id: str, data: bytes) -> None:
-        self._db.execute(
-            "INSERT INTO snapshots (search_id, data, updated) VALUES (?, ?, ?)"
+    def save_snapshot(self, search_id: str, data: bytes, owner: str | None = None) -> None:
+        """With `owner`, fenced as update_search is."""
+        if owner is None:
+            self._db.execute(
+                "INSERT INTO snapshots (search_id, data, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
+                " updated = excluded.updated",
+                (search_id, data, time.time()),
+            )
+            return
+        done = self._db.execute(
+            "INSERT INTO snapshots (search_id, data, updated) SELECT ?, ?, ?"
+            " WHERE EXISTS (SELECT 1 FROM searches WHERE id = ? AND owner = ?)"
             " ON CONFLICT (search_id) DO UPDATE SET data = excluded.data,"
             " updated = excluded.updated",
-            (search_id, data, time.time()),
+            (search_id, data, time.time(), search_id, owner),
         )
+        if done.rowcount == 0:
+            raise LeaseLost(search_id, owner)
 
     def load_snapshot(self, search_id: str) -> bytes | None:
         row = self._db.execute(

@@ -153,16 +153,29 @@ def search_key(spec: SearchSpec) -> str:
     return "cli-" + spec.digest()[:32]
 
 
+# The local CLI's leases (docs/service.md, Replicas): short, so that a rerun after a killed run
+# resumes within seconds.
+CLI_LEASE_S = 3.0
+
+
 async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: bool = True):
     """Start (or resume, or fetch) the search of `spec` in `store`; returns its final row."""
     # The user of the local CLI is the operator: the candidates file's endpoints are theirs, so
     # no allowlist (the server's is the endpoints file; docs/service.md).
-    manager = SearchManager(store, oracle, max_active=1, allowlist=ANY_ENDPOINT)
+    manager = SearchManager(
+        store, oracle, max_active=1, allowlist=ANY_ENDPOINT, lease_s=CLI_LEASE_S
+    )
     try:
         key = search_key(spec)
         row = store.find_request(key)
         if row is not None and row.state not in FINISHED:
-            await manager.resume(row)
+            # A run killed before (no release) holds the search until its lease expires; a run
+            # still going holds it for as long as it goes: wait for the lease either way.
+            while not await manager.resume(row):
+                row = store.get_search(row.id)
+                if row is None or row.state in FINISHED:
+                    break
+                await asyncio.sleep(manager.tick_s)
         elif row is not None and row.state != "succeeded":
             row = await manager.start(spec)  # a failed run is retried; its answers stay cached
         else:

@@ -16,6 +16,9 @@ ROUND_STARTED = "round_started"
 PROGRESS = "progress"
 ROUND_FINISHED = "round_finished"
 FINISHED = "finished"
+# Never sent to clients: the search went to another replica, so watchers here stop (their
+# stream ends without FINISHED; a new Watch reads the stored progress).
+HANDED_OVER = "handed_over"
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,26 @@ A request id names one search: the same id with the same spec (equal digests, se
 SearchSpec.digest) returns that search, with another spec it is a UserError naming
 `request_id` (as Google AIP-155 describes request ids), never another search.
 
-One manager per server process. It persists every search before it runs, keeps one runner task
-per running search, and on startup resumes unfinished searches from their last snapshot (pulls
+One manager per server process (a replica). It persists every search before it runs, keeps one
+runner task per running search, and resumes unfinished searches from their last snapshot (pulls
 whose answers were lost go back to the queue and mostly hit the evaluation cache).
+
+Replicas sharing a database (docs/service.md, Replicas): each running search is leased to one
+replica (gemfinder.store). Every third of the lease, a replica renews all its leases in one
+statement and claims, up to its free places, the searches whose lease is free or expired: at
+start its own and those of a replica gone, later those of a replica that died (after its lease
+expired) or shut down (it released them, so at once). A runner whose lease was taken over stops
+quietly: its fenced writes fail (LeaseLost), and no failure is recorded. The request id is
+unique in the database, so two replicas starting the same request id at once make one search:
+the second insert fails (RequestTaken) and attaches to the first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,10 +39,15 @@ from gemfinder.search import events as ev
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec, spec_digest
 from gemfinder.search.values import Progress
-from gemfinder.store import SearchRow, Store
+from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
+LEASE_S = 15.0
+
+
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class SearchNotFound(LookupError):
@@ -59,8 +75,12 @@ class SearchManager:
         *,
         max_active: int = 8,
         allowlist: EndpointAllowlist = ANY_ENDPOINT,
+        replica_id: str = "",
+        lease_s: float = LEASE_S,
     ) -> None:
         self.store = store
+        self.replica_id = replica_id or default_replica_id()
+        self.lease_s = lease_s
         self.oracle = oracle
         self.max_active = max_active
         # The server passes the operator's (oracles.allowlist); the local CLI's user is the
@@ -70,13 +90,86 @@ class SearchManager:
         self._buses: dict[str, ev.EventBus] = {}
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
+        self._resuming = 0  # claimed searches being resumed
+        self._lost: set[str] = set()  # live searches whose lease another replica took
+        self._leases: asyncio.Task[None] | None = None  # the lease loop (_keep_leases)
+        self._renewed: float | None = None  # monotonic time of the last renewal holding any
+        metrics.LEASE_AGE.set_function(self._lease_age)
 
     # lifecycle ------------------------------------------------------------------------------
     async def resume_all(self) -> list[str]:
-        return [row.id for row in self.store.unfinished() if await self.resume(row)]
+        """Claim and resume what this replica may take now, then keep doing so every tick."""
+        resumed = await self.take_over()
+        self._keep_ticking()
+        return resumed
+
+    @property
+    def tick_s(self) -> float:
+        return self.lease_s / 3
+
+    def _keep_ticking(self) -> None:
+        if self._leases is None or self._leases.done():
+            self._leases = asyncio.create_task(self._keep_leases(), name="search-leases")
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                self.renew()
+                await self.take_over()
+            except Exception as err:  # noqa: BLE001 - e.g. the database unreachable: next tick
+                log.warning("replica %s: leases not renewed: %s", self.replica_id, err)
+
+    def renew(self) -> None:
+        """Extend this replica's leases; stop the runners of searches another replica took."""
+        held = self.store.renew(self.replica_id, self.lease_s)
+        self._renewed = time.monotonic() if held else None
+        for sid, live in list(self._live.items()):
+            if sid not in held and sid not in self._lost:
+                log.warning("search %s: lease taken over by another replica; stopping here", sid)
+                self._lost.add(sid)
+                live.task.cancel()
+
+    def _lease_age(self) -> float:
+        return 0.0 if self._renewed is None else time.monotonic() - self._renewed
+
+    async def take_over(self) -> list[str]:
+        """Claim and resume, up to the free places, searches whose lease is free or expired."""
+        room = self.max_active - len(self._live) - self._admitted - self._resuming
+        if room <= 0:
+            return []
+        resumed: list[str] = []
+        # Our own running searches are claimable too (owner = me): asked for on top of the room,
+        # and passed over.
+        for sid, previous in self.store.claimable(self.replica_id, room + len(self._live)):
+            if sid in self._live or len(resumed) >= room:
+                continue
+            row = self.store.claim(sid, self.replica_id, self.lease_s)
+            if row is None:
+                continue  # another replica was faster
+            if previous is not None and previous != self.replica_id:
+                metrics.LEASE_TAKEOVERS.labels("expired").inc()
+                log.info("search %s: lease of replica %s expired; taken over", sid, previous)
+            elif previous is None:
+                metrics.LEASE_TAKEOVERS.labels("released").inc()
+            self._resuming += 1
+            try:
+                if await self._resume(row):
+                    resumed.append(sid)
+            except LeaseLost:
+                log.info("search %s: lease lost while resuming", sid)
+            finally:
+                self._resuming -= 1
+        return resumed
 
     async def resume(self, row: SearchRow) -> bool:
-        """Restart an unfinished search from its last snapshot; False when it failed instead."""
+        """Claim an unfinished search's lease and restart it from its last snapshot; False when
+        another replica holds it, or it failed instead."""
+        claimed = self.store.claim(row.id, self.replica_id, self.lease_s)
+        return claimed is not None and await self._resume(claimed)
+
+    async def _resume(self, row: SearchRow) -> bool:
+        """Restart a search this replica has claimed; False when it failed instead."""
         spec = SearchSpec.from_dict(row.spec)
         data = self.store.load_snapshot(row.id)
         try:
@@ -91,7 +184,7 @@ class SearchManager:
                 "again with values in range, see docs/search.md)"
             )
             log.warning("search %s not resumed: %s", row.id, error)
-            self.store.update_search(row.id, state="failed", error=error)
+            self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
             return False
         sched.release_in_flight()
         progress = row.progress or Progress()
@@ -103,7 +196,9 @@ class SearchManager:
             with allow_unreachable():
                 await self.oracle.prepare(spec.candidates)
         except Exception as err:  # noqa: BLE001 - an endpoint gone for good fails the search
-            self.store.update_search(row.id, state="failed", error=f"on resume: {err}")
+            self.store.update_search(
+                row.id, state="failed", error=f"on resume: {err}", owner=self.replica_id
+            )
             return False
         self._launch(
             row.id,
@@ -119,12 +214,25 @@ class SearchManager:
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
         return True
 
-    async def close(self) -> None:
-        """Stop runners without marking them cancelled, so they resume on the next start."""
+    async def close(self, release: bool = True) -> None:
+        """Stop runners without marking them cancelled, so they resume: on another replica at
+        once (their leases are released), or here on the next start. `release=False` leaves
+        the leases to expire, as a crash would (tests)."""
         tasks = [live.task for live in self._live.values()]
+        if self._leases is not None:
+            tasks.append(self._leases)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if not release:
+            return
+        try:
+            released = self.store.release(self.replica_id)
+        except Exception as err:  # noqa: BLE001 - shutdown goes on; the leases expire instead
+            log.warning("replica %s: leases not released (they expire): %s", self.replica_id, err)
+            return
+        if released:
+            log.info("replica %s released %d leases", self.replica_id, released)
 
     # rpc-level operations --------------------------------------------------------------------
     async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
@@ -155,11 +263,29 @@ class SearchManager:
             await self._prepare(spec)
             try:
                 search_id = uuid.uuid4().hex
-                self.store.create_search(search_id, request_id or None, spec.to_dict())
+                self.store.create_search(
+                    search_id,
+                    request_id or None,
+                    spec.to_dict(),
+                    owner=self.replica_id,
+                    lease_s=self.lease_s,
+                )
                 self._launch(search_id, spec, spec.scheduler())
             except BaseException:
                 await self.oracle.release(spec.candidates)
                 raise
+        except RequestTaken:
+            # Started at the same moment through another replica: that search is this one.
+            existing = self.store.find_request(request_id or "")
+            if existing is None:
+                raise
+            if spec_digest(existing.spec) != spec.digest():
+                raise UserError(
+                    "request_id",
+                    f"{request_id!r} already names search {existing.id} with another "
+                    "spec; resend that spec to attach to it, or use a new request_id",
+                ) from None
+            return self.get(existing.id)
         finally:
             self._admitted -= 1
             if request_id:
@@ -236,6 +362,8 @@ class SearchManager:
                 yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress, row.state)
             while queue is not None:
                 event = await queue.get()
+                if event.type == ev.HANDED_OVER:
+                    return
                 yield event
                 if event.type == ev.FINISHED:
                     return
@@ -247,10 +375,20 @@ class SearchManager:
     def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:
         bus = ev.EventBus()
         runner = SearchRunner(
-            search_id, spec, self.oracle, self.store, scheduler=sched, bus=bus, **kw
+            search_id,
+            spec,
+            self.oracle,
+            self.store,
+            scheduler=sched,
+            bus=bus,
+            owner=self.replica_id,
+            **kw,
         )
+        self.store.update_search(search_id, state="running", owner=self.replica_id)
+        if self._renewed is None:  # a lease granted now (created or claimed): the oldest held
+            self._renewed = time.monotonic()
         self._buses[search_id] = bus
-        self.store.update_search(search_id, state="running")
+        self._keep_ticking()
         task = asyncio.create_task(self._run(runner), name=f"search-{search_id}")
         self._live[search_id] = _Live(runner, task)
 
@@ -260,49 +398,72 @@ class SearchManager:
         started = time.monotonic()
         outcome = "failed"
         try:
-            result = await runner.run()
-            outcome = "succeeded"
-            self.store.update_search(sid, state=outcome, result=result, progress=runner.progress())
-            log.info(
-                "search %s succeeded in %.1f s: %s (accuracy %.3f on %d items), %d of %d queries "
-                "spent, %d cached, %d failed; verdict %s",
-                sid,
-                time.monotonic() - started,
-                result.recommended_model_id,
-                result.winner.accuracy,
-                result.winner.items_seen,
-                result.queries_spent,
-                runner.spec.budget,
-                result.queries_cached,
-                result.queries_failed,
-                result.gem_verdict,
-            )
-        except SearchCancelled as stop:
-            outcome = "cancelled"
-            self.store.update_search(sid, state=outcome, result=stop.result)
-            log.info("search %s cancelled after %.1f s", sid, time.monotonic() - started)
-        except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback
-            log.warning("search %s failed: %s", sid, failure)
-            self.store.update_search(
-                sid, state="failed", error=str(failure), progress=runner.progress()
-            )
+            outcome = await self._finish(runner, started)
+        except LeaseLost:
+            outcome = "handed over"  # fenced out: the new owner carries on, nothing recorded
+            log.info("search %s: lease lost to another replica; stopped here", sid)
         except asyncio.CancelledError:
-            outcome = "interrupted"  # server shutdown: stays running in the store, resumes
-            log.info("search %s interrupted by shutdown; it resumes on the next start", sid)
-            raise
-        except Exception as err:  # noqa: BLE001 - a failed search is recorded, not raised
-            log.exception("search %s failed", sid)
-            self.store.update_search(sid, state="failed", error=f"{type(err).__name__}: {err}")
+            if sid in self._lost:  # renew() found the lease taken: as for LeaseLost
+                outcome = "handed over"
+            else:
+                outcome = "interrupted"  # server shutdown: stays running in the store, resumes
+                log.info("search %s interrupted by shutdown; it resumes (here or elsewhere)", sid)
+                raise
         finally:
             metrics.ACTIVE_SEARCHES.dec()
-            if outcome != "interrupted":
+            ended = outcome not in ("interrupted", "handed over")
+            if ended:
                 metrics.SEARCHES_FINISHED.labels(outcome).inc()
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
                 metrics.SEARCH_QUERIES.labels(outcome).observe(runner.spent)
                 runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)
+            elif outcome == "handed over":
+                runner.bus.publish(ev.Event(ev.HANDED_OVER, None, "running"))
             self._live.pop(sid, None)
             self._buses.pop(sid, None)
+            self._lost.discard(sid)
             if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
                 await self.oracle.release(runner.spec.candidates)
+
+    async def _finish(self, runner: SearchRunner, started: float) -> str:
+        """Run the search to its end and record it (fenced by the lease); the outcome."""
+        sid, me = runner.search_id, self.replica_id
+        try:
+            result = await runner.run()
+        except SearchCancelled as stop:
+            self.store.update_search(sid, state="cancelled", result=stop.result, owner=me)
+            log.info("search %s cancelled after %.1f s", sid, time.monotonic() - started)
+            return "cancelled"
+        except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback
+            log.warning("search %s failed: %s", sid, failure)
+            self.store.update_search(
+                sid, state="failed", error=str(failure), progress=runner.progress(), owner=me
+            )
+            return "failed"
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as err:  # noqa: BLE001 - a failed search is recorded, not raised
+            log.exception("search %s failed", sid)
+            error = f"{type(err).__name__}: {err}"
+            self.store.update_search(sid, state="failed", error=error, owner=me)
+            return "failed"
+        self.store.update_search(
+            sid, state="succeeded", result=result, progress=runner.progress(), owner=me
+        )
+        log.info(
+            "search %s succeeded in %.1f s: %s (accuracy %.3f on %d items), %d of %d queries "
+            "spent, %d cached, %d failed; verdict %s",
+            sid,
+            time.monotonic() - started,
+            result.recommended_model_id,
+            result.winner.accuracy,
+            result.winner.items_seen,
+            result.queries_spent,
+            runner.spec.budget,
+            result.queries_cached,
+            result.queries_failed,
+            result.gem_verdict,
+        )
+        return "succeeded"

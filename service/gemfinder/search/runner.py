@@ -89,8 +89,12 @@ class SearchRunner:
         snapshot_interval_s: float = 1.0,
         max_pending: int = 2048,
         sequential_batch: int = 32,
+        owner: str | None = None,
     ) -> None:
         self.search_id = search_id
+        # The replica holding this search's lease: its snapshot and progress writes are fenced
+        # by it (gemfinder.store), so after a takeover they fail (LeaseLost) instead of landing.
+        self.owner = owner
         self.spec = spec
         self.oracle = oracle
         self.store = store
@@ -174,8 +178,9 @@ class SearchRunner:
                 pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
                 hits = await self._dispatch(pulls, pending)
                 if hits:
-                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
+                    # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
+                    await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
@@ -190,9 +195,11 @@ class SearchRunner:
                     entries += graded
                     # A failure is told as such (None), never as a wrong answer.
                     told.append((model, item, bool(graded[0][3]) if graded else None))
+                # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
+                # lease) while the tell runs loses none of these paid answers.
+                self.store.put_answers(self.search_id, entries)
                 # Pulls that failed on every try: the model loses the item.
                 self._skips += await self._core(self.sched.tell_many, told)
-                self.store.put_answers(self.search_id, entries)  # before a snapshot counts them
                 self.store.put_skipped(self.search_id, self._skips)
                 self._skips.clear()
                 self._check_failures()
@@ -388,8 +395,8 @@ class SearchRunner:
 
     def _snapshot(self) -> None:
         self._last_snapshot = time.monotonic()
-        self.store.save_snapshot(self.search_id, self.sched.snapshot())
-        self.store.update_search(self.search_id, progress=self.progress())
+        self.store.save_snapshot(self.search_id, self.sched.snapshot(), owner=self.owner)
+        self.store.update_search(self.search_id, progress=self.progress(), owner=self.owner)
 
 
 class _InFlight:

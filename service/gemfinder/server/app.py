@@ -1,7 +1,8 @@
 """Wire and run the gRPC server: service, health, reflection, interceptors, TLS, metrics port.
 
 Shutdown order: health to NOT_SERVING, stop accepting and give running calls `grace_s`, then
-stop the search runners without marking them cancelled (they resume on the next start).
+stop the search runners without marking them cancelled and release their leases (another
+replica takes them over at once; with none, they resume on the next start).
 
 A port another process listens on is a UserError naming it (gRPC would otherwise share it by
 SO_REUSEPORT, splitting clients between two servers and two databases), as is a database path
@@ -78,6 +79,8 @@ class Server:
             self.oracle,
             max_active=config.max_active_searches,
             allowlist=self.allowlist,
+            replica_id=config.replica_id,
+            lease_s=config.lease_seconds,
         )
         self.health = health.aio.HealthServicer()
         self.port = 0
