@@ -145,7 +145,44 @@ def make_app(state: EndpointState) -> web.Application:
         state.served[gen.row] += 1
         return gen, params
 
+    def loglikelihood_body(body: dict[str, Any], compat: bool) -> dict[str, Any] | None:
+        """A multiple-choice item's choice asked with `decoder_input_details` (how log-
+        likelihoods are read from TGI): prefill log-probabilities from the matrix and one
+        generated token. None when the input is no such choice."""
+        inputs, params = body.get("inputs"), body.get("parameters") or {}
+        if not isinstance(inputs, str):
+            return None
+        found = model.loglikelihood_tokens(inputs, params.get("adapter_id"))
+        if found is None:
+            return None
+        if not params.get("decoder_input_details"):
+            raise RequestInvalid(
+                "simulated fleet: the input is a choice of a multiple-choice item, which the "
+                "fleet answers only with its log-likelihoods (decoder_input_details: true)"
+            )
+        row, toks = found
+        model.validate(len(toks), params)
+        state.served[row] += 1
+        text = "\n"
+        full = params.get("return_full_text")
+        out: dict[str, Any] = {
+            "generated_text": inputs + text if (full or (full is None and compat)) else text
+        }
+        out["details"] = {
+            "finish_reason": "length",
+            "generated_tokens": 1,
+            "seed": None,
+            "prefill": [{"id": tokens.token_id(p), "text": p, "logprob": lp} for p, lp in toks],
+            "tokens": [
+                {"id": tokens.token_id(text), "text": text, "logprob": -0.3, "special": False}
+            ],
+        }
+        return out
+
     def generate_body(body: dict[str, Any], compat: bool) -> dict[str, Any]:
+        scored = loglikelihood_body(body, compat)
+        if scored is not None:
+            return scored
         gen, params = run_generate(body)
         full = params.get("return_full_text")
         if full is None:

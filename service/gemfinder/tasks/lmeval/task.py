@@ -95,6 +95,12 @@ class LmEvalTask(Task):
             max_new_tokens=int(f.get("max_gen_toks", 256)), stop=tuple(f.get("until", ()))
         )
 
+    def loglikelihood_requests(self, item: Item) -> tuple[tuple[str, str], ...]:
+        f = item.fields
+        if f.get("output_type") != "multiple_choice":
+            return ()
+        return tuple((ctx, cont) for ctx, cont in f["requests"])
+
     def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
         f = item.fields
         text = f["prompt"] if f["output_type"] == "generate_until" else f["requests"][0][0]
