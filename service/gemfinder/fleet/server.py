@@ -1,7 +1,7 @@
 """The HTTP face of one simulated endpoint: TGI's routes, error bodies, faults and metrics.
 
 Routes and shapes follow TGI's OpenAPI description (shared/contracts/tgi-openapi.json):
-`POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE),
+`POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE), `POST /tokenize`,
 `POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`;
 plus vLLM's `POST /v1/completions` (gemfinder.fleet.completions), whose errors, injected faults
 included, come in vLLM's shape. An endpoint with `server: "vllm"` is vLLM's OpenAI server
@@ -227,6 +227,18 @@ def make_app(state: EndpointState) -> web.Application:
             return await stream(request, body)
         return web.json_response([generate_body(body, compat=True)])
 
+    async def tokenize(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """TGI's POST /tokenize: the input's tokens with their character span."""
+        inputs = body["inputs"]
+        if not isinstance(inputs, str):
+            raise TypeError("`inputs` must be a string")
+        out, pos = [], 0
+        for piece in tokens.pieces(inputs):
+            out.append({"id": tokens.token_id(piece), "text": piece, "start": pos,
+                        "stop": pos + len(piece)})  # fmt: skip
+            pos += len(piece)
+        return web.json_response(out)
+
     async def chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         if not state.spec.chat_template:  # a base model served by vLLM
             return completions.error(400, completions.NO_CHAT_TEMPLATE)
@@ -310,6 +322,7 @@ def make_app(state: EndpointState) -> web.Application:
         app.router.add_post("/generate", route("/generate", generate))
         app.router.add_post("/", route("/", compat))
         app.router.add_post("/generate_stream", route("/generate_stream", stream))
+        app.router.add_post("/tokenize", route("/tokenize", tokenize))
         app.router.add_get("/info", info)
     app.router.add_post("/v1/chat/completions", route("/v1/chat/completions", chat))
     complete = completions.make_handler(state)

@@ -130,6 +130,35 @@ async def test_tgi_and_vllm_give_the_matrix_grade_and_lm_evals_acc(arc, tmp_path
         assert score_loglikelihoods(fields, json.loads(res.response))[0] == s["acc_norm"]
 
 
+async def test_tgi_boundary_from_tokenize_when_prefill_texts_do_not_spell_the_input(
+    arc, monkeypatch
+) -> None:
+    """SentencePiece tokenizers decode a lone token without its leading space, so the prefill
+    texts do not spell the input: the boundary then comes from POST /tokenize, by token id."""
+    from gemfinder.fleet.simulator import SimulatedModel
+
+    real = SimulatedModel.loglikelihood_tokens
+
+    def sentencepiece_like(self, text, adapter_id):
+        found = real(self, text, adapter_id)
+        if found is None:
+            return None
+        row, toks = found
+        return row, [("<s>", None), *((t.lstrip(" "), lp) for t, lp in toks)]
+
+    monkeypatch.setattr(SimulatedModel, "loglikelihood_tokens", sentencepiece_like)
+    monkeypatch.setattr(
+        "gemfinder.fleet.server.tokens.token_id",
+        lambda piece: 1 if piece == "<s>" else 3 + sum(piece.lstrip(" ").encode()) % 30000,
+    )
+    _, items = arc
+    matrix = _matrix(items, MODELS)
+    results, state = await _answers(items, matrix, "tgi")
+    want = [int(matrix.correct[k, i]) for k in range(len(MODELS)) for i in range(len(items))]
+    assert [r.reward for r in results] == want
+    assert state.requests["/tokenize"] == state.requests["/generate"] > 0
+
+
 async def test_a_failure_on_one_choice_fails_the_query(arc) -> None:
     _, items = arc
     matrix = _matrix(items, MODELS)
