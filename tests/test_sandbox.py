@@ -236,21 +236,40 @@ if os.fork() == 0:
 
 
 def test_memory_of_the_whole_process_tree_is_bounded():
-    # 64 children each touching 64 MB: a per-process limit alone would allow 4 GB.
+    # 64 children each touching 64 MB and holding it: a per-process limit alone would allow
+    # 4 GB. What counts is what is held at once: children that touched their 64 MB and are
+    # still alive together (a child that touched and then died freed its memory; counting it
+    # would add up memory that was never held at the same time).
     src = """
-import os
+import os, signal, struct, time
 read, write = os.pipe()
+kids = []
 for _ in range(64):
     try:
-        if os.fork() == 0:
-            block = bytearray(64 << 20)
-            block[::4096] = b"x" * len(block[::4096])
-            os.write(write, b"1")
-            os._exit(0)
+        pid = os.fork()
     except OSError:
         break
-os.close(write)
-print("held", len(os.fdopen(read, "rb").read()) * 64)
+    if pid == 0:
+        try:
+            block = bytearray(64 << 20)
+            block[::4096] = b"x" * len(block[::4096])
+            os.write(write, struct.pack("i", os.getpid()))
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    kids.append(pid)
+time.sleep(4)  # every child that can touch its 64 MB has done so
+os.set_blocking(read, False)
+touched = set()
+try:
+    while chunk := os.read(read, 4096):
+        touched.update(struct.unpack(f"{len(chunk) // 4}i", chunk))
+except BlockingIOError:
+    pass
+alive = {pid for pid in kids if os.waitpid(pid, os.WNOHANG) == (0, 0)}
+print("held", len(touched & alive) * 64, "touched", len(touched), flush=True)
+for pid in alive:
+    os.kill(pid, signal.SIGKILL)
 """
     result = run_program(src, timeout_s=20.0, memory_mb=256)
     held = [int(x) for x in result.stdout.split()[1:2]] or [0]  # killed outright: nothing held
