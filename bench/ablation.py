@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.loss import trial_losses
-from gemfinder.simulation import simulate
+from gemfinder.sim.simulation import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from held_out import add_pool_arguments, held_out_pools  # noqa: E402

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gemfinder.simulation import parse_algorithm, simulate
+from gemfinder.sim.simulation import parse_algorithm, simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from held_out import add_pool_arguments, held_out_pools  # noqa: E402

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from gemfinder import _core
 from gemfinder.loss import HALF_POINT, cost_to_confidence, trial_losses
-from gemfinder.trees import PRESETS, generate
+from gemfinder.sim.trees import PRESETS, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_pools import REAL_MATRICES, load_real_pools  # noqa: E402

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 from gemfinder import _core
-from gemfinder.trees import PRESETS, generate
+from gemfinder.sim.trees import PRESETS, generate
 
 VARIANTS = (
     ("gem", {"first_round_share": 0.5, "first_cut": 100}),

@@ -18,10 +18,10 @@ import socket
 import time
 
 from gemfinder.candidates import Candidate
-from gemfinder.fleet.synthetic_items import generate
 from gemfinder.oracles import InferenceOracle, OracleStats
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
+from gemfinder.sim.fleet.synthetic_items import generate
 from gemfinder.store import Store
 from gemfinder.tasks import parse_item
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder import _core
-from gemfinder.trees.presets import get_preset
-from gemfinder.trees.structure import grow_tree
+from gemfinder.sim.trees.presets import get_preset
+from gemfinder.sim.trees.structure import grow_tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from preset_search import anneal  # noqa: E402

@@ -24,8 +24,8 @@ from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.search import gem, gem_check
 from gemfinder.search.spec import SearchSpec
+from gemfinder.sim.trees import PRESETS, generate
 from gemfinder.tasks import Item
-from gemfinder.trees import PRESETS, generate
 
 
 def pool_spec(matrix, budget: int, share: float, seed: int) -> SearchSpec:

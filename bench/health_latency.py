@@ -33,9 +33,9 @@ import grpc
 import numpy as np
 from gemfinder import _core
 from gemfinder.candidates import load_candidates
-from gemfinder.fleet.synthetic_items import generate
-from gemfinder.matrix import CorrectnessMatrix, save_npz
 from gemfinder.server.convert import spec_to_proto
+from gemfinder.sim.fleet.synthetic_items import generate
+from gemfinder.sim.matrix import CorrectnessMatrix, save_npz
 from gemfinder.tasks import parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc

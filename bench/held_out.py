@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from gemfinder.matrix import CorrectnessMatrix
-from gemfinder.trees import PRESETS, generate
+from gemfinder.sim.matrix import CorrectnessMatrix
+from gemfinder.sim.trees import PRESETS, generate
 from real_pools import REAL_MATRICES, load_real_pools
 
 HELD_OUT_SEEDS = [3, 4]

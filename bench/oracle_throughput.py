@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.candidates import load_candidates
-from gemfinder.fleet.synthetic_items import generate, write_jsonl
-from gemfinder.matrix import CorrectnessMatrix, save_npz
 from gemfinder.oracles import EndpointConfig, InferenceOracle
+from gemfinder.sim.fleet.synthetic_items import generate, write_jsonl
+from gemfinder.sim.matrix import CorrectnessMatrix, save_npz
 from gemfinder.tasks import load_query_set
 
 MODELS = 12

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from gemfinder.trees.presets import TreeConfig
+from gemfinder.sim.trees.presets import TreeConfig
 
 Loss = Callable[[TreeConfig], tuple[float, np.ndarray]]
 

@@ -21,7 +21,7 @@ import argparse
 
 import numpy as np
 from gemfinder import _core
-from gemfinder.trees import PRESETS, generate
+from gemfinder.sim.trees import PRESETS, generate
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

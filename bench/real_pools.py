@@ -7,7 +7,7 @@
   greedy answer); MMLU and ARC hold 0 or the probability of the chosen right option (> 0 is
   correct); MATH prealgebra is already 0/1.
 
-Neither pool has downloads, so `best_base` cannot run on them. gemfinder.trees.realism has a
+Neither pool has downloads, so `best_base` cannot run on them. gemfinder.sim.trees.realism has a
 Mistral-only, four-task loader for agreement statistics; this one keeps every model and task
 because the bench wants the whole pool.
 """
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from gemfinder.matrix import CorrectnessMatrix, load_matrix
+from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from shared_data import SHARED_DATA, require
 
 REAL_MATRICES = SHARED_DATA / "matrices"

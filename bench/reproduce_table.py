@@ -4,9 +4,9 @@
         [--trials 1000] [--slow-trials 1000] [--seed 0] [--json OUT] [--markdown OUT]
     python bench/reproduce_table.py --real      # the small real pools, no published numbers
 
-Each preset's pool is gemfinder.trees.generate(preset, seed). Every algorithm runs on the same
+Each preset's pool is gemfinder.sim.trees.generate(preset, seed). Every algorithm runs on the same
 trials (common random numbers: trial t has one item order for all algorithms), through
-gemfinder.simulation.simulate. Rows give mean rank and mean accuracy of the returned model with
+gemfinder.sim.simulation.simulate. Rows give mean rank and mean accuracy of the returned model with
 95% intervals beside the published numbers (bench/published_table.py), the loss (accuracy
 points below the best; mean and 90th percentile), P(best) and P(within 0.5
 points). Slow sequential algorithms (TTTS, UCB, UCB-E) can be limited to the first
@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gemfinder.matrix import CorrectnessMatrix
-from gemfinder.simulation import algorithm_name, simulate
-from gemfinder.trees import generate
+from gemfinder.sim.matrix import CorrectnessMatrix
+from gemfinder.sim.simulation import algorithm_name, simulate
+from gemfinder.sim.trees import generate
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -15,7 +15,7 @@
              at random, and a shared (correlated) item order.
 5. ceiling:  the generator's `ceiling_scale` (how hard strong fine-tunes pile up under the best),
              presets untouched: their configs are copied with `dataclasses.replace`.
-Ranks of sh, sh_correlated and gem come from the Rust simulator (gemfinder.simulation).
+Ranks of sh, sh_correlated and gem come from the Rust simulator (gemfinder.sim.simulation).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from gemfinder.matrix import CorrectnessMatrix
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate, get_preset
-from gemfinder.trees.stats import marginals
+from gemfinder.sim.matrix import CorrectnessMatrix
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate, get_preset
+from gemfinder.sim.trees.stats import marginals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from published_table import _COLUMNS, PRESETS, REFERENCE_PARAMS  # noqa: E402

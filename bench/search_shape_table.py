@@ -5,7 +5,7 @@
 
 Each published pool is one matrix; ours vary with the generator seed, so every figure is the
 mean over `--seeds` pools (presets are fitted on seeds 100+, so 0-9 are held out) of the mean
-rank over `--trials` paired trials (gemfinder.simulation.simulate, seed 0). Rows: the published
+rank over `--trials` paired trials (gemfinder.sim.simulation.simulate, seed 0). Rows: the published
 ones that run fast (TTTS and UCB-E are left out: seconds per trial), plus correlated SH and the
 reference method `gem` at first-round shares f in 0.1-0.6 (m = 100; the core's defaults are not
 changed). `--set` overrides preset knobs for every preset (e.g. `--set rho_family=0`), to
@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate, get_preset
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate, get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from published_table import PRESETS, published  # noqa: E402

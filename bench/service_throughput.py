@@ -19,13 +19,13 @@ import time
 import grpc
 import numpy as np
 from gemfinder.config import ServerConfig
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import candidates_for, fleet_from_matrix
-from gemfinder.fleet.synthetic_items import generate
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import EndpointConfig, InferenceOracle
 from gemfinder.server.app import Server
 from gemfinder.server.convert import spec_to_proto
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import candidates_for, fleet_from_matrix
+from gemfinder.sim.fleet.synthetic_items import generate
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc

@@ -3,7 +3,7 @@ algorithm (correlated Sequential Halving), on the same matrix and number of tria
 
     python bench/simulator_speed.py [--preset qwen2.5-3b] [--models 500] [--per-model 50]
 
-The pool is a synthetic model tree (gemfinder.trees) resized to --models. Prints the time per
+The pool is a synthetic model tree (gemfinder.sim.trees) resized to --models. Prints the time per
 trial of each, their ratio, and the mean rank each reached (a check that both run the same
 algorithm). Rust runs trials in parallel on every core (rayon) and is also timed on one thread,
 in a subprocess with RAYON_NUM_THREADS=1. The NumPy version is vectorised per round (one gather
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 from gemfinder import _core
-from gemfinder.trees import generate
+from gemfinder.sim.trees import generate
 
 
 def make_pool(preset: str, k: int, seed: int) -> np.ndarray:

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import grpc
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.server.convert import spec_to_proto
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.store import open_store
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc

@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from gemfinder.trees import generate
-from gemfinder.trees.realism import compare, load_opencompass, load_routerdc
+from gemfinder.sim.trees import generate
+from gemfinder.sim.trees.realism import compare, load_opencompass, load_routerdc
 from shared_data import SHARED_DATA, require
 
 

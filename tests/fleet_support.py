@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from gemfinder.fleet.config import fleet_from_dict
-from gemfinder.fleet.synthetic_items import generate
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import RetryPolicy
+from gemfinder.sim.fleet.config import fleet_from_dict
+from gemfinder.sim.fleet.synthetic_items import generate
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item, parse_item
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.005, timeout_s=5.0)

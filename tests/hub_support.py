@@ -9,7 +9,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 from aiohttp import web
-from gemfinder.fleet.hub import Hub, HubModel
+from gemfinder.sim.fleet.hub import Hub, HubModel
 
 
 @contextmanager

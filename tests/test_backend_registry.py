@@ -14,9 +14,9 @@ from gemfinder.backends import registry
 from gemfinder.backends.registry import NAMES, REGISTRY, parse_backend
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.fleet import Fleet
 from gemfinder.oracles import EndpointConfig, InferenceOracle
 from gemfinder.server.convert import BACKENDS, spec_to_proto
+from gemfinder.sim.fleet import Fleet
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 MODELS = [f"org/model-{k}" for k in range(3)]

@@ -20,12 +20,12 @@ from gemfinder.candidates import (
 )
 from gemfinder.cli import main
 from gemfinder.errors import UserError
-from gemfinder.fleet.hub import models_from_synthetic
-from gemfinder.fleet.synthetic_items import write_jsonl
-from gemfinder.matrix import save_npz
 from gemfinder.oracles import load_endpoint_configs
 from gemfinder.server.convert import BACKENDS as ENUM_TO_SHORT
-from gemfinder.trees import generate
+from gemfinder.sim.fleet.hub import models_from_synthetic
+from gemfinder.sim.fleet.synthetic_items import write_jsonl
+from gemfinder.sim.matrix import save_npz
+from gemfinder.sim.trees import generate
 from gemfinder.v1 import gemfinder_pb2 as pb
 from google.protobuf import json_format
 

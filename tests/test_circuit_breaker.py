@@ -11,12 +11,12 @@ import time
 
 from fleet_support import FAST_RETRY, fleet_config, make_items, make_matrix
 from gemfinder.candidates import Candidate
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.synthetic_items import generate
 from gemfinder.oracles import FailureKind, InferenceOracle, OracleStats, RetryPolicy
 from gemfinder.oracles.retry import Admission, CircuitBreaker
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.synthetic_items import generate
 from gemfinder.store import Store
 from gemfinder.tasks import parse_item
 

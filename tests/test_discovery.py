@@ -1,4 +1,4 @@
-"""gemfinder.discovery: the real HfApi client walking the Hub stand-in over real sockets."""
+"""gemfinder.discovery.walk: the real HfApi client walking the Hub stand-in over real sockets."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 from collections import Counter
 
 import pytest
-from gemfinder.discovery import DEFAULT_RELATIONS, discover, resolve_hub
+from gemfinder.discovery.walk import DEFAULT_RELATIONS, discover, resolve_hub
 from gemfinder.errors import UserError
-from gemfinder.fleet.hub import HubModel, models_from_synthetic
-from gemfinder.trees import generate
+from gemfinder.sim.fleet.hub import HubModel, models_from_synthetic
+from gemfinder.sim.trees import generate
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import get_session

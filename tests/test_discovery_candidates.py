@@ -1,4 +1,4 @@
-"""gemfinder.discovery_candidates: who is served where, who is skipped and why."""
+"""gemfinder.discovery.candidates: who is served where, who is skipped and why."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import re
 
 import pytest
 from gemfinder.candidates import load_candidates
-from gemfinder.discovery import Discovery, FoundModel
-from gemfinder.discovery_candidates import (
+from gemfinder.discovery.candidates import (
     SKIP_ADAPTER_OF_ADAPTER,
     SKIP_FEW_DOWNLOADS,
     SKIP_GGUF,
@@ -17,6 +16,7 @@ from gemfinder.discovery_candidates import (
     to_candidates,
     write_candidates,
 )
+from gemfinder.discovery.walk import Discovery, FoundModel
 from gemfinder.errors import UserError
 
 BASE = "org/Base-8B-Instruct"

@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from gemfinder import config as cfg
-from gemfinder import sandbox
 from gemfinder.errors import UserError
-from gemfinder.executor import ExecutorError, run_remote
-from gemfinder.tasks import Item, get_task
+from gemfinder.tasks import Item, get_task, sandbox
+from gemfinder.tasks.executor import ExecutorError, run_remote
 
 ITEM = Item("m1", "mbpp", {"text": "Write f.", "test_list": ["assert f(2) == 4"]})
 GOOD, BAD = "def f(x):\n    return 2 * x\n", "def f(x):\n    return x\n"
@@ -26,7 +25,7 @@ GOOD, BAD = "def f(x):\n    return 2 * x\n", "def f(x):\n    return x\n"
 @pytest.fixture
 def executor():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gemfinder.executor", "--address", "127.0.0.1:0"],
+        [sys.executable, "-m", "gemfinder.tasks.executor", "--address", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -155,7 +154,7 @@ def test_server_with_an_executor_sends_programs_there(tmp_path, use_executor):
 def test_busy_executor_answers_503_and_the_client_raises():
     import threading
 
-    from gemfinder.executor import ExecutorServer
+    from gemfinder.tasks.executor import ExecutorServer
 
     server = ExecutorServer(("127.0.0.1", 0))
     server.admit = threading.Semaphore(0)  # as if MAX_ADMITTED requests were already in

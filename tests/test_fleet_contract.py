@@ -8,7 +8,7 @@ import aiohttp
 import jsonschema
 import pytest
 from fleet_support import fleet_config, make_items, make_matrix
-from gemfinder.fleet import Fleet
+from gemfinder.sim.fleet import Fleet
 from gemfinder.tasks import get_task
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import ValidationError

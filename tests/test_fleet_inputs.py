@@ -9,10 +9,10 @@ import pytest
 from gemfinder.candidates import load_candidates
 from gemfinder.cli import main
 from gemfinder.errors import UserError
-from gemfinder.fleet.config import load_fleet_config
-from gemfinder.fleet.synthetic_items import generate
-from gemfinder.matrix import CorrectnessMatrix, save_npz
 from gemfinder.oracles import load_endpoint_configs
+from gemfinder.sim.fleet.config import load_fleet_config
+from gemfinder.sim.fleet.synthetic_items import generate
+from gemfinder.sim.matrix import CorrectnessMatrix, save_npz
 from gemfinder.tasks import get_task, load_query_set
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from fleet_support import fleet_config, make_items, make_matrix
 from gemfinder.cli import main
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import fleet_dict_from_matrix
-from gemfinder.fleet.synthetic_items import generate, write_jsonl
-from gemfinder.matrix import CorrectnessMatrix, save_npz
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import fleet_dict_from_matrix
+from gemfinder.sim.fleet.synthetic_items import generate, write_jsonl
+from gemfinder.sim.matrix import CorrectnessMatrix, save_npz
 from gemfinder.tasks import get_task, load_query_set
 
 MODELS = ["org/base", "org/lora-a"]

@@ -11,11 +11,11 @@ import pytest
 from fleet_support import FAST_RETRY, expected, fleet_config, make_matrix
 from gemfinder.candidates import Candidate
 from gemfinder.cli import main
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.responder import FORMS, UnanswerableTasks, respond
-from gemfinder.fleet.synthetic_items import write_jsonl
-from gemfinder.matrix import save_npz
 from gemfinder.oracles import EndpointConfig, InferenceOracle
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.responder import FORMS, UnanswerableTasks, respond
+from gemfinder.sim.fleet.synthetic_items import write_jsonl
+from gemfinder.sim.matrix import save_npz
 from gemfinder.tasks import TASKS, Item, parse_item
 from gemfinder.tasks.multiple_choice import MultipleChoiceTask
 from gemfinder.tasks.registry import TASKS as REGISTERED

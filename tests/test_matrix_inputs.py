@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gemfinder.cli import main
 from gemfinder.errors import UserError
-from gemfinder.matrix import load_matrix
+from gemfinder.sim.matrix import load_matrix
 
 CORRECT = (np.arange(4 * 12).reshape(4, 12) % 3 == 0).astype(np.uint8)
 

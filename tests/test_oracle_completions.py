@@ -15,13 +15,13 @@ from gemfinder.candidates import Candidate, candidate_record
 from gemfinder.cli import main
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import candidates_for, endpoints_for, fleet_from_matrix
-from gemfinder.matrix import save_npz
 from gemfinder.oracles import EndpointConfig, FailureKind, InferenceOracle, RetryPolicy
 from gemfinder.oracles.endpoints import PLACEHOLDER_TOKEN, load_endpoint_configs
 from gemfinder.oracles.preflight import EndpointUnreachable
 from gemfinder.server.app import Server
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import candidates_for, endpoints_for, fleet_from_matrix
+from gemfinder.sim.matrix import save_npz
 from gemfinder.tasks import get_task
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 from fleet_support import FAST_RETRY, fleet_config, make_items, make_matrix
 from gemfinder.candidates import Candidate
-from gemfinder.fleet import Fleet
 from gemfinder.oracles import (
     PLACEHOLDER_TOKEN,
     EndpointConfig,
@@ -16,6 +15,7 @@ from gemfinder.oracles import (
     OracleStats,
     RetryPolicy,
 )
+from gemfinder.sim.fleet import Fleet
 from gemfinder.tasks import get_task
 from huggingface_hub import AsyncInferenceClient
 

@@ -10,9 +10,9 @@ import pytest
 from fleet_support import FAST_RETRY, expected, fleet_config, make_items, make_matrix
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.oracles import EndpointConfig, InferenceOracle, ReplayOracle
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import candidates_for, fleet_from_matrix
 from gemfinder.tasks import get_task
 from huggingface_hub import AsyncInferenceClient
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from gemfinder import _sandbox_cgroup, sandbox
-from gemfinder.sandbox import run_program
+from gemfinder.tasks import _sandbox_cgroup, sandbox
+from gemfinder.tasks.sandbox import run_program
 
 CAPS = sandbox.capabilities()
 
@@ -291,7 +291,8 @@ time.sleep(30)
         [
             sys.executable,
             "-c",
-            f"from gemfinder import sandbox; sandbox.run_program(open({str(source)!r}).read())",
+            "from gemfinder.tasks import sandbox; "
+            f"sandbox.run_program(open({str(source)!r}).read())",
         ]
     )
     deadline = time.monotonic() + 15
@@ -309,7 +310,7 @@ time.sleep(30)
     stale = [p for p in runs.iterdir() if p.name.startswith(f"{grader.pid}-")]
     assert stale
     subprocess.run(
-        [sys.executable, "-c", "from gemfinder import sandbox; sandbox.run_program('pass')"],
+        [sys.executable, "-c", "from gemfinder.tasks import sandbox; sandbox.run_program('pass')"],
         check=True,
     )
     assert not any(p.exists() for p in stale)

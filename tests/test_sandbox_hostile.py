@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gemfinder.executor import ExecutorError, run_remote
+from gemfinder.tasks.executor import ExecutorError, run_remote
 
 REPO_SERVICE = Path(__file__).resolve().parents[1] / "service"
 USER = "gfexec"
@@ -64,7 +64,7 @@ def _start_executor(namespaces: bool) -> tuple[subprocess.Popen, str]:
     if not namespaces:
         env["GEMFINDER_SANDBOX_NAMESPACES"] = "0"
     proc = _as_user(
-        [python, "-m", "gemfinder.executor", "--address", "127.0.0.1:0"],
+        [python, "-m", "gemfinder.tasks.executor", "--address", "127.0.0.1:0"],
         env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gemfinder import _sandbox_seccomp as seccomp
+from gemfinder.tasks import _sandbox_seccomp as seccomp
 
 HEADERS = {
     0: Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),

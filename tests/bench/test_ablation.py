@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import ablation  # noqa: E402

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gemfinder.search import gem
-from gemfinder.trees import generate
+from gemfinder.sim.trees import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import gem_check as bench  # noqa: E402

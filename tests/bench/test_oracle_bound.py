@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gemfinder.simulation import simulate
-from gemfinder.trees import generate
+from gemfinder.sim.simulation import simulate
+from gemfinder.sim.trees import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import oracle_bound  # noqa: E402

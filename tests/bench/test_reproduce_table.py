@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gemfinder.trees import generate
-from gemfinder.trees.stats import rank_of
+from gemfinder.sim.trees import generate
+from gemfinder.sim.trees.stats import rank_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import reproduce_table as rt  # noqa: E402

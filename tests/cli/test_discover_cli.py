@@ -9,10 +9,10 @@ import pytest
 from gemfinder.candidates import load_candidates
 from gemfinder.cli import main
 from gemfinder.errors import UserError
-from gemfinder.fleet.hub import load_hub_models, models_from_synthetic
-from gemfinder.matrix import load_matrix, save_npz
 from gemfinder.oracles.endpoints import load_endpoint_configs
-from gemfinder.trees import generate
+from gemfinder.sim.fleet.hub import load_hub_models, models_from_synthetic
+from gemfinder.sim.matrix import load_matrix, save_npz
+from gemfinder.sim.trees import generate
 
 from tests.hub_support import expected_tree, running_hub
 

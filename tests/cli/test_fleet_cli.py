@@ -12,9 +12,9 @@ import time
 
 import pytest
 from gemfinder.cli import main
-from gemfinder.fleet.synthetic_items import write_jsonl
-from gemfinder.matrix import save_npz
 from gemfinder.oracles import load_endpoint_configs
+from gemfinder.sim.fleet.synthetic_items import write_jsonl
+from gemfinder.sim.matrix import save_npz
 
 from tests.service.support import BEST, clear_best_pool
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from gemfinder.cli import main
-from gemfinder.matrix import save_npz
+from gemfinder.sim.matrix import save_npz
 
 from tests.service.support import BEST, clear_best_pool, start_fleet, write_endpoints
 

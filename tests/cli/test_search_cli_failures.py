@@ -11,7 +11,7 @@ import json
 
 import pytest
 from gemfinder.cli import main
-from gemfinder.matrix import save_npz
+from gemfinder.sim.matrix import save_npz
 
 from tests.service.support import clear_best_pool
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gemfinder.cli import main
-from gemfinder.matrix import load_matrix
-from gemfinder.simulation import simulate_grid
+from gemfinder.sim.matrix import load_matrix
+from gemfinder.sim.simulation import simulate_grid
 
 U64_MAX = 2**64 - 1
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from gemfinder.fleet.build import fleet_dict_from_matrix
+from gemfinder.sim.fleet.build import fleet_dict_from_matrix
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families

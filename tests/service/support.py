@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.config import ServerConfig
-from gemfinder.fleet import Fleet
-from gemfinder.fleet.build import candidates_for, fleet_from_matrix
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import EndpointConfig
 from gemfinder.server.convert import spec_to_proto
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.fleet.build import candidates_for, fleet_from_matrix
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 from tests.fleet_support import make_items

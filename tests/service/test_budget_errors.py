@@ -15,12 +15,12 @@ from gemfinder.candidates import Candidate
 from gemfinder.cli import main
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
-from gemfinder.matrix import save_npz
 from gemfinder.oracles import InferenceOracle
 from gemfinder.search.spec import SearchSpec
 from gemfinder.server.app import Server
 from gemfinder.server.errors import DETAILS_KEY
-from gemfinder.simulation import simulate
+from gemfinder.sim.matrix import save_npz
+from gemfinder.sim.simulation import simulate
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2

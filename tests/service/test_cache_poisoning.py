@@ -11,11 +11,11 @@ import pytest
 from gemfinder.candidates import Candidate
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import InferenceOracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.base import answer_scope
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.server.app import Server
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 

@@ -12,10 +12,10 @@ import pytest
 from gemfinder.cli import build_parser
 from gemfinder.cli.demo import budget_line, progress_text, short_id, unspent_text
 from gemfinder.cli.search import build, run_search
-from gemfinder.matrix import save_npz
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Progress
 from gemfinder.server.convert import result_from_proto, result_to_proto
+from gemfinder.sim.matrix import save_npz
 from gemfinder.store import Store
 
 from tests.service.support import clear_best_pool

@@ -10,7 +10,6 @@ import pytest
 from gemfinder import _core
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import OracleResult, ReplayOracle
 from gemfinder.oracles.base import FailureKind
 from gemfinder.search import gem, gem_check
@@ -18,6 +17,7 @@ from gemfinder.search.manager import SearchManager
 from gemfinder.search.runner import SearchRunner
 from gemfinder.search.spec import Limits, SearchSpec
 from gemfinder.server.convert import spec_from_proto, spec_to_proto
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.store import Store
 from prometheus_client import REGISTRY
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.migrations import LATEST, MIGRATIONS, Migration, SchemaTooNew, migrate
 from gemfinder.oracles import ReplayOracle
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Result
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.store import Store
 
 from tests.fleet_support import make_items

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.migrations import LATEST, PG, PG_MIGRATIONS, Migration, migrate
 from gemfinder.oracles import ReplayOracle
 from gemfinder.pg_store import PgStore
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.store import Store
 
 from tests.fleet_support import make_items

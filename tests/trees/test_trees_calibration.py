@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from gemfinder.trees import PRESETS
-from gemfinder.trees.calibration import check_preset
+from gemfinder.sim.trees import PRESETS
+from gemfinder.sim.trees.calibration import check_preset
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gemfinder.cli import main
-from gemfinder.matrix import load_matrix
+from gemfinder.sim.matrix import load_matrix
 
 
 def test_generate_writes_a_loadable_npz(tmp_path, capsys):

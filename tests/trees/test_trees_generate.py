@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gemfinder.trees import PRESETS, generate
-from gemfinder.trees.presets import scale_tasks
-from gemfinder.trees.stats import best_base_index, kappa_matrix
+from gemfinder.sim.trees import PRESETS, generate
+from gemfinder.sim.trees.presets import scale_tasks
+from gemfinder.sim.trees.stats import best_base_index, kappa_matrix
 
 
 def test_same_seed_same_pool_other_seed_other_pool():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from gemfinder.trees import generate
-from gemfinder.trees.realism import compare, load_opencompass, load_routerdc, matched_subset
+from gemfinder.sim.trees import generate
+from gemfinder.sim.trees.realism import compare, load_opencompass, load_routerdc, matched_subset
 
 
 def test_mistral_preset_agrees_like_real_mistral_fine_tunes(shared_data):

@@ -1,6 +1,6 @@
 """`gemfinder demo`: generated model tree + simulated fleet + server + a real gRPC client.
 
-No GPU, no network: see gemfinder.demo for what is generated. Prints the budget up front, a live
+No GPU, no network: see gemfinder.sim.demo for what is generated. Prints the budget up front, a live
 progress bar, then the winner beside the most popular model, queries spent against exhaustive
 evaluation, why part of the budget was not spent, and the server's metrics. Logs and data go to
 a temporary directory that is removed at the end (kept, and named, if the demo fails), or to
@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gemfinder import demo, report
+from gemfinder import report
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
@@ -27,6 +27,7 @@ from gemfinder.errors import UserError
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Progress, Result
+from gemfinder.sim import demo
 from gemfinder.tasks import Item, load_query_set
 
 ID_WIDTH = 32  # model ids in the progress bar

@@ -13,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from gemfinder.backends.registry import DEFAULT, NAMES, help_text
-from gemfinder.discovery import DEFAULT_RELATIONS, RELATIONS, Discovery, Progress, discover
-from gemfinder.discovery_candidates import (
+from gemfinder.discovery.candidates import (
     Mapped,
     Serving,
     check_template,
@@ -22,6 +21,7 @@ from gemfinder.discovery_candidates import (
     write_candidates,
     write_endpoints,
 )
+from gemfinder.discovery.walk import DEFAULT_RELATIONS, RELATIONS, Discovery, Progress, discover
 from gemfinder.errors import UserError
 from gemfinder.outputs import check_writable
 

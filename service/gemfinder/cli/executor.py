@@ -1,7 +1,7 @@
 """`gemfinder executor`: serve sandboxed code execution over HTTP until SIGTERM or Ctrl-C.
 
 A service started with `--executor http://HOST:PORT` (GEMFINDER_EXECUTOR) runs MBPP programs
-here instead of in its own process (gemfinder.executor; docs/kubernetes.md, docs/grading.md).
+here instead of in its own process (gemfinder.tasks.executor; docs/kubernetes.md, docs/grading.md).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 import signal
 import threading
 
-from gemfinder import sandbox
 from gemfinder.errors import UserError
+from gemfinder.tasks import sandbox
 
 ADDRESS_ENV = "GEMFINDER_EXECUTOR_ADDRESS"
 
@@ -40,7 +40,7 @@ def parse_address(raw: str, field: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gemfinder.executor import ExecutorServer
+    from gemfinder.tasks.executor import ExecutorServer
 
     field = "--address" if args.address is not None else ADDRESS_ENV
     raw = args.address if args.address is not None else os.environ.get(ADDRESS_ENV)

@@ -106,7 +106,7 @@ def _check_out(path: str | None, flag: str) -> None:
 
 
 def _items(args: argparse.Namespace) -> int:
-    from gemfinder.fleet.synthetic_items import TASKS, for_items, generate
+    from gemfinder.sim.fleet.synthetic_items import TASKS, for_items, generate
 
     _check_out(args.out, "--out")
     if args.per_task is not None and args.per_task < 1:
@@ -119,7 +119,7 @@ def _items(args: argparse.Namespace) -> int:
             given = ", ".join(unknown) or "(none given)"
             raise UserError("--tasks", f"unknown {given}; known: {', '.join(TASKS)}")
     if args.matrix:
-        from gemfinder.matrix import load_matrix
+        from gemfinder.sim.matrix import load_matrix
 
         ids = load_matrix(args.matrix, field="--matrix").items
         try:
@@ -143,9 +143,9 @@ def _items(args: argparse.Namespace) -> int:
 
 
 def _config_dict(args: argparse.Namespace, missing_matrix: str) -> dict:
-    from gemfinder.fleet.build import fleet_dict_from_matrix
-    from gemfinder.fleet.config import MAX_PORT
-    from gemfinder.matrix import load_matrix
+    from gemfinder.sim.fleet.build import fleet_dict_from_matrix
+    from gemfinder.sim.fleet.config import MAX_PORT
+    from gemfinder.sim.matrix import load_matrix
 
     if not args.matrix:
         raise UserError("--matrix", missing_matrix)
@@ -184,7 +184,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gemfinder.fleet.config import fleet_from_dict, load_fleet_config
+    from gemfinder.sim.fleet.config import fleet_from_dict, load_fleet_config
 
     _check_out(args.candidates_out, "--candidates-out")
     _check_out(args.endpoints_out, "--endpoints-out")
@@ -205,11 +205,11 @@ def _serve(args: argparse.Namespace) -> int:
 async def _run(
     config, matrix_path: str, query_set: str, query_field: str, args: argparse.Namespace
 ) -> int:
-    from gemfinder.fleet import Fleet
-    from gemfinder.fleet.build import candidates_for, endpoints_for
-    from gemfinder.fleet.fleet import ItemsOutsideMatrix, PortUnavailable
-    from gemfinder.fleet.responder import UnanswerableTasks
-    from gemfinder.matrix import load_matrix
+    from gemfinder.sim.fleet import Fleet
+    from gemfinder.sim.fleet.build import candidates_for, endpoints_for
+    from gemfinder.sim.fleet.fleet import ItemsOutsideMatrix, PortUnavailable
+    from gemfinder.sim.fleet.responder import UnanswerableTasks
+    from gemfinder.sim.matrix import load_matrix
     from gemfinder.tasks import load_query_set
 
     matrix = load_matrix(matrix_path, field="--matrix" if args.matrix else "config matrix")
@@ -264,7 +264,7 @@ async def _serve_until_stopped(duration: float | None) -> None:
 
 
 def _hub(args: argparse.Namespace) -> int:
-    from gemfinder.fleet.hub import load_hub_models, models_from_synthetic
+    from gemfinder.sim.fleet.hub import load_hub_models, models_from_synthetic
 
     if args.page_size < 1:
         raise UserError("--page-size", "must be at least 1")
@@ -272,7 +272,7 @@ def _hub(args: argparse.Namespace) -> int:
         models = load_hub_models(args.tree, field="--tree")
     else:
         from gemfinder.cli.trees import check_tree_flags
-        from gemfinder.trees import generate
+        from gemfinder.sim.trees import generate
 
         check_tree_flags(args.preset, args.models, seed=args.seed)
         models = models_from_synthetic(generate(args.preset, args.seed, models=args.models))
@@ -280,7 +280,7 @@ def _hub(args: argparse.Namespace) -> int:
 
 
 async def _run_hub(models, args: argparse.Namespace) -> int:
-    from gemfinder.fleet.hub import Hub
+    from gemfinder.sim.fleet.hub import Hub
 
     try:
         hub = Hub(models, port=args.port, page_size=args.page_size)

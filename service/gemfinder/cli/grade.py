@@ -20,9 +20,8 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
-from gemfinder import sandbox
 from gemfinder.errors import UserError
-from gemfinder.tasks import Item, get_task, parse_item
+from gemfinder.tasks import Item, get_task, parse_item, sandbox
 
 EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts must notice
 

@@ -23,12 +23,12 @@ from gemfinder import _core, report
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
+from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
 

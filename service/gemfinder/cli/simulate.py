@@ -8,8 +8,8 @@ import sys
 
 from tqdm import tqdm
 
-from gemfinder.matrix import load_matrix
-from gemfinder.simulation import parse_algorithm, simulate_grid
+from gemfinder.sim.matrix import load_matrix
+from gemfinder.sim.simulation import parse_algorithm, simulate_grid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from gemfinder.errors import UserError
-from gemfinder.matrix import load_matrix, save_npz
 from gemfinder.outputs import check_writable
-from gemfinder.trees import PRESETS, generate
-from gemfinder.trees.generate import tree_arrays
-from gemfinder.trees.stats import agreement, marginals, task_accuracies
+from gemfinder.sim.matrix import load_matrix, save_npz
+from gemfinder.sim.trees import PRESETS, generate
+from gemfinder.sim.trees.generate import tree_arrays
+from gemfinder.sim.trees.stats import agreement, marginals, task_accuracies
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import hashlib
 
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles.base import OracleResult
 from gemfinder.oracles.stats import OracleStats
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item
 
 

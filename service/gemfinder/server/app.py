@@ -20,7 +20,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from gemfinder import sandbox
 from gemfinder.config import ServerConfig
 from gemfinder.errors import UserError
 from gemfinder.metrics import hook_oracle_stats
@@ -37,7 +36,7 @@ from gemfinder.search.manager import SearchManager
 from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from gemfinder.server.service import ModelSearchService
 from gemfinder.store import open_store
-from gemfinder.tasks import load_query_set
+from gemfinder.tasks import load_query_set, sandbox
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 

@@ -64,7 +64,7 @@ class Task:
     # worker thread; the others take microseconds and run inline.
     runs_code: bool = False
     # The form of a right answer, which the simulated fleet writes its replies in (one of
-    # gemfinder.fleet.responder.FORMS: "choice_letter", "final_number", "python_function"). A
+    # gemfinder.sim.fleet.responder.FORMS: "choice_letter", "final_number", "python_function"). A
     # task kind whose answers look like none of them adds its form there; a fleet refuses to
     # serve a task whose form it does not know, rather than answer it with made-up text.
     answer_form: str = ""

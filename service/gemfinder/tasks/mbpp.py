@@ -67,7 +67,7 @@ class Mbpp(Task):
         program = build_program(
             code, item.fields.get("test_setup_code") or "", list(item.fields["test_list"])
         )
-        from gemfinder import sandbox  # imported here: only MBPP grading needs it
+        from gemfinder.tasks import sandbox  # imported here: only MBPP grading needs it
 
         result = sandbox.run_program(program, timeout_s=self.timeout_s)
         return Grade(correct=result.passed, extracted=code)

@@ -90,7 +90,7 @@ def test_simulated_fleet_answers_exact_match_items_and_refuses_the_others(
 ) -> None:
     import random
 
-    from gemfinder.fleet.responder import UnanswerableTasks, respond
+    from gemfinder.sim.fleet.responder import UnanswerableTasks, respond
     from gemfinder.tasks import parse_item
 
     rows = sup.shared_rows(shared_data / "gsm8k" / "test.jsonl", 0, 6)

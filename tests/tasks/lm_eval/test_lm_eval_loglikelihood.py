@@ -18,10 +18,10 @@ from gemfinder.backends.loglik import continuation_sum, offsets_from_texts
 from gemfinder.candidates import Candidate
 from gemfinder.cli import main
 from gemfinder.errors import UserError
-from gemfinder.fleet import Fleet
-from gemfinder.matrix import CorrectnessMatrix
 from gemfinder.oracles import EndpointConfig, InferenceOracle
 from gemfinder.search.spec import SearchSpec
+from gemfinder.sim.fleet import Fleet
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import get_task, parse_item
 from gemfinder.tasks.lmeval.build import build_query_set
 from gemfinder.tasks.lmeval.grading import score_loglikelihoods
@@ -135,7 +135,7 @@ async def test_tgi_boundary_from_tokenize_when_prefill_texts_do_not_spell_the_in
 ) -> None:
     """SentencePiece tokenizers decode a lone token without its leading space, so the prefill
     texts do not spell the input: the boundary then comes from POST /tokenize, by token id."""
-    from gemfinder.fleet.simulator import SimulatedModel
+    from gemfinder.sim.fleet.simulator import SimulatedModel
 
     real = SimulatedModel.loglikelihood_tokens
 
@@ -148,7 +148,7 @@ async def test_tgi_boundary_from_tokenize_when_prefill_texts_do_not_spell_the_in
 
     monkeypatch.setattr(SimulatedModel, "loglikelihood_tokens", sentencepiece_like)
     monkeypatch.setattr(
-        "gemfinder.fleet.server.tokens.token_id",
+        "gemfinder.sim.fleet.server.tokens.token_id",
         lambda piece: 1 if piece == "<s>" else 3 + sum(piece.lstrip(" ").encode()) % 30000,
     )
     _, items = arc

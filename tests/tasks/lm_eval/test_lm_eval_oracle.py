@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fleet_support import FAST_RETRY, expected, fleet_config, make_matrix
 from gemfinder.candidates import Candidate
-from gemfinder.fleet import Fleet
 from gemfinder.oracles import EndpointConfig, InferenceOracle, inference
+from gemfinder.sim.fleet import Fleet
 from gemfinder.tasks import parse_item
 from gemfinder.tasks.lmeval.build import build_query_set
 

@@ -3,7 +3,7 @@
 lm-eval's mbpp and humaneval utils call `evaluate.load("code_eval")` when imported: it downloads
 the metric's code from the Hub and later runs model-written programs in this process, unsandboxed.
 While a task is loaded, `guarded_evaluate_load()` swaps `evaluate.load` so that "code_eval" is
-`SandboxCodeEval` (same inputs and output, programs run by gemfinder.sandbox) and any other
+`SandboxCodeEval` (same inputs and output, programs run by gemfinder.tasks.sandbox) and any other
 `evaluate.load` is refused: nothing is downloaded and nothing runs outside the sandbox.
 """
 
@@ -25,7 +25,7 @@ def code_eval_program(candidate: str, test_case: str) -> str:
 
 
 def run_candidate(candidate: str, test_case: str, timeout_s: float = CODE_EVAL_TIMEOUT_S) -> bool:
-    from gemfinder import sandbox  # imported here: only code grading needs it
+    from gemfinder.tasks import sandbox  # imported here: only code grading needs it
 
     return sandbox.run_program(code_eval_program(candidate, test_case), timeout_s=timeout_s).passed
 

@@ -30,8 +30,8 @@ class LmEvalTask(Task):
     # the text at the item's own `until`, so the grade is the same; only the generation is longer.
     generation = GenerationSettings(max_new_tokens=256)
     # The simulated fleet answers generate_until items scored by exact_match with the gold
-    # target (fleet/responder.py); multiple_choice items with log-likelihoods whose argmax is
-    # the matrix answer (fleet/loglik.py, asked per choice, never through the responder).
+    # target (sim/fleet/responder.py); multiple_choice items with log-likelihoods whose argmax is
+    # the matrix answer (sim/fleet/loglik.py, asked per choice, never through the responder).
     answer_form = "lm_eval_target"
 
     @property

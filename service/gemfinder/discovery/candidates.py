@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from gemfinder.backends.registry import DEFAULT, enum_name
 from gemfinder.candidates import Candidate, candidate_from_dict, candidate_record
-from gemfinder.discovery import Discovery, FoundModel
+from gemfinder.discovery.walk import Discovery, FoundModel
 from gemfinder.errors import UserError
 from gemfinder.outputs import write_whole
 

@@ -9,8 +9,8 @@ _sandbox_exec.py). `capabilities()` says which layers work on this machine; ever
 `SandboxResult` lists the layers that were active for that run.
 
 With an executor configured (`configure_executor(url)`, or GEMFINDER_EXECUTOR), programs run in
-that separate service instead (gemfinder.executor; k8s/executor.yaml): another uid, no secrets,
-no store, no network.
+that separate service instead (gemfinder.tasks.executor; k8s/executor.yaml): another uid, no
+secrets, no store, no network.
 
 Thread-safe: no preexec_fn, no shared mutable state outside a slot pool. Callers in asyncio use
 `await asyncio.to_thread(run_program, source)`.
@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemfinder import _sandbox_cgroup
-from gemfinder._sandbox_exec import uid_tasks
+from gemfinder.tasks import _sandbox_cgroup
+from gemfinder.tasks._sandbox_exec import uid_tasks
 
 _LAUNCHER = Path(__file__).with_name("_sandbox_exec.py")
 _TAIL = 2000
@@ -238,7 +238,7 @@ def run_program(
     """Run `source` as a script in the sandbox; blocks until it ends or is killed."""
     url = _executor_url or os.environ.get(EXECUTOR_ENV, "")
     if url:
-        from gemfinder import executor  # only a grader that uses an executor needs the client
+        from gemfinder.tasks import executor  # only a grader that uses an executor needs the client
 
         return executor.run_remote(url, source, timeout_s, memory_mb)
     return run_local(source, timeout_s, memory_mb, namespaces)

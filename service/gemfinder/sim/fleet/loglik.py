@@ -7,7 +7,7 @@ log-likelihood near -1, every other one below -20 per byte of the longest choice
 first by lm-eval's acc (sum), acc_norm (per character) and acc_bytes (per byte) alike.
 
 `token_logprobs` spreads a continuation's total over its tokens of the fleet's toy tokenizer
-(gemfinder.fleet.tokens), the context's tokens getting a flat value and the first token none,
+(gemfinder.sim.fleet.tokens), the context's tokens getting a flat value and the first token none,
 as servers report the first token of a prompt.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from gemfinder.fleet import tokens
+from gemfinder.sim.fleet import tokens
 from gemfinder.tasks import Item
 
 CONTEXT_LOGPROB = -1.5

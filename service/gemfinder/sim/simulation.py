@@ -14,7 +14,7 @@ from gemfinder import _core
 from gemfinder.budget import U64_MAX, Budget, too_small
 from gemfinder.errors import UserError
 from gemfinder.loss import cost_to_confidence, loss_figures, trial_losses
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.matrix import CorrectnessMatrix
 
 CHUNK = 250
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.matrix import CorrectnessMatrix
 
 
 def rank_of(acc: np.ndarray, k: int) -> float:

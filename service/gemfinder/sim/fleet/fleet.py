@@ -16,13 +16,13 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from gemfinder.fleet.config import EndpointSpec, FleetConfig
-from gemfinder.fleet.index import PromptIndex
-from gemfinder.fleet.responder import check_answerable
-from gemfinder.fleet.server import make_app
-from gemfinder.fleet.simulator import SimulatedModel
-from gemfinder.fleet.state import EndpointState
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.fleet.config import EndpointSpec, FleetConfig
+from gemfinder.sim.fleet.index import PromptIndex
+from gemfinder.sim.fleet.responder import check_answerable
+from gemfinder.sim.fleet.server import make_app
+from gemfinder.sim.fleet.simulator import SimulatedModel
+from gemfinder.sim.fleet.state import EndpointState
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item
 
 

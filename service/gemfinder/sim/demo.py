@@ -1,7 +1,7 @@
 """Build the demo world on disk and run its processes: a model tree, items, fleet and server.
 
-Everything is generated (no network, no GPU): a synthetic model tree from gemfinder.trees, query
-items from gemfinder.fleet's synthetic generators with the tree's item ids, a simulated TGI
+Everything is generated (no network, no GPU): a synthetic model tree from gemfinder.sim.trees, query
+items from gemfinder.sim.fleet's synthetic generators with the tree's item ids, a simulated TGI
 fleet process serving the tree as base models plus LoRA adapters, and a `gemfinder serve`
 process. MBPP columns are left out: grading them runs a sandboxed interpreter per answer, too
 slow for a one-minute demo on two cores.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gemfinder.fleet.synthetic_items import for_items, write_jsonl
-from gemfinder.matrix import CorrectnessMatrix, save_npz
-from gemfinder.trees import generate as generate_tree
+from gemfinder.sim.fleet.synthetic_items import for_items, write_jsonl
+from gemfinder.sim.matrix import CorrectnessMatrix, save_npz
+from gemfinder.sim.trees import generate as generate_tree
 
 SLOW_TASKS = ("mbpp",)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gemfinder.trees.presets import TreeConfig
-from gemfinder.trees.structure import Tree
+from gemfinder.sim.trees.presets import TreeConfig
+from gemfinder.sim.trees.structure import Tree
 
 COLLAPSE_DRIFT = -8.0  # task ability of a collapsed task: about nothing right there
 

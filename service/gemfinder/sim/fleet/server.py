@@ -3,7 +3,7 @@
 Routes and shapes follow TGI's OpenAPI description (shared/contracts/tgi-openapi.json):
 `POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE), `POST /tokenize`,
 `POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`;
-plus vLLM's `POST /v1/completions` (gemfinder.fleet.completions), whose errors, injected faults
+plus vLLM's `POST /v1/completions` (gemfinder.sim.fleet.completions), whose errors, injected faults
 included, come in vLLM's shape. An endpoint with `server: "vllm"` is vLLM's OpenAI server
 instead: no TGI routes and no /info, and /v1/models lists the base model and its adapters.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gemfinder.fleet import completions, tokens
-from gemfinder.fleet.simulator import Generation, RequestInvalid
-from gemfinder.fleet.state import VERSION, EndpointState
+from gemfinder.sim.fleet import completions, tokens
+from gemfinder.sim.fleet.simulator import Generation, RequestInvalid
+from gemfinder.sim.fleet.state import VERSION, EndpointState
 
 _ERRORS = {
     "429": (429, "Model is overloaded", "overloaded"),

@@ -24,10 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gemfinder.fleet import tokens
-from gemfinder.fleet.config import EndpointSpec
-from gemfinder.fleet.simulator import Generation, RequestInvalid
-from gemfinder.fleet.state import EndpointState
+from gemfinder.sim.fleet import tokens
+from gemfinder.sim.fleet.config import EndpointSpec
+from gemfinder.sim.fleet.simulator import Generation, RequestInvalid
+from gemfinder.sim.fleet.state import EndpointState
 
 ROUTE = "/v1/completions"
 DEFAULT_MAX_TOKENS = 16  # vLLM's CompletionRequest default

@@ -33,7 +33,7 @@ class UnanswerableTasks(ValueError):
         named = ", ".join(f"{task} ({form or 'no answer_form'})" for task, form in forms.items())
         super().__init__(
             f"the simulated fleet cannot answer task(s) {named}: it writes replies of the forms "
-            f"{', '.join(FORMS)} (gemfinder/fleet/responder.py), the form a task declares as "
+            f"{', '.join(FORMS)} (gemfinder/sim/fleet/responder.py), the form a task declares as "
             "its answer_form"
         )
 
@@ -218,7 +218,7 @@ def _lm_eval_target(item: Item, correct: bool, rng: random.Random, chat: bool) -
     dataset writes it (right) or a non-answer (wrong), then the model running on. Each reply is
     graded with the item's own filters and metric first; an item it would not grade as meant
     (and code items, or multiple-choice items asked for text instead of log-likelihoods, which
-    gemfinder.fleet.loglik answers) is refused."""
+    gemfinder.sim.fleet.loglik answers) is refused."""
     fields = item.fields
     kind, metric = fields.get("output_type"), fields.get("metric", {}).get("name")
     if kind != "generate_until" or metric != "exact_match":

@@ -4,7 +4,7 @@
 trees; `stats` and `calibration` measure how close a pool comes to its targets. See docs/trees.md.
 """
 
-from gemfinder.trees.generate import SyntheticTree, generate
-from gemfinder.trees.presets import PRESETS, Targets, TreeConfig, get_preset
+from gemfinder.sim.trees.generate import SyntheticTree, generate
+from gemfinder.sim.trees.presets import PRESETS, Targets, TreeConfig, get_preset
 
 __all__ = ["PRESETS", "SyntheticTree", "Targets", "TreeConfig", "generate", "get_preset"]

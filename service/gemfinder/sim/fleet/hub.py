@@ -110,7 +110,7 @@ def models_from_tree(
 
 
 def models_from_synthetic(tree) -> list[HubModel]:
-    """The repositories of a `gemfinder.trees.SyntheticTree` (light-touch steps are adapters)."""
+    """The repositories of a `gemfinder.sim.trees.SyntheticTree` (light-touch steps: adapters)."""
     matrix = tree.matrix
     downloads = matrix.downloads if matrix.downloads is not None else np.zeros(matrix.n_models)
     return models_from_tree(matrix.models, downloads, tree.tree.parent, tree.relations)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gemfinder.matrix import CorrectnessMatrix
-from gemfinder.trees import irt, popularity
-from gemfinder.trees.presets import TreeConfig, get_preset
-from gemfinder.trees.structure import INSTRUCT, PRETRAINED, Tree, grow_tree
+from gemfinder.sim.matrix import CorrectnessMatrix
+from gemfinder.sim.trees import irt, popularity
+from gemfinder.sim.trees.presets import TreeConfig, get_preset
+from gemfinder.sim.trees.structure import INSTRUCT, PRETRAINED, Tree, grow_tree
 
 
 @dataclass(frozen=True)

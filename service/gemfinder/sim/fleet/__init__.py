@@ -5,7 +5,7 @@ Used by the tests and the demo in place of real GPU servers: `Fleet` runs the en
 benchmark-like query sets.
 """
 
-from gemfinder.fleet.config import EndpointSpec, FleetConfig, Latency, load_fleet_config
-from gemfinder.fleet.fleet import Fleet
+from gemfinder.sim.fleet.config import EndpointSpec, FleetConfig, Latency, load_fleet_config
+from gemfinder.sim.fleet.fleet import Fleet
 
 __all__ = ["EndpointSpec", "Fleet", "FleetConfig", "Latency", "load_fleet_config"]

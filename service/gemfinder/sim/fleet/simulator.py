@@ -13,11 +13,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gemfinder.fleet import loglik, tokens
-from gemfinder.fleet.config import EndpointSpec
-from gemfinder.fleet.index import PromptIndex
-from gemfinder.fleet.responder import respond
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.fleet import loglik, tokens
+from gemfinder.sim.fleet.config import EndpointSpec
+from gemfinder.sim.fleet.index import PromptIndex
+from gemfinder.sim.fleet.responder import respond
+from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.tasks import Item
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from gemfinder.backends.registry import DEFAULT, enum_name
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.fleet.config import FleetConfig, fleet_from_dict
-from gemfinder.matrix import CorrectnessMatrix
+from gemfinder.sim.fleet.config import FleetConfig, fleet_from_dict
+from gemfinder.sim.matrix import CorrectnessMatrix
 
 
 def fleet_dict_from_matrix(

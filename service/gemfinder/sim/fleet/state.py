@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from gemfinder.fleet.simulator import SimulatedModel
+from gemfinder.sim.fleet.simulator import SimulatedModel
 
 VERSION = "3.3.6-sim"
 INFERENCE_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")

@@ -26,7 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gemfinder import sandbox
+from gemfinder.tasks import sandbox
 
 MAX_PROGRAM_BYTES = 1 << 20
 MAX_TIMEOUT_S = 60.0
@@ -182,7 +182,7 @@ def run_remote(url: str, source: str, timeout_s: float, memory_mb: int) -> sandb
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gemfinder.executor`: the `gemfinder executor` command without importing the
+    """`python -m gemfinder.tasks.executor`: the `gemfinder executor` command without importing the
     other subcommands (and their dependencies), for a minimal executor image or interpreter."""
     import argparse
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gemfinder.trees.presets import GENERATIVE_TASKS, TreeConfig
+from gemfinder.sim.trees.presets import GENERATIVE_TASKS, TreeConfig
 
 PRETRAINED, INSTRUCT = 0, 1
 

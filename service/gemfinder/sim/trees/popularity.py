@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gemfinder.trees.presets import TreeConfig
-from gemfinder.trees.structure import INSTRUCT, PRETRAINED, Tree
+from gemfinder.sim.trees.presets import TreeConfig
+from gemfinder.sim.trees.structure import INSTRUCT, PRETRAINED, Tree
 
 _ORG_A = (
     "nova", "blue", "deep", "open", "tiny", "swift", "lumen", "iron", "quiet", "north",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gemfinder.trees.generate import generate
-from gemfinder.trees.presets import get_preset
-from gemfinder.trees.stats import marginals
+from gemfinder.sim.trees.generate import generate
+from gemfinder.sim.trees.presets import get_preset
+from gemfinder.sim.trees.stats import marginals
 
 MEAN_TOL = 0.02
 BASE_ACC_TOL = 0.005

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gemfinder.fleet import synthetic_mc as mc
-from gemfinder.fleet.synthetic_code import mbpp_item
+from gemfinder.sim.fleet import synthetic_mc as mc
+from gemfinder.sim.fleet.synthetic_code import mbpp_item
 
 NAMES = ["Maya", "Liam", "Priya", "Jonas", "Aiko", "Tomas", "Zara", "Omar", "Elena", "Kofi"]
 THINGS = ["pencils", "apples", "stickers", "marbles", "notebooks", "cupcakes", "stamps"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gemfinder.trees.stats import agreement
+from gemfinder.sim.trees.stats import agreement
 
 ROUTERDC_TASKS = {  # file stem -> (our task name, threshold, strict)
     "arc_challenge_test": ("arc_challenge", 0.0, True),
