@@ -185,6 +185,22 @@ def test_chat_backends_are_refused_naming_candidate_and_item(arc) -> None:
     assert "BACKEND_OPENAI_COMPLETIONS" in err.value.reason
 
 
+def test_grade_cli_regrades_recorded_loglikelihoods(arc, tmp_path: Path, capsys) -> None:
+    _, items = arc
+    item = items[0]  # gold 1 of 4 choices
+    lines = [
+        {"task": item.task, **item.fields, "response": json.dumps(lls)}
+        for lls in ([-3.0, -1.0, -5.0, -9.0], [-1.0, -3.0, -5.0, -9.0], [-1.0, -2.0], "x")
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["grade", str(path)]) == 1  # the last two lines are refused, the rest graded
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o.get("correct") for o in out] == [True, False, None, None]
+    assert out[0]["extracted"] == "1"
+    assert "JSON list of 4 log-likelihoods" in out[2]["error"] == out[3]["error"]
+
+
 def test_items_graded_from_text_are_not_scored_from_loglikelihoods(arc) -> None:
     _, items = arc
     assert get_task(items[0].task).loglikelihood_requests(items[0])
