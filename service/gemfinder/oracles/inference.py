@@ -170,7 +170,7 @@ class InferenceOracle:
             ll, prompt_tokens = await score(endpoint.client, call, context, continuation)
             lls.append(ll)
             read += prompt_tokens or 0
-        text = json.dumps([round(x, 6) for x in lls])
+        text = json.dumps(lls)  # full precision: `gemfinder grade` regrades the same numbers
         return Completion(text, read or None, None, loglikelihoods=tuple(lls))
 
     async def _attempt(

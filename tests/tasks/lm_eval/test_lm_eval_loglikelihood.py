@@ -99,8 +99,12 @@ async def test_tgi_and_vllm_give_the_matrix_grade_and_lm_evals_acc(arc, tmp_path
     assert [r.reward for r in tgi] == want == [r.reward for r in vllm]
     assert {0, 1} == set(want)
     # The same log-likelihoods both ways, one request per choice: what each API was asked
+    task = get_task(items[0].task)
     for a, b in zip(tgi, vllm, strict=True):
         assert json.loads(a.response) == pytest.approx(json.loads(b.response))
+        # the recorded response grades again to the same reward
+        item = next(it for it in items if it.id == a.item_id)
+        assert task.grade_loglikelihoods(item, json.loads(a.response)).correct == a.reward
     n_requests = sum(len(it.fields["requests"]) for it in items) * len(MODELS)
     assert tgi_state.requests["/generate"] == n_requests
     assert vllm_state.requests["/v1/completions"] == n_requests
