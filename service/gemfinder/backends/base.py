@@ -28,6 +28,9 @@ class Completion:
     text: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    # Multiple-choice items: the log-likelihood of each request's continuation given its
+    # context, in the item's order (the text is then these numbers, for the record).
+    loglikelihoods: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class Call:
     adapter_id: str | None  # the LoRA adapter, for protocols that name it apart (TGI)
     prompt: Prompt
     generation: GenerationSettings
+    # Multiple-choice items: lm-eval's [context, continuation] pairs, one per choice; the
+    # backend's `loglikelihood` scores each (prompt and generation are then unused).
+    requests: tuple[tuple[str, str], ...] = ()
 
 
 class Client(Protocol):
@@ -49,6 +55,9 @@ class Client(Protocol):
 # answers through and close with itself: gemfinder.oracles.answer_cap) -> a client
 Connect = Callable[[str, str, float, "httpx2.AsyncClient"], Client]
 Query = Callable[[Any, Call], Awaitable[Completion]]
+# The log-likelihood of one continuation given its context: (client, call, context,
+# continuation) -> (log-likelihood, prompt tokens the server read or None)
+LogLikelihood = Callable[[Any, Call, str, str], Awaitable[tuple[float, int | None]]]
 # GET one path of the endpoint: (answered at all, JSON of a 200 or None, why it did not answer)
 Get = Callable[[str], Awaitable[tuple[bool, Any, str | None]]]
 # Reads the endpoint with `Get`: {"info": /info JSON or None, "models": listed ids or None,
@@ -69,6 +78,9 @@ class Backend:
     query: Query
     probe: Probe
     check: Check
+    # None: the protocol gives no log-likelihoods of a given text (chat), so multiple-choice
+    # lm_eval items are refused for its candidates before a search (SearchSpec.validate).
+    loglikelihood: LogLikelihood | None = None
 
     @property
     def enum_name(self) -> str:

@@ -8,6 +8,12 @@ AsyncInferenceClient cannot send it to a URL (its `text_generation` posts TGI's
 Hub), so `CompletionsClient` posts it with the library's headers and error types: a failure is
 the same HfHubHTTPError (or timeout) as on the other two paths, and `retry.classify` counts it
 the same way.
+
+Log-likelihoods (multiple-choice lm_eval items), as lm-eval's `local-completions` model asks
+vLLM: the prompt context + continuation with `echo: true`, `logprobs: 1`, `max_tokens: 1`,
+`temperature: 0`; `choices[0].logprobs` then holds the prompt's tokens (`token_logprobs`, the
+first None) and their character positions (`text_offset`), then the one generated token, which
+is ignored. The continuation's tokens are summed (gemfinder.backends.loglik).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gemfinder.backends.base import Backend, Call, Completion
 from gemfinder.backends.checks import served_by_listing
 from gemfinder.backends.errors import GarbageResponse, count
+from gemfinder.backends.loglik import continuation_sum
 from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
@@ -79,6 +86,35 @@ async def query(client: CompletionsClient, call: Call) -> Completion:
     )
 
 
+async def loglikelihood(
+    client: CompletionsClient, call: Call, context: str, continuation: str
+) -> tuple[float, int | None]:
+    full = context + continuation
+    payload = {
+        "model": call.model,
+        "prompt": full,
+        "max_tokens": 1,
+        "temperature": 0,
+        "echo": True,
+        "logprobs": 1,
+    }
+    out = await client.create(payload)
+    choices = out.get("choices") if isinstance(out, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise GarbageResponse("response has no choices")
+    logprobs = choices[0].get("logprobs")
+    if not isinstance(logprobs, dict):
+        raise GarbageResponse("response has no choices[0].logprobs (echo with logprobs)")
+    offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+    if not isinstance(offsets, list) or not isinstance(values, list):
+        raise GarbageResponse("choices[0].logprobs has no text_offset or token_logprobs")
+    if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+        raise GarbageResponse("choices[0].logprobs.text_offset holds a non-integer")
+    usage = out.get("usage")
+    prompt_tokens = count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    return continuation_sum(offsets, values, context, full), prompt_tokens
+
+
 BACKEND = Backend(
     enum=pb.BACKEND_OPENAI_COMPLETIONS,
     name="openai_completions",
@@ -88,4 +124,5 @@ BACKEND = Backend(
     query=query,
     probe=info_and_models,
     check=served_by_listing,
+    loglikelihood=loglikelihood,
 )

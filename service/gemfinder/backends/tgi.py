@@ -3,6 +3,15 @@
 `do_sample=False` and no temperature/top_k/top_p/typical_p (any of them turns sampling on),
 `max_new_tokens` always, `return_full_text=False` always, `details=True` for token counts,
 `adapter_id` for LoRA candidates.
+
+Log-likelihoods (multiple-choice lm_eval items; TGI's `/v1/completions` has no echo or
+logprobs): `POST /generate` of context + continuation with `decoder_input_details=True` and
+`max_new_tokens=1`; the answer's `details.prefill` lists the input's tokens with their texts and
+log-probabilities, and the continuation's are summed. Where the continuation starts comes from
+the tokens' texts when they spell the input (byte-level BPE tokenizers, whose tokens decode one
+by one to their exact text, a leading `<s>` aside); otherwise (SentencePiece tokenizers drop a
+token's leading space when it is decoded alone) from `POST /tokenize` of the same text, whose
+tokens carry their character `start`, matched to the prefill tokens by id.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from gemfinder.backends.base import Backend, Call, Completion
 from gemfinder.backends.checks import served_by_info
 from gemfinder.backends.errors import GarbageResponse
 from gemfinder.backends.hf import inference_client
+from gemfinder.backends.loglik import continuation_sum, offsets_from_texts
 from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
@@ -41,6 +51,57 @@ async def query(client: Any, call: Call) -> Completion:
     return Completion(text, len(prefill) if prefill else None, generated)
 
 
+async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list[int]) -> list[int]:
+    """Start offsets of the prefill tokens from TGI's `/tokenize` (leading special tokens that
+    /tokenize does not list get -1: never part of the continuation)."""
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+
+    response = await client._async_client.post(  # the byte-capped session the client reads
+        f"{url}/tokenize",
+        json={"inputs": full},
+        headers=build_hf_headers(token=client.token),
+        timeout=client.timeout,
+    )
+    hf_raise_for_status(response)
+    toks = response.json()
+    if not isinstance(toks, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("start"), int)
+        for t in toks
+    ):
+        raise GarbageResponse("/tokenize answered no list of tokens with id and start")
+    lead = len(prefill_ids) - len(toks)
+    if lead < 0 or prefill_ids[lead:] != [t["id"] for t in toks]:
+        raise GarbageResponse("the tokens of /tokenize are not the prefill tokens")
+    return [-1] * lead + [t["start"] for t in toks]
+
+
+async def loglikelihood(
+    client: Any, call: Call, context: str, continuation: str
+) -> tuple[float, int | None]:
+    full = context + continuation
+    out = await client.text_generation(
+        full,
+        model=f"{call.url}/generate",
+        max_new_tokens=1,  # TGI generates at least one token; its log-probability is unused
+        do_sample=False,
+        details=True,
+        decoder_input_details=True,
+        adapter_id=call.adapter_id,
+    )
+    prefill = getattr(getattr(out, "details", None), "prefill", None)
+    if not prefill:
+        raise GarbageResponse("response has no details.prefill")
+    texts = [getattr(t, "text", None) for t in prefill]
+    if not all(isinstance(t, str) for t in texts):
+        raise GarbageResponse("a prefill token has no text")
+    logprobs = [getattr(t, "logprob", None) for t in prefill]
+    try:
+        offsets = offsets_from_texts(texts, full)  # type: ignore[arg-type]
+    except GarbageResponse:
+        offsets = await _tokenized_offsets(client, call.url, full, [t.id for t in prefill])
+    return continuation_sum(offsets, logprobs, context, full), len(prefill)
+
+
 BACKEND = Backend(
     enum=pb.BACKEND_TGI,
     name="tgi",
@@ -50,4 +111,5 @@ BACKEND = Backend(
     query=query,
     probe=info_and_models,
     check=served_by_info,
+    loglikelihood=loglikelihood,
 )

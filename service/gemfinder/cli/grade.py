@@ -3,7 +3,9 @@
 Each input line holds `task`, `response` and the item's fields (`id` optional). Output lines
 are the input objects plus `correct` and `extracted`; a malformed line becomes
 `{"line": N, "error": "..."}` and the rest are still graded. MBPP lines run in the sandbox,
-concurrently up to its slot limit; output order always follows input order.
+concurrently up to its slot limit; output order always follows input order. An item scored
+from log-likelihoods (lm_eval multiple_choice) takes as `response` what a search records for
+it: a JSON list of one log-likelihood per choice, e.g. "[-4.2, -1.3, -7.0, -9.9]".
 
 Exit status: 0 when every line was graded; 1 when some line could not be graded (every other
 line is still graded and written); 2 when the command is refused (unreadable file, unwritable
@@ -38,6 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _loglikelihoods(response: str, n: int) -> list[float]:
+    why = f"'response' must be a JSON list of {n} log-likelihoods (one per choice)"
+    try:
+        lls = json.loads(response)
+    except json.JSONDecodeError:
+        raise UserError("response", why) from None
+    if not (
+        isinstance(lls, list)
+        and len(lls) == n
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in lls)
+    ):
+        raise UserError("response", why)
+    return [float(x) for x in lls]
+
+
 def _grade_line(lineno: int, line: str) -> dict[str, Any]:
     try:
         line.encode("utf-8")  # input is read with surrogateescape: bad bytes become surrogates
@@ -59,7 +76,12 @@ def _grade_line(lineno: int, line: str) -> dict[str, Any]:
     fields.setdefault("id", f"line-{lineno}")
     try:
         item: Item = parse_item(json.dumps(fields), f"line {lineno}")
-        grade = get_task(item.task).grade(item, response)
+        task = get_task(item.task)
+        requests = task.loglikelihood_requests(item)
+        if requests:
+            grade = task.grade_loglikelihoods(item, _loglikelihoods(response, len(requests)))
+        else:
+            grade = task.grade(item, response)
     except UserError as err:
         return {"line": lineno, "error": err.reason}
     return {**obj, "correct": grade.correct, "extracted": grade.extracted}

@@ -10,6 +10,7 @@ Answers are read through a byte cap (oracles.answer_cap).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -148,9 +149,29 @@ class InferenceOracle:
             adapter_id=candidate.adapter_id,
             prompt=prompt,
             generation=task.generation_for(item),
+            requests=task.loglikelihood_requests(item),
         )
         async with asyncio.timeout(self.policy.timeout_s):  # the caller holds the slot
+            if call.requests:
+                return await self._loglikelihoods(endpoint, call)
             return await endpoint.backend.query(endpoint.client, call)
+
+    @staticmethod
+    async def _loglikelihoods(endpoint: _Endpoint, call: Call) -> Completion:
+        """One multiple-choice query: every choice's log-likelihood, one request each, within
+        the query's one slot and timeout. A failure on any choice fails the whole query (it is
+        retried whole): a partial set of log-likelihoods is never graded."""
+        score = endpoint.backend.loglikelihood
+        if score is None:  # SearchSpec.validate refuses such candidates first
+            raise ValueError(f"backend {endpoint.backend.name} gives no log-likelihoods")
+        lls: list[float] = []
+        read = 0
+        for context, continuation in call.requests:
+            ll, prompt_tokens = await score(endpoint.client, call, context, continuation)
+            lls.append(ll)
+            read += prompt_tokens or 0
+        text = json.dumps(lls)  # full precision: `gemfinder grade` regrades the same numbers
+        return Completion(text, read or None, None, loglikelihoods=tuple(lls))
 
     async def _attempt(
         self, endpoint: _Endpoint, candidate: Candidate, item: Item, system_prompt: bool
@@ -237,7 +258,9 @@ class InferenceOracle:
         try:
             # A grader that runs code (MBPP's sandbox) must not block the event loop; the
             # others are quicker inline than a hop to a worker thread.
-            if task.runs_code:
+            if completion.loglikelihoods is not None:
+                grade = task.grade_loglikelihoods(item, list(completion.loglikelihoods))
+            elif task.runs_code:
                 grade = await asyncio.to_thread(task.grade, item, completion.text)
             else:
                 grade = task.grade(item, completion.text)

@@ -62,6 +62,12 @@ def spec_digest(spec: dict[str, Any]) -> str:
 REFERENCE_ROWS = ("random", "best_base")
 
 
+def _backends() -> list[Any]:
+    from gemfinder.backends.registry import REGISTRY
+
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -166,6 +172,7 @@ class SearchSpec:
             raise UserError(f"{prefix}.query_set", "no items")
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
+        self._check_loglikelihood_backends(prefix)
         Budget(self.budget, asked).check_range(n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
@@ -211,6 +218,27 @@ class SearchSpec:
                 ) from None  # fmt: skip
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", err.reason) from None
+
+    def _check_loglikelihood_backends(self, prefix: str) -> None:
+        """Items scored from log-likelihoods (lm_eval multiple_choice) need a backend that
+        returns them: a chat endpoint cannot, so the search is refused before any query."""
+        from gemfinder.backends.registry import backend
+
+        scored = next(
+            (it for it in self.items if get_task(it.task).loglikelihood_requests(it)), None
+        )
+        if scored is None:
+            return
+        for i, cand in enumerate(self.candidates):
+            b = backend(cand.backend)
+            if b.loglikelihood is None:
+                able = ", ".join(x.enum_name for x in _backends() if x.loglikelihood is not None)
+                raise UserError(
+                    f"{prefix}.candidates[{i}].backend",
+                    f"candidate {cand.model_id!r} is served by {b.enum_name} ({b.route}), which "
+                    f"returns no log-likelihoods, and item {scored.id!r} is a multiple-choice "
+                    f"lm_eval item scored from them; serve it through {able}",
+                )
 
     def digest(self) -> str:
         """Equal specs, equal digests: a request id names one spec (SearchManager.start)."""

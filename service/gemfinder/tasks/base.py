@@ -86,6 +86,14 @@ class Task:
         """Decoding settings for one item: the task's, unless items carry their own (lm_eval)."""
         return self.generation
 
+    def loglikelihood_requests(self, item: Item) -> tuple[tuple[str, str], ...]:
+        """The [context, continuation] pairs an item is scored from (one per choice, graded by
+        `grade_loglikelihoods`), or () for an item graded from generated text."""
+        return ()
+
+    def grade_loglikelihoods(self, item: Item, lls: list[float]) -> Grade:
+        raise ValueError(f"{item.id}: task {self.name} grades generated text")
+
     def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
         body = self.body(item)
         text = f"{self.instruction}\n\n{body}" if self.instruction else body

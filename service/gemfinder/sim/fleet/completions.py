@@ -133,6 +133,9 @@ def make_handler(
         if name != spec.model_id and name not in spec.adapters:
             raise OpenAIError(f"The model `{name}` does not exist.", 404)
         prompt = _prompt(body)
+        scored = model.loglikelihood_tokens(prompt, name if name != spec.model_id else None)
+        if scored is not None:
+            return _echo_logprobs(body, name, prompt, *scored)
         stop = _stop(body)
         max_tokens = _max_tokens(body)
         temperature = _number(body, "temperature", 1.0)
@@ -179,6 +182,58 @@ def make_handler(
                     "prompt_tokens": n_in,
                     "total_tokens": n_in + n_out,
                     "completion_tokens": n_out,
+                    "prompt_tokens_details": None,
+                },
+            }
+        )
+
+    def _echo_logprobs(
+        body: dict[str, Any], name: str, prompt: str, row: str, toks: list[Any]
+    ) -> web.Response:
+        """A multiple-choice item's choice, asked as lm-eval asks vLLM: the prompt echoed with
+        its tokens' log-probabilities and positions, then `max_tokens` generated tokens."""
+        if not body.get("echo") or body.get("logprobs") is None:
+            raise OpenAIError(
+                "simulated fleet: the prompt is a choice of a multiple-choice item, which the "
+                "fleet answers only with its log-likelihoods (echo: true, logprobs: 0 or more)"
+            )
+        max_tokens = _max_tokens(body)
+        if len(toks) + max_tokens > spec.max_total_tokens:
+            raise OpenAIError(f"This model's maximum context length is {spec.max_total_tokens}")
+        state.served[row] += 1
+        generated = [("\n", -0.3)] * max_tokens
+        texts, logprobs, offsets, pos = [], [], [], 0
+        for piece, lp in [*toks, *generated]:
+            texts.append(piece)
+            logprobs.append(lp)
+            offsets.append(pos)
+            pos += len(piece)
+        top = [None if lp is None else {t: lp} for t, lp in zip(texts, logprobs, strict=True)]
+        choice = {
+            "index": 0,
+            "text": "".join(texts),
+            "logprobs": {
+                "text_offset": offsets,
+                "token_logprobs": logprobs,
+                "tokens": texts,
+                "top_logprobs": top,
+            },
+            "finish_reason": "length",
+            "stop_reason": None,
+            "prompt_logprobs": None,
+        }
+        n_in = len(toks)
+        return web.json_response(
+            {
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": name,
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": n_in,
+                    "total_tokens": n_in + max_tokens,
+                    "completion_tokens": max_tokens,
                     "prompt_tokens_details": None,
                 },
             }

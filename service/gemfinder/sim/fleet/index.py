@@ -30,9 +30,14 @@ class PromptIndex:
         self._by_text: dict[str, Item] = {}
         self._by_messages: dict[str, Item] = {}
         self._needles: list[tuple[str, Item]] = []
+        # context + continuation -> (item, choice, context, continuation): multiple-choice
+        # lm_eval items, asked for log-likelihoods of each choice's full text
+        self._by_choice: dict[str, tuple[Item, int, str, str]] = {}
         for item in items:
             self.items[item.id] = item
             task = get_task(item.task)
+            for k, (ctx, cont) in enumerate(task.loglikelihood_requests(item)):
+                self._by_choice.setdefault(ctx + cont, (item, k, ctx, cont))
             for system_prompt in (True, False):
                 prompt = task.build_prompt(item, system_prompt)
                 self._by_text.setdefault(prompt.text, item)
@@ -49,6 +54,10 @@ class PromptIndex:
     def find_text(self, prompt: str) -> Item | None:
         item = self._by_text.get(prompt)
         return item if item is not None else self._search(prompt)
+
+    def find_choice(self, text: str) -> tuple[Item, int, str, str] | None:
+        """The multiple-choice item and choice whose context + continuation is `text`."""
+        return self._by_choice.get(text)
 
     def find_messages(self, messages: list[dict]) -> Item | None:
         key = messages_key(messages)

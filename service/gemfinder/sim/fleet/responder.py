@@ -217,7 +217,8 @@ def _lm_eval_target(item: Item, correct: bool, rng: random.Random, chat: bool) -
     """lm-eval generate_until items scored by exact_match (gsm8k, ...): the gold target as the
     dataset writes it (right) or a non-answer (wrong), then the model running on. Each reply is
     graded with the item's own filters and metric first; an item it would not grade as meant
-    (and multiple-choice or code items, answered from log-likelihoods or programs) is refused."""
+    (and code items, or multiple-choice items asked for text instead of log-likelihoods, which
+    gemfinder.sim.fleet.loglik answers) is refused."""
     fields = item.fields
     kind, metric = fields.get("output_type"), fields.get("metric", {}).get("name")
     if kind != "generate_until" or metric != "exact_match":

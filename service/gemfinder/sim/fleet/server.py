@@ -1,7 +1,7 @@
 """The HTTP face of one simulated endpoint: TGI's routes, error bodies, faults and metrics.
 
 Routes and shapes follow TGI's OpenAPI description (shared/contracts/tgi-openapi.json):
-`POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE),
+`POST /generate`, `POST /` (compat, a JSON list), `POST /generate_stream` (SSE), `POST /tokenize`,
 `POST /v1/chat/completions`, `GET /info`, `GET /health`, `GET /metrics`, `GET /v1/models`;
 plus vLLM's `POST /v1/completions` (gemfinder.sim.fleet.completions), whose errors, injected faults
 included, come in vLLM's shape. An endpoint with `server: "vllm"` is vLLM's OpenAI server
@@ -145,7 +145,44 @@ def make_app(state: EndpointState) -> web.Application:
         state.served[gen.row] += 1
         return gen, params
 
+    def loglikelihood_body(body: dict[str, Any], compat: bool) -> dict[str, Any] | None:
+        """A multiple-choice item's choice asked with `decoder_input_details` (how log-
+        likelihoods are read from TGI): prefill log-probabilities from the matrix and one
+        generated token. None when the input is no such choice."""
+        inputs, params = body.get("inputs"), body.get("parameters") or {}
+        if not isinstance(inputs, str):
+            return None
+        found = model.loglikelihood_tokens(inputs, params.get("adapter_id"))
+        if found is None:
+            return None
+        if not params.get("decoder_input_details"):
+            raise RequestInvalid(
+                "simulated fleet: the input is a choice of a multiple-choice item, which the "
+                "fleet answers only with its log-likelihoods (decoder_input_details: true)"
+            )
+        row, toks = found
+        model.validate(len(toks), params)
+        state.served[row] += 1
+        text = "\n"
+        full = params.get("return_full_text")
+        out: dict[str, Any] = {
+            "generated_text": inputs + text if (full or (full is None and compat)) else text
+        }
+        out["details"] = {
+            "finish_reason": "length",
+            "generated_tokens": 1,
+            "seed": None,
+            "prefill": [{"id": tokens.token_id(p), "text": p, "logprob": lp} for p, lp in toks],
+            "tokens": [
+                {"id": tokens.token_id(text), "text": text, "logprob": -0.3, "special": False}
+            ],
+        }
+        return out
+
     def generate_body(body: dict[str, Any], compat: bool) -> dict[str, Any]:
+        scored = loglikelihood_body(body, compat)
+        if scored is not None:
+            return scored
         gen, params = run_generate(body)
         full = params.get("return_full_text")
         if full is None:
@@ -189,6 +226,18 @@ def make_app(state: EndpointState) -> web.Application:
         if body.get("stream"):
             return await stream(request, body)
         return web.json_response([generate_body(body, compat=True)])
+
+    async def tokenize(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """TGI's POST /tokenize: the input's tokens with their character span."""
+        inputs = body["inputs"]
+        if not isinstance(inputs, str):
+            raise TypeError("`inputs` must be a string")
+        out, pos = [], 0
+        for piece in tokens.pieces(inputs):
+            out.append({"id": tokens.token_id(piece), "text": piece, "start": pos,
+                        "stop": pos + len(piece)})  # fmt: skip
+            pos += len(piece)
+        return web.json_response(out)
 
     async def chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         if not state.spec.chat_template:  # a base model served by vLLM
@@ -273,6 +322,7 @@ def make_app(state: EndpointState) -> web.Application:
         app.router.add_post("/generate", route("/generate", generate))
         app.router.add_post("/", route("/", compat))
         app.router.add_post("/generate_stream", route("/generate_stream", stream))
+        app.router.add_post("/tokenize", route("/tokenize", tokenize))
         app.router.add_get("/info", info)
     app.router.add_post("/v1/chat/completions", route("/v1/chat/completions", chat))
     complete = completions.make_handler(state)

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gemfinder.sim.fleet import tokens
+from gemfinder.sim.fleet import loglik, tokens
 from gemfinder.sim.fleet.config import EndpointSpec
 from gemfinder.sim.fleet.index import PromptIndex
 from gemfinder.sim.fleet.responder import respond
@@ -124,6 +124,25 @@ class SimulatedModel:
         if col is None:  # Fleet refuses such query sets; never a made-up verdict
             raise UnknownPrompt(f"simulated fleet: item {item.id} is not a column of the matrix")
         return bool(self.matrix.correct[self._rows[row], col])
+
+    def loglikelihood_tokens(
+        self, text: str, adapter_id: str | None
+    ) -> tuple[str, list[tuple[str, float | None]]] | None:
+        """For the full text of one choice of a multiple-choice item: (matrix row, every
+        token's (text, log-probability)), consistent with the matrix verdict for that model
+        and item; None when `text` is no such choice."""
+        found = self.index.find_choice(text)
+        if found is None:
+            return None
+        item, choice, context, continuation = found
+        row = self.row_for(adapter_id)
+        rng = random.Random(f"{self.seed}|{row}|{item.id}|loglikelihood")
+        try:
+            predicted = loglik.predicted_choice(item, self.correct(row, item), rng)
+        except loglik.NoSuchAnswer as err:
+            raise RequestInvalid(str(err)) from None
+        total = loglik.choice_total(item, choice, predicted, rng)
+        return row, loglik.token_logprobs(context, continuation, total)
 
     def generate(
         self,

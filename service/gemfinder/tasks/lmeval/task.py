@@ -30,7 +30,8 @@ class LmEvalTask(Task):
     # the text at the item's own `until`, so the grade is the same; only the generation is longer.
     generation = GenerationSettings(max_new_tokens=256)
     # The simulated fleet answers generate_until items scored by exact_match with the gold
-    # target (fleet/responder.py); others it refuses until log-likelihoods go over the wire.
+    # target (sim/fleet/responder.py); multiple_choice items with log-likelihoods whose argmax is
+    # the matrix answer (sim/fleet/loglik.py, asked per choice, never through the responder).
     answer_form = "lm_eval_target"
 
     @property
@@ -94,6 +95,12 @@ class LmEvalTask(Task):
         return GenerationSettings(
             max_new_tokens=int(f.get("max_gen_toks", 256)), stop=tuple(f.get("until", ()))
         )
+
+    def loglikelihood_requests(self, item: Item) -> tuple[tuple[str, str], ...]:
+        f = item.fields
+        if f.get("output_type") != "multiple_choice":
+            return ()
+        return tuple((ctx, cont) for ctx, cont in f["requests"])
 
     def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
         f = item.fields
