@@ -198,7 +198,7 @@ for i in range(2500):
     else:  # its size is polled and the run stopped
         assert not result.passed and "disk limit" in result.stderr, result.stderr[-300:]
     numbers = [int(x) for x in result.stdout.split() if x.isdigit()]
-    assert max(numbers) < 256, max(numbers)  # MB; the cap is 64 MB, polled every 50 ms
+    assert max(numbers) < 256, max(numbers)  # MB; the cap is 64 MB, polled every 10 ms
     assert time.monotonic() - start < 15
 
 
