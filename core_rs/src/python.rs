@@ -288,6 +288,21 @@ fn min_budget(
     Ok(scheduler::min_budget(&parsed, n_models, n_items))
 }
 
+/// The simulators' view of a NumPy correctness matrix (k models x n items), without a copy.
+fn matrix_view<'a>(
+    correct: &'a PyReadonlyArray2<'_, u8>,
+    k: usize,
+    n: usize,
+) -> PyResult<Matrix<'a>> {
+    let data = correct.as_slice().map_err(|_| {
+        to_py(CoreError::invalid(
+            "matrix",
+            "must be a C-contiguous uint8 array",
+        ))
+    })?;
+    Matrix::new(data, k, n).map_err(to_py)
+}
+
 /// Picks and queries spent, one entry per trial.
 type TrialArrays<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>);
 
@@ -310,13 +325,7 @@ fn simulate_trials<'py>(
 ) -> PyResult<TrialArrays<'py>> {
     let (k, n) = (correct.shape()[0], correct.shape()[1]);
     let config = make_config(algorithm, k, n, budget, seed, params, priors, popularity)?;
-    let data = correct.as_slice().map_err(|_| {
-        to_py(CoreError::invalid(
-            "matrix",
-            "must be a C-contiguous uint8 array",
-        ))
-    })?;
-    let matrix = Matrix::new(data, k, n).map_err(to_py)?;
+    let matrix = matrix_view(&correct, k, n)?;
     let outcomes = py
         .allow_threads(|| simulate::run_trials(&config, matrix, start..stop))
         .map_err(to_py)?;
@@ -353,13 +362,7 @@ fn simulate_certified<'py>(
     let (k, n) = (correct.shape()[0], correct.shape()[1]);
     let target = Target::new(epsilon, delta).map_err(to_py)?;
     let config = make_config(algorithm, k, n, budget, seed, params, None, None)?;
-    let data = correct.as_slice().map_err(|_| {
-        to_py(CoreError::invalid(
-            "matrix",
-            "must be a C-contiguous uint8 array",
-        ))
-    })?;
-    let matrix = Matrix::new(data, k, n).map_err(to_py)?;
+    let matrix = matrix_view(&correct, k, n)?;
     let outcomes = py
         .allow_threads(|| simulate::run_certified_trials(&config, matrix, start..stop, target))
         .map_err(to_py)?;
