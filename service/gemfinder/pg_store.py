@@ -53,6 +53,7 @@ from gemfinder.store import (
     RequestTaken,
     SearchRow,
     _row,
+    update_columns,
 )
 from gemfinder.store_writer import WriteBehind
 
@@ -254,15 +255,7 @@ class PgStore:
         owner: str | None = None,
     ) -> None:
         """With `owner`, fenced (see gemfinder.store)."""
-        sets, args = ["updated = %s"], [time.time()]
-        for column, value in (("state", state), ("error", error)):
-            if value is not None:
-                sets.append(f"{column} = %s")
-                args.append(value)
-        for column, typed in (("progress", progress), ("result", result)):
-            if typed is not None:
-                sets.append(f"{column} = %s")
-                args.append(json.dumps(typed.to_json()))
+        sets, args = update_columns("%s", state, progress, result, error)
         sql = f"UPDATE searches SET {', '.join(sets)} WHERE id = %s"
         args.append(search_id)
         if owner is not None:

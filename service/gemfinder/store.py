@@ -147,15 +147,7 @@ class Store:
         owner: str | None = None,
     ) -> None:
         """With `owner`, fenced: raises LeaseLost (and writes nothing) unless it owns the search."""
-        sets, args = ["updated = ?"], [time.time()]
-        for column, value in (("state", state), ("error", error)):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                args.append(value)
-        for column, typed in (("progress", progress), ("result", result)):
-            if typed is not None:
-                sets.append(f"{column} = ?")
-                args.append(json.dumps(typed.to_json()))
+        sets, args = update_columns("?", state, progress, result, error)
         fence = " AND owner = ?" if owner is not None else ""
         args += [search_id, *([owner] if owner is not None else [])]
         done = self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?{fence}", args)
@@ -362,3 +354,24 @@ def _row(row: tuple) -> SearchRow:
         result=Result.from_json(json.loads(result)) if result else None,
         error=error,
     )
+
+
+def update_columns(
+    mark: str,
+    state: str | None,
+    progress: Progress | None,
+    result: Result | None,
+    error: str | None,
+) -> tuple[list[str], list[Any]]:
+    """`col = <mark>` clauses and their values for an update of a search row (both stores;
+    `mark` is the driver's placeholder): `updated` always, the others when given."""
+    sets, args = [f"updated = {mark}"], [time.time()]
+    for column, value in (("state", state), ("error", error)):
+        if value is not None:
+            sets.append(f"{column} = {mark}")
+            args.append(value)
+    for column, typed in (("progress", progress), ("result", result)):
+        if typed is not None:
+            sets.append(f"{column} = {mark}")
+            args.append(json.dumps(typed.to_json()))
+    return sets, args
