@@ -171,21 +171,7 @@ def make_handler(
             "stop_reason": stop_reason,
             "prompt_logprobs": None,
         }
-        return web.json_response(
-            {
-                "id": f"cmpl-{uuid.uuid4().hex}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": name,
-                "choices": [choice],
-                "usage": {
-                    "prompt_tokens": n_in,
-                    "total_tokens": n_in + n_out,
-                    "completion_tokens": n_out,
-                    "prompt_tokens_details": None,
-                },
-            }
-        )
+        return _completion(name, choice, n_in, n_out)
 
     def _echo_logprobs(
         body: dict[str, Any], name: str, prompt: str, row: str, toks: list[Any]
@@ -222,21 +208,25 @@ def make_handler(
             "stop_reason": None,
             "prompt_logprobs": None,
         }
-        n_in = len(toks)
-        return web.json_response(
-            {
-                "id": f"cmpl-{uuid.uuid4().hex}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": name,
-                "choices": [choice],
-                "usage": {
-                    "prompt_tokens": n_in,
-                    "total_tokens": n_in + max_tokens,
-                    "completion_tokens": max_tokens,
-                    "prompt_tokens_details": None,
-                },
-            }
-        )
+        return _completion(name, choice, len(toks), max_tokens)
 
     return completions
+
+
+def _completion(name: str, choice: dict[str, Any], n_in: int, n_out: int) -> web.Response:
+    """vLLM's completions body around one choice, with its token usage."""
+    return web.json_response(
+        {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": n_in,
+                "total_tokens": n_in + n_out,
+                "completion_tokens": n_out,
+                "prompt_tokens_details": None,
+            },
+        }
+    )
