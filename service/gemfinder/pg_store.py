@@ -437,6 +437,18 @@ class PgStore:
             out[model][item] = reward
         return out
 
+    def graded(self, search_id: str) -> dict[int, dict[int, int]]:
+        """{model: {item: reward}} of every graded pull of a search (per-task results)."""
+        out: dict[int, dict[int, int]] = {}
+        rows = self._all(
+            "SELECT model, item, reward FROM pulls WHERE search_id = %s AND reward >= 0",
+            (search_id,),
+            search_id,
+        )
+        for model, item, reward in rows:
+            out.setdefault(model, {})[item] = reward
+        return out
+
     def drop_pulls(self, search_id: str) -> None:
         """Forget the graded pulls of an ended search (see gemfinder.store)."""
         self._write(search_id, "DELETE FROM pulls WHERE search_id = %s", (search_id,))

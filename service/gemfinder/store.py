@@ -321,6 +321,17 @@ class Store:
             out[model][item] = reward
         return out
 
+    def graded(self, search_id: str) -> dict[int, dict[int, int]]:
+        """{model: {item: reward}} of every graded pull of a search (per-task results)."""
+        out: dict[int, dict[int, int]] = {}
+        rows = self._db.execute(
+            "SELECT model, item, reward FROM pulls WHERE search_id = ? AND reward >= 0",
+            (search_id,),
+        )
+        for model, item, reward in rows:
+            out.setdefault(model, {})[item] = reward
+        return out
+
     def drop_pulls(self, search_id: str) -> None:
         """Forget the graded pulls of an ended search: its stored result already holds what the
         verdict needed, and the evaluation cache keeps the answers themselves."""
