@@ -101,7 +101,7 @@ def per_task_report(result: Result, top: int = 3) -> str:
     leader = result.overall[0].model_id if result.overall else winner
     if leader != winner:
         lines.append(
-            f"under these weights {leader} leads; the recommendation ({winner}) is the "
-            "search's, which drew items without regard to task"
+            f"{leader} leads this ranking; the recommendation ({winner}) is the search's own "
+            "pick (its elimination order, on items drawn without regard to task)"
         )
     return "\n".join(lines)

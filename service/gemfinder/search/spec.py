@@ -19,6 +19,7 @@ from gemfinder.budget import U64_MAX, Budget, BudgetAsked, gem_check_reserve, to
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
+from gemfinder.samples import prompt_sha256
 from gemfinder.tasks import Item, get_task, task_label
 
 
@@ -345,17 +346,19 @@ class CacheKeys:
     """
 
     def __init__(self, spec: SearchSpec, scope: Callable[[str], str] = url_scope) -> None:
+        # Each item's prompt hash too (the samples log's), from the prompt built once here.
+        self.prompt_hashes: list[str] = []
         self._items = [self._item_part(it, spec.system_prompt) for it in spec.items]
         self._models = [
             json.dumps([scope(c.endpoint), c.backend, c.model_id, c.adapter_id or ""])
             for c in spec.candidates
         ]
 
-    @staticmethod
-    def _item_part(item: Item, system_prompt: bool) -> str:
+    def _item_part(self, item: Item, system_prompt: bool) -> str:
         task = get_task(item.task)
         gen = task.generation_for(item)
         prompt = task.build_prompt(item, system_prompt)
+        self.prompt_hashes.append(prompt_sha256(prompt, task.loglikelihood_requests(item)))
         body = json.dumps(
             [item.id, item.task, item.fields, prompt.text, prompt.messages],
             sort_keys=True,
