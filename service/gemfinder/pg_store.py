@@ -442,16 +442,20 @@ class PgStore:
             out[model][item] = reward
         return out
 
-    def graded(self, search_id: str) -> dict[int, dict[int, int]]:
-        """{model: {item: reward}} of every graded pull of a search (per-task results)."""
-        out: dict[int, dict[int, int]] = {}
+    def task_counts(
+        self, search_id: str, item_tasks: list[int]
+    ) -> dict[int, dict[int, tuple[int, int]]]:
+        """{model: {task: (graded pulls, successes)}} of a search, counted by the server."""
         rows = self._all(
-            "SELECT model, item, reward FROM pulls WHERE search_id = %s AND reward >= 0",
-            (search_id,),
+            "SELECT p.model, t.task, COUNT(*), SUM(p.reward) FROM pulls p"
+            " JOIN unnest(%s::int[]) WITH ORDINALITY AS t (task, n) ON p.item = t.n - 1"
+            " WHERE p.search_id = %s AND p.reward >= 0 GROUP BY p.model, t.task",
+            (list(item_tasks), search_id),
             search_id,
         )
-        for model, item, reward in rows:
-            out.setdefault(model, {})[item] = reward
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for model, task, n, hits in rows:
+            out.setdefault(int(model), {})[int(task)] = (int(n), int(hits))
         return out
 
     def drop_pulls(self, search_id: str) -> None:

@@ -326,15 +326,31 @@ class Store:
             out[model][item] = reward
         return out
 
-    def graded(self, search_id: str) -> dict[int, dict[int, int]]:
-        """{model: {item: reward}} of every graded pull of a search (per-task results)."""
-        out: dict[int, dict[int, int]] = {}
-        rows = self._db.execute(
-            "SELECT model, item, reward FROM pulls WHERE search_id = ? AND reward >= 0",
-            (search_id,),
-        )
-        for model, item, reward in rows:
-            out.setdefault(model, {})[item] = reward
+    def task_counts(
+        self, search_id: str, item_tasks: list[int]
+    ) -> dict[int, dict[int, tuple[int, int]]]:
+        """{model: {task: (graded pulls, successes)}} of a search, `item_tasks[i]` being item
+        i's task: counted here, so a search of 500,000 answers hands back one row per model
+        and task (0.4 s rather than 2.7 s through Python at 5,000 models x 100 answers)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            # A temporary table lives in the connection's own temp database: no write lock.
+            self._db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS item_tasks"
+                " (item INTEGER PRIMARY KEY, task INTEGER NOT NULL)"
+            )
+            self._db.execute("DELETE FROM item_tasks")
+            self._db.executemany("INSERT INTO item_tasks VALUES (?, ?)", enumerate(item_tasks))
+            rows = self._db.execute(
+                "SELECT p.model, t.task, COUNT(*), SUM(p.reward) FROM pulls p"
+                " JOIN item_tasks t ON t.item = p.item WHERE p.search_id = ? AND p.reward >= 0"
+                " GROUP BY p.model, t.task",
+                (search_id,),
+            ).fetchall()
+            self._db.execute("DELETE FROM item_tasks")
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for model, task, n, hits in rows:
+            out.setdefault(int(model), {})[int(task)] = (int(n), int(hits))
         return out
 
     def drop_pulls(self, search_id: str) -> None:

@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
-from gemfinder.search.per_task import per_task, wilson
+from gemfinder.search.per_task import counts_of, item_tasks, per_task, wilson
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Estimate, Result
+from gemfinder.store import open_store
 from gemfinder.tasks import Item
 
 from tests.fleet_support import make_items
+
+
+def tasks_of(spec, ranking, pulls):
+    return per_task(spec, ranking, counts_of(spec, pulls))
 
 
 def two_task_spec(arc: int = 30, gsm: int = 10, **kw) -> SearchSpec:
@@ -49,7 +54,7 @@ def ranking_of(spec: SearchSpec, pulls) -> tuple[Estimate, ...]:
 
 def test_each_task_ranks_its_own_specialist_first():
     spec = two_task_spec()
-    tasks, _ = per_task(spec, ranking_of(spec, specialists(spec)), specialists(spec))
+    tasks, _ = tasks_of(spec, ranking_of(spec, specialists(spec)), specialists(spec))
     by_task = {t.task: t for t in tasks}
     assert list(by_task) == ["arc_challenge", "gsm8k"]
     assert by_task["arc_challenge"].items == 30 and by_task["gsm8k"].items == 10
@@ -64,7 +69,7 @@ def test_default_weights_give_the_plain_accuracy_and_weights_change_the_order():
     spec = two_task_spec()
     pulls = specialists(spec)
     ranking = ranking_of(spec, pulls)
-    tasks, overall = per_task(spec, ranking, pulls)
+    tasks, overall = tasks_of(spec, ranking, pulls)
     assert [t.weight for t in tasks] == [0.75, 0.25]  # shares of the items
     by_id = {e.model_id: e for e in overall}
     for est in ranking:  # exactly the search's estimate: same counts, same interval
@@ -75,7 +80,7 @@ def test_default_weights_give_the_plain_accuracy_and_weights_change_the_order():
     assert [e.model_id for e in overall] == ["A", "C", "B"]  # 30/40, 20/40, 10/40
 
     weighted = two_task_spec(task_weights={"gsm8k": 3.0})  # arc weighs 1: gsm8k 0.75
-    tasks, overall = per_task(weighted, ranking, pulls)
+    tasks, overall = tasks_of(weighted, ranking, pulls)
     assert [t.weight for t in tasks] == [0.25, 0.75]
     assert [e.model_id for e in overall] == ["B", "C", "A"]
     assert math.isclose(overall[0].accuracy, 0.75) and overall[0].items_seen == 40
@@ -86,7 +91,7 @@ def test_default_weights_give_the_plain_accuracy_and_weights_change_the_order():
 def test_a_task_weighing_zero_leaves_the_overall_ranking():
     spec = two_task_spec(task_weights={"arc_challenge": 0.0})
     pulls = specialists(spec)
-    _, overall = per_task(spec, ranking_of(spec, pulls), pulls)
+    _, overall = tasks_of(spec, ranking_of(spec, pulls), pulls)
     assert overall[0].model_id == "B" and overall[0].items_seen == 10
     assert overall[0].accuracy == 1.0
 
@@ -98,7 +103,7 @@ def test_a_model_graded_on_a_few_lucky_items_does_not_lead_a_task():
     pulls[0] = {i: int(k < 34) for k, i in enumerate(gsm)}  # 34/40
     pulls[1] = {i: 1 for i in gsm[:3]}  # 3/3, eliminated early
     pulls[2] = {i: 0 for i in gsm[:5]}
-    tasks, _ = per_task(spec, ranking_of(spec, {m: p or {0: 0} for m, p in pulls.items()}), pulls)
+    tasks, _ = tasks_of(spec, ranking_of(spec, {m: p or {0: 0} for m, p in pulls.items()}), pulls)
     gsm8k = next(t for t in tasks if t.task == "gsm8k")
     assert [e.model_id for e in gsm8k.estimates] == ["A", "B", "C"]
     arc = next(t for t in tasks if t.task == "arc_challenge")
@@ -109,7 +114,7 @@ def test_one_task_has_no_per_task_results():
     items = make_items(5, tasks=("mmlu",))
     spec = SearchSpec([Candidate("A", "http://h:1"), Candidate("B", "http://h:2")], items, 10)
     pulls = {0: {0: 1}, 1: {0: 0}}
-    assert per_task(spec, ranking_of(spec, pulls), pulls) == ((), ())
+    assert tasks_of(spec, ranking_of(spec, pulls), pulls) == ((), ())
 
 
 def test_lm_eval_items_are_reported_under_their_lm_eval_task():
@@ -158,9 +163,26 @@ def test_per_task_results_round_trip_through_json_and_the_proto():
     spec = two_task_spec(task_weights={"gsm8k": 3.0})
     pulls = specialists(spec)
     ranking = ranking_of(spec, pulls)
-    tasks, overall = per_task(spec, ranking, pulls)
+    tasks, overall = tasks_of(spec, ranking, pulls)
     result = Result(recommended_model_id="A", ranking=ranking, winner=ranking[0],
                     per_task=tasks, overall=overall)  # fmt: skip
     assert Result.from_json(result.to_json()) == result
     assert result_from_proto(result_to_proto(result)) == result
     assert "per_task" not in Result(ranking=ranking).to_json()  # single task: stored as before
+
+
+def test_the_stores_count_per_model_and_task_as_python_does(new_db):
+    spec = two_task_spec(arc=12, gsm=7)
+    pulls = specialists(spec)
+    pulls[2] = {i: r for i, r in pulls[2].items() if i % 3}  # not every item
+    store = open_store(new_db("c.db"))
+    try:
+        store.create_search("s", None, {})
+        store.put_answers(
+            "s", [(f"k{m}-{i}", m, i, r) for m, d in pulls.items() for i, r in d.items()]
+        )
+        store.put_skipped("s", [(0, 99)])  # a skipped pull is no answer
+        assert store.task_counts("s", item_tasks(spec)[1]) == counts_of(spec, pulls)
+        assert store.task_counts("s", item_tasks(spec)[1]) == counts_of(spec, pulls)  # again
+    finally:
+        store.close()

@@ -16,7 +16,7 @@ from typing import Any
 from gemfinder import _core
 from gemfinder.search import gem_check
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
-from gemfinder.search.per_task import per_task
+from gemfinder.search.per_task import Counts, item_tasks, per_task
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Estimate, Progress, Result
 
@@ -80,10 +80,12 @@ def result(
     cached: int,
     elapsed: float,
     outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
-    graded: Callable[[], dict[int, dict[int, int]]] | None = None,
+    task_counts: Callable[[list[int]], Counts] | None = None,
 ) -> Result:
     """`outcomes(models)` gives {model: {item: reward}} of this search, for the gem verdict;
-    `graded()` the same for every model, for the per-task results of a mixed query set."""
+    `task_counts(task of each item)` {model: {task: (graded, successes)}} of every model, for
+    the per-task results of a mixed query set (counted by the store: one row per model and
+    task, not per answer)."""
     ranking = sched.ranking()
     by_model = {r.model: r for r in ranking}
     winner_idx = sched.recommendation
@@ -97,8 +99,8 @@ def result(
     estimates = tuple(estimate(spec, r, seen.get(r.model)) for r in ranking)
     by_id = {e.model_id: e for e in estimates}
     tasks, overall = (), ()
-    if graded is not None and len(spec.task_items()) > 1:
-        tasks, overall = per_task(spec, estimates, graded())
+    if task_counts is not None and len(spec.task_items()) > 1:
+        tasks, overall = per_task(spec, estimates, task_counts(item_tasks(spec)[1]))
     return Result(
         recommended_model_id=spec.candidates[winner_idx].model_id,
         ranking=estimates,

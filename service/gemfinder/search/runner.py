@@ -163,8 +163,8 @@ class SearchRunner:
 
     def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
-        graded = partial(self.store.graded, self.search_id)
-        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes, graded)
+        counts = partial(self.store.task_counts, self.search_id)
+        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
 
     async def run(self) -> Result:
         """Run to the end; returns the result, raises SearchCancelled when cancelled."""
