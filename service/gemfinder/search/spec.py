@@ -249,7 +249,7 @@ class SearchSpec:
         if not self.task_weights:
             return
         counts = self.task_items()
-        for task, weight in self.task_weights.items():
+        for task, weight in sorted(self.task_weights.items()):  # the same error every time
             where = f"{prefix}.task_weights[{task}]"
             if task not in counts:
                 raise UserError(
