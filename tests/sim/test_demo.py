@@ -17,6 +17,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "winner" in out.stdout and "most popular" in out.stdout
     assert "cheaper" in out.stdout and "/metrics" in out.stdout
+    # per-task results over gRPC: the demo's items mix three tasks
+    assert all(f"task {t}:" in out.stdout for t in ("arc_challenge", "mmlu", "winogrande"))
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
     ).stdout.split()
