@@ -32,6 +32,8 @@ WINNER = "#d62728"
 POPULAR = "#1f77b4"
 SURVIVOR = "#2ca02c"
 LABEL_CHARS = 40  # longer model ids are shortened in the plot (the tables keep them whole)
+# No RDF block (creator URL, date): a report is the same bytes for the same search.
+NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
 RC = {"svg.hashsalt": "gemfinder", "svg.fonttype": "path", "font.size": 9}
 
 
@@ -43,7 +45,7 @@ def short(model_id: str) -> str:
 
 def _svg(fig: Figure) -> str:
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight")
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata=NO_METADATA)
     plt.close(fig)
     text = out.getvalue()
     return text[text.index("<svg") :]  # no XML declaration or DOCTYPE inside HTML
@@ -73,24 +75,33 @@ def accuracy_panel(
             rnd = e.eliminated_in_round
             color = SURVIVOR if rnd == 0 else cmap(0.15 + 0.7 * (rnd - 1) / max(last - 1, 1))
             _point(axis, x, e, color, "o", 3.5, alpha=0.45)
+    top = max((e.downloads or 0.0 for e in known), default=0.0)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(-0.3, max(top * 4, 10.0))  # 0 downloads just inside the frame, the top too
     marked = [(popular_id, POPULAR, "D", "most downloaded"), (winner_id, WINNER, "*", "winner")]
     for model_id, color, marker, role in marked:
         e = next((e for e in seen if e.model_id == model_id), None)
         if e is None:
             continue
-        axis, x = (ax, e.downloads) if e.downloads is not None else (lane, _jitter(e.model_id))
+        if e.downloads is None:
+            axis, x, right = lane, _jitter(e.model_id), False
+        else:  # in the right part of the axis the label goes to the left of its point
+            axis, x = ax, e.downloads
+            right = math.log10(1 + x) > 0.6 * math.log10(1 + ax.get_xlim()[1])
         _point(axis, x, e, color, marker, 11 if marker == "*" else 7, alpha=1.0, label=role)
         axis.annotate(
             f"{role}: {short(e.model_id)}",
             (x, e.accuracy),
-            xytext=(8, 10 if role == "winner" else -14),
+            xytext=(-8 if right else 8, 10 if role == "winner" else -14),
             textcoords="offset points",
+            ha="right" if right else "left",
             color=color,
             fontweight="bold",
             parse_math=False,
+            annotation_clip=False,
+            zorder=10,
         )
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=-0.3)  # 0 downloads just inside the frame
+    ax.set_facecolor("none")  # a label from the narrow lane may run on over this axis
     ax.set_xlabel("downloads (log scale; 0 at the left)")
     ax.set_title(title, loc="left", parse_math=False)
     ax.grid(alpha=0.3)
@@ -142,11 +153,11 @@ def overview_svg(estimates: Sequence[Estimate], winner_id: str, popular_id: str 
         fig = plt.figure(figsize=(10, 5.2))
         ax, lane = _panel_axes(fig, fig.add_gridspec(1, 1)[0])
         accuracy_panel(ax, lane, estimates, winner_id, popular_id, "every candidate")
-        _legend(ax, estimates)
+        _legend(ax, lane, estimates)
         return _svg(fig)
 
 
-def _legend(ax: Axes, estimates: Sequence[Estimate]) -> None:
+def _legend(ax: Axes, lane: Axes, estimates: Sequence[Estimate]) -> None:
     last = max((e.eliminated_in_round for e in estimates), default=0)
     if last:
         ax.text(
@@ -158,7 +169,10 @@ def _legend(ax: Axes, estimates: Sequence[Estimate]) -> None:
             fontsize=8,
             color="#555555",
         )
-    ax.legend(loc="upper left", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    more = lane.get_legend_handles_labels()  # the winner may sit in the unknown lane
+    if labels or more[1]:
+        ax.legend(handles + more[0], labels + more[1], loc="upper left", fontsize=8)
 
 
 def task_panels_svg(

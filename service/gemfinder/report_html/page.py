@@ -3,9 +3,9 @@ fetched), built from a search's Result and its stored spec.
 
 Every string that comes from a search (model ids, task names, the query set's name) is written
 through html.escape: model ids are chosen by whoever publishes a model, and the report is opened
-in a browser. The SVG comes from matplotlib, which escapes the text it copies into comments; it
-is still refused if it holds anything active (`_inert`), so a future matplotlib cannot turn a
-model id into markup unnoticed.
+in a browser. The SVG comes from matplotlib, which draws text as paths and escapes the text it
+copies into comments; those comments are dropped, and a figure holding anything active is
+refused (`_figure`), so a future matplotlib cannot turn a model id into markup unnoticed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from gemfinder.search.values import Estimate, Result
 TOP_ROWS = 25  # rows of the ranking table
 ACTIVE = re.compile(r"<\s*(script|foreignObject|iframe|object|embed|image)\b|\son\w+\s*=|"
                     r"javascript:|(?:href|src)\s*=\s*[\"'](?!#)", re.IGNORECASE)  # fmt: skip
+COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 HEADLINES = {
     "hidden_gem": "A hidden gem",
     "not_a_gem": "Not a hidden gem",
@@ -92,6 +93,9 @@ def build_html(
 
 
 def _figure(svg: str, caption: str) -> str:
+    # matplotlib copies each label into a comment beside its paths: of no use here, and the
+    # one place a model id would sit in the SVG as text.
+    svg = COMMENT.sub("", svg)
     if ACTIVE.search(svg):
         raise RuntimeError("the plotting library wrote active content into a figure")
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
@@ -205,7 +209,9 @@ def _queries(result: Result) -> str:
 
 def _unseen(ranking: Sequence[Estimate]) -> str:
     n = sum(1 for e in ranking if not e.items_seen)
-    return f" {n:,} candidates were never queried and are not drawn." if n else ""
+    if not n:
+        return ""
+    return f" {n:,} {'candidate was' if n == 1 else 'candidates were'} never queried (not drawn)."
 
 
 def _ranking(result: Result) -> str:

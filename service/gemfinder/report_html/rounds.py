@@ -24,7 +24,7 @@ from gemfinder.search.values import Result
 class Round:
     first: int  # 1-based; first < last when rounds without an elimination were merged in
     last: int
-    survivors: int  # models graded in the round (alive at its start)
+    survivors: int  # models graded in the round (alive at its start, given an item)
     queries: int  # graded answers in the round
 
     @property
@@ -50,7 +50,7 @@ def queries_per_round(result: Result) -> list[Round]:
         counts = Counter(s for s, x in zip(seen, exits, strict=True) if x == r)
         if r < last and not counts:
             continue  # nobody left here: this round's count is unknown, merged into the next
-        alive = [s for s, x in zip(seen, exits, strict=True) if x >= first]
+        alive = [s for s, x in zip(seen, exits, strict=True) if x >= first and s > before]
         if r < last:
             upto = counts.most_common(1)[0][0]
             queries = sum(min(s, upto) - min(s, before) for s in alive)
