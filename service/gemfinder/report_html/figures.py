@@ -64,17 +64,16 @@ def accuracy_panel(
     last = max((e.eliminated_in_round for e in seen), default=0)
     cmap = matplotlib.colormaps["viridis"]
     known = [e for e in seen if e.downloads is not None]
-    unknown = [e for e in seen if e.downloads is None]
-    for axis, group, xs in (
-        (ax, known, [e.downloads or 0.0 for e in known]),
-        (lane, unknown, [_jitter(e.model_id) for e in unknown]),
-    ):
-        for e, x in zip(group, xs, strict=True):
-            if e.model_id in (winner_id, popular_id):
-                continue  # drawn last, on top
-            rnd = e.eliminated_in_round
-            color = SURVIVOR if rnd == 0 else cmap(0.15 + 0.7 * (rnd - 1) / max(last - 1, 1))
-            _point(axis, x, e, color, "o", 3.5, alpha=0.45)
+    # One errorbar call per (lane, round): a pool of thousands draws in about a second.
+    groups: dict[tuple[bool, int], list[tuple[float, Estimate]]] = {}
+    for e in seen:
+        if e.model_id in (winner_id, popular_id):
+            continue  # drawn last, on top
+        x = _jitter(e.model_id) if e.downloads is None else e.downloads
+        groups.setdefault((e.downloads is None, e.eliminated_in_round), []).append((x, e))
+    for (in_lane, rnd), points in sorted(groups.items()):
+        color = SURVIVOR if rnd == 0 else cmap(0.15 + 0.7 * (rnd - 1) / max(last - 1, 1))
+        _points(lane if in_lane else ax, points, color, "o", 3.5, alpha=0.45)
     top = max((e.downloads or 0.0 for e in known), default=0.0)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(-0.3, max(top * 4, 10.0))  # 0 downloads just inside the frame, the top too
@@ -88,7 +87,7 @@ def accuracy_panel(
         else:  # in the right part of the axis the label goes to the left of its point
             axis, x = ax, e.downloads
             right = math.log10(1 + x) > 0.6 * math.log10(1 + ax.get_xlim()[1])
-        _point(axis, x, e, color, marker, 11 if marker == "*" else 7, alpha=1.0, label=role)
+        _points(axis, [(x, e)], color, marker, 11 if marker == "*" else 7, alpha=1.0, label=role)
         axis.annotate(
             f"{role}: {short(e.model_id)}",
             (x, e.accuracy),
@@ -112,11 +111,17 @@ def accuracy_panel(
     lane.set_ylim(_ylim(seen))
 
 
-def _point(axis: Axes, x: float, e: Estimate, color, marker: str, size: float, **kw) -> None:
+def _points(
+    axis: Axes, points: list[tuple[float, Estimate]], color, marker: str, size: float, **kw
+) -> None:
+    """Estimates at their x, with their intervals as vertical bars."""
+    acc = [e.accuracy for _, e in points]
+    below = [max(e.accuracy - e.lower, 0.0) for _, e in points]
+    above = [max(e.upper - e.accuracy, 0.0) for _, e in points]
     axis.errorbar(
-        [x],
-        [e.accuracy],
-        yerr=[[max(e.accuracy - e.lower, 0.0)], [max(e.upper - e.accuracy, 0.0)]],
+        [x for x, _ in points],
+        acc,
+        yerr=[below, above],
         fmt=marker,
         color=color,
         markersize=size,

@@ -29,7 +29,7 @@ COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 HEADLINES = {
     "hidden_gem": "A hidden gem",
     "not_a_gem": "Not a hidden gem",
-    "undetermined": "Undetermined",
+    "undetermined": "Undetermined: too little paired evidence either way",
     "no_popularity": "No verdict: no candidate has downloads",
 }
 CSS = """
