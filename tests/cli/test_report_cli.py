@@ -29,8 +29,8 @@ def search(world, *extra: str) -> list[str]:
     return ["search", "--matrix", str(tree), "--query-set", str(items), *extra]
 
 
-def test_search_report_and_report_from_the_store_agree(world, tmp_path, capsys):
-    db, first, second = tmp_path / "s.db", tmp_path / "a.html", tmp_path / "b.html"
+def test_search_report_and_report_from_the_store_agree(world, tmp_path, capsys, new_db):
+    db, first, second = new_db("s.db"), tmp_path / "a.html", tmp_path / "b.html"
     argv = search(world, "--store", str(db), "--budget-per-model", "20", "--json")
     assert main([*argv, "--report", str(first)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -196,7 +196,7 @@ def task_panels_svg(
         grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.15)
         for k, task in enumerate(tasks):
             ax, lane = _panel_axes(fig, grid[k // cols, k % cols])
-            weight = f" (weight {weights[task]:g})" if weights and task in weights else ""
+            weight = f" (weight {weights[task]:.3g})" if weights and task in weights else ""
             accuracy_panel(ax, lane, per_task[task], winner_id, popular_id, short(task) + weight)
         return _svg(fig)
 
