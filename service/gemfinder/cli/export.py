@@ -4,7 +4,8 @@ The first line is the search's provenance (spec, seed, algorithm, versions, lock
 commit); then one line per graded query in candidate order, then item order: prompt hash, raw
 response, extracted answer, grade, whether it came from the evaluation cache. The store is the
 one the search ran in: `gemfinder search --store FILE`, or a server's --db (a SQLite file or a
-postgresql:// URL). Without SEARCH_ID: the newest search in the store.
+postgresql:// URL). SEARCH_ID is the search's id or the request id it was started with
+(default: the newest search in the store), as for `gemfinder report`.
 
 Exit status: 0; 2 for a store that cannot be opened or a search it does not hold.
 """
@@ -16,8 +17,8 @@ import sys
 from pathlib import Path
 
 from gemfinder import samples
+from gemfinder.cli.report import find
 from gemfinder.errors import UserError
-from gemfinder.search.manager import SearchNotFound
 from gemfinder.store import open_store
 
 
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("search_id", nargs="?", metavar="SEARCH_ID", help="default: the newest search")
+    p.add_argument("search_id", nargs="?", metavar="SEARCH_ID",
+                   help="search id or request id (default: the newest search)")  # fmt: skip
     p.add_argument("--db", "--store", dest="db", required=True, help="the store: a SQLite "
                    "file (gemfinder search --store) or a postgresql:// URL (gemfinder serve "
                    "--db)")  # fmt: skip
@@ -41,21 +43,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--db", f"no store at {args.db}")  # never create an empty one
     store = open_store(args.db, option="--db")
     try:
-        search_id = args.search_id
-        if not search_id:
-            newest = store.list_searches(1)
-            if not newest:
-                raise UserError("SEARCH_ID", f"the store {args.db} holds no search")
-            search_id = newest[0].id
-        try:
-            lines = samples.export(store, search_id)
-            first = next(lines)
-        except SearchNotFound:
-            raise UserError("SEARCH_ID", f"no search {search_id!r} in {args.db}") from None
+        row = find(store, args.search_id)  # as `gemfinder report` finds it
         out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
         try:
-            out.write(samples.dumps(first) + "\n")
-            for line in lines:
+            for line in samples.export(store, row.id):
                 out.write(samples.dumps(line) + "\n")
         finally:
             if args.out:
