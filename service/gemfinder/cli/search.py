@@ -66,6 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
+    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
+                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
+                   "not named weighs 1; none given: each task weighs its share of the "
+                   "items)")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
@@ -88,6 +92,19 @@ def parse_params(pairs: list[str]) -> dict[str, float]:
         if not sep or not key.strip():
             raise UserError("--param", f"expected name=number, got {pair!r}")
     return params
+
+
+def parse_weights(pairs: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        task, sep, value = pair.partition("=")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not task.strip():
+            raise UserError("--task-weight", f"expected task=number, got {pair!r}")
+    return weights
 
 
 def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
@@ -134,13 +151,17 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
+        task_weights=parse_weights(args.task_weight),
     )
     try:
         spec.validate(prefix="search", asked=budget.asked)
-    except UserError as err:  # an algorithm parameter: name the flag that set it
+    except UserError as err:  # an algorithm parameter or a weight: name the flag that set it
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
             raise UserError(f"--param {name}", err.reason) from None
+        if err.field.startswith("search.task_weights["):
+            name = err.field.removeprefix("search.task_weights[")[:-1]
+            raise UserError(f"--task-weight {name}", err.reason) from None
         raise
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
@@ -224,4 +245,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    print(f"search id     {row.id}")  # for `gemfinder export` (its samples, with --store)
+    if row.result.per_task:
+        print()
+        print(report.per_task_report(row.result))
     return 0
