@@ -13,7 +13,7 @@ import pytest
 from gemfinder.cli import main
 from gemfinder.sim.matrix import save_npz
 
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 
 @pytest.fixture
