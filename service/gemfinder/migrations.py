@@ -8,7 +8,7 @@ same file at once do not both migrate it (the second waits for the lock, then fi
 do). A database of a newer version than this code knows is refused, not guessed at.
 
 To change the schema, append a Migration with the next number: never edit or reorder a released
-one, and make each step work from the state every earlier version can leave (tests/service/
+one, and make each step work from the state every earlier version can leave (tests/store/
 test_store_migrations.py opens a store of every earlier version). Steps are plain statements or
 functions of the connection; what is SQLite's own (how to take the write lock, where the version
 lives) is a `Dialect`.

@@ -4,8 +4,9 @@ Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The c
 SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
 more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
 order, a failure raised by the search's next call) and return at once; reads first wait for the
-writes before them, except the evaluation-cache lookup `cached`, one round trip on the loop
-(a lookup that misses a write still queued costs at most a query asked twice). Keep the
+writes before them, except the evaluation-cache lookup `cached_many`, one round trip on the loop
+per batch of pulls (a lookup that misses a write still queued costs at most a query asked
+twice). Keep the
 database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
@@ -65,7 +66,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
-LOOKUP = "SELECT reward FROM evals WHERE key = $1"
+LOOKUP = "SELECT key, reward FROM evals WHERE key = ANY($1::text[])"
 NOW = "extract(epoch from clock_timestamp())"  # the database's clock, in seconds
 CLAIMABLE = "(owner IS NULL OR owner = %s OR lease_until < " + NOW + ")"
 
@@ -374,12 +375,15 @@ class PgStore:
         return bytes(row[0]) if row else None
 
     # evaluation cache -----------------------------------------------------------------------
-    def cached(self, key: str) -> int | None:
-        # Not after the queued writes (see the module docstring): on the hot path, once a pull.
-        # A RawCursor sends the statement as written ($1), skipping psycopg's %s rewriting:
-        # about 10 of the 60-70 us of client CPU of the one store round trip per query.
-        row = self._run(lambda conn: psycopg.RawCursor(conn).execute(LOOKUP, (key,)).fetchone())
-        return int(row[0]) if row else None
+    def cached_many(self, keys: list[str]) -> dict[str, int]:
+        """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): one
+        round trip for a whole batch of the scheduler's pulls, whatever its size (the keys go as
+        one text[] parameter). Not after the queued writes (see the module docstring)."""
+        if not keys:
+            return {}
+        # A RawCursor sends the statement as written ($1), skipping psycopg's %s rewriting.
+        rows = self._run(lambda conn: psycopg.RawCursor(conn).execute(LOOKUP, (keys,)).fetchall())
+        return {key: int(reward) for key, reward in rows}
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Record graded pulls (cache key, model, item, reward) of a search: one statement (so

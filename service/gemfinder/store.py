@@ -39,6 +39,7 @@ from gemfinder.samples import Sample
 from gemfinder.search.values import Progress, Result
 
 UNFINISHED = ("pending", "running")
+LOOKUP_CHUNK = 500  # keys per query of cached_many; SQLite allows 999 parameters before 3.32
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
 SKIPPED = -1
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -267,9 +268,17 @@ class Store:
         return bytes(row[0]) if row else None
 
     # evaluation cache -----------------------------------------------------------------------
-    def cached(self, key: str) -> int | None:
-        row = self._db.execute("SELECT reward FROM evals WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else None
+    def cached_many(self, keys: list[str]) -> dict[str, int]:
+        """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): a
+        whole batch of the scheduler's pulls in one call, queried in chunks of LOOKUP_CHUNK
+        (below SQLite's limit on bound parameters)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key, reward FROM evals WHERE key IN ({marks})", chunk)
+            found.update((key, int(reward)) for key, reward in rows)
+        return found
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Record graded pulls (cache key, model, item, reward) of a search in one transaction.

@@ -15,7 +15,7 @@ from gemfinder.store import open_store
 from gemfinder.tasks import get_task, task_label
 
 from tests.fleet_support import FAST_RETRY, make_items, make_matrix
-from tests.service.support import start_fleet
+from tests.pool_support import start_fleet
 
 
 def mixed():

@@ -14,7 +14,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.fleet_support import FAST_RETRY, make_items
-from tests.service.support import server_config, spec_proto, start_fleet
+from tests.pool_support import server_config, spec_proto, start_fleet
 
 DETAILS_KEY = "grpc-status-details-bin"
 

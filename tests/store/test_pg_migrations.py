@@ -129,7 +129,7 @@ def test_a_failing_migration_changes_nothing(postgres):
         assert conn.execute("SELECT to_regclass('extra')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM evals").fetchone()[0] == 1
     store = PgStore(url)  # the real list still applies
-    assert store.cached("k") == 1
+    assert store.cached_many(["k"]) == {"k": 1}
     store.close()
 
 

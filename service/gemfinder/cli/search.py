@@ -121,10 +121,20 @@ def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
     ]
 
 
+# The spec's fields that one flag sets (SearchSpec.validate names the field, prefix "search").
+SPEC_FLAGS = {
+    "search.seed": "--seed",
+    "search.algorithm": "--algorithm",
+    "search.prior_strength": "--prior-strength",
+    "search.gem_check_share": "--gem-check-share",
+    "search.query_set": "--query-set",
+}
+
+
 def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     """The validated spec and the oracle answering it; bad input is a UserError."""
     items: list[Item] = load_query_set(args.query_set)
-    matrix = load_matrix(args.matrix) if args.matrix else None
+    matrix = load_matrix(args.matrix, field="--matrix") if args.matrix else None
     if args.candidates:
         candidates = load_candidates(args.candidates)
     elif matrix is not None:
@@ -155,14 +165,16 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     )
     try:
         spec.validate(prefix="search", asked=budget.asked)
-    except UserError as err:  # an algorithm parameter or a weight: name the flag that set it
+    except UserError as err:  # a value a flag set: name the flag
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
             raise UserError(f"--param {name}", err.reason) from None
         if err.field.startswith("search.task_weights["):
             name = err.field.removeprefix("search.task_weights[")[:-1]
             raise UserError(f"--task-weight {name}", err.reason) from None
-        raise
+        if err.field in SPEC_FLAGS:
+            raise UserError(SPEC_FLAGS[err.field], err.reason) from None
+        raise  # a field of a file's line (search.candidates[3].endpoint) names the line
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:
