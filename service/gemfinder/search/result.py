@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from gemfinder import _core
-from gemfinder.search import gem_check
+from gemfinder.search import gem_check, incremental
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Estimate, Progress, Result
@@ -93,8 +93,10 @@ def result(
     checked = gem_check.spent({m: by_model[m].seen for m in top}, seen)
     estimates = tuple(estimate(spec, r, seen.get(r.model)) for r in ranking)
     by_id = {e.model_id: e for e in estimates}
+    recommended = spec.candidates[winner_idx].model_id
+    lineage = spec.incremental
     return Result(
-        recommended_model_id=spec.candidates[winner_idx].model_id,
+        recommended_model_id=recommended,
         ranking=estimates,
         queries_spent=sched.spent + checked,
         queries_failed=sched.failed,
@@ -107,6 +109,7 @@ def result(
         gem_verdict=gem,
         gem_evidence=tuple(evidence),
         gem_check_queries=checked,
+        incremental=None if lineage is None else incremental.outcome(lineage, recommended),
     )
 
 

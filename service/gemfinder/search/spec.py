@@ -19,6 +19,7 @@ from gemfinder.budget import U64_MAX, Budget, BudgetAsked, gem_check_reserve, to
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
+from gemfinder.search.values import Incremental
 from gemfinder.tasks import Item, get_task
 
 
@@ -68,6 +69,17 @@ def _backends() -> list[Any]:
     return [REGISTRY[k] for k in sorted(REGISTRY)]
 
 
+@dataclass(frozen=True)
+class IncrementalAsk:
+    """A request for an incremental search (search.incremental): the parent's id, how many of
+    its top models to keep, and the budget per newcomer (None: `SearchSpec.budget` is the
+    newcomers' total). SearchManager.start turns it into the search it asks for."""
+
+    parent_search_id: str
+    incumbents: int
+    per_newcomer: float | None = None
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -83,6 +95,10 @@ class SearchSpec:
     # Start even when a candidate's endpoint does not answer the pre-search check (e.g. still
     # loading); off: such a search is refused (oracles.preflight.EndpointUnreachable).
     allow_unreachable: bool = False
+    # An incremental search as asked (candidates: the current tree), before the manager narrows
+    # it; then `incremental` says what it was narrowed to.
+    ask: IncrementalAsk | None = None
+    incremental: Incremental | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -259,6 +275,10 @@ class SearchSpec:
         }
         if self.allow_unreachable:  # only when set: digests of older specs stay as they were
             data["allow_unreachable"] = True
+        if self.ask is not None:
+            data["incremental_ask"] = asdict(self.ask)
+        if self.incremental is not None:
+            data["incremental"] = self.incremental.to_json()
         return data
 
     @classmethod
@@ -276,6 +296,10 @@ class SearchSpec:
             gem_check_share=data.get("gem_check_share", 0.0),
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
             allow_unreachable=data.get("allow_unreachable", False),
+            ask=IncrementalAsk(**data["incremental_ask"]) if "incremental_ask" in data else None,
+            incremental=Incremental.from_json(data["incremental"])
+            if "incremental" in data
+            else None,
         )
 
 

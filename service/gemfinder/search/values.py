@@ -95,6 +95,31 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How an incremental search relates to its parent (proto IncrementalOutcome;
+    search.incremental). `known`: every model id the lineage has listed (the parent's, its own
+    parent's, and this search's current tree), so that a model left out once is not taken for
+    a newcomer by the next search in the chain; stored, not sent."""
+
+    parent_search_id: str
+    parent_winner_model_id: str = ""
+    winner_changed: bool = False  # set in the result
+    incumbents: tuple[str, ...] = ()
+    newcomers: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    left_out: int = 0
+    known: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Incremental:
+        lists = {k: tuple(data.get(k, ())) for k in ("incumbents", "newcomers", "removed", "known")}
+        return _known(cls, data | lists)
+
+
+@dataclass(frozen=True)
 class Result:
     """A finished (or cancelled) search (proto SearchResult; search.result says how each field
     is computed). `gem_verdict` is one of search.gem's names, "" for results stored before
@@ -113,9 +138,12 @@ class Result:
     gem_verdict: str = ""
     gem_evidence: tuple[Paired, ...] = ()
     gem_check_queries: int = 0
+    incremental: Incremental | None = None  # set for an incremental search
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order."""
+        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order;
+        `incremental` only for an incremental search."""
+        extra = {} if self.incremental is None else {"incremental": self.incremental.to_json()}
         return {
             "recommended_model_id": self.recommended_model_id,
             "ranking": [e.to_json() for e in self.ranking],
@@ -130,6 +158,7 @@ class Result:
             "gem_verdict": self.gem_verdict,
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
+            **extra,
         }
 
     @classmethod
@@ -140,6 +169,9 @@ class Result:
             "ranking": tuple(Estimate.from_json(e) for e in data.get("ranking", ())),
             "most_popular": None if popular is None else Estimate.from_json(popular),
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
+            "incremental": None
+            if data.get("incremental") is None
+            else Incremental.from_json(data["incremental"]),
         }
         return _known(cls, data | nested)
 
