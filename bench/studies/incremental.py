@@ -33,8 +33,15 @@ def main() -> None:
     parser.add_argument("--incumbents", nargs="+", type=int, default=[2, 4, 8, 16])
     parser.add_argument("--budgets", nargs="+", type=float, default=BUDGETS)
     parser.add_argument("--algorithm", default=_core.DEFAULT_ALGORITHM)
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="warm start: the incremental search ranks by posterior mean with each incumbent's "
+        "parent answers as its prior (measured worse; docs/search.md)",
+    )
     args = parser.parse_args()
-    print(f"{args.algorithm}, {args.trials} trials per row\n")
+    warm = ", warm start" if args.warm else ""
+    print(f"{args.algorithm}{warm}, {args.trials} trials per row\n")
     print(
         "| pool | new | N | k | paid | full paid (cache) | full spent | paid / full cache "
         "| paid / full | loss inc / full / stale | p90 inc / full | P(loss<=0.5) inc / full "
@@ -47,7 +54,14 @@ def main() -> None:
             for n_avg in args.budgets:
                 for k in args.incumbents:
                     r = simulate_incremental(
-                        matrix, share, n_avg, args.trials, 1, k, algorithm=args.algorithm
+                        matrix,
+                        share,
+                        n_avg,
+                        args.trials,
+                        1,
+                        k,
+                        algorithm=args.algorithm,
+                        warm=args.warm,
                     )
                     print(
                         f"| {preset} ({r['models']}) | {share:.0%} ({r['new']}) | {n_avg:g} "

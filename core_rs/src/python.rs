@@ -404,7 +404,7 @@ fn incremental_budget(
 /// a dict of arrays, one entry per trial: parent_pick, pick, spent, paid, full_pick,
 /// full_spent, full_paid (picks are matrix rows; paid: pulls the parent had not answered).
 #[pyfunction]
-#[pyo3(signature = (correct, algorithm, seed, start, stop, n_new, incumbents, parent_budget, per_newcomer, full_budget, params=None))]
+#[pyo3(signature = (correct, algorithm, seed, start, stop, n_new, incumbents, parent_budget, per_newcomer, full_budget, params=None, warm=false))]
 #[allow(clippy::too_many_arguments)]
 fn simulate_incremental<'py>(
     py: Python<'py>,
@@ -419,6 +419,7 @@ fn simulate_incremental<'py>(
     per_newcomer: u64,
     full_budget: u64,
     params: Option<HashMap<String, f64>>,
+    warm: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (k, n) = (correct.shape()[0], correct.shape()[1]);
     let config = make_config(algorithm, k, n, full_budget, seed, params, None, None)?;
@@ -429,6 +430,7 @@ fn simulate_incremental<'py>(
         parent_budget,
         per_newcomer,
         full_budget,
+        warm,
     };
     let outcomes = py
         .allow_threads(|| incremental::run_incremental_trials(&config, matrix, plan, start..stop))

@@ -151,6 +151,7 @@ def simulate_incremental(
     per_newcomer: int,
     full_budget: int,
     params: dict[str, float] | None = None,
+    warm: bool = False,
 ) -> dict[str, npt.NDArray[np.uint32] | npt.NDArray[np.uint64]]: ...
 def summarize(
     accuracies: npt.NDArray[np.float64],

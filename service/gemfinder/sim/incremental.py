@@ -43,6 +43,7 @@ def simulate_incremental(
     incumbents: int = DEFAULT_INCUMBENTS,
     per_newcomer: float | None = None,
     algorithm: str = "default",
+    warm: bool = False,
 ) -> dict:
     """One row: the incremental search and the full re-search on the same trials.
 
@@ -73,6 +74,8 @@ def simulate_incremental(
         math.ceil(budget_per_model * (k - n_new)),
         math.ceil(per_new),
         math.ceil(budget_per_model * k),
+        None,
+        warm,
     )
     acc = matrix.accuracies()
     loss = {who: trial_losses(acc, arrays[f"{who}pick"]) for who in ("parent_", "", "full_")}
