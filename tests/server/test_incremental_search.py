@@ -60,8 +60,21 @@ async def test_finds_a_planted_better_newcomer_and_pays_nothing_twice(env):
     parent = await search(stub, old, items, seed=5)
     assert parent.result.recommended_model_id != BEST
     before = served(fleet)
-    child = await search(stub, candidates, items, parent_search_id=parent.search_id, incumbents=4)
+    spec = spec_proto(
+        candidates, items, gem_check_share=0.0, parent_search_id=parent.search_id, incumbents=4
+    )
+    request = pb.SelectBestModelRequest(spec=spec, request_id="grown-1")
+    child = (await stub.SelectBestModel(request, timeout=60)).search
     after = served(fleet)
+    # A retry with the same request id attaches to the same search: nothing is paid twice.
+    again = (await stub.SelectBestModel(request, timeout=60)).search
+    assert again.search_id == child.search_id and served(fleet) == after
+    assert child.parent_search_id == parent.search_id
+    listed = await stub.ListSearches(pb.ListSearchesRequest())
+    assert {s.search_id: s.parent_search_id for s in listed.searches} == {
+        parent.search_id: "",
+        child.search_id: parent.search_id,
+    }
     inc = child.result.incremental
     assert child.result.recommended_model_id == BEST
     assert inc.parent_search_id == parent.search_id

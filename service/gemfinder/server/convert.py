@@ -315,6 +315,7 @@ def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
         error=row.error or "",
         create_time=_timestamp(row.created),
         update_time=_timestamp(row.updated),
+        parent_search_id=(spec.get("incremental") or {}).get("parent_search_id", ""),
     )
     if with_result and row.result is not None:
         out.result.CopyFrom(result_to_proto(row.result))

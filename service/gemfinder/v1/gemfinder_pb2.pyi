@@ -256,7 +256,7 @@ class PairedComparison(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., shared_items: _Optional[int] = ..., winner_only_correct: _Optional[int] = ..., other_only_correct: _Optional[int] = ..., p_value: _Optional[float] = ...) -> None: ...
 
 class Search(_message.Message):
-    __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time")
+    __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time", "parent_search_id")
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class Search(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     search_id: str
     request_id: str
     state: SearchState
@@ -279,7 +280,8 @@ class Search(_message.Message):
     error: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, search_id: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., algorithm: _Optional[str] = ..., n_candidates: _Optional[int] = ..., n_items: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[SearchResult, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    parent_search_id: str
+    def __init__(self, search_id: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., algorithm: _Optional[str] = ..., n_candidates: _Optional[int] = ..., n_items: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[SearchResult, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_search_id: _Optional[str] = ...) -> None: ...
 
 class SelectBestModelRequest(_message.Message):
     __slots__ = ("spec", "request_id")
