@@ -15,7 +15,7 @@ import sys
 
 from tests.k8s.support import K8S, load_docs
 
-CRONJOB = K8S / "examples" / "incremental-search" / "cronjob.yaml"
+CRONJOB = K8S / "examples" / "incremental-search-cronjob.yaml"
 STATE = "/var/lib/gemfinder-incremental"
 
 SHIM = """#!{python}
