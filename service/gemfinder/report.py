@@ -105,3 +105,25 @@ def per_task_report(result: Result, top: int = 3) -> str:
             "pick (its elimination order, on items drawn without regard to task)"
         )
     return "\n".join(lines)
+
+
+def incremental_report(result: Result) -> str:
+    """What an incremental search found against its parent ("" for any other search)."""
+    inc = result.incremental
+    if inc is None:
+        return ""
+    verdict = (
+        f"winner changed: {inc.parent_winner_model_id} -> {result.recommended_model_id}"
+        if inc.winner_changed
+        else f"winner unchanged: {result.recommended_model_id}"
+    )
+    lines = [
+        f"incremental search from {inc.parent_search_id}: {verdict}",
+        f"  {len(inc.incumbents)} incumbents, {len(inc.newcomers)} newcomers, "
+        f"{inc.left_out} candidates left out (ranked below the incumbents before); "
+        f"{result.queries_spent - result.queries_cached:,} new queries, "
+        f"{result.queries_cached:,} answers from the cache",
+    ]
+    if inc.removed:
+        lines.append(f"  dropped (no longer in the tree): {', '.join(inc.removed)}")
+    return "\n".join(lines)

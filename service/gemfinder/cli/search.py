@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 
 from tqdm import tqdm
 
@@ -27,8 +28,14 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec
+from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
+from gemfinder.search.spec import (
+    GEM_CHECK_SHARE,
+    PRIOR_STRENGTH,
+    IncrementalAsk,
+    default_algorithm,
+)
 from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
@@ -73,6 +80,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
+    )
+    p.add_argument(
+        "--incremental-from",
+        metavar="SEARCH_ID",
+        help="incremental search: challenge the top models of this earlier search of --store "
+        "('latest': its newest succeeded search) with the candidates it did not have; "
+        "--candidates is the current tree, --budget-per-model is per newcomer (docs/search.md)",
+    )
+    p.add_argument(
+        "--incumbents",
+        type=int,
+        help="with --incremental-from: how many of the earlier search's top models to keep "
+        f"(default {DEFAULT_INCUMBENTS})",
     )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -163,6 +183,10 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         allow_unreachable=args.allow_unreachable,
         task_weights=parse_weights(args.task_weight),
     )
+    if args.incremental_from is not None:
+        spec.ask = _incremental_ask(args)
+    elif args.incumbents is not None:
+        raise UserError("--incumbents", "only with --incremental-from")
     try:
         spec.validate(prefix="search", asked=budget.asked)
     except UserError as err:  # a value a flag set: name the flag
@@ -182,6 +206,25 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         return spec, ReplayOracle(matrix)
     endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
     return spec, InferenceOracle(endpoints)
+
+
+def _incremental_ask(args: argparse.Namespace) -> IncrementalAsk:
+    if not args.store:
+        raise UserError("--incremental-from", "needs --store: the earlier search lives there")
+    k = DEFAULT_INCUMBENTS if args.incumbents is None else args.incumbents
+    per_newcomer = None if args.budget is not None else args.budget_per_model or DEFAULT_PER_MODEL
+    return IncrementalAsk(args.incremental_from, check_incumbents(k, "--incumbents"), per_newcomer)
+
+
+def resolve_parent(spec: SearchSpec, store: Store) -> None:
+    """`--incremental-from latest`: the store's newest succeeded search, resolved before the
+    search's key is made, so that tomorrow's run is a new search and not today's again."""
+    if spec.ask is None or spec.ask.parent_search_id != "latest":
+        return
+    newest = store.list_searches(1, state="succeeded")
+    if not newest:
+        raise UserError("--incremental-from", "latest: --store holds no succeeded search")
+    spec.ask = replace(spec.ask, parent_search_id=newest[0].id)
 
 
 def search_key(spec: SearchSpec) -> str:
@@ -242,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     spec, oracle = build(args)
     store = open_store(args.store or ":memory:", option="--store")
     try:
+        resolve_parent(spec, store)
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
     finally:
         store.close()
@@ -261,4 +305,7 @@ def run(args: argparse.Namespace) -> int:
     if row.result.per_task:
         print()
         print(report.per_task_report(row.result))
+    if row.result.incremental is not None:
+        print()
+        print(report.incremental_report(row.result))
     return 0

@@ -36,6 +36,7 @@ from gemfinder.oracles import Oracle
 from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
+from gemfinder.search import incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec, spec_digest
 from gemfinder.search.values import Progress
@@ -239,6 +240,8 @@ class SearchManager:
     async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
         # Before anything else: no connection to an endpoint the operator did not allow.
         self._check_allowed(spec)
+        if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
+            spec = incremental.narrow(self.store, spec)
         # One request id, one search, even under concurrent retries: a start with the id of a
         # start in progress waits for it, then attaches to its search (or starts afresh if it
         # failed). No lock is held while endpoints are probed, so starts run concurrently.

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from gemfinder import _core
-from gemfinder.search import gem_check
+from gemfinder.search import gem_check, incremental
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.per_task import Counts, item_tasks, per_task
 from gemfinder.search.spec import SearchSpec
@@ -101,8 +101,10 @@ def result(
     tasks, overall = (), ()
     if task_counts is not None and len(spec.task_items()) > 1:
         tasks, overall = per_task(spec, estimates, task_counts(item_tasks(spec)[1]))
+    recommended = spec.candidates[winner_idx].model_id
+    lineage = spec.incremental
     return Result(
-        recommended_model_id=spec.candidates[winner_idx].model_id,
+        recommended_model_id=recommended,
         ranking=estimates,
         queries_spent=sched.spent + checked,
         queries_failed=sched.failed,
@@ -117,6 +119,7 @@ def result(
         gem_check_queries=checked,
         per_task=tasks,
         overall=overall,
+        incremental=None if lineage is None else incremental.outcome(lineage, recommended),
     )
 
 

@@ -20,6 +20,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
 from gemfinder.samples import prompt_sha256
+from gemfinder.search.values import Incremental
 from gemfinder.tasks import Item, get_task, task_label
 
 
@@ -69,6 +70,17 @@ def _backends() -> list[Any]:
     return [REGISTRY[k] for k in sorted(REGISTRY)]
 
 
+@dataclass(frozen=True)
+class IncrementalAsk:
+    """A request for an incremental search (search.incremental): the parent's id, how many of
+    its top models to keep, and the budget per newcomer (None: `SearchSpec.budget` is the
+    newcomers' total). SearchManager.start turns it into the search it asks for."""
+
+    parent_search_id: str
+    incumbents: int
+    per_newcomer: float | None = None
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -88,6 +100,10 @@ class SearchSpec:
     # (search.per_task); a task not named weighs 1. Empty: each task weighs its share of the
     # items, which makes the overall ranking's accuracies the plain ones.
     task_weights: dict[str, float] = field(default_factory=dict)
+    # An incremental search as asked (candidates: the current tree), before the manager narrows
+    # it; then `incremental` says what it was narrowed to.
+    ask: IncrementalAsk | None = None
+    incremental: Incremental | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -312,6 +328,10 @@ class SearchSpec:
             data["allow_unreachable"] = True
         if self.task_weights:  # likewise
             data["task_weights"] = dict(sorted(self.task_weights.items()))
+        if self.ask is not None:
+            data["incremental_ask"] = asdict(self.ask)
+        if self.incremental is not None:
+            data["incremental"] = self.incremental.to_json()
         return data
 
     @classmethod
@@ -330,6 +350,10 @@ class SearchSpec:
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
             allow_unreachable=data.get("allow_unreachable", False),
             task_weights=data.get("task_weights", {}),
+            ask=IncrementalAsk(**data["incremental_ask"]) if "incremental_ask" in data else None,
+            incremental=Incremental.from_json(data["incremental"])
+            if "incremental" in data
+            else None,
         )
 
 

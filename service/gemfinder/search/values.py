@@ -122,6 +122,31 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How an incremental search relates to its parent (proto IncrementalOutcome;
+    search.incremental). `known`: every model id the lineage has listed (the parent's, its own
+    parent's, and this search's current tree), so that a model left out once is not taken for
+    a newcomer by the next search in the chain; stored, not sent."""
+
+    parent_search_id: str
+    parent_winner_model_id: str = ""
+    winner_changed: bool = False  # set in the result
+    incumbents: tuple[str, ...] = ()
+    newcomers: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    left_out: int = 0
+    known: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Incremental:
+        lists = {k: tuple(data.get(k, ())) for k in ("incumbents", "newcomers", "removed", "known")}
+        return _known(cls, data | lists)
+
+
+@dataclass(frozen=True)
 class Result:
     """A finished (or cancelled) search (proto SearchResult; search.result says how each field
     is computed). `gem_verdict` is one of search.gem's names, "" for results stored before
@@ -144,11 +169,13 @@ class Result:
     # task name, and every model ranked on its task-weighted accuracy (search.per_task).
     per_task: tuple[TaskResult, ...] = ()
     overall: tuple[Estimate, ...] = ()
+    incremental: Incremental | None = None  # set for an incremental search
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order;
-        `per_task` and `overall` only for a mixed query set, so that other results are stored
-        as before."""
+        `incremental` only for an incremental search, `per_task` and `overall` only for a mixed
+        query set, so that other results are stored as before."""
+        extra = {} if self.incremental is None else {"incremental": self.incremental.to_json()}
         out = {
             "recommended_model_id": self.recommended_model_id,
             "ranking": [e.to_json() for e in self.ranking],
@@ -163,6 +190,7 @@ class Result:
             "gem_verdict": self.gem_verdict,
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
+            **extra,
         }
         if self.per_task or self.overall:
             out["per_task"] = [t.to_json() for t in self.per_task]
@@ -179,6 +207,9 @@ class Result:
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
             "per_task": tuple(TaskResult.from_json(t) for t in data.get("per_task", ())),
             "overall": tuple(Estimate.from_json(e) for e in data.get("overall", ())),
+            "incremental": None
+            if data.get("incremental") is None
+            else Incremental.from_json(data["incremental"]),
         }
         return _known(cls, data | nested)
 
