@@ -27,8 +27,8 @@ from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 
-def connect(url: str, token: str, timeout: float, http: Any) -> Any:
-    return inference_client(None, token, timeout, http)
+def connect(url: str, token: str, timeout: float) -> Any:
+    return inference_client(None, token, timeout)
 
 
 async def query(client: Any, call: Call) -> Completion:
@@ -56,7 +56,8 @@ async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list
     /tokenize does not list get -1: never part of the continuation)."""
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
-    response = await client._async_client.post(  # the byte-capped session the client reads
+    http = await client._get_async_client()  # the session its /generate answers came through
+    response = await http.post(
         f"{url}/tokenize",
         json={"inputs": full},
         headers=build_hf_headers(token=client.token),
