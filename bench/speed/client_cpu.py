@@ -26,6 +26,8 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -147,11 +149,30 @@ async def _gemfinder(work, candidates) -> tuple[Callable, Callable]:
     return one, oracle.aclose
 
 
+def _workers(n: int) -> Callable:
+    async def make(work, candidates) -> tuple[Callable, Callable]:
+        from gemfinder.oracles.workers import WorkerOracle
+
+        oracle = WorkerOracle(_endpoints(candidates), workers=n)
+        await oracle.prepare(candidates)
+        _PIDS[:] = oracle.pids
+
+        async def one(cand: Candidate, item: Item) -> int | None:
+            return (await oracle.answer(cand, item)).reward
+
+        return one, oracle.aclose
+
+    return make
+
+
+_PIDS: list[int] = []  # the oracle workers of the variant running
+
+
 async def _timed(make, work, candidates) -> dict:
     one, close = await make(work, candidates)
     try:
         await asyncio.gather(*(one(c, it) for c, it in work[:WARMUP]))
-        pids = [os.getpid()]
+        pids = [os.getpid(), *_PIDS]
         cpu0, t0 = _cpu_of(pids), time.perf_counter()
         rewards = await asyncio.gather(*(one(c, it) for c, it in work[WARMUP:]))
         elapsed, cpu = time.perf_counter() - t0, _cpu_of(pids) - cpu0
@@ -161,10 +182,13 @@ async def _timed(make, work, candidates) -> dict:
     return {"graded": graded, "seconds": elapsed, "cpu_s": cpu, "rewards": rewards}
 
 
-VARIANTS = {"aiohttp": _aiohttp, "huggingface_hub": _hf, "gemfinder": _gemfinder}
+def _variants(workers: list[int]) -> dict[str, Callable]:
+    out = {"aiohttp": _aiohttp, "huggingface_hub": _hf, "gemfinder": _gemfinder}
+    out.update({f"gemfinder-w{n}": _workers(n) for n in workers})
+    return out
 
 
-def _workload(workdir: Path, queries: int):
+def _workload(workdir: Path) -> None:
     records = generate(100, seed=1, tasks=("arc_challenge", "mmlu", "winogrande"))
     write_jsonl(records, workdir / "items.jsonl")
     items = load_query_set(workdir / "items.jsonl")
@@ -172,45 +196,66 @@ def _workload(workdir: Path, queries: int):
     correct = (rng.random((MODELS, len(items))) < 0.6).astype(np.uint8)
     names = [f"bench/model-{k}" for k in range(MODELS)]
     save_npz(CorrectnessMatrix(correct, names, [it.id for it in items]), workdir / "m.npz")
-    return items
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One variant in this (fresh) process: no client state leaks from one variant into
+    another (gemfinder installs its client factory into huggingface_hub process-wide)."""
+    candidates = load_candidates(args.candidates)
+    items = load_query_set(args.items)
+    pairs = [(c, it) for it in items for c in candidates]
+    need = WARMUP + args.queries
+    work = (pairs * (need // len(pairs) + 1))[:need]
+    make = _variants(args.workers)[args.variant]
+    print(json.dumps(asyncio.run(_timed(make, work, candidates))))
+
+
+def _run_child(name: str, args: argparse.Namespace, candidates: Path, items: Path) -> dict:
+    command = [
+        sys.executable, "-m", "bench.speed.client_cpu", "--variant", name,
+        "--candidates", str(candidates), "--items", str(items), "--queries", str(args.queries),
+        "--workers", ",".join(map(str, args.workers)),
+    ]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=3000, help="timed queries per variant")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every variant (median)")
+    parser.add_argument(
+        "--workers",
+        type=lambda s: [int(n) for n in s.split(",")],
+        default=[1, 2],
+        help="worker counts of the gemfinder-wN variants, comma-separated (default 1,2)",
+    )
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--candidates", help=argparse.SUPPRESS)
+    parser.add_argument("--items", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.variant:
+        return _child(args)
     rows: dict[str, list[dict]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        items = _workload(workdir, args.queries)
-        proc, cand_path = _start_fleet(workdir)
+        _workload(workdir)
+        proc, candidates = _start_fleet(workdir)
         try:
-            candidates = load_candidates(cand_path)
-            pairs = [(c, it) for it in items for c in candidates]
-            need = WARMUP + args.queries
-            work = (pairs * (need // len(pairs) + 1))[:need]
             for _ in range(args.rounds):
-                for name, make in VARIANTS.items():
-                    rows[name].append(asyncio.run(_timed(make, work, candidates)))
+                for name in _variants(args.workers):
+                    rows[name].append(_run_child(name, args, candidates, workdir / "items.jsonl"))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
     reference = rows["aiohttp"][0]["rewards"]
     base = statistics.median(r["cpu_s"] / r["graded"] for r in rows["aiohttp"])
+    print(f"{'client':<16} {'graded/s':>9} {'CPU ms/graded':>14} {'x aiohttp':>10}  same grades")
     for name, runs in rows.items():
-        cpu_ms = statistics.median(1000 * r["cpu_s"] / r["graded"] for r in runs)
-        print(
-            json.dumps(
-                {
-                    "client": name,
-                    "graded_per_s": round(statistics.median(r["graded"] / r["seconds"] for r in runs)),
-                    "cpu_ms_per_graded": round(cpu_ms, 3),
-                    "cpu_vs_aiohttp": round(cpu_ms / 1000 / base, 2),
-                    "same_grades": all(r["rewards"] == reference for r in runs),
-                }
-            )
-        )
+        cpu = statistics.median(r["cpu_s"] / r["graded"] for r in runs)
+        rate = statistics.median(r["graded"] / r["seconds"] for r in runs)
+        same = all(r["rewards"] == reference for r in runs)
+        print(f"{name:<16} {rate:>9.0f} {1000 * cpu:>14.3f} {cpu / base:>10.2f}  {same}")
 
 
 if __name__ == "__main__":
