@@ -2,11 +2,12 @@
 
 Issue 15's acceptance bench. The same simulated TGI fleet process (zero latency, 2 endpoints,
 12 models) answers every client; every client sends the same multiple-choice queries (same
-prompts, same greedy settings, 32 in flight per endpoint) and grades the answers with the same
-grader. Clients:
+prompts, same greedy settings and the same request body as gemfinder's TGI backend, 32 in
+flight per endpoint) and grades the answers with the same grader. Clients:
 
 - `aiohttp`: a bare aiohttp loop (POST /generate, json.loads, grade): the floor;
-- `huggingface_hub`: a bare AsyncInferenceClient loop (`text_generation(details=True)`, grade);
+- `huggingface_hub`: a bare AsyncInferenceClient loop (`text_generation`, grade), the library's
+  own HTTP client;
 - `gemfinder`: the oracle (gemfinder.oracles.InferenceOracle: retries, circuit breaker, answer
   cap, statistics) in the calling process;
 - `gemfinder-wN`: the oracle in N worker processes (gemfinder.oracles.workers), fed a batch of
@@ -67,7 +68,6 @@ def _payload(cand: Candidate, item: Item) -> tuple[str, dict]:
         "stop": list(gen.stop),
         "do_sample": False,
         "return_full_text": False,
-        "details": True,
     }
     if cand.adapter_id:
         params["adapter_id"] = cand.adapter_id
@@ -115,7 +115,7 @@ async def _hf(work, candidates) -> tuple[Callable, Callable]:
             out = await clients[cand.endpoint].text_generation(
                 prompt, model=f"{cand.endpoint}/generate", **params
             )
-        return _grade(item, out.generated_text)
+        return _grade(item, out)
 
     async def close() -> None:
         for client in clients.values():

@@ -10,6 +10,7 @@ one line of the registry says everything about a backend.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
     from gemfinder.candidates import Candidate
     from gemfinder.oracles.endpoints import EndpointConfig
     from gemfinder.tasks import GenerationSettings, Prompt
+
+
+# A query that wants the headers of its answer (TGI's token counts) sets a dict here; the
+# transport under the clients (gemfinder.oracles.transport) fills it. Per task, like the call.
+RESPONSE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("response_headers", default=None)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,18 @@ class InferenceOracle:
                 except Exception:  # noqa: BLE001 - forgotten either way; the search has ended
                     log.warning("closing the client of %s failed", url, exc_info=True)
 
+    def configure(self, config: EndpointConfig) -> None:
+        """Use `config` (its max_concurrency set) for its endpoint without probing it: an oracle
+        worker's endpoints, probed and checked by its parent (oracles.workers)."""
+        self._add(config, max(1, config.max_concurrency or self.default_concurrency))
+
+    async def forget(self, urls: list[str]) -> None:
+        """Close and forget the clients of `urls` (an oracle worker, told by its parent)."""
+        for url in urls:
+            endpoint = self._endpoints.pop(url, None)
+            if endpoint is not None:
+                await endpoint.client.close()
+
     @property
     def retained(self) -> int:
         """Endpoints whose settings and client this oracle holds (bounded; see `release`)."""
