@@ -9,7 +9,6 @@ still holds: a worker never outlives the process that started it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import socket
 import sys
@@ -92,6 +91,9 @@ async def serve(fd: int) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
     kind, settings = await read_frame(reader)
     assert kind == "settings", kind
+    from gemfinder.cli.serve import configure_logging
+
+    configure_logging(settings["log_level"])
     worker = Worker(writer, settings)
     writer.write(frame(("ready",)))
     try:
@@ -116,7 +118,6 @@ async def serve(fd: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="oracle worker: %(levelname)s %(message)s")
     # The parent stops its workers (a frame, then SIGTERM); Ctrl-C in a terminal reaches the
     # whole process group, and a worker must not die of it before its parent asks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

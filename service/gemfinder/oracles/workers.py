@@ -101,6 +101,7 @@ class WorkerOracle:
         seed: int | None = None,
         max_answer_bytes: int | None = None,
         executor: str = "",
+        log_level: str = "WARNING",
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -124,6 +125,7 @@ class WorkerOracle:
             "seed": seed,
             "max_answer_bytes": self.local.max_answer_bytes,
             "executor": executor,
+            "log_level": log_level,
         }
         self._workers = [_Worker(k) for k in range(workers)]
         self._configured: dict[str, EndpointConfig] = {}  # endpoint -> its settings and limit
@@ -194,6 +196,11 @@ class WorkerOracle:
         for worker in self._workers:
             await self._stop(worker)
         await self.local.aclose()
+
+    async def start(self) -> None:
+        """Start the workers now (the server does, so that a worker that cannot start fails
+        the start, not the first search); else the first prepare or answer starts them."""
+        await self._start()
 
     # workers ----------------------------------------------------------------------------------
     async def _start(self) -> None:
