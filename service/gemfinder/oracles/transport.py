@@ -7,7 +7,7 @@ move through a cheaper transport while the library's request building, error typ
 stay as they are. Against the simulated fleet, a bare huggingface_hub loop spent 0.94 ms of CPU
 per request on httpx2's own transport (httpcore2 over anyio) and 0.53 ms on this one
 (docs/oracles.md, "Client cost and worker processes"); and httpx2 built one SSL context
-(~36 ms) per client, where one per process serves all.
+(21-25 ms of CPU) per client, where one per process serves all.
 
 What the transport keeps from the one it replaces:
 - the cap: a declared Content-Length above it is refused before any byte is read, reading stops
@@ -47,7 +47,7 @@ _SSL: ssl.SSLContext | None = None
 
 def ssl_context() -> ssl.SSLContext:
     """One verifying SSL context for every connection of the process (building one loads the
-    CA bundle: ~36 ms)."""
+    CA bundle: 21-25 ms of CPU)."""
     global _SSL
     if _SSL is None:
         _SSL = ssl.create_default_context()

@@ -379,5 +379,8 @@ class WorkerOracle:
                 worker.writer.write(frame(("cancel", worker.cancelled)))
                 worker.cancelled = []
             if worker.outbox:
-                batch, worker.outbox = worker.outbox, []
-                worker.writer.write(frame(("answer", batch)))
+                # Pulls cancelled before they went out are not sent at all.
+                batch = [p for p in worker.outbox if p[0] in worker.pending]
+                worker.outbox = []
+                if batch:
+                    worker.writer.write(frame(("answer", batch)))
