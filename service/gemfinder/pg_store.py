@@ -44,6 +44,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
+from gemfinder.samples import COLUMNS as SAMPLE_COLUMNS
+from gemfinder.samples import Sample
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import (
     COLUMNS,
@@ -53,6 +55,7 @@ from gemfinder.store import (
     RequestTaken,
     SearchRow,
     _row,
+    _sample,
     update_columns,
 )
 from gemfinder.store_writer import WriteBehind
@@ -229,17 +232,19 @@ class PgStore:
         *,
         owner: str | None = None,
         lease_s: float = 0.0,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         now = time.time()
+        made = None if provenance is None else json.dumps(provenance)
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
         # a request_id taken by another search fails: RequestTaken, as in SQLite.
         try:
             self._durable(
                 search_id,
                 "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
-                f" lease_until) VALUES (%s, %s, 'pending', %s, %s, %s, %s, {NOW} + %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (search_id, request_id, json.dumps(spec), now, now, owner, lease_s),
+                f" lease_until, provenance) VALUES (%s, %s, 'pending', %s, %s, %s, %s,"
+                f" {NOW} + %s, %s) ON CONFLICT (id) DO NOTHING",
+                (search_id, request_id, json.dumps(spec), now, now, owner, lease_s, made),
             )
         except psycopg.errors.UniqueViolation:
             raise RequestTaken(request_id) from None
@@ -437,6 +442,22 @@ class PgStore:
             out[model][item] = reward
         return out
 
+    def task_counts(
+        self, search_id: str, item_tasks: list[int]
+    ) -> dict[int, dict[int, tuple[int, int]]]:
+        """{model: {task: (graded pulls, successes)}} of a search, counted by the server."""
+        rows = self._all(
+            "SELECT p.model, t.task, COUNT(*), SUM(p.reward) FROM pulls p"
+            " JOIN unnest(%s::int[]) WITH ORDINALITY AS t (task, n) ON p.item = t.n - 1"
+            " WHERE p.search_id = %s AND p.reward >= 0 GROUP BY p.model, t.task",
+            (list(item_tasks), search_id),
+            search_id,
+        )
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for model, task, n, hits in rows:
+            out.setdefault(int(model), {})[int(task)] = (int(n), int(hits))
+        return out
+
     def drop_pulls(self, search_id: str) -> None:
         """Forget the graded pulls of an ended search (see gemfinder.store)."""
         self._write(search_id, "DELETE FROM pulls WHERE search_id = %s", (search_id,))
@@ -444,3 +465,44 @@ class PgStore:
     def count_evals(self) -> int:
         row = self._one("SELECT COUNT(*) FROM evals")
         return int(row[0]) if row else 0
+
+    # samples log (gemfinder.samples) ---------------------------------------------------------
+    def put_samples(self, search_id: str, samples: list[Sample]) -> None:
+        """Log graded queries: one statement; a pull logged before keeps its first."""
+        if not samples:
+            return
+        columns = [list(c) for c in zip(*(s.row() for s in samples), strict=True)]
+        columns[5] = [bool(v) for v in columns[5]]  # cached, gem_check: booleans here
+        columns[6] = [bool(v) for v in columns[6]]
+        self._write(
+            search_id,
+            f"INSERT INTO samples (search_id, {SAMPLE_COLUMNS}, created)"
+            " SELECT %s, s.*, %s FROM unnest(%s::int[], %s::int[], %s::text[], %s::text[],"
+            " %s::smallint[], %s::boolean[], %s::boolean[], %s::text[], %s::text[],"
+            " %s::int[], %s::int[]) AS s ON CONFLICT DO NOTHING",
+            (search_id, time.time(), *columns),
+        )
+
+    def samples(self, search_id: str, after: tuple[int, int], limit: int) -> list[Sample]:
+        """Up to `limit` samples of a search after (model, item) `after`, in that order."""
+        rows = self._all(
+            f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE search_id = %s"
+            " AND (model, item) > (%s, %s) ORDER BY model, item LIMIT %s",
+            (search_id, after[0], after[1], limit),
+            search_id,
+        )
+        return [_sample(r) for r in rows]
+
+    def original_samples(self, keys: list[str]) -> dict[str, tuple[str, Sample]]:
+        """{cache key: (search id, sample)} of the queries that produced these cached answers."""
+        rows = self._all(
+            f"SELECT DISTINCT ON (key) search_id, {SAMPLE_COLUMNS} FROM samples"
+            " WHERE NOT cached AND key = ANY(%s::text[]) ORDER BY key, created, search_id",
+            (sorted(set(keys)),),
+        )
+        return {row[3]: (row[0], _sample(row[1:])) for row in rows}
+
+    def provenance(self, search_id: str) -> dict[str, Any] | None:
+        """What produced a search (None: stored before provenance was recorded)."""
+        row = self._one("SELECT provenance FROM searches WHERE id = %s", (search_id,), search_id)
+        return json.loads(row[0]) if row and row[0] else None

@@ -25,6 +25,7 @@ from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
+from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
@@ -65,12 +66,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
+    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
+                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
+                   "not named weighs 1; none given: each task weighs its share of the "
+                   "items)")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
     )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
+                   "(gemfinder report; needs matplotlib)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -85,6 +92,19 @@ def parse_params(pairs: list[str]) -> dict[str, float]:
         if not sep or not key.strip():
             raise UserError("--param", f"expected name=number, got {pair!r}")
     return params
+
+
+def parse_weights(pairs: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        task, sep, value = pair.partition("=")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not task.strip():
+            raise UserError("--task-weight", f"expected task=number, got {pair!r}")
+    return weights
 
 
 def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
@@ -131,13 +151,17 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
+        task_weights=parse_weights(args.task_weight),
     )
     try:
         spec.validate(prefix="search", asked=budget.asked)
-    except UserError as err:  # an algorithm parameter: name the flag that set it
+    except UserError as err:  # an algorithm parameter or a weight: name the flag that set it
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
             raise UserError(f"--param {name}", err.reason) from None
+        if err.field.startswith("search.task_weights["):
+            name = err.field.removeprefix("search.task_weights[")[:-1]
+            raise UserError(f"--task-weight {name}", err.reason) from None
         raise
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
@@ -201,6 +225,8 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report:
+        check_target(args.report, "--report")  # before the search, not after it
     spec, oracle = build(args)
     store = open_store(args.store or ":memory:", option="--store")
     try:
@@ -210,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
     if row.state != "succeeded" or row.result is None:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
+    if args.report:
+        write_report(args.report, row.result, spec.to_dict(), "--report", search_id=row.id)
     if args.json:
         json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
@@ -217,4 +245,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    print(f"search id     {row.id}")  # for `gemfinder export` (its samples, with --store)
+    if row.result.per_task:
+        print()
+        print(report.per_task_report(row.result))
     return 0

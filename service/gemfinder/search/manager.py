@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gemfinder import _core, metrics
+from gemfinder import _core, metrics, provenance
 from gemfinder.errors import UserError
 from gemfinder.oracles import Oracle
 from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
@@ -95,6 +95,7 @@ class SearchManager:
         self._leases: asyncio.Task[None] | None = None  # the lease loop (_keep_leases)
         self._renewed: float | None = None  # monotonic time of the last renewal holding any
         metrics.LEASE_AGE.set_function(self._lease_age)
+        provenance.environment()  # once per process (a git call), now rather than in a request
 
     # lifecycle ------------------------------------------------------------------------------
     async def resume_all(self) -> list[str]:
@@ -269,6 +270,7 @@ class SearchManager:
                     spec.to_dict(),
                     owner=self.replica_id,
                     lease_s=self.lease_s,
+                    provenance=provenance.of_search(spec.items),
                 )
                 self._launch(search_id, spec, spec.scheduler())
             except BaseException:

@@ -37,6 +37,7 @@ from typing import Any
 from gemfinder import _core, metrics
 from gemfinder.oracles import Oracle, OracleResult
 from gemfinder.oracles.base import answer_scope
+from gemfinder.samples import Sample, sample
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
@@ -124,6 +125,10 @@ class SearchRunner:
         self._failed_at: Counter[str] = Counter()
         self._failure_kinds: dict[str, Counter[str]] = {}
         self._skips: list[tuple[int, int]] = []  # skipped pulls not yet stored
+        # The samples log (gemfinder.samples): graded queries not yet stored, and whether the
+        # gem check is asking them.
+        self._samples: list[Sample] = []
+        self._checking = False
         # The scheduler call running on a worker thread, if any: while it runs, nothing else
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
@@ -158,7 +163,8 @@ class SearchRunner:
 
     def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
-        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
+        counts = partial(self.store.task_counts, self.search_id)
+        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
 
     async def run(self) -> Result:
         """Run to the end; returns the result, raises SearchCancelled when cancelled."""
@@ -180,6 +186,7 @@ class SearchRunner:
                 if hits:
                     # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
+                    self._log_samples()
                     await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
@@ -198,6 +205,7 @@ class SearchRunner:
                 # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
                 # lease) while the tell runs loses none of these paid answers.
                 self.store.put_answers(self.search_id, entries)
+                self._log_samples()
                 # Pulls that failed on every try: the model loses the item.
                 self._skips += await self._core(self.sched.tell_many, told)
                 self.store.put_skipped(self.search_id, self._skips)
@@ -240,6 +248,7 @@ class SearchRunner:
         queue = [(model, item) for model, items in wanted.items() for item in items]
         queue.reverse()  # popped from the end, in plan order
         pending = _InFlight(self._cancel)
+        self._checking = True
         try:
             while (queue or pending) and not self._cancel.is_set():
                 entries = []
@@ -255,6 +264,7 @@ class SearchRunner:
                         entries += self._graded(model, item, res)
                 self._checked += len(entries)
                 self.store.put_answers(self.search_id, entries)
+                self._log_samples()
                 if time.monotonic() - self._last_progress >= self._progress_every:
                     self._publish(ev.PROGRESS, "running")
         finally:
@@ -281,6 +291,10 @@ class SearchRunner:
             self.cached += 1
             metrics.observe_cached(self._labels[model], reward)
             metrics.BUDGET_SPENT.inc()
+            self._samples.append(
+                sample(model, item, key, self.keys.prompt_hashes[item], reward, cached=True,
+                       gem_check=self._checking)
+            )  # fmt: skip
             return (key, model, item, reward)
         metrics.QUERIES_SENT.labels(self._labels[model]).inc()
         task = asyncio.ensure_future(
@@ -303,7 +317,18 @@ class SearchRunner:
             self._failure_kinds.setdefault(url, Counter())[kind] += 1
             return []
         metrics.BUDGET_SPENT.inc()
-        return [(self.keys(model, item), model, item, res.reward)]
+        key = self.keys(model, item)
+        self._samples.append(
+            sample(model, item, key, self.keys.prompt_hashes[item], res.reward,
+                   gem_check=self._checking, response=res.response, extracted=res.extracted)
+        )  # fmt: skip
+        return [(key, model, item, res.reward)]
+
+    def _log_samples(self) -> None:
+        """Store the graded queries told since the last call (after their answers)."""
+        if self._samples:
+            self.store.put_samples(self.search_id, self._samples)
+            self._samples = []
 
     # when a search cannot recommend ----------------------------------------------------------
     def _failing(self, models: list[int] | None = None) -> str:

@@ -18,7 +18,7 @@ from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.spec import Limits, SearchSpec, default_algorithm
-from gemfinder.search.values import Estimate, Paired, Progress, Result
+from gemfinder.search.values import Estimate, Paired, Progress, Result, TaskResult
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
@@ -129,6 +129,7 @@ def spec_from_proto(
         system_prompt=SYSTEM_PROMPTS[msg.system_prompt],
         query_set=name,
         allow_unreachable=msg.allow_unreachable_endpoints,
+        task_weights=dict(msg.task_weights),
     )
     if msg.HasField("gem_check_share"):
         spec.gem_check_share = msg.gem_check_share
@@ -229,6 +230,16 @@ def result_to_proto(r: Result) -> pb.SearchResult:
         gem_verdict=GEM_VERDICTS.get(r.gem_verdict, pb.GEM_VERDICT_UNSPECIFIED),
         gem_evidence=[pb.PairedComparison(**asdict(p)) for p in r.gem_evidence],
         gem_check_queries=r.gem_check_queries,
+        per_task=[
+            pb.TaskResult(
+                task=t.task,
+                weight=t.weight,
+                items=t.items,
+                estimates=[estimate_to_proto(e) for e in t.estimates],
+            )
+            for t in r.per_task
+        ],
+        overall=[estimate_to_proto(e) for e in r.overall],
     )
     if r.most_popular is not None:
         out.most_popular.CopyFrom(estimate_to_proto(r.most_popular))
@@ -254,6 +265,16 @@ def result_from_proto(msg: pb.SearchResult) -> Result:
             for p in msg.gem_evidence
         ),
         gem_check_queries=msg.gem_check_queries,
+        per_task=tuple(
+            TaskResult(
+                task=t.task,
+                weight=t.weight,
+                items=t.items,
+                estimates=tuple(estimate_from_proto(e) for e in t.estimates),
+            )
+            for t in msg.per_task
+        ),
+        overall=tuple(estimate_from_proto(e) for e in msg.overall),
     )
 
 
