@@ -157,6 +157,30 @@ async def test_a_killed_worker_fails_its_pulls_and_is_replaced(pool):
             await oracle.aclose()
 
 
+async def test_a_cancelled_pull_is_stopped_in_its_worker(pool):
+    """A search cancelled (or shut down) abandons its pulls: the worker cancels them too, so no
+    request keeps running for nobody (their answers would be graded and counted)."""
+    items, matrix = pool
+    config = fleet_from_matrix(matrix, endpoints=1, latency_median_s=1.5)
+    async with Fleet(config, matrix, items) as fleet:
+        urls = {name: fleet.url(name) for name in fleet.names}
+        candidates = candidates_for(config, urls, matrix)
+        oracle = WorkerOracle(_endpoints(config, urls, limit=8), workers=1, policy=FAST_RETRY)
+        try:
+            await oracle.prepare(candidates)
+            running = [asyncio.ensure_future(oracle.answer(candidates[0], it)) for it in items[:4]]
+            await asyncio.sleep(0.5)  # in the worker, answers a second away
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.sleep(2.0)  # past the fleet's latency
+            after = await oracle.answer(candidates[0], items[5])  # its frame brings the events
+        finally:
+            await oracle.aclose()
+    assert after.ok
+    assert oracle.stats.count("graded") == 1  # the cancelled four were never graded
+
+
 async def test_aclose_stops_every_worker():
     oracle = WorkerOracle(workers=2)
     await oracle.start()
