@@ -119,14 +119,15 @@ async def test_a_stored_out_of_range_search_does_not_hang_a_restarted_server(tmp
     db = str(tmp_path / "old.db")
     _store_old_searches(db)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0", "--db", db],
+        [sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0", "--db", db,
+         "--metrics-port", "0"],  # the default 9464 may be another server's on this machine
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         port = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert port, line
+        assert port, (line, proc.poll() is not None and proc.stderr.read())
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port.group(1)}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
@@ -156,7 +157,7 @@ async def test_sigterm_stops_the_server_mid_search_at_the_heaviest_parameters(tm
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0",
-            "--db", str(tmp_path / "t.db"), "--endpoints", str(endpoints),
+            "--db", str(tmp_path / "t.db"), "--endpoints", str(endpoints), "--metrics-port", "0",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -164,7 +165,7 @@ async def test_sigterm_stops_the_server_mid_search_at_the_heaviest_parameters(tm
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         port = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert port, line
+        assert port, (line, proc.poll() is not None and proc.stderr.read())
         # Every choice a challenger hunt of 1,000 posterior draws, once the best model leads.
         params = {"leader_prob": 1e-9, "max_resample": 1000.0, "max_attempts": 10.0}
         spec = spec_proto(candidates, items, per_model=40, algorithm="ttts", params=params)

@@ -121,6 +121,7 @@ async def _clean_run(url: str, spec: SearchSpec, matrix) -> tuple[object, int]:
 async def _started_on_a(a: SearchManager, spec: SearchSpec, fraction: float) -> str:
     sid = (await a.start(spec, "job-1")).id
     await _until(lambda: a.get(sid).progress.spent >= fraction * spec.budget, 30)
+    assert a.get(sid).state == "running", "the search ended before the test could interrupt it"
     return sid
 
 
@@ -170,9 +171,11 @@ async def test_a_graceful_stop_hands_the_search_over_within_one_tick(postgres):
     spec, matrix = _pool()
     url = postgres.new_database()
     lease = 6.0  # expiry would take 6 s: a handover within a tick (2 s) is the release's doing
+    # 50 ms answers: the search runs for seconds, so A still holds it when it stops (at 10 ms,
+    # with the cache read once per batch, it could end before the test saw 30% spent).
     a, b = (
-        _replica(url, "A", SlowReplay(matrix), lease),
-        _replica(url, "B", SlowReplay(matrix), lease),
+        _replica(url, "A", SlowReplay(matrix, 0.05), lease),
+        _replica(url, "B", SlowReplay(matrix, 0.05), lease),
     )
     try:
         await b.resume_all()

@@ -426,11 +426,14 @@ class SearchManager:
                 self.store.drop_pulls(sid)
             elif outcome == "handed over":
                 runner.bus.publish(ev.Event(ev.HANDED_OVER, None, "running"))
-            self._live.pop(sid, None)
-            self._buses.pop(sid, None)
-            self._lost.discard(sid)
-            if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
-                await self.oracle.release(runner.spec.candidates)
+            try:
+                # Before the search leaves _live: a wait() that returns has seen the release.
+                if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
+                    await self.oracle.release(runner.spec.candidates)
+            finally:
+                self._live.pop(sid, None)
+                self._buses.pop(sid, None)
+                self._lost.discard(sid)
 
     async def _finish(self, runner: SearchRunner, started: float) -> str:
         """Run the search to its end and record it (fenced by the lease); the outcome."""
