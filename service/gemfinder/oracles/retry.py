@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
 
 from gemfinder.oracles.answer_cap import AnswerTooLarge
 from gemfinder.oracles.base import FailureKind
+from gemfinder.oracles.transport import Redirected
 
 _http = importlib.import_module(HTTPError.__module__.split(".")[0])
 
@@ -62,6 +63,7 @@ def _from_status(status: int) -> FailureKind:
 # Checked in order: the TGI-specific errors subclass HTTPError, timeouts before transport errors.
 _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], FailureKind]] = [
     (AnswerTooLarge, FailureKind.TOO_LARGE),
+    (Redirected, FailureKind.HTTP_ERROR),  # configuration, like a 404: not retried
     (OverloadedError, FailureKind.OVERLOADED),
     (GenerationError, FailureKind.GENERATION),
     (IncompleteGenerationError, FailureKind.INCOMPLETE),
