@@ -92,6 +92,23 @@ def classify(exc: BaseException) -> FailureKind:
     return FailureKind.UNEXPECTED
 
 
+def no_connection(exc: BaseException) -> bool:
+    """Whether an attempt never reached the endpoint, which is what the circuit breaker counts:
+    refused or reset (FailureKind.CONNECTION), or a connect timeout (a black-holed address:
+    nothing answers the SYN; reported as a timeout, counted like a refusal so that such a
+    fleet also fails in seconds rather than a connect timeout per attempt)."""
+    if classify(exc) is FailureKind.CONNECTION:
+        return True
+    seen: BaseException | None = exc
+    for _ in range(4):  # huggingface_hub raises InferenceTimeoutError from httpx2's timeout
+        if seen is None:
+            return False
+        if isinstance(seen, _http.ConnectTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Admission(Enum):
     CONNECT = "connect"  # closed: attempts connect as usual
     TRIAL = "trial"  # the one attempt that tests an open circuit after its cooldown

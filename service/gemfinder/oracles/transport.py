@@ -43,6 +43,11 @@ from gemfinder.oracles.answer_cap import (
 # so that every client in the process reads through the cap of the oracle that calls it.
 MAX_ANSWER_BYTES: ContextVar[int] = ContextVar("max_answer_bytes", default=DEFAULT_MAX_ANSWER_BYTES)
 
+# The connect timeout of the attempt being made (RetryPolicy.connect_timeout_s, set by the
+# oracle like the cap): huggingface_hub gives httpx2 one timeout for connect and read alike, so
+# without this a black-holed address would hold each attempt for the whole request timeout.
+CONNECT_TIMEOUT_S: ContextVar[float | None] = ContextVar("connect_timeout_s", default=None)
+
 _SSL: ssl.SSLContext | None = None
 
 
@@ -77,7 +82,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     def _timeout(self, request: httpx2.Request) -> aiohttp.ClientTimeout:
         t = request.extensions.get("timeout") or {}
-        key = (t.get("connect"), t.get("read"))
+        connect, cap = t.get("connect"), CONNECT_TIMEOUT_S.get()
+        if cap is not None:
+            connect = cap if connect is None else min(connect, cap)
+        key = (connect, t.get("read"))
         timeout = self._timeouts.get(key)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1])
@@ -104,6 +112,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             raise
         except aiohttp.ClientConnectorError as exc:
             raise httpx2.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:  # no connection: the circuit counts it
+            raise httpx2.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx2.ReadTimeout(str(exc) or "timed out", request=request) from exc
         except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError) as exc:
