@@ -125,3 +125,44 @@ async def test_the_circuit_closes_when_the_endpoint_comes_back():
         result = await oracle.answer(cand, items[0])
         await oracle.aclose()
     assert result.ok and not breaker.open
+
+
+class BlackHole:
+    """An address where connections hang: a listening socket that never accepts, its backlog
+    filled, so the kernel drops further SYNs (what a firewalled or vanished host does)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.fillers = []
+        for _ in range(4):  # fill the accept queue (backlog 0 holds one or two)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self.sock.getsockname())
+            self.fillers.append(filler)
+
+    def close(self) -> None:
+        for s in (*self.fillers, self.sock):
+            s.close()
+
+
+async def test_a_black_holed_endpoint_opens_the_circuit_too():
+    """Connect timeouts count as failed connections: without that, every attempt to a host
+    that never answers waited for its timeout, 4 attempts per query."""
+    hole = BlackHole()
+    items = make_items(5, tasks=("mmlu",))
+    policy = RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.05, connect_timeout_s=0.2)
+    oracle = InferenceOracle(policy=policy)
+    cand = Candidate("org/a", hole.url)
+    try:
+        results = await asyncio.gather(*(oracle.answer(cand, items[k % 5]) for k in range(200)))
+    finally:
+        await oracle.aclose()
+        hole.close()
+    assert all(r.reward is None and r.failure is not None for r in results)  # never an answer
+    assert {r.failure for r in results} <= {FailureKind.TIMEOUT, FailureKind.CONNECTION}
+    # Without the circuit: 4 attempts each, 800 connect timeouts of 0.2 s (20 s over 8 slots).
+    assert oracle.stats.count("attempt") <= 40, oracle.stats.count("attempt")
+    assert any("circuit open" in (r.error or "") for r in results)

@@ -25,9 +25,15 @@ from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.preflight import Prober, check_candidates
-from gemfinder.oracles.retry import Admission, CircuitBreaker, RetryPolicy, classify
+from gemfinder.oracles.retry import (
+    Admission,
+    CircuitBreaker,
+    RetryPolicy,
+    classify,
+    no_connection,
+)
 from gemfinder.oracles.stats import OracleStats
-from gemfinder.oracles.transport import MAX_ANSWER_BYTES
+from gemfinder.oracles.transport import CONNECT_TIMEOUT_S, MAX_ANSWER_BYTES
 from gemfinder.tasks import Item, get_task
 
 log = logging.getLogger(__name__)
@@ -190,6 +196,7 @@ class InferenceOracle:
         queued behind a failing one learn of the failure instead of connecting too."""
         breaker = endpoint.breaker
         MAX_ANSWER_BYTES.set(self.max_answer_bytes)  # this task's calls read through its cap
+        CONNECT_TIMEOUT_S.set(self.policy.connect_timeout_s)
         async with endpoint.semaphore:
             admission = breaker.admit()
             if admission is Admission.BLOCKED:
@@ -201,7 +208,7 @@ class InferenceOracle:
                 breaker.abandon(admission)  # a trial cut short must not block the circuit
                 raise
             except Exception as exc:
-                breaker.record(admission, connection_failed=classify(exc) is FailureKind.CONNECTION)
+                breaker.record(admission, connection_failed=no_connection(exc))
                 raise
             breaker.record(admission, connection_failed=False)
             return completion
@@ -254,8 +261,9 @@ class InferenceOracle:
                     latency_s=time.perf_counter() - start,
                     attempts=attempt,
                     error=(
-                        f"{candidate.endpoint} refused {breaker.threshold}+ connections in a "
-                        f"row; not connecting for {breaker.retry_in():.1f} s (circuit open)"
+                        f"{candidate.endpoint} could not be connected to {breaker.threshold}+ "
+                        f"times in a row; not connecting for {breaker.retry_in():.1f} s "
+                        "(circuit open)"
                     ),
                 )
             await asyncio.sleep(self.policy.backoff(attempt, self._rng))

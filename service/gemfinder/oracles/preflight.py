@@ -81,7 +81,10 @@ async def _get_json(
 ) -> tuple[bool, Any | None, str | None]:
     """(answered at all, JSON of a 200 or None, the transport error when it did not answer)."""
     try:
-        async with session.get(url, headers={"Authorization": f"Bearer {bearer}"}) as resp:
+        # Never follow a redirect: it could lead past the endpoint allowlist to any host, with
+        # the endpoint's token (tests/oracles/test_redirects.py). A 3xx is "answered, no JSON".
+        headers = {"Authorization": f"Bearer {bearer}"}
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
             if resp.status != 200:
                 return True, None, None
             try:

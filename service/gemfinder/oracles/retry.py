@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
 
 from gemfinder.oracles.answer_cap import AnswerTooLarge
 from gemfinder.oracles.base import FailureKind
+from gemfinder.oracles.transport import Redirected
 
 _http = importlib.import_module(HTTPError.__module__.split(".")[0])
 
@@ -62,6 +63,7 @@ def _from_status(status: int) -> FailureKind:
 # Checked in order: the TGI-specific errors subclass HTTPError, timeouts before transport errors.
 _TABLE: list[tuple[type[BaseException] | tuple[type[BaseException], ...], FailureKind]] = [
     (AnswerTooLarge, FailureKind.TOO_LARGE),
+    (Redirected, FailureKind.HTTP_ERROR),  # configuration, like a 404: not retried
     (OverloadedError, FailureKind.OVERLOADED),
     (GenerationError, FailureKind.GENERATION),
     (IncompleteGenerationError, FailureKind.INCOMPLETE),
@@ -88,6 +90,23 @@ def classify(exc: BaseException) -> FailureKind:
         if isinstance(exc, types):
             return kind
     return FailureKind.UNEXPECTED
+
+
+def no_connection(exc: BaseException) -> bool:
+    """Whether an attempt never reached the endpoint, which is what the circuit breaker counts:
+    refused or reset (FailureKind.CONNECTION), or a connect timeout (a black-holed address:
+    nothing answers the SYN; reported as a timeout, counted like a refusal so that such a
+    fleet also fails in seconds rather than a connect timeout per attempt)."""
+    if classify(exc) is FailureKind.CONNECTION:
+        return True
+    seen: BaseException | None = exc
+    for _ in range(4):  # huggingface_hub raises InferenceTimeoutError from httpx2's timeout
+        if seen is None:
+            return False
+        if isinstance(seen, _http.ConnectTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Admission(Enum):

@@ -15,7 +15,8 @@ What the transport keeps from the one it replaces:
   inflated is unknowable);
 - httpx2's exception types (connect, read, timeout, protocol errors), so retry.classify and the
   circuit breaker see what they saw;
-- redirects stay httpx2's (followed by the client, not here), the timeout is the request's.
+- redirects are httpx2's to follow, and the client never does (`capped_client`); the timeout is
+  the request's.
 Proxies from the environment are not used (`trust_env=False`): endpoints are reached directly,
 as the pre-search probes reach them.
 """
@@ -42,6 +43,11 @@ from gemfinder.oracles.answer_cap import (
 # so that every client in the process reads through the cap of the oracle that calls it.
 MAX_ANSWER_BYTES: ContextVar[int] = ContextVar("max_answer_bytes", default=DEFAULT_MAX_ANSWER_BYTES)
 
+# The connect timeout of the attempt being made (RetryPolicy.connect_timeout_s, set by the
+# oracle like the cap): huggingface_hub gives httpx2 one timeout for connect and read alike, so
+# without this a black-holed address would hold each attempt for the whole request timeout.
+CONNECT_TIMEOUT_S: ContextVar[float | None] = ContextVar("connect_timeout_s", default=None)
+
 _SSL: ssl.SSLContext | None = None
 
 
@@ -52,6 +58,12 @@ def ssl_context() -> ssl.SSLContext:
     if _SSL is None:
         _SSL = ssl.create_default_context()
     return _SSL
+
+
+class Redirected(Exception):
+    """An endpoint answered with a redirect, which is never followed (`capped_client`): an
+    endpoint failure (retry.classify: http_error), never a response to grade (huggingface_hub
+    does not raise on 3xx, so the redirect's body would otherwise be read as the answer)."""
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -70,7 +82,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
     def _timeout(self, request: httpx2.Request) -> aiohttp.ClientTimeout:
         t = request.extensions.get("timeout") or {}
-        key = (t.get("connect"), t.get("read"))
+        connect, cap = t.get("connect"), CONNECT_TIMEOUT_S.get()
+        if cap is not None:
+            connect = cap if connect is None else min(connect, cap)
+        key = (connect, t.get("read"))
         timeout = self._timeouts.get(key)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1])
@@ -97,12 +112,20 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             raise
         except aiohttp.ClientConnectorError as exc:
             raise httpx2.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:  # no connection: the circuit counts it
+            raise httpx2.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx2.ReadTimeout(str(exc) or "timed out", request=request) from exc
         except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError) as exc:
             raise httpx2.RemoteProtocolError(str(exc), request=request) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise httpx2.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        if 300 <= status < 400:
+            location = resp.headers.get("Location", "")[:200]
+            raise Redirected(
+                f"{request.method} {request.url.path} answered {status} (to {location!r}): "
+                "redirects are not followed, only the endpoint's own URL was allowed"
+            )
         wanted = RESPONSE_HEADERS.get()
         if wanted is not None:
             wanted.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers)
@@ -135,8 +158,13 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, request: An
 
 def capped_client() -> httpx2.AsyncClient:
     """The httpx2 client of every huggingface_hub async client in the process (installed with
-    `set_async_client_factory` by `install`): redirects followed, no client-level timeout (the
-    oracle sets one), answers asked for uncompressed.
+    `set_async_client_factory` by `install`): redirects never followed, no client-level timeout
+    (the oracle sets one), answers asked for uncompressed.
+
+    An endpoint that answers with a redirect gets an endpoint failure, not a second request: a
+    redirect would take the query (and the endpoint's token) past the endpoint allowlist to any
+    host the endpoint names, e.g. a metadata service or the store (tests/oracles/
+    test_redirects.py). Inference servers do not redirect their generation routes.
 
     Without the library's default event hooks, which are for the Hugging Face Hub: the request
     hook refuses every request under HF_HUB_OFFLINE (these are the operator's own servers), adds
@@ -147,7 +175,7 @@ def capped_client() -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
         transport=AiohttpTransport(),
         headers={"accept-encoding": "identity"},
-        follow_redirects=True,
+        follow_redirects=False,
         timeout=None,
         trust_env=False,
     )

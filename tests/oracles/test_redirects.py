@@ -1,0 +1,84 @@
+"""An allowed endpoint that answers with a redirect must not lead gemfinder anywhere else.
+
+The endpoint allowlist checks the URLs a caller names; a redirect is the endpoint naming another
+URL after the check. Followed, it would send the query (and the endpoint's bearer token) to any
+host: a cloud metadata service, the store, another tenant. The target here is a listener that
+counts connections: it must see none, and the query must end as an endpoint failure, never as a
+graded (wrong) answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from gemfinder.candidates import Candidate
+from gemfinder.oracles import FailureKind, InferenceOracle, RetryPolicy
+from gemfinder.oracles.endpoints import EndpointConfig
+from gemfinder.oracles.preflight import Prober
+from gemfinder.tasks import Item
+
+ITEM = Item("g1", "gsm8k", {"question": "3 + 4?", "answer": "#### 7"})
+POLICY = RetryPolicy(max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.002, timeout_s=10)
+
+
+async def _redirecting_server(location: str, status: int):
+    """An HTTP server answering every request with `status` and `Location: location`; records
+    the request lines and the Authorization header it was sent."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(h.split(b":")[1])
+                for h in head.split(b"\r\n")
+                if h.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        seen.append(head)
+        body = b'{"generated_text": "#### 7"}'  # a right answer, should it be read as one
+        writer.write(
+            f"HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirected_query_is_a_failure_and_reaches_no_other_host(listener, status):
+    target = listener()
+    server, url, seen = await _redirecting_server(f"{target.url}/generate", status)
+    oracle = InferenceOracle(policy=POLICY)
+    try:
+        result = await oracle.answer(Candidate("org/base", url), ITEM)
+    finally:
+        await oracle.aclose()
+        server.close()
+        await server.wait_closed()
+    await asyncio.sleep(0.1)  # a follow-up connection would have been made by now
+    assert seen, "the endpoint was asked"
+    assert target.connections == 0
+    assert result.reward is None and result.failure is FailureKind.HTTP_ERROR, result
+    assert "redirects are not followed" in result.error and result.attempts == 1
+
+
+async def test_the_pre_search_probe_follows_no_redirect(listener):
+    target = listener()
+    server, url, seen = await _redirecting_server(f"{target.url}/info", 307)
+    try:
+        probes = await Prober(timeout_s=5).probe([EndpointConfig(url=url, token="operator-secret")])
+    finally:
+        server.close()
+        await server.wait_closed()
+    await asyncio.sleep(0.1)
+    assert len(seen) >= 1 and target.connections == 0
+    answer = probes[url]
+    assert answer["unreachable"] is None and answer["info"] is None  # answered, no JSON
