@@ -195,12 +195,14 @@ def build_query_set(
     seed: int = 1234,
     metric: str | None = None,
     filter_name: str | None = None,
+    include: tuple[str, ...] = (),
     on_task: Callable[[Any], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for the first `limit` documents of lm-eval task `name` (all when None)."""
+    """Records for the first `limit` documents of lm-eval task `name` (all when None);
+    `include`: the operator's own task YAML (directories or files), as lm-eval's include_path."""
     if limit is not None and limit < 1:
         raise UserError("--limit", "must be >= 1")
-    task = load_task(name, data_files, num_fewshot, seed)
+    task = load_task(name, data_files, num_fewshot, seed, include)
     if on_task is not None:
         on_task(task)
     return records_from_task(task, limit=limit, seed=seed, metric=metric, filter_name=filter_name)
