@@ -38,6 +38,7 @@ from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, Met
 from gemfinder.server.service import ModelSearchService
 from gemfinder.store import open_store
 from gemfinder.tasks import load_query_set, sandbox
+from gemfinder.tasks.lmeval.catalog import Catalog
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -65,6 +66,10 @@ class Server:
         self.query_sets = {
             name: load_query_set(path) for name, path in config.query_set_paths().items()
         }
+        # The lm-eval tasks callers may name, with the operator's data files (no lm_eval import).
+        self.lm_eval = Catalog.load(
+            config.lm_eval_tasks, config.lm_eval_include_paths(), "--lm-eval-tasks"
+        )
         endpoints = load_endpoint_configs(config.endpoints) if config.endpoints else []
         # The endpoints file is also the list of endpoints callers may name (oracles.allowlist).
         self.allowlist = EndpointAllowlist.build(
@@ -99,7 +104,11 @@ class Server:
             ],
         )
         service = ModelSearchService(
-            self.manager, self.query_sets, config.default_queries_per_model, config.limits
+            self.manager,
+            self.query_sets,
+            config.default_queries_per_model,
+            config.limits,
+            self.lm_eval,
         )
         pb_grpc.add_ModelSearchServiceServicer_to_server(service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

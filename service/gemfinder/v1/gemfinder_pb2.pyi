@@ -109,12 +109,14 @@ class InlineQuerySet(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[QueryItem, _Mapping]]] = ...) -> None: ...
 
 class QuerySet(_message.Message):
-    __slots__ = ("name", "inline")
+    __slots__ = ("name", "inline", "lm_eval")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INLINE_FIELD_NUMBER: _ClassVar[int]
+    LM_EVAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     inline: InlineQuerySet
-    def __init__(self, name: _Optional[str] = ..., inline: _Optional[_Union[InlineQuerySet, _Mapping]] = ...) -> None: ...
+    lm_eval: LmEvalQuerySet
+    def __init__(self, name: _Optional[str] = ..., inline: _Optional[_Union[InlineQuerySet, _Mapping]] = ..., lm_eval: _Optional[_Union[LmEvalQuerySet, _Mapping]] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("total", "per_model")
@@ -364,3 +366,19 @@ class ListSearchesResponse(_message.Message):
     searches: _containers.RepeatedCompositeFieldContainer[Search]
     next_page_token: str
     def __init__(self, searches: _Optional[_Iterable[_Union[Search, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class LmEvalQuerySet(_message.Message):
+    __slots__ = ("task", "num_fewshot", "limit", "seed", "metric", "filter")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEWSHOT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    num_fewshot: int
+    limit: int
+    seed: int
+    metric: str
+    filter: str
+    def __init__(self, task: _Optional[str] = ..., num_fewshot: _Optional[int] = ..., limit: _Optional[int] = ..., seed: _Optional[int] = ..., metric: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...

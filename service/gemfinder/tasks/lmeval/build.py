@@ -18,7 +18,7 @@ from typing import Any
 
 from gemfinder.errors import UserError
 from gemfinder.tasks.lmeval import LM_EVAL_VERSION, TASK_KIND
-from gemfinder.tasks.lmeval.loading import FIELD, load_task
+from gemfinder.tasks.lmeval.loading import CLI_HINT, FIELD, load_task
 from gemfinder.tasks.lmeval.task import ZERO_ONE  # 0/1 per document; the task's first wins
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's models' default when generation_kwargs names none
@@ -196,13 +196,14 @@ def build_query_set(
     metric: str | None = None,
     filter_name: str | None = None,
     include: tuple[str, ...] = (),
+    data_hint: str = CLI_HINT,
     on_task: Callable[[Any], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Records for the first `limit` documents of lm-eval task `name` (all when None);
     `include`: the operator's own task YAML (directories or files), as lm-eval's include_path."""
     if limit is not None and limit < 1:
         raise UserError("--limit", "must be >= 1")
-    task = load_task(name, data_files, num_fewshot, seed, include)
+    task = load_task(name, data_files, num_fewshot, seed, include, data_hint)
     if on_task is not None:
         on_task(task)
     return records_from_task(task, limit=limit, seed=seed, metric=metric, filter_name=filter_name)

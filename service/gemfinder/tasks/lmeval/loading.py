@@ -114,8 +114,11 @@ def needed_splits(cfg: dict[str, Any], num_fewshot: int) -> dict[str, str]:
     return needs
 
 
+CLI_HINT = "Give --data-files SPLIT=PATH"
+
+
 def patch_to_local_files(
-    cfg: dict[str, Any], files: dict[str, Path], num_fewshot: int
+    cfg: dict[str, Any], files: dict[str, Path], num_fewshot: int, hint: str = CLI_HINT
 ) -> dict[str, Any]:
     """The task config reading `files` instead of the Hub dataset; a clear error when a split
     lm-eval will read is missing. Splits that are named but unused point at the eval file (a
@@ -134,7 +137,7 @@ def patch_to_local_files(
         raise UserError(
             "--data-files",
             f"task {cfg['task']!r} needs local files for split(s) {', '.join(missing)} "
-            f"({wanted}); datasets are not downloaded. Give --data-files SPLIT=PATH (JSONL, "
+            f"({wanted}); datasets are not downloaded. {hint} (JSONL, "
             f"parquet or CSV rows of the Hugging Face dataset {where})",
         )
     named = {cfg.get(k) for k in ("training_split", "validation_split", "test_split")}
@@ -193,6 +196,7 @@ def load_task(
     num_fewshot: int | None = None,
     seed: int = 1234,
     include: tuple[str, ...] = (),
+    data_hint: str = CLI_HINT,
 ) -> Any:
     """A lm_eval ConfigurableTask for `name` reading `files`, set up as simple_evaluate sets it
     up (num_fewshot, few-shot sampler seed)."""
@@ -200,7 +204,7 @@ def load_task(
 
     cfg = config_of(name, include)
     shots = effective_num_fewshot(cfg, num_fewshot)
-    patched = patch_to_local_files(cfg, files, shots)
+    patched = patch_to_local_files(cfg, files, shots, data_hint)
     from jinja2 import TemplateError
 
     with guarded_evaluate_load():

@@ -16,6 +16,13 @@ ZERO_ONE = {
     "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
 }
 
+# lm-eval's filters that are data, not code, by registry name (lm_eval.filters). `custom`
+# calls a Python function: a task's YAML may name one (the build refuses it), an item never.
+DATA_FILTERS = frozenset(
+    ("format_span", "lowercase", "majority_vote", "map", "multi_choice_regex", "regex",
+     "regex_pos", "remove_whitespace", "take_first", "take_first_k", "uppercase")
+)  # fmt: skip
+
 _COMMON = ("lm_eval", "output_type", "doc", "metric")
 _BY_TYPE = {
     "generate_until": ("prompt", "until", "max_gen_toks", "target", "filter"),
@@ -77,6 +84,12 @@ class LmEvalTask(Task):
                 )
             ):
                 return "filter must be {name, steps: [[function, kwargs or null], ...]}"
+            unknown = sorted({st[0] for st in flt["steps"]} - DATA_FILTERS)
+            if unknown:
+                return (
+                    f"filter steps {unknown} are not lm-eval filters gemfinder runs "
+                    f"({', '.join(sorted(DATA_FILTERS))}; Python code is never taken from an item)"
+                )
         else:
             reqs = f["requests"]
             if not (
