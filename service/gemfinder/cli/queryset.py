@@ -67,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a directory of your own task YAML in lm-eval's format (lm-eval's include_path; "
         "repeatable; a task there overrides lm-eval's task of the same name)",
     )
+    b.add_argument(
+        "--fewshot-as-multiturn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="chat backends: each few-shot example a user/assistant turn (default; "
+        "simple_evaluate's default with apply_chat_template), or all in one user turn",
+    )
     b.add_argument("--out", required=True, help="output JSONL, or - for stdout")
     b.set_defaults(handler=run)
 
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         metric=args.metric,
         filter_name=args.filter_name,
         include=include,
+        fewshot_as_multiturn=args.fewshot_as_multiturn,
     )
     try:
         lines = [json.dumps(r, ensure_ascii=False) for r in records]

@@ -102,6 +102,9 @@ def lm_eval_request(msg: pb.LmEvalQuerySet, limits: Limits) -> lm_eval_catalog.R
         seed=msg.seed if msg.HasField("seed") else 1234,
         metric=msg.metric or None,
         filter_name=msg.filter or None,
+        fewshot_as_multiturn=(
+            msg.fewshot_as_multiturn if msg.HasField("fewshot_as_multiturn") else True
+        ),
     )
 
 

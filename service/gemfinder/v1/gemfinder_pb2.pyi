@@ -368,17 +368,19 @@ class ListSearchesResponse(_message.Message):
     def __init__(self, searches: _Optional[_Iterable[_Union[Search, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class LmEvalQuerySet(_message.Message):
-    __slots__ = ("task", "num_fewshot", "limit", "seed", "metric", "filter")
+    __slots__ = ("task", "num_fewshot", "limit", "seed", "metric", "filter", "fewshot_as_multiturn")
     TASK_FIELD_NUMBER: _ClassVar[int]
     NUM_FEWSHOT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    FEWSHOT_AS_MULTITURN_FIELD_NUMBER: _ClassVar[int]
     task: str
     num_fewshot: int
     limit: int
     seed: int
     metric: str
     filter: str
-    def __init__(self, task: _Optional[str] = ..., num_fewshot: _Optional[int] = ..., limit: _Optional[int] = ..., seed: _Optional[int] = ..., metric: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+    fewshot_as_multiturn: bool
+    def __init__(self, task: _Optional[str] = ..., num_fewshot: _Optional[int] = ..., limit: _Optional[int] = ..., seed: _Optional[int] = ..., metric: _Optional[str] = ..., filter: _Optional[str] = ..., fewshot_as_multiturn: _Optional[bool] = ...) -> None: ...

@@ -52,6 +52,7 @@ class Request:
     seed: int = 1234
     metric: str | None = None
     filter_name: str | None = None
+    fewshot_as_multiturn: bool = True
 
 
 def _split_files(task: str, value: Any, base: Path, where: str) -> dict[str, Path]:
@@ -153,6 +154,7 @@ class Catalog:
                 filter_name=req.filter_name,
                 include=self.include,
                 data_hint=SERVER_HINT,
+                fewshot_as_multiturn=req.fewshot_as_multiturn,
             )
         except UserError as err:
             if err.field == "--data-files":
