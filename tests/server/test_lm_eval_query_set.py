@@ -210,6 +210,11 @@ async def test_what_a_request_may_not_do(registered, tmp_path: Path) -> None:
                 pb.LmEvalQuerySet(task="gsm8k", num_fewshot=0, filter="nope")
             )
             assert (code, where) == (invalid, "spec.query_set.lm_eval.filter")
+            code, where, why = await refused(
+                pb.LmEvalQuerySet(task="arc_challenge", num_fewshot=50)
+            )
+            assert (code, where) == (invalid, "spec.query_set.lm_eval.num_fewshot")
+            assert "50 few-shot examples" in why and "fewer documents" in why
             code, where, _ = await refused(pb.LmEvalQuerySet(task="gsm8k", limit=10**9))
             assert (code, where) == (invalid, "spec.query_set.lm_eval.limit")
     finally:

@@ -170,6 +170,12 @@ def _records(
     try:
         task.build_all_requests(limit=limit)  # lm-eval's own prompt construction
     except (ValueError, AssertionError) as err:  # e.g. fewer few-shot documents than shots
+        if "larger than population" in str(err):  # random.sample: the few-shot pool is short
+            raise UserError(
+                "--num-fewshot",
+                f"{task.config.num_fewshot} few-shot examples asked of {name!r}, but its "
+                "few-shot split has fewer documents",
+            ) from None
         raise UserError(FIELD, f"lm-eval could not build the prompts of {name!r}: {err}") from None
     by_doc: dict[int, list[Any]] = defaultdict(list)
     for inst in task.instances:
