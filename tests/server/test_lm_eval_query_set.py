@@ -248,3 +248,21 @@ def test_the_service_path_does_not_import_lm_eval(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_server_with_registered_tasks_warms_lm_evals_index(
+    registered, tmp_path: Path, monkeypatch
+) -> None:
+    from gemfinder.tasks.lmeval import index
+
+    tasks_json, _ = registered
+    monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path / "cache"))
+    index._memo.clear()
+    server = Server(server_config(tmp_path, [], lm_eval_tasks=str(tasks_json)))
+    await server.start()
+    try:
+        await server._warm  # started with the server, on a worker thread
+        assert () in index._memo and list((tmp_path / "cache").glob("lm-eval-index-*.json"))
+    finally:
+        await server.stop(0)
+        index._memo.clear()

@@ -11,6 +11,7 @@ that cannot be used.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -91,6 +92,9 @@ class Server:
         self.port = 0
         self.metrics_port = 0
         self._metrics_server = None
+        self._warm: asyncio.Future | None = (
+            None  # the lm-eval index warming, when tasks are registered
+        )
         self._server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), AuthInterceptor(config.token), ErrorInterceptor()],
             options=[
@@ -171,6 +175,10 @@ class Server:
             log.info("resumed %d unfinished searches", len(resumed))
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.lm_eval:
+            # Import lm_eval and read (or walk, on a cold cache) its task index now, on a
+            # worker thread, so that the first request naming a task does not pay for it.
+            self._warm = asyncio.get_running_loop().run_in_executor(None, self.lm_eval.warm)
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:

@@ -19,6 +19,7 @@ Importing this module does not import lm_eval; building does (~2 s once, then th
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from gemfinder.tasks.query_set import parse_item
 
 _SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 SERVER_HINT = "Ask the server's operator to register them (gemfinder serve --lm-eval-tasks FILE)"
+log = logging.getLogger(__name__)
 CACHED_SETS = 8  # built query sets kept per server (a 5-shot GSM8K test set: ~7 MB)
 
 
@@ -108,6 +110,17 @@ class Catalog:
 
     def __bool__(self) -> bool:
         return bool(self.tasks)
+
+    def warm(self) -> None:
+        """Import lm_eval and load its task index (from the disk cache, or by a walk that fills
+        it): the one-time costs of the first build, paid ahead. Never raises: a problem shows
+        again, with its field, on the request that meets it."""
+        try:
+            from gemfinder.tasks.lmeval import build, index  # noqa: F401 - the import is the work
+
+            index.task_index(self.include)
+        except Exception:  # noqa: BLE001
+            log.warning("warming lm-eval's task index failed", exc_info=True)
 
     def check(self, req: Request, field: str) -> None:
         """The request's names, checked without lm_eval (cheap; on the event loop)."""
