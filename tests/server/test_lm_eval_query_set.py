@@ -224,6 +224,14 @@ async def test_what_a_request_may_not_do(registered, tmp_path: Path) -> None:
 def test_the_registration_file_is_checked_at_start(tmp_path: Path) -> None:
     from gemfinder.errors import UserError
 
+    # a directory is read as SPLIT.jsonl / .parquet / .csv files; the registration beside them
+    # is not a split
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    (tmp_path / "train.parquet").write_bytes(b"")
+    (tmp_path / "tasks.json").write_text('{"gsm8k": "."}')
+    cat = catalog.Catalog.load(str(tmp_path / "tasks.json"), (), "--lm-eval-tasks")
+    assert sorted(cat.tasks["gsm8k"]) == ["test", "train"]
+
     f = tmp_path / "tasks.json"
     for body, reason in [
         ("[1]", "expected an object"),

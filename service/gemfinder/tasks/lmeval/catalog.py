@@ -31,6 +31,7 @@ from gemfinder.tasks.base import Item
 from gemfinder.tasks.query_set import parse_item
 
 _SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+_DIR_SUFFIXES = (".jsonl", ".parquet", ".csv")
 SERVER_HINT = "Ask the server's operator to register them (gemfinder serve --lm-eval-tasks FILE)"
 log = logging.getLogger(__name__)
 CACHED_SETS = 8  # built query sets kept per server (a 5-shot GSM8K test set: ~7 MB)
@@ -62,7 +63,8 @@ def _split_files(task: str, value: Any, base: Path, where: str) -> dict[str, Pat
         folder = (base / value).resolve()
         if not folder.is_dir():
             raise UserError(where, f"task {task!r}: {folder} is not a directory")
-        files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in _SUFFIXES}
+        # .jsonl, .parquet, .csv only: a .json beside them is more likely this very file
+        files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in _DIR_SUFFIXES}
         if not files:
             raise UserError(where, f"task {task!r}: no SPLIT.jsonl/.parquet/.csv in {folder}")
         return files
