@@ -11,8 +11,7 @@ import pytest
 
 from tests.k8s.support import K8S, REPO_ROOT, load_docs
 
-# The example fleets (k8s/examples/lm-eval is an overlay of gemfinder itself, not a fleet).
-EXAMPLES = sorted(p for p in (K8S / "examples").iterdir() if (p / "deployment.yaml").is_file())
+EXAMPLES = sorted(p for p in (K8S / "examples").glob("*-fleet") if p.is_dir())  # not postgres, lm-eval
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # An endpoint URL where the docs give one: a flag, a JSON field or a keyword argument.
 ENDPOINT_URL = re.compile(

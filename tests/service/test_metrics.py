@@ -17,7 +17,7 @@ def test_names_follow_conventions():
 
 
 def test_no_unbounded_labels():
-    allowed = {"endpoint", "outcome", "kind", "method", "code"}
+    allowed = {"endpoint", "outcome", "kind", "method", "code", "reason"}
     for metric in metrics.ALL:
         assert set(metric._labelnames) <= allowed
 

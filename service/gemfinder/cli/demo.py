@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gemfinder import report
+from gemfinder import report, report_html
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     lm.add_argument("--num-fewshot", type=int, metavar="K", help="default: the task's own")
     parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the search's HTML report here (gemfinder report; needs matplotlib)",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress on stderr (a live bar on a terminal, else a line per tenth spent)",
@@ -97,6 +102,8 @@ def _check(args: argparse.Namespace) -> None:
                 raise UserError("--" + flag.replace("_", "-"), "needs --lm-eval-task")
     elif not args.lm_eval_data:
         raise UserError("--lm-eval-data", "needs the task's data files: SPLIT=PATH ...")
+    if args.report:
+        report_html.check_target(args.report, "--report")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -205,6 +212,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         )
         print(unspent_text(spec, result))
         print(f"metrics       at the end of the run: {_sample(url)}")
+        if args.report:
+            report_html.write_report(args.report, result, spec.to_dict(), "--report")
+            print(f"report        {args.report}")
     finally:
         procs.close()
     print(f"done in {time.monotonic() - start:.0f}s; the fleet and the server have stopped")

@@ -25,6 +25,7 @@ from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
+from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
@@ -71,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
+                   "(gemfinder report; needs matplotlib)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -201,6 +204,8 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report:
+        check_target(args.report, "--report")  # before the search, not after it
     spec, oracle = build(args)
     store = open_store(args.store or ":memory:", option="--store")
     try:
@@ -210,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
     if row.state != "succeeded" or row.result is None:
         print(f"gemfinder search: search {row.state}: {row.error or ''}", file=sys.stderr)
         return 1
+    if args.report:
+        write_report(args.report, row.result, spec.to_dict(), "--report", search_id=row.id)
     if args.json:
         json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()

@@ -285,7 +285,8 @@ class CacheKeys:
     Producer: the endpoint's cache scope (`scope(url)`: the operator's `cache_group`, else the
     URL; oracles.endpoints.EndpointConfig.cache_scope), backend, model id and adapter. Question:
     the item's content (what grading reads), the prompt as sent (both shapes, so a changed
-    template or prompt variant is a new question) and the decoding settings. The endpoint is
+    template or prompt variant is a new question), the decoding settings, and the task's
+    grader version (a changed grader must not be served the old grader's 0/1). The endpoint is
     part of the key because a model id is only a name: any caller may put any model behind an
     endpoint of their own and name a real model id, and their answers must not decide another
     caller's search. Endpoints share answers only when the operator grouped them.
@@ -309,7 +310,8 @@ class CacheKeys:
             default=str,
         )
         decoding = [gen.max_new_tokens, list(gen.stop), "greedy"]
-        return json.dumps([hashlib.sha256(body.encode()).hexdigest(), decoding])
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        return json.dumps([digest, decoding, task.grader_version])
 
     def __call__(self, model: int, item: int) -> str:
         raw = f"{self._models[model]}|{self._items[item]}"

@@ -68,6 +68,10 @@ class Task:
     # task kind whose answers look like none of them adds its form there; a fleet refuses to
     # serve a task whose form it does not know, rather than answer it with made-up text.
     answer_form: str = ""
+    # Part of every evaluation-cache key: bump it whenever grade_clean would give a different
+    # 0/1 for some response, so grades cached under the old grader stop matching instead of
+    # being served as if the new grader had given them (old rows are left, just never hit).
+    grader_version: str = "1"
 
     def body(self, item: Item) -> str:
         raise NotImplementedError

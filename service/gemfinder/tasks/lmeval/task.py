@@ -7,6 +7,8 @@ task. Importing this module does not import lm_eval (an optional extra); grading
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
 from gemfinder.tasks.lmeval import TASK_KIND
 
@@ -30,6 +32,14 @@ _BY_TYPE = {
 }
 
 
+def _lm_eval_version() -> str:
+    """lm_eval's installed version, read from its metadata (importing lm_eval takes seconds)."""
+    try:
+        return importlib.metadata.version("lm_eval")
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
 class LmEvalTask(Task):
     name = TASK_KIND
     # For callers that still ask the task, not the item (`generation` rather than
@@ -40,6 +50,11 @@ class LmEvalTask(Task):
     # target (sim/fleet/responder.py); multiple_choice items with log-likelihoods whose argmax is
     # the matrix answer (sim/fleet/loglik.py, asked per choice, never through the responder).
     answer_form = "lm_eval_target"
+
+    @property
+    def grader_version(self) -> str:  # type: ignore[override]
+        # Grading calls lm_eval's own filters and metrics, so their version is the grader's.
+        return f"1+lm_eval-{_lm_eval_version()}"
 
     @property
     def runs_code(self) -> bool:  # type: ignore[override]
