@@ -1,4 +1,4 @@
-"""k8s/examples/lm-eval: the overlay that registers lm-eval tasks with the server. Its copies of
+"""k8s/examples/lm-eval: the kustomize Component that registers lm-eval tasks with the server. Its copies of
 the custom example are the example's files, the ConfigMap mounts them in the layout its
 tasks.json names, the server's catalog builds the same items from that layout as the CLI builds
 from docs/examples, and the example request names a registered task (and nothing else)."""
@@ -6,6 +6,7 @@ from docs/examples, and the example request names a registered task (and nothing
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from gemfinder.tasks.lmeval.catalog import Catalog, Request
 from gemfinder.v1 import gemfinder_pb2 as pb
 from google.protobuf import json_format
 
-from tests.k8s.support import K8S, REPO_ROOT
+from tests.k8s.support import K8S, REPO_ROOT, kustomize
 
 OVERLAY = K8S / "examples" / "lm-eval"
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "lm-eval-custom"
@@ -75,3 +76,42 @@ def test_the_mounted_layout_serves_the_request(tmp_path: Path) -> None:
     sent = [json_format.MessageToDict(c, preserving_proto_field_name=True)
             for c in request.spec.candidates]  # fmt: skip
     assert sent == fleet
+
+
+def test_the_component_renders_with_k8s_from_an_overlay_outside(tmp_path: Path) -> None:
+    """What docs/kubernetes.md tells: an overlay of your own with k8s/ and the component."""
+    overlay = tmp_path / "mine"
+    overlay.mkdir()
+    rel = os.path.relpath  # kustomize takes no absolute paths
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [rel(K8S, overlay)], "components": [rel(OVERLAY, overlay)]})
+    )
+    docs = kustomize(overlay)
+    (deployment,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gemfinder"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "gemfinder"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env["GEMFINDER_LM_EVAL_TASKS"] == "/etc/gemfinder/lm-eval/tasks.json"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["lm-eval"]["mountPath"] == "/etc/gemfinder/lm-eval"
+    # the index cache is on a writable volume of the pod (the root filesystem is read-only)
+    cache = env["GEMFINDER_CACHE_DIR"]
+    assert any(cache.startswith(m["mountPath"] + "/") and not m.get("readOnly")
+               for m in container["volumeMounts"])  # fmt: skip
+    volume = next(v for v in pod["volumes"] if v["name"] == "lm-eval")
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"
+                     and d["metadata"]["name"] == volume["configMap"]["name"]]  # fmt: skip
+    assert set(config_map["data"]) == set(_generated())
+    assert config_map["metadata"]["name"].startswith("gemfinder-lm-eval-")  # hashed: rolls pods
+    # the base is unchanged otherwise: still its own env and mounts
+    base = next(
+        d
+        for d in kustomize(K8S)
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "gemfinder"
+    )
+    base_mounts = {
+        m["name"] for m in base["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
+    assert base_mounts < set(mounts)

@@ -288,7 +288,7 @@ def test_the_example_fleets_candidates_name_only_their_listed_endpoints():
     fleets = [
         p for p in (REPO_ROOT / "k8s" / "examples").iterdir() if (p / "endpoints.json").is_file()
     ]
-    assert len(fleets) >= 2  # k8s/examples/lm-eval is an overlay of gemfinder, not a fleet
+    assert len(fleets) >= 2  # k8s/examples/lm-eval is a component of gemfinder, not a fleet
     for fleet in sorted(fleets):
         listed = load_endpoint_configs(fleet / "endpoints.json")
         EndpointAllowlist.build(c.key for c in listed).check(
