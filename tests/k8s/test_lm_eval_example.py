@@ -1,7 +1,8 @@
-"""k8s/examples/lm-eval: the kustomize Component that registers lm-eval tasks with the server. Its copies of
-the custom example are the example's files, the ConfigMap mounts them in the layout its
-tasks.json names, the server's catalog builds the same items from that layout as the CLI builds
-from docs/examples, and the example request names a registered task (and nothing else)."""
+"""k8s/examples/lm-eval: the kustomize Component that registers lm-eval tasks with the server.
+Its copies of the custom example are the example's files, the ConfigMap mounts them in the
+layout its tasks.json names, the server's catalog builds the same items from that layout as the
+CLI builds from docs/examples, the example request names a registered task (and nothing else),
+and the component renders with k8s/ from an overlay outside it."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from google.protobuf import json_format
 
 from tests.k8s.support import K8S, REPO_ROOT, kustomize
 
-OVERLAY = K8S / "examples" / "lm-eval"
+COMPONENT = K8S / "examples" / "lm-eval"
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "lm-eval-custom"
 
 
 def _kustomization() -> dict:
-    return yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    return yaml.safe_load((COMPONENT / "kustomization.yaml").read_text())
 
 
 def _generated() -> dict[str, Path]:
@@ -31,7 +32,7 @@ def _generated() -> dict[str, Path]:
     out = {}
     for entry in gen["files"]:
         key, _, src = entry.rpartition("=")
-        out[key or Path(src).name] = OVERLAY / src
+        out[key or Path(src).name] = COMPONENT / src
     return out
 
 
@@ -65,7 +66,9 @@ def test_the_mounted_layout_serves_the_request(tmp_path: Path) -> None:
     include = env["GEMFINDER_LM_EVAL_INCLUDE"].replace(root, str(mount))
     catalog = Catalog.load(str(mount / "tasks.json"), (include,), "--lm-eval-tasks")
 
-    request = json_format.Parse((OVERLAY / "request.json").read_text(), pb.SelectBestModelRequest())
+    request = json_format.Parse(
+        (COMPONENT / "request.json").read_text(), pb.SelectBestModelRequest()
+    )
     ask = request.spec.query_set.lm_eval
     assert ask.task in catalog.tasks
     served = catalog.items(Request(ask.task, num_fewshot=ask.num_fewshot), "spec.query_set.lm_eval")
@@ -84,7 +87,7 @@ def test_the_component_renders_with_k8s_from_an_overlay_outside(tmp_path: Path) 
     overlay.mkdir()
     rel = os.path.relpath  # kustomize takes no absolute paths
     (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump({"resources": [rel(K8S, overlay)], "components": [rel(OVERLAY, overlay)]})
+        yaml.safe_dump({"resources": [rel(K8S, overlay)], "components": [rel(COMPONENT, overlay)]})
     )
     docs = kustomize(overlay)
     (deployment,) = [
