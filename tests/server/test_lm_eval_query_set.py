@@ -29,7 +29,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from tests import lm_eval_support as sup
 from tests.fleet_support import FAST_RETRY
-from tests.service.support import server_config, start_fleet
+from tests.pool_support import server_config, start_fleet
 
 MODELS = ["org/base", "org/ft-a", "org/gem", "org/ft-b"]
 BEST = "org/gem"
