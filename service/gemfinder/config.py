@@ -36,6 +36,10 @@ HELP = {
     "allow_any_endpoint": "let callers name any endpoint URL, which the server then connects to "
     "(development and demos only; logged as a warning)",
     "query_sets": "registered query sets, name=path.jsonl[,name=path...]",
+    "lm_eval_tasks": "JSON file registering the lm-eval tasks callers may name, with each "
+    "one's data files: {task: {split: path} or directory} (docs/grading.md; the lm-eval extra)",
+    "lm_eval_include": "directories of your own lm-eval task YAML, dir[,dir...] (lm-eval's "
+    "include_path; they may run !function code, so only the operator names them)",
     "max_active_searches": "searches running at once; more are RESOURCE_EXHAUSTED",
     "max_candidates": "candidates per request",
     "max_items": "items per query set",
@@ -85,6 +89,8 @@ class ServerConfig:
     allow_endpoint_patterns: str = ""
     allow_any_endpoint: bool = False
     query_sets: str = ""
+    lm_eval_tasks: str = ""
+    lm_eval_include: str = ""
     max_active_searches: int = 8
     max_candidates: int = 5000
     max_items: int = 100_000
@@ -110,6 +116,13 @@ class ServerConfig:
 
     def endpoint_patterns(self) -> list[str]:
         return [p for p in (p.strip() for p in self.allow_endpoint_patterns.split(",")) if p]
+
+    def lm_eval_include_paths(self, field: str = "--lm-eval-include") -> tuple[str, ...]:
+        from gemfinder.tasks.lmeval.loading import include_paths
+
+        return include_paths(
+            [p.strip() for p in self.lm_eval_include.split(",") if p.strip()], field
+        )
 
     def query_set_paths(self, field: str = "--query-sets") -> dict[str, Path]:
         out: dict[str, Path] = {}
@@ -216,6 +229,9 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
         )
     for i, pattern in enumerate(config.endpoint_patterns()):
         compile_pattern(pattern, f"{source['allow_endpoint_patterns']} (pattern {i + 1})")
+    config.lm_eval_include_paths(source["lm_eval_include"])
+    if config.lm_eval_tasks and not Path(config.lm_eval_tasks).is_file():
+        raise UserError(source["lm_eval_tasks"], f"no such file {config.lm_eval_tasks}")
     paths = config.query_set_paths(source["query_sets"])
     for name, path in paths.items():
         if path.is_dir():

@@ -88,8 +88,9 @@ KUSTOMIZATIONS = [
 
 def test_every_kustomization_is_tested():
     found = {str(p.parent.relative_to(K8S)) for p in K8S.rglob("kustomization.yaml")}
-    # sqlite/ is a Component, built only inside k8s/ (test_replicas.py)
-    assert found == {"." if k == "" else k for k in KUSTOMIZATIONS} | {"sqlite"}
+    # sqlite/ and examples/lm-eval/ are Components, built with k8s/ (test_replicas.py,
+    # test_lm_eval_example.py)
+    assert found == {"." if k == "" else k for k in KUSTOMIZATIONS} | {"sqlite", "examples/lm-eval"}
 
 
 @pytest.mark.parametrize("where", KUSTOMIZATIONS)

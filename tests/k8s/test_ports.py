@@ -11,7 +11,8 @@ import pytest
 
 from tests.k8s.support import K8S, REPO_ROOT, load_docs
 
-EXAMPLES = sorted(p for p in (K8S / "examples").glob("*-fleet") if p.is_dir())  # not postgres
+# The inference fleets (not postgres*/, not the lm-eval component).
+EXAMPLES = sorted(p for p in (K8S / "examples").glob("*-fleet") if p.is_dir())
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # An endpoint URL where the docs give one: a flag, a JSON field or a keyword argument.
 ENDPOINT_URL = re.compile(

@@ -50,6 +50,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the tree, items, candidates, endpoints, logs and the search database here "
         "and keep them (default: a temporary directory, removed at the end)",
     )
+    lm = parser.add_argument_group(
+        "lm-eval task",
+        "search on an lm-evaluation-harness task's documents instead of generated items: the "
+        "server is registered to serve the task from these files and the client names it "
+        "(query_set.lm_eval); --items caps the documents (the lm-eval extra)",
+    )
+    lm.add_argument("--lm-eval-task", metavar="NAME", help="e.g. gsm8k, arc_challenge")
+    lm.add_argument(
+        "--lm-eval-data",
+        nargs="+",
+        default=[],
+        metavar="SPLIT=PATH",
+        help="the task's local data files, one per split it reads",
+    )
+    lm.add_argument(
+        "--lm-eval-include",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of your own task YAML (docs/examples/lm-eval-custom/tasks)",
+    )
+    lm.add_argument("--num-fewshot", type=int, metavar="K", help="default: the task's own")
     parser.add_argument(
         "--report",
         metavar="FILE",
@@ -74,6 +96,12 @@ def _check(args: argparse.Namespace) -> None:
     for flag, value, low in lows:
         if value < low:
             raise UserError(flag, f"must be at least {low}, got {value}")
+    if not args.lm_eval_task:
+        for flag in ("lm_eval_data", "lm_eval_include", "num_fewshot"):
+            if getattr(args, flag) not in (None, []):
+                raise UserError("--" + flag.replace("_", "-"), "needs --lm-eval-task")
+    elif not args.lm_eval_data:
+        raise UserError("--lm-eval-data", "needs the task's data files: SPLIT=PATH ...")
     if args.report:
         report_html.check_target(args.report, "--report")
 
@@ -105,21 +133,55 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _run(args: argparse.Namespace, workdir: Path) -> int:
-    start = time.monotonic()
-    world = demo.build_world(workdir, args.preset, args.models, args.items, args.seed)
-    m = world.matrix
+def _lm_eval_world(args: argparse.Namespace, workdir: Path) -> demo.World:
+    """The task's query set built here, as the server will build it from the same files."""
+    from gemfinder.tasks.lmeval.build import build_query_set
+    from gemfinder.tasks.lmeval.loading import include_paths, parse_data_files
+
+    files = parse_data_files(args.lm_eval_data)
+    args.lm_eval_include = include_paths(args.lm_eval_include, "--lm-eval-include")
+    records = build_query_set(
+        args.lm_eval_task,
+        files,
+        num_fewshot=args.num_fewshot,
+        limit=args.items,
+        include=args.lm_eval_include,
+    )
+    world = demo.build_lm_eval_world(workdir, args.preset, args.models, args.seed, records, files)
+    shots = records[0]["lm_eval"]["num_fewshot"]
     print(
-        f"model tree: {m.n_models} models ({args.preset} preset), {m.n_items} generated items",
+        f"model tree: {world.matrix.n_models} models ({args.preset} preset) answering "
+        f"{len(records)} documents of lm-eval task {args.lm_eval_task} "
+        f"({records[0]['output_type']}, {shots}-shot)",
         flush=True,
     )
+    return world
+
+
+def _run(args: argparse.Namespace, workdir: Path) -> int:
+    start = time.monotonic()
+    if args.lm_eval_task:
+        world = _lm_eval_world(args, workdir)
+    else:
+        world = demo.build_world(workdir, args.preset, args.models, args.items, args.seed)
+        print(
+            f"model tree: {world.matrix.n_models} models ({args.preset} preset), "
+            f"{world.matrix.n_items} generated items",
+            flush=True,
+        )
+    m = world.matrix
     procs = demo.Processes()
     try:
         candidates, endpoints = demo.start_fleet(
             procs, world, workdir, args.endpoints, args.latency_ms
         )
         metrics_port = demo.free_port()
-        port, _ = demo.start_server(procs, workdir, endpoints, metrics_port)
+        extra = []
+        if world.lm_eval_tasks is not None:
+            extra = ["--lm-eval-tasks", str(world.lm_eval_tasks)]
+            if args.lm_eval_include:
+                extra += ["--lm-eval-include", ",".join(args.lm_eval_include)]
+        port, _ = demo.start_server(procs, workdir, endpoints, metrics_port, extra)
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         print(f"fleet: {args.endpoints} simulated TGI endpoints; server: 127.0.0.1:{port}")
         print(f"metrics: {url} (until the demo ends)")
@@ -129,6 +191,12 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         spec = SearchSpec(candidates=records, items=items, budget=budget.total)
         spec.validate(prefix="demo", asked=budget.asked)
         print(budget_line(spec, args.per_model), flush=True)
+        if args.lm_eval_task:
+            print(
+                f"query set: the client names lm-eval task {args.lm_eval_task}; the server "
+                "builds it from its registered data (the first call indexes lm-eval's tasks)",
+                flush=True,
+            )
         result = asyncio.run(_client(port, records, items, args))
         truth = dict(zip(m.models, m.accuracies().tolist(), strict=True))
         print()
@@ -265,6 +333,11 @@ async def _client(port: int, candidates: list[Candidate], items: list[Item], arg
     from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
     spec = spec_to_proto(candidates, items, args.per_model, args.seed)
+    if args.lm_eval_task:  # the task by name: the server builds the same items itself
+        ask = pb.LmEvalQuerySet(task=args.lm_eval_task, limit=len(items))
+        if args.num_fewshot is not None:
+            ask.num_fewshot = args.num_fewshot
+        spec.query_set.CopyFrom(pb.QuerySet(lm_eval=ask))
     request_id = uuid.uuid4().hex
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.ModelSearchServiceStub(channel)

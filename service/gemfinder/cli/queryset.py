@@ -59,15 +59,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="filter_name",
         help="filter pipeline by name (default: the task's first, e.g. strict-match)",
     )
+    b.add_argument(
+        "--lm-eval-include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a directory of your own task YAML in lm-eval's format (lm-eval's include_path; "
+        "repeatable; a task there overrides lm-eval's task of the same name)",
+    )
+    b.add_argument(
+        "--fewshot-as-multiturn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="chat backends: each few-shot example a user/assistant turn (default; "
+        "simple_evaluate's default with apply_chat_template), or all in one user turn",
+    )
     b.add_argument("--out", required=True, help="output JSONL, or - for stdout")
     b.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gemfinder.tasks.lmeval.build import build_query_set
-    from gemfinder.tasks.lmeval.loading import parse_data_files
+    from gemfinder.tasks.lmeval.loading import include_paths, parse_data_files
 
     files = parse_data_files(args.data_files)
+    include = include_paths(args.lm_eval_include, "--lm-eval-include")
     # datasets draws a progress bar per split for a few milliseconds of work.
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     start = time.perf_counter()
@@ -79,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         metric=args.metric,
         filter_name=args.filter_name,
+        include=include,
+        fewshot_as_multiturn=args.fewshot_as_multiturn,
     )
     try:
         lines = [json.dumps(r, ensure_ascii=False) for r in records]

@@ -174,17 +174,46 @@ class InferenceOracle:
     @staticmethod
     async def _loglikelihoods(endpoint: _Endpoint, call: Call) -> Completion:
         """One multiple-choice query: every choice's log-likelihood, one request each, within
-        the query's one slot and timeout. A failure on any choice fails the whole query (it is
-        retried whole): a partial set of log-likelihoods is never graded."""
+        the query's timeout. The query's own slot works through the choices; each slot of the
+        endpoint that is free at the start (none queued for it) takes a share in parallel, so
+        an idle endpoint answers a 4-choice item in about one request's time and a busy one
+        never sees more requests than its concurrency. A failure on any choice fails the whole
+        query (it is retried whole): a partial set of log-likelihoods is never graded."""
         score = endpoint.backend.loglikelihood
         if score is None:  # SearchSpec.validate refuses such candidates first
             raise ValueError(f"backend {endpoint.backend.name} gives no log-likelihoods")
-        lls: list[float] = []
+        todo = list(enumerate(call.requests))
+        lls: list[float] = [0.0] * len(todo)
         read = 0
-        for context, continuation in call.requests:
-            ll, prompt_tokens = await score(endpoint.client, call, context, continuation)
-            lls.append(ll)
-            read += prompt_tokens or 0
+
+        async def work() -> None:
+            nonlocal read
+            while todo:
+                k, (context, continuation) = todo.pop(0)
+                lls[k], prompt_tokens = await score(endpoint.client, call, context, continuation)
+                read += prompt_tokens or 0
+
+        async def borrowed() -> None:
+            # `locked()` is also true while others wait for a slot: never jump their queue.
+            if endpoint.semaphore.locked():
+                return
+            await endpoint.semaphore.acquire()  # free: returns without waiting
+            try:
+                await work()
+            finally:
+                endpoint.semaphore.release()
+
+        workers = [asyncio.ensure_future(work())]
+        workers += [asyncio.ensure_future(borrowed()) for _ in range(len(todo) - 1)]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for worker in done:
+                if worker.exception() is not None:
+                    raise worker.exception()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         text = json.dumps(lls)  # full precision: `gemfinder grade` regrades the same numbers
         return Completion(text, read or None, None, loglikelihoods=tuple(lls))
 

@@ -11,6 +11,7 @@ that cannot be used.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -38,6 +39,7 @@ from gemfinder.server.interceptors import AuthInterceptor, ErrorInterceptor, Met
 from gemfinder.server.service import ModelSearchService
 from gemfinder.store import open_store
 from gemfinder.tasks import load_query_set, sandbox
+from gemfinder.tasks.lmeval.catalog import Catalog
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -76,6 +78,10 @@ class Server:
         self.query_sets = {
             name: load_query_set(path) for name, path in config.query_set_paths().items()
         }
+        # The lm-eval tasks callers may name, with the operator's data files (no lm_eval import).
+        self.lm_eval = Catalog.load(
+            config.lm_eval_tasks, config.lm_eval_include_paths(), "--lm-eval-tasks"
+        )
         endpoints = load_endpoint_configs(config.endpoints) if config.endpoints else []
         # The endpoints file is also the list of endpoints callers may name (oracles.allowlist).
         self.allowlist = EndpointAllowlist.build(
@@ -97,6 +103,9 @@ class Server:
         self.port = 0
         self.metrics_port = 0
         self._metrics_server = None
+        self._warm: asyncio.Future | None = (
+            None  # the lm-eval index warming, when tasks are registered
+        )
         self._server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), AuthInterceptor(config.token), ErrorInterceptor()],
             options=[
@@ -110,7 +119,11 @@ class Server:
             ],
         )
         service = ModelSearchService(
-            self.manager, self.query_sets, config.default_queries_per_model, config.limits
+            self.manager,
+            self.query_sets,
+            config.default_queries_per_model,
+            config.limits,
+            self.lm_eval,
         )
         pb_grpc.add_ModelSearchServiceServicer_to_server(service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -176,6 +189,10 @@ class Server:
             log.info("resumed %d unfinished searches", len(resumed))
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.lm_eval:
+            # Import lm_eval and read (or walk, on a cold cache) its task index now, on a
+            # worker thread, so that the first request naming a task does not pay for it.
+            self._warm = asyncio.get_running_loop().run_in_executor(None, self.lm_eval.warm)
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:

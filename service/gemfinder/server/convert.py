@@ -22,6 +22,7 @@ from gemfinder.search.spec import IncrementalAsk, Limits, SearchSpec, default_al
 from gemfinder.search.values import Estimate, Incremental, Paired, Progress, Result, TaskResult
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
+from gemfinder.tasks.lmeval import catalog as lm_eval_catalog
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 # Enum value -> gemfinder's short name (the registry checks at import that it has every value).
@@ -88,12 +89,35 @@ def request_id(value: str) -> str | None:
     return value or None
 
 
+LM_EVAL_FIELD = "spec.query_set.lm_eval"
+
+
+def lm_eval_request(msg: pb.LmEvalQuerySet, limits: Limits) -> lm_eval_catalog.Request:
+    """The caller's choices about an lm-eval query set; the data are the operator's."""
+    if msg.limit > limits.max_items:
+        raise UserError(f"{LM_EVAL_FIELD}.limit", f"at most {limits.max_items} items")
+    return lm_eval_catalog.Request(
+        task=msg.task,
+        num_fewshot=msg.num_fewshot if msg.HasField("num_fewshot") else None,
+        limit=msg.limit or None,
+        seed=msg.seed if msg.HasField("seed") else 1234,
+        metric=msg.metric or None,
+        filter_name=msg.filter or None,
+        fewshot_as_multiturn=(
+            msg.fewshot_as_multiturn if msg.HasField("fewshot_as_multiturn") else True
+        ),
+    )
+
+
 def spec_from_proto(
     msg: pb.SearchSpec,
     query_sets: dict[str, list[Item]],
     default_per_model: int,
     limits: Limits,
+    lm_eval_items: list[Item] | None = None,
 ) -> SearchSpec:
+    """`lm_eval_items`: the query set the service built for a `query_set.lm_eval` (blocking
+    work it did off the event loop)."""
     if len(msg.candidates) < 2:
         raise UserError("spec.candidates", "need at least 2 candidates")
     if len(msg.candidates) > limits.max_candidates:
@@ -112,7 +136,7 @@ def spec_from_proto(
             record["prior_score"] = c.prior_score
         record["official"] = c.official
         candidates.append(candidate_from_dict(record, where))
-    items, name = _items(msg, query_sets, limits)
+    items, name = _items(msg, query_sets, limits, lm_eval_items)
     budget = _budget(msg.budget, len(candidates), default_per_model)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
@@ -166,8 +190,12 @@ def _budget(msg: pb.Budget, n_models: int, default_per_model: int) -> Budget:
     )
 
 
-def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
+def _items(msg, query_sets, limits, lm_eval_items) -> tuple[list[Item], str | None]:
     which = msg.query_set.WhichOneof("source")
+    if which == "lm_eval":
+        if lm_eval_items is None:
+            raise ValueError("an lm_eval query set is built by the service before conversion")
+        return lm_eval_items, f"lm_eval:{msg.query_set.lm_eval.task}"
     if which == "name":
         items = query_sets.get(msg.query_set.name)
         if items is None:
@@ -175,7 +203,9 @@ def _items(msg, query_sets, limits) -> tuple[list[Item], str | None]:
             raise UserError("spec.query_set.name", f"unknown query set (known: {known})")
         return items, msg.query_set.name
     if which != "inline":
-        raise UserError("spec.query_set", "required: a registered name or inline items")
+        raise UserError(
+            "spec.query_set", "required: a registered name, inline items or an lm-eval task"
+        )
     inline = msg.query_set.inline.items
     if len(inline) > limits.max_items:
         raise UserError("spec.query_set.inline.items", f"at most {limits.max_items} items")

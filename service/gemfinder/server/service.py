@@ -17,6 +17,7 @@ from gemfinder.search.manager import SearchManager
 from gemfinder.server import convert
 from gemfinder.server.errors import ServiceError
 from gemfinder.tasks import Item
+from gemfinder.tasks.lmeval.catalog import Catalog
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -42,15 +43,23 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         query_sets: dict[str, list[Item]],
         default_per_model: int,
         limits,
+        lm_eval: Catalog | None = None,
     ) -> None:
         self.manager = manager
         self.query_sets = query_sets
         self.default_per_model = default_per_model
         self.limits = limits
+        self.lm_eval = lm_eval or Catalog({})
 
     async def _start(self, request):
+        built = None
+        if request.spec.query_set.WhichOneof("source") == "lm_eval":
+            req = convert.lm_eval_request(request.spec.query_set.lm_eval, self.limits)
+            self.lm_eval.check(req, convert.LM_EVAL_FIELD)  # unregistered: refused at once
+            # Building runs lm-eval (seconds the first time): off the event loop.
+            built = await asyncio.to_thread(self.lm_eval.items, req, convert.LM_EVAL_FIELD)
         spec = convert.spec_from_proto(
-            request.spec, self.query_sets, self.default_per_model, self.limits
+            request.spec, self.query_sets, self.default_per_model, self.limits, built
         )
         return await self.manager.start(spec, convert.request_id(request.request_id))
 

@@ -4,11 +4,14 @@ Everything is generated (no network, no GPU): a synthetic model tree from gemfin
 items from gemfinder.sim.fleet's synthetic generators with the tree's item ids, a simulated TGI
 fleet process serving the tree as base models plus LoRA adapters, and a `gemfinder serve`
 process. MBPP columns are left out: grading them runs a sandboxed interpreter per answer, too
-slow for a one-minute demo on two cores.
+slow for a one-minute demo on two cores. With an lm-eval task the items are that task's
+documents instead (the tree decides which model answers which right), and the server builds the
+same query set from its registered data when the client names the task.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,25 +36,65 @@ class World:
     matrix: CorrectnessMatrix
     matrix_path: Path
     items_path: Path
+    # With an lm-eval task: the file registering it with the server (serve --lm-eval-tasks).
+    lm_eval_tasks: Path | None = None
 
 
-def build_world(workdir: Path, preset: str, models: int, items: int, seed: int) -> World:
-    tree = generate_tree(preset, seed, models=models, items=items)
-    m = tree.matrix
+def _drop_slow(m: CorrectnessMatrix) -> CorrectnessMatrix:
     keep = [i for i, name in enumerate(m.items) if name.split("/")[0] not in SLOW_TASKS]
-    matrix = CorrectnessMatrix(
+    return CorrectnessMatrix(
         np.ascontiguousarray(m.correct[:, keep]),
         m.models,
         [m.items[i] for i in keep],
         m.downloads,
         m.is_base,
     )
+
+
+def build_world(workdir: Path, preset: str, models: int, items: int, seed: int) -> World:
+    matrix = _drop_slow(generate_tree(preset, seed, models=models, items=items).matrix)
     records = for_items(matrix.items, seed=seed)  # exactly the matrix's items
     matrix_path = workdir / "tree.npz"
     items_path = workdir / "items.jsonl"
     save_npz(matrix, matrix_path)
     write_jsonl(records, items_path)
     return World(matrix, matrix_path, items_path)
+
+
+def build_lm_eval_world(
+    workdir: Path,
+    preset: str,
+    models: int,
+    seed: int,
+    records: list[dict],
+    data_files: dict[str, Path],
+) -> World:
+    """A world whose items are an lm-eval task's documents (`records`, built as the server will
+    build them): the tree's answers are given to those ids, so the fleet answers them (text or
+    log-likelihoods) right where the tree says, and the server is registered to serve the task
+    from the same data files (`lm-eval-tasks.json`)."""
+    n = len(records)
+    tree = _drop_slow(generate_tree(preset, seed, models=models, items=2 * n + 20).matrix)
+    if tree.n_items < n:
+        raise ValueError(f"the tree has {tree.n_items} items, fewer than the task's {n}")
+    matrix = CorrectnessMatrix(
+        np.ascontiguousarray(tree.correct[:, :n]),
+        tree.models,
+        [r["id"] for r in records],
+        tree.downloads,
+        tree.is_base,
+    )
+    matrix_path = workdir / "tree.npz"
+    items_path = workdir / "items.jsonl"
+    save_npz(matrix, matrix_path)
+    write_jsonl(records, items_path)
+    tasks = workdir / "lm-eval-tasks.json"
+    task = records[0]["lm_eval"]["task"]
+    tasks.write_text(
+        json.dumps({task: {split: str(p.resolve()) for split, p in data_files.items()}}),
+        encoding="utf-8",
+    )
+    return World(matrix, matrix_path, items_path, tasks)
 
 
 def free_port() -> int:
@@ -126,12 +169,14 @@ def start_fleet(procs: Processes, world: World, workdir: Path, endpoints: int, l
     return candidates, endpoints_path
 
 
-def start_server(procs: Processes, workdir: Path, endpoints: Path, metrics_port: int):
+def start_server(
+    procs: Processes, workdir: Path, endpoints: Path, metrics_port: int, extra: list[str] = ()
+):
     log = workdir / "server.log"
     proc = procs.start(
         [
             "serve", "--address", "127.0.0.1:0", "--db", str(workdir / "gemfinder.db"),
-            "--endpoints", str(endpoints), "--metrics-port", str(metrics_port),
+            "--endpoints", str(endpoints), "--metrics-port", str(metrics_port), *extra,
         ],
         log,
     )  # fmt: skip

@@ -109,12 +109,14 @@ class InlineQuerySet(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[QueryItem, _Mapping]]] = ...) -> None: ...
 
 class QuerySet(_message.Message):
-    __slots__ = ("name", "inline")
+    __slots__ = ("name", "inline", "lm_eval")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INLINE_FIELD_NUMBER: _ClassVar[int]
+    LM_EVAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     inline: InlineQuerySet
-    def __init__(self, name: _Optional[str] = ..., inline: _Optional[_Union[InlineQuerySet, _Mapping]] = ...) -> None: ...
+    lm_eval: LmEvalQuerySet
+    def __init__(self, name: _Optional[str] = ..., inline: _Optional[_Union[InlineQuerySet, _Mapping]] = ..., lm_eval: _Optional[_Union[LmEvalQuerySet, _Mapping]] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("total", "per_model")
@@ -415,3 +417,21 @@ class IncrementalOutcome(_message.Message):
     removed: _containers.RepeatedScalarFieldContainer[str]
     left_out: int
     def __init__(self, parent_search_id: _Optional[str] = ..., parent_winner_model_id: _Optional[str] = ..., winner_changed: _Optional[bool] = ..., incumbents: _Optional[_Iterable[str]] = ..., newcomers: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., left_out: _Optional[int] = ...) -> None: ...
+
+class LmEvalQuerySet(_message.Message):
+    __slots__ = ("task", "num_fewshot", "limit", "seed", "metric", "filter", "fewshot_as_multiturn")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEWSHOT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FEWSHOT_AS_MULTITURN_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    num_fewshot: int
+    limit: int
+    seed: int
+    metric: str
+    filter: str
+    fewshot_as_multiturn: bool
+    def __init__(self, task: _Optional[str] = ..., num_fewshot: _Optional[int] = ..., limit: _Optional[int] = ..., seed: _Optional[int] = ..., metric: _Optional[str] = ..., filter: _Optional[str] = ..., fewshot_as_multiturn: _Optional[bool] = ...) -> None: ...

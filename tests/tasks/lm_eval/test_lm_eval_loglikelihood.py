@@ -166,14 +166,16 @@ async def test_tgi_boundary_from_tokenize_when_prefill_texts_do_not_spell_the_in
 async def test_a_failure_on_one_choice_fails_the_query(arc) -> None:
     _, items = arc
     matrix = _matrix(items, MODELS)
-    # The first item's second choice gets a 422 (not retried): the whole query fails.
+    # The second request of the first query gets a 422 (not retried): the whole query fails.
     results, state = await _answers(items[:1], matrix, "tgi", fault_script=[None, "422"])
     first = results[0]
     assert first.reward is None and first.failure is not None
     assert first.failure.value == "validation" and "validation" in (first.error or "")
     assert results[1].reward == int(matrix.correct[1, 0])  # the next query is whole again
-    # the failed query stopped at its second choice; the next one asked all of its choices
-    assert state.requests["/generate"] == 2 + len(items[0].fields["requests"])
+    # the failed query's choices went out together (idle endpoint: one slot each), so it sent
+    # 2 to 4 of them before the 422 stopped it; the next query asked all of its choices again
+    n = len(items[0].fields["requests"])
+    assert n + 2 <= state.requests["/generate"] <= 2 * n
 
 
 def test_chat_backends_are_refused_naming_candidate_and_item(arc) -> None:
@@ -259,3 +261,35 @@ async def test_search_on_an_lm_eval_multiple_choice_set_picks_the_best(
     assert result["recommended_model_id"] == models[2]
     assert result["queries_spent"] == budget  # one query per item and model, all choices in it
     assert served == sum(len(it.fields["requests"]) for it in items) * 4
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai_completions"])
+async def test_choices_run_in_parallel_on_free_slots_and_never_above_the_limit(
+    arc, backend: str
+) -> None:
+    """An idle endpoint scores a 4-choice item in about one request's time; with a
+    concurrency of 1 the choices go one after another and the server, which refuses a second
+    request in flight (429), never sees one."""
+    _, items = arc
+    item = next(it for it in items if len(it.fields["requests"]) == 4)
+    matrix = _matrix(items, MODELS)
+    name = "tgi" if backend == "tgi" else "vllm"
+    timings = {}
+    for limit in (8, 1):
+        extra = {"latency": {"median_s": 0.2, "sigma": 0.0}, "max_concurrent_requests": limit}
+        tgi, vllm = _endpoints(**extra)
+        vllm = {**vllm, **extra}
+        async with Fleet(fleet_config(tgi, vllm), matrix, items) as fleet:
+            url = fleet.url(name)
+            oracle = InferenceOracle(
+                [EndpointConfig(url, backend, adapters=("lora",), max_concurrency=limit)],
+                policy=FAST_RETRY,
+            )
+            t0 = asyncio.get_running_loop().time()
+            result = await oracle.answer(Candidate(MODELS[0], url, backend=backend), item)
+            timings[limit] = asyncio.get_running_loop().time() - t0
+            await oracle.aclose()
+            state = fleet.state(name)
+        assert result.reward == int(matrix.correct[0, matrix.items.index(item.id)])
+        assert state.statuses[429] == 0 and sum(state.statuses.values()) >= 4
+    assert timings[8] < 0.5 < timings[1], timings  # 4 x 0.2 s one after another

@@ -2,7 +2,8 @@
 `build_all_requests`, few-shot sampler included) and what grading needs.
 
 One record per document. generate_until records carry `prompt`, `until`, `max_gen_toks`, the
-gold `target`, the filter pipeline and the metric; multiple_choice records carry `requests`
+gold `target`, the filter pipeline, the metric and `chat_messages` (what lm-eval sends a chat
+model with its chat template applied); multiple_choice records carry `requests`
 (one [context, continuation] pair per choice, exactly lm-eval's loglikelihood requests),
 `choices` (for acc_norm's lengths) and `gold` (index, or list of indices).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 from gemfinder.errors import UserError
 from gemfinder.tasks.lmeval import LM_EVAL_VERSION, TASK_KIND
-from gemfinder.tasks.lmeval.loading import FIELD, load_task
+from gemfinder.tasks.lmeval.loading import CLI_HINT, FIELD, load_task
 from gemfinder.tasks.lmeval.task import ZERO_ONE  # 0/1 per document; the task's first wins
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's models' default when generation_kwargs names none
@@ -108,16 +110,49 @@ def _check_task(task: Any) -> str:
     return output_type
 
 
+def _json_chat(history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """lm-eval's chat template for OpenAI-chat APIs (TemplateAPI.apply_chat_template without a
+    tokenizer): the messages as JSON, loaded back into the request's `messages`."""
+    return json.dumps(history, ensure_ascii=False)
+
+
+def _chat_messages(
+    task: Any, limit: int | None, seed: int, multiturn: bool
+) -> dict[int, list[dict[str, str]]]:
+    """doc_id -> the messages lm-eval sends a chat model (`apply_chat_template`, and
+    `fewshot_as_multiturn`: each shot a user/assistant pair, else one user turn). A second pass of
+    lm-eval's own build from the same seed, so the few-shot examples are the plain prompt's."""
+    task.set_fewshot_seed(seed=seed)
+    task.build_all_requests(
+        limit=limit,
+        apply_chat_template=True,
+        fewshot_as_multiturn=multiturn,
+        chat_template=_json_chat,
+    )
+    return {inst.doc_id: json.loads(inst.arguments[0]) for inst in task.instances}
+
+
 def records_from_task(
-    task: Any, *, limit: int | None, seed: int, metric: str | None, filter_name: str | None
+    task: Any,
+    *,
+    limit: int | None,
+    seed: int,
+    metric: str | None,
+    filter_name: str | None,
+    fewshot_as_multiturn: bool = True,
 ) -> list[dict[str, Any]]:
     """One record per document of an lm_eval task object (the first `limit` documents)."""
     with _compiled_templates():
-        return _records(task, limit, seed, metric, filter_name)
+        return _records(task, limit, seed, metric, filter_name, fewshot_as_multiturn)
 
 
 def _records(
-    task: Any, limit: int | None, seed: int, metric: str | None, filter_name: str | None
+    task: Any,
+    limit: int | None,
+    seed: int,
+    metric: str | None,
+    filter_name: str | None,
+    fewshot_as_multiturn: bool,
 ) -> list[dict[str, Any]]:
     output_type = _check_task(task)
     name = task.config.task
@@ -135,6 +170,12 @@ def _records(
     try:
         task.build_all_requests(limit=limit)  # lm-eval's own prompt construction
     except (ValueError, AssertionError) as err:  # e.g. fewer few-shot documents than shots
+        if "larger than population" in str(err):  # random.sample: the few-shot pool is short
+            raise UserError(
+                "--num-fewshot",
+                f"{task.config.num_fewshot} few-shot examples asked of {name!r}, but its "
+                "few-shot split has fewer documents",
+            ) from None
         raise UserError(FIELD, f"lm-eval could not build the prompts of {name!r}: {err}") from None
     by_doc: dict[int, list[Any]] = defaultdict(list)
     for inst in task.instances:
@@ -145,6 +186,10 @@ def _records(
         "num_fewshot": task.config.num_fewshot,
         "seed": seed,
     }
+    chat: dict[int, list[dict[str, str]]] = {}
+    if output_type == "generate_until":  # chat backends generate; they give no log-likelihoods
+        chat = _chat_messages(task, limit, seed, fewshot_as_multiturn)
+        provenance["fewshot_as_multiturn"] = fewshot_as_multiturn
     records = []
     for doc_id in sorted(by_doc):
         insts = sorted(by_doc[doc_id], key=lambda i: i.idx)
@@ -173,6 +218,7 @@ def _records(
                 "target": gold,
                 "multiple_target": bool(task.multiple_target),
                 "filter": {"name": filter_name, "steps": pipelines[filter_name]},
+                "chat_messages": chat[doc_id],
             }
         else:
             choices = task.doc_to_choice(doc)
@@ -195,12 +241,23 @@ def build_query_set(
     seed: int = 1234,
     metric: str | None = None,
     filter_name: str | None = None,
+    include: tuple[str, ...] = (),
+    data_hint: str = CLI_HINT,
+    fewshot_as_multiturn: bool = True,
     on_task: Callable[[Any], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for the first `limit` documents of lm-eval task `name` (all when None)."""
+    """Records for the first `limit` documents of lm-eval task `name` (all when None);
+    `include`: the operator's own task YAML (directories or files), as lm-eval's include_path."""
     if limit is not None and limit < 1:
         raise UserError("--limit", "must be >= 1")
-    task = load_task(name, data_files, num_fewshot, seed)
+    task = load_task(name, data_files, num_fewshot, seed, include, data_hint)
     if on_task is not None:
         on_task(task)
-    return records_from_task(task, limit=limit, seed=seed, metric=metric, filter_name=filter_name)
+    return records_from_task(
+        task,
+        limit=limit,
+        seed=seed,
+        metric=metric,
+        filter_name=filter_name,
+        fewshot_as_multiturn=fewshot_as_multiturn,
+    )

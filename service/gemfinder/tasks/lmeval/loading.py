@@ -1,15 +1,17 @@
-"""Loading an lm-eval task by name, with lm_eval's own TaskManager and ConfigurableTask, its
-dataset read from local files (no download: the config is patched to the files the user names).
+"""Loading an lm-eval task by name, with lm_eval's own task index (cached on disk, `index.py`),
+TaskFactory and ConfigurableTask, its dataset read from local files (no download: the config is
+patched to the files the user names). `include` is the operator's own task directories or YAML
+files (lm-eval's `include_path`), searched after lm-eval's tasks and overriding them.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 from pathlib import Path
 from typing import Any
 
 from gemfinder.errors import UserError
+from gemfinder.tasks.lmeval import index as task_index
 from gemfinder.tasks.lmeval.codeeval import guarded_evaluate_load
 
 FIELD = "--lm-eval-task"
@@ -26,13 +28,11 @@ def _require_lm_eval() -> None:
         ) from None
 
 
-@functools.cache
-def task_manager() -> Any:
-    """lm_eval's TaskManager, built once per process: indexing its ~14,000 YAML files takes ~9 s."""
+def task_manager(include: tuple[str, ...] = ()) -> Any:
+    """lm_eval's TaskManager (over its tasks plus `include`), built once per process: indexing
+    its ~14,000 YAML files takes 9-35 s. Building a query set needs only the cached index."""
     _require_lm_eval()
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager()
+    return task_index.task_manager(tuple(include))
 
 
 def parse_data_files(specs: list[str]) -> dict[str, Path]:
@@ -55,13 +55,30 @@ def parse_data_files(specs: list[str]) -> dict[str, Path]:
     return files
 
 
-def _entry(name: str) -> Any:
+def include_paths(paths: list[str], field: str) -> tuple[str, ...]:
+    """The operator's task directories, checked and made absolute (lm-eval silently skips a
+    path that does not exist, or a file: it indexes the *.yaml files under a directory, so a
+    mistake would make the task "unknown" for no visible reason)."""
+    out = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_file():
+            raise UserError(
+                field,
+                f"{raw}: give the directory holding it (lm-eval indexes a directory's *.yaml)",
+            )
+        if not p.is_dir():
+            raise UserError(field, f"{raw}: no such directory")
+        out.append(str(p.resolve()))
+    return tuple(out)
+
+
+def _entry(name: str, include: tuple[str, ...] = ()) -> Any:
     from lm_eval.tasks._index import Kind
 
-    tm = task_manager()
-    entry = tm.task_index.get(name)
+    entry, index = task_index.lookup(name, tuple(include))
     if entry is None:
-        close = difflib.get_close_matches(name, tm.all_tasks, n=5)
+        close = difflib.get_close_matches(name, sorted(index.entries), n=5)
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
         raise UserError(FIELD, f"lm-eval has no task {name!r}{hint}")
     if entry.kind in (Kind.GROUP, Kind.TAG):
@@ -97,8 +114,11 @@ def needed_splits(cfg: dict[str, Any], num_fewshot: int) -> dict[str, str]:
     return needs
 
 
+CLI_HINT = "Give --data-files SPLIT=PATH"
+
+
 def patch_to_local_files(
-    cfg: dict[str, Any], files: dict[str, Path], num_fewshot: int
+    cfg: dict[str, Any], files: dict[str, Path], num_fewshot: int, hint: str = CLI_HINT
 ) -> dict[str, Any]:
     """The task config reading `files` instead of the Hub dataset; a clear error when a split
     lm-eval will read is missing. Splits that are named but unused point at the eval file (a
@@ -117,7 +137,7 @@ def patch_to_local_files(
         raise UserError(
             "--data-files",
             f"task {cfg['task']!r} needs local files for split(s) {', '.join(missing)} "
-            f"({wanted}); datasets are not downloaded. Give --data-files SPLIT=PATH (JSONL, "
+            f"({wanted}); datasets are not downloaded. {hint} (JSONL, "
             f"parquet or CSV rows of the Hugging Face dataset {where})",
         )
     named = {cfg.get(k) for k in ("training_split", "validation_split", "test_split")}
@@ -146,13 +166,15 @@ def patch_to_local_files(
     }
 
 
-def config_of(name: str) -> dict[str, Any]:
+def config_of(name: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
     """The task's full config as lm-eval resolves it (includes merged, `!function`s imported
-    with the code metric guarded)."""
+    with the code metric guarded): TaskManager's own TaskFactory step, from the index entry."""
     _require_lm_eval()
-    entry = _entry(name)
+    from lm_eval.tasks._factory import TaskFactory
+
+    entry = _entry(name, include)
     with guarded_evaluate_load():
-        cfg = task_manager()._factory._load_full_config(entry, None)
+        cfg = TaskFactory()._load_full_config(entry, None)
     for key in ("tag", "group", "task_list"):
         cfg.pop(key, None)
     return cfg
@@ -169,15 +191,20 @@ def effective_num_fewshot(cfg: dict[str, Any], requested: int | None) -> int:
 
 
 def load_task(
-    name: str, files: dict[str, Path], num_fewshot: int | None = None, seed: int = 1234
+    name: str,
+    files: dict[str, Path],
+    num_fewshot: int | None = None,
+    seed: int = 1234,
+    include: tuple[str, ...] = (),
+    data_hint: str = CLI_HINT,
 ) -> Any:
     """A lm_eval ConfigurableTask for `name` reading `files`, set up as simple_evaluate sets it
     up (num_fewshot, few-shot sampler seed)."""
     from lm_eval.api.task import ConfigurableTask
 
-    cfg = config_of(name)
+    cfg = config_of(name, include)
     shots = effective_num_fewshot(cfg, num_fewshot)
-    patched = patch_to_local_files(cfg, files, shots)
+    patched = patch_to_local_files(cfg, files, shots, data_hint)
     from jinja2 import TemplateError
 
     with guarded_evaluate_load():

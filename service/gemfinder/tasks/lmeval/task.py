@@ -18,6 +18,13 @@ ZERO_ONE = {
     "multiple_choice": ("acc", "acc_norm", "acc_bytes"),
 }
 
+# lm-eval's filters that are data, not code, by registry name (lm_eval.filters). `custom`
+# calls a Python function: a task's YAML may name one (the build refuses it), an item never.
+DATA_FILTERS = frozenset(
+    ("format_span", "lowercase", "majority_vote", "map", "multi_choice_regex", "regex",
+     "regex_pos", "remove_whitespace", "take_first", "take_first_k", "uppercase")
+)  # fmt: skip
+
 _COMMON = ("lm_eval", "output_type", "doc", "metric")
 _BY_TYPE = {
     "generate_until": ("prompt", "until", "max_gen_toks", "target", "filter"),
@@ -92,6 +99,25 @@ class LmEvalTask(Task):
                 )
             ):
                 return "filter must be {name, steps: [[function, kwargs or null], ...]}"
+            chat = f.get("chat_messages")
+            if chat is not None and not (
+                isinstance(chat, list)
+                and chat
+                and all(
+                    isinstance(m, dict)
+                    and set(m) == {"role", "content"}
+                    and m["role"] in ("system", "user", "assistant")
+                    and isinstance(m["content"], str)
+                    for m in chat
+                )
+            ):
+                return "chat_messages must be a non-empty list of {role, content} messages"
+            unknown = sorted({st[0] for st in flt["steps"]} - DATA_FILTERS)
+            if unknown:
+                return (
+                    f"filter steps {unknown} are not lm-eval filters gemfinder runs "
+                    f"({', '.join(sorted(DATA_FILTERS))}; Python code is never taken from an item)"
+                )
         else:
             reqs = f["requests"]
             if not (
@@ -126,9 +152,15 @@ class LmEvalTask(Task):
         return tuple((ctx, cont) for ctx, cont in f["requests"])
 
     def build_prompt(self, item: Item, system_prompt: bool) -> Prompt:
+        """lm-eval's prompt as text (TGI, completions) and, for chat, the messages lm-eval
+        sends with its chat template applied (few-shot turns included). `system_prompt` has no
+        effect: lm-eval sends a system turn only for a task `description` or instruction, which
+        the messages already hold. Records built before chat_messages existed send the text
+        as one user turn."""
         f = item.fields
         text = f["prompt"] if f["output_type"] == "generate_until" else f["requests"][0][0]
-        return Prompt(text=text, messages=[{"role": "user", "content": text}])
+        messages = f.get("chat_messages") or [{"role": "user", "content": text}]
+        return Prompt(text=text, messages=[dict(m) for m in messages])
 
     def grade(self, item: Item, response: str) -> Grade:
         from gemfinder.tasks.lmeval.grading import grade_generation
