@@ -341,30 +341,28 @@ type CertifiedArrays<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-/// Fixed-confidence trials `start..stop`: each stops at the first round whose leader is
-/// certified within `epsilon` (a fraction of accuracy) of every model at `delta`, or when
-/// `budget` is spent. Returns (picks, queries spent, epsilon reached), one entry per trial.
+/// Fixed-confidence trials `start..stop` (successive elimination on certified bounds,
+/// core_rs/src/certified.rs): each stops as soon as its leader is certified within `epsilon` (a
+/// fraction of accuracy) of every model at `delta`, or when `budget` is spent. Returns (picks,
+/// queries spent, epsilon reached), one entry per trial.
 #[pyfunction]
-#[pyo3(signature = (correct, algorithm, budget, seed, start, stop, epsilon, delta, params=None))]
+#[pyo3(signature = (correct, budget, seed, start, stop, epsilon, delta))]
 #[allow(clippy::too_many_arguments)]
 fn simulate_certified<'py>(
     py: Python<'py>,
     correct: PyReadonlyArray2<'py, u8>,
-    algorithm: &str,
     budget: u64,
     seed: u64,
     start: u64,
     stop: u64,
     epsilon: f64,
     delta: f64,
-    params: Option<HashMap<String, f64>>,
 ) -> PyResult<CertifiedArrays<'py>> {
     let (k, n) = (correct.shape()[0], correct.shape()[1]);
     let target = Target::new(epsilon, delta).map_err(to_py)?;
-    let config = make_config(algorithm, k, n, budget, seed, params, None, None)?;
     let matrix = matrix_view(&correct, k, n)?;
     let outcomes = py
-        .allow_threads(|| simulate::run_certified_trials(&config, matrix, start..stop, target))
+        .allow_threads(|| simulate::run_certified_trials(matrix, budget, seed, start..stop, target))
         .map_err(to_py)?;
     let picks: Vec<u32> = outcomes.iter().map(|o| o.pick).collect();
     let spent: Vec<u64> = outcomes.iter().map(|o| o.spent).collect();

@@ -120,14 +120,12 @@ def simulate_trials(
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]: ...
 def simulate_certified(
     correct: npt.NDArray[np.uint8],
-    algorithm: str,
     budget: int,
     seed: int,
     start: int,
     stop: int,
     epsilon: float,
     delta: float,
-    params: dict[str, float] | None = None,
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float64]]: ...
 def summarize(
     accuracies: npt.NDArray[np.float64],
