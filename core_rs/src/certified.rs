@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::algorithms::Sampling;
 use crate::certificate::{gap_upper_bound, grid_floor, grid_next, PairCounts, Target};
 use crate::error::{CoreError, Result};
+use crate::ranking::{wilson, RankedModel};
 use crate::rng::{stream_rng, Stream};
 use crate::sampling::ItemOrder;
 use crate::scheduler::Pull;
@@ -48,6 +49,10 @@ pub struct CertifiedSearch {
     right: Vec<u64>,
     unknown: Vec<u64>,
     hits: Vec<u64>,
+    /// Answers graded per model, and the stretch (0-based) in which a model was dropped.
+    seen: Vec<u64>,
+    dropped_in: Vec<Option<u32>>,
+    stretches: u32,
     survivors: Vec<u32>,
     /// Every survivor has answered (or skipped) positions `..read`; the stretch ends at `upto`.
     read: u64,
@@ -114,6 +119,9 @@ impl CertifiedSearch {
             right: vec![0; n_models * words],
             unknown: vec![0; n_models * words],
             hits: vec![0; n_models],
+            seen: vec![0; n_models],
+            dropped_in: vec![None; n_models],
+            stretches: 0,
             survivors: (0..n_models as u32).collect(),
             read: 0,
             upto: 0,
@@ -194,8 +202,11 @@ impl CertifiedSearch {
             reached = reached.max(upper);
             if upper >= 0.0 {
                 keep.push(m);
+            } else {
+                self.dropped_in[m as usize] = Some(self.stretches);
             }
         }
+        self.stretches += 1;
         self.survivors = keep;
         self.leader = leader;
         self.reached = reached;
@@ -275,6 +286,7 @@ impl CertifiedSearch {
     pub fn record(&mut self, pull: Pull, correct: bool) {
         self.in_flight -= 1;
         self.spent += 1;
+        self.seen[pull.model as usize] += 1;
         self.attempts.remove(&(pull.model, pull.item));
         if correct {
             let (at, bit) = self.bit(pull.model, self.position[pull.item as usize] as u64);
@@ -316,6 +328,7 @@ impl CertifiedSearch {
             return false;
         }
         for &m in &self.survivors {
+            self.seen[m as usize] += self.upto - self.read;
             for pos in self.read..self.upto {
                 if answer(m, self.order.item(m, pos as u32)) {
                     let (at, bit) = (
@@ -372,6 +385,62 @@ impl CertifiedSearch {
     pub fn hits(&self) -> &[u64] {
         &self.hits
     }
+    /// Graded answers of each model so far.
+    pub fn seen(&self) -> &[u64] {
+        &self.seen
+    }
+    /// The stretch in which each model was dropped (None: a survivor).
+    pub fn dropped_in(&self) -> &[Option<u32>] {
+        &self.dropped_in
+    }
+    /// Stretches closed so far.
+    pub fn stretches(&self) -> u32 {
+        self.stretches
+    }
+    pub fn n_models(&self) -> usize {
+        self.n_models
+    }
+    pub fn n_items(&self) -> usize {
+        self.n_items as usize
+    }
+}
+
+/// Recommended model (the leader, once finished) first, then survivors, then models by how late
+/// they were dropped, each group by estimated accuracy, then by index.
+pub fn ranking(s: &CertifiedSearch) -> Vec<RankedModel> {
+    let recommended = s.is_finished().then_some(s.leader());
+    let mean = |m: usize| s.hits[m] as f64 / s.seen[m] as f64;
+    let mut order: Vec<usize> = (0..s.n_models).collect();
+    order.sort_by(|&a, &b| {
+        let group = |m: usize| {
+            (
+                Some(m as u32) == recommended,
+                s.dropped_in[m].unwrap_or(u32::MAX),
+            )
+        };
+        group(b)
+            .cmp(&group(a))
+            .then(mean(b).total_cmp(&mean(a)))
+            .then(a.cmp(&b))
+    });
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (successes, seen) = (s.hits[m] as u32, s.seen[m] as u32);
+            let (lower, upper) = wilson(successes, seen);
+            RankedModel {
+                model: m as u32,
+                rank: i as u32 + 1,
+                successes,
+                seen,
+                mean: if seen == 0 { f64::NAN } else { mean(m) },
+                lower,
+                upper,
+                eliminated_in_round: s.dropped_in[m],
+            }
+        })
+        .collect()
 }
 
 /// One fixed-confidence search on a correctness matrix: at most `budget` queries.
@@ -453,6 +522,8 @@ mod tests {
                     s.epsilon_reached(),
                     survivors,
                     s.hits().to_vec(),
+                    s.seen().to_vec(),
+                    s.dropped_in().to_vec(),
                 )
             };
             assert_eq!(decisions(&slow), decisions(&fast), "{budget} {epsilon}");

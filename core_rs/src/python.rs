@@ -16,6 +16,8 @@ use crate::scheduler::{self, Pull};
 use crate::session::Session;
 use crate::simulate::{self, Estimate, Matrix, TrialOutcome};
 
+mod certified;
+
 create_exception!(
     gemfinder._core,
     SearchError,
@@ -432,6 +434,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SearchError", m.py().get_type::<SearchError>())?;
     m.add_class::<Scheduler>()?;
     m.add_class::<RankedModel>()?;
+    m.add_class::<certified::CertifiedScheduler>()?;
     m.add_function(wrap_pyfunction!(min_budget, m)?)?;
     m.add_function(wrap_pyfunction!(wilson_interval, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;
