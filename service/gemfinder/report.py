@@ -4,7 +4,7 @@ gem report. A result received as a message reads through server.convert.result_f
 
 from __future__ import annotations
 
-from gemfinder.search.values import Estimate, Result
+from gemfinder.search.values import Certificate, Estimate, Result
 
 VERDICTS = {
     "hidden_gem": "the winner is a hidden gem: not among the most downloaded 1% and "
@@ -68,3 +68,15 @@ def gem_report(result: Result, true_accuracy: dict[str, float] | None = None) ->
         f"exhaustive evaluation{ratio}"
     )
     return "\n".join(lines)
+
+
+def certificate_line(cert: Certificate) -> str:
+    """One line for a fixed-confidence search's certificate (points, as the tables)."""
+    reached = 100 * cert.epsilon_reached
+    target = "" if cert.epsilon is None else f" (target {100 * cert.epsilon:g} points: "
+    if target:
+        target += "certified)" if cert.certified else "not reached within the budget)"
+    return (
+        f"certificate: the winner is within {reached:.2f} accuracy points of every model with "
+        f"probability at least {1 - cert.delta:g}{target}"
+    )

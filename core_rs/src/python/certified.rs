@@ -181,10 +181,15 @@ impl CertifiedScheduler {
     fn n_items(&self) -> usize {
         self.state.search.n_items()
     }
-    /// (stretches closed, None): the number of stretches is not planned in advance.
+    /// None, as for algorithms without rounds: stretches are not planned in advance.
     #[getter]
-    fn round(&self) -> (u32, Option<u32>) {
-        (self.state.search.stretches(), None)
+    fn round(&self) -> Option<(usize, usize)> {
+        None
+    }
+    /// Stretches (one per grid point) closed so far.
+    #[getter]
+    fn stretches(&self) -> u32 {
+        self.state.search.stretches()
     }
     #[getter]
     fn recommendation(&self) -> Option<u32> {

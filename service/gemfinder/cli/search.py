@@ -28,7 +28,7 @@ from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
+from gemfinder.search.spec import DEFAULT_DELTA, GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
 from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
@@ -66,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
+    p.add_argument("--epsilon", type=float, help="fixed confidence: stop once the winner is "
+                   "certified within this accuracy gap (a share: 0.01 = 1 point) of every model; "
+                   "the budget is then the most to spend (docs/search.md)")  # fmt: skip
+    p.add_argument("--delta", type=float, help="with --epsilon: the error probability "
+                   f"(default {DEFAULT_DELTA})")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
@@ -134,13 +139,20 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
+        epsilon=args.epsilon,
     )
+    if args.delta is not None:
+        if args.epsilon is None:
+            raise UserError("--delta", "applies to fixed-confidence searches: give --epsilon")
+        spec.delta = args.delta
     try:
         spec.validate(prefix="search", asked=budget.asked)
     except UserError as err:  # an algorithm parameter: name the flag that set it
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
             raise UserError(f"--param {name}", err.reason) from None
+        if err.field in ("search.epsilon", "search.delta"):
+            raise UserError(f"--{err.field.removeprefix('search.')}", err.reason) from None
         raise
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
@@ -224,4 +236,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    if row.result.certificate is not None:
+        print(report.certificate_line(row.result.certificate))
     return 0

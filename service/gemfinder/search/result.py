@@ -16,8 +16,8 @@ from typing import Any
 from gemfinder import _core
 from gemfinder.search import gem_check
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
-from gemfinder.search.spec import SearchSpec
-from gemfinder.search.values import Estimate, Progress, Result
+from gemfinder.search.spec import AnyScheduler, SearchSpec
+from gemfinder.search.values import Certificate, Estimate, Progress, Result
 
 
 def estimate(
@@ -45,7 +45,7 @@ def estimate(
 
 
 def progress(
-    spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float, checked: int = 0
+    spec: SearchSpec, sched: AnyScheduler, cached: int, elapsed: float, checked: int = 0
 ) -> Progress:
     """`checked`: gem-check answers so far (search.gem_check), counted in `spent`."""
     rnd = sched.round
@@ -70,12 +70,27 @@ def progress(
         leader_model_id=spec.candidates[leader].model_id if leader is not None else "",
         leader_accuracy=leader_acc,
         elapsed_s=elapsed,
+        certificate=certificate(sched),
+    )
+
+
+def certificate(sched: AnyScheduler) -> Certificate | None:
+    """The certificate of a fixed-confidence search (its leader's, while it runs); None for a
+    fixed-budget one."""
+    if not isinstance(sched, _core.CertifiedScheduler):
+        return None
+    reached = sched.epsilon_reached
+    return Certificate(
+        epsilon_reached=reached,
+        delta=sched.delta,
+        epsilon=sched.epsilon,
+        certified=reached <= sched.epsilon,
     )
 
 
 def result(
     spec: SearchSpec,
-    sched: _core.Scheduler,
+    sched: AnyScheduler,
     cached: int,
     elapsed: float,
     outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
@@ -107,6 +122,7 @@ def result(
         gem_verdict=gem,
         gem_evidence=tuple(evidence),
         gem_check_queries=checked,
+        certificate=certificate(sched),
     )
 
 

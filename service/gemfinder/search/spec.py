@@ -38,6 +38,10 @@ MAX_GEM_CHECK_SHARE = 0.5
 # Weight of a candidate's prior_score, in pseudo-items (bench/studies/prior_gain.py: 5 and 20 gave
 # the same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
+# What `SearchSpec.scheduler` builds: the two share the ask/tell surface the runner drives.
+AnyScheduler = _core.Scheduler | _core.CertifiedScheduler
+DEFAULT_DELTA = 0.05  # of a fixed-confidence search that names no delta
+MAX_DELTA = 0.5
 
 
 def default_algorithm(candidates: list[Candidate]) -> str:
@@ -83,6 +87,11 @@ class SearchSpec:
     # Start even when a candidate's endpoint does not answer the pre-search check (e.g. still
     # loading); off: such a search is refused (oracles.preflight.EndpointUnreachable).
     allow_unreachable: bool = False
+    # Fixed confidence (docs/search.md): stop once the winner is certified within `epsilon`
+    # (a share of accuracy) of every model with probability 1 - `delta`; `budget` is then the
+    # most the search may spend. None: a fixed-budget search.
+    epsilon: float | None = None
+    delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -117,7 +126,17 @@ class SearchSpec:
         n0 = self.prior_strength
         return [(1.0 + n0 * s, 1.0 + n0 * (1.0 - s)) for s in scores if s is not None]
 
-    def scheduler(self) -> _core.Scheduler:
+    def scheduler(self) -> AnyScheduler:
+        if self.epsilon is not None:
+            return _core.CertifiedScheduler(
+                len(self.candidates),
+                len(self.items),
+                self.search_budget,
+                self.seed,
+                self.epsilon,
+                self.delta,
+                max_attempts=int(self.params.get("max_attempts", 3)),
+            )
         return _core.Scheduler(
             self.algorithm,
             len(self.candidates),
@@ -200,6 +219,7 @@ class SearchSpec:
                 f"{prefix}.gem_check_share",
                 f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
             )
+        self._check_target(prefix)
         if self.algorithm in REFERENCE_ROWS:
             raise UserError(
                 f"{prefix}.algorithm",
@@ -218,6 +238,27 @@ class SearchSpec:
                 ) from None  # fmt: skip
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", err.reason) from None
+
+    def _check_target(self, prefix: str) -> None:
+        """Fixed confidence: epsilon in (0, 1], delta in (0, 0.5]; the search is the certified
+        elimination, which takes no algorithm parameters but `max_attempts`."""
+        for name, top in (("epsilon", 1.0), ("delta", MAX_DELTA)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"{prefix}.{name}", f"must be a number, got {value!r}")
+            if not 0.0 < value <= top:  # NaN fails too
+                reason = f"must be above 0 and at most {top}, got {value}"
+                raise UserError(f"{prefix}.{name}", reason)
+        if self.epsilon is not None:
+            extra = sorted(set(self.params) - {"max_attempts"})
+            if extra:
+                raise UserError(
+                    f"{prefix}.params.{extra[0]}",
+                    "a fixed-confidence search (epsilon set) runs certified elimination, which "
+                    "takes no algorithm parameters but max_attempts",
+                )
 
     def _check_loglikelihood_backends(self, prefix: str) -> None:
         """Items scored from log-likelihoods (lm_eval multiple_choice) need a backend that
@@ -259,6 +300,8 @@ class SearchSpec:
         }
         if self.allow_unreachable:  # only when set: digests of older specs stay as they were
             data["allow_unreachable"] = True
+        if self.epsilon is not None:  # likewise
+            data["epsilon"], data["delta"] = self.epsilon, self.delta
         return data
 
     @classmethod
@@ -276,6 +319,8 @@ class SearchSpec:
             gem_check_share=data.get("gem_check_share", 0.0),
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
             allow_unreachable=data.get("allow_unreachable", False),
+            epsilon=data.get("epsilon"),
+            delta=data.get("delta", DEFAULT_DELTA),
         )
 
 

@@ -71,6 +71,26 @@ class Paired:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """The winner is within `epsilon_reached` of every model with probability at least
+    1 - `delta` (proto Certificate; docs/search.md, "Fixed confidence and the certificate").
+    `epsilon` is the target of a fixed-confidence search, None for a fixed-budget one;
+    `certified`: epsilon_reached <= epsilon."""
+
+    epsilon_reached: float = 1.0
+    delta: float = 0.0
+    epsilon: float | None = None
+    certified: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Certificate:
+        return _known(cls, data)
+
+
+@dataclass(frozen=True)
 class Progress:
     """A running search's counters (proto Progress); all 0 before the first."""
 
@@ -85,13 +105,18 @@ class Progress:
     leader_model_id: str = ""
     leader_accuracy: float = 0.0
     elapsed_s: float = 0.0
+    certificate: Certificate | None = None  # fixed-confidence searches: the current one
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.certificate is None:  # absent, so that older progress stores as it was
+            del data["certificate"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
-        return _known(cls, data)
+        cert = data.get("certificate")
+        return _known(cls, data | {"certificate": _certificate(cert)})
 
 
 @dataclass(frozen=True)
@@ -113,10 +138,12 @@ class Result:
     gem_verdict: str = ""
     gem_evidence: tuple[Paired, ...] = ()
     gem_check_queries: int = 0
+    certificate: Certificate | None = None  # None: stored before certificates, or fixed budget
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order."""
-        return {
+        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order;
+        `certificate` only when there is one, so that older results store as they were."""
+        data = {
             "recommended_model_id": self.recommended_model_id,
             "ranking": [e.to_json() for e in self.ranking],
             "queries_spent": self.queries_spent,
@@ -131,6 +158,9 @@ class Result:
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
         }
+        if self.certificate is not None:
+            data["certificate"] = self.certificate.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
@@ -140,8 +170,13 @@ class Result:
             "ranking": tuple(Estimate.from_json(e) for e in data.get("ranking", ())),
             "most_popular": None if popular is None else Estimate.from_json(popular),
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
+            "certificate": _certificate(data.get("certificate")),
         }
         return _known(cls, data | nested)
+
+
+def _certificate(data: dict[str, Any] | None) -> Certificate | None:
+    return None if data is None else Certificate.from_json(data)
 
 
 def _known(cls: type[T], data: dict[str, Any]) -> T:
