@@ -145,17 +145,20 @@ pub fn gap_upper_bound(counts: PairCounts, population: u64, n_models: usize, del
 /// Epsilon reached at `delta` by `winner` against every model (eliminated ones included, with
 /// the items they answered before leaving): the certificate of a fixed-budget search, whose
 /// eliminations were not certified. `answered[m]` is how many positions of the shared item
-/// sequence model m has answered and `correct(m, pos)` its grade at a position. Work: the
-/// answers graded so far, once.
+/// sequence model m has been handed and `grade(m, pos)` its grade at a position, None when
+/// unknown (skipped after failures): counted against the certificate (m right, the winner
+/// wrong), which keeps the bound an upper bound. Work: the answers graded so far, once.
 pub fn epsilon_reached(
     winner: u32,
     answered: &[u32],
     population: u64,
     delta: f64,
-    mut correct: impl FnMut(u32, u32) -> bool,
+    mut grade: impl FnMut(u32, u32) -> Option<bool>,
 ) -> f64 {
     let w = winner as usize;
-    let theirs: Vec<bool> = (0..answered[w]).map(|pos| correct(winner, pos)).collect();
+    let theirs: Vec<bool> = (0..answered[w])
+        .map(|pos| grade(winner, pos) == Some(true))
+        .collect();
     let mut worst = f64::NEG_INFINITY;
     for (m, &seen) in answered.iter().enumerate() {
         if m == w {
@@ -167,7 +170,7 @@ pub fn epsilon_reached(
             ..Default::default()
         };
         for (pos, &w_right) in theirs.iter().enumerate().take(n as usize) {
-            match (correct(m as u32, pos as u32), w_right) {
+            match (grade(m as u32, pos as u32).unwrap_or(true), w_right) {
                 (true, false) => counts.wins += 1,
                 (false, true) => counts.losses += 1,
                 _ => {}
@@ -273,7 +276,7 @@ mod tests {
     #[test]
     fn certificate_covers_every_model_the_winner_shared_items_with() {
         // Model 0 is right on every item, model 1 on none, model 2 on the same as model 0.
-        let grade = |m: u32, _pos: u32| m != 1;
+        let grade = |m: u32, _pos: u32| Some(m != 1);
         // All answered the whole pool of 40: exact gaps, the best lead over 0 is 0.
         assert_eq!(epsilon_reached(0, &[40, 40, 40], 40, 0.1, grade), 0.0);
         // Winner 1 against the whole pool: model 0 leads by exactly 1.
@@ -283,6 +286,12 @@ mod tests {
         // Part of the pool: bounded, not exact, and read at the grid point below (32 of 37).
         let part = epsilon_reached(0, &[37, 37, 37], 40, 0.1, grade);
         assert!(part > 0.0 && part < 0.5, "{part}");
+        // Model 1's answers unknown: counted as right where the winner is wrong... it never is,
+        // so nothing changes; the winner's unknown answers count as wrong: model 2 then leads.
+        let unknown_1 = |m: u32, _pos: u32| (m != 1).then_some(true);
+        assert_eq!(epsilon_reached(0, &[40, 40, 40], 40, 0.1, unknown_1), 0.0);
+        let unknown_0 = |m: u32, _pos: u32| if m == 0 { None } else { Some(m != 1) };
+        assert_eq!(epsilon_reached(0, &[40, 40, 40], 40, 0.1, unknown_0), 1.0);
     }
 
     #[test]

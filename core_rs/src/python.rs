@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::algorithms::{Algorithm, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
-use crate::certificate::Target;
+use crate::certificate::{self, Target};
 use crate::config::SearchConfig;
 use crate::error::CoreError;
 use crate::ranking;
@@ -245,6 +245,28 @@ impl Scheduler {
 
     fn survivors(&self) -> Vec<u32> {
         self.session.scheduler().survivors().to_vec()
+    }
+
+    /// The certificate of a fixed-budget search (core_rs/src/certificate.rs): epsilon reached
+    /// at `delta` by the recommendation, from `grades` {(model, item): correct} of this search.
+    /// None before a recommendation, and for independent sampling (`sh`), whose pairs share no
+    /// prefix of one item order.
+    fn certificate(&self, delta: f64, grades: HashMap<(u32, u32), bool>) -> PyResult<Option<f64>> {
+        let target = Target::new(0.0, delta).map_err(to_py)?;
+        let s = self.session.scheduler();
+        let (Some(winner), true) = (s.recommendation(), s.order().is_shared()) else {
+            return Ok(None);
+        };
+        let order = s.order();
+        let n_items = s.config().n_items as u64;
+        let reached = certificate::epsilon_reached(
+            winner,
+            &s.arms().cursor,
+            n_items,
+            target.delta,
+            |m, pos| grades.get(&(m, order.item(m, pos))).copied(),
+        );
+        Ok(Some(reached))
     }
 
     fn ranking(&self) -> Vec<RankedModel> {

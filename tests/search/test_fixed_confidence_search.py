@@ -89,9 +89,15 @@ async def test_a_clear_best_stops_early_with_its_certificate(pools):
     stored = await stub.GetSearch(pb.GetSearchRequest(search_id=search.search_id))
     assert stored.search.result.certificate == cert
     assert stored.search.progress.certificate.certified
-    # A fixed-budget search reports no certificate.
+    # A fixed-budget search reports its certificate too, without a target, over every model
+    # (those SH dropped after a few items keep wide bounds); a whole evaluation is exact.
     plain = await run(stub, spec_proto(candidates, items, 30, seed=1))
-    assert not plain.result.HasField("certificate")
+    loose = plain.result.certificate
+    assert plain.result.HasField("certificate") and not loose.certified
+    assert (loose.epsilon, loose.delta) == (0.0, 0.05) and 0 < loose.epsilon_reached <= 1
+    whole = await run(stub, spec_proto(candidates, items, len(items), gem_check_share=0.0))
+    assert whole.result.recommended_model_id == BEST
+    assert whole.result.certificate.epsilon_reached == 0.0
 
 
 async def test_a_near_tie_spends_the_maximum_and_reports_the_certificate_reached(pools):

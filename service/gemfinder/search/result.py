@@ -44,6 +44,9 @@ def estimate(
     return out
 
 
+OUTCOME_CHUNK = 500  # models per store query when reading every answer for the certificate
+
+
 def progress(
     spec: SearchSpec, sched: AnyScheduler, cached: int, elapsed: float, checked: int = 0
 ) -> Progress:
@@ -74,11 +77,24 @@ def progress(
     )
 
 
-def certificate(sched: AnyScheduler) -> Certificate | None:
-    """The certificate of a fixed-confidence search (its leader's, while it runs); None for a
-    fixed-budget one."""
+def certificate(
+    sched: AnyScheduler,
+    delta: float = 0.0,
+    outcomes: Callable[[list[int]], dict[int, dict[int, int]]] | None = None,
+) -> Certificate | None:
+    """The certificate of a fixed-confidence search (its leader's, while it runs); of a
+    fixed-budget one at `delta` from the graded answers of every model (`outcomes`), when it
+    has finished with correlated sampling; else None."""
     if not isinstance(sched, _core.CertifiedScheduler):
-        return None
+        if outcomes is None or sched.recommendation is None:
+            return None
+        grades = {}
+        models = list(range(sched.n_models))
+        for start in range(0, len(models), OUTCOME_CHUNK):  # SQL's limit on parameters
+            for m, rewards in outcomes(models[start : start + OUTCOME_CHUNK]).items():
+                grades.update({(m, item): reward > 0 for item, reward in rewards.items()})
+        reached = sched.certificate(delta, grades)
+        return None if reached is None else Certificate(epsilon_reached=reached, delta=delta)
     reached = sched.epsilon_reached
     return Certificate(
         epsilon_reached=reached,
@@ -122,7 +138,7 @@ def result(
         gem_verdict=gem,
         gem_evidence=tuple(evidence),
         gem_check_queries=checked,
-        certificate=certificate(sched),
+        certificate=certificate(sched, spec.delta, outcomes),
     )
 
 
