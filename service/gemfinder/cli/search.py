@@ -211,8 +211,11 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
             if p is None:
                 continue
             bar.total, bar.n = max(p.budget, 1), p.spent
-            rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
-            bar.set_postfix_str(f"{rnd}, {p.survivors} left, spent {p.spent:,}")
+            if p.certificate is not None:  # fixed confidence: no planned rounds
+                stage = f"certified within {100 * p.certificate.epsilon_reached:.2f} pt"
+            else:
+                stage = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
+            bar.set_postfix_str(f"{stage}, {p.survivors} left, spent {p.spent:,}")
 
 
 def run(args: argparse.Namespace) -> int:
