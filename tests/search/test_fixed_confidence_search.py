@@ -120,7 +120,9 @@ async def test_a_near_tie_spends_the_maximum_and_reports_the_certificate_reached
     ("fields", "field"),
     [({"epsilon": 0.0}, "spec.epsilon"), ({"epsilon": 1.5}, "spec.epsilon"),
      ({"epsilon": 0.01, "delta": 0.7}, "spec.delta"), ({"delta": 0.1}, "spec.delta"),
-     ({"epsilon": 0.01, "params": {"first_cut": 3.0}}, "spec.params.first_cut")],
+     ({"epsilon": 0.01, "params": {"first_cut": 3.0}}, "spec.params.first_cut"),
+     ({"epsilon": 0.01, "params": {"max_attempts": float("nan")}}, "spec.params.max_attempts"),
+     ({"epsilon": 0.01, "params": {"max_attempts": 11.0}}, "spec.params.max_attempts")],
 )  # fmt: skip
 async def test_bad_targets_are_invalid_argument_naming_the_field(pools, fields, field):
     candidates, items, stub = await pools(tied=False)

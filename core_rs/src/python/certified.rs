@@ -9,6 +9,7 @@ use super::{to_py, RankedModel};
 use crate::certificate::Target;
 use crate::certified::{self, CertifiedSearch};
 use crate::error::{CoreError, Result};
+use crate::params::MAX_ATTEMPTS;
 use crate::scheduler::Pull;
 
 /// First bytes of a fixed-confidence snapshot: "GEMFNC" and the layout version (bincode 1 of
@@ -44,7 +45,7 @@ impl CertifiedScheduler {
 #[pymethods]
 impl CertifiedScheduler {
     #[new]
-    #[pyo3(signature = (n_models, n_items, budget, seed, epsilon, delta, max_attempts=3))]
+    #[pyo3(signature = (n_models, n_items, budget, seed, epsilon, delta, max_attempts=3.0))]
     fn new(
         n_models: usize,
         n_items: usize,
@@ -52,9 +53,11 @@ impl CertifiedScheduler {
         seed: u64,
         epsilon: f64,
         delta: f64,
-        max_attempts: u32,
+        max_attempts: f64,
     ) -> PyResult<Self> {
         let target = Target::new(epsilon, delta).map_err(to_py)?;
+        // The range every search checks (params.rs): a whole number from 1 to 10.
+        let max_attempts = MAX_ATTEMPTS.check(max_attempts).map_err(to_py)? as u32;
         let search = CertifiedSearch::new(n_models, n_items, budget, seed, 0, target, max_attempts)
             .map_err(to_py)?;
         Ok(CertifiedScheduler {

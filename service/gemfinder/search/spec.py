@@ -135,7 +135,7 @@ class SearchSpec:
                 self.seed,
                 self.epsilon,
                 self.delta,
-                max_attempts=int(self.params.get("max_attempts", 3)),
+                max_attempts=self.params.get("max_attempts", 3.0),
             )
         return _core.Scheduler(
             self.algorithm,
