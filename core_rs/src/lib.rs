@@ -5,6 +5,7 @@
 pub mod algorithms;
 pub mod arms;
 pub mod certificate;
+pub mod certified;
 pub mod config;
 pub mod error;
 pub mod incremental;

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::algorithms::{Algorithm, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
-use crate::certificate::Target;
+use crate::certificate::{self, Target};
 use crate::config::SearchConfig;
 use crate::error::CoreError;
 use crate::incremental::{self, IncrementalPlan};
@@ -16,6 +16,8 @@ use crate::ranking;
 use crate::scheduler::{self, Pull};
 use crate::session::Session;
 use crate::simulate::{self, Estimate, Matrix, TrialOutcome};
+
+mod certified;
 
 create_exception!(
     gemfinder._core,
@@ -246,6 +248,28 @@ impl Scheduler {
         self.session.scheduler().survivors().to_vec()
     }
 
+    /// The certificate of a fixed-budget search (core_rs/src/certificate.rs): epsilon reached
+    /// at `delta` by the recommendation, from `grades` {(model, item): correct} of this search.
+    /// None before a recommendation, and for independent sampling (`sh`), whose pairs share no
+    /// prefix of one item order.
+    fn certificate(&self, delta: f64, grades: HashMap<(u32, u32), bool>) -> PyResult<Option<f64>> {
+        let target = Target::new(0.0, delta).map_err(to_py)?;
+        let s = self.session.scheduler();
+        let (Some(winner), true) = (s.recommendation(), s.order().is_shared()) else {
+            return Ok(None);
+        };
+        let order = s.order();
+        let n_items = s.config().n_items as u64;
+        let reached = certificate::epsilon_reached(
+            winner,
+            &s.arms().cursor,
+            n_items,
+            target.delta,
+            |m, pos| grades.get(&(m, order.item(m, pos))).copied(),
+        );
+        Ok(Some(reached))
+    }
+
     fn ranking(&self) -> Vec<RankedModel> {
         ranking::ranking(self.session.scheduler())
             .into_iter()
@@ -342,30 +366,28 @@ type CertifiedArrays<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-/// Fixed-confidence trials `start..stop`: each stops at the first round whose leader is
-/// certified within `epsilon` (a fraction of accuracy) of every model at `delta`, or when
-/// `budget` is spent. Returns (picks, queries spent, epsilon reached), one entry per trial.
+/// Fixed-confidence trials `start..stop` (successive elimination on certified bounds,
+/// core_rs/src/certified.rs): each stops as soon as its leader is certified within `epsilon` (a
+/// fraction of accuracy) of every model at `delta`, or when `budget` is spent. Returns (picks,
+/// queries spent, epsilon reached), one entry per trial.
 #[pyfunction]
-#[pyo3(signature = (correct, algorithm, budget, seed, start, stop, epsilon, delta, params=None))]
+#[pyo3(signature = (correct, budget, seed, start, stop, epsilon, delta))]
 #[allow(clippy::too_many_arguments)]
 fn simulate_certified<'py>(
     py: Python<'py>,
     correct: PyReadonlyArray2<'py, u8>,
-    algorithm: &str,
     budget: u64,
     seed: u64,
     start: u64,
     stop: u64,
     epsilon: f64,
     delta: f64,
-    params: Option<HashMap<String, f64>>,
 ) -> PyResult<CertifiedArrays<'py>> {
     let (k, n) = (correct.shape()[0], correct.shape()[1]);
     let target = Target::new(epsilon, delta).map_err(to_py)?;
-    let config = make_config(algorithm, k, n, budget, seed, params, None, None)?;
     let matrix = matrix_view(&correct, k, n)?;
     let outcomes = py
-        .allow_threads(|| simulate::run_certified_trials(&config, matrix, start..stop, target))
+        .allow_threads(|| simulate::run_certified_trials(matrix, budget, seed, start..stop, target))
         .map_err(to_py)?;
     let picks: Vec<u32> = outcomes.iter().map(|o| o.pick).collect();
     let spent: Vec<u64> = outcomes.iter().map(|o| o.spent).collect();
@@ -510,6 +532,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SearchError", m.py().get_type::<SearchError>())?;
     m.add_class::<Scheduler>()?;
     m.add_class::<RankedModel>()?;
+    m.add_class::<certified::CertifiedScheduler>()?;
     m.add_function(wrap_pyfunction!(min_budget, m)?)?;
     m.add_function(wrap_pyfunction!(wilson_interval, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;

@@ -4,7 +4,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::certificate::{epsilon_reached, Target};
+use crate::certificate::Target;
+use crate::certified;
 use crate::config::SearchConfig;
 use crate::error::{CoreError, Result};
 use crate::ranking::wilson;
@@ -108,100 +109,22 @@ pub fn run_trial(template: &SearchConfig, matrix: Matrix, trial: u64) -> Result<
 pub struct CertifiedOutcome {
     pub pick: u32,
     pub spent: u64,
-    /// Epsilon reached at the target's delta by `pick` (certificate.rs).
+    /// Epsilon reached at the target's delta by `pick` against every survivor (certified.rs).
     pub epsilon: f64,
 }
 
-/// One fixed-confidence trial: `template.budget` is the most it may spend; after each round it
-/// certifies the round's leader and stops as soon as the epsilon reached is at most the
-/// target's. Needs a round-based algorithm with correlated sampling (paired answers).
-pub fn run_certified_trial(
-    template: &SearchConfig,
-    matrix: Matrix,
-    trial: u64,
-    target: Target,
-) -> Result<CertifiedOutcome> {
-    let mut config = template.clone();
-    config.trial = trial;
-    config.n_models = matrix.n_models;
-    config.n_items = matrix.n_items;
-    if !config.algorithm.is_round_based() {
-        return Err(CoreError::invalid(
-            "algorithm",
-            format!(
-                "fixed confidence stops at round boundaries: {} has no rounds",
-                config.algorithm.name()
-            ),
-        ));
-    }
-    let mut scheduler = Scheduler::new(config)?;
-    if !scheduler.order().is_shared() {
-        return Err(CoreError::invalid(
-            "algorithm",
-            "fixed confidence needs paired answers: use a correlated-sampling algorithm",
-        ));
-    }
-    let certify = |s: &Scheduler, winner: u32| {
-        let order = s.order();
-        epsilon_reached(
-            winner,
-            &s.arms().cursor,
-            matrix.n_items as u64,
-            target.delta,
-            |m, pos| {
-                matrix.get(Pull {
-                    model: m,
-                    item: order.item(m, pos),
-                })
-            },
-        )
-    };
-    while scheduler.run_round_with(|m, i| matrix.get(Pull { model: m, item: i })) {
-        if scheduler.is_finished() {
-            break;
-        }
-        // The round's leader: best observed accuracy among survivors, lowest index on ties.
-        let arms = scheduler.arms();
-        let leader = scheduler
-            .survivors()
-            .iter()
-            .copied()
-            .fold(None, |best, m| match best {
-                Some(b) if arms.mean(b) >= arms.mean(m) => Some(b),
-                _ => Some(m),
-            });
-        if let Some(leader) = leader {
-            let epsilon = certify(&scheduler, leader);
-            if epsilon <= target.epsilon {
-                return Ok(CertifiedOutcome {
-                    pick: leader,
-                    spent: scheduler.spent(),
-                    epsilon,
-                });
-            }
-        }
-    }
-    let pick = scheduler
-        .recommendation()
-        .expect("a finished search recommends a model");
-    Ok(CertifiedOutcome {
-        pick,
-        spent: scheduler.spent(),
-        epsilon: certify(&scheduler, pick),
-    })
-}
-
-/// `run_certified_trial` for `trials` in parallel.
+/// `certified::run` (fixed confidence: at most `budget` queries) for `trials` in parallel.
 pub fn run_certified_trials(
-    template: &SearchConfig,
     matrix: Matrix,
+    budget: u64,
+    seed: u64,
     trials: Range<u64>,
     target: Target,
 ) -> Result<Vec<CertifiedOutcome>> {
-    run_certified_trial(template, matrix, trials.start, target)?;
+    certified::run(matrix, budget, seed, trials.start, target)?;
     trials
         .into_par_iter()
-        .map(|t| run_certified_trial(template, matrix, t, target))
+        .map(|t| certified::run(matrix, budget, seed, t, target))
         .collect()
 }
 

@@ -5,7 +5,7 @@ reads through server.convert.result_from_proto.
 
 from __future__ import annotations
 
-from gemfinder.search.values import Estimate, Result
+from gemfinder.search.values import Certificate, Estimate, Result
 
 VERDICTS = {
     "hidden_gem": "the winner is a hidden gem: not among the most downloaded 1% and "
@@ -127,3 +127,15 @@ def incremental_report(result: Result) -> str:
     if inc.removed:
         lines.append(f"  dropped (no longer in the tree): {', '.join(inc.removed)}")
     return "\n".join(lines)
+
+
+def certificate_line(cert: Certificate) -> str:
+    """One line for a fixed-confidence search's certificate (points, as the tables)."""
+    reached = 100 * cert.epsilon_reached
+    target = "" if cert.epsilon is None else f" (target {100 * cert.epsilon:g} points: "
+    if target:
+        target += "certified)" if cert.certified else "not reached within the budget)"
+    return (
+        f"certificate: the winner is within {reached:.2f} accuracy points of every model with "
+        f"probability at least {1 - cert.delta:g}{target}"
+    )

@@ -88,6 +88,9 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--param", "max_attempts=nan"], "--param max_attempts: must be"),
         (["--matrix", "{m}", "--budget", "3"], "--budget: budget 3 is below the 30 queries"),
         (["--matrix", "{m}", "--candidates", "{q}"], "line 1.answer: unknown field"),
+        (["--matrix", "{m}", "--epsilon", "0"], "--epsilon: must be above 0 and at most 1"),
+        (["--matrix", "{m}", "--epsilon", "0.01", "--delta", "0.9"], "--delta: must be above 0"),
+        (["--matrix", "{m}", "--delta", "0.1"], "--delta: applies to fixed-confidence"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):
@@ -105,3 +108,17 @@ def test_items_outside_the_matrix_are_refused(files, capsys):
         handle.write(extra + "\n")
     assert main(search(tmp_path, "--matrix", str(tmp_path / "m.npz"))) == 2
     assert "items not in the matrix: arc-extra" in capsys.readouterr().err
+
+
+def test_fixed_confidence_stops_with_a_certificate(files, capsys):
+    tmp_path, matrix, items = files
+    argv = search(tmp_path, "--matrix", str(tmp_path / "m.npz"), "--epsilon", "0.05")
+    argv += ["--budget-per-model", str(len(items)), "--gem-check-share", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "certificate: the winner is within" in out and "(target 5 points: certified)" in out
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["recommended_model_id"] == BEST
+    assert result["certificate"]["certified"] and result["certificate"]["epsilon"] == 0.05
+    assert result["queries_spent"] < len(items) * len(matrix.models)

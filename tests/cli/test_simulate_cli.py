@@ -154,3 +154,48 @@ def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, make, args, message)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+# Fixed-confidence rows (`--epsilon`, `--delta`): the certificate's keys (docs/search.md).
+CERTIFIED_KEYS = {"epsilon", "delta", "certified_fraction", "epsilon_reached_median"}
+CERTIFIED_KEYS |= {"p_within_epsilon", "error_rate", "error_rate_upper95", "budget_saved"}
+CERTIFIED_KEYS |= {"false_certificate_upper95", "certificate_miss_upper95"}
+CERTIFIED_KEYS |= {"budget_saved_at_equal_p"}
+
+
+def test_fixed_confidence_rows_certify_the_clear_best_and_stop_early(pool_npz):
+    args = ["--algorithms", "default", "--budget-per-model", "20", "300", "--trials", "60"]
+    out = gemfinder("simulate", "--matrix", str(pool_npz), *args, "--epsilon", "0.02", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["algorithm"] for r in rows] == ["sh_correlated", "certified"] * 2
+    fixed, small, large = rows[0], rows[1], rows[3]
+    assert "p_within_epsilon" in fixed and "certified_fraction" not in fixed
+    for row in (small, large):
+        assert KEYS | LOSS_KEYS | CERTIFIED_KEYS <= row.keys()
+        assert (row["epsilon"], row["delta"]) == (0.02, 0.05)
+        assert row["error_rate"] <= row["error_rate_upper95"] <= 1
+    # Model 7 answers every item: with a whole evaluation as the maximum every trial certifies
+    # it and stops long before (the other 39 are dropped once certified worse).
+    assert large["certified_fraction"] == 1.0 and large["p_best"] == 1.0
+    assert large["error_rate"] == 0 and large["error_rate_upper95"] < 0.05
+    assert 0.5 < large["budget_saved"] < 1
+    assert large["queries_spent"] == pytest.approx((1 - large["budget_saved"]) * 300 * 40)
+    # 20 queries per model is too little to certify 2 points: it spends everything.
+    assert small["certified_fraction"] == 0 and small["budget_saved"] == pytest.approx(0, abs=0.01)
+    table = gemfinder("simulate", "--matrix", str(pool_npz), *args, "--epsilon", "0.02")
+    assert "certified at N/model 300 (eps 0.02, delta 0.05): 1.000 of trials" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [(["--epsilon", "0"], "epsilon"), (["--epsilon", "1.5"], "epsilon"),
+     (["--epsilon", "0.01", "--delta", "0.7"], "delta"),
+     (["--epsilon", "0.01", "--delta", "0"], "delta")],
+)  # fmt: skip
+def test_bad_targets_are_one_line_errors_naming_the_field(pool_npz, extra, field):
+    args = ["simulate", "--matrix", str(pool_npz), "--budget-per-model", "5", "--trials", "5"]
+    out = gemfinder(*args, *extra)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in out.stderr, out.stderr

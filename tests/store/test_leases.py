@@ -30,7 +30,7 @@ class SlowReplay:
     """Answers from a table of right and wrong after `latency_s`, the same answer every time a
     (model, item) is asked; counts the queries sent and those in flight."""
 
-    def __init__(self, correct: dict[tuple[str, str], int], latency_s: float = 0.01) -> None:
+    def __init__(self, correct: dict[tuple[str, str], int], latency_s: float = 0.03) -> None:
         self.correct = correct
         self.latency_s = latency_s
         self.sent = self.active = 0

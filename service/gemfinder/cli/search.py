@@ -31,6 +31,7 @@ from gemfinder.search import SearchSpec
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.manager import FINISHED, SearchManager
 from gemfinder.search.spec import (
+    DEFAULT_DELTA,
     GEM_CHECK_SHARE,
     PRIOR_STRENGTH,
     IncrementalAsk,
@@ -77,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "of a task of a mixed query set in the overall ranking, repeatable (a task "
                    "not named weighs 1; none given: each task weighs its share of the "
                    "items)")  # fmt: skip
+    p.add_argument("--epsilon", type=float, help="fixed confidence: stop once the winner is "
+                   "certified within this accuracy gap (a share: 0.01 = 1 point) of every model; "
+                   "the budget is then the most to spend (docs/search.md)")  # fmt: skip
+    p.add_argument("--delta", type=float, help="with --epsilon: the error probability "
+                   f"(default {DEFAULT_DELTA})")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
@@ -148,6 +154,8 @@ SPEC_FLAGS = {
     "search.prior_strength": "--prior-strength",
     "search.gem_check_share": "--gem-check-share",
     "search.query_set": "--query-set",
+    "search.epsilon": "--epsilon",
+    "search.delta": "--delta",
 }
 
 
@@ -182,7 +190,12 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
         task_weights=parse_weights(args.task_weight),
+        epsilon=args.epsilon,
     )
+    if args.delta is not None:
+        if args.epsilon is None:
+            raise UserError("--delta", "applies to fixed-confidence searches: give --epsilon")
+        spec.delta = args.delta
     if args.incremental_from is not None:
         spec.ask = _incremental_ask(args)
     elif args.incumbents is not None:
@@ -275,8 +288,11 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
             if p is None:
                 continue
             bar.total, bar.n = max(p.budget, 1), p.spent
-            rnd = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
-            bar.set_postfix_str(f"{rnd}, {p.survivors} left, spent {p.spent:,}")
+            if p.certificate is not None:  # fixed confidence: no planned rounds
+                stage = f"certified within {100 * p.certificate.epsilon_reached:.2f} pt"
+            else:
+                stage = f"round {p.round}/{p.total_rounds}" if p.total_rounds else "done"
+            bar.set_postfix_str(f"{stage}, {p.survivors} left, spent {p.spent:,}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -301,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    if row.result.certificate is not None:
+        print(report.certificate_line(row.result.certificate))
     print(f"search id     {row.id}")  # for `gemfinder export` (its samples, with --store)
     if row.result.per_task:
         print()

@@ -38,6 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        help="also run fixed-confidence searches certifying the pick within this accuracy gap "
+        "(a share, 0.01 = 1 point), the budget their maximum",
+    )
+    parser.add_argument(
+        "--delta", type=float, default=0.05, help="with --epsilon: the error probability"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(handler=run)
 
@@ -70,7 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     for spec in args.algorithms:
         parse_algorithm(spec)
-    total = args.trials * len(args.algorithms) * len(args.budget_per_model)
+    target = None if args.epsilon is None else (args.epsilon, args.delta)
+    runs = len(args.algorithms) + (target is not None)
+    total = args.trials * runs * len(args.budget_per_model)
     with tqdm(
         total=total,
         unit="trial",
@@ -80,7 +91,13 @@ def _run(args: argparse.Namespace) -> int:
         desc=f"{matrix.n_models} models x {matrix.n_items} items",
     ) as bar:
         rows = simulate_grid(
-            matrix, args.algorithms, args.budget_per_model, args.trials, args.seed, bar.update
+            matrix,
+            args.algorithms,
+            args.budget_per_model,
+            args.trials,
+            args.seed,
+            bar.update,
+            target,
         )
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
@@ -109,5 +126,15 @@ def format_table(rows: list[dict], best: float) -> str:
     costs = {label: r["cost_to_confidence"] for label, r in zip(labels, rows, strict=True)}
     shown = ", ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in costs.items())
     lines.append(f"cost to confidence (N/model for P(<=0.5pt) >= 0.9 on this grid): {shown}")
+    for r in rows:
+        if r["algorithm"] == "certified":
+            saved = r["budget_saved_at_equal_p"]
+            lines.append(
+                f"certified at N/model {r['budget_per_model']:g} (eps {r['epsilon']:g}, delta "
+                f"{r['delta']:g}): {r['certified_fraction']:.3f} of trials certified, "
+                f"P(loss > eps) {r['error_rate']:.4f} (upper 95% {r['error_rate_upper95']:.4f}), "
+                f"budget saved {r['budget_saved']:.3f}, at equal P(loss <= eps) "
+                f"{'-' if saved is None else f'{saved:.3f}'}"
+            )
     lines.append(f"best model accuracy: {best:.4f}; loss in accuracy points; intervals are 95%")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search import incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
-from gemfinder.search.spec import SearchSpec, spec_digest
+from gemfinder.search.spec import AnyScheduler, SearchSpec, spec_digest
 from gemfinder.search.values import Progress
 from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
 
@@ -66,6 +66,13 @@ class TooManySearches(RuntimeError):
 class _Live:
     runner: SearchRunner
     task: asyncio.Task[None]
+
+
+def restore(data: bytes) -> AnyScheduler:
+    """A stored search's scheduler: fixed-confidence snapshots carry their own header."""
+    if data.startswith(b"GEMFNC"):
+        return _core.CertifiedScheduler.restore(data)
+    return _core.Scheduler.restore(data)
 
 
 class SearchManager:
@@ -175,7 +182,7 @@ class SearchManager:
         spec = SearchSpec.from_dict(row.spec)
         data = self.store.load_snapshot(row.id)
         try:
-            sched = _core.Scheduler.restore(data) if data else spec.scheduler()
+            sched = restore(data) if data else spec.scheduler()
         except _core.SearchError as err:
             # Stored by an older version that accepted a value this one refuses (such as
             # max_resample 1e300, which made one scheduler call loop for hours): failed with
@@ -377,7 +384,7 @@ class SearchManager:
                 bus.unsubscribe(queue)
 
     # running --------------------------------------------------------------------------------
-    def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:
+    def _launch(self, search_id: str, spec: SearchSpec, sched: AnyScheduler, **kw: Any) -> None:
         bus = ev.EventBus()
         runner = SearchRunner(
             search_id,

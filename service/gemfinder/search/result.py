@@ -17,8 +17,8 @@ from gemfinder import _core
 from gemfinder.search import gem_check, incremental
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
 from gemfinder.search.per_task import Counts, item_tasks, per_task
-from gemfinder.search.spec import SearchSpec
-from gemfinder.search.values import Estimate, Progress, Result
+from gemfinder.search.spec import AnyScheduler, SearchSpec
+from gemfinder.search.values import Certificate, Estimate, Progress, Result
 
 
 def estimate(
@@ -45,8 +45,11 @@ def estimate(
     return out
 
 
+OUTCOME_CHUNK = 500  # models per store query when reading every answer for the certificate
+
+
 def progress(
-    spec: SearchSpec, sched: _core.Scheduler, cached: int, elapsed: float, checked: int = 0
+    spec: SearchSpec, sched: AnyScheduler, cached: int, elapsed: float, checked: int = 0
 ) -> Progress:
     """`checked`: gem-check answers so far (search.gem_check), counted in `spent`."""
     rnd = sched.round
@@ -71,12 +74,40 @@ def progress(
         leader_model_id=spec.candidates[leader].model_id if leader is not None else "",
         leader_accuracy=leader_acc,
         elapsed_s=elapsed,
+        certificate=certificate(sched),
+    )
+
+
+def certificate(
+    sched: AnyScheduler,
+    delta: float = 0.0,
+    outcomes: Callable[[list[int]], dict[int, dict[int, int]]] | None = None,
+) -> Certificate | None:
+    """The certificate of a fixed-confidence search (its leader's, while it runs); of a
+    fixed-budget one at `delta` from the graded answers of every model (`outcomes`), when it
+    has finished with correlated sampling; else None."""
+    if not isinstance(sched, _core.CertifiedScheduler):
+        if outcomes is None or sched.recommendation is None:
+            return None
+        grades = {}
+        models = list(range(sched.n_models))
+        for start in range(0, len(models), OUTCOME_CHUNK):  # SQL's limit on parameters
+            for m, rewards in outcomes(models[start : start + OUTCOME_CHUNK]).items():
+                grades.update({(m, item): reward > 0 for item, reward in rewards.items()})
+        reached = sched.certificate(delta, grades)
+        return None if reached is None else Certificate(epsilon_reached=reached, delta=delta)
+    reached = sched.epsilon_reached
+    return Certificate(
+        epsilon_reached=reached,
+        delta=sched.delta,
+        epsilon=sched.epsilon,
+        certified=reached <= sched.epsilon,
     )
 
 
 def result(
     spec: SearchSpec,
-    sched: _core.Scheduler,
+    sched: AnyScheduler,
     cached: int,
     elapsed: float,
     outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
@@ -120,6 +151,7 @@ def result(
         per_task=tasks,
         overall=overall,
         incremental=None if lineage is None else incremental.outcome(lineage, recommended),
+        certificate=certificate(sched, spec.delta, outcomes),
     )
 
 

@@ -34,7 +34,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from gemfinder import _core, metrics
+from gemfinder import metrics
 from gemfinder.oracles import Oracle, OracleResult
 from gemfinder.oracles.base import answer_scope
 from gemfinder.samples import Sample, sample
@@ -43,7 +43,7 @@ from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
-from gemfinder.search.spec import CacheKeys, SearchSpec
+from gemfinder.search.spec import AnyScheduler, CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
 
@@ -85,7 +85,7 @@ class SearchRunner:
         oracle: Oracle,
         store: Store,
         *,
-        scheduler: _core.Scheduler | None = None,
+        scheduler: AnyScheduler | None = None,
         bus: ev.EventBus | None = None,
         labels: metrics.EndpointLabels = metrics.ENDPOINT_LABELS,
         elapsed_s: float = 0.0,

@@ -40,6 +40,10 @@ MAX_GEM_CHECK_SHARE = 0.5
 # Weight of a candidate's prior_score, in pseudo-items (bench/studies/prior_gain.py: 5 and 20 gave
 # the same ranks; at that weight the prior mostly settles ties between equal counts).
 PRIOR_STRENGTH = 5.0
+# What `SearchSpec.scheduler` builds: the two share the ask/tell surface the runner drives.
+AnyScheduler = _core.Scheduler | _core.CertifiedScheduler
+DEFAULT_DELTA = 0.05  # of a fixed-confidence search that names no delta
+MAX_DELTA = 0.5
 
 
 def default_algorithm(candidates: list[Candidate]) -> str:
@@ -104,6 +108,11 @@ class SearchSpec:
     # it; then `incremental` says what it was narrowed to.
     ask: IncrementalAsk | None = None
     incremental: Incremental | None = None
+    # Fixed confidence (docs/search.md): stop once the winner is certified within `epsilon`
+    # (a share of accuracy) of every model with probability 1 - `delta`; `budget` is then the
+    # most the search may spend. None: a fixed-budget search.
+    epsilon: float | None = None
+    delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -156,7 +165,17 @@ class SearchSpec:
         total = sum(raw.values())
         return {t: w / total for t, w in raw.items()}
 
-    def scheduler(self) -> _core.Scheduler:
+    def scheduler(self) -> AnyScheduler:
+        if self.epsilon is not None:
+            return _core.CertifiedScheduler(
+                len(self.candidates),
+                len(self.items),
+                self.search_budget,
+                self.seed,
+                self.epsilon,
+                self.delta,
+                max_attempts=self.params.get("max_attempts", 3.0),
+            )
         return _core.Scheduler(
             self.algorithm,
             len(self.candidates),
@@ -240,6 +259,7 @@ class SearchSpec:
                 f"{prefix}.gem_check_share",
                 f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
             )
+        self._check_target(prefix)
         if self.algorithm in REFERENCE_ROWS:
             raise UserError(
                 f"{prefix}.algorithm",
@@ -285,6 +305,27 @@ class SearchSpec:
                 f"{prefix}.task_weights[{first}]",
                 "every task weighs 0: give at least one task a weight above 0",
             )
+
+    def _check_target(self, prefix: str) -> None:
+        """Fixed confidence: epsilon in (0, 1], delta in (0, 0.5]; the search is the certified
+        elimination, which takes no algorithm parameters but `max_attempts`."""
+        for name, top in (("epsilon", 1.0), ("delta", MAX_DELTA)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"{prefix}.{name}", f"must be a number, got {value!r}")
+            if not 0.0 < value <= top:  # NaN fails too
+                reason = f"must be above 0 and at most {top}, got {value}"
+                raise UserError(f"{prefix}.{name}", reason)
+        if self.epsilon is not None:
+            extra = sorted(set(self.params) - {"max_attempts"})
+            if extra:
+                raise UserError(
+                    f"{prefix}.params.{extra[0]}",
+                    "a fixed-confidence search (epsilon set) runs certified elimination, which "
+                    "takes no algorithm parameters but max_attempts",
+                )
 
     def _check_loglikelihood_backends(self, prefix: str) -> None:
         """Items scored from log-likelihoods (lm_eval multiple_choice) need a backend that
@@ -332,6 +373,8 @@ class SearchSpec:
             data["incremental_ask"] = asdict(self.ask)
         if self.incremental is not None:
             data["incremental"] = self.incremental.to_json()
+        if self.epsilon is not None:  # likewise
+            data["epsilon"], data["delta"] = self.epsilon, self.delta
         return data
 
     @classmethod
@@ -354,6 +397,8 @@ class SearchSpec:
             incremental=Incremental.from_json(data["incremental"])
             if "incremental" in data
             else None,
+            epsilon=data.get("epsilon"),
+            delta=data.get("delta", DEFAULT_DELTA),
         )
 
 

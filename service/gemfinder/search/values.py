@@ -98,6 +98,26 @@ class TaskResult:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """The winner is within `epsilon_reached` of every model with probability at least
+    1 - `delta` (proto Certificate; docs/search.md, "Fixed confidence and the certificate").
+    `epsilon` is the target of a fixed-confidence search, None for a fixed-budget one;
+    `certified`: epsilon_reached <= epsilon."""
+
+    epsilon_reached: float = 1.0
+    delta: float = 0.0
+    epsilon: float | None = None
+    certified: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Certificate:
+        return _known(cls, data)
+
+
+@dataclass(frozen=True)
 class Progress:
     """A running search's counters (proto Progress); all 0 before the first."""
 
@@ -112,13 +132,18 @@ class Progress:
     leader_model_id: str = ""
     leader_accuracy: float = 0.0
     elapsed_s: float = 0.0
+    certificate: Certificate | None = None  # fixed-confidence searches: the current one
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.certificate is None:  # absent, so that older progress stores as it was
+            del data["certificate"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
-        return _known(cls, data)
+        cert = data.get("certificate")
+        return _known(cls, data | {"certificate": _certificate(cert)})
 
 
 @dataclass(frozen=True)
@@ -170,11 +195,13 @@ class Result:
     per_task: tuple[TaskResult, ...] = ()
     overall: tuple[Estimate, ...] = ()
     incremental: Incremental | None = None  # set for an incremental search
+    certificate: Certificate | None = None  # None: stored before certificates, or `sh`
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order;
         `incremental` only for an incremental search, `per_task` and `overall` only for a mixed
-        query set, so that other results are stored as before."""
+        query set, `certificate` only when there is one, so that other results are stored as
+        before."""
         extra = {} if self.incremental is None else {"incremental": self.incremental.to_json()}
         out = {
             "recommended_model_id": self.recommended_model_id,
@@ -195,6 +222,8 @@ class Result:
         if self.per_task or self.overall:
             out["per_task"] = [t.to_json() for t in self.per_task]
             out["overall"] = [e.to_json() for e in self.overall]
+        if self.certificate is not None:
+            out["certificate"] = self.certificate.to_json()
         return out
 
     @classmethod
@@ -210,8 +239,13 @@ class Result:
             "incremental": None
             if data.get("incremental") is None
             else Incremental.from_json(data["incremental"]),
+            "certificate": _certificate(data.get("certificate")),
         }
         return _known(cls, data | nested)
+
+
+def _certificate(data: dict[str, Any] | None) -> Certificate | None:
+    return None if data is None else Certificate.from_json(data)
 
 
 def _known(cls: type[T], data: dict[str, Any]) -> T:

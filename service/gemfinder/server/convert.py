@@ -19,7 +19,15 @@ from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.spec import IncrementalAsk, Limits, SearchSpec, default_algorithm
-from gemfinder.search.values import Estimate, Incremental, Paired, Progress, Result, TaskResult
+from gemfinder.search.values import (
+    Certificate,
+    Estimate,
+    Incremental,
+    Paired,
+    Progress,
+    Result,
+    TaskResult,
+)
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.tasks.lmeval import catalog as lm_eval_catalog
@@ -42,7 +50,8 @@ GEM_VERDICTS = {
     gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
 }
 VERDICT_NAMES = {v: k for k, v in GEM_VERDICTS.items()}
-_PROGRESS_FIELDS = [k for k in asdict(Progress()) if k != "elapsed_s"]  # elapsed: a Duration
+# elapsed: a Duration; certificate: a message of its own
+_PROGRESS_FIELDS = [k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate")]
 SYSTEM_PROMPTS = {
     pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
     pb.SYSTEM_PROMPT_POLICY_NONE: False,
@@ -160,6 +169,12 @@ def spec_from_proto(
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
+    if msg.HasField("epsilon"):
+        spec.epsilon = msg.epsilon
+    if msg.HasField("delta"):
+        if not msg.HasField("epsilon"):
+            raise UserError("spec.delta", "applies to fixed-confidence searches: set spec.epsilon")
+        spec.delta = msg.delta
     spec.validate(limits, asked=budget.asked)
     if msg.parent_search_id:
         spec.ask = _incremental_ask(msg, default_per_model)
@@ -242,15 +257,36 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 def progress_to_proto(p: Progress | None) -> pb.Progress:
     if p is None:  # before the first count: an empty message, as ever
         return pb.Progress()
-    counts = {k: v for k, v in asdict(p).items() if k != "elapsed_s"}
-    return pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
+    counts = {k: getattr(p, k) for k in _PROGRESS_FIELDS}
+    out = pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
+    if p.certificate is not None:
+        out.certificate.CopyFrom(certificate_to_proto(p.certificate))
+    return out
 
 
 def progress_from_proto(msg: pb.Progress) -> Progress:
     return Progress(
         **{f: getattr(msg, f) for f in _PROGRESS_FIELDS},
         elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
+        certificate=certificate_from_proto(msg),
     )
+
+
+def certificate_to_proto(c: Certificate) -> pb.Certificate:
+    return pb.Certificate(
+        epsilon_reached=c.epsilon_reached,
+        delta=c.delta,
+        epsilon=c.epsilon if c.epsilon is not None else 0.0,
+        certified=c.certified,
+    )
+
+
+def certificate_from_proto(msg: pb.Progress | pb.SearchResult) -> Certificate | None:
+    if not msg.HasField("certificate"):
+        return None
+    c = msg.certificate
+    epsilon = c.epsilon if c.epsilon > 0 else None
+    return Certificate(c.epsilon_reached, c.delta, epsilon, c.certified)
 
 
 def estimate_to_proto(e: Estimate) -> pb.ModelEstimate:
@@ -302,6 +338,8 @@ def result_to_proto(r: Result) -> pb.SearchResult:
                 left_out=i.left_out,
             )
         )
+    if r.certificate is not None:
+        out.certificate.CopyFrom(certificate_to_proto(r.certificate))
     return out
 
 
@@ -335,6 +373,7 @@ def result_from_proto(msg: pb.SearchResult) -> Result:
         ),
         overall=tuple(estimate_from_proto(e) for e in msg.overall),
         incremental=_incremental_from_proto(msg),
+        certificate=certificate_from_proto(msg),
     )
 
 

@@ -13,10 +13,12 @@ import numpy as np
 from gemfinder import _core
 from gemfinder.budget import U64_MAX, Budget, too_small
 from gemfinder.errors import UserError
-from gemfinder.loss import cost_to_confidence, loss_figures, trial_losses
+from gemfinder.loss import clopper_pearson_upper, cost_to_confidence, loss_figures, trial_losses
 from gemfinder.sim.matrix import CorrectnessMatrix
 
 CHUNK = 250
+CERTIFIED = "certified"  # the `algorithm` of fixed-confidence rows
+TOL = 1e-9  # points: accuracies are ratios of counts
 
 
 def algorithm_name(name: str) -> str:
@@ -74,8 +76,10 @@ def simulate(
     seed: int,
     params: dict[str, float] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    target: tuple[float, float] | None = None,
 ) -> dict:
-    """Run `trials` trials and return the summary row (keys documented in docs/search.md)."""
+    """Run `trials` trials and return the summary row (keys documented in docs/search.md); with
+    a `target` (epsilon, delta) also `p_within_epsilon`, P(loss <= epsilon)."""
     name, budget, popularity = _checked(matrix, algorithm, budget_per_model, trials, seed, params)
     picks, spent = [], []
     for start in range(0, trials, CHUNK):
@@ -87,14 +91,91 @@ def simulate(
             on_progress(stop - start)
     picks, spent = np.concatenate(picks), np.concatenate(spent)
     summary = _core.summarize(matrix.accuracies(), picks, spent)
-    return {
+    losses = trial_losses(matrix.accuracies(), picks)
+    row = {
         "algorithm": name,
         "requested": algorithm,
         "budget_per_model": budget_per_model,
         "budget": budget,
         **summary,
-        **loss_figures(trial_losses(matrix.accuracies(), picks)),
+        **loss_figures(losses),
     }
+    if target is not None:
+        row["p_within_epsilon"] = float(np.mean(losses <= 100 * target[0] + TOL))
+    return row
+
+
+def check_target(epsilon: float, delta: float) -> None:
+    """The service's ranges: epsilon in (0, 1] (a share of accuracy), delta in (0, 0.5]."""
+    if not 0 < epsilon <= 1:
+        raise UserError("epsilon", f"must be an accuracy gap in (0, 1], got {epsilon:g}")
+    if not 0 < delta <= 0.5:
+        raise UserError("delta", f"must be a probability in (0, 0.5], got {delta:g}")
+
+
+def simulate_certified(
+    matrix: CorrectnessMatrix,
+    budget_per_model: float,
+    trials: int,
+    seed: int,
+    epsilon: float,
+    delta: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Fixed-confidence trials with at most `budget_per_model` x models queries each: the
+    summary keys of `simulate` plus the certificate's (docs/search.md, "--epsilon")."""
+    check_trials(trials)
+    check_seed(seed)
+    check_target(epsilon, delta)
+    budget = _budget(budget_per_model, matrix.n_models).total
+    picks, spent, reached = [], [], []
+    for start in range(0, trials, CHUNK):
+        stop = min(trials, start + CHUNK)
+        try:
+            p, s, r = _core.simulate_certified(
+                matrix.correct, budget, seed, start, stop, epsilon, delta
+            )
+        except _core.SearchError as err:
+            raise UserError(_field(err, CERTIFIED), err.reason) from None
+        picks.append(p)
+        spent.append(s)
+        reached.append(r)
+        if on_progress is not None:
+            on_progress(stop - start)
+    picks, spent, reached = (np.concatenate(a) for a in (picks, spent, reached))
+    losses = trial_losses(matrix.accuracies(), picks)
+    wrong = losses > 100 * epsilon + TOL
+    certified = reached <= epsilon
+    false_certificates = int(np.sum(wrong & certified))
+    beyond = int(np.sum(losses > 100 * reached + TOL))
+    return {
+        "algorithm": CERTIFIED,
+        "requested": CERTIFIED,
+        "params": {},
+        "budget_per_model": budget_per_model,
+        "budget": budget,
+        **_core.summarize(matrix.accuracies(), picks, spent),
+        **loss_figures(losses),
+        "epsilon": epsilon,
+        "delta": delta,
+        "certified_fraction": float(np.mean(certified)),
+        "epsilon_reached_median": float(np.median(reached)),
+        "p_within_epsilon": 1 - float(np.mean(wrong)),
+        "error_rate": float(np.mean(wrong)),
+        "error_rate_upper95": clopper_pearson_upper(int(np.sum(wrong)), trials),
+        "false_certificate_upper95": clopper_pearson_upper(false_certificates, trials),
+        "certificate_miss_upper95": clopper_pearson_upper(beyond, trials),
+        "budget_saved": 1 - float(spent.mean()) / budget if budget else 0.0,
+    }
+
+
+def _saved_at_equal_p(row: dict, fixed: list[dict]) -> float | None:
+    """1 - queries spent / queries of the cheapest fixed-budget row with at least the same
+    P(loss <= epsilon); None when no fixed-budget row is as good."""
+    good = [r["queries_spent"] for r in fixed if r["p_within_epsilon"] >= row["p_within_epsilon"]]
+    if not good or min(good) == 0:
+        return None
+    return 1 - row["queries_spent"] / min(good)
 
 
 def simulate_grid(
@@ -104,21 +185,35 @@ def simulate_grid(
     trials: int,
     seed: int,
     on_progress: Callable[[int], None] | None = None,
+    target: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Every algorithm spec (`name[:param=value,...]`) at every budget, all on the same trials
     (paired comparisons). Every combination is checked before any trial runs, so a bad one
     late in the grid does not throw away the rows before it. Every row also carries its
-    algorithm's `cost_to_confidence` over the whole budget grid (gemfinder.loss)."""
+    algorithm's `cost_to_confidence` over the whole budget grid (gemfinder.loss).
+
+    With a `target` (epsilon, delta) each budget also gets a fixed-confidence row (algorithm
+    `certified`, the budget its maximum; `simulate_certified`), and every fixed-budget row its
+    `p_within_epsilon`, so the certified rows can say what they save against the cheapest
+    fixed-budget row that is as good."""
     specs = [(spec, *parse_algorithm(spec)) for spec in algorithms]
+    if target is not None:
+        check_target(*target)
     for n_avg in budgets_per_model:
         for _, name, params in specs:
             _checked(matrix, name, n_avg, trials, seed, params or None)
     rows = []
     for n_avg in budgets_per_model:
         for spec, name, params in specs:
-            row = simulate(matrix, name, n_avg, trials, seed, params or None, on_progress)
+            row = simulate(matrix, name, n_avg, trials, seed, params or None, on_progress, target)
             rows.append(row | {"requested": spec, "params": params})
-    for spec, _, _ in specs:
+        if target is not None:
+            rows.append(simulate_certified(matrix, n_avg, trials, seed, *target, on_progress))
+    fixed = [r for r in rows if r["algorithm"] != CERTIFIED]
+    for row in rows:
+        if row["algorithm"] == CERTIFIED:
+            row["budget_saved_at_equal_p"] = _saved_at_equal_p(row, fixed)
+    for spec in [*(spec for spec, _, _ in specs), *([CERTIFIED] if target else [])]:
         same = [r for r in rows if r["requested"] == spec]
         budgets = [r["budget_per_model"] for r in same]
         cost = cost_to_confidence(budgets, [r["p_within_half_point"] for r in same])

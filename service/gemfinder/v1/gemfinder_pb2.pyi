@@ -127,7 +127,7 @@ class Budget(_message.Message):
     def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints", "task_weights", "parent_search_id", "incumbents")
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints", "task_weights", "parent_search_id", "incumbents", "epsilon", "delta")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,8 @@ class SearchSpec(_message.Message):
     TASK_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PARENT_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     INCUMBENTS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     query_set: QuerySet
     budget: Budget
@@ -168,7 +170,9 @@ class SearchSpec(_message.Message):
     task_weights: _containers.ScalarMap[str, float]
     parent_search_id: str
     incumbents: int
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ..., task_weights: _Optional[_Mapping[str, float]] = ..., parent_search_id: _Optional[str] = ..., incumbents: _Optional[int] = ...) -> None: ...
+    epsilon: float
+    delta: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ..., task_weights: _Optional[_Mapping[str, float]] = ..., parent_search_id: _Optional[str] = ..., incumbents: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class ModelEstimate(_message.Message):
     __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
@@ -195,7 +199,7 @@ class ModelEstimate(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., rank: _Optional[int] = ..., accuracy: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., items_seen: _Optional[int] = ..., successes: _Optional[int] = ..., eliminated_in_round: _Optional[int] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed")
+    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed", "certificate")
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     SPENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +211,7 @@ class Progress(_message.Message):
     LEADER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     budget: int
     spent: int
     failed: int
@@ -218,10 +223,11 @@ class Progress(_message.Message):
     leader_model_id: str
     leader_accuracy: float
     elapsed: _duration_pb2.Duration
-    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    certificate: Certificate
+    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental")
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "certificate")
     RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +244,7 @@ class SearchResult(_message.Message):
     PER_TASK_FIELD_NUMBER: _ClassVar[int]
     OVERALL_FIELD_NUMBER: _ClassVar[int]
     INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     recommended_model_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     queries_spent: int
@@ -254,7 +261,8 @@ class SearchResult(_message.Message):
     per_task: _containers.RepeatedCompositeFieldContainer[TaskResult]
     overall: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     incremental: IncrementalOutcome
-    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., per_task: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., overall: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., incremental: _Optional[_Union[IncrementalOutcome, _Mapping]] = ...) -> None: ...
+    certificate: Certificate
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., per_task: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., overall: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., incremental: _Optional[_Union[IncrementalOutcome, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
 
 class PairedComparison(_message.Message):
     __slots__ = ("model_id", "shared_items", "winner_only_correct", "other_only_correct", "p_value")
@@ -435,3 +443,15 @@ class LmEvalQuerySet(_message.Message):
     filter: str
     fewshot_as_multiturn: bool
     def __init__(self, task: _Optional[str] = ..., num_fewshot: _Optional[int] = ..., limit: _Optional[int] = ..., seed: _Optional[int] = ..., metric: _Optional[str] = ..., filter: _Optional[str] = ..., fewshot_as_multiturn: _Optional[bool] = ...) -> None: ...
+
+class Certificate(_message.Message):
+    __slots__ = ("epsilon_reached", "delta", "epsilon", "certified")
+    EPSILON_REACHED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    CERTIFIED_FIELD_NUMBER: _ClassVar[int]
+    epsilon_reached: float
+    delta: float
+    epsilon: float
+    certified: bool
+    def __init__(self, epsilon_reached: _Optional[float] = ..., delta: _Optional[float] = ..., epsilon: _Optional[float] = ..., certified: _Optional[bool] = ...) -> None: ...
