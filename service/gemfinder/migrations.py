@@ -129,6 +129,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE searches ADD COLUMN lease_until REAL",
         ),
     ),
+    Migration(
+        5,
+        "reserved for samples-export (#14); a placeholder so that this branch's 7 applies",
+        (),
+    ),
+    Migration(
+        6,
+        "reserved for incremental (#16); a placeholder so that this branch's 7 applies",
+        (),
+    ),
+    Migration(
+        7,
+        "events: each search's progress events in order, for Watch on any replica and resuming",
+        # Written by the search's owner (fenced by its lease), read by every replica's
+        # watchers; seq counts from 1 per search. Searches that ended before this version get
+        # their FINISHED event, so a watch of any ended search ends the same way.
+        (
+            """CREATE TABLE events (
+                search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                type TEXT NOT NULL,
+                state TEXT NOT NULL,
+                progress TEXT,
+                created REAL NOT NULL,
+                PRIMARY KEY (search_id, seq)
+            ) WITHOUT ROWID""",
+            "INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT id, 1, 'finished', state, progress, updated FROM searches"
+            " WHERE state IN ('succeeded', 'failed', 'cancelled')",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -201,6 +232,26 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             # Seconds since the epoch on the database's clock (gemfinder.pg_store), so that
             # replicas' clocks do not matter.
             "ALTER TABLE searches ADD COLUMN lease_until double precision",
+        ),
+    ),
+    Migration(5, "reserved for samples-export (#14); a placeholder", ()),
+    Migration(6, "reserved for incremental (#16); a placeholder", ()),
+    Migration(
+        7,
+        "events: each search's progress events in order, for Watch on any replica and resuming",
+        (
+            """CREATE TABLE events (
+                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                type text NOT NULL,
+                state text NOT NULL,
+                progress text,
+                created double precision NOT NULL,
+                PRIMARY KEY (search_id, seq)
+            )""",
+            "INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT id, 1, 'finished', state, progress, updated FROM searches"
+            " WHERE state IN ('succeeded', 'failed', 'cancelled')",
         ),
     ),
 )

@@ -44,15 +44,20 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
+from gemfinder.search.events import Event
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import (
     COLUMNS,
+    ENDED,
+    EVENT_COLUMNS,
+    FINISHED_EVENT,
     SKIPPED,
     UNFINISHED,
     LeaseLost,
     RequestTaken,
     SearchRow,
     _row,
+    event_of,
     update_columns,
 )
 from gemfinder.store_writer import WriteBehind
@@ -198,14 +203,24 @@ class PgStore:
 
         return lambda: self._run(work)
 
-    def _durable(self, search_id: str, sql: str, args: tuple, owner: str | None = None) -> None:
-        """A write that has reached the disk when this returns (synchronous commit)."""
+    def _durable(
+        self,
+        search_id: str,
+        sql: str,
+        args: tuple,
+        owner: str | None = None,
+        then: tuple[str, tuple] | None = None,
+    ) -> None:
+        """A write that has reached the disk when this returns (synchronous commit); `then`, a
+        statement run after it in the same transaction."""
 
         def work(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 if conn.execute(sql, args).rowcount == 0 and owner is not None:
                     raise LeaseLost(search_id, owner)
+                if then is not None:
+                    conn.execute(*then)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=True)
 
@@ -264,7 +279,64 @@ class PgStore:
         if state is None:  # progress only: the hot path
             self._writes.submit(search_id, self._fenced(search_id, owner, sql, tuple(args)))
         else:
-            self._durable(search_id, sql, tuple(args), owner)
+            finished = (search_id, time.time(), search_id, search_id)
+            then = (FINISHED_EVENT.format(m="%s"), finished) if state in ENDED else None
+            self._durable(search_id, sql, tuple(args), owner, then)
+
+    # events ---------------------------------------------------------------------------------
+    def put_event(
+        self,
+        search_id: str,
+        kind: str,
+        progress: Progress | None,
+        state: str,
+        owner: str | None = None,
+    ) -> None:
+        """As in gemfinder.store, in one statement, queued (fenced on the writer thread)."""
+        now = time.time()
+        data = json.dumps(progress.to_json()) if progress is not None else None
+        fence = " AND owner = %s" if owner is not None else ""
+        # The update's row lock orders this against a claim: before it, or fenced out.
+        sql = (
+            "WITH s AS (UPDATE searches SET progress = COALESCE(%s, progress), updated = %s"
+            f" WHERE id = %s{fence} RETURNING id)"
+            " INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT s.id, COALESCE((SELECT MAX(seq) FROM events WHERE search_id = s.id), 0) + 1,"
+            " %s, %s, %s, %s FROM s"
+        )
+        args = (data, now, search_id, *([owner] if owner is not None else []))
+        args += (kind, state, data, now)
+        self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
+
+    def events_after(
+        self, wanted: list[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[Event]]:
+        """As in gemfinder.store: one query for every pair. Not after the queued writes: what
+        is committed (the follower's next tick sees the rest)."""
+        if not wanted:
+            return {}
+        ids, seqs = [sid for sid, _ in wanted], [seq for _, seq in wanted]
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT w.sid, w.after, {EVENT_COLUMNS} FROM unnest(%s::text[], %s::bigint[])"
+                " AS w (sid, after) CROSS JOIN LATERAL (SELECT * FROM events"
+                " WHERE search_id = w.sid AND seq > w.after ORDER BY seq LIMIT %s) e"
+                " ORDER BY w.sid, w.after, seq",
+                (ids, seqs, limit),
+            ).fetchall()
+        )
+        found: dict[tuple[str, int], list[Event]] = {}
+        for sid, after, *event in rows:
+            found.setdefault((sid, int(after)), []).append(event_of(*event))
+        return found
+
+    def last_event(self, search_id: str) -> tuple[int, str] | None:
+        row = self._one(
+            "SELECT seq, type FROM events WHERE search_id = %s ORDER BY seq DESC LIMIT 1",
+            (search_id,),
+            search_id,
+        )
+        return (int(row[0]), row[1]) if row else None
 
     def get_search(self, search_id: str) -> SearchRow | None:
         row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,), search_id)

@@ -87,7 +87,7 @@ class SearchManager:
         # operator and may name any endpoint.
         self.allowlist = allowlist
         self._live: dict[str, _Live] = {}
-        self._buses: dict[str, ev.EventBus] = {}
+        self._events = ev.EventFollower(store)  # every watch here reads the stored log
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
         self._resuming = 0  # claimed searches being resumed
@@ -224,6 +224,7 @@ class SearchManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._events.close()
         if not release:
             return
         try:
@@ -348,46 +349,49 @@ class SearchManager:
     def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
         return self.store.list_searches(limit, after, **filters)
 
-    async def watch(self, search_id: str) -> AsyncIterator[ev.Event]:
+    async def watch(self, search_id: str, after: int | None = None) -> AsyncIterator[ev.Event]:
+        """The search's events from its stored log, whoever owns it, until FINISHED: first a
+        SNAPSHOT (its seq: the last event it includes), or with `after` (a seq this search's
+        log has) no SNAPSHOT but the events after it. Lag: one follower tick (search.events)."""
+        if not search_id:
+            raise SearchNotFound(search_id)
+        last = self.store.last_event(search_id)
         row = self.get(search_id)
-        bus = self._buses.get(search_id)
-        if bus is None or row.state in FINISHED:
-            yield ev.Event(ev.SNAPSHOT, row.progress, row.state)
-            if row.state in FINISHED:
-                yield ev.Event(ev.FINISHED, row.progress, row.state)
-                return
-        queue = bus.subscribe() if bus is not None else None
-        try:
-            if bus is not None:
-                yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress, row.state)
-            while queue is not None:
-                event = await queue.get()
-                if event.type == ev.HANDED_OVER:
-                    return
+        top = 0 if last is None else last[0]
+        if after is None:
+            # A finished search's log ends with FINISHED: the snapshot comes before it.
+            after = top - 1 if last is not None and last[1] == ev.FINISHED else top
+            yield ev.Event(ev.SNAPSHOT, row.progress, row.state, after)
+        elif not 0 <= after <= top:
+            raise UserError(
+                "after_sequence",
+                f"{after} is not an event of search {search_id} (its events are 1 to {top}); "
+                "send the sequence of the last event received",
+            )
+        found = self.store.events_after([(search_id, after)], ev.BATCH)
+        events = found.get((search_id, after), [])
+        while True:
+            for event in events:
                 yield event
+                after = event.seq
                 if event.type == ev.FINISHED:
                     return
-        finally:
-            if bus is not None and queue is not None:
-                bus.unsubscribe(queue)
+            events = await self._events.after(search_id, after)
 
     # running --------------------------------------------------------------------------------
     def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:
-        bus = ev.EventBus()
         runner = SearchRunner(
             search_id,
             spec,
             self.oracle,
             self.store,
             scheduler=sched,
-            bus=bus,
             owner=self.replica_id,
             **kw,
         )
         self.store.update_search(search_id, state="running", owner=self.replica_id)
         if self._renewed is None:  # a lease granted now (created or claimed): the oldest held
             self._renewed = time.monotonic()
-        self._buses[search_id] = bus
         self._keep_ticking()
         task = asyncio.create_task(self._run(runner), name=f"search-{search_id}")
         self._live[search_id] = _Live(runner, task)
@@ -416,13 +420,9 @@ class SearchManager:
                 metrics.SEARCHES_FINISHED.labels(outcome).inc()
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
                 metrics.SEARCH_QUERIES.labels(outcome).observe(runner.spent)
-                runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)
-            elif outcome == "handed over":
-                runner.bus.publish(ev.Event(ev.HANDED_OVER, None, "running"))
             self._live.pop(sid, None)
-            self._buses.pop(sid, None)
             self._lost.discard(sid)
             if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
                 await self.oracle.release(runner.spec.candidates)
@@ -433,7 +433,9 @@ class SearchManager:
         try:
             result = await runner.run()
         except SearchCancelled as stop:
-            self.store.update_search(sid, state="cancelled", result=stop.result, owner=me)
+            self.store.update_search(
+                sid, state="cancelled", result=stop.result, progress=runner.progress(), owner=me
+            )
             log.info("search %s cancelled after %.1f s", sid, time.monotonic() - started)
             return "cancelled"
         except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback

@@ -95,11 +95,13 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
 
     async def WatchSearch(self, request, context):
         search_id = self._id(request.search_id)
-        async for event in self.manager.watch(search_id):
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        async for event in self.manager.watch(search_id, after):
             msg = pb.WatchSearchResponse(
                 type=EVENT_TYPES[event.type],
                 progress=convert.progress_to_proto(event.progress),
                 state=convert.STATES.get(event.state, pb.SEARCH_STATE_UNSPECIFIED),
+                sequence=event.seq,
             )
             if event.type == ev.FINISHED:
                 msg.search.CopyFrom(convert.search_to_proto(self.manager.get(search_id)))
