@@ -61,6 +61,14 @@ class TooManySearches(RuntimeError):
     kind = "resource_exhausted"
 
 
+class ReplicaStopping(RuntimeError):
+    """This replica is shutting down: a Watch or a SelectBestModel waiting here ends at once,
+    so that the client goes on at another replica (its retry policy, or a watch resumed with
+    after_sequence) instead of waiting out the grace period."""
+
+    kind = "unavailable"
+
+
 @dataclass
 class _Live:
     runner: SearchRunner
@@ -88,6 +96,7 @@ class SearchManager:
         self.allowlist = allowlist
         self._live: dict[str, _Live] = {}
         self._events = ev.EventFollower(store)  # every watch here reads the stored log
+        self._stopping = asyncio.Event()  # set by stop_serving: waits and watches end
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
         self._resuming = 0  # claimed searches being resumed
@@ -214,6 +223,25 @@ class SearchManager:
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
         return True
 
+    def stop_serving(self) -> None:
+        """The first step of a graceful shutdown: end every Watch and wait with UNAVAILABLE
+        (ReplicaStopping) so their clients go to another replica; searches run on until
+        `close`."""
+        self._stopping.set()
+
+    async def _unless_stopping(self, awaitable: Any) -> Any:
+        """`awaitable`'s result, or ReplicaStopping as soon as stop_serving is called."""
+        work = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if work.done():
+            return work.result()
+        work.cancel()
+        raise ReplicaStopping(f"replica {self.replica_id} is shutting down; call another")
+
     async def close(self, release: bool = True) -> None:
         """Stop runners without marking them cancelled, so they resume: on another replica at
         once (their leases are released), or here on the next start. `release=False` leaves
@@ -333,10 +361,19 @@ class SearchManager:
         return row
 
     async def wait(self, search_id: str) -> SearchRow:
+        """The search once it has ended, wherever it runs: here, its runner; owned by another
+        replica (a retried request id, a takeover), its stored log up to FINISHED."""
         live = self._live.get(search_id)
         if live is not None:
-            await asyncio.shield(live.task)
-        return self.get(search_id)
+            await self._unless_stopping(asyncio.shield(live.task))
+        row = self.get(search_id)
+        if row.state not in FINISHED:
+            last = self.store.last_event(search_id)
+            async for event in self.watch(search_id, 0 if last is None else last[0]):
+                if event.type == ev.FINISHED:
+                    break
+            row = self.get(search_id)
+        return row
 
     async def cancel(self, search_id: str) -> SearchRow:
         self.get(search_id)
@@ -376,7 +413,7 @@ class SearchManager:
                 after = event.seq
                 if event.type == ev.FINISHED:
                     return
-            events = await self._events.after(search_id, after)
+            events = await self._unless_stopping(self._events.after(search_id, after))
 
     # running --------------------------------------------------------------------------------
     def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:
