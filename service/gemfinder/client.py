@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -62,11 +62,13 @@ async def watch_search(
     after: int | None = None,
     give_up_s: float = 60.0,
     pause_s: float = 0.2,
+    on_break: Callable[[grpc.aio.AioRpcError], None] | None = None,
     **call: Any,
 ) -> AsyncIterator[pb.WatchSearchResponse]:
     """WatchSearch's events up to FINISHED, resumed after a broken stream (on whichever replica
     the channel picks) from the last event received; `after`: resume from there at once.
-    Raises the last error once no stream has given an event for `give_up_s`."""
+    `on_break` is called with each error a stream broke on (e.g. to log it). Raises the last
+    error once no stream has given an event for `give_up_s`."""
     quiet_since = time.monotonic()
     while True:
         request = pb.WatchSearchRequest(search_id=search_id)
@@ -82,4 +84,6 @@ async def watch_search(
         except grpc.aio.AioRpcError as err:
             if err.code() not in RESUMED or time.monotonic() - quiet_since > give_up_s:
                 raise
+            if on_break is not None:
+                on_break(err)
         await asyncio.sleep(pause_s)

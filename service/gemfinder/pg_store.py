@@ -334,12 +334,13 @@ class PgStore:
         row = self._one(
             "SELECT seq, type FROM events WHERE search_id = %s ORDER BY seq DESC LIMIT 1",
             (search_id,),
-            search_id,
         )
         return (int(row[0]), row[1]) if row else None
 
     def get_search(self, search_id: str) -> SearchRow | None:
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,), search_id)
+        # No `search_id`: a failed write of the search is its runner's to hear of (its next
+        # write raises it), not a GetSearch's or a watch's (a LeaseLost there is no error).
+        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,))
         return _row(row) if row else None
 
     def find_request(self, request_id: str) -> SearchRow | None:

@@ -229,8 +229,10 @@ class SearchManager:
         `close`."""
         self._stopping.set()
 
-    async def _unless_stopping(self, awaitable: Any) -> Any:
-        """`awaitable`'s result, or ReplicaStopping as soon as stop_serving is called."""
+    async def unless_stopping(self, awaitable: Any) -> Any:
+        """`awaitable`'s result, or ReplicaStopping as soon as stop_serving is called (the
+        work is cancelled: a start either made its search, which a retry of its request id
+        finds, or nothing)."""
         work = asyncio.ensure_future(awaitable)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -365,7 +367,7 @@ class SearchManager:
         replica (a retried request id, a takeover), its stored log up to FINISHED."""
         live = self._live.get(search_id)
         if live is not None:
-            await self._unless_stopping(asyncio.shield(live.task))
+            await self.unless_stopping(asyncio.shield(live.task))
         row = self.get(search_id)
         if row.state not in FINISHED:
             last = self.store.last_event(search_id)
@@ -380,7 +382,7 @@ class SearchManager:
         live = self._live.get(search_id)
         if live is not None:
             live.runner.cancel()
-            await asyncio.shield(live.task)
+            await self.unless_stopping(asyncio.shield(live.task))
         return self.get(search_id)
 
     def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
@@ -413,7 +415,7 @@ class SearchManager:
                 after = event.seq
                 if event.type == ev.FINISHED:
                     return
-            events = await self._unless_stopping(self._events.after(search_id, after))
+            events = await self.unless_stopping(self._events.after(search_id, after))
 
     # running --------------------------------------------------------------------------------
     def _launch(self, search_id: str, spec: SearchSpec, sched: _core.Scheduler, **kw: Any) -> None:

@@ -52,7 +52,10 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         spec = convert.spec_from_proto(
             request.spec, self.query_sets, self.default_per_model, self.limits
         )
-        return await self.manager.start(spec, convert.request_id(request.request_id))
+        # A start in progress when this replica begins to stop ends with UNAVAILABLE, which
+        # the client's retry policy sends to another replica (the request id keeps it one).
+        start = self.manager.start(spec, convert.request_id(request.request_id))
+        return await self.manager.unless_stopping(start)
 
     async def SelectBestModel(self, request, context):
         row = await self._start(request)
