@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -119,9 +120,12 @@ async def one_round(pg, fleet, endpoints: Path, spec, lease: float, tmp: Path) -
                 a.kill()
                 renewed = _row(url, sid)[1] - lease  # A's last renewal, on the same clock
             else:
-                await a.terminate()
-            await _until_state(url, sid, lambda r: r[0] == "B")
+                a.proc.send_signal(signal.SIGTERM)  # not waited for: B may claim before A exits
+            row = await _until_state(url, sid, lambda r: r[0] == "B" or r[2] == "succeeded")
+            if row[0] != "B":
+                raise SystemExit("the search ended before B took it over: give it more --models")
             took = time.time() - stopped
+            await asyncio.to_thread(a.proc.wait, 30)
             await _until_state(url, sid, lambda r: r[2] == "succeeded")
             out[how] = {
                 "takeover_s": took,
