@@ -4,9 +4,11 @@ WatchSearch that resumes where its stream broke.
 
 - SERVICE_CONFIG: round-robin over the addresses a channel resolves (a headless Kubernetes
   service, or an `ipv4:` list), and a retryPolicy retrying UNAVAILABLE (a replica stopping,
-  restarting or unreachable; the database unreachable) on the unary methods, which are safe to
-  repeat: Get, List and Cancel by nature, StartSearch and SelectBestModel by their request_id
-  (send one: without it a retried start may start a second search).
+  restarting or unreachable; the database unreachable) and CANCELLED (sent by a stopping
+  replica for calls it had received but not begun; a call the client cancels itself is never
+  retried) on the unary methods, which are safe to repeat: Get, List and Cancel by nature,
+  StartSearch and SelectBestModel by their request_id (send one: without it a retried start
+  may start a second search).
 - `channel(target)`: a grpc.aio channel with that config.
 - `watch_search(stub, search_id)`: WatchSearch's events, resumed after a broken stream on any
   replica with `after_sequence` set to the last event received, so the caller sees every event
@@ -38,7 +40,7 @@ SERVICE_CONFIG: dict[str, Any] = {
                 "initialBackoff": "0.2s",
                 "maxBackoff": "2s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }
     ],

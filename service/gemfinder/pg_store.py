@@ -3,9 +3,12 @@
 Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The contract is
 SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
 more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
-order, a failure raised by the search's next call) and return at once; reads first wait for the
-writes before them, except the evaluation-cache lookup `cached`, one round trip on the loop
-(a lookup that misses a write still queued costs at most a query asked twice). Keep the
+order, a failure raised by the search's next call) and return at once; the runner's reads of a
+search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs
+(get_search, find_request, the events log) and the evaluation-cache lookup `cached` read what
+is committed, one round trip on the loop: waiting for every search's queued writes held a busy
+replica's loop for seconds (a lookup that misses a write still queued costs at most a query
+asked twice). Creating a search is not queued either: nothing of a new search can be before it. Keep the
 database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
@@ -248,9 +251,10 @@ class PgStore:
         now = time.time()
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
         # a request_id taken by another search fails: RequestTaken, as in SQLite.
+        # Not through the write queue: a new search has no queued write to come after, and
+        # waiting for every other search's writes held the event loop for seconds under load.
         try:
-            self._durable(
-                search_id,
+            self._committed(
                 "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
                 f" lease_until) VALUES (%s, %s, 'pending', %s, %s, %s, %s, {NOW} + %s)"
                 " ON CONFLICT (id) DO NOTHING",
@@ -331,20 +335,33 @@ class PgStore:
         return found
 
     def last_event(self, search_id: str) -> tuple[int, str] | None:
-        row = self._one(
-            "SELECT seq, type FROM events WHERE search_id = %s ORDER BY seq DESC LIMIT 1",
-            (search_id,),
+        row = self._run(  # what is committed, as events_after reads
+            lambda conn: conn.execute(
+                "SELECT seq, type FROM events WHERE search_id = %s ORDER BY seq DESC LIMIT 1",
+                (search_id,),
+            ).fetchone()
         )
         return (int(row[0]), row[1]) if row else None
 
     def get_search(self, search_id: str) -> SearchRow | None:
-        # No `search_id`: a failed write of the search is its runner's to hear of (its next
-        # write raises it), not a GetSearch's or a watch's (a LeaseLost there is no error).
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,))
+        # Not after the queued writes, and not raising a failed one: those are the runner's
+        # (its next write raises it), and waiting for every search's writes held the event
+        # loop of a busy replica for seconds. A running search's progress comes from its
+        # runner (SearchManager.get); how a search ended is written synchronously.
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,)
+            ).fetchone()
+        )
         return _row(row) if row else None
 
     def find_request(self, request_id: str) -> SearchRow | None:
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE request_id = %s", (request_id,))
+        # Not after the queued writes: a search is created synchronously (create_search).
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {COLUMNS} FROM searches WHERE request_id = %s", (request_id,)
+            ).fetchone()
+        )
         return _row(row) if row else None
 
     def list_searches(

@@ -33,7 +33,7 @@ class Replica:
     log_dir: Path
     lease_s: float = 3.0
     max_active: int = 8
-    grace_s: float = 2.0
+    grace_s: float = 10.0  # the default: an upper bound, stopping ends long calls at once
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 

@@ -149,9 +149,11 @@ async def test_kill_9_of_the_owner_at_several_points(postgres, tmp_path):
             await victim.start()
 
         finals = {}
-        async with grpc.aio.insecure_channel(replicas[1].address) as channel:
+        async with client.channel(target) as channel:
             for rid, sid in ids.items():
                 finals[rid] = await _wait_end(channel, sid)
+        for replica in replicas:  # none died but those killed
+            assert replica.proc.poll() is None, (replica.name, replica.tail())
         chaos_queries = generate_requests(fleet) - before
         raws = {k: await asyncio.wait_for(t, 30) for k, t in raw.items()}
         throughs = {rid: await asyncio.wait_for(t, 30) for rid, t in resumed.items()}

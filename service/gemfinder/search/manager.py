@@ -169,6 +169,9 @@ class SearchManager:
                 log.info("search %s: lease lost while resuming", sid)
             finally:
                 self._resuming -= 1
+            # Resuming probes endpoints: taking over many searches can outlast a lease, so the
+            # leases held are renewed on the way, not only at the next tick.
+            self.renew()
         return resumed
 
     async def resume(self, row: SearchRow) -> bool:
