@@ -8,8 +8,8 @@ search (snapshot, pulls) first wait for the writes before them. Reads that serve
 (get_search, find_request, the events log) and the evaluation-cache lookup `cached` read what
 is committed, one round trip on the loop: waiting for every search's queued writes held a busy
 replica's loop for seconds (a lookup that misses a write still queued costs at most a query
-asked twice). Creating a search is not queued either: nothing of a new search can be before it. Keep the
-database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
+asked twice). Creating a search is not queued either: nothing of a new search can be before
+it. Keep the database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
 upserts, or an insert of a new id that ignores its own earlier attempt). A server that stays
