@@ -1,8 +1,9 @@
 # gemfinder service image: `docker build -t gemfinder:0.1.0 .` (k8s/kustomization.yaml `images:`).
 # Stage 1 builds the wheel the way scripts/install.sh builds it (maturin, release profile, the
 # toolchain rust-toolchain.toml pins, Cargo.lock as written); stage 2 installs the locked runtime
-# dependencies (requirements/runtime.txt, hashes required) and that wheel into python:3.11-slim
-# and runs `gemfinder serve` as a non-root user. Checked statically by `hadolint Dockerfile`.
+# dependencies (requirements/runtime.txt, hashes required; the `lm-eval` extra included, so the
+# server builds lm-evaluation-harness tasks; no torch) and that wheel into python:3.11-slim and
+# runs `gemfinder serve` as a non-root user. Checked statically by `hadolint Dockerfile`.
 
 # The pinned Rust toolchain, taken whole from the official image of that version (no curl | sh).
 FROM rust:1.95.0-slim-bookworm AS rust
@@ -39,7 +40,8 @@ RUN python3 -m pip install --require-hashes --no-deps -r /tmp/runtime.txt && rm 
 COPY --from=builder /wheels /wheels
 RUN python3 -m pip install --no-deps /wheels/*.whl && rm -rf /wheels \
  && python3 -m pip check \
- && python3 -c "import gemfinder._core as c; print('gemfinder._core', c.__version__, 'installed')"
+ && python3 -c "import gemfinder._core as c; print('gemfinder._core', c.__version__, 'installed')" \
+ && python3 -c "import lm_eval.tasks, importlib.util as u; assert not u.find_spec('torch')"
 USER 10001:10001
 WORKDIR /var/lib/gemfinder
 # Listen on all interfaces in the container; the Deployment sets the same through its ConfigMap.

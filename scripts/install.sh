@@ -14,9 +14,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # util-linux gives the tests `runuser` and `setpriv` (non-root PostgreSQL, hostile-program
   # suite); prometheus gives promtool for the alert-rule tests; postgresql the server the
   # PostgreSQL store's tests start themselves (tests/pg_support.py; its binaries stay off PATH,
-  # in /usr/lib/postgresql/*/bin).
+  # in /usr/lib/postgresql/*/bin); chromium renders the HTML report in its test
+  # (tests/report_html/test_chromium.py).
   missing=""
-  for pkg in util-linux prometheus postgresql; do
+  for pkg in util-linux prometheus postgresql chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
   done
   if [ -n "$missing" ]; then

@@ -33,14 +33,14 @@ import psycopg
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 from tests.pg_support import PostgresServer, find_bin
-from tests.server.replica_support import Replica, stub
-from tests.service.support import (
+from tests.pool_support import (
     clear_best_pool,
     generate_requests,
     spec_proto,
     start_fleet,
     write_endpoints,
 )
+from tests.server.replica_support import Replica, stub
 
 
 def _row(url: str, search_id: str) -> tuple:

@@ -103,6 +103,10 @@ LEASE_TAKEOVERS = Counter(
     " its lease) or released (the owner shut down gracefully, or wrote before leases existed).",
     ["reason"],
 )
+# Both reasons exported at 0 from the start: a replica's first takeover then counts in increase()
+# (a series born at 1 would not), which the dashboard and the takeover alert rely on.
+for _reason in ("expired", "released"):
+    LEASE_TAKEOVERS.labels(_reason)
 LEASE_AGE = Gauge(
     "gemfinder_lease_age_seconds",
     "Seconds since this replica last renewed its leases in the database (0 while it holds none);"
@@ -157,6 +161,8 @@ ALL = (
     SEARCHES_STARTED,
     SEARCHES_FINISHED,
     SEARCHES_RESUMED,
+    LEASE_TAKEOVERS,
+    LEASE_AGE,
     ACTIVE_SEARCHES,
     SURVIVORS,
     SEARCH_DURATION,

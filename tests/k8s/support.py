@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ K8S = REPO_ROOT / "k8s"
 DASHBOARD = K8S / "dashboards" / "gemfinder.json"
 RULES = K8S / "prometheusrule.yaml"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
+# CloudNativePG's Cluster CRD schema (v1.30.0, descriptions removed), for the offline check of
+# k8s/examples/postgres-cnpg: see test_replicas.py.
+CNPG_CLUSTER_SCHEMA = Path(__file__).with_name("schemas") / "cnpg-cluster-v1.30.0.json"
 INSTALL_HINT = "run scripts/install.sh (it installs the Debian package `prometheus`)"
 
 _FUNCTIONS_AND_KEYWORDS = {
@@ -96,3 +100,14 @@ def prometheus() -> str:
     if path is None:
         pytest.fail(f"prometheus not found: {INSTALL_HINT}")
     return path
+
+
+def kustomize(path: Path) -> list[dict]:
+    """`kubectl kustomize PATH` as objects (kubectl carries kustomize; no cluster needed)."""
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl not found: install kubectl (its `kustomize` builds k8s/)")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]

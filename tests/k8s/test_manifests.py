@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import kubernetes_validate
 import pytest
 import yaml
 from gemfinder.config import ServerConfig
 
-from tests.k8s.support import K8S, REPO_ROOT, all_objects, load_docs, manifest_files
+from tests.k8s.support import K8S, REPO_ROOT, all_objects, kustomize, load_docs, manifest_files
 
 K8S_VERSION = "1.30"
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "Cluster"}
+WORKLOADS = ("Deployment", "StatefulSet")
 RECOMMENDED = ("name", "component", "part-of", "version")
 OBJECTS = all_objects()
 IDS = [f"{p.relative_to(K8S)}:{d['kind']}" for p, d in OBJECTS]
@@ -25,6 +23,9 @@ def _validate(doc: dict) -> None:
 
 @pytest.mark.parametrize(("path", "doc"), OBJECTS, ids=IDS)
 def test_manifest_matches_the_kubernetes_schema(path, doc):
+    if doc["kind"] == "Cluster":
+        assert doc["apiVersion"] == "postgresql.cnpg.io/v1"
+        return  # against CloudNativePG's own CRD schema in test_replicas.py
     if doc["kind"] in CRD_KINDS:
         assert doc["apiVersion"] == "monitoring.coreos.com/v1"
         return  # structure checked in test_monitoring.py
@@ -76,24 +77,29 @@ def test_selectors_leave_the_version_out_and_match_the_pods(path, doc):
             assert pod_labels.get(key) == value
 
 
-def _kustomize(path) -> list[dict]:
-    if shutil.which("kubectl") is None:
-        pytest.fail("kubectl not found: install kubectl (its `kustomize` builds k8s/)")
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+KUSTOMIZATIONS = [
+    "",
+    "examples/tgi-fleet",
+    "examples/vllm-fleet",
+    "examples/postgres",
+    "examples/postgres-cnpg",
+]
 
 
-@pytest.mark.parametrize("where", ["", "examples/tgi-fleet", "examples/vllm-fleet"])
+def test_every_kustomization_is_tested():
+    found = {str(p.parent.relative_to(K8S)) for p in K8S.rglob("kustomization.yaml")}
+    # sqlite/ is a Component, built only inside k8s/ (test_replicas.py)
+    assert found == {"." if k == "" else k for k in KUSTOMIZATIONS} | {"sqlite"}
+
+
+@pytest.mark.parametrize("where", KUSTOMIZATIONS)
 def test_kustomization_lists_every_file_and_builds(where):
     directory = K8S / where
     kustomization = load_docs(directory / "kustomization.yaml")[0]
     listed = set(kustomization["resources"])
     own = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
     assert own - listed <= {"namespace.yaml"}, f"not in kustomization: {own - listed}"
-    built = _kustomize(directory)
+    built = kustomize(directory)
     for doc in built:
         if doc["kind"] not in CRD_KINDS:
             _validate(doc)
@@ -106,7 +112,7 @@ def test_services_target_named_ports_of_their_pods():
         deployment = next(
             d
             for d in docs
-            if d["kind"] == "Deployment"
+            if d["kind"] in WORKLOADS
             and all(
                 d["spec"]["template"]["metadata"]["labels"].get(k) == v
                 for k, v in svc["spec"]["selector"].items()
@@ -144,7 +150,7 @@ def test_gemfinder_container_is_locked_down():
 
 def test_every_container_has_requests_limits_named_ports_and_probes():
     for path, doc in OBJECTS:
-        if doc["kind"] != "Deployment":
+        if doc["kind"] not in WORKLOADS:
             continue
         for c in _containers(doc):
             where = f"{path.relative_to(K8S)} {c['name']}"
@@ -175,8 +181,10 @@ def test_ports_and_paths_agree_with_the_configmap():
     assert _env("GEMFINDER_ADDRESS") == f"0.0.0.0:{ports['grpc']}"
     assert int(_env("GEMFINDER_METRICS_PORT")) == ports["metrics"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    for var in ("GEMFINDER_DB", "GEMFINDER_ENDPOINTS"):
+    for var in ("GEMFINDER_ENDPOINTS", "HF_HOME"):
         assert any(_env(var).startswith(m) for m in mounts), f"{var} is not on a mounted volume"
+    # The database is a Secret's URL here (test_replicas.py), a path on the PVC with sqlite/.
+    assert _env("GEMFINDER_DB") is None
 
 
 def test_termination_grace_exceeds_the_server_shutdown_grace():

@@ -16,14 +16,14 @@ import psycopg
 from gemfinder import client
 from gemfinder.v1 import gemfinder_pb2 as pb
 
-from tests.server.replica_support import Replica, key, stub, watch
-from tests.service.support import (
+from tests.pool_support import (
     clear_best_pool,
     generate_requests,
     spec_proto,
     start_fleet,
     write_endpoints,
 )
+from tests.server.replica_support import Replica, key, stub, watch
 
 LEASE_S = 1.5  # a 0.5 s tick: takeovers within about 2 s
 SEARCHES = 3

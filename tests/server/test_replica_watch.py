@@ -13,8 +13,8 @@ import grpc
 import pytest
 from gemfinder.v1 import gemfinder_pb2 as pb
 
+from tests.pool_support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 from tests.server.replica_support import Replica, get, key, stub, watch
-from tests.service.support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 
 LIVE = (pb.EVENT_TYPE_ROUND_STARTED, pb.EVENT_TYPE_PROGRESS, pb.EVENT_TYPE_ROUND_FINISHED)
 

@@ -13,8 +13,8 @@ import asyncio
 from gemfinder import client
 from gemfinder.v1 import gemfinder_pb2 as pb
 
+from tests.pool_support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 from tests.server.replica_support import Replica, key, stub, watch
-from tests.service.support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 
 SEARCHES = 50
 MODELS_EACH = 4  # each search its own models: no search is answered from another's cache

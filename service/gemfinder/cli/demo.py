@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gemfinder import report
+from gemfinder import report, report_html
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.cli._progress import progress
@@ -51,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and keep them (default: a temporary directory, removed at the end)",
     )
     parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the search's HTML report here (gemfinder report; needs matplotlib)",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress on stderr (a live bar on a terminal, else a line per tenth spent)",
@@ -69,6 +74,8 @@ def _check(args: argparse.Namespace) -> None:
     for flag, value, low in lows:
         if value < low:
             raise UserError(flag, f"must be at least {low}, got {value}")
+    if args.report:
+        report_html.check_target(args.report, "--report")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -137,6 +144,12 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         )
         print(unspent_text(spec, result))
         print(f"metrics       at the end of the run: {_sample(url)}")
+        if args.report:
+            report_html.write_report(args.report, result, spec.to_dict(), "--report")
+            print(f"report        {args.report}")
+        if result.per_task:  # the demo's query set mixes tasks (docs/results-export.md)
+            print()
+            print(report.per_task_report(result))
     finally:
         procs.close()
     print(f"done in {time.monotonic() - start:.0f}s; the fleet and the server have stopped")

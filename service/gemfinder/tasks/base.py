@@ -68,6 +68,10 @@ class Task:
     # task kind whose answers look like none of them adds its form there; a fleet refuses to
     # serve a task whose form it does not know, rather than answer it with made-up text.
     answer_form: str = ""
+    # Part of every evaluation-cache key: bump it whenever grade_clean would give a different
+    # 0/1 for some response, so grades cached under the old grader stop matching instead of
+    # being served as if the new grader had given them (old rows are left, just never hit).
+    grader_version: str = "1"
 
     def body(self, item: Item) -> str:
         raise NotImplementedError
@@ -81,6 +85,11 @@ class Task:
         if missing:
             return f"task {self.name} needs field(s) {', '.join(missing)}"
         return None
+
+    def label(self, item: Item) -> str:
+        """The task an item's results are reported under (per-task results, task weights):
+        the task's name, unless items name their own benchmark (lm_eval)."""
+        return self.name
 
     def generation_for(self, item: Item) -> GenerationSettings:
         """Decoding settings for one item: the task's, unless items carry their own (lm_eval)."""

@@ -7,6 +7,8 @@ task. Importing this module does not import lm_eval (an optional extra); grading
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
 from gemfinder.tasks.lmeval import TASK_KIND
 
@@ -23,6 +25,14 @@ _BY_TYPE = {
 }
 
 
+def _lm_eval_version() -> str:
+    """lm_eval's installed version, read from its metadata (importing lm_eval takes seconds)."""
+    try:
+        return importlib.metadata.version("lm_eval")
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
 class LmEvalTask(Task):
     name = TASK_KIND
     # For callers that still ask the task, not the item (`generation` rather than
@@ -33,6 +43,11 @@ class LmEvalTask(Task):
     # target (sim/fleet/responder.py); multiple_choice items with log-likelihoods whose argmax is
     # the matrix answer (sim/fleet/loglik.py, asked per choice, never through the responder).
     answer_form = "lm_eval_target"
+
+    @property
+    def grader_version(self) -> str:  # type: ignore[override]
+        # Grading calls lm_eval's own filters and metrics, so their version is the grader's.
+        return f"1+lm_eval-{_lm_eval_version()}"
 
     @property
     def runs_code(self) -> bool:  # type: ignore[override]
@@ -89,6 +104,14 @@ class LmEvalTask(Task):
             if not isinstance(f["choices"], list) or len(f["choices"]) != len(reqs):
                 return "choices must list one string per request"
         return None
+
+    def label(self, item: Item) -> str:
+        """The lm-eval task the record was built from (`gsm8k`, `arc_challenge`), so a query set
+        mixing lm-eval tasks reports each apart; a built-in task of the same name in the same
+        query set is reported together with it."""
+        source = item.fields.get("lm_eval")
+        task = source.get("task") if isinstance(source, dict) else None
+        return task if isinstance(task, str) and task else self.name
 
     def generation_for(self, item: Item) -> GenerationSettings:
         f = item.fields

@@ -1,0 +1,82 @@
+"""`gemfinder report [SEARCH_ID] --db FILE [--html FILE]`: the report of a stored search.
+
+Reads the search from the database a server (`gemfinder serve --db`) or a local search
+(`gemfinder search --store`) wrote; SEARCH_ID is its id or the request id it was started with
+(default: the newest search in the database). Prints the ranking and the gem verdict; with
+--html, also writes the report as one self-contained HTML page (figures inline, nothing
+fetched; needs matplotlib, the `report` extra).
+
+Exit status: 0 with a report; 1 when the search has no result (still running, failed); 2 for
+bad input (no such database or search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gemfinder import report
+from gemfinder.errors import UserError
+from gemfinder.report_html import check_target, write_report
+from gemfinder.store import SearchRow, open_store
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="report a stored search: ranking and gem verdict, or an HTML page (--html)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("search_id", nargs="?", metavar="SEARCH_ID",
+                   help="search id or request id (default: the newest search)")  # fmt: skip
+    p.add_argument("--db", "--store", dest="db", required=True,
+                   help="the SQLite file or postgresql:// URL holding the search")  # fmt: skip
+    p.add_argument("--html", metavar="FILE", help="write the HTML report here")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.set_defaults(handler=run)
+
+
+def find(store, search_id: str | None) -> SearchRow:
+    """The search by id, else by request id, else (no id) the newest; a UserError naming
+    what is there when it is not found."""
+    if search_id:
+        row = store.get_search(search_id) or store.find_request(search_id)
+        if row is not None:
+            return row
+    newest = store.list_searches(limit=5)
+    if not search_id and newest:
+        return newest[0]
+    known = ", ".join(r.id for r in newest) or "none"
+    field = "SEARCH_ID" if search_id else "--db"
+    reason = f"no search {search_id!r}" if search_id else "holds no search"
+    raise UserError(field, f"{reason} (newest in the database: {known})")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.db.startswith(("postgresql://", "postgres://")) and not Path(args.db).is_file():
+        raise UserError("--db", f"no database file {args.db}")  # open_store would create one
+    if args.html:
+        check_target(args.html, "--html")  # before any work
+    store = open_store(args.db, option="--db")
+    try:
+        row = find(store, args.search_id)
+    finally:
+        store.close()
+    if row.result is None:
+        print(f"gemfinder report: search {row.id} is {row.state} and has no result"
+              + (f": {row.error}" if row.error else ""), file=sys.stderr)  # fmt: skip
+        return 1
+    if args.html:
+        write_report(args.html, row.result, row.spec, "--html", search_id=row.id)
+    print(f"search {row.id} ({row.state})")
+    print(report.ranking_table(row.result, top=args.top))
+    print()
+    print(report.gem_report(row.result))
+    if row.result.per_task:
+        print()
+        print(report.per_task_report(row.result))
+    if args.html:
+        print(f"\nwrote {args.html}")
+    return 0
