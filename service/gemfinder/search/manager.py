@@ -469,10 +469,13 @@ class SearchManager:
                 metrics.SEARCH_QUERIES.labels(outcome).observe(runner.spent)
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)
-            self._live.pop(sid, None)
-            self._lost.discard(sid)
-            if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
-                await self.oracle.release(runner.spec.candidates)
+            try:
+                if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
+                    await self.oracle.release(runner.spec.candidates)
+            finally:
+                # Last: a wait() that finds the search no longer live finds it wholly ended.
+                self._live.pop(sid, None)
+                self._lost.discard(sid)
 
     async def _finish(self, runner: SearchRunner, started: float) -> str:
         """Run the search to its end and record it (fenced by the lease); the outcome."""
