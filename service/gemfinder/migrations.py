@@ -157,6 +157,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE searches ADD COLUMN provenance TEXT",
         ),
     ),
+    Migration(
+        6,
+        "no change: the number was reserved while the incremental search was built, which needed none",
+        (),
+    ),
+    Migration(
+        7,
+        "events: each search's progress events in order, for Watch on any replica and resuming",
+        # Written by the search's owner (fenced by its lease), read by every replica's
+        # watchers; seq counts from 1 per search. Searches that ended before this version get
+        # their FINISHED event, so a watch of any ended search ends the same way.
+        (
+            """CREATE TABLE events (
+                search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                type TEXT NOT NULL,
+                state TEXT NOT NULL,
+                progress TEXT,
+                created REAL NOT NULL,
+                PRIMARY KEY (search_id, seq)
+            ) WITHOUT ROWID""",
+            "INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT id, 1, 'finished', state, progress, updated FROM searches"
+            " WHERE state IN ('succeeded', 'failed', 'cancelled')",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -254,6 +280,25 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX samples_originals ON samples (key) WHERE NOT cached",
             "ALTER TABLE searches ADD COLUMN provenance text",
+        ),
+    ),
+    Migration(6, "reserved for incremental (#16); a placeholder", ()),
+    Migration(
+        7,
+        "events: each search's progress events in order, for Watch on any replica and resuming",
+        (
+            """CREATE TABLE events (
+                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                type text NOT NULL,
+                state text NOT NULL,
+                progress text,
+                created double precision NOT NULL,
+                PRIMARY KEY (search_id, seq)
+            )""",
+            "INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT id, 1, 'finished', state, progress, updated FROM searches"
+            " WHERE state IN ('succeeded', 'failed', 'cancelled')",
         ),
     ),
 )

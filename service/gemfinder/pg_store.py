@@ -3,16 +3,18 @@
 Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The contract is
 SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
 more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
-order, a failure raised by the search's next call) and return at once; reads first wait for the
-writes before them, except the evaluation-cache lookup `cached_many`, one round trip on the loop
-per batch of pulls (a lookup that misses a write still queued costs at most a query asked
-twice). Keep the
-database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
-connection the server dropped; a call that finds its connection dropped is run once more on a
-fresh one, after the pool has tested its idle connections (every write here is idempotent:
-upserts, or an insert of a new id that ignores its own earlier attempt). A server that stays
-unreachable, or a pool with no free connection within `timeout`, is StoreUnavailable (gRPC
-UNAVAILABLE), naming the server without its password.
+order, a failure raised by the search's next call) and return at once; the runner's reads of a
+search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs
+(get_search, find_request, the events log) and the evaluation-cache lookup `cached_many` (one
+round trip on the loop per batch of pulls) read what is committed: waiting for every search's
+queued writes held a busy replica's loop for seconds (a lookup that misses a write still queued
+costs at most a query asked twice). Creating a search is not queued either: nothing of a new
+search can be before it. Keep the database close: same host or zone. Connections come from a
+psycopg_pool pool, which replaces a connection the server dropped; a call that finds its
+connection dropped is run once more on a fresh one, after the pool has tested its idle
+connections (every write here is idempotent: upserts, or an insert of a new id that ignores its
+own earlier attempt). A server that stays unreachable, or a pool with no free connection within
+`timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server without its password.
 
 Durability matches the SQLite store's (WAL, synchronous=NORMAL: a commit survives a killed
 gemfinder, not a lost machine): the session runs with synchronous_commit off, so the hot path
@@ -47,9 +49,13 @@ from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
 from gemfinder.samples import COLUMNS as SAMPLE_COLUMNS
 from gemfinder.samples import Sample
+from gemfinder.search.events import Event
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import (
     COLUMNS,
+    ENDED,
+    EVENT_COLUMNS,
+    FINISHED_EVENT,
     SKIPPED,
     UNFINISHED,
     LeaseLost,
@@ -57,6 +63,7 @@ from gemfinder.store import (
     SearchRow,
     _row,
     _sample,
+    event_of,
     update_columns,
 )
 from gemfinder.store_writer import WriteBehind
@@ -202,14 +209,24 @@ class PgStore:
 
         return lambda: self._run(work)
 
-    def _durable(self, search_id: str, sql: str, args: tuple, owner: str | None = None) -> None:
-        """A write that has reached the disk when this returns (synchronous commit)."""
+    def _durable(
+        self,
+        search_id: str,
+        sql: str,
+        args: tuple,
+        owner: str | None = None,
+        then: tuple[str, tuple] | None = None,
+    ) -> None:
+        """A write that has reached the disk when this returns (synchronous commit); `then`, a
+        statement run after it in the same transaction."""
 
         def work(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 if conn.execute(sql, args).rowcount == 0 and owner is not None:
                     raise LeaseLost(search_id, owner)
+                if then is not None:
+                    conn.execute(*then)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=True)
 
@@ -239,9 +256,10 @@ class PgStore:
         made = None if provenance is None else json.dumps(provenance)
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
         # a request_id taken by another search fails: RequestTaken, as in SQLite.
+        # Not through the write queue: a new search has no queued write to come after, and
+        # waiting for every other search's writes held the event loop for seconds under load.
         try:
-            self._durable(
-                search_id,
+            self._committed(
                 "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
                 f" lease_until, provenance) VALUES (%s, %s, 'pending', %s, %s, %s, %s,"
                 f" {NOW} + %s, %s) ON CONFLICT (id) DO NOTHING",
@@ -270,14 +288,85 @@ class PgStore:
         if state is None:  # progress only: the hot path
             self._writes.submit(search_id, self._fenced(search_id, owner, sql, tuple(args)))
         else:
-            self._durable(search_id, sql, tuple(args), owner)
+            finished = (search_id, time.time(), search_id, search_id)
+            then = (FINISHED_EVENT.format(m="%s"), finished) if state in ENDED else None
+            self._durable(search_id, sql, tuple(args), owner, then)
+
+    # events ---------------------------------------------------------------------------------
+    def put_event(
+        self,
+        search_id: str,
+        kind: str,
+        progress: Progress | None,
+        state: str,
+        owner: str | None = None,
+    ) -> None:
+        """As in gemfinder.store, in one statement, queued (fenced on the writer thread)."""
+        now = time.time()
+        data = json.dumps(progress.to_json()) if progress is not None else None
+        fence = " AND owner = %s" if owner is not None else ""
+        # The update's row lock orders this against a claim: before it, or fenced out.
+        sql = (
+            "WITH s AS (UPDATE searches SET progress = COALESCE(%s, progress), updated = %s"
+            f" WHERE id = %s{fence} RETURNING id)"
+            " INSERT INTO events (search_id, seq, type, state, progress, created)"
+            " SELECT s.id, COALESCE((SELECT MAX(seq) FROM events WHERE search_id = s.id), 0) + 1,"
+            " %s, %s, %s, %s FROM s"
+        )
+        args = (data, now, search_id, *([owner] if owner is not None else []))
+        args += (kind, state, data, now)
+        self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
+
+    def events_after(
+        self, wanted: list[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[Event]]:
+        """As in gemfinder.store: one query for every pair. Not after the queued writes: what
+        is committed (the follower's next tick sees the rest)."""
+        if not wanted:
+            return {}
+        ids, seqs = [sid for sid, _ in wanted], [seq for _, seq in wanted]
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT w.sid, w.after, {EVENT_COLUMNS} FROM unnest(%s::text[], %s::bigint[])"
+                " AS w (sid, after) CROSS JOIN LATERAL (SELECT * FROM events"
+                " WHERE search_id = w.sid AND seq > w.after ORDER BY seq LIMIT %s) e"
+                " ORDER BY w.sid, w.after, seq",
+                (ids, seqs, limit),
+            ).fetchall()
+        )
+        found: dict[tuple[str, int], list[Event]] = {}
+        for sid, after, *event in rows:
+            found.setdefault((sid, int(after)), []).append(event_of(*event))
+        return found
+
+    def last_event(self, search_id: str) -> tuple[int, str] | None:
+        row = self._run(  # what is committed, as events_after reads
+            lambda conn: conn.execute(
+                "SELECT seq, type FROM events WHERE search_id = %s ORDER BY seq DESC LIMIT 1",
+                (search_id,),
+            ).fetchone()
+        )
+        return (int(row[0]), row[1]) if row else None
 
     def get_search(self, search_id: str) -> SearchRow | None:
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,), search_id)
+        # Not after the queued writes, and not raising a failed one: those are the runner's
+        # (its next write raises it), and waiting for every search's writes held the event
+        # loop of a busy replica for seconds. A running search's progress comes from its
+        # runner (SearchManager.get); how a search ended is written synchronously.
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {COLUMNS} FROM searches WHERE id = %s", (search_id,)
+            ).fetchone()
+        )
         return _row(row) if row else None
 
     def find_request(self, request_id: str) -> SearchRow | None:
-        row = self._one(f"SELECT {COLUMNS} FROM searches WHERE request_id = %s", (request_id,))
+        # Not after the queued writes: a search is created synchronously (create_search).
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {COLUMNS} FROM searches WHERE request_id = %s", (request_id,)
+            ).fetchone()
+        )
         return _row(row) if row else None
 
     def list_searches(

@@ -36,9 +36,11 @@ from gemfinder.errors import UserError
 from gemfinder.migrations import migrate
 from gemfinder.samples import COLUMNS as SAMPLE_COLUMNS
 from gemfinder.samples import Sample
+from gemfinder.search.events import Event
 from gemfinder.search.values import Progress, Result
 
 UNFINISHED = ("pending", "running")
+ENDED = ("succeeded", "failed", "cancelled")
 LOOKUP_CHUNK = 500  # keys per query of cached_many; SQLite allows 999 parameters before 3.32
 COLUMNS = "id, request_id, state, spec, created, updated, progress, result, error"
 SKIPPED = -1
@@ -156,9 +158,70 @@ class Store:
         sets, args = update_columns("?", state, progress, result, error)
         fence = " AND owner = ?" if owner is not None else ""
         args += [search_id, *([owner] if owner is not None else [])]
-        done = self._db.execute(f"UPDATE searches SET {', '.join(sets)} WHERE id = ?{fence}", args)
-        if owner is not None and done.rowcount == 0:
-            raise LeaseLost(search_id, owner)
+        with self._db:
+            self._db.execute("BEGIN")
+            done = self._db.execute(
+                f"UPDATE searches SET {', '.join(sets)} WHERE id = ?{fence}", args
+            )
+            if owner is not None and done.rowcount == 0:
+                raise LeaseLost(search_id, owner)
+            if state in ENDED:
+                self._db.execute(
+                    FINISHED_EVENT.format(m="?"), (search_id, time.time(), search_id, search_id)
+                )
+
+    # events ---------------------------------------------------------------------------------
+    def put_event(
+        self,
+        search_id: str,
+        kind: str,
+        progress: Progress | None,
+        state: str,
+        owner: str | None = None,
+    ) -> None:
+        """Append an event to the search's log and store its progress as the search's (so
+        GetSearch on any replica follows it); with `owner`, fenced as update_search is."""
+        now = time.time()
+        data = json.dumps(progress.to_json()) if progress is not None else None
+        fence = " AND owner = ?" if owner is not None else ""
+        with self._db:
+            self._db.execute("BEGIN")
+            done = self._db.execute(
+                "UPDATE searches SET progress = COALESCE(?, progress), updated = ?"
+                f" WHERE id = ?{fence}",
+                (data, now, search_id, *([owner] if owner is not None else [])),
+            )
+            if done.rowcount == 0:
+                if owner is not None:
+                    raise LeaseLost(search_id, owner)
+                return
+            self._db.execute(
+                NEXT_EVENT.format(m="?"), (search_id, kind, state, data, now, search_id)
+            )
+
+    def events_after(
+        self, wanted: list[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[Event]]:
+        """For each (search id, seq): up to `limit` events of that search after seq, in order;
+        only the pairs that have some."""
+        found = {}
+        for search_id, after in wanted:
+            rows = self._db.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE search_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (search_id, after, limit),
+            ).fetchall()
+            if rows:
+                found[search_id, after] = [event_of(*r) for r in rows]
+        return found
+
+    def last_event(self, search_id: str) -> tuple[int, str] | None:
+        """(seq, type) of the search's last event, or None before its first."""
+        row = self._db.execute(
+            "SELECT seq, type FROM events WHERE search_id = ? ORDER BY seq DESC LIMIT 1",
+            (search_id,),
+        ).fetchone()
+        return (int(row[0]), row[1]) if row else None
 
     def get_search(self, search_id: str) -> SearchRow | None:
         row = self._db.execute(
@@ -441,6 +504,28 @@ def _row(row: tuple) -> SearchRow:
         result=Result.from_json(json.loads(result)) if result else None,
         error=error,
     )
+
+
+# The events log (gemfinder.search.events), the same SQL for both stores (`{m}`: the driver's
+# placeholder). The next number is the search's largest plus one: only the owner appends
+# (fenced), from one writer, so numbers are dense and in commit order.
+NEXT_EVENT = (
+    "INSERT INTO events (search_id, seq, type, state, progress, created)"
+    " SELECT {m}, COALESCE(MAX(seq), 0) + 1, {m}, {m}, {m}, {m} FROM events WHERE search_id = {m}"
+)
+# Recording how a search ended appends its FINISHED event, once (a retried write adds none).
+FINISHED_EVENT = (
+    "INSERT INTO events (search_id, seq, type, state, progress, created)"
+    " SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE search_id = {m}),"
+    " 'finished', state, progress, {m} FROM searches WHERE id = {m} AND NOT EXISTS"
+    " (SELECT 1 FROM events WHERE search_id = {m} AND type = 'finished')"
+)
+EVENT_COLUMNS = "seq, type, state, progress"
+
+
+def event_of(seq: int, kind: str, state: str, progress: str | None) -> Event:
+    data = Progress.from_json(json.loads(progress)) if progress else None
+    return Event(kind, data, state, int(seq))
 
 
 def _sample(row: Any) -> Sample:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+MAX_QUEUED = 64
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,10 @@ class WriteBehind:
         what it raised. Raises first a failed earlier write of the same search."""
         self.check(search_id)
         self._queue.put(_Job(search_id, next(self._seq), work))
-        if wait:
+        # Backpressure: a writer behind by MAX_QUEUED writes makes the search's next write wait
+        # for it, so the writes a kill -9 loses (answers paid for and not stored: queries paid
+        # twice) stay bounded whatever the load, without RPC reads having to drain the queue.
+        if wait or self._queue.qsize() > MAX_QUEUED:
             self.flush()
             self.check(search_id)
 

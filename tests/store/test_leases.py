@@ -5,7 +5,8 @@ of its own, so a pool and a writer thread of its own, as two processes would hav
 started on A finishes on B after A stops without releasing (a crash), once the lease expires,
 with the same winner and ranking as an uninterrupted run; a graceful stop hands over within one
 tick; a replica that lost its lease cannot overwrite the new owner's snapshot and stops quietly;
-a request id names one search across replicas. SQLite keeps working with one replica.
+a request id names one search across replicas; a Watch on a replica that lost the search follows
+the new owner's events to the end. SQLite keeps working with one replica.
 """
 
 from __future__ import annotations
@@ -234,17 +235,20 @@ async def test_a_stalled_owner_is_fenced_out_and_stops_quietly(postgres):
         await b.resume_all()
         await _until(lambda: sid in b._live, lease + 2 * b.tick_s + 2)
         await _until(lambda: sid not in a._live, 10)  # fenced out by its next snapshot
-        seen = await asyncio.wait_for(watching, 5)  # ends: no hang on a search A gave up
-        assert seen[0] == "snapshot" and "finished" not in seen
         row = await b.wait(sid)
         assert row.state == "succeeded" and row.error is None, row.error
+        # The Watch on A follows the log B writes now, to the end: every event once.
+        seen = await asyncio.wait_for(watching, 5)
+        assert [seen[0][0], seen[-1][0]] == ["snapshot", "finished"]
+        numbers = [seq for _, seq in seen[1:]]
+        assert numbers == list(range(seen[0][1] + 1, seen[0][1] + 1 + len(numbers)))
         assert _owner(url, sid) == "B"
     finally:
         await _shut(a, b)
 
 
-async def _events(manager: SearchManager, search_id: str) -> list[str]:
-    return [event.type async for event in manager.watch(search_id)]
+async def _events(manager: SearchManager, search_id: str) -> list[tuple[str, int]]:
+    return [(event.type, event.seq) async for event in manager.watch(search_id)]
 
 
 async def test_one_request_id_sent_to_two_replicas_is_one_search(postgres):

@@ -62,6 +62,14 @@ class TooManySearches(RuntimeError):
     kind = "resource_exhausted"
 
 
+class ReplicaStopping(RuntimeError):
+    """This replica is shutting down: a Watch or a SelectBestModel waiting here ends at once,
+    so that the client goes on at another replica (its retry policy, or a watch resumed with
+    after_sequence) instead of waiting out the grace period."""
+
+    kind = "unavailable"
+
+
 @dataclass
 class _Live:
     runner: SearchRunner
@@ -95,7 +103,8 @@ class SearchManager:
         # operator and may name any endpoint.
         self.allowlist = allowlist
         self._live: dict[str, _Live] = {}
-        self._buses: dict[str, ev.EventBus] = {}
+        self._events = ev.EventFollower(store)  # every watch here reads the stored log
+        self._stopping = asyncio.Event()  # set by stop_serving: waits and watches end
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
         self._resuming = 0  # claimed searches being resumed
@@ -169,6 +178,9 @@ class SearchManager:
                 log.info("search %s: lease lost while resuming", sid)
             finally:
                 self._resuming -= 1
+            # Resuming probes endpoints: taking over many searches can outlast a lease, so the
+            # leases held are renewed on the way, not only at the next tick.
+            self.renew()
         return resumed
 
     async def resume(self, row: SearchRow) -> bool:
@@ -223,6 +235,27 @@ class SearchManager:
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
         return True
 
+    def stop_serving(self) -> None:
+        """The first step of a graceful shutdown: end every Watch and wait with UNAVAILABLE
+        (ReplicaStopping) so their clients go to another replica; searches run on until
+        `close`."""
+        self._stopping.set()
+
+    async def unless_stopping(self, awaitable: Any) -> Any:
+        """`awaitable`'s result, or ReplicaStopping as soon as stop_serving is called (the
+        work is cancelled: a start either made its search, which a retry of its request id
+        finds, or nothing)."""
+        work = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if work.done():
+            return work.result()
+        work.cancel()
+        raise ReplicaStopping(f"replica {self.replica_id} is shutting down; call another")
+
     async def close(self, release: bool = True) -> None:
         """Stop runners without marking them cancelled, so they resume: on another replica at
         once (their leases are released), or here on the next start. `release=False` leaves
@@ -233,6 +266,7 @@ class SearchManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._events.close()
         if not release:
             return
         try:
@@ -344,62 +378,74 @@ class SearchManager:
         return row
 
     async def wait(self, search_id: str) -> SearchRow:
+        """The search once it has ended, wherever it runs: here, its runner; owned by another
+        replica (a retried request id, a takeover), its stored log up to FINISHED."""
         live = self._live.get(search_id)
         if live is not None:
-            await asyncio.shield(live.task)
-        return self.get(search_id)
+            await self.unless_stopping(asyncio.shield(live.task))
+        row = self.get(search_id)
+        if row.state not in FINISHED:
+            last = self.store.last_event(search_id)
+            async for event in self.watch(search_id, 0 if last is None else last[0]):
+                if event.type == ev.FINISHED:
+                    break
+            row = self.get(search_id)
+        return row
 
     async def cancel(self, search_id: str) -> SearchRow:
         self.get(search_id)
         live = self._live.get(search_id)
         if live is not None:
             live.runner.cancel()
-            await asyncio.shield(live.task)
+            await self.unless_stopping(asyncio.shield(live.task))
         return self.get(search_id)
 
     def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
         return self.store.list_searches(limit, after, **filters)
 
-    async def watch(self, search_id: str) -> AsyncIterator[ev.Event]:
+    async def watch(self, search_id: str, after: int | None = None) -> AsyncIterator[ev.Event]:
+        """The search's events from its stored log, whoever owns it, until FINISHED: first a
+        SNAPSHOT (its seq: the last event it includes), or with `after` (a seq this search's
+        log has) no SNAPSHOT but the events after it. Lag: one follower tick (search.events)."""
+        if not search_id:
+            raise SearchNotFound(search_id)
+        last = self.store.last_event(search_id)
         row = self.get(search_id)
-        bus = self._buses.get(search_id)
-        if bus is None or row.state in FINISHED:
-            yield ev.Event(ev.SNAPSHOT, row.progress, row.state)
-            if row.state in FINISHED:
-                yield ev.Event(ev.FINISHED, row.progress, row.state)
-                return
-        queue = bus.subscribe() if bus is not None else None
-        try:
-            if bus is not None:
-                yield ev.Event(ev.SNAPSHOT, self.get(search_id).progress, row.state)
-            while queue is not None:
-                event = await queue.get()
-                if event.type == ev.HANDED_OVER:
-                    return
+        top = 0 if last is None else last[0]
+        if after is None:
+            # A finished search's log ends with FINISHED: the snapshot comes before it.
+            after = top - 1 if last is not None and last[1] == ev.FINISHED else top
+            yield ev.Event(ev.SNAPSHOT, row.progress, row.state, after)
+        elif not 0 <= after <= top:
+            raise UserError(
+                "after_sequence",
+                f"{after} is not an event of search {search_id} (its events are 1 to {top}); "
+                "send the sequence of the last event received",
+            )
+        found = self.store.events_after([(search_id, after)], ev.BATCH)
+        events = found.get((search_id, after), [])
+        while True:
+            for event in events:
                 yield event
+                after = event.seq
                 if event.type == ev.FINISHED:
                     return
-        finally:
-            if bus is not None and queue is not None:
-                bus.unsubscribe(queue)
+            events = await self.unless_stopping(self._events.after(search_id, after))
 
     # running --------------------------------------------------------------------------------
     def _launch(self, search_id: str, spec: SearchSpec, sched: AnyScheduler, **kw: Any) -> None:
-        bus = ev.EventBus()
         runner = SearchRunner(
             search_id,
             spec,
             self.oracle,
             self.store,
             scheduler=sched,
-            bus=bus,
             owner=self.replica_id,
             **kw,
         )
         self.store.update_search(search_id, state="running", owner=self.replica_id)
         if self._renewed is None:  # a lease granted now (created or claimed): the oldest held
             self._renewed = time.monotonic()
-        self._buses[search_id] = bus
         self._keep_ticking()
         task = asyncio.create_task(self._run(runner), name=f"search-{search_id}")
         self._live[search_id] = _Live(runner, task)
@@ -428,18 +474,14 @@ class SearchManager:
                 metrics.SEARCHES_FINISHED.labels(outcome).inc()
                 metrics.SEARCH_DURATION.labels(outcome).observe(time.monotonic() - started)
                 metrics.SEARCH_QUERIES.labels(outcome).observe(runner.spent)
-                runner.bus.publish(ev.Event(ev.FINISHED, runner.progress(), outcome))
                 # The stored result holds the verdict; a rerun re-records pulls from the cache.
                 self.store.drop_pulls(sid)
-            elif outcome == "handed over":
-                runner.bus.publish(ev.Event(ev.HANDED_OVER, None, "running"))
             try:
-                # Before the search leaves _live: a wait() that returns has seen the release.
                 if outcome != "interrupted":  # on shutdown the oracle closes everything anyway
                     await self.oracle.release(runner.spec.candidates)
             finally:
+                # Last: a wait() that finds the search no longer live finds it wholly ended.
                 self._live.pop(sid, None)
-                self._buses.pop(sid, None)
                 self._lost.discard(sid)
 
     async def _finish(self, runner: SearchRunner, started: float) -> str:
@@ -448,7 +490,9 @@ class SearchManager:
         try:
             result = await runner.run()
         except SearchCancelled as stop:
-            self.store.update_search(sid, state="cancelled", result=stop.result, owner=me)
+            self.store.update_search(
+                sid, state="cancelled", result=stop.result, progress=runner.progress(), owner=me
+            )
             log.info("search %s cancelled after %.1f s", sid, time.monotonic() - started)
             return "cancelled"
         except SearchFailed as failure:  # no meaningful recommendation: said why, no traceback

@@ -86,7 +86,6 @@ class SearchRunner:
         store: Store,
         *,
         scheduler: AnyScheduler | None = None,
-        bus: ev.EventBus | None = None,
         labels: metrics.EndpointLabels = metrics.ENDPOINT_LABELS,
         elapsed_s: float = 0.0,
         cached: int = 0,
@@ -104,7 +103,6 @@ class SearchRunner:
         self.oracle = oracle
         self.store = store
         self.sched = scheduler or spec.scheduler()
-        self.bus = bus or ev.EventBus()
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
@@ -428,8 +426,9 @@ class SearchRunner:
             self._snapshot()
 
     def _publish(self, kind: str, state: str) -> None:
+        """Append an event to the search's log (search.events), fenced by the lease."""
         self._last_progress = time.monotonic()
-        self.bus.publish(ev.Event(kind, self.progress(), state))
+        self.store.put_event(self.search_id, kind, self.progress(), state, owner=self.owner)
 
     def _set_survivors(self) -> None:
         count = len(self.sched.survivors())

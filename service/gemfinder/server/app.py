@@ -1,6 +1,8 @@
 """Wire and run the gRPC server: service, health, reflection, interceptors, TLS, metrics port.
 
-Shutdown order: health to NOT_SERVING, stop accepting and give running calls `grace_s`, then
+Shutdown order: health to NOT_SERVING, end every WatchSearch and every SelectBestModel waiting
+for a search with UNAVAILABLE (their clients resume or retry on another replica), stop
+accepting and give the other running calls `grace_s`, then
 stop the search runners without marking them cancelled and release their leases (another
 replica takes them over at once; with none, they resume on the next start).
 
@@ -197,6 +199,7 @@ class Server:
 
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
+        self.manager.stop_serving()  # watches and waits end now: their clients go elsewhere
         await self._server.stop(self.config.grace_s if grace is None else grace)
         await self.manager.close()
         await self.oracle.aclose()

@@ -61,7 +61,10 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         spec = convert.spec_from_proto(
             request.spec, self.query_sets, self.default_per_model, self.limits, built
         )
-        return await self.manager.start(spec, convert.request_id(request.request_id))
+        # A start in progress when this replica begins to stop ends with UNAVAILABLE, which
+        # the client's retry policy sends to another replica (the request id keeps it one).
+        start = self.manager.start(spec, convert.request_id(request.request_id))
+        return await self.manager.unless_stopping(start)
 
     async def SelectBestModel(self, request, context):
         row = await self._start(request)
@@ -104,11 +107,13 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
 
     async def WatchSearch(self, request, context):
         search_id = self._id(request.search_id)
-        async for event in self.manager.watch(search_id):
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        async for event in self.manager.watch(search_id, after):
             msg = pb.WatchSearchResponse(
                 type=EVENT_TYPES[event.type],
                 progress=convert.progress_to_proto(event.progress),
                 state=convert.STATES.get(event.state, pb.SEARCH_STATE_UNSPECIFIED),
+                sequence=event.seq,
             )
             if event.type == ev.FINISHED:
                 msg.search.CopyFrom(convert.search_to_proto(self.manager.get(search_id)))

@@ -347,22 +347,26 @@ class GetSearchResponse(_message.Message):
     def __init__(self, search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
 
 class WatchSearchRequest(_message.Message):
-    __slots__ = ("search_id",)
+    __slots__ = ("search_id", "after_sequence")
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     search_id: str
-    def __init__(self, search_id: _Optional[str] = ...) -> None: ...
+    after_sequence: int
+    def __init__(self, search_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
 class WatchSearchResponse(_message.Message):
-    __slots__ = ("type", "progress", "state", "search")
+    __slots__ = ("type", "progress", "state", "search", "sequence")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     type: EventType
     progress: Progress
     state: SearchState
     search: Search
-    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., state: _Optional[_Union[SearchState, str]] = ..., search: _Optional[_Union[Search, _Mapping]] = ...) -> None: ...
+    sequence: int
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., state: _Optional[_Union[SearchState, str]] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class CancelSearchRequest(_message.Message):
     __slots__ = ("search_id",)

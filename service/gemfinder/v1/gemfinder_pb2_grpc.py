@@ -112,8 +112,11 @@ class ModelSearchServiceServicer:
         """Streams progress events of a search until it ends: first a SNAPSHOT of the current state,
         then ROUND_STARTED / PROGRESS / ROUND_FINISHED events, and a final FINISHED event carrying
         the whole search; then the stream closes with OK. Watching a finished search yields the
-        SNAPSHOT and FINISHED events at once.
-        Status: OK; INVALID_ARGUMENT; NOT_FOUND (unknown search_id).
+        SNAPSHOT and FINISHED events at once. Any replica streams any search (the events its owner
+        stored, numbered by `sequence`); a stream that breaks is resumed, on any replica, with
+        after_sequence: no event is lost or repeated.
+        Status: OK; INVALID_ARGUMENT (empty search_id, an after_sequence the search does not have);
+        NOT_FOUND (unknown search_id); UNAVAILABLE when the replica stops (resume elsewhere).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

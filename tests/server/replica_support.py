@@ -1,0 +1,109 @@
+"""Replicas as real processes: `gemfinder serve` subprocesses sharing one PostgreSQL database,
+each on a fixed free port (so a client's channel names them all and a restarted replica comes
+back at the same address), with helpers to follow searches and streams through gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from gemfinder.v1 import gemfinder_pb2 as pb
+from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Replica:
+    name: str
+    db: str
+    endpoints: Path
+    log_dir: Path
+    lease_s: float = 3.0
+    max_active: int = 8
+    grace_s: float = 10.0  # the default: an upper bound, stopping ends long calls at once
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> Replica:
+        log = (self.log_dir / f"{self.name}.log").open("a")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gemfinder", "serve", "--address", self.address,
+                "--db", self.db, "--endpoints", str(self.endpoints), "--metrics-port", "0",
+                "--replica-id", self.name, "--lease-seconds", str(self.lease_s),
+                "--max-active-searches", str(self.max_active), "--grace-s", str(self.grace_s),
+            ],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        assert re.search(r"listening on 127\.0\.0\.1:\d+", line), (self.name, line, self.tail())
+        return self
+
+    def kill(self) -> None:
+        """kill -9: no release, no last writes."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    async def terminate(self) -> int:
+        """SIGTERM (a graceful stop: leases handed over); its exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.proc.wait, 30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail(self, lines: int = 30) -> str:
+        path = self.log_dir / f"{self.name}.log"
+        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
+
+
+def stub(channel: grpc.aio.Channel) -> pb_grpc.ModelSearchServiceStub:
+    return pb_grpc.ModelSearchServiceStub(channel)
+
+
+async def get(address: str, search_id: str) -> pb.Search:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return (await stub(channel).GetSearch(pb.GetSearchRequest(search_id=search_id))).search
+
+
+async def watch(address: str, search_id: str, after: int | None = None, limit: int | None = None):
+    """The events of one WatchSearch call (up to `limit` of them, then the call is dropped)."""
+    request = pb.WatchSearchRequest(search_id=search_id)
+    if after is not None:
+        request.after_sequence = after
+    out = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = stub(channel).WatchSearch(request, timeout=120)
+        async for event in call:
+            out.append(event)
+            if limit is not None and len(out) >= limit:
+                call.cancel()
+                break
+    return out
+
+
+def key(event: pb.WatchSearchResponse) -> tuple:
+    """What makes two replicas' copies of one event the same event."""
+    return (event.sequence, event.type, event.state, event.progress.SerializeToString())
