@@ -12,6 +12,13 @@ Where a pattern reaches `re` in an item (`check` walks each):
 - a `multi_choice_regex` step's `regexes_to_ignore`;
 - the metric's `regexes_to_ignore` (exact_match's `re.sub` on the reply and the target).
 
+Two shipped patterns are left out: their cost grows with the square of the reply (measured on
+a 16,000-character reply: `\\s+$` 1.7 s on a run of spaces, `(?s).*#### ` 0.14 s on any text
+without `#### ` and 2.2 s on a run of `#`; a 1 MiB reply would take hours), and an inline item
+chooses its own `max_gen_toks`. Every other shipped pattern was linear on the same probes
+(tests/tasks/lm_eval/test_lm_eval_hostile_recipes.py). A registered task (query_set.lm_eval)
+may still use them: its YAML's max_gen_toks bounds the reply.
+
 The allowed set is read from the YAML text (only files that mention "regex": 91 of lm-eval
 0.4.13's ~14,000), once per process, and kept on disk beside the task index, under the same key
 (lm_eval version and installation, the include files' sizes and times).
@@ -37,6 +44,8 @@ WHY = (
     "server's lock for a whole match: one pathological pattern would freeze every caller); "
     "name a registered lm-eval task (query_set.lm_eval) or ask the operator to add the pattern"
 )
+# Shipped, but quadratic in the reply's length (above): never from an inline item.
+SUPERLINEAR = frozenset((r"\s+$", r"(?s).*#### "))
 _lock = threading.Lock()
 
 
@@ -122,6 +131,7 @@ def allowed(include: tuple[str, ...] = ()) -> frozenset[str]:
         except (OSError, ValueError, KeyError, TypeError):
             patterns = frozenset(scan(_roots(include)))
             _write(path, patterns)
+        patterns -= SUPERLINEAR
         _memo[include] = patterns
         return patterns
 
