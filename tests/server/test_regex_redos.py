@@ -169,3 +169,38 @@ async def test_a_catastrophic_regex_is_refused_and_the_server_keeps_answering(tm
         proc.kill()
         proc.wait()
         await fleet.stop()
+
+
+async def test_a_stored_search_with_such_a_pattern_fails_on_resume(tmp_path, monkeypatch):
+    """Stored by a version that accepted any pattern: resuming it would freeze the new server."""
+    from gemfinder.candidates import Candidate
+    from gemfinder.config import ServerConfig
+    from gemfinder.search.spec import SearchSpec
+    from gemfinder.server.app import Server
+    from gemfinder.store import Store
+
+    hostile = parse_item(
+        json.dumps(_fields([["regex", {"regex_pattern": EVIL}], ["take_first", None]])
+                   | {"id": "hostile/0", "task": "lm_eval"}), "h")  # fmt: skip
+    candidates = [Candidate(f"org/m-{k}", "http://127.0.0.1:9") for k in range(2)]
+    db = str(tmp_path / "old.db")
+    store = Store(db)
+    try:
+        store.create_search("old", None, SearchSpec(candidates, [hostile], budget=2).to_dict())
+        store.update_search("old", state="running")
+    finally:
+        store.close()
+    monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path / "c"))
+    server = Server(ServerConfig(address="127.0.0.1:0", metrics_port=0, db=db))
+    try:
+        port = await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ModelSearchServiceStub(channel)
+            search = (await stub.GetSearch(pb.GetSearchRequest(search_id="old"), timeout=10)).search
+        assert search.state == pb.SEARCH_STATE_FAILED, search
+        assert search.error.startswith(
+            "on resume: spec.query_set.inline.items[0].fields_json.filter.steps[0][1]"
+            ".regex_pattern: an inline lm_eval item"
+        ), search.error
+    finally:
+        await server.stop(0)
