@@ -126,3 +126,25 @@ def test_many_golds_score_as_lm_eval_without_a_copy_of_the_reply_per_gold() -> N
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 20_000_000, peak  # in one call: 2,001 x 200,000 x 4 bytes = 1.6 GB
+
+
+def test_the_operators_include_yaml_adds_its_patterns(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path / "cache"))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    mine = r"Result: (\d+) units"
+    (tasks / "units.yaml").write_text(
+        "task: units\ndoc_to_text: !function utils.doc_to_text\nfilter_list:\n"
+        "  - name: get\n    filter:\n      - function: regex\n"
+        f"        regex_pattern: '{mine}'\n      - function: take_first\n"
+    )
+    patterns._memo.clear()
+    try:
+        include = (str(tasks),)
+        assert mine in patterns.allowed(include) and mine not in patterns.allowed(())
+        # an edited YAML is a new cache key: read again, in a process that has not seen it
+        (tasks / "units.yaml").write_text("task: units\n")
+        patterns._memo.clear()
+        assert mine not in patterns.allowed(include)
+    finally:
+        patterns._memo.clear()
