@@ -41,6 +41,7 @@ from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import AnyScheduler, SearchSpec, spec_digest
 from gemfinder.search.values import Progress
 from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
+from gemfinder.tasks.lmeval import TASK_KIND, patterns
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -93,8 +94,12 @@ class SearchManager:
         allowlist: EndpointAllowlist = ANY_ENDPOINT,
         replica_id: str = "",
         lease_s: float = LEASE_S,
+        lm_eval_include: tuple[str, ...] | None = None,
     ) -> None:
         self.store = store
+        # The server's --lm-eval-include: inline lm_eval items resumed from the store are held
+        # to the regex rule requests are (tasks.lmeval.patterns); None (the local CLI): any.
+        self.lm_eval_include = lm_eval_include
         self.replica_id = replica_id or default_replica_id()
         self.lease_s = lease_s
         self.oracle = oracle
@@ -183,6 +188,20 @@ class SearchManager:
             self.renew()
         return resumed
 
+    async def _inline_pattern(self, spec: SearchSpec) -> str | None:
+        """`field: reason` for the first regular expression of an inline lm_eval item that a
+        request could not name today, or None."""
+        if self.lm_eval_include is None or spec.query_set is not None:  # not inline
+            return None
+        if not any(it.task == TASK_KIND for it in spec.items):
+            return None
+        allowed = await asyncio.to_thread(patterns.allowed, self.lm_eval_include)
+        for i, item in enumerate(spec.items):
+            bad = item.task == TASK_KIND and patterns.check(item.fields, allowed)
+            if bad:
+                return f"spec.query_set.inline.items[{i}].fields_json.{bad[0]}: {bad[1]}"
+        return None
+
     async def resume(self, row: SearchRow) -> bool:
         """Claim an unfinished search's lease and restart it from its last snapshot; False when
         another replica holds it, or it failed instead."""
@@ -192,6 +211,14 @@ class SearchManager:
     async def _resume(self, row: SearchRow) -> bool:
         """Restart a search this replica has claimed; False when it failed instead."""
         spec = SearchSpec.from_dict(row.spec)
+        bad = await self._inline_pattern(spec)
+        if bad is not None:
+            # Stored by an older version, which took any regular expression: one that backtracks
+            # for ever would freeze this process too, as it froze the last.
+            error = f"on resume: {bad} (stored by an older version)"
+            log.warning("search %s not resumed: %s", row.id, error)
+            self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
+            return False
         data = self.store.load_snapshot(row.id)
         try:
             sched = restore(data) if data else spec.scheduler()

@@ -100,6 +100,7 @@ class Server:
             allowlist=self.allowlist,
             replica_id=config.replica_id,
             lease_s=config.lease_seconds,
+            lm_eval_include=self.lm_eval.include,
         )
         self.health = health.aio.HealthServicer()
         self.port = 0

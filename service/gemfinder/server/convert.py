@@ -30,7 +30,9 @@ from gemfinder.search.values import (
 )
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
+from gemfinder.tasks.lmeval import TASK_KIND
 from gemfinder.tasks.lmeval import catalog as lm_eval_catalog
+from gemfinder.tasks.lmeval import patterns as lm_eval_patterns
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 # Enum value -> gemfinder's short name (the registry checks at import that it has every value).
@@ -124,9 +126,11 @@ def spec_from_proto(
     default_per_model: int,
     limits: Limits,
     lm_eval_items: list[Item] | None = None,
+    lm_eval_patterns: frozenset[str] = frozenset(),
 ) -> SearchSpec:
     """`lm_eval_items`: the query set the service built for a `query_set.lm_eval` (blocking
-    work it did off the event loop)."""
+    work it did off the event loop); `lm_eval_patterns`: the regular expressions inline
+    `lm_eval` items may name (tasks.lmeval.patterns; read off the event loop too)."""
     if len(msg.candidates) < 2:
         raise UserError("spec.candidates", "need at least 2 candidates")
     if len(msg.candidates) > limits.max_candidates:
@@ -145,7 +149,7 @@ def spec_from_proto(
             record["prior_score"] = c.prior_score
         record["official"] = c.official
         candidates.append(candidate_from_dict(record, where))
-    items, name = _items(msg, query_sets, limits, lm_eval_items)
+    items, name = _items(msg, query_sets, limits, lm_eval_items, lm_eval_patterns)
     budget = _budget(msg.budget, len(candidates), default_per_model)
     if msg.system_prompt not in SYSTEM_PROMPTS:  # proto3 keeps unknown enum numbers
         known = ", ".join(pb.SystemPromptPolicy.keys())
@@ -205,7 +209,14 @@ def _budget(msg: pb.Budget, n_models: int, default_per_model: int) -> Budget:
     )
 
 
-def _items(msg, query_sets, limits, lm_eval_items) -> tuple[list[Item], str | None]:
+def has_inline_lm_eval(msg: pb.SearchSpec) -> bool:
+    """Whether the request carries inline lm_eval items (whose patterns need the allowed set)."""
+    return msg.query_set.WhichOneof("source") == "inline" and any(
+        it.task == TASK_KIND for it in msg.query_set.inline.items
+    )
+
+
+def _items(msg, query_sets, limits, lm_eval_items, patterns) -> tuple[list[Item], str | None]:
     which = msg.query_set.WhichOneof("source")
     if which == "lm_eval":
         if lm_eval_items is None:
@@ -234,6 +245,10 @@ def _items(msg, query_sets, limits, lm_eval_items) -> tuple[list[Item], str | No
         if not isinstance(fields, dict):
             raise UserError(f"{where}.fields_json", "must be a JSON object")
         item = parse_item(json.dumps({**fields, "id": it.id, "task": it.task}), where)
+        if item.task == TASK_KIND:  # a caller's regex must not freeze the server
+            bad = lm_eval_patterns.check(item.fields, patterns)
+            if bad:
+                raise UserError(f"{where}.fields_json.{bad[0]}", bad[1])
         if item.id in seen:
             raise UserError(f"{where}.id", f"duplicate id {item.id!r}")
         seen.add(item.id)

@@ -17,6 +17,7 @@ from gemfinder.search.manager import SearchManager
 from gemfinder.server import convert
 from gemfinder.server.errors import ServiceError
 from gemfinder.tasks import Item
+from gemfinder.tasks.lmeval import patterns as lm_eval_patterns
 from gemfinder.tasks.lmeval.catalog import Catalog
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
@@ -49,7 +50,8 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         self.query_sets = query_sets
         self.default_per_model = default_per_model
         self.limits = limits
-        self.lm_eval = lm_eval or Catalog({})
+        # (not `or`: a catalog without tasks is falsy, yet its --lm-eval-include still counts)
+        self.lm_eval = lm_eval if lm_eval is not None else Catalog({})
 
     async def _start(self, request):
         built = None
@@ -58,8 +60,12 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
             self.lm_eval.check(req, convert.LM_EVAL_FIELD)  # unregistered: refused at once
             # Building runs lm-eval (seconds the first time): off the event loop.
             built = await asyncio.to_thread(self.lm_eval.items, req, convert.LM_EVAL_FIELD)
+        patterns = frozenset()
+        if convert.has_inline_lm_eval(request.spec):
+            # The regular expressions lm-eval ships (a YAML scan the first time): off the loop.
+            patterns = await asyncio.to_thread(lm_eval_patterns.allowed, self.lm_eval.include)
         spec = convert.spec_from_proto(
-            request.spec, self.query_sets, self.default_per_model, self.limits, built
+            request.spec, self.query_sets, self.default_per_model, self.limits, built, patterns
         )
         # A start in progress when this replica begins to stop ends with UNAVAILABLE, which
         # the client's retry policy sends to another replica (the request id keeps it one).

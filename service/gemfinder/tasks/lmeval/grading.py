@@ -17,10 +17,12 @@ from gemfinder.tasks.lmeval.codeeval import run_candidate
 
 def cut_at_until(text: str, until: list[str]) -> str:
     """Generated text as lm-eval's models return it: cut before the first stop string (TGI and
-    OpenAI servers stop there too, TGI leaving the stop string at the end)."""
+    OpenAI servers stop there too, TGI leaving the stop string at the end). lm-eval writes
+    `text.split(term)[0]`; `partition` gives the same text without building a list of every
+    piece (a reply of a million stop strings would make a million strings at once)."""
     for term in until:
         if term:
-            text = text.split(term)[0]
+            text = text.partition(term)[0]
     return text
 
 
@@ -65,6 +67,12 @@ def score_generation(fields: dict[str, Any], filtered: Any) -> float:
     fn = _metric_fn(metric)
     if fields.get("multiple_target"):
         golds = gold if isinstance(gold, list) else [gold]
+        if isinstance(filtered, str) and all(isinstance(g, str) for g in golds):
+            # lm-eval scores all golds in one call: numpy then holds the reply once per gold,
+            # each padded to the longest (2,000 golds x a 1 MiB reply: 8 GB). Any gold matching
+            # is the same verdict, one gold at a time (string arrays compare element by element).
+            hit = any(fn(references=[g], predictions=[filtered], **kwargs)[metric] for g in golds)
+            return 1.0 if hit else 0.0
         score = fn(references=golds, predictions=[filtered] * len(golds), **kwargs)[metric]
         return 1.0 if score > 0.0 else 0.0
     if type(gold) is not type(filtered) and not isinstance(filtered, list):
