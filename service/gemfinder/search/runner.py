@@ -42,6 +42,7 @@ from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
+from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
@@ -101,6 +102,7 @@ class SearchRunner:
         self.sched = scheduler or spec.scheduler()
         self.bus = bus or ev.EventBus()
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
+        self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
@@ -158,7 +160,8 @@ class SearchRunner:
 
     def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
-        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
+        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
+        return replace(found, cost=self.cost.cost())
 
     async def run(self) -> Result:
         """Run to the end; returns the result, raises SearchCancelled when cancelled."""
@@ -283,6 +286,7 @@ class SearchRunner:
             metrics.BUDGET_SPENT.inc()
             return (key, model, item, reward)
         metrics.QUERIES_SENT.labels(self._labels[model]).inc()
+        self.cost.sent(self.spec.candidates[model])
         task = asyncio.ensure_future(
             self.oracle.answer(
                 self.spec.candidates[model],

@@ -25,6 +25,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+from gemfinder.cost import Cost
+
 T = TypeVar("T")
 
 
@@ -113,6 +115,8 @@ class Result:
     gem_verdict: str = ""
     gem_evidence: tuple[Paired, ...] = ()
     gem_check_queries: int = 0
+    # What serving it cost (gemfinder.cost); None when no endpoint has a cost model.
+    cost: Cost | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order."""
@@ -130,6 +134,7 @@ class Result:
             "gem_verdict": self.gem_verdict,
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
+            **({} if self.cost is None else {"cost": self.cost.to_json()}),
         }
 
     @classmethod
@@ -140,6 +145,7 @@ class Result:
             "ranking": tuple(Estimate.from_json(e) for e in data.get("ranking", ())),
             "most_popular": None if popular is None else Estimate.from_json(popular),
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
+            "cost": None if data.get("cost") is None else Cost.from_json(data["cost"]),
         }
         return _known(cls, data | nested)
 
