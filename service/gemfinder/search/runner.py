@@ -42,7 +42,7 @@ from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
-from gemfinder.search.serving_cost import SearchCost
+from gemfinder.search.serving_cost import SearchCost, load_groups
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
@@ -91,6 +91,7 @@ class SearchRunner:
         max_pending: int = 2048,
         sequential_batch: int = 32,
         owner: str | None = None,
+        load_aware: bool = True,
     ) -> None:
         self.search_id = search_id
         # The replica holding this search's lease: its snapshot and progress writes are fenced
@@ -100,6 +101,8 @@ class SearchRunner:
         self.oracle = oracle
         self.store = store
         self.sched = scheduler or spec.scheduler()
+        if load_aware:  # rounds grouped by endpoint, each model brought up once (issue #17)
+            self.sched.set_load_groups(load_groups(spec.candidates))
         self.bus = bus or ev.EventBus()
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)

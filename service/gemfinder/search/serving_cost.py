@@ -69,3 +69,10 @@ class SearchCost:
             swaps=sum(p.swaps for p in parts),
             wall_s=max(p.wall_s for p in parts),
         )
+
+
+def load_groups(candidates: list[Candidate]) -> list[int]:
+    """Each candidate's endpoint as a number, for the core's load-aware round order (models on
+    one endpoint share its slots; core_rs/src/scheduler/load_order.rs)."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(c.endpoint.rstrip("/"), len(ids)) for c in candidates]
