@@ -15,6 +15,7 @@ from gemfinder.cli import main
 from gemfinder.cost import Cost, CostModel, SlotLedger, cost_model_from_dict
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
+from gemfinder.report import gem_report
 from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.values import Result
 from gemfinder.server.convert import result_from_proto, result_to_proto
@@ -83,11 +84,14 @@ async def test_a_search_reports_the_cost_the_fleet_measured(tmp_path, capsys):
 
 
 def test_the_text_report_shows_the_cost_next_to_the_queries():
-    from gemfinder.report import serving_line
-
-    line = serving_line(Cost(95.5, 40.0, 278, 1, 3, 7, 95.5))
+    """`gemfinder search` and `gemfinder report` print gem_report: the serving line follows
+    the line of queries."""
+    text = gem_report(Result(queries_spent=300, cost=Cost(95.5, 40.0, 278, 1, 3, 7, 95.5)))
+    cost_line, line = text.splitlines()[-2:]
+    assert cost_line.startswith("cost          300 queries")
     assert line.startswith("serving       95.5 GPU-seconds (40.0 loading: 1 model loads")
     assert "3 adapter loads, 7 slot swaps) for 278 queries sent; wall 95.5 s" in line
+    assert "serving" not in gem_report(Result(queries_spent=300))
 
 
 def test_no_cost_model_no_cost():
