@@ -133,6 +133,10 @@ class SearchRunner:
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
         self._progress: Progress | None = None
+        # Adapters on demand (oracles.lora_runtime): unregistered once their model is out.
+        self._release = getattr(oracle, "release_adapters", None)
+        self._alive = set(self.sched.survivors())
+        self._releases: list[asyncio.Task[None]] = []
 
     @property
     def elapsed(self) -> float:
@@ -219,6 +223,7 @@ class SearchRunner:
         self._check_recommendation()
         await self._gem_check()
         self._snapshot()
+        await self._release_all()
         if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
             raise SearchCancelled(self.result())
         return self.result()
@@ -382,6 +387,7 @@ class SearchRunner:
         if rnd != self._round:
             self._round = rnd
             self._set_survivors()
+            self._release_eliminated()
             self._snapshot()
             self._publish(ev.ROUND_FINISHED, "running")
             if rnd is not None:
@@ -394,6 +400,22 @@ class SearchRunner:
     def _publish(self, kind: str, state: str) -> None:
         self._last_progress = time.monotonic()
         self.bus.publish(ev.Event(kind, self.progress(), state))
+
+    def _release_eliminated(self) -> None:
+        if self._release is None:
+            return
+        alive = set(self.sched.survivors())
+        gone = [self.spec.candidates[m] for m in sorted(self._alive - alive)]
+        self._alive = alive
+        if gone:
+            self._releases.append(asyncio.ensure_future(self._release(gone)))
+
+    async def _release_all(self) -> None:
+        """The search is over: what it registered on demand is unregistered."""
+        if self._release is None:
+            return
+        await asyncio.gather(*self._releases)
+        await self._release(list(self.spec.candidates))
 
     def _set_survivors(self) -> None:
         count = len(self.sched.survivors())

@@ -98,6 +98,7 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             )
         model.adapters[name] = row
         state.ledger.register(name)
+        state.lora_log.append((LOAD_ROUTE, name, state.ledger.queries))
         return _success(f"Success: LoRA adapter '{name}' added successfully.")
 
     async def unload(request: web.Request) -> web.Response:
@@ -116,6 +117,7 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
         del model.adapters[name]
         state.ledger.unregister(name)
+        state.lora_log.append((UNLOAD_ROUTE, name, state.ledger.queries))
         return _success(f"Success: LoRA adapter '{name}' removed successfully.")
 
     app.router.add_post(LOAD_ROUTE, load)

@@ -38,6 +38,8 @@ class EndpointState:
             self.spec.serving or ServingSpec(), list(self.spec.adapters), self.spec.server
         )
         self.failed_loads = 0
+        # Runtime LoRA calls that succeeded: (route, adapter, queries answered before it).
+        self.lora_log: list[tuple[str, str, int]] = []
 
     def account(self, adapter: str | None) -> None:
         """One answered query on the virtual clock: the base model (None) or an adapter."""
