@@ -15,7 +15,7 @@ from gemfinder.search.spec import Limits
 from gemfinder.server.convert import spec_from_proto
 
 from tests.fleet_support import make_items
-from tests.service.support import spec_proto
+from tests.pool_support import spec_proto
 
 
 def pool(n_models: int) -> list[Candidate]:

@@ -31,7 +31,7 @@ from google.protobuf import json_format
 
 from tests.hub_support import running_hub
 from tests.k8s.support import K8S
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 
 def _parse(record: dict) -> pb.Candidate:

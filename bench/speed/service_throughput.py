@@ -55,7 +55,12 @@ async def run(args, latency_ms: float) -> dict:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(
-            ServerConfig(address="127.0.0.1:0", metrics_port=0, db=f"{tmp}/bench.db"),
+            ServerConfig(
+                address="127.0.0.1:0",
+                metrics_port=0,
+                db=f"{tmp}/bench.db",
+                allow_any_endpoint=True,  # the fleet on 127.0.0.1 (oracles.allowlist)
+            ),
             oracle=InferenceOracle(endpoints),
         )
         port = await server.start()

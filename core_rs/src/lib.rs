@@ -7,6 +7,7 @@ pub mod arms;
 pub mod certificate;
 pub mod config;
 pub mod error;
+pub mod incremental;
 pub mod params;
 pub mod policy;
 pub mod ranking;

@@ -11,6 +11,7 @@ use crate::algorithms::{Algorithm, ALGORITHM_NAMES, DEFAULT_ALGORITHM};
 use crate::certificate::Target;
 use crate::config::SearchConfig;
 use crate::error::CoreError;
+use crate::incremental::{self, IncrementalPlan};
 use crate::ranking;
 use crate::scheduler::{self, Pull};
 use crate::session::Session;
@@ -387,6 +388,81 @@ fn simulate_certified<'py>(
     ))
 }
 
+/// The budget of an incremental search (core_rs/src/incremental.rs): `asked`, raised so the
+/// last round of a pool of `pool` models reads `depth` items (the parent winner's), at least
+/// the algorithm's minimum.
+#[pyfunction]
+#[pyo3(signature = (algorithm, pool, n_items, asked, depth, params=None))]
+fn incremental_budget(
+    algorithm: &str,
+    pool: usize,
+    n_items: usize,
+    asked: u64,
+    depth: u64,
+    params: Option<HashMap<String, f64>>,
+) -> PyResult<u64> {
+    let params: BTreeMap<String, f64> = params.unwrap_or_default().into_iter().collect();
+    let algorithm = Algorithm::from_name(algorithm, &params).map_err(to_py)?;
+    Ok(incremental::incremental_budget(
+        &algorithm, pool, n_items, asked, depth,
+    ))
+}
+
+/// Incremental-search trials `start..stop` (core_rs/src/incremental.rs): per trial `n_new`
+/// random models are new; the parent searches the others with `parent_budget`, the incremental
+/// search challenges its top `incumbents` with the newcomers (`per_newcomer` queries each, the
+/// incumbents' answers free), and a full re-search spends `full_budget` on every model. Returns
+/// a dict of arrays, one entry per trial: parent_pick, pick, spent, paid, full_pick,
+/// full_spent, full_paid (picks are matrix rows; paid: pulls the parent had not answered).
+#[pyfunction]
+#[pyo3(signature = (correct, algorithm, seed, start, stop, n_new, incumbents, parent_budget, per_newcomer, full_budget, params=None, warm=false))]
+#[allow(clippy::too_many_arguments)]
+fn simulate_incremental<'py>(
+    py: Python<'py>,
+    correct: PyReadonlyArray2<'py, u8>,
+    algorithm: &str,
+    seed: u64,
+    start: u64,
+    stop: u64,
+    n_new: usize,
+    incumbents: usize,
+    parent_budget: u64,
+    per_newcomer: u64,
+    full_budget: u64,
+    params: Option<HashMap<String, f64>>,
+    warm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (k, n) = (correct.shape()[0], correct.shape()[1]);
+    let config = make_config(algorithm, k, n, full_budget, seed, params, None, None)?;
+    let matrix = matrix_view(&correct, k, n)?;
+    let plan = IncrementalPlan {
+        n_new,
+        incumbents,
+        parent_budget,
+        per_newcomer,
+        full_budget,
+        warm,
+    };
+    let outcomes = py
+        .allow_threads(|| incremental::run_incremental_trials(&config, matrix, plan, start..stop))
+        .map_err(to_py)?;
+    let out = PyDict::new(py);
+    let picks = |f: fn(&incremental::IncrementalOutcome) -> u32| -> Vec<u32> {
+        outcomes.iter().map(f).collect()
+    };
+    let counts = |f: fn(&incremental::IncrementalOutcome) -> u64| -> Vec<u64> {
+        outcomes.iter().map(f).collect()
+    };
+    out.set_item("parent_pick", picks(|o| o.parent_pick).into_pyarray(py))?;
+    out.set_item("pick", picks(|o| o.pick).into_pyarray(py))?;
+    out.set_item("full_pick", picks(|o| o.full_pick).into_pyarray(py))?;
+    out.set_item("spent", counts(|o| o.spent).into_pyarray(py))?;
+    out.set_item("paid", counts(|o| o.paid).into_pyarray(py))?;
+    out.set_item("full_spent", counts(|o| o.full_spent).into_pyarray(py))?;
+    out.set_item("full_paid", counts(|o| o.full_paid).into_pyarray(py))?;
+    Ok(out)
+}
+
 /// Summary figures of simulated picks against the true accuracies.
 #[pyfunction]
 fn summarize<'py>(
@@ -449,6 +525,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wilson_interval, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_trials, m)?)?;
     m.add_function(wrap_pyfunction!(simulate_certified, m)?)?;
+    m.add_function(wrap_pyfunction!(simulate_incremental, m)?)?;
+    m.add_function(wrap_pyfunction!(incremental_budget, m)?)?;
     m.add_function(wrap_pyfunction!(summarize, m)?)?;
     Ok(())
 }

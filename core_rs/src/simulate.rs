@@ -47,6 +47,14 @@ impl<'a> Matrix<'a> {
         self.data[pull.model as usize * self.n_items + pull.item as usize] == 1
     }
 
+    pub fn n_models(&self) -> usize {
+        self.n_models
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
     pub fn accuracies(&self) -> Vec<f64> {
         self.data
             .chunks_exact(self.n_items)

@@ -12,8 +12,10 @@ __all__ = [
     "SearchError",
     "Scheduler",
     "RankedModel",
+    "incremental_budget",
     "min_budget",
     "simulate_certified",
+    "simulate_incremental",
     "simulate_trials",
     "summarize",
     "wilson_interval",
@@ -132,6 +134,28 @@ def simulate_certified(
     delta: float,
     params: dict[str, float] | None = None,
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float64]]: ...
+def incremental_budget(
+    algorithm: str,
+    pool: int,
+    n_items: int,
+    asked: int,
+    depth: int,
+    params: dict[str, float] | None = None,
+) -> int: ...
+def simulate_incremental(
+    correct: npt.NDArray[np.uint8],
+    algorithm: str,
+    seed: int,
+    start: int,
+    stop: int,
+    n_new: int,
+    incumbents: int,
+    parent_budget: int,
+    per_newcomer: int,
+    full_budget: int,
+    params: dict[str, float] | None = None,
+    warm: bool = False,
+) -> dict[str, npt.NDArray[np.uint32] | npt.NDArray[np.uint64]]: ...
 def summarize(
     accuracies: npt.NDArray[np.float64],
     picks: npt.NDArray[np.uint32],

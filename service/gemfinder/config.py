@@ -52,6 +52,8 @@ HELP = {
     "lease_seconds": "lease of a running search: renewed every third of it; a replica that "
     "stops renewing loses its searches to another after this long",
     "executor": "URL of a `gemfinder executor` that runs MBPP code (empty: run it in-process)",
+    "workers": "oracle worker processes that send the queries and grade the answers, each on "
+    "its own core (0: in the server process)",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -100,6 +102,7 @@ class ServerConfig:
     executor: str = ""
     replica_id: str = ""
     lease_seconds: float = 15.0
+    workers: int = 0
 
     @property
     def limits(self) -> Limits:

@@ -8,7 +8,7 @@ same file at once do not both migrate it (the second waits for the lock, then fi
 do). A database of a newer version than this code knows is refused, not guessed at.
 
 To change the schema, append a Migration with the next number: never edit or reorder a released
-one, and make each step work from the state every earlier version can leave (tests/service/
+one, and make each step work from the state every earlier version can leave (tests/store/
 test_store_migrations.py opens a store of every earlier version). Steps are plain statements or
 functions of the connection; what is SQLite's own (how to take the write lock, where the version
 lives) is a `Dialect`.
@@ -129,6 +129,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE searches ADD COLUMN lease_until REAL",
         ),
     ),
+    Migration(
+        5,
+        "samples log (gemfinder.samples) and searches.provenance: what each graded query was "
+        "asked and answered, and what software graded it",
+        # Searches stored before have no samples and a NULL provenance; their export says so.
+        (
+            # A rowid table, not WITHOUT ROWID: rows hold up to 16 KiB of text.
+            """CREATE TABLE samples (
+                search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                model INTEGER NOT NULL,
+                item INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                prompt_sha256 TEXT NOT NULL,
+                reward INTEGER NOT NULL,
+                cached INTEGER NOT NULL,
+                gem_check INTEGER NOT NULL,
+                response TEXT,
+                extracted TEXT,
+                response_bytes INTEGER,
+                extracted_bytes INTEGER,
+                created REAL NOT NULL,
+                UNIQUE (search_id, model, item)
+            )""",
+            # A cached sample's original: the answer the evaluation cache holds under its key.
+            "CREATE INDEX samples_originals ON samples (key) WHERE cached = 0",
+            "ALTER TABLE searches ADD COLUMN provenance TEXT",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -201,6 +229,31 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             # Seconds since the epoch on the database's clock (gemfinder.pg_store), so that
             # replicas' clocks do not matter.
             "ALTER TABLE searches ADD COLUMN lease_until double precision",
+        ),
+    ),
+    Migration(
+        5,
+        "samples log (gemfinder.samples) and searches.provenance: what each graded query was "
+        "asked and answered, and what software graded it",
+        (
+            """CREATE TABLE samples (
+                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                model integer NOT NULL,
+                item integer NOT NULL,
+                key text NOT NULL,
+                prompt_sha256 text NOT NULL,
+                reward smallint NOT NULL,
+                cached boolean NOT NULL,
+                gem_check boolean NOT NULL,
+                response text,
+                extracted text,
+                response_bytes integer,
+                extracted_bytes integer,
+                created double precision NOT NULL,
+                PRIMARY KEY (search_id, model, item)
+            )""",
+            "CREATE INDEX samples_originals ON samples (key) WHERE NOT cached",
+            "ALTER TABLE searches ADD COLUMN provenance text",
         ),
     ),
 )

@@ -4,8 +4,9 @@ Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The c
 SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
 more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
 order, a failure raised by the search's next call) and return at once; reads first wait for the
-writes before them, except the evaluation-cache lookup `cached`, one round trip on the loop
-(a lookup that misses a write still queued costs at most a query asked twice). Keep the
+writes before them, except the evaluation-cache lookup `cached_many`, one round trip on the loop
+per batch of pulls (a lookup that misses a write still queued costs at most a query asked
+twice). Keep the
 database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
 connection the server dropped; a call that finds its connection dropped is run once more on a
 fresh one, after the pool has tested its idle connections (every write here is idempotent:
@@ -44,6 +45,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import PG, PG_MIGRATIONS, SchemaMismatch, migrate
+from gemfinder.samples import COLUMNS as SAMPLE_COLUMNS
+from gemfinder.samples import Sample
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import (
     COLUMNS,
@@ -53,6 +56,7 @@ from gemfinder.store import (
     RequestTaken,
     SearchRow,
     _row,
+    _sample,
     update_columns,
 )
 from gemfinder.store_writer import WriteBehind
@@ -62,7 +66,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
-LOOKUP = "SELECT reward FROM evals WHERE key = $1"
+LOOKUP = "SELECT key, reward FROM evals WHERE key = ANY($1::text[])"
 NOW = "extract(epoch from clock_timestamp())"  # the database's clock, in seconds
 CLAIMABLE = "(owner IS NULL OR owner = %s OR lease_until < " + NOW + ")"
 
@@ -229,17 +233,19 @@ class PgStore:
         *,
         owner: str | None = None,
         lease_s: float = 0.0,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         now = time.time()
+        made = None if provenance is None else json.dumps(provenance)
         # ON CONFLICT (id): a retry after a lost reply finds its own row (ids are fresh uuids);
         # a request_id taken by another search fails: RequestTaken, as in SQLite.
         try:
             self._durable(
                 search_id,
                 "INSERT INTO searches (id, request_id, state, spec, created, updated, owner,"
-                f" lease_until) VALUES (%s, %s, 'pending', %s, %s, %s, %s, {NOW} + %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (search_id, request_id, json.dumps(spec), now, now, owner, lease_s),
+                f" lease_until, provenance) VALUES (%s, %s, 'pending', %s, %s, %s, %s,"
+                f" {NOW} + %s, %s) ON CONFLICT (id) DO NOTHING",
+                (search_id, request_id, json.dumps(spec), now, now, owner, lease_s, made),
             )
         except psycopg.errors.UniqueViolation:
             raise RequestTaken(request_id) from None
@@ -369,12 +375,15 @@ class PgStore:
         return bytes(row[0]) if row else None
 
     # evaluation cache -----------------------------------------------------------------------
-    def cached(self, key: str) -> int | None:
-        # Not after the queued writes (see the module docstring): on the hot path, once a pull.
-        # A RawCursor sends the statement as written ($1), skipping psycopg's %s rewriting:
-        # about 10 of the 60-70 us of client CPU of the one store round trip per query.
-        row = self._run(lambda conn: psycopg.RawCursor(conn).execute(LOOKUP, (key,)).fetchone())
-        return int(row[0]) if row else None
+    def cached_many(self, keys: list[str]) -> dict[str, int]:
+        """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): one
+        round trip for a whole batch of the scheduler's pulls, whatever its size (the keys go as
+        one text[] parameter). Not after the queued writes (see the module docstring)."""
+        if not keys:
+            return {}
+        # A RawCursor sends the statement as written ($1), skipping psycopg's %s rewriting.
+        rows = self._run(lambda conn: psycopg.RawCursor(conn).execute(LOOKUP, (keys,)).fetchall())
+        return {key: int(reward) for key, reward in rows}
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Record graded pulls (cache key, model, item, reward) of a search: one statement (so
@@ -437,6 +446,22 @@ class PgStore:
             out[model][item] = reward
         return out
 
+    def task_counts(
+        self, search_id: str, item_tasks: list[int]
+    ) -> dict[int, dict[int, tuple[int, int]]]:
+        """{model: {task: (graded pulls, successes)}} of a search, counted by the server."""
+        rows = self._all(
+            "SELECT p.model, t.task, COUNT(*), SUM(p.reward) FROM pulls p"
+            " JOIN unnest(%s::int[]) WITH ORDINALITY AS t (task, n) ON p.item = t.n - 1"
+            " WHERE p.search_id = %s AND p.reward >= 0 GROUP BY p.model, t.task",
+            (list(item_tasks), search_id),
+            search_id,
+        )
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for model, task, n, hits in rows:
+            out.setdefault(int(model), {})[int(task)] = (int(n), int(hits))
+        return out
+
     def drop_pulls(self, search_id: str) -> None:
         """Forget the graded pulls of an ended search (see gemfinder.store)."""
         self._write(search_id, "DELETE FROM pulls WHERE search_id = %s", (search_id,))
@@ -444,3 +469,44 @@ class PgStore:
     def count_evals(self) -> int:
         row = self._one("SELECT COUNT(*) FROM evals")
         return int(row[0]) if row else 0
+
+    # samples log (gemfinder.samples) ---------------------------------------------------------
+    def put_samples(self, search_id: str, samples: list[Sample]) -> None:
+        """Log graded queries: one statement; a pull logged before keeps its first."""
+        if not samples:
+            return
+        columns = [list(c) for c in zip(*(s.row() for s in samples), strict=True)]
+        columns[5] = [bool(v) for v in columns[5]]  # cached, gem_check: booleans here
+        columns[6] = [bool(v) for v in columns[6]]
+        self._write(
+            search_id,
+            f"INSERT INTO samples (search_id, {SAMPLE_COLUMNS}, created)"
+            " SELECT %s, s.*, %s FROM unnest(%s::int[], %s::int[], %s::text[], %s::text[],"
+            " %s::smallint[], %s::boolean[], %s::boolean[], %s::text[], %s::text[],"
+            " %s::int[], %s::int[]) AS s ON CONFLICT DO NOTHING",
+            (search_id, time.time(), *columns),
+        )
+
+    def samples(self, search_id: str, after: tuple[int, int], limit: int) -> list[Sample]:
+        """Up to `limit` samples of a search after (model, item) `after`, in that order."""
+        rows = self._all(
+            f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE search_id = %s"
+            " AND (model, item) > (%s, %s) ORDER BY model, item LIMIT %s",
+            (search_id, after[0], after[1], limit),
+            search_id,
+        )
+        return [_sample(r) for r in rows]
+
+    def original_samples(self, keys: list[str]) -> dict[str, tuple[str, Sample]]:
+        """{cache key: (search id, sample)} of the queries that produced these cached answers."""
+        rows = self._all(
+            f"SELECT DISTINCT ON (key) search_id, {SAMPLE_COLUMNS} FROM samples"
+            " WHERE NOT cached AND key = ANY(%s::text[]) ORDER BY key, created, search_id",
+            (sorted(set(keys)),),
+        )
+        return {row[3]: (row[0], _sample(row[1:])) for row in rows}
+
+    def provenance(self, search_id: str) -> dict[str, Any] | None:
+        """What produced a search (None: stored before provenance was recorded)."""
+        row = self._one("SELECT provenance FROM searches WHERE id = %s", (search_id,), search_id)
+        return json.loads(row[0]) if row and row[0] else None

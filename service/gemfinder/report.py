@@ -1,5 +1,6 @@
-"""Human-readable reports of a search result (search.values.Result): the ranking table and the
-gem report. A result received as a message reads through server.convert.result_from_proto.
+"""Human-readable reports of a search result (search.values.Result): the ranking table, the
+gem report and, for a mixed query set, the per-task report. A result received as a message
+reads through server.convert.result_from_proto.
 """
 
 from __future__ import annotations
@@ -81,3 +82,61 @@ def serving_line(cost: Cost) -> str:
         f"{cost.swaps:,} slot swaps) for {cost.queries:,} queries sent; wall "
         f"{cost.wall_s:,.1f} s (accounted)"
     )
+
+
+def _row(est: Estimate) -> str:
+    interval = f"[{est.lower:.3f}, {est.upper:.3f}]" if est.items_seen else "-"
+    name = est.model_id[:48]
+    return f"{est.rank:>4}  {name:<48} {_accuracy(est):>6} {interval:>15} {est.items_seen:>5}"
+
+
+def per_task_report(result: Result, top: int = 3) -> str:
+    """Each task's leaders and where the recommended model stands, then the overall ranking
+    under the task weights (search.per_task); "" for a result without per-task results."""
+    if not result.per_task:
+        return ""
+    winner = result.recommended_model_id
+    header = f"{'rank':>4}  {'model':<48} {'acc':>6} {'95% interval':>15} {'seen':>5}"
+    lines = []
+    for task in result.per_task:
+        lines.append(f"task {task.task}: {task.items:,} items, weight {task.weight:.3f}")
+        lines.append(header)
+        shown = list(task.estimates[:top])
+        mine = next((e for e in task.estimates if e.model_id == winner), None)
+        lines += [_row(e) for e in shown]
+        if mine is not None and mine not in shown:
+            lines.append(_row(mine))
+        lines.append("")
+    lines.append("overall, tasks weighted as above (each item weighs its task's weight over "
+                 "its task's items)")  # fmt: skip
+    lines.append(header)
+    lines += [_row(e) for e in result.overall[:top]]
+    leader = result.overall[0].model_id if result.overall else winner
+    if leader != winner:
+        lines.append(
+            f"{leader} leads this ranking; the recommendation ({winner}) is the search's own "
+            "pick (its elimination order, on items drawn without regard to task)"
+        )
+    return "\n".join(lines)
+
+
+def incremental_report(result: Result) -> str:
+    """What an incremental search found against its parent ("" for any other search)."""
+    inc = result.incremental
+    if inc is None:
+        return ""
+    verdict = (
+        f"winner changed: {inc.parent_winner_model_id} -> {result.recommended_model_id}"
+        if inc.winner_changed
+        else f"winner unchanged: {result.recommended_model_id}"
+    )
+    lines = [
+        f"incremental search from {inc.parent_search_id}: {verdict}",
+        f"  {len(inc.incumbents)} incumbents, {len(inc.newcomers)} newcomers, "
+        f"{inc.left_out} candidates left out (ranked below the incumbents before); "
+        f"{result.queries_spent - result.queries_cached:,} new queries, "
+        f"{result.queries_cached:,} answers from the cache",
+    ]
+    if inc.removed:
+        lines.append(f"  dropped (no longer in the tree): {', '.join(inc.removed)}")
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from gemfinder.oracles import load_endpoint_configs
 from gemfinder.sim.fleet.synthetic_items import write_jsonl
 from gemfinder.sim.matrix import save_npz
 
-from tests.service.support import BEST, clear_best_pool
+from tests.pool_support import BEST, clear_best_pool
 
 
 @pytest.fixture

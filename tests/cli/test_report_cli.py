@@ -42,7 +42,7 @@ def test_search_report_and_report_from_the_store_agree(world, tmp_path, capsys, 
     page = first.read_text(encoding="utf-8")
     assert page == second.read_text(encoding="utf-8")  # same search, same bytes
     assert f"Winner: <b>{winner}</b>" in page
-    assert page.count("<svg") == 2  # the picture and the rounds
+    assert page.count("<svg") == 3  # the picture, the per-task panels (two tasks), the rounds
     assert "<td class=id>round 1</td><td>40</td>" in page
     # the rounds add up to what the search graded (the gem check apart)
     graded = sum(int(q) for q in re.findall(r"<td class=id>round [\d-]+</td><td>\d+</td>"

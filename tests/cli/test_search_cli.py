@@ -9,7 +9,7 @@ import pytest
 from gemfinder.cli import main
 from gemfinder.sim.matrix import save_npz
 
-from tests.service.support import BEST, clear_best_pool, start_fleet, write_endpoints
+from tests.pool_support import BEST, clear_best_pool, start_fleet, write_endpoints
 
 
 @pytest.fixture

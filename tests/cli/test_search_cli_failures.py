@@ -13,7 +13,7 @@ import pytest
 from gemfinder.cli import main
 from gemfinder.sim.matrix import save_npz
 
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 
 @pytest.fixture
@@ -69,8 +69,11 @@ def test_json_results_are_strict(files, capsys):
     [
         (["--budget-per-model", "0"], "--budget-per-model: must be at least 1, got 0"),
         (["--budget-per-model", "-3"], "--budget-per-model: must be at least 1, got -3"),
-        (["--seed", "-1"], "search.seed: must be between 0 and 2^64 - 1, got -1"),
-        (["--seed", "99999999999999999999999"], "search.seed: must be between 0 and 2^64"),
+        (["--seed", "-1"], "error: --seed: must be between 0 and 2^64 - 1, got -1"),
+        (["--seed", "99999999999999999999999"], "error: --seed: must be between 0 and 2^64"),
+        (["--gem-check-share", "2"], "error: --gem-check-share: must be between 0 and 0.5"),
+        (["--prior-strength", "-1"], "error: --prior-strength: must be above 0"),
+        (["--matrix", "{tmp}/none.npz"], "error: --matrix: no such file: {tmp}/none.npz"),
         (["--store", "{tmp}/nonexist/x.db"], "--store: cannot create"),
         (["--store", "{tmp}"], "--store: {tmp} is a directory"),
         (["--store", "{tmp}/m.npz"], "--store: {tmp}/m.npz is not a SQLite database"),

@@ -28,7 +28,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.k8s.support import dashboard, dashboard_exprs, metric_names, prometheus, rule_exprs
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 SCRAPE_S = 1
 BACKENDS = {"tgi": pb.BACKEND_TGI, "openai": pb.BACKEND_OPENAI}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 
 from fleet_support import FAST_RETRY, fleet_config, make_items, make_matrix
@@ -63,40 +62,14 @@ def test_an_endpoint_that_answers_with_errors_is_up():
     assert not breaker.open
 
 
-class Resetter:
-    """Accepts every connection and closes it at once (a server dying on each request);
-    counts them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(5)
-
-
 def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def test_many_pulls_to_a_failing_endpoint_make_few_connections():
-    server = Resetter()
+async def test_many_pulls_to_a_failing_endpoint_make_few_connections(listener):
+    server = listener()  # a server dying on each request
     items = make_items(5, tasks=("mmlu",))
     oracle = InferenceOracle(policy=RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.05))
     cand = Candidate("org/a", server.url)

@@ -16,7 +16,7 @@ from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
 from gemfinder.store import Store
 
-from tests.service.support import BEST, clear_best_pool
+from tests.pool_support import BEST, clear_best_pool
 
 COMPLETIONS = "openai_completions"
 

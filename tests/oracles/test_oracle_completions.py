@@ -27,7 +27,7 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
-from tests.service.support import BEST, clear_best_pool, spec_proto
+from tests.pool_support import BEST, clear_best_pool, spec_proto
 
 MODELS = [f"org/model-{k}" for k in range(4)]
 COMPLETIONS = "openai_completions"

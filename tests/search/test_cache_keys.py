@@ -6,7 +6,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.search.spec import CacheKeys, SearchSpec
 from gemfinder.tasks.registry import get_task
 
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 
 def _keys(n_models: int = 3) -> tuple[list[str], list]:

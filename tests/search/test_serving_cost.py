@@ -24,7 +24,7 @@ from gemfinder.sim.fleet.build import candidates_for, endpoints_for, fleet_dict_
 from gemfinder.sim.matrix import save_npz
 from prometheus_client import REGISTRY
 
-from tests.service.support import BEST, clear_best_pool
+from tests.pool_support import BEST, clear_best_pool
 
 SERVING = {"model_load_s": 30, "adapter_load_s": 2, "swap_s": 0.5, "query_s": 0.2,
            "max_loras": 2, "max_cpu_loras": 3}  # fmt: skip

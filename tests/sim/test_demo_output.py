@@ -18,7 +18,7 @@ from gemfinder.server.convert import result_from_proto, result_to_proto
 from gemfinder.sim.matrix import save_npz
 from gemfinder.store import Store
 
-from tests.service.support import clear_best_pool
+from tests.pool_support import clear_best_pool
 
 
 def test_short_id_keeps_the_name_and_the_start_of_the_org():

@@ -263,7 +263,8 @@ async def test_sqlite_with_one_replica_runs_past_many_leases_and_resumes_after_r
     spec, matrix = _pool()
     path = tmp_path / "one.db"
     store = Store(path)
-    manager = SearchManager(store, SlowReplay(matrix, 0.15), replica_id="only", lease_s=0.2)
+    # Four rounds of 0.3 s answers: the search outlives several 0.2 s leases whatever the load.
+    manager = SearchManager(store, SlowReplay(matrix, 0.3), replica_id="only", lease_s=0.2)
     began = time.monotonic()
     sid = (await manager.start(spec)).id
     row = await manager.wait(sid)

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import psycopg
 import pytest
+from gemfinder import samples
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.migrations import LATEST, PG, PG_MIGRATIONS, Migration, migrate
@@ -84,6 +85,10 @@ async def test_a_database_of_every_step_opens_keeps_its_searches_and_resumes(pos
             row = await manager.wait("half")
             assert row.state == "succeeded", row.error
             assert row.result.queries_spent <= spec.budget
+            # Samples log (migration 5): what the resumed search asked from now on is logged.
+            lines = list(samples.export(store, "half"))
+            assert lines[0]["provenance"] is None  # stored before provenance was recorded
+            assert 0 < len(lines) - 1 <= row.result.queries_spent
             await manager.close()
         else:
             assert store.unfinished() == [] and store.count_evals() == 0
@@ -124,7 +129,7 @@ def test_a_failing_migration_changes_nothing(postgres):
         assert conn.execute("SELECT to_regclass('extra')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM evals").fetchone()[0] == 1
     store = PgStore(url)  # the real list still applies
-    assert store.cached("k") == 1
+    assert store.cached_many(["k"]) == {"k": 1}
     store.close()
 
 

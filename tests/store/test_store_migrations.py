@@ -8,6 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from gemfinder import samples
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.migrations import LATEST, MIGRATIONS, Migration, SchemaTooNew, migrate
@@ -142,6 +143,14 @@ async def test_a_store_of_an_earlier_version_opens_keeps_its_searches_and_resume
     assert row.state == "succeeded", row.error
     assert row.result.queries_spent <= spec.budget
     assert store.count_evals() > 0  # answers of the resumed search, under the new keys
+    # Samples log (migration 5): the search stored before has no provenance and no samples;
+    # the resumed one logs what it asks from now on (its pulls before the restart stay unlogged).
+    assert "provenance" in columns
+    old_lines = list(samples.export(store, "done"))
+    assert old_lines[0]["provenance"] is None and len(old_lines) == 1
+    resumed = list(samples.export(store, "half"))[1:]
+    assert 0 < len(resumed) <= row.result.queries_spent
+    assert all(x["response"] is None and x["reward"] in (0, 1) for x in resumed)  # a matrix
     await manager.close()
     store.close()
     # Opening again finds nothing to do.
@@ -194,5 +203,5 @@ def test_a_new_store_starts_at_the_latest_version():
     store = Store()
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == LATEST
     tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master")}
-    assert {"searches", "snapshots", "pulls", "evals"} <= tables
+    assert {"searches", "snapshots", "pulls", "evals", "samples"} <= tables
     store.close()

@@ -10,15 +10,19 @@ one line of the registry says everything about a backend.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import httpx2
-
     from gemfinder.candidates import Candidate
     from gemfinder.oracles.endpoints import EndpointConfig
     from gemfinder.tasks import GenerationSettings, Prompt
+
+
+# A query that wants the headers of its answer (TGI's token counts) sets a dict here; the
+# transport under the clients (gemfinder.oracles.transport) fills it. Per task, like the call.
+RESPONSE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("response_headers", default=None)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,9 @@ class Client(Protocol):
     async def close(self) -> None: ...
 
 
-# (base URL, bearer token, timeout in s, the byte-capped HTTP session the client must read its
-# answers through and close with itself: gemfinder.oracles.answer_cap) -> a client
-Connect = Callable[[str, str, float, "httpx2.AsyncClient"], Client]
+# (base URL, bearer token, timeout in s) -> a client, whose HTTP goes through huggingface_hub's
+# async client factory (answers read through the byte cap: gemfinder.oracles.transport)
+Connect = Callable[[str, str, float], Client]
 Query = Callable[[Any, Call], Awaitable[Completion]]
 # The log-likelihood of one continuation given its context: (client, call, context,
 # continuation) -> (log-likelihood, prompt tokens the server read or None)

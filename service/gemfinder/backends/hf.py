@@ -4,21 +4,17 @@ loader and the CLI need the backends' names, not the HTTP stack (about a second 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import httpx2
+from typing import Any
 
 
-def inference_client(
-    base_url: str | None, token: str, timeout: float, http: httpx2.AsyncClient
-) -> Any:
-    """An AsyncInferenceClient (with `base_url`: OpenAI-compatible routes under it) that reads
-    its answers through `http` and closes it with itself. The client opens its httpx client
-    lazily in `_async_client` and uses one set beforehand instead."""
+def inference_client(base_url: str | None, token: str, timeout: float) -> Any:
+    """An AsyncInferenceClient (with `base_url`: OpenAI-compatible routes under it). Its httpx2
+    client comes from the library's client factory, which gemfinder sets to one reading answers
+    through the byte cap (oracles.transport.install); the client opens it on its first request
+    and closes it with itself."""
     from huggingface_hub import AsyncInferenceClient
 
-    client = AsyncInferenceClient(base_url=base_url, token=token, timeout=timeout)
-    client._async_client = http
-    client.exit_stack.push_async_callback(http.aclose)
-    return client
+    from gemfinder.oracles.transport import install
+
+    install()
+    return AsyncInferenceClient(base_url=base_url, token=token, timeout=timeout)

@@ -17,8 +17,8 @@ from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 
-def connect(url: str, token: str, timeout: float, http: Any) -> Any:
-    return inference_client(url, token, timeout, http)
+def connect(url: str, token: str, timeout: float) -> Any:
+    return inference_client(url, token, timeout)
 
 
 async def query(client: Any, call: Call) -> Completion:

@@ -36,13 +36,16 @@ ROUTE = "/v1/completions"
 class CompletionsClient:
     """`POST {base_url}/v1/completions` for one endpoint, closed like an AsyncInferenceClient."""
 
-    def __init__(self, base_url: str, token: str, timeout: float, http: httpx2.AsyncClient):
-        from huggingface_hub.utils import build_hf_headers
+    def __init__(self, base_url: str, token: str, timeout: float):
+        from huggingface_hub.utils import build_hf_headers, get_async_session
 
+        from gemfinder.oracles.transport import install
+
+        install()  # get_async_session builds the byte-capped client (oracles.transport)
         self.url = f"{base_url.rstrip('/')}{ROUTE}"
         self.headers = build_hf_headers(token=token)  # what the chat client sends, too
         self.timeout = timeout
-        self._session: httpx2.AsyncClient | None = http
+        self._session: httpx2.AsyncClient | None = get_async_session()
 
     async def create(self, payload: dict[str, Any]) -> Any:
         """The decoded JSON of a 2xx answer; HfHubHTTPError for an error status."""

@@ -1,8 +1,11 @@
 """BACKEND_TGI: text-generation-inference `POST /generate`, the raw prompt, greedy.
 
 `do_sample=False` and no temperature/top_k/top_p/typical_p (any of them turns sampling on),
-`max_new_tokens` always, `return_full_text=False` always, `details=True` for token counts,
-`adapter_id` for LoRA candidates.
+`max_new_tokens` always, `return_full_text=False` always, `adapter_id` for LoRA candidates.
+No `details`: huggingface_hub parses them into dataclasses token by token (0.15 ms of CPU per
+answer, a third of the client's cost: docs/oracles.md), and the token counts they were asked
+for come in TGI's `x-prompt-tokens` / `x-generated-tokens` response headers anyway (read by the
+transport into backends.base.RESPONSE_HEADERS; None when a server does not send them).
 
 Log-likelihoods (multiple-choice lm_eval items; TGI's `/v1/completions` has no echo or
 logprobs): `POST /generate` of context + continuation with `decoder_input_details=True` and
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gemfinder.backends.base import Backend, Call, Completion
+from gemfinder.backends.base import RESPONSE_HEADERS, Backend, Call, Completion
 from gemfinder.backends.checks import served_by_info
 from gemfinder.backends.errors import GarbageResponse
 from gemfinder.backends.hf import inference_client
@@ -27,28 +30,33 @@ from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 
-def connect(url: str, token: str, timeout: float, http: Any) -> Any:
-    return inference_client(None, token, timeout, http)
+def connect(url: str, token: str, timeout: float) -> Any:
+    return inference_client(None, token, timeout)
 
 
 async def query(client: Any, call: Call) -> Completion:
-    out = await client.text_generation(
-        call.prompt.text,
-        model=f"{call.url}/generate",  # posted to as given: a bare URL would hit POST /
-        max_new_tokens=call.generation.max_new_tokens,
-        stop=list(call.generation.stop),
-        do_sample=False,
-        return_full_text=False,
-        details=True,
-        adapter_id=call.adapter_id,
-    )
-    text = getattr(out, "generated_text", None)
+    headers: dict[str, str] = {}
+    RESPONSE_HEADERS.set(headers)  # this task's next answer's headers land here
+    try:
+        text = await client.text_generation(
+            call.prompt.text,
+            model=f"{call.url}/generate",  # posted to as given: a bare URL would hit POST /
+            max_new_tokens=call.generation.max_new_tokens,
+            stop=list(call.generation.stop),
+            do_sample=False,
+            return_full_text=False,
+            adapter_id=call.adapter_id,
+        )
+    finally:
+        RESPONSE_HEADERS.set(None)
     if not isinstance(text, str):
         raise GarbageResponse("response has no generated_text")
-    details = getattr(out, "details", None)
-    generated = getattr(details, "generated_tokens", None)
-    prefill = getattr(details, "prefill", None)
-    return Completion(text, len(prefill) if prefill else None, generated)
+    prompt, generated = headers.get("x-prompt-tokens", ""), headers.get("x-generated-tokens", "")
+    return Completion(
+        text,
+        int(prompt) if prompt.isdigit() else None,
+        int(generated) if generated.isdigit() else None,
+    )
 
 
 async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list[int]) -> list[int]:
@@ -56,7 +64,8 @@ async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list
     /tokenize does not list get -1: never part of the continuation)."""
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
-    response = await client._async_client.post(  # the byte-capped session the client reads
+    http = await client._get_async_client()  # the session its /generate answers came through
+    response = await http.post(
         f"{url}/tokenize",
         json={"inputs": full},
         headers=build_hf_headers(token=client.token),

@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    if row.result.per_task:
+        print()
+        print(report.per_task_report(row.result))
     if args.html:
         print(f"\nwrote {args.html}")
     return 0

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 
 from tqdm import tqdm
 
@@ -27,8 +28,14 @@ from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoi
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec
+from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, default_algorithm
+from gemfinder.search.spec import (
+    GEM_CHECK_SHARE,
+    PRIOR_STRENGTH,
+    IncrementalAsk,
+    default_algorithm,
+)
 from gemfinder.sim.matrix import CorrectnessMatrix, load_matrix
 from gemfinder.store import Store, open_store
 from gemfinder.tasks import Item, load_query_set
@@ -66,9 +73,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
+    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
+                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
+                   "not named weighs 1; none given: each task weighs its share of the "
+                   "items)")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
+    )
+    p.add_argument(
+        "--incremental-from",
+        metavar="SEARCH_ID",
+        help="incremental search: challenge the top models of this earlier search of --store "
+        "('latest': its newest succeeded search) with the candidates it did not have; "
+        "--candidates is the current tree, --budget-per-model is per newcomer (docs/search.md)",
+    )
+    p.add_argument(
+        "--incumbents",
+        type=int,
+        help="with --incremental-from: how many of the earlier search's top models to keep "
+        f"(default {DEFAULT_INCUMBENTS})",
     )
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -90,6 +114,19 @@ def parse_params(pairs: list[str]) -> dict[str, float]:
     return params
 
 
+def parse_weights(pairs: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        task, sep, value = pair.partition("=")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not task.strip():
+            raise UserError("--task-weight", f"expected task=number, got {pair!r}")
+    return weights
+
+
 def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
     """Every row as a candidate; rows are told apart by adapter id on one placeholder URL."""
     return [
@@ -104,10 +141,20 @@ def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
     ]
 
 
+# The spec's fields that one flag sets (SearchSpec.validate names the field, prefix "search").
+SPEC_FLAGS = {
+    "search.seed": "--seed",
+    "search.algorithm": "--algorithm",
+    "search.prior_strength": "--prior-strength",
+    "search.gem_check_share": "--gem-check-share",
+    "search.query_set": "--query-set",
+}
+
+
 def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     """The validated spec and the oracle answering it; bad input is a UserError."""
     items: list[Item] = load_query_set(args.query_set)
-    matrix = load_matrix(args.matrix) if args.matrix else None
+    matrix = load_matrix(args.matrix, field="--matrix") if args.matrix else None
     if args.candidates:
         candidates = load_candidates(args.candidates)
     elif matrix is not None:
@@ -134,14 +181,24 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
+        task_weights=parse_weights(args.task_weight),
     )
+    if args.incremental_from is not None:
+        spec.ask = _incremental_ask(args)
+    elif args.incumbents is not None:
+        raise UserError("--incumbents", "only with --incremental-from")
     try:
         spec.validate(prefix="search", asked=budget.asked)
-    except UserError as err:  # an algorithm parameter: name the flag that set it
+    except UserError as err:  # a value a flag set: name the flag
         if err.field.startswith("search.params."):
             name = err.field.removeprefix("search.params.")
             raise UserError(f"--param {name}", err.reason) from None
-        raise
+        if err.field.startswith("search.task_weights["):
+            name = err.field.removeprefix("search.task_weights[")[:-1]
+            raise UserError(f"--task-weight {name}", err.reason) from None
+        if err.field in SPEC_FLAGS:
+            raise UserError(SPEC_FLAGS[err.field], err.reason) from None
+        raise  # a field of a file's line (search.candidates[3].endpoint) names the line
     if matrix is not None:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:
@@ -149,6 +206,25 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         return spec, ReplayOracle(matrix)
     endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
     return spec, InferenceOracle(endpoints)
+
+
+def _incremental_ask(args: argparse.Namespace) -> IncrementalAsk:
+    if not args.store:
+        raise UserError("--incremental-from", "needs --store: the earlier search lives there")
+    k = DEFAULT_INCUMBENTS if args.incumbents is None else args.incumbents
+    per_newcomer = None if args.budget is not None else args.budget_per_model or DEFAULT_PER_MODEL
+    return IncrementalAsk(args.incremental_from, check_incumbents(k, "--incumbents"), per_newcomer)
+
+
+def resolve_parent(spec: SearchSpec, store: Store) -> None:
+    """`--incremental-from latest`: the store's newest succeeded search, resolved before the
+    search's key is made, so that tomorrow's run is a new search and not today's again."""
+    if spec.ask is None or spec.ask.parent_search_id != "latest":
+        return
+    newest = store.list_searches(1, state="succeeded")
+    if not newest:
+        raise UserError("--incremental-from", "latest: --store holds no succeeded search")
+    spec.ask = replace(spec.ask, parent_search_id=newest[0].id)
 
 
 def search_key(spec: SearchSpec) -> str:
@@ -209,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     spec, oracle = build(args)
     store = open_store(args.store or ":memory:", option="--store")
     try:
+        resolve_parent(spec, store)
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
     finally:
         store.close()
@@ -224,4 +301,11 @@ def run(args: argparse.Namespace) -> int:
     print(report.ranking_table(row.result, top=args.top))
     print()
     print(report.gem_report(row.result))
+    print(f"search id     {row.id}")  # for `gemfinder export` (its samples, with --store)
+    if row.result.per_task:
+        print()
+        print(report.per_task_report(row.result))
+    if row.result.incremental is not None:
+        print()
+        print(report.incremental_report(row.result))
     return 0

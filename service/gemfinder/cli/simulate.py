@@ -8,6 +8,7 @@ import sys
 
 from tqdm import tqdm
 
+from gemfinder.errors import UserError
 from gemfinder.sim.matrix import load_matrix
 from gemfinder.sim.simulation import parse_algorithm, simulate_grid
 
@@ -41,7 +42,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+# The simulator (gemfinder.sim.simulation) names its Python arguments in its errors; the user of
+# this command typed flags. An error already filed under a flag (`--algorithms gem:first_cut`)
+# passes as it is.
+FLAGS = {
+    "matrix": "--matrix",
+    "algorithms": "--algorithms",
+    "budget_per_model": "--budget-per-model",
+    "trials": "--trials",
+    "seed": "--seed",
+}
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UserError as err:
+        flag = FLAGS.get(err.field)
+        if flag is None:
+            raise
+        # A budget error's advice names its field again ("raise budget_per_model to 2").
+        reason = err.reason.replace("budget_per_model", FLAGS["budget_per_model"])
+        raise UserError(flag, reason) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     for spec in args.algorithms:
         parse_algorithm(spec)

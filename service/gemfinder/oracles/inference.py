@@ -4,7 +4,7 @@
 Per endpoint: one client its backend builds, with an explicit token and timeout, and a semaphore
 sized from the user's setting or `/info` `max_concurrent_requests` (capped, since other
 clients share the server). A slot is held for one attempt only, never across a backoff sleep.
-Answers are read through a byte cap (oracles.answer_cap).
+Answers are read through a byte cap (oracles.answer_cap, in the transport oracles.transport).
 """
 
 from __future__ import annotations
@@ -21,30 +21,27 @@ from gemfinder.backends.base import Call, Completion
 from gemfinder.backends.errors import add_server_message
 from gemfinder.backends.registry import backend
 from gemfinder.candidates import Candidate
-from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES, capped_session
+from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.preflight import Prober, check_candidates
 from gemfinder.oracles.retry import Admission, CircuitBreaker, RetryPolicy, classify
 from gemfinder.oracles.stats import OracleStats
+from gemfinder.oracles.transport import MAX_ANSWER_BYTES
 from gemfinder.tasks import Item, get_task
 
 log = logging.getLogger(__name__)
 
 
 class _Endpoint:
-    def __init__(
-        self, config: EndpointConfig, limit: int, policy: RetryPolicy, max_answer_bytes: int
-    ) -> None:
+    def __init__(self, config: EndpointConfig, limit: int, policy: RetryPolicy) -> None:
         self.config = config
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
         self.breaker = CircuitBreaker()
         self.backend = backend(config.backend)
-        self.client = self.backend.connect(
-            config.key, config.bearer, policy.timeout_s, capped_session(max_answer_bytes)
-        )
+        self.client = self.backend.connect(config.key, config.bearer, policy.timeout_s)
 
 
 class InferenceOracle:
@@ -107,6 +104,18 @@ class InferenceOracle:
                 except Exception:  # noqa: BLE001 - forgotten either way; the search has ended
                     log.warning("closing the client of %s failed", url, exc_info=True)
 
+    def configure(self, config: EndpointConfig) -> None:
+        """Use `config` (its max_concurrency set) for its endpoint without probing it: an oracle
+        worker's endpoints, probed and checked by its parent (oracles.workers)."""
+        self._add(config, max(1, config.max_concurrency or self.default_concurrency))
+
+    async def forget(self, urls: list[str]) -> None:
+        """Close and forget the clients of `urls` (an oracle worker, told by its parent)."""
+        for url in urls:
+            endpoint = self._endpoints.pop(url, None)
+            if endpoint is not None:
+                await endpoint.client.close()
+
     @property
     def retained(self) -> int:
         """Endpoints whose settings and client this oracle holds (bounded; see `release`)."""
@@ -122,7 +131,7 @@ class InferenceOracle:
         old = self._endpoints.get(config.key)
         if old is not None:
             return old
-        endpoint = _Endpoint(config, limit, self.policy, self.max_answer_bytes)
+        endpoint = _Endpoint(config, limit, self.policy)
         self._endpoints[config.key] = endpoint
         return endpoint
 
@@ -182,6 +191,7 @@ class InferenceOracle:
         connection made). The circuit is asked once the slot is held, so that the attempts
         queued behind a failing one learn of the failure instead of connecting too."""
         breaker = endpoint.breaker
+        MAX_ANSWER_BYTES.set(self.max_answer_bytes)  # this task's calls read through its cap
         async with endpoint.semaphore:
             admission = breaker.admit()
             if admission is Admission.BLOCKED:

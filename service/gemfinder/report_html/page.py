@@ -57,7 +57,11 @@ def build_html(
     task_weights: Mapping[str, float] | None = None,
 ) -> str:
     """The report of one search. `spec`: its stored spec (SearchSpec.to_dict()), for the facts
-    line; `per_task`: task -> that task's estimates, drawn as one panel each when given."""
+    line; `per_task`: task -> that task's estimates, drawn as one panel each; by default the
+    result's own per-task results (a mixed query set's, search.per_task) and their weights."""
+    if per_task is None and result.per_task:
+        per_task = {t.task: t.estimates for t in result.per_task}
+        task_weights = task_weights or {t.task: t.weight for t in result.per_task}
     winner = result.winner.model_id or result.recommended_model_id
     popular = result.most_popular.model_id if result.most_popular else None
     parts = [

@@ -30,12 +30,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gemfinder import _core, metrics
+from gemfinder import _core, metrics, provenance
 from gemfinder.errors import UserError
 from gemfinder.oracles import Oracle
 from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
+from gemfinder.search import incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec, spec_digest
 from gemfinder.search.values import Progress
@@ -95,6 +96,7 @@ class SearchManager:
         self._leases: asyncio.Task[None] | None = None  # the lease loop (_keep_leases)
         self._renewed: float | None = None  # monotonic time of the last renewal holding any
         metrics.LEASE_AGE.set_function(self._lease_age)
+        provenance.environment()  # once per process (a git call), now rather than in a request
 
     # lifecycle ------------------------------------------------------------------------------
     async def resume_all(self) -> list[str]:
@@ -238,6 +240,8 @@ class SearchManager:
     async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
         # Before anything else: no connection to an endpoint the operator did not allow.
         self._check_allowed(spec)
+        if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
+            spec = incremental.narrow(self.store, spec)
         # One request id, one search, even under concurrent retries: a start with the id of a
         # start in progress waits for it, then attaches to its search (or starts afresh if it
         # failed). No lock is held while endpoints are probed, so starts run concurrently.
@@ -269,6 +273,7 @@ class SearchManager:
                     spec.to_dict(),
                     owner=self.replica_id,
                     lease_s=self.lease_s,
+                    provenance=provenance.of_search(spec.items),
                 )
                 self._launch(search_id, spec, spec.scheduler())
             except BaseException:

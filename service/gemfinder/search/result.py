@@ -14,8 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from gemfinder import _core
-from gemfinder.search import gem_check
+from gemfinder.search import gem_check, incremental
 from gemfinder.search.gem import HIDDEN_GEM, most_downloaded, verdict
+from gemfinder.search.per_task import Counts, item_tasks, per_task
 from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Estimate, Progress, Result
 
@@ -79,8 +80,12 @@ def result(
     cached: int,
     elapsed: float,
     outcomes: Callable[[list[int]], dict[int, dict[int, int]]],
+    task_counts: Callable[[list[int]], Counts] | None = None,
 ) -> Result:
-    """`outcomes(models)` gives {model: {item: reward}} of this search, for the gem verdict."""
+    """`outcomes(models)` gives {model: {item: reward}} of this search, for the gem verdict;
+    `task_counts(task of each item)` {model: {task: (graded, successes)}} of every model, for
+    the per-task results of a mixed query set (counted by the store: one row per model and
+    task, not per answer)."""
     ranking = sched.ranking()
     by_model = {r.model: r for r in ranking}
     winner_idx = sched.recommendation
@@ -93,8 +98,13 @@ def result(
     checked = gem_check.spent({m: by_model[m].seen for m in top}, seen)
     estimates = tuple(estimate(spec, r, seen.get(r.model)) for r in ranking)
     by_id = {e.model_id: e for e in estimates}
+    tasks, overall = (), ()
+    if task_counts is not None and len(spec.task_items()) > 1:
+        tasks, overall = per_task(spec, estimates, task_counts(item_tasks(spec)[1]))
+    recommended = spec.candidates[winner_idx].model_id
+    lineage = spec.incremental
     return Result(
-        recommended_model_id=spec.candidates[winner_idx].model_id,
+        recommended_model_id=recommended,
         ranking=estimates,
         queries_spent=sched.spent + checked,
         queries_failed=sched.failed,
@@ -107,6 +117,9 @@ def result(
         gem_verdict=gem,
         gem_evidence=tuple(evidence),
         gem_check_queries=checked,
+        per_task=tasks,
+        overall=overall,
+        incremental=None if lineage is None else incremental.outcome(lineage, recommended),
     )
 
 

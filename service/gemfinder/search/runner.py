@@ -37,6 +37,7 @@ from typing import Any
 from gemfinder import _core, metrics
 from gemfinder.oracles import Oracle, OracleResult
 from gemfinder.oracles.base import answer_scope
+from gemfinder.samples import Sample, sample
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
@@ -67,6 +68,10 @@ SHOWN_ENDPOINTS = 5
 DISPATCH_SLICE = 64
 # Smallest in-flight window while the event loop runs late (search.pressure).
 MIN_WINDOW = 4
+# A pull handed out by the scheduler: model, item, cache key, cached reward (None: not cached).
+Pull = tuple[int, int, str, int | None]
+# A graded pull, as the store records it: cache key, model, item, reward.
+Answer = tuple[str, int, int, int]
 
 # Scheduler calls of every search in this process. Two threads: the machine's cores; calls of
 # one search never overlap (each is awaited before the next), so more would only contend.
@@ -129,6 +134,10 @@ class SearchRunner:
         self._failed_at: Counter[str] = Counter()
         self._failure_kinds: dict[str, Counter[str]] = {}
         self._skips: list[tuple[int, int]] = []  # skipped pulls not yet stored
+        # The samples log (gemfinder.samples): graded queries not yet stored, and whether the
+        # gem check is asking them.
+        self._samples: list[Sample] = []
+        self._checking = False
         # The scheduler call running on a worker thread, if any: while it runs, nothing else
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
@@ -167,7 +176,8 @@ class SearchRunner:
 
     def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
-        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
+        counts = partial(self.store.task_counts, self.search_id)
+        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
         return replace(found, cost=self.cost.cost())
 
     async def run(self) -> Result:
@@ -179,17 +189,19 @@ class SearchRunner:
         try:
             # Pulls handed out but not sent yet: asked for in whole batches (cache hits are told
             # without a query, so they need no room), sent as the window allows.
-            held: deque[tuple[int, int]] = deque()
+            held: deque[Pull] = deque()
             largest = self._max_pending if self._round_based else self._sequential_batch
             while not self._cancel.is_set():
                 if not held and not self.sched.finished and len(pending) < largest:
-                    held.extend(await self._core(self.sched.ask, largest - len(pending)))
+                    asked = await self._core(self.sched.ask, largest - len(pending))
+                    held.extend(self._looked_up(asked))
                 room = self._next_window() - len(pending)
                 pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
                 hits = await self._dispatch(pulls, pending)
                 if hits:
                     # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
+                    self._log_samples()
                     await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
@@ -208,6 +220,7 @@ class SearchRunner:
                 # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
                 # lease) while the tell runs loses none of these paid answers.
                 self.store.put_answers(self.search_id, entries)
+                self._log_samples()
                 # Pulls that failed on every try: the model loses the item.
                 self._skips += await self._core(self.sched.tell_many, told)
                 self.store.put_skipped(self.search_id, self._skips)
@@ -248,9 +261,11 @@ class SearchRunner:
         # What a run before a crash already paid for, measured as the result measures it.
         seen = {r.model: r.seen for r in self.sched.ranking() if r.model in popular}
         self._checked = gem_check.spent(seen, outcomes)
-        queue = [(model, item) for model, items in wanted.items() for item in items]
+        planned = [(model, item) for model, items in wanted.items() for item in items]
+        queue = self._looked_up(planned)
         queue.reverse()  # popped from the end, in plan order
         pending = _InFlight(self._cancel)
+        self._checking = True
         try:
             while (queue or pending) and not self._cancel.is_set():
                 entries = []
@@ -266,32 +281,49 @@ class SearchRunner:
                         entries += self._graded(model, item, res)
                 self._checked += len(entries)
                 self.store.put_answers(self.search_id, entries)
+                self._log_samples()
                 if time.monotonic() - self._last_progress >= self._progress_every:
                     self._publish(ev.PROGRESS, "running")
         finally:
             await pending.abandon()
 
-    async def _dispatch(self, pulls, pending: _InFlight) -> list[tuple[str, int, int, int]]:
+    def _looked_up(self, pulls: list[tuple[int, int]]) -> list[Pull]:
+        """The pulls (model, item) of one batch with their cache keys and cached rewards, found
+        in one store call: on PostgreSQL a round trip that holds the event loop, so one per
+        batch rather than one per pull."""
+        keys = [self.keys(model, item) for model, item in pulls]
+        found = self.store.cached_many(keys)
+        return [
+            (model, item, key, found.get(key))
+            for (model, item), key in zip(pulls, keys, strict=True)
+        ]
+
+    async def _dispatch(self, pulls: list[Pull], pending: _InFlight) -> list[Answer]:
         """The cache hits (to tell, in pull order, and record); the rest go to the oracle.
-        A round hands out up to 2,048 pulls, each a cache lookup: the loop gets a turn every
-        DISPATCH_SLICE of them, so that a health check never waits for a whole round."""
+        A round hands out up to 2,048 pulls: the loop gets a turn every DISPATCH_SLICE of them,
+        so that a health check never waits for a whole round."""
         hits = []
-        for n, (model, item) in enumerate(pulls, 1):
-            hit = self._send(model, item, pending)
+        for n, pull in enumerate(pulls, 1):
+            hit = self._send(*pull, pending)
             if hit:
                 hits.append(hit)
             if n % DISPATCH_SLICE == 0:
                 await asyncio.sleep(0)
         return hits
 
-    def _send(self, model: int, item: int, pending: _InFlight) -> tuple[str, int, int, int] | None:
-        """The cached answer (nothing is sent), or None after starting the query in `pending`."""
-        key = self.keys(model, item)
-        reward = self.store.cached(key)
+    def _send(
+        self, model: int, item: int, key: str, reward: int | None, pending: _InFlight
+    ) -> Answer | None:
+        """The cached answer (`reward` found by `_looked_up`: nothing is sent), or None after
+        starting the query in `pending`."""
         if reward is not None:
             self.cached += 1
             metrics.observe_cached(self._labels[model], reward)
             metrics.BUDGET_SPENT.inc()
+            self._samples.append(
+                sample(model, item, key, self.keys.prompt_hashes[item], reward, cached=True,
+                       gem_check=self._checking)
+            )  # fmt: skip
             return (key, model, item, reward)
         metrics.QUERIES_SENT.labels(self._labels[model]).inc()
         self.cost.sent(self.spec.candidates[model])
@@ -305,7 +337,7 @@ class SearchRunner:
         pending.add(task, model, item)
         return None
 
-    def _graded(self, model: int, item: int, res: OracleResult) -> list[tuple[str, int, int, int]]:
+    def _graded(self, model: int, item: int, res: OracleResult) -> list[Answer]:
         """The answer entry of a graded query; none for a failure, which is never a 0."""
         metrics.observe_result(self._labels[model], res)
         if res.reward is None:
@@ -315,7 +347,18 @@ class SearchRunner:
             self._failure_kinds.setdefault(url, Counter())[kind] += 1
             return []
         metrics.BUDGET_SPENT.inc()
-        return [(self.keys(model, item), model, item, res.reward)]
+        key = self.keys(model, item)
+        self._samples.append(
+            sample(model, item, key, self.keys.prompt_hashes[item], res.reward,
+                   gem_check=self._checking, response=res.response, extracted=res.extracted)
+        )  # fmt: skip
+        return [(key, model, item, res.reward)]
+
+    def _log_samples(self) -> None:
+        """Store the graded queries told since the last call (after their answers)."""
+        if self._samples:
+            self.store.put_samples(self.search_id, self._samples)
+            self._samples = []
 
     # when a search cannot recommend ----------------------------------------------------------
     def _failing(self, models: list[int] | None = None) -> str:

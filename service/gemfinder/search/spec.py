@@ -19,7 +19,9 @@ from gemfinder.budget import U64_MAX, Budget, BudgetAsked, gem_check_reserve, to
 from gemfinder.candidates import Candidate
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import url_scope
-from gemfinder.tasks import Item, get_task
+from gemfinder.samples import prompt_sha256
+from gemfinder.search.values import Incremental
+from gemfinder.tasks import Item, get_task, task_label
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,17 @@ def _backends() -> list[Any]:
     return [REGISTRY[k] for k in sorted(REGISTRY)]
 
 
+@dataclass(frozen=True)
+class IncrementalAsk:
+    """A request for an incremental search (search.incremental): the parent's id, how many of
+    its top models to keep, and the budget per newcomer (None: `SearchSpec.budget` is the
+    newcomers' total). SearchManager.start turns it into the search it asks for."""
+
+    parent_search_id: str
+    incumbents: int
+    per_newcomer: float | None = None
+
+
 @dataclass
 class SearchSpec:
     candidates: list[Candidate]
@@ -83,6 +96,14 @@ class SearchSpec:
     # Start even when a candidate's endpoint does not answer the pre-search check (e.g. still
     # loading); off: such a search is refused (oracles.preflight.EndpointUnreachable).
     allow_unreachable: bool = False
+    # Relative weight of each task of a mixed query set in the overall ranking of the result
+    # (search.per_task); a task not named weighs 1. Empty: each task weighs its share of the
+    # items, which makes the overall ranking's accuracies the plain ones.
+    task_weights: dict[str, float] = field(default_factory=dict)
+    # An incremental search as asked (candidates: the current tree), before the manager narrows
+    # it; then `incremental` says what it was narrowed to.
+    ask: IncrementalAsk | None = None
+    incremental: Incremental | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -116,6 +137,24 @@ class SearchSpec:
             return None
         n0 = self.prior_strength
         return [(1.0 + n0 * s, 1.0 + n0 * (1.0 - s)) for s in scores if s is not None]
+
+    def task_items(self) -> dict[str, int]:
+        """{task: items of the query set}, by task name (tasks.task_label)."""
+        counts: dict[str, int] = {}
+        for item in self.items:
+            label = task_label(item)
+            counts[label] = counts.get(label, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def task_shares(self) -> dict[str, float]:
+        """Each task's weight in the overall ranking, normalised to sum to 1 (see task_weights)."""
+        counts = self.task_items()
+        if not self.task_weights:
+            total = sum(counts.values())
+            return {t: n / total for t, n in counts.items()}
+        raw = {t: float(self.task_weights.get(t, 1.0)) for t in counts}
+        total = sum(raw.values())
+        return {t: w / total for t, w in raw.items()}
 
     def scheduler(self) -> _core.Scheduler:
         return _core.Scheduler(
@@ -173,6 +212,7 @@ class SearchSpec:
         if len(self.items) > limits.max_items:
             raise UserError(f"{prefix}.query_set", f"at most {limits.max_items} items")
         self._check_loglikelihood_backends(prefix)
+        self._check_task_weights(prefix)
         Budget(self.budget, asked).check_range(n, limits.max_budget)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UserError(f"{prefix}.seed", f"must be an integer, got {self.seed!r}")
@@ -219,6 +259,33 @@ class SearchSpec:
             name = err.field or "algorithm"
             raise UserError(f"{prefix}.{name}", err.reason) from None
 
+    def _check_task_weights(self, prefix: str) -> None:
+        if not isinstance(self.task_weights, dict):
+            raise UserError(f"{prefix}.task_weights", "must be a map of task name to weight")
+        if not self.task_weights:
+            return
+        counts = self.task_items()
+        for task, weight in sorted(self.task_weights.items()):  # the same error every time
+            where = f"{prefix}.task_weights[{task}]"
+            if task not in counts:
+                raise UserError(
+                    where, f"no item of the query set has task {task!r} (tasks: "
+                    + ", ".join(counts) + ")",
+                )  # fmt: skip
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not math.isfinite(weight)
+                or weight < 0
+            ):
+                raise UserError(where, f"must be a finite number >= 0, got {weight!r}")
+        if not any(self.task_weights.get(t, 1.0) > 0 for t in counts):
+            first = next(iter(sorted(self.task_weights)))
+            raise UserError(
+                f"{prefix}.task_weights[{first}]",
+                "every task weighs 0: give at least one task a weight above 0",
+            )
+
     def _check_loglikelihood_backends(self, prefix: str) -> None:
         """Items scored from log-likelihoods (lm_eval multiple_choice) need a backend that
         returns them: a chat endpoint cannot, so the search is refused before any query."""
@@ -259,6 +326,12 @@ class SearchSpec:
         }
         if self.allow_unreachable:  # only when set: digests of older specs stay as they were
             data["allow_unreachable"] = True
+        if self.task_weights:  # likewise
+            data["task_weights"] = dict(sorted(self.task_weights.items()))
+        if self.ask is not None:
+            data["incremental_ask"] = asdict(self.ask)
+        if self.incremental is not None:
+            data["incremental"] = self.incremental.to_json()
         return data
 
     @classmethod
@@ -276,6 +349,11 @@ class SearchSpec:
             gem_check_share=data.get("gem_check_share", 0.0),
             prior_strength=data.get("prior_strength", PRIOR_STRENGTH),
             allow_unreachable=data.get("allow_unreachable", False),
+            task_weights=data.get("task_weights", {}),
+            ask=IncrementalAsk(**data["incremental_ask"]) if "incremental_ask" in data else None,
+            incremental=Incremental.from_json(data["incremental"])
+            if "incremental" in data
+            else None,
         )
 
 
@@ -293,17 +371,19 @@ class CacheKeys:
     """
 
     def __init__(self, spec: SearchSpec, scope: Callable[[str], str] = url_scope) -> None:
+        # Each item's prompt hash too (the samples log's), from the prompt built once here.
+        self.prompt_hashes: list[str] = []
         self._items = [self._item_part(it, spec.system_prompt) for it in spec.items]
         self._models = [
             json.dumps([scope(c.endpoint), c.backend, c.model_id, c.adapter_id or ""])
             for c in spec.candidates
         ]
 
-    @staticmethod
-    def _item_part(item: Item, system_prompt: bool) -> str:
+    def _item_part(self, item: Item, system_prompt: bool) -> str:
         task = get_task(item.task)
         gen = task.generation_for(item)
         prompt = task.build_prompt(item, system_prompt)
+        self.prompt_hashes.append(prompt_sha256(prompt, task.loglikelihood_requests(item)))
         body = json.dumps(
             [item.id, item.task, item.fields, prompt.text, prompt.messages],
             sort_keys=True,

@@ -14,7 +14,8 @@ generated gRPC code: only server/ speaks proto.
 
 Every number is finite (strict JSON): `from_json` reads results stored before that rule (an
 unseen model's accuracy was NaN) as 0, and fields stored before they existed (the gem verdict,
-its evidence, the gem check's queries, `official`) as the proto's defaults.
+its evidence, the gem check's queries, `official`, the per-task results) as the proto's
+defaults.
 Estimates and results take any field as missing for that reason; only an estimate's
 `model_id` is required.
 """
@@ -73,6 +74,32 @@ class Paired:
 
 
 @dataclass(frozen=True)
+class TaskResult:
+    """One task of a mixed query set (proto TaskResult; search.per_task says how it is
+    computed): its weight in the overall ranking (the caller's task_weights normalised to sum
+    to 1 over the tasks, or its share of the items), its items in the query set, and the
+    models graded on at least one of them, ranked on those items alone."""
+
+    task: str
+    weight: float = 0.0
+    items: int = 0
+    estimates: tuple[Estimate, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "weight": self.weight,
+            "items": self.items,
+            "estimates": [e.to_json() for e in self.estimates],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskResult:
+        estimates = tuple(Estimate.from_json(e) for e in data.get("estimates", ()))
+        return _known(cls, data | {"estimates": estimates})
+
+
+@dataclass(frozen=True)
 class Progress:
     """A running search's counters (proto Progress); all 0 before the first."""
 
@@ -97,6 +124,31 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How an incremental search relates to its parent (proto IncrementalOutcome;
+    search.incremental). `known`: every model id the lineage has listed (the parent's, its own
+    parent's, and this search's current tree), so that a model left out once is not taken for
+    a newcomer by the next search in the chain; stored, not sent."""
+
+    parent_search_id: str
+    parent_winner_model_id: str = ""
+    winner_changed: bool = False  # set in the result
+    incumbents: tuple[str, ...] = ()
+    newcomers: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    left_out: int = 0
+    known: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Incremental:
+        lists = {k: tuple(data.get(k, ())) for k in ("incumbents", "newcomers", "removed", "known")}
+        return _known(cls, data | lists)
+
+
+@dataclass(frozen=True)
 class Result:
     """A finished (or cancelled) search (proto SearchResult; search.result says how each field
     is computed). `gem_verdict` is one of search.gem's names, "" for results stored before
@@ -117,10 +169,18 @@ class Result:
     gem_check_queries: int = 0
     # What serving it cost (gemfinder.cost); None when no endpoint has a cost model.
     cost: Cost | None = None
+    # Mixed query sets only (two tasks or more; empty otherwise): one TaskResult per task, by
+    # task name, and every model ranked on its task-weighted accuracy (search.per_task).
+    per_task: tuple[TaskResult, ...] = ()
+    overall: tuple[Estimate, ...] = ()
+    incremental: Incremental | None = None  # set for an incremental search
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order."""
-        return {
+        """The JSON the store keeps (and `gemfinder search --json` prints), keys in this order;
+        `incremental` only for an incremental search, `per_task` and `overall` only for a mixed
+        query set, so that other results are stored as before."""
+        extra = {} if self.incremental is None else {"incremental": self.incremental.to_json()}
+        out = {
             "recommended_model_id": self.recommended_model_id,
             "ranking": [e.to_json() for e in self.ranking],
             "queries_spent": self.queries_spent,
@@ -135,7 +195,12 @@ class Result:
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
             **({} if self.cost is None else {"cost": self.cost.to_json()}),
+            **extra,
         }
+        if self.per_task or self.overall:
+            out["per_task"] = [t.to_json() for t in self.per_task]
+            out["overall"] = [e.to_json() for e in self.overall]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
@@ -146,6 +211,11 @@ class Result:
             "most_popular": None if popular is None else Estimate.from_json(popular),
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
             "cost": None if data.get("cost") is None else Cost.from_json(data["cost"]),
+            "per_task": tuple(TaskResult.from_json(t) for t in data.get("per_task", ())),
+            "overall": tuple(Estimate.from_json(e) for e in data.get("overall", ())),
+            "incremental": None
+            if data.get("incremental") is None
+            else Incremental.from_json(data["incremental"]),
         }
         return _known(cls, data | nested)
 

@@ -46,14 +46,25 @@ MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelSearchService"].full_name
 
 
-def default_oracle(config: ServerConfig, endpoints: list[EndpointConfig]) -> InferenceOracle:
-    return InferenceOracle(
-        endpoints,
-        policy=RetryPolicy(timeout_s=config.request_timeout_s),
-        stats=hook_oracle_stats(OracleStats()),
-        default_concurrency=config.endpoint_concurrency,
-        max_answer_bytes=config.max_answer_bytes,
-    )
+def default_oracle(config: ServerConfig, endpoints: list[EndpointConfig]) -> Oracle:
+    """The live-endpoint oracle: in this process, or in `--workers` processes."""
+    settings = {
+        "policy": RetryPolicy(timeout_s=config.request_timeout_s),
+        "stats": hook_oracle_stats(OracleStats()),
+        "default_concurrency": config.endpoint_concurrency,
+        "max_answer_bytes": config.max_answer_bytes,
+    }
+    if config.workers:
+        from gemfinder.oracles.workers import WorkerOracle
+
+        return WorkerOracle(
+            endpoints,
+            workers=config.workers,
+            executor=config.executor,
+            log_level=config.log_level,
+            **settings,
+        )
+    return InferenceOracle(endpoints, **settings)
 
 
 class Server:
@@ -135,6 +146,9 @@ class Server:
             raise UserError(
                 "--address", f"cannot listen on {self.config.address} (in use, or not local)"
             ) from None
+        start = getattr(self.oracle, "start", None)  # oracle workers (--workers)
+        if start is not None:
+            await start()
         await self._server.start()
         if self.config.metrics_port:
             try:

@@ -18,8 +18,9 @@ from gemfinder.candidates import Candidate, candidate_from_dict
 from gemfinder.cost import Cost
 from gemfinder.errors import UserError
 from gemfinder.search import gem
-from gemfinder.search.spec import Limits, SearchSpec, default_algorithm
-from gemfinder.search.values import Estimate, Paired, Progress, Result
+from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
+from gemfinder.search.spec import IncrementalAsk, Limits, SearchSpec, default_algorithm
+from gemfinder.search.values import Estimate, Incremental, Paired, Progress, Result, TaskResult
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.v1 import gemfinder_pb2 as pb
@@ -130,13 +131,29 @@ def spec_from_proto(
         system_prompt=SYSTEM_PROMPTS[msg.system_prompt],
         query_set=name,
         allow_unreachable=msg.allow_unreachable_endpoints,
+        task_weights=dict(msg.task_weights),
     )
     if msg.HasField("gem_check_share"):
         spec.gem_check_share = msg.gem_check_share
     if msg.HasField("prior_strength"):
         spec.prior_strength = msg.prior_strength
     spec.validate(limits, asked=budget.asked)
+    if msg.parent_search_id:
+        spec.ask = _incremental_ask(msg, default_per_model)
+    elif msg.HasField("incumbents"):
+        raise UserError("spec.incumbents", "only for an incremental search (parent_search_id)")
     return spec
+
+
+def _incremental_ask(msg: pb.SearchSpec, default_per_model: int) -> IncrementalAsk:
+    """The budget of an incremental search is per newcomer (per_model, or the default) or the
+    newcomers' total; the manager narrows the candidates (search.incremental)."""
+    k = msg.incumbents if msg.HasField("incumbents") else DEFAULT_INCUMBENTS
+    which = msg.budget.WhichOneof("amount")
+    per_newcomer = None if which == "total" else float(msg.budget.per_model or default_per_model)
+    return IncrementalAsk(
+        msg.parent_search_id, check_incumbents(k, "spec.incumbents"), per_newcomer
+    )
 
 
 def _budget(msg: pb.Budget, n_models: int, default_per_model: int) -> Budget:
@@ -230,6 +247,16 @@ def result_to_proto(r: Result) -> pb.SearchResult:
         gem_verdict=GEM_VERDICTS.get(r.gem_verdict, pb.GEM_VERDICT_UNSPECIFIED),
         gem_evidence=[pb.PairedComparison(**asdict(p)) for p in r.gem_evidence],
         gem_check_queries=r.gem_check_queries,
+        per_task=[
+            pb.TaskResult(
+                task=t.task,
+                weight=t.weight,
+                items=t.items,
+                estimates=[estimate_to_proto(e) for e in t.estimates],
+            )
+            for t in r.per_task
+        ],
+        overall=[estimate_to_proto(e) for e in r.overall],
     )
     if r.most_popular is not None:
         out.most_popular.CopyFrom(estimate_to_proto(r.most_popular))
@@ -244,6 +271,19 @@ def result_to_proto(r: Result) -> pb.SearchResult:
                 adapter_loads=cost.adapter_loads,
                 swaps=cost.swaps,
                 wall=_duration(cost.wall_s),
+            )
+        )
+    if r.incremental is not None:
+        i = r.incremental
+        out.incremental.CopyFrom(
+            pb.IncrementalOutcome(
+                parent_search_id=i.parent_search_id,
+                parent_winner_model_id=i.parent_winner_model_id,
+                winner_changed=i.winner_changed,
+                incumbents=i.incumbents,
+                newcomers=i.newcomers,
+                removed=i.removed,
+                left_out=i.left_out,
             )
         )
     return out
@@ -268,6 +308,17 @@ def result_from_proto(msg: pb.SearchResult) -> Result:
             for p in msg.gem_evidence
         ),
         gem_check_queries=msg.gem_check_queries,
+        per_task=tuple(
+            TaskResult(
+                task=t.task,
+                weight=t.weight,
+                items=t.items,
+                estimates=tuple(estimate_from_proto(e) for e in t.estimates),
+            )
+            for t in msg.per_task
+        ),
+        overall=tuple(estimate_from_proto(e) for e in msg.overall),
+        incremental=_incremental_from_proto(msg),
         cost=_cost_from_proto(msg.serving_cost) if msg.HasField("serving_cost") else None,
     )
 
@@ -284,6 +335,21 @@ def _cost_from_proto(msg: pb.ServingCost) -> Cost:
     )
 
 
+def _incremental_from_proto(msg: pb.SearchResult) -> Incremental | None:
+    if not msg.HasField("incremental"):
+        return None
+    i = msg.incremental
+    return Incremental(
+        parent_search_id=i.parent_search_id,
+        parent_winner_model_id=i.parent_winner_model_id,
+        winner_changed=i.winner_changed,
+        incumbents=tuple(i.incumbents),
+        newcomers=tuple(i.newcomers),
+        removed=tuple(i.removed),
+        left_out=i.left_out,
+    )
+
+
 def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
     spec = row.spec
     out = pb.Search(
@@ -297,6 +363,7 @@ def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
         error=row.error or "",
         create_time=_timestamp(row.created),
         update_time=_timestamp(row.updated),
+        parent_search_id=(spec.get("incremental") or {}).get("parent_search_id", ""),
     )
     if with_result and row.result is not None:
         out.result.CopyFrom(result_to_proto(row.result))

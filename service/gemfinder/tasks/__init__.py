@@ -7,6 +7,12 @@ from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task, 
 from gemfinder.tasks.query_set import load_query_set, parse_item
 from gemfinder.tasks.registry import TASKS, get_task
 
+
+def task_label(item: Item) -> str:
+    """The task an item's results are reported under (Task.label)."""
+    return get_task(item.task).label(item)
+
+
 __all__ = [
     "TASKS",
     "GenerationSettings",
@@ -18,4 +24,5 @@ __all__ = [
     "load_query_set",
     "parse_item",
     "strip_stop",
+    "task_label",
 ]

@@ -86,6 +86,11 @@ class Task:
             return f"task {self.name} needs field(s) {', '.join(missing)}"
         return None
 
+    def label(self, item: Item) -> str:
+        """The task an item's results are reported under (per-task results, task weights):
+        the task's name, unless items name their own benchmark (lm_eval)."""
+        return self.name
+
     def generation_for(self, item: Item) -> GenerationSettings:
         """Decoding settings for one item: the task's, unless items carry their own (lm_eval)."""
         return self.generation

@@ -125,8 +125,15 @@ class Budget(_message.Message):
     def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints")
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints", "task_weights", "parent_search_id", "incumbents")
     class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TaskWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +150,9 @@ class SearchSpec(_message.Message):
     GEM_CHECK_SHARE_FIELD_NUMBER: _ClassVar[int]
     PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
     ALLOW_UNREACHABLE_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    TASK_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    INCUMBENTS_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     query_set: QuerySet
     budget: Budget
@@ -153,7 +163,10 @@ class SearchSpec(_message.Message):
     gem_check_share: float
     prior_strength: float
     allow_unreachable_endpoints: bool
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ...) -> None: ...
+    task_weights: _containers.ScalarMap[str, float]
+    parent_search_id: str
+    incumbents: int
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ..., task_weights: _Optional[_Mapping[str, float]] = ..., parent_search_id: _Optional[str] = ..., incumbents: _Optional[int] = ...) -> None: ...
 
 class ModelEstimate(_message.Message):
     __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
@@ -206,7 +219,7 @@ class Progress(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "serving_cost")
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "serving_cost")
     RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +233,9 @@ class SearchResult(_message.Message):
     GEM_VERDICT_FIELD_NUMBER: _ClassVar[int]
     GEM_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     GEM_CHECK_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    PER_TASK_FIELD_NUMBER: _ClassVar[int]
+    OVERALL_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     SERVING_COST_FIELD_NUMBER: _ClassVar[int]
     recommended_model_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
@@ -234,8 +250,11 @@ class SearchResult(_message.Message):
     gem_verdict: GemVerdict
     gem_evidence: _containers.RepeatedCompositeFieldContainer[PairedComparison]
     gem_check_queries: int
+    per_task: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    overall: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
+    incremental: IncrementalOutcome
     serving_cost: ServingCost
-    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., serving_cost: _Optional[_Union[ServingCost, _Mapping]] = ...) -> None: ...
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., per_task: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., overall: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., incremental: _Optional[_Union[IncrementalOutcome, _Mapping]] = ..., serving_cost: _Optional[_Union[ServingCost, _Mapping]] = ...) -> None: ...
 
 class PairedComparison(_message.Message):
     __slots__ = ("model_id", "shared_items", "winner_only_correct", "other_only_correct", "p_value")
@@ -252,7 +271,7 @@ class PairedComparison(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., shared_items: _Optional[int] = ..., winner_only_correct: _Optional[int] = ..., other_only_correct: _Optional[int] = ..., p_value: _Optional[float] = ...) -> None: ...
 
 class Search(_message.Message):
-    __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time")
+    __slots__ = ("search_id", "request_id", "state", "algorithm", "n_candidates", "n_items", "progress", "result", "error", "create_time", "update_time", "parent_search_id")
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +283,7 @@ class Search(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     search_id: str
     request_id: str
     state: SearchState
@@ -275,7 +295,8 @@ class Search(_message.Message):
     error: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, search_id: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., algorithm: _Optional[str] = ..., n_candidates: _Optional[int] = ..., n_items: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[SearchResult, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    parent_search_id: str
+    def __init__(self, search_id: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., algorithm: _Optional[str] = ..., n_candidates: _Optional[int] = ..., n_items: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[SearchResult, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_search_id: _Optional[str] = ...) -> None: ...
 
 class SelectBestModelRequest(_message.Message):
     __slots__ = ("spec", "request_id")
@@ -366,6 +387,36 @@ class ListSearchesResponse(_message.Message):
     searches: _containers.RepeatedCompositeFieldContainer[Search]
     next_page_token: str
     def __init__(self, searches: _Optional[_Iterable[_Union[Search, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("task", "weight", "items", "estimates")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    weight: float
+    items: int
+    estimates: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
+    def __init__(self, task: _Optional[str] = ..., weight: _Optional[float] = ..., items: _Optional[int] = ..., estimates: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ...) -> None: ...
+
+class IncrementalOutcome(_message.Message):
+    __slots__ = ("parent_search_id", "parent_winner_model_id", "winner_changed", "incumbents", "newcomers", "removed", "left_out")
+    PARENT_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_WINNER_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    WINNER_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    INCUMBENTS_FIELD_NUMBER: _ClassVar[int]
+    NEWCOMERS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    parent_search_id: str
+    parent_winner_model_id: str
+    winner_changed: bool
+    incumbents: _containers.RepeatedScalarFieldContainer[str]
+    newcomers: _containers.RepeatedScalarFieldContainer[str]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    left_out: int
+    def __init__(self, parent_search_id: _Optional[str] = ..., parent_winner_model_id: _Optional[str] = ..., winner_changed: _Optional[bool] = ..., incumbents: _Optional[_Iterable[str]] = ..., newcomers: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., left_out: _Optional[int] = ...) -> None: ...
 
 class ServingCost(_message.Message):
     __slots__ = ("gpu_seconds", "load_gpu_seconds", "queries", "model_loads", "adapter_loads", "swaps", "wall")

@@ -182,10 +182,19 @@ def make_app(state: EndpointState) -> web.Application:
         return out
 
     def generate_body(body: dict[str, Any], compat: bool) -> dict[str, Any]:
+        return generate_answer(body, compat)[0]
+
+    def generate_answer(body: dict[str, Any], compat: bool) -> tuple[dict[str, Any], dict]:
+        """The body of a /generate answer and TGI's token-count headers for it."""
         scored = loglikelihood_body(body, compat)
         if scored is not None:
-            return scored
+            prefill = len(scored["details"]["prefill"])
+            return scored, {"x-prompt-tokens": str(prefill), "x-generated-tokens": "1"}
         gen, params = run_generate(body)
+        counts = {
+            "x-prompt-tokens": str(gen.input_tokens),
+            "x-generated-tokens": str(len(gen.pieces) + (1 if gen.special_eos else 0)),
+        }
         full = params.get("return_full_text")
         if full is None:
             full = compat  # POST / prepends the prompt by default for local models
@@ -194,7 +203,7 @@ def make_app(state: EndpointState) -> web.Application:
             out["details"] = _details(
                 gen, bool(params.get("decoder_input_details")), body["inputs"]
             )
-        return out
+        return out, counts
 
     async def stream(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         gen, params = run_generate(body)
@@ -222,7 +231,10 @@ def make_app(state: EndpointState) -> web.Application:
         return response
 
     async def generate(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        return web.json_response(generate_body(body, compat=False))
+        # TGI's /generate reports its token counts in headers too (router/src/server.rs), with
+        # or without `details`.
+        out, counts = generate_answer(body, compat=False)
+        return web.json_response(out, headers=counts)
 
     async def compat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         if body.get("stream"):

@@ -105,6 +105,14 @@ class LmEvalTask(Task):
                 return "choices must list one string per request"
         return None
 
+    def label(self, item: Item) -> str:
+        """The lm-eval task the record was built from (`gsm8k`, `arc_challenge`), so a query set
+        mixing lm-eval tasks reports each apart; a built-in task of the same name in the same
+        query set is reported together with it."""
+        source = item.fields.get("lm_eval")
+        task = source.get("task") if isinstance(source, dict) else None
+        return task if isinstance(task, str) and task else self.name
+
     def generation_for(self, item: Item) -> GenerationSettings:
         f = item.fields
         return GenerationSettings(

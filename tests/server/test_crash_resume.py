@@ -13,7 +13,7 @@ import grpc
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
-from tests.service.support import (
+from tests.pool_support import (
     clear_best_pool,
     generate_requests,
     spec_proto,

@@ -30,7 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.fleet_support import make_items
-from tests.service.support import clear_best_pool, spec_proto, start_fleet, write_endpoints
+from tests.pool_support import clear_best_pool, spec_proto, start_fleet, write_endpoints
 
 NAN, INF = float("nan"), float("inf")
 BAD = [

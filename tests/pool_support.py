@@ -1,4 +1,5 @@
-"""Helpers of the service tests: a pool with a clear best model served by a simulated fleet."""
+"""A pool with a clear best model served by a simulated fleet, and a server configured for it:
+shared by the server, search, oracle, CLI, simulation and k8s tests."""
 
 from __future__ import annotations
 

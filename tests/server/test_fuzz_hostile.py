@@ -21,7 +21,6 @@ import grpc
 import pytest
 from gemfinder.cli.search import MATRIX_ENDPOINT
 from gemfinder.config import ServerConfig
-from gemfinder.oracles import ReplayOracle
 from gemfinder.v1 import gemfinder_pb2 as pb
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -29,11 +28,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from tests.service.server_thread import serve_in_thread
-from tests.service.support import clear_best_pool
+from tests.server.fuzz_support import ITEMS, MATRIX, SERVICE
+from tests.server.server_thread import serve_in_thread
 
-MATRIX, ITEMS = clear_best_pool(n_models=6, per_task=3)
-SERVICE = "/gemfinder.v1.ModelSearchService/"
 SEED = int(os.environ.get("GEMFINDER_FUZZ_SEED", "12"))
 CASES = int(os.environ.get("GEMFINDER_FUZZ_CASES", "600"))
 TIME_LIMIT_S = 90.0
@@ -81,25 +78,6 @@ HOSTILE_STRINGS = [
     "-1",
     "1e308",
 ]
-
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory):
-    db = tmp_path_factory.mktemp("hostile") / "h.db"
-    endpoints = db.with_name("endpoints.json")  # the endpoints callers may name
-    endpoints.write_text(json.dumps([{"url": MATRIX_ENDPOINT}]), encoding="utf-8")
-    config = ServerConfig(
-        address="127.0.0.1:0",
-        metrics_port=0,
-        db=str(db),
-        endpoints=str(endpoints),
-        max_active_searches=1000,
-    )
-    with (
-        serve_in_thread(config, ReplayOracle(MATRIX)) as (_, port),
-        grpc.insecure_channel(f"127.0.0.1:{port}") as chan,
-    ):
-        yield chan
 
 
 def valid_spec(seed: int = 0) -> pb.SearchSpec:

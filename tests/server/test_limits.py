@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from tests.service.server_thread import serve_in_thread
+from tests.server.server_thread import serve_in_thread
 
 ITEM = pb.QueryItem(
     id="q1",

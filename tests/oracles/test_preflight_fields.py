@@ -32,7 +32,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.fleet_support import FAST_RETRY, make_items
-from tests.service.support import clear_best_pool, server_config, spec_proto, start_fleet
+from tests.pool_support import clear_best_pool, server_config, spec_proto, start_fleet
 
 DEAD = "http://127.0.0.1:1"
 UP = {"info": {"model_id": "org/base"}, "models": None, "unreachable": None}

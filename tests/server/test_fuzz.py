@@ -10,46 +10,21 @@ from __future__ import annotations
 import json
 
 import grpc
-import pytest
 from gemfinder import _core
 from gemfinder.cli.search import MATRIX_ENDPOINT
-from gemfinder.config import ServerConfig
-from gemfinder.oracles import ReplayOracle
 from gemfinder.v1 import gemfinder_pb2 as pb
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.service.server_thread import serve_in_thread
-from tests.service.support import clear_best_pool
+from tests.server.fuzz_support import ITEMS, MATRIX, SERVICE
 
-MATRIX, ITEMS = clear_best_pool(n_models=6, per_task=3)
-SERVICE = "/gemfinder.v1.ModelSearchService/"
 FUZZ = settings(
     max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory):
-    db = tmp_path_factory.mktemp("fuzz") / "f.db"
-    endpoints = db.with_name("endpoints.json")
-    endpoints.write_text(json.dumps([{"url": MATRIX_ENDPOINT}]), encoding="utf-8")
-    config = ServerConfig(
-        address="127.0.0.1:0",
-        metrics_port=0,
-        db=str(db),
-        endpoints=str(endpoints),
-        max_active_searches=1000,
-    )
-    with (
-        serve_in_thread(config, ReplayOracle(MATRIX)) as (_, port),
-        grpc.insecure_channel(f"127.0.0.1:{port}") as chan,
-    ):
-        yield chan
 
 
 texts = st.text(max_size=12)

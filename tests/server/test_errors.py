@@ -16,7 +16,7 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from tests.service.support import clear_best_pool, server_config, spec_proto, start_fleet
+from tests.pool_support import clear_best_pool, server_config, spec_proto, start_fleet
 
 TABLE = [
     (UserError("spec.budget", "too small"), grpc.StatusCode.INVALID_ARGUMENT),

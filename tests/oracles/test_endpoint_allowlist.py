@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import threading
 
 import grpc
 import pytest
@@ -27,7 +25,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from tests.conftest import REPO_ROOT
 from tests.fleet_support import make_items
-from tests.service.support import spec_proto
+from tests.pool_support import spec_proto
 
 ALLOWED = EndpointAllowlist.build(
     ["http://tgi-0.models.svc:8080", "https://gw.example.com/llama/"],
@@ -104,54 +102,15 @@ def test_allow_any_endpoint_is_a_switch():
         cfg.load(None, {"GEMFINDER_ALLOW_ANY_ENDPOINT": "sure"})
 
 
-class Victim:
-    """A listening socket the operator never listed: counts every connection it is offered
-    (closing each at once, so that an HTTP client that does connect fails fast)."""
-
-    def __init__(self, family=socket.AF_INET, host="127.0.0.1") -> None:
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # and 127.0.0.1
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(5)
-
-
-def _ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def victim():
-    v = Victim(socket.AF_INET6, "::") if _ipv6() else Victim()
-    yield v
-    v.close()
+def victim(listener):
+    """The listening socket the operator never listed."""
+    return listener()
 
 
-def tricks(port: int) -> list[str]:
+def tricks(victim) -> list[str]:
     """URLs that reach the victim (localhost:port), spelled otherwise than the listed one."""
+    port = victim.port
     urls = [
         f"http://LOCALHOST:{port}",  # case
         f"http://localhost.:{port}",  # trailing dot
@@ -162,14 +121,14 @@ def tricks(port: int) -> list[str]:
         f"http://localhost:{port}/..",
         f"http://localhost:0{port}",  # the same port, written otherwise
     ]
-    if _ipv6():
+    if victim.dual_stack:
         urls.append(f"http://[::1]:{port}")  # IPv6 literal
         urls.append(f"http://[::ffff:127.0.0.1]:{port}")
     return urls
 
 
-async def test_refused_before_any_connection_over_grpc(tmp_path, victim):
-    other = Victim()  # a different port: listed port + 1 would be a guess, this one is real
+async def test_refused_before_any_connection_over_grpc(tmp_path, victim, listener):
+    other = listener()  # a different port: listed port + 1 would be a guess, this one is real
     endpoints = tmp_path / "endpoints.json"
     listed = f"http://localhost:{victim.port}"
     endpoints.write_text(json.dumps([{"url": listed}]), encoding="utf-8")
@@ -182,7 +141,7 @@ async def test_refused_before_any_connection_over_grpc(tmp_path, victim):
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.ModelSearchServiceStub(channel)
-            for url in [*tricks(victim.port), f"http://localhost:{other.port}"]:
+            for url in [*tricks(victim), f"http://localhost:{other.port}"]:
                 cands = [Candidate("org/a", listed), Candidate("org/b", url)]
                 for method, request in (
                     (stub.StartSearch, pb.StartSearchRequest(spec=spec_proto(cands, items))),
@@ -285,7 +244,10 @@ async def test_a_search_resumed_on_a_withdrawn_endpoint_fails_without_connecting
 
 
 def test_the_example_fleets_candidates_name_only_their_listed_endpoints():
-    for fleet in sorted((REPO_ROOT / "k8s" / "examples").iterdir()):
+    # The fleet examples are the ones with candidates (the database examples have none).
+    fleets = sorted(p.parent for p in (REPO_ROOT / "k8s" / "examples").glob("*/candidates.json"))
+    assert len(fleets) >= 2, fleets
+    for fleet in fleets:
         listed = load_endpoint_configs(fleet / "endpoints.json")
         EndpointAllowlist.build(c.key for c in listed).check(
             load_candidates(fleet / "candidates.json")

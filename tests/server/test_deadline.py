@@ -13,7 +13,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from prometheus_client import REGISTRY
 
 from tests.fleet_support import FAST_RETRY
-from tests.service.support import (
+from tests.pool_support import (
     BEST,
     clear_best_pool,
     generate_requests,

@@ -19,7 +19,7 @@ from gemfinder.sim.matrix import CorrectnessMatrix
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
-from tests.service.support import (
+from tests.pool_support import (
     BEST,
     clear_best_pool,
     generate_requests,

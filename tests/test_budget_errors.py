@@ -26,7 +26,7 @@ from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.fleet_support import make_items
-from tests.service.support import clear_best_pool, spec_proto
+from tests.pool_support import clear_best_pool, spec_proto
 
 FIX = re.compile(r"raise (\S+) to ([\d,]+)")
 
