@@ -172,6 +172,17 @@ impl Scheduler {
             .map_err(to_py)
     }
 
+    /// Hand out each round's pulls load-aware, groups[m] being model m's endpoint
+    /// (core_rs/src/scheduler/load_order.rs); set again after a restore.
+    fn set_load_groups(&mut self, groups: Vec<u32>) -> PyResult<()> {
+        self.session.set_load_groups(groups).map_err(to_py)
+    }
+
+    #[getter]
+    fn load_aware_round(&self) -> bool {
+        self.session.scheduler().load_aware_round()
+    }
+
     fn release_in_flight(&mut self) -> usize {
         self.session.release_in_flight()
     }

@@ -22,6 +22,7 @@ use crate::rng::{stream_rng, Stream};
 use crate::sampling::ItemOrder;
 use crate::work;
 
+mod load_order;
 mod round_phase;
 #[cfg(test)]
 mod work_bounds;
@@ -47,6 +48,8 @@ struct RoundState {
     t: u32,
     exhaustive: bool,
     /// Next pull to generate: item-major, so every endpoint gets work from the first pulls.
+    /// A load-aware round (load_order.rs) sets next_survivor to LOAD_AWARE and keeps in next_j
+    /// the survivors' cursor at its start.
     next_j: u32,
     next_survivor: usize,
     /// Pulls of this round not yet graded or skipped (including those not yet handed out).
@@ -83,6 +86,10 @@ pub struct Scheduler {
     /// not saved (rebuilt on first use after a restore) and `==` ignores it.
     #[serde(skip)]
     derived: sequential::Derived,
+    /// Load-aware order of round pulls (scheduler/load_order.rs): the caller's groups and the
+    /// lanes derived from them; not saved (the round state marks a load-aware round).
+    #[serde(skip)]
+    load: load_order::LoadOrder,
 }
 
 impl Scheduler {
@@ -118,6 +125,7 @@ impl Scheduler {
             recommendation: None,
             ucb_e_a,
             derived: sequential::Derived::default(),
+            load: load_order::LoadOrder::default(),
             config,
         };
         scheduler.start()?;

@@ -35,6 +35,11 @@ impl Session {
         &self.scheduler
     }
 
+    /// See [`Scheduler::set_load_groups`].
+    pub fn set_load_groups(&mut self, groups: Vec<u32>) -> Result<()> {
+        self.scheduler.set_load_groups(groups)
+    }
+
     pub fn ask(&mut self, max: usize) -> Vec<Pull> {
         let mut pulls = Vec::new();
         self.scheduler.next_pulls(max, &mut pulls);

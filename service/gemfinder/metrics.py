@@ -145,6 +145,23 @@ RPC_DURATION = Histogram(
     buckets=LATENCY_BUCKETS + DURATION_BUCKETS[5:],
 )
 
+SERVING_GPU_SECONDS = Counter(
+    "gemfinder_serving_gpu_seconds",
+    "GPU-seconds the queries sent would cost, from the endpoints' cost models, by kind "
+    "(query: answering; load: models, adapters and GPU slot swaps).",
+    ["kind"],
+)
+SERVING_LOADS = Counter(
+    "gemfinder_serving_loads",
+    "Model loads, adapter loads (into host memory) and GPU slot swaps the queries sent need, "
+    "from the endpoints' cost models.",
+    ["kind"],
+)
+for _kind in ("query", "load"):
+    SERVING_GPU_SECONDS.labels(_kind)
+for _kind in ("model", "adapter", "swap"):
+    SERVING_LOADS.labels(_kind)
+
 ALL = (
     QUERIES_SENT,
     QUERIES_ANSWERED,
@@ -169,6 +186,8 @@ ALL = (
     SEARCH_QUERIES,
     RPC_REQUESTS,
     RPC_DURATION,
+    SERVING_GPU_SECONDS,
+    SERVING_LOADS,
 )
 
 

@@ -159,7 +159,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
-        "no change: the number was reserved while the incremental search was built, which needed none",
+        "no change: reserved while the incremental search was built, which needed none",
         (),
     ),
     Migration(
@@ -282,7 +282,9 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE searches ADD COLUMN provenance text",
         ),
     ),
-    Migration(6, "reserved for incremental (#16); a placeholder", ()),
+    Migration(
+        6, "no change: reserved while the incremental search was built, which needed none", ()
+    ),
     Migration(
         7,
         "events: each search's progress events in order, for Watch on any replica and resuming",

@@ -5,6 +5,7 @@ reads through server.convert.result_from_proto.
 
 from __future__ import annotations
 
+from gemfinder.cost import Cost
 from gemfinder.search.values import Certificate, Estimate, Result
 
 VERDICTS = {
@@ -68,7 +69,19 @@ def gem_report(result: Result, true_accuracy: dict[str, float] | None = None) ->
         f"{result.queries_cached:,} from cache{check}) vs {exhaustive:,} for "
         f"exhaustive evaluation{ratio}"
     )
+    if result.cost is not None:
+        lines.append(serving_line(result.cost))
     return "\n".join(lines)
+
+
+def serving_line(cost: Cost) -> str:
+    """The serving cost next to the queries: GPU-seconds (of which loads), loads, wall time."""
+    return (
+        f"serving       {cost.gpu_seconds:,.1f} GPU-seconds ({cost.load_gpu_seconds:,.1f} "
+        f"loading: {cost.model_loads:,} model loads, {cost.adapter_loads:,} adapter loads, "
+        f"{cost.swaps:,} slot swaps) for {cost.queries:,} queries sent; wall "
+        f"{cost.wall_s:,.1f} s (accounted)"
+    )
 
 
 def _row(est: Estimate) -> str:

@@ -73,6 +73,8 @@ def test_the_dashboard_covers_the_cost_and_health_signals():
         "gemfinder_active_searches",
         "gemfinder_search_survivors",
         "gemfinder_search_duration_seconds_bucket",
+        "gemfinder_serving_gpu_seconds_total",
+        "gemfinder_serving_loads_total",
     ):
         assert needed in used, needed
 

@@ -1,6 +1,6 @@
 //! The round-based half of the scheduler: generating a round's pulls, running a whole round at
 //! once (for the simulator), planning rounds by the shared budget rule and eliminating.
-use super::{scorer, Phase, Pull, Scheduler};
+use super::{load_order, scorer, Phase, Pull, Scheduler};
 use crate::rng::tie_key;
 use crate::work;
 
@@ -43,6 +43,9 @@ impl Scheduler {
 
     pub(super) fn generate_round_pull(&mut self) -> Option<Pull> {
         let n = self.config.n_items as u32;
+        if self.load_aware_round() {
+            return self.load_aware_pull();
+        }
         let Phase::Rounds(rs) = &mut self.phase else {
             return None;
         };
@@ -98,6 +101,7 @@ impl Scheduler {
                 let furthest = self.survivors.iter().map(|&m| self.arms.cursor[m as usize]);
                 let upto = furthest.max().unwrap_or(0) as u64 + t;
                 self.order.prepare(upto.min(n) as u32);
+                load_order::begin_round(&mut self.load, rs, &self.survivors, &self.arms.cursor);
                 return;
             }
             // Nothing to ask this round (no budget or no items left): decide on what is known.

@@ -28,6 +28,8 @@ def _adapter(
     known = config.adapters if config is not None else None
     if known is None and probe.get("models") is not None:
         known = tuple(probe["models"])
+    if config is not None and config.lora_paths:  # registered on demand (oracles.lora_runtime)
+        known = (*(known or ()), *config.lora_paths)
     if known is None and not later:
         return [
             (

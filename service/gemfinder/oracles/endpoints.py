@@ -20,12 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder.backends.registry import DEFAULT, parse_backend
+from gemfinder.cost import CostModel, cost_model_from_dict
 from gemfinder.errors import UserError
 
 # Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
 # attach to every request, to whatever URL.
 PLACEHOLDER_TOKEN = "gemfinder-no-token"
-_KEYS = {"url", "backend", "token", "adapters", "max_concurrency", "served_model", "cache_group"}
+_KEYS = {
+    "url",
+    "backend",
+    "token",
+    "adapters",
+    "max_concurrency",
+    "served_model",
+    "cache_group",
+    "cost",
+    "lora_paths",
+}
 MAX_CACHE_GROUP = 200
 
 
@@ -45,6 +56,11 @@ class EndpointConfig:
     # Endpoints of one group share cached answers (replicas of one deployment, or one server
     # that moves to a new URL); None: answers are shared with no other endpoint.
     cache_group: str | None = None
+    # What serving costs there (gemfinder.cost); None: the search accounts no GPU time for it.
+    cost: CostModel | None = None
+    # vLLM with runtime LoRA updating: adapters gemfinder registers on demand, name -> path on
+    # the server (gemfinder.oracles.lora_runtime); None: none.
+    lora_paths: dict[str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -96,14 +112,30 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
         raise UserError(
             f"{where}.cache_group", f"must be a non-empty string of at most {MAX_CACHE_GROUP}"
         )
+    cost = data.get("cost")
+    paths = data.get("lora_paths")
+    if paths is not None and (
+        not isinstance(paths, dict)
+        or not paths
+        or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in paths.items())
+    ):
+        raise UserError(f"{where}.lora_paths", "must be an object adapter name -> path")
     return EndpointConfig(
-        url.rstrip("/"), backend, token, adapters, limit, served, cache_group=group
+        url.rstrip("/"),
+        backend,
+        token,
+        adapters,
+        limit,
+        served,
+        cache_group=group,
+        cost=None if cost is None else cost_model_from_dict(cost, f"{where}.cost"),
+        lora_paths=None if paths is None else dict(paths),
     )
 
 
 def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:
     """A JSON list of endpoint objects (url, backend, token, adapters, max_concurrency,
-    served_model, cache_group)."""
+    served_model, cache_group, cost, lora_paths)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -24,6 +24,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
+from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.preflight import Prober, check_candidates
 from gemfinder.oracles.retry import (
     Admission,
@@ -74,6 +75,7 @@ class InferenceOracle:
         self._endpoints: dict[str, _Endpoint] = {}
         self.prober = Prober(limit=probe_concurrency, timeout_s=min(self.policy.timeout_s, 10.0))
         self._users: Counter[str] = Counter()  # searches prepared on each endpoint, not released
+        self.runtime_adapters = RuntimeAdapters(self.policy.timeout_s)
 
     async def prepare(self, candidates: list[Candidate]) -> None:
         """Probe every endpoint once, validate candidates (adapter ids!), size the pools.
@@ -248,6 +250,20 @@ class InferenceOracle:
         endpoint = self._endpoint(candidate)
         start = time.perf_counter()
         self.stats.record("pull")
+        if RuntimeAdapters.on_demand(endpoint.config, candidate.adapter_id):
+            assert candidate.adapter_id is not None
+            problem = await self.runtime_adapters.ensure(endpoint.config, candidate.adapter_id)
+            if problem is not None:  # a failed registration: a failure, never a wrong answer
+                self.stats.record("pull_failed", FailureKind.HTTP_ERROR)
+                return OracleResult(
+                    model_id=candidate.model_id,
+                    item_id=item.id,
+                    reward=None,
+                    failure=FailureKind.HTTP_ERROR,
+                    latency_s=time.perf_counter() - start,
+                    attempts=1,
+                    error=problem,
+                )
         attempt = 0
         breaker = endpoint.breaker
         while True:
@@ -340,6 +356,17 @@ class InferenceOracle:
             attempts=attempts,
         )
 
+    async def release_adapters(self, candidates: list[Candidate]) -> None:
+        """Unregister the on-demand adapters of these candidates that gemfinder registered."""
+        by_endpoint: dict[str, list[str]] = {}
+        for cand in candidates:
+            config = self.configs.get(cand.endpoint.rstrip("/"))
+            if RuntimeAdapters.on_demand(config, cand.adapter_id):
+                by_endpoint.setdefault(cand.endpoint.rstrip("/"), []).append(str(cand.adapter_id))
+        for url, names in by_endpoint.items():
+            await self.runtime_adapters.release(self.configs[url], names)
+
     async def aclose(self) -> None:
+        await self.runtime_adapters.aclose()
         for endpoint in self._endpoints.values():
             await endpoint.client.close()

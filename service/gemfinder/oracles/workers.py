@@ -135,6 +135,11 @@ class WorkerOracle:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
+    @property
+    def configs(self) -> dict[str, EndpointConfig]:
+        """The operator's endpoint settings (their cost models: search.serving_cost)."""
+        return self.local.configs
+
     # the Oracle protocol ----------------------------------------------------------------------
     async def prepare(self, candidates: list[Candidate]) -> None:
         await self.local.prepare(candidates)

@@ -43,6 +43,7 @@ from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result
+from gemfinder.search.serving_cost import SearchCost, load_groups
 from gemfinder.search.spec import AnyScheduler, CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
@@ -94,6 +95,7 @@ class SearchRunner:
         max_pending: int = 2048,
         sequential_batch: int = 32,
         owner: str | None = None,
+        load_aware: bool = True,
     ) -> None:
         self.search_id = search_id
         # The replica holding this search's lease: its snapshot and progress writes are fenced
@@ -103,7 +105,12 @@ class SearchRunner:
         self.oracle = oracle
         self.store = store
         self.sched = scheduler or spec.scheduler()
+        # Rounds grouped by endpoint, each model brought up once (issue #17); the certified
+        # elimination has no rounds to group.
+        if load_aware and hasattr(self.sched, "set_load_groups"):
+            self.sched.set_load_groups(load_groups(spec.candidates))
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
+        self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
@@ -135,6 +142,10 @@ class SearchRunner:
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
         self._progress: Progress | None = None
+        # Adapters on demand (oracles.lora_runtime): unregistered once their model is out.
+        self._release = getattr(oracle, "release_adapters", None)
+        self._alive = set(self.sched.survivors())
+        self._releases: list[asyncio.Task[None]] = []
 
     @property
     def elapsed(self) -> float:
@@ -166,7 +177,8 @@ class SearchRunner:
     def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
         counts = partial(self.store.task_counts, self.search_id)
-        return result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
+        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
+        return replace(found, cost=self.cost.cost())
 
     async def run(self) -> Result:
         """Run to the end; returns the result, raises SearchCancelled when cancelled."""
@@ -224,6 +236,7 @@ class SearchRunner:
         self._check_recommendation()
         await self._gem_check()
         self._snapshot()
+        await self._release_all()
         if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
             raise SearchCancelled(self.result())
         return self.result()
@@ -313,6 +326,7 @@ class SearchRunner:
             )  # fmt: skip
             return (key, model, item, reward)
         metrics.QUERIES_SENT.labels(self._labels[model]).inc()
+        self.cost.sent(self.spec.candidates[model])
         task = asyncio.ensure_future(
             self.oracle.answer(
                 self.spec.candidates[model],
@@ -416,6 +430,7 @@ class SearchRunner:
         if rnd != self._round:
             self._round = rnd
             self._set_survivors()
+            self._release_eliminated()
             self._snapshot()
             self._publish(ev.ROUND_FINISHED, "running")
             if rnd is not None:
@@ -429,6 +444,22 @@ class SearchRunner:
         """Append an event to the search's log (search.events), fenced by the lease."""
         self._last_progress = time.monotonic()
         self.store.put_event(self.search_id, kind, self.progress(), state, owner=self.owner)
+
+    def _release_eliminated(self) -> None:
+        if self._release is None:
+            return
+        alive = set(self.sched.survivors())
+        gone = [self.spec.candidates[m] for m in sorted(self._alive - alive)]
+        self._alive = alive
+        if gone:
+            self._releases.append(asyncio.ensure_future(self._release(gone)))
+
+    async def _release_all(self) -> None:
+        """The search is over: what it registered on demand is unregistered."""
+        if self._release is None:
+            return
+        await asyncio.gather(*self._releases)
+        await self._release(list(self.spec.candidates))
 
     def _set_survivors(self) -> None:
         count = len(self.sched.survivors())

@@ -26,6 +26,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+from gemfinder.cost import Cost
+
 T = TypeVar("T")
 
 
@@ -190,6 +192,8 @@ class Result:
     gem_verdict: str = ""
     gem_evidence: tuple[Paired, ...] = ()
     gem_check_queries: int = 0
+    # What serving it cost (gemfinder.cost); None when no endpoint has a cost model.
+    cost: Cost | None = None
     # Mixed query sets only (two tasks or more; empty otherwise): one TaskResult per task, by
     # task name, and every model ranked on its task-weighted accuracy (search.per_task).
     per_task: tuple[TaskResult, ...] = ()
@@ -217,6 +221,7 @@ class Result:
             "gem_verdict": self.gem_verdict,
             "gem_evidence": [p.to_json() for p in self.gem_evidence],
             "gem_check_queries": self.gem_check_queries,
+            **({} if self.cost is None else {"cost": self.cost.to_json()}),
             **extra,
         }
         if self.per_task or self.overall:
@@ -234,6 +239,7 @@ class Result:
             "ranking": tuple(Estimate.from_json(e) for e in data.get("ranking", ())),
             "most_popular": None if popular is None else Estimate.from_json(popular),
             "gem_evidence": tuple(Paired.from_json(p) for p in data.get("gem_evidence", ())),
+            "cost": None if data.get("cost") is None else Cost.from_json(data["cost"]),
             "per_task": tuple(TaskResult.from_json(t) for t in data.get("per_task", ())),
             "overall": tuple(Estimate.from_json(e) for e in data.get("overall", ())),
             "incremental": None

@@ -15,6 +15,7 @@ from gemfinder import _core, bounded_json
 from gemfinder.backends.registry import BY_NAME, DEFAULT, REGISTRY
 from gemfinder.budget import Budget
 from gemfinder.candidates import Candidate, candidate_from_dict
+from gemfinder.cost import Cost
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
@@ -340,6 +341,19 @@ def result_to_proto(r: Result) -> pb.SearchResult:
     )
     if r.most_popular is not None:
         out.most_popular.CopyFrom(estimate_to_proto(r.most_popular))
+    if r.cost is not None:
+        cost = r.cost
+        out.serving_cost.CopyFrom(
+            pb.ServingCost(
+                gpu_seconds=cost.gpu_seconds,
+                load_gpu_seconds=cost.load_gpu_seconds,
+                queries=cost.queries,
+                model_loads=cost.model_loads,
+                adapter_loads=cost.adapter_loads,
+                swaps=cost.swaps,
+                wall=_duration(cost.wall_s),
+            )
+        )
     if r.incremental is not None:
         i = r.incremental
         out.incremental.CopyFrom(
@@ -389,6 +403,19 @@ def result_from_proto(msg: pb.SearchResult) -> Result:
         overall=tuple(estimate_from_proto(e) for e in msg.overall),
         incremental=_incremental_from_proto(msg),
         certificate=certificate_from_proto(msg),
+        cost=_cost_from_proto(msg.serving_cost) if msg.HasField("serving_cost") else None,
+    )
+
+
+def _cost_from_proto(msg: pb.ServingCost) -> Cost:
+    return Cost(
+        gpu_seconds=msg.gpu_seconds,
+        load_gpu_seconds=msg.load_gpu_seconds,
+        queries=msg.queries,
+        model_loads=msg.model_loads,
+        adapter_loads=msg.adapter_loads,
+        swaps=msg.swaps,
+        wall_s=msg.wall.ToNanoseconds() / 1e9,
     )
 
 

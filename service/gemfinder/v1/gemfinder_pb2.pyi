@@ -227,7 +227,7 @@ class Progress(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "certificate")
+    __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "certificate", "serving_cost")
     RECOMMENDED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,7 @@ class SearchResult(_message.Message):
     OVERALL_FIELD_NUMBER: _ClassVar[int]
     INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_COST_FIELD_NUMBER: _ClassVar[int]
     recommended_model_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     queries_spent: int
@@ -262,7 +263,8 @@ class SearchResult(_message.Message):
     overall: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
     incremental: IncrementalOutcome
     certificate: Certificate
-    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., per_task: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., overall: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., incremental: _Optional[_Union[IncrementalOutcome, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
+    serving_cost: ServingCost
+    def __init__(self, recommended_model_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., queries_spent: _Optional[int] = ..., queries_failed: _Optional[int] = ..., queries_cached: _Optional[int] = ..., exhaustive_queries: _Optional[int] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., winner: _Optional[_Union[ModelEstimate, _Mapping]] = ..., most_popular: _Optional[_Union[ModelEstimate, _Mapping]] = ..., hidden_gem: _Optional[bool] = ..., gem_verdict: _Optional[_Union[GemVerdict, str]] = ..., gem_evidence: _Optional[_Iterable[_Union[PairedComparison, _Mapping]]] = ..., gem_check_queries: _Optional[int] = ..., per_task: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., overall: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., incremental: _Optional[_Union[IncrementalOutcome, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ..., serving_cost: _Optional[_Union[ServingCost, _Mapping]] = ...) -> None: ...
 
 class PairedComparison(_message.Message):
     __slots__ = ("model_id", "shared_items", "winner_only_correct", "other_only_correct", "p_value")
@@ -459,3 +461,21 @@ class Certificate(_message.Message):
     epsilon: float
     certified: bool
     def __init__(self, epsilon_reached: _Optional[float] = ..., delta: _Optional[float] = ..., epsilon: _Optional[float] = ..., certified: _Optional[bool] = ...) -> None: ...
+
+class ServingCost(_message.Message):
+    __slots__ = ("gpu_seconds", "load_gpu_seconds", "queries", "model_loads", "adapter_loads", "swaps", "wall")
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LOADS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_LOADS_FIELD_NUMBER: _ClassVar[int]
+    SWAPS_FIELD_NUMBER: _ClassVar[int]
+    WALL_FIELD_NUMBER: _ClassVar[int]
+    gpu_seconds: float
+    load_gpu_seconds: float
+    queries: int
+    model_loads: int
+    adapter_loads: int
+    swaps: int
+    wall: _duration_pb2.Duration
+    def __init__(self, gpu_seconds: _Optional[float] = ..., load_gpu_seconds: _Optional[float] = ..., queries: _Optional[int] = ..., model_loads: _Optional[int] = ..., adapter_loads: _Optional[int] = ..., swaps: _Optional[int] = ..., wall: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -104,11 +104,14 @@ def endpoints_for(
     """The endpoint settings (`gemfinder.oracles.load_endpoint_configs`) for the candidates of
     `candidates_for`: one per endpoint, listing the LoRA adapters it serves, which a search
     needs before it accepts adapter ids (TGI's /info does not list them)."""
-    return [
-        {
+    out = []
+    for spec in config.endpoints:
+        endpoint: dict[str, Any] = {
             "url": urls[spec.name],
             "backend": enum_name(backend),
             "adapters": list(spec.adapters),
         }
-        for spec in config.endpoints
-    ]
+        if spec.serving is not None:  # the fleet's own costs, for the search to account
+            endpoint["cost"] = spec.serving.cost.to_json()
+        out.append(endpoint)
+    return out

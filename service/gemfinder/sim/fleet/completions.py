@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -55,14 +55,14 @@ def error(status: int, message: str, _kind: str = "") -> web.Response:
     return web.json_response({**body, "code": status}, status=status)
 
 
-def model_list(spec: EndpointSpec) -> dict[str, Any]:
+def model_list(spec: EndpointSpec, adapters: Iterable[str]) -> dict[str, Any]:
     """vLLM's GET /v1/models: the base model, then each LoRA module with the base as parent."""
 
     def card(name: str, parent: str | None) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "vllm",
                 "root": name, "parent": parent, "max_model_len": spec.max_total_tokens}  # fmt: skip
 
-    cards = [card(spec.model_id, None)] + [card(a, spec.model_id) for a in spec.adapters]
+    cards = [card(spec.model_id, None)] + [card(a, spec.model_id) for a in adapters]
     return {"object": "list", "data": cards}
 
 
@@ -130,7 +130,7 @@ def make_handler(
 
     def _complete(body: dict[str, Any]) -> web.Response:
         name = body.get("model")
-        if name != spec.model_id and name not in spec.adapters:
+        if name != spec.model_id and name not in model.adapters:
             raise OpenAIError(f"The model `{name}` does not exist.", 404)
         prompt = _prompt(body)
         scored = model.loglikelihood_tokens(prompt, name if name != spec.model_id else None)
@@ -161,6 +161,7 @@ def make_handler(
             chat=False,
         )
         state.served[gen.row] += 1
+        state.account(name)
         text, stop_reason = _cut_stop(gen, stop)
         n_out = len(gen.pieces)
         choice = {
@@ -187,6 +188,7 @@ def make_handler(
         if len(toks) + max_tokens > spec.max_total_tokens:
             raise OpenAIError(f"This model's maximum context length is {spec.max_total_tokens}")
         state.served[row] += 1
+        state.account(name)
         generated = [("\n", -0.3)] * max_tokens
         texts, logprobs, offsets, pos = [], [], [], 0
         for piece, lp in [*toks, *generated]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder.errors import UserError
+from gemfinder.sim.fleet.serving import ServingSpec, serving_from_dict
 
 # Fault kinds an endpoint can inject: TGI's own error statuses, a proxy's 503, a 200 whose
 # body is not the API's JSON, and a hang long enough to trip the client's timeout.
@@ -56,6 +57,8 @@ class EndpointSpec:
     chat_template: bool = True
     # "vllm": vLLM's OpenAI server (no /generate, no /info; /v1/models lists the adapters).
     server: str = "tgi"
+    # What serving costs on the virtual clock, and vLLM's runtime LoRA API (serving.py).
+    serving: ServingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ _ENDPOINT_KEYS = {
     "down",
     "chat_template",
     "server",
+    "serving",
 }
 
 
@@ -170,9 +174,16 @@ def endpoint_from_dict(data: Any, where: str) -> EndpointSpec:
         down=bool(data.get("down", False)),
         chat_template=_bool(f"{where}.chat_template", data.get("chat_template", True)),
         server=data.get("server", "tgi"),
+        serving=None
+        if data.get("serving") is None
+        else serving_from_dict(data["serving"], f"{where}.serving"),
     )
     if spec.server not in SERVERS:
         raise UserError(f"{where}.server", f"must be one of {', '.join(SERVERS)}")
+    if spec.serving and spec.serving.runtime_lora_updating and spec.server != "vllm":
+        raise UserError(
+            f"{where}.serving.runtime_lora_updating", 'only vLLM has it (server: "vllm")'
+        )
     if spec.max_total_tokens <= spec.max_input_tokens:
         raise UserError(f"{where}.max_total_tokens", "must exceed max_input_tokens")
     return spec

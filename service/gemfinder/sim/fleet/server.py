@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gemfinder.sim.fleet import completions, tokens
+from gemfinder.sim.fleet import completions, lora_api, tokens
 from gemfinder.sim.fleet.simulator import Generation, RequestInvalid
 from gemfinder.sim.fleet.state import VERSION, EndpointState
 
@@ -143,6 +143,7 @@ def make_app(state: EndpointState) -> web.Application:
             chat=False,
         )
         state.served[gen.row] += 1
+        state.account(params.get("adapter_id"))
         return gen, params
 
     def loglikelihood_body(body: dict[str, Any], compat: bool) -> dict[str, Any] | None:
@@ -163,6 +164,7 @@ def make_app(state: EndpointState) -> web.Application:
         row, toks = found
         model.validate(len(toks), params)
         state.served[row] += 1
+        state.account(params.get("adapter_id"))
         text = "\n"
         full = params.get("return_full_text")
         out: dict[str, Any] = {
@@ -252,6 +254,10 @@ def make_app(state: EndpointState) -> web.Application:
         return web.json_response(out)
 
     async def chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        name = body.get("model")
+        if state.spec.server == "vllm" and name != model.spec.model_id:
+            if name not in model.adapters:  # vLLM's _check_model, before anything else
+                return completions.error(404, f"The model `{name}` does not exist.")
         if not state.spec.chat_template:  # a base model served by vLLM
             return completions.error(400, completions.NO_CHAT_TEMPLATE)
         messages = body["messages"]
@@ -276,6 +282,7 @@ def make_app(state: EndpointState) -> web.Application:
             chat=True,
         )
         state.served[gen.row] += 1
+        state.account(body.get("model"))
         n_out = len(gen.pieces) + (1 if gen.special_eos else 0)
         return web.json_response(
             {
@@ -313,7 +320,7 @@ def make_app(state: EndpointState) -> web.Application:
 
     async def models(request: web.Request) -> web.Response:
         if state.spec.server == "vllm":  # a list: the base model and every LoRA module
-            return web.json_response(completions.model_list(state.spec))
+            return web.json_response(completions.model_list(state.spec, model.adapters))
         return web.json_response(
             {
                 "id": state.spec.model_id,
@@ -342,4 +349,5 @@ def make_app(state: EndpointState) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
+    lora_api.add_routes(app, state)
     return app

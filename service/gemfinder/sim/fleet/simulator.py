@@ -66,15 +66,18 @@ class SimulatedModel:
         self.flip_prob = flip_prob
         self._rows = {name: k for k, name in enumerate(matrix.models)}
         self._cols = {name: i for i, name in enumerate(matrix.items)}
-        for row in [spec.model_id, *spec.adapters.values()]:
+        # The adapters served now, name -> row: vLLM's runtime API adds and removes some.
+        self.adapters = dict(spec.adapters)
+        loadable = spec.serving.lora_paths.values() if spec.serving else ()
+        for row in [spec.model_id, *spec.adapters.values(), *loadable]:
             if row not in self._rows:
                 raise ValueError(f"endpoint {spec.name}: model {row!r} is not a matrix row")
         self._sampler = random.Random(seed)
 
     def row_for(self, adapter_id: str | None) -> str:
         # TGI serves the base model for any adapter id it was not launched with: no error.
-        if adapter_id and adapter_id in self.spec.adapters:
-            return self.spec.adapters[adapter_id]
+        if adapter_id and adapter_id in self.adapters:
+            return self.adapters[adapter_id]
         return self.spec.model_id
 
     def validate(self, input_tokens: int, params: dict[str, Any]) -> int:

@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from typing import Any
 
+from gemfinder.sim.fleet.serving import ServingLedger, ServingSpec
 from gemfinder.sim.fleet.simulator import SimulatedModel
 
 VERSION = "3.3.6-sim"
@@ -32,6 +33,17 @@ class EndpointState:
         self.authorization: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []  # last request bodies, for contract tests
         self._script = list(self.spec.fault_script)
+        # The virtual clock (zero costs without a `serving` block) and failed adapter loads.
+        self.ledger = ServingLedger(
+            self.spec.serving or ServingSpec(), list(self.spec.adapters), self.spec.server
+        )
+        self.failed_loads = 0
+        # Runtime LoRA calls that succeeded: (route, adapter, queries answered before it).
+        self.lora_log: list[tuple[str, str, int]] = []
+
+    def account(self, adapter: str | None) -> None:
+        """One answered query on the virtual clock: the base model (None) or an adapter."""
+        self.ledger.serve(adapter if adapter in self.model.adapters else None)
 
     def next_fault(self) -> str | None:
         if self._script:
@@ -77,6 +89,8 @@ class EndpointState:
         ]
         for kind, n in sorted(self.faults.items()):
             lines.append(f'gemfinder_fleet_faults_total{{kind="{kind}"}} {n}')
+        if self.spec.serving is not None:
+            lines += self.ledger.metrics_lines()
         return "\n".join(lines) + "\n"
 
     def info(self) -> dict[str, Any]:

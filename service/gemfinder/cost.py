@@ -1,0 +1,188 @@
+"""What a search costs to serve: model loads, adapter loads, GPU slots, GPU-seconds, wall time.
+
+A query is not what a platform pays for: before a model answers it must be up, and an adapter
+must be in host memory and in a GPU slot. The cost model of an endpoint (`cost` in the
+endpoints file, docs/service.md "Serving cost") gives the seconds of each step; `SlotLedger`
+replays the queries sent to that endpoint in order through the same caches vLLM keeps (the LRU
+host-memory cache of `max_cpu_loras` adapters and `max_loras` GPU slots of
+vllm/lora/worker_manager.py) and adds up GPU-seconds; gemfinder.search.serving_cost does so for
+every endpoint of a search. The simulated fleet runs the same ledger on its virtual clock
+(gemfinder.sim.fleet.serving), so what a search accounts and what the fleet measured agree
+when the cost model is the fleet's.
+
+Accounted, not measured: queries on one endpoint are counted one after another (no batching),
+so GPU-seconds are an upper bound of a batching server's; wall time is the busiest endpoint's
+clock (endpoints run in parallel).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gemfinder.errors import UserError
+
+_SECONDS = ("model_load_s", "adapter_load_s", "swap_s", "query_s")
+KEYS = {*_SECONDS, "max_loras", "max_cpu_loras"}
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """One endpoint's serving costs. max_cpu_loras None = max_loras, as vLLM defaults it."""
+
+    model_load_s: float = 0.0  # bringing the base model up, once
+    adapter_load_s: float = 0.0  # reading an adapter into host memory (again after eviction)
+    swap_s: float = 0.0  # moving a host-memory adapter into a GPU slot
+    query_s: float = 0.0  # GPU time of one query
+    max_loras: int = 1  # GPU slots (vLLM's --max-loras)
+    max_cpu_loras: int | None = None  # host-memory cache (vLLM's --max-cpu-loras)
+
+    @property
+    def cpu_capacity(self) -> int:
+        return self.max_cpu_loras if self.max_cpu_loras is not None else self.max_loras
+
+    def to_json(self) -> dict[str, Any]:
+        """The endpoints file's `cost` block (max_cpu_loras left out when not set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _count(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(where, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def cost_model_from_dict(data: Any, where: str, extra: Iterable[str] = ()) -> CostModel:
+    """Validate a cost block; `extra` names keys the caller reads itself."""
+    if not isinstance(data, dict):
+        raise UserError(where, "expected an object")
+    unknown = sorted(set(data) - KEYS - set(extra))
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}", "unknown field")
+    seconds = {}
+    for key in _SECONDS:
+        value = data.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise UserError(f"{where}.{key}", f"must be a number of seconds >= 0, got {value!r}")
+        seconds[key] = float(value)
+    max_loras = _count(f"{where}.max_loras", data.get("max_loras", 1))
+    max_cpu = data.get("max_cpu_loras")
+    if max_cpu is not None:
+        max_cpu = _count(f"{where}.max_cpu_loras", max_cpu)
+        if max_cpu < max_loras:  # vLLM's LoRAConfig refuses this too
+            raise UserError(
+                f"{where}.max_cpu_loras", f"must be >= max_loras ({max_loras}), got {max_cpu}"
+            )
+    return CostModel(**seconds, max_loras=max_loras, max_cpu_loras=max_cpu)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What serving a search cost (proto ServingCost)."""
+
+    gpu_seconds: float = 0.0  # queries and loads
+    load_gpu_seconds: float = 0.0  # of which loads (models, adapters, slot swaps)
+    queries: int = 0  # queries sent to endpoints (cache hits cost nothing)
+    model_loads: int = 0
+    adapter_loads: int = 0
+    swaps: int = 0
+    wall_s: float = 0.0  # the busiest endpoint's accounted time
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cost:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+class SlotLedger:
+    """One endpoint's caches and clock. `serve(adapter)` accounts one query for the base model
+    (None) or an adapter and returns the GPU-seconds it cost."""
+
+    def __init__(
+        self, model: CostModel, preloaded: Iterable[str] = (), cpu_capacity: int | None = None
+    ) -> None:
+        self.model = model
+        self.clock_s = 0.0
+        self.gpu_seconds = 0.0
+        self.load_seconds = 0.0
+        self.queries = 0
+        self.model_loads = 0
+        self.adapter_loads = 0  # reads into host memory (a load or a reload after eviction)
+        self.swaps = 0  # moves into a GPU slot
+        self.max_resident = 0  # most GPU slots ever in use: never above model.max_loras
+        self.cpu_capacity = cpu_capacity or model.cpu_capacity
+        self._cpu: OrderedDict[str, None] = OrderedDict()
+        self._gpu: OrderedDict[str, None] = OrderedDict()
+        self._model_up = False
+        for name in preloaded:  # read at launch, before the clock starts
+            self._cpu[name] = None
+            while len(self._cpu) > self.cpu_capacity:
+                self._cpu.popitem(last=False)
+
+    def _spend(self, seconds: float, load: bool) -> None:
+        self.clock_s += seconds
+        self.gpu_seconds += seconds
+        if load:
+            self.load_seconds += seconds
+
+    def resident(self) -> list[str]:
+        return list(self._gpu)
+
+    def in_host_memory(self) -> list[str]:
+        return list(self._cpu)
+
+    def register(self, name: str) -> None:
+        """vLLM reads a runtime-loaded adapter into host memory at once (engine add_lora)."""
+        self._into_cpu(name)
+
+    def unregister(self, name: str) -> None:
+        self._cpu.pop(name, None)
+        self._gpu.pop(name, None)
+
+    def _into_cpu(self, name: str) -> None:
+        if name in self._cpu:
+            self._cpu.move_to_end(name)
+            return
+        while len(self._cpu) >= self.cpu_capacity:
+            evicted, _ = self._cpu.popitem(last=False)
+            self._gpu.pop(evicted, None)  # vLLM deactivates what it drops from host memory
+        self._cpu[name] = None
+        self.adapter_loads += 1
+        self._spend(self.model.adapter_load_s, load=True)
+
+    def serve(self, adapter: str | None) -> float:
+        before = self.gpu_seconds
+        if not self._model_up:
+            self._model_up = True
+            self.model_loads += 1
+            self._spend(self.model.model_load_s, load=True)
+        if adapter is not None:
+            self._into_cpu(adapter)
+            if adapter in self._gpu:
+                self._gpu.move_to_end(adapter)
+            else:
+                while len(self._gpu) >= self.model.max_loras:
+                    self._gpu.popitem(last=False)
+                self._gpu[adapter] = None
+                self.swaps += 1
+                self._spend(self.model.swap_s, load=True)
+            self.max_resident = max(self.max_resident, len(self._gpu))
+        self.queries += 1
+        self._spend(self.model.query_s, load=False)
+        return self.gpu_seconds - before
+
+    def cost(self) -> Cost:
+        return Cost(
+            gpu_seconds=self.gpu_seconds,
+            load_gpu_seconds=self.load_seconds,
+            queries=self.queries,
+            model_loads=self.model_loads,
+            adapter_loads=self.adapter_loads,
+            swaps=self.swaps,
+            wall_s=self.clock_s,
+        )
