@@ -1,6 +1,7 @@
 """Human-readable reports of a search result (search.values.Result): the ranking table, the
-gem report and, for a mixed query set, the per-task report. A result received as a message
-reads through server.convert.result_from_proto.
+gem report (queries, serving cost, certificate), the per-task report of a mixed query set and
+the incremental report of an incremental search; `text_report` puts them together. A result
+received as a message reads through server.convert.result_from_proto.
 """
 
 from __future__ import annotations
@@ -71,7 +72,22 @@ def gem_report(result: Result, true_accuracy: dict[str, float] | None = None) ->
     )
     if result.cost is not None:
         lines.append(serving_line(result.cost))
+    if result.certificate is not None:
+        lines.append(certificate_line(result.certificate))
     return "\n".join(lines)
+
+
+def text_report(result: Result, top: int = 10, search_id: str = "") -> str:
+    """What `gemfinder search` and `gemfinder report` print: the ranking, the gem report (with
+    the serving cost and the certificate when the result has them), the search id when given,
+    then the per-task and incremental reports when they apply."""
+    parts = [ranking_table(result, top=top), "", gem_report(result)]
+    if search_id:
+        parts.append(f"search id     {search_id}")  # for `gemfinder export` (with --store)
+    for extra in (per_task_report(result), incremental_report(result)):
+        if extra:
+            parts += ["", extra]
+    return "\n".join(parts)
 
 
 def serving_line(cost: Cost) -> str:
@@ -143,12 +159,18 @@ def incremental_report(result: Result) -> str:
 
 
 def certificate_line(cert: Certificate) -> str:
-    """One line for a fixed-confidence search's certificate (points, as the tables)."""
+    """The certificate as one line of the gem report (points, as the tables)."""
+    return f"certificate: {certificate_sentence(cert)}"
+
+
+def certificate_sentence(cert: Certificate) -> str:
+    """What the certificate says, and for a fixed-confidence search whether its target was
+    reached; the HTML report writes the same words."""
     reached = 100 * cert.epsilon_reached
     target = "" if cert.epsilon is None else f" (target {100 * cert.epsilon:g} points: "
     if target:
         target += "certified)" if cert.certified else "not reached within the budget)"
     return (
-        f"certificate: the winner is within {reached:.2f} accuracy points of every model with "
+        f"the winner is within {reached:.2f} accuracy points of every model with "
         f"probability at least {1 - cert.delta:g}{target}"
     )

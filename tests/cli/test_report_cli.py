@@ -1,14 +1,18 @@
 """`gemfinder report` and `gemfinder search --report`: the HTML report of a real (offline)
-search, read back from the store; bad input."""
+search, read back from the store; the text report, the same as `gemfinder search` prints; bad
+input."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from gemfinder.cli import main
+from gemfinder.cost import Cost
+from gemfinder.search.values import Incremental
 from gemfinder.store import open_store
 
 
@@ -89,3 +93,48 @@ def test_without_matplotlib_the_report_options_say_what_to_install(world, monkey
     assert main(search(world, "--report", "r.html")) == 2
     assert "--report: the HTML report needs matplotlib: pip install 'gemfinder[report]'" in (
         capsys.readouterr().err)  # fmt: skip
+
+
+def test_report_prints_what_search_printed(world, capsys, new_db):
+    """The text of `gemfinder report` is `gemfinder search`'s (the certificate of a fixed-budget
+    search included), under its own header; a serving cost and an incremental search's parent
+    stored with the result are printed too, and nothing of them when absent."""
+    db = new_db("s.db")
+    assert main(search(world, "--store", db, "--budget-per-model", "20")) == 0
+    searched = capsys.readouterr().out
+    assert "certificate: the winner is within " in searched  # no target: a fixed budget
+    assert "(target" not in searched and "serving " not in searched
+    search_id = searched.split("search id")[1].split()[0]
+    assert main(["report", "--db", db]) == 0
+    reported = capsys.readouterr().out
+    expected = searched.replace(f"search id     {search_id}\n", "")
+    assert reported == f"search {search_id} (succeeded)\n{expected}"
+    assert "task arc_challenge:" in reported and "incremental" not in reported
+
+    store = open_store(db)
+    try:
+        result = store.get_search(search_id).result
+        extras = dict(
+            cost=Cost(95.5, 40.0, 278, 1, 3, 7, 60.25),
+            incremental=Incremental("parent-9", "org/old", winner_changed=True),
+        )
+        store.update_search(search_id, result=replace(result, **extras))  # fmt: skip
+    finally:
+        store.close()
+    assert main(["report", search_id, "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "serving       95.5 GPU-seconds (40.0 loading: 1 model loads, 3 adapter loads, 7 slot "
+        "swaps) for 278 queries sent; wall 60.2 s (accounted)\ncertificate: "
+    ) in out
+    assert (
+        f"incremental search from parent-9: winner changed: org/old -> "
+        f"{result.recommended_model_id}"
+    ) in out
+
+
+def test_no_certificate_without_shared_items(world, capsys):
+    # `sh` draws different items for each model: no certificate to print (docs/service.md)
+    assert main(search(world, "--budget-per-model", "20", "--algorithm", "sh")) == 0
+    out = capsys.readouterr().out
+    assert "exhaustive evaluation" in out and "certificate" not in out

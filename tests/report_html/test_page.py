@@ -1,15 +1,18 @@
 """The HTML page (report_html.page): hostile model ids stay text, nothing is fetched, every
-part of the report is there, per-task panels when given."""
+part of the report is there, per-task panels when given; the certificate, the serving cost and
+an incremental search's parent only when the result has them."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
+from gemfinder.cost import Cost
 from gemfinder.report_html.page import build_html
-from gemfinder.search.values import Result
+from gemfinder.search.values import Certificate, Incremental, Result
 
-from tests.report_html.hostile import SPEC, est, hostile_result, per_task
+from tests.report_html.hostile import ATTR, MATH, SCRIPT, SPEC, est, hostile_result, per_task
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +70,57 @@ def test_no_downloads_no_rounds():
     assert "No verdict: no candidate has downloads" in page
     assert "This search has no rounds" in page
     assert page.count("<svg") == 1 and "Most downloaded" not in page
+
+
+def _with_extras(**kw) -> Result:
+    """The hostile result as a fixed-confidence, incremental search on costed endpoints; the
+    parent's id and winner are hostile too (a search id is the caller's request id)."""
+    extras = dict(
+        certificate=Certificate(epsilon_reached=0.0173, delta=0.05, epsilon=0.02, certified=True),
+        cost=Cost(1234.56, 400.25, 880, 2, 31, 45, 321.0),
+        incremental=Incremental(SCRIPT + "-parent", ATTR, winner_changed=True,
+                                incumbents=(ATTR, MATH), newcomers=(SCRIPT,)),
+    )  # fmt: skip
+    return replace(hostile_result(), **(extras | kw))
+
+
+def test_certificate_cost_and_parent_when_present():
+    page = build_html(_with_extras(), SPEC)
+    verdict = page[page.index('<div class="verdict') : page.index("</div>")]
+    assert (
+        "<p>Certificate: the winner is within 1.73 accuracy points of every model with "
+        "probability at least 0.95 (target 2 points: certified).</p>"
+    ) in verdict
+    assert (
+        "<p>Serving cost: 1,234.6 GPU-seconds (400.2 of them loading: 2 model loads, 31 adapter "
+        "loads, 45 slot swaps) for 880 queries sent to endpoints; wall time 321.0 s"
+    ) in page
+    # next to the queries, not in the verdict
+    assert page.index("900 queries spent") < page.index("Serving cost") < page.index("<h2>Ranking")
+    assert (
+        "Incremental search from <b>&lt;script&gt;alert(1)&lt;/script&gt;-parent</b>: the winner "
+        "changed: <b>&quot;&gt;&lt;img src=x onerror=alert(2)&gt;</b> before, "
+        "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b> now; 2 incumbents, 1 newcomers."
+    ) in verdict
+    assert "<script" not in page.lower() and "<img" not in page
+
+
+def test_a_target_not_reached_and_a_fixed_budget_certificate_say_so():
+    missed = Certificate(epsilon_reached=0.031, delta=0.1, epsilon=0.02, certified=False)
+    page = build_html(_with_extras(certificate=missed, incremental=None))
+    assert "at least 0.9 (target 2 points: not reached within the budget).</p>" in page
+    assert "Incremental search" not in page
+    fixed = Certificate(epsilon_reached=0.12, delta=0.05)  # a fixed-budget search: no target
+    page = build_html(_with_extras(certificate=fixed))
+    assert "within 12.00 accuracy points of every model with probability at least 0.95.</p>" in (
+        page)  # fmt: skip
+    assert "target" not in page
+    same = Incremental("parent-1", SCRIPT, winner_changed=False, incumbents=(SCRIPT,))
+    page = build_html(_with_extras(incremental=same))
+    assert "the winner is unchanged (<b>&lt;script&gt;alert(1)&lt;/script&gt;</b>)" in page
+
+
+def test_no_certificate_cost_or_parent_when_absent(page):
+    assert "Certificate" not in page and "certificate" not in page
+    assert "Serving cost" not in page and "GPU-seconds" not in page
+    assert "Incremental search" not in page

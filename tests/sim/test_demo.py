@@ -1,5 +1,5 @@
 """Smoke test of `gemfinder demo` on a small tree: exits 0, prints the report, writes the HTML
-report, leaves no process."""
+report, both with the certificate, leaves no process."""
 
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ def test_demo_runs_end_to_end(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "winner" in out.stdout and "most popular" in out.stdout
     assert "cheaper" in out.stdout and "/metrics" in out.stdout
+    # sh_correlated's models share items: the result carries a certificate over gRPC
+    assert "\ncertificate: the winner is within " in out.stdout
     # per-task results over gRPC: the demo's items mix three tasks
     assert all(f"task {t}:" in out.stdout for t in ("arc_challenge", "mmlu", "winogrande"))
     winner = next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("winner"))
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     # the overview, the per-task panels (the result's per_task) and the queries per round
     assert f"Winner: <b>{winner}</b>" in page and page.count("<svg") == 3
+    assert "<p>Certificate: the winner is within " in page
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
     ).stdout.split()

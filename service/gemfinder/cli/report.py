@@ -2,7 +2,8 @@
 
 Reads the search from the database a server (`gemfinder serve --db`) or a local search
 (`gemfinder search --store`) wrote; SEARCH_ID is its id or the request id it was started with
-(default: the newest search in the database). Prints the ranking and the gem verdict; with
+(default: the newest search in the database). Prints what `gemfinder search` prints (the
+ranking, the gem verdict, the serving cost and the certificate when it has them); with
 --html, also writes the report as one self-contained HTML page (figures inline, nothing
 fetched; needs matplotlib, the `report` extra).
 
@@ -71,12 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         write_report(args.html, row.result, row.spec, "--html", search_id=row.id)
     print(f"search {row.id} ({row.state})")
-    print(report.ranking_table(row.result, top=args.top))
-    print()
-    print(report.gem_report(row.result))
-    if row.result.per_task:
-        print()
-        print(report.per_task_report(row.result))
+    print(report.text_report(row.result, top=args.top))
     if args.html:
         print(f"\nwrote {args.html}")
     return 0

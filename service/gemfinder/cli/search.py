@@ -314,16 +314,5 @@ def run(args: argparse.Namespace) -> int:
         json.dump(row.result.to_json(), sys.stdout, indent=1, allow_nan=False)  # strict JSON
         print()
         return 0
-    print(report.ranking_table(row.result, top=args.top))
-    print()
-    print(report.gem_report(row.result))
-    if row.result.certificate is not None:
-        print(report.certificate_line(row.result.certificate))
-    print(f"search id     {row.id}")  # for `gemfinder export` (its samples, with --store)
-    if row.result.per_task:
-        print()
-        print(report.per_task_report(row.result))
-    if row.result.incremental is not None:
-        print()
-        print(report.incremental_report(row.result))
+    print(report.text_report(row.result, top=args.top, search_id=row.id))
     return 0

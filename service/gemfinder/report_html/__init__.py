@@ -1,7 +1,8 @@
 """The HTML report of a search (`gemfinder report SEARCH_ID --html FILE`, `gemfinder search
 --report FILE`, `gemfinder demo --report FILE`): one self-contained static page with the paper's
 picture (estimated accuracy with intervals against downloads), per-task panels when given, the
-queries spent per round and the gem verdict in words.
+queries spent per round (and the serving cost), and the gem verdict in words with the
+certificate and, for an incremental search, its parent when the result has them.
 
 Needs matplotlib (the `report` extra): `check_target` turns its absence (or a file that cannot
 be written) into a UserError naming the option before any work, so a search is not run for a

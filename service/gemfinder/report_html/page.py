@@ -17,10 +17,10 @@ from html import escape
 from typing import Any
 
 from gemfinder import __version__
-from gemfinder.report import VERDICTS
+from gemfinder.report import VERDICTS, certificate_sentence
 from gemfinder.report_html import figures
 from gemfinder.report_html.rounds import queries_per_round
-from gemfinder.search.values import Estimate, Result
+from gemfinder.search.values import Estimate, Incremental, Result
 
 TOP_ROWS = 25  # rows of the ranking table
 ACTIVE = re.compile(r"<\s*(script|foreignObject|iframe|object|embed|image)\b|\son\w+\s*=|"
@@ -151,8 +151,29 @@ def _verdict(result: Result) -> str:
         lines.append(f"<p>{escape(VERDICTS[verdict][0].upper() + VERDICTS[verdict][1:])}.</p>")
     if result.gem_evidence:
         lines.append(_evidence(result))
+    if result.certificate is not None:
+        sentence = certificate_sentence(result.certificate)
+        lines.append(f"<p>Certificate: {escape(sentence)}.</p>")
+    if result.incremental is not None:
+        lines.append(_incremental(result.incremental, result.recommended_model_id))
     lines.append("</div>")
     return "\n".join(lines)
+
+
+def _incremental(inc: Incremental, winner: str) -> str:
+    """The parent an incremental search challenged, and whether its winner held."""
+    parent = f"<b>{escape(inc.parent_search_id)}</b>"
+    if inc.winner_changed:
+        held = (
+            f"the winner changed: <b>{escape(inc.parent_winner_model_id)}</b> before, "
+            f"<b>{escape(winner)}</b> now"
+        )
+    else:
+        held = f"the winner is unchanged (<b>{escape(winner)}</b>)"
+    return (
+        f"<p>Incremental search from {parent}: {held}; {len(inc.incumbents):,} incumbents, "
+        f"{len(inc.newcomers):,} newcomers.</p>"
+    )
 
 
 def _evidence(result: Result) -> str:
@@ -184,6 +205,15 @@ def _queries(result: Result) -> str:
         f"{result.queries_cached:,} answered from the cache), against {exhaustive:,} to "
         f"evaluate every candidate on every item{ratio}.</p>",
     ]
+    cost = result.cost
+    if cost is not None:  # gemfinder.cost: accounted from the endpoints' cost models
+        parts.append(
+            f"<p>Serving cost: {cost.gpu_seconds:,.1f} GPU-seconds ({cost.load_gpu_seconds:,.1f} "
+            f"of them loading: {cost.model_loads:,} model loads, {cost.adapter_loads:,} adapter "
+            f"loads, {cost.swaps:,} slot swaps) for {cost.queries:,} queries sent to endpoints; "
+            f"wall time {cost.wall_s:,.1f} s (accounted from each endpoint's cost model, not "
+            "measured).</p>"
+        )
     rounds = queries_per_round(result)
     if not rounds:
         parts.append(
