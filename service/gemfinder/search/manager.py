@@ -439,24 +439,29 @@ class SearchManager:
     async def cancel(self, search_id: str) -> SearchRow:
         """Cancel the search wherever it runs and return it once it has ended (cancelled, or
         ended otherwise before the cancel took). The request is stored first, so it outlives
-        this replica: the owner cancels at its next lease renewal (a tick, lease/3), and a
-        search with no live owner (lease free or expired) is taken over here, or by whichever
-        replica claims it first, and cancelled at once from its last snapshot, with the ranking
-        of that moment as its result."""
+        this replica: a live owner cancels at its next lease renewal (within a tick, lease/3);
+        a search with no live owner (lease released or expired) is claimed by this replica, or
+        whichever claims it first, and cancelled at once from its last snapshot, with the
+        ranking of that moment as its result. Tried again every tick until it has ended."""
         row = self.get(search_id)
         if row.state in FINISHED:
             return row
         self.store.request_cancel(search_id)
-        live = self._live.get(search_id)
-        if live is not None:
-            live.runner.cancel()
-        else:
+        while True:
+            live = self._live.get(search_id)
+            if live is not None:
+                live.runner.cancel()
+                return await self.wait(search_id)
             try:
                 if await self.unless_stopping(self.resume(row)):
                     self.renew()  # ours now: the renewal reads the request and cancels it
+                    return await self.wait(search_id)
             except LeaseLost:
-                pass  # another replica claimed it meanwhile: it cancels it (wait follows)
-        return await self.wait(search_id)
+                pass  # another replica claimed it meanwhile: it cancels it
+            try:  # owned elsewhere: its owner's next renewal, or its lease expires
+                return await asyncio.wait_for(self.wait(search_id), self.tick_s)
+            except TimeoutError:
+                row = self.get(search_id)
 
     def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
         return self.store.list_searches(limit, after, **filters)
