@@ -16,7 +16,8 @@ Leases (docs/service.md, Replicas): a running search is owned by one replica (`o
 its own, or its lease has expired, in one atomic UPDATE. Writes that only the owner may make
 (snapshot, progress, state, result) take the owner and are fenced: one that finds the search
 owned by another replica raises LeaseLost and changes nothing. SQLite serves one machine, so
-its lease times come from this process's clock.
+its lease times come from this process's clock. A cancel asked through any replica is a column
+of the search (`request_cancel`), which the owner's renewal returns with its leases.
 
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
 is a UserError naming the option, and such a file is left untouched. `open_store` picks this

@@ -15,7 +15,9 @@ start its own and those of a replica gone, later those of a replica that died (a
 expired) or shut down (it released them, so at once). A runner whose lease was taken over stops
 quietly: its fenced writes fail (LeaseLost), and no failure is recorded. The request id is
 unique in the database, so two replicas starting the same request id at once make one search:
-the second insert fails (RequestTaken) and attaches to the first.
+the second insert fails (RequestTaken) and attaches to the first. A cancel through any replica
+is stored with the search (cancel_requested): its owner reads it at its next renewal and
+cancels; a search with no live owner is cancelled by whichever replica claims it (`cancel`).
 """
 
 from __future__ import annotations
