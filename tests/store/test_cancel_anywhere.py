@@ -16,6 +16,7 @@ import sqlite3
 import time
 
 import psycopg
+import pytest
 from gemfinder.migrations import MIGRATIONS, PG, PG_MIGRATIONS, migrate
 from gemfinder.pg_store import PgStore
 from gemfinder.search import events as ev
@@ -174,3 +175,41 @@ def test_migration_8_prunes_the_progress_of_searches_ended_before_it(tmp_path, p
             assert store.request_cancel("half") and not store.request_cancel("done")
         finally:
             store.close()
+
+
+class _Deadline:
+    """The part of a grpc context CancelSearch reads: the time left before the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def time_remaining(self) -> float:
+        return self.seconds
+
+
+async def test_a_cancel_past_the_callers_deadline_is_still_recorded_and_done(postgres):
+    """The owner stalls (no renewal): CancelSearch through B answers DEADLINE_EXCEEDED before
+    the deadline, and the owner's next renewal cancels the search all the same."""
+    from gemfinder.server.errors import ServiceError
+    from gemfinder.server.service import ModelSearchService
+    from gemfinder.v1 import gemfinder_pb2 as pb
+
+    spec, matrix = _pool()
+    url = postgres.new_database()
+    a = _replica(url, "A", SlowReplay(matrix, 0.8), 30.0)  # a lease that does not expire here
+    b = _replica(url, "B", SlowReplay(matrix), 30.0)
+    try:
+        sid = (await a.start(spec)).id
+        a._leases.cancel()  # A stalls: it renews nothing until told below
+        service = ModelSearchService(b, {}, 10, None)
+        began = time.monotonic()
+        with pytest.raises(ServiceError, match="is recorded") as late:
+            await service.CancelSearch(pb.CancelSearchRequest(search_id=sid), _Deadline(1.0))
+        assert late.value.kind == "deadline_exceeded"
+        assert 0.8 <= time.monotonic() - began < 1.0  # 10% of the deadline kept to answer
+        assert b.get(sid).state == "running"
+        a.renew()  # the owner's next renewal reads the request
+        row = await asyncio.wait_for(a.wait(sid), 10)
+        assert row.state == "cancelled" and row.result is not None
+    finally:
+        await _shut(a, b)
