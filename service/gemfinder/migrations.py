@@ -70,6 +70,13 @@ def _drop_spec_hash(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE searches DROP COLUMN spec_hash")
 
 
+# Migration 8 on both: the PROGRESS events of searches that ended before it, but the last.
+PRUNE_ENDED = (
+    "DELETE FROM events WHERE type = 'progress' AND search_id IN (SELECT id FROM searches"
+    " WHERE state IN ('succeeded', 'failed', 'cancelled')) AND seq < (SELECT MAX(e.seq)"
+    " FROM events e WHERE e.search_id = events.search_id AND e.type = 'progress')"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -181,6 +188,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO events (search_id, seq, type, state, progress, created)"
             " SELECT id, 1, 'finished', state, progress, updated FROM searches"
             " WHERE state IN ('succeeded', 'failed', 'cancelled')",
+        ),
+    ),
+    Migration(
+        8,
+        "searches.cancel_requested: CancelSearch on any replica; ended searches' PROGRESS events "
+        "pruned to their last",
+        # When a cancel was asked for (seconds since the epoch), NULL if never: the owner reads
+        # it at each lease renewal and cancels (gemfinder.search.manager). Ended searches keep
+        # their round events, their last PROGRESS and FINISHED, as searches ending from now on
+        # do (store.PRUNE_EVENTS).
+        (
+            "ALTER TABLE searches ADD COLUMN cancel_requested REAL",
+            PRUNE_ENDED,
         ),
     ),
 )
@@ -301,6 +321,16 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO events (search_id, seq, type, state, progress, created)"
             " SELECT id, 1, 'finished', state, progress, updated FROM searches"
             " WHERE state IN ('succeeded', 'failed', 'cancelled')",
+        ),
+    ),
+    Migration(
+        8,
+        "searches.cancel_requested: CancelSearch on any replica; ended searches' PROGRESS events "
+        "pruned to their last",
+        (
+            # The database's clock, as lease times.
+            "ALTER TABLE searches ADD COLUMN cancel_requested double precision",
+            PRUNE_ENDED,
         ),
     ),
 )

@@ -56,6 +56,7 @@ from gemfinder.store import (
     ENDED,
     EVENT_COLUMNS,
     FINISHED_EVENT,
+    PRUNE_EVENTS,
     SKIPPED,
     UNFINISHED,
     LeaseLost,
@@ -215,18 +216,18 @@ class PgStore:
         sql: str,
         args: tuple,
         owner: str | None = None,
-        then: tuple[str, tuple] | None = None,
+        then: tuple[tuple[str, tuple], ...] = (),
     ) -> None:
-        """A write that has reached the disk when this returns (synchronous commit); `then`, a
-        statement run after it in the same transaction."""
+        """A write that has reached the disk when this returns (synchronous commit); `then`,
+        statements run after it in the same transaction."""
 
         def work(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 if conn.execute(sql, args).rowcount == 0 and owner is not None:
                     raise LeaseLost(search_id, owner)
-                if then is not None:
-                    conn.execute(*then)
+                for statement in then:
+                    conn.execute(*statement)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=True)
 
@@ -288,8 +289,12 @@ class PgStore:
         if state is None:  # progress only: the hot path
             self._writes.submit(search_id, self._fenced(search_id, owner, sql, tuple(args)))
         else:
-            finished = (search_id, time.time(), search_id, search_id)
-            then = (FINISHED_EVENT.format(m="%s"), finished) if state in ENDED else None
+            then: tuple[tuple[str, tuple], ...] = ()
+            if state in ENDED:  # its FINISHED event, and its PROGRESS events pruned
+                then = (
+                    (FINISHED_EVENT.format(m="%s"), (search_id, time.time(), search_id, search_id)),
+                    (PRUNE_EVENTS.format(m="%s"), (search_id, search_id)),
+                )
             self._durable(search_id, sql, tuple(args), owner, then)
 
     # events ---------------------------------------------------------------------------------
@@ -422,14 +427,25 @@ class PgStore:
         )
         return _row(rows[0]) if rows else None
 
-    def renew(self, owner: str, lease_s: float) -> set[str]:
-        """Extend every lease `owner` holds: one statement; the ids it still holds."""
+    def renew(self, owner: str, lease_s: float) -> dict[str, bool]:
+        """Extend every lease `owner` holds: one statement; {id: cancel requested} of those it
+        still holds."""
         rows = self._committed(
             f"UPDATE searches SET lease_until = {NOW} + %s"
-            " WHERE owner = %s AND state IN (%s, %s) RETURNING id",
+            " WHERE owner = %s AND state IN (%s, %s)"
+            " RETURNING id, cancel_requested IS NOT NULL",
             (lease_s, owner, *UNFINISHED),
         )
-        return {sid for (sid,) in rows}
+        return {sid: bool(cancel) for sid, cancel in rows}
+
+    def request_cancel(self, search_id: str) -> bool:
+        """As in gemfinder.store: committed when this returns, not queued."""
+        rows = self._committed(
+            f"UPDATE searches SET cancel_requested = COALESCE(cancel_requested, {NOW})"
+            " WHERE id = %s AND state IN (%s, %s) RETURNING id",
+            (search_id, *UNFINISHED),
+        )
+        return bool(rows)
 
     def release(self, owner: str) -> int:
         """Give up every lease `owner` holds, after its queued writes (its last snapshots)."""

@@ -16,7 +16,8 @@ Leases (docs/service.md, Replicas): a running search is owned by one replica (`o
 its own, or its lease has expired, in one atomic UPDATE. Writes that only the owner may make
 (snapshot, progress, state, result) take the owner and are fenced: one that finds the search
 owned by another replica raises LeaseLost and changes nothing. SQLite serves one machine, so
-its lease times come from this process's clock.
+its lease times come from this process's clock. A cancel asked through any replica is a column
+of the search (`request_cancel`), which the owner's renewal returns with its leases.
 
 A path that cannot hold a database (missing directory, a directory, a file that is not SQLite)
 is a UserError naming the option, and such a file is left untouched. `open_store` picks this
@@ -169,6 +170,7 @@ class Store:
                 self._db.execute(
                     FINISHED_EVENT.format(m="?"), (search_id, time.time(), search_id, search_id)
                 )
+                self._db.execute(PRUNE_EVENTS.format(m="?"), (search_id, search_id))
 
     # events ---------------------------------------------------------------------------------
     def put_event(
@@ -288,13 +290,27 @@ class Store:
         ).fetchall()
         return _row(row[0]) if row else None
 
-    def renew(self, owner: str, lease_s: float) -> set[str]:
-        """Extend every lease `owner` holds on an unfinished search; the ids it still holds."""
+    def renew(self, owner: str, lease_s: float) -> dict[str, bool]:
+        """Extend every lease `owner` holds on an unfinished search: {id: cancel requested} of
+        the searches it still holds."""
         rows = self._db.execute(
-            "UPDATE searches SET lease_until = ? WHERE owner = ? AND state IN (?, ?) RETURNING id",
+            "UPDATE searches SET lease_until = ? WHERE owner = ? AND state IN (?, ?)"
+            " RETURNING id, cancel_requested IS NOT NULL",
             (time.time() + lease_s, owner, *UNFINISHED),
         ).fetchall()
-        return {sid for (sid,) in rows}
+        return {sid: bool(cancel) for sid, cancel in rows}
+
+    def request_cancel(self, search_id: str) -> bool:
+        """Record that the search is to be cancelled (CancelSearch on any replica; its owner
+        reads it at its next renewal); False when it has ended (or does not exist)."""
+        return (
+            self._db.execute(
+                "UPDATE searches SET cancel_requested = COALESCE(cancel_requested, ?)"
+                " WHERE id = ? AND state IN (?, ?)",
+                (time.time(), search_id, *UNFINISHED),
+            ).rowcount
+            > 0
+        )
 
     def release(self, owner: str) -> int:
         """Give up every lease `owner` holds (graceful shutdown): others may claim at once."""
@@ -519,6 +535,12 @@ FINISHED_EVENT = (
     " SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE search_id = {m}),"
     " 'finished', state, progress, {m} FROM searches WHERE id = {m} AND NOT EXISTS"
     " (SELECT 1 FROM events WHERE search_id = {m} AND type = 'finished')"
+)
+# ... and prunes its PROGRESS events but the last (about 5 a second while it ran): a watch of
+# an ended search still ends the same way, its round events, last progress and FINISHED.
+PRUNE_EVENTS = (
+    "DELETE FROM events WHERE search_id = {m} AND type = 'progress' AND seq <"
+    " (SELECT MAX(seq) FROM events WHERE search_id = {m} AND type = 'progress')"
 )
 EVENT_COLUMNS = "seq, type, state, progress"
 

@@ -107,3 +107,21 @@ async def watch(address: str, search_id: str, after: int | None = None, limit: i
 def key(event: pb.WatchSearchResponse) -> tuple:
     """What makes two replicas' copies of one event the same event."""
     return (event.sequence, event.type, event.state, event.progress.SerializeToString())
+
+
+def assert_follows_log(stream: list, log: list) -> None:
+    """`stream` (a SNAPSHOT, then the events a client got, resumed or not) against the search's
+    log as stored once it ended, which kept all but the PROGRESS events before the last (a
+    stream that watched live got those too): each event once, in order, every stored event
+    after the snapshot, the same as stored, and FINISHED last."""
+    assert stream[0].type == pb.EVENT_TYPE_SNAPSHOT and stream[-1].type == pb.EVENT_TYPE_FINISHED
+    assert log[-1].type == pb.EVENT_TYPE_FINISHED
+    stored = {e.sequence: key(e) for e in log}
+    numbers = [e.sequence for e in stream[1:]]
+    assert numbers == sorted(set(numbers)), "an event repeated or out of order"
+    assert [n for n in numbers if n in stored] == [n for n in stored if n > stream[0].sequence]
+    for event in stream[1:]:
+        if event.sequence in stored:
+            assert key(event) == stored[event.sequence]
+        else:
+            assert event.type == pb.EVENT_TYPE_PROGRESS  # pruned at the end

@@ -2,7 +2,8 @@
 
 A search started through A runs on A; a WatchSearch on B follows the events A stores (the same
 events, the same numbers, nothing lost or repeated), GetSearch on B follows its progress, and a
-stream broken on B is resumed on A from its last event (WatchSearchRequest.after_sequence).
+stream broken on B is resumed on A from its last event (WatchSearchRequest.after_sequence), after
+the end: the log kept its round events, its last PROGRESS and FINISHED.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from gemfinder.v1 import gemfinder_pb2 as pb
 
 from tests.pool_support import clear_best_pool, spec_proto, start_fleet, write_endpoints
-from tests.server.replica_support import Replica, get, key, stub, watch
+from tests.server.replica_support import Replica, assert_follows_log, get, key, stub, watch
 
 LIVE = (pb.EVENT_TYPE_ROUND_STARTED, pb.EVENT_TYPE_PROGRESS, pb.EVENT_TYPE_ROUND_FINISHED)
 
@@ -72,13 +73,17 @@ async def test_watch_and_get_on_a_replica_that_does_not_own_the_search(postgres,
         assert _numbers(stream[1:]) == list(range(stream[0].sequence + 1, stream[-1].sequence + 1))
     # B followed the search live, with the events A wrote: the same numbers and contents.
     assert any(e.type in LIVE for e in on_b)
-    log = {e.sequence: key(e) for e in replay}
-    assert _numbers(replay) == list(range(1, len(replay) + 1))
-    assert [key(e) for e in on_a[1:]] == [log[e.sequence] for e in on_a[1:]]
-    assert [key(e) for e in on_b[1:]] == [log[e.sequence] for e in on_b[1:]]
-    # Broken on B, resumed on A: together, every event after the snapshot once.
-    joined = broken[1:] + resumed
-    assert [key(e) for e in joined] == [log[n] for n in range(broken[0].sequence + 1, len(log) + 1)]
+    # The log once the search ended: its PROGRESS events but the last were pruned.
+    assert replay[-1].sequence == on_a[-1].sequence
+    assert [e for e in replay if e.type == pb.EVENT_TYPE_PROGRESS][-1:] == [
+        e for e in on_a if e.type == pb.EVENT_TYPE_PROGRESS
+    ][-1:]
+    assert [key(e) for e in on_a[1:]] == [key(e) for e in on_b[1:]]  # the same events
+    assert_follows_log(on_a, replay)
+    assert_follows_log(on_b, replay)
+    # Broken on B, resumed on A after the end: every kept event after the snapshot once, and
+    # of the PROGRESS events after the break only the last.
+    assert_follows_log(broken + resumed, replay)
     # GetSearch on B saw the progress A made, rising while it ran.
     assert len(set(progress_b)) >= 2 and progress_b == sorted(progress_b)
     assert past_the_end.value.code() == grpc.StatusCode.INVALID_ARGUMENT

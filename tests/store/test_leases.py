@@ -212,7 +212,7 @@ async def test_a_replica_that_lost_its_lease_cannot_overwrite_the_new_owners_sna
             a.update_search("s", state="failed", error="late", owner="A")
         assert b.load_snapshot("s") == b"B's"
         assert b.get_search("s").state == "pending" and b.get_search("s").error is None
-        assert a.renew("A", 10.0) == set() and b.renew("B", 10.0) == {"s"}
+        assert a.renew("A", 10.0) == {} and b.renew("B", 10.0) == {"s": False}
     finally:
         a.close()
         b.close()

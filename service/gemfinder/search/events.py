@@ -6,7 +6,10 @@ the same transaction. Watchers on every replica, the owner's included, read the 
 one `EventFollower` per replica: one store query per tick for all its watchers, so a replica
 that does not own a search follows it with a lag of at most one tick (plus the owner's write
 queue), and a client that lost its stream resumes after the last sequence number it got
-(WatchSearchRequest.after_sequence), on any replica: nothing lost, nothing repeated.
+(WatchSearchRequest.after_sequence), on any replica: nothing lost, nothing repeated. The write
+that ends a search prunes its PROGRESS events but the last (store.PRUNE_EVENTS): a watch resumed
+after the end gets the round events, the last PROGRESS and FINISHED after its point, and so ends
+as a live one did.
 
 Why polling rather than PostgreSQL LISTEN/NOTIFY: events are already rate-limited (PROGRESS
 at most every 0.2 s), so a 0.1 s tick adds little; a poll needs no connection held per replica,

@@ -15,7 +15,9 @@ start its own and those of a replica gone, later those of a replica that died (a
 expired) or shut down (it released them, so at once). A runner whose lease was taken over stops
 quietly: its fenced writes fail (LeaseLost), and no failure is recorded. The request id is
 unique in the database, so two replicas starting the same request id at once make one search:
-the second insert fails (RequestTaken) and attaches to the first.
+the second insert fails (RequestTaken) and attaches to the first. A cancel through any replica
+is stored with the search (cancel_requested): its owner reads it at its next renewal and
+cancels; a search with no live owner is cancelled by whichever replica claims it (`cancel`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class SearchManager:
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
         self._resuming = 0  # claimed searches being resumed
+        self._opening: set[str] = set()  # ids being resumed (a take_over and a cancel may race)
         self._lost: set[str] = set()  # live searches whose lease another replica took
         self._leases: asyncio.Task[None] | None = None  # the lease loop (_keep_leases)
         self._renewed: float | None = None  # monotonic time of the last renewal holding any
@@ -144,7 +147,8 @@ class SearchManager:
                 log.warning("replica %s: leases not renewed: %s", self.replica_id, err)
 
     def renew(self) -> None:
-        """Extend this replica's leases; stop the runners of searches another replica took."""
+        """Extend this replica's leases; stop the runners of searches another replica took, and
+        cancel those a CancelSearch on another replica asked to cancel."""
         held = self.store.renew(self.replica_id, self.lease_s)
         self._renewed = time.monotonic() if held else None
         for sid, live in list(self._live.items()):
@@ -152,6 +156,9 @@ class SearchManager:
                 log.warning("search %s: lease taken over by another replica; stopping here", sid)
                 self._lost.add(sid)
                 live.task.cancel()
+            elif held.get(sid) and not live.runner.cancelled:
+                log.info("search %s: cancel requested (through another replica)", sid)
+                live.runner.cancel()
 
     def _lease_age(self) -> float:
         return 0.0 if self._renewed is None else time.monotonic() - self._renewed
@@ -205,11 +212,23 @@ class SearchManager:
     async def resume(self, row: SearchRow) -> bool:
         """Claim an unfinished search's lease and restart it from its last snapshot; False when
         another replica holds it, or it failed instead."""
+        if row.id in self._live or row.id in self._opening:
+            return False  # already running, or being resumed, here
         claimed = self.store.claim(row.id, self.replica_id, self.lease_s)
         return claimed is not None and await self._resume(claimed)
 
     async def _resume(self, row: SearchRow) -> bool:
-        """Restart a search this replica has claimed; False when it failed instead."""
+        """Restart a search this replica has claimed; False when it failed instead, or is
+        being resumed here already."""
+        if row.id in self._live or row.id in self._opening:
+            return False
+        self._opening.add(row.id)
+        try:
+            return await self._restart(row)
+        finally:
+            self._opening.discard(row.id)
+
+    async def _restart(self, row: SearchRow) -> bool:
         spec = SearchSpec.from_dict(row.spec)
         bad = await self._inline_pattern(spec)
         if bad is not None:
@@ -420,12 +439,31 @@ class SearchManager:
         return row
 
     async def cancel(self, search_id: str) -> SearchRow:
-        self.get(search_id)
-        live = self._live.get(search_id)
-        if live is not None:
-            live.runner.cancel()
-            await self.unless_stopping(asyncio.shield(live.task))
-        return self.get(search_id)
+        """Cancel the search wherever it runs and return it once it has ended (cancelled, or
+        ended otherwise before the cancel took). The request is stored first, so it outlives
+        this replica: a live owner cancels at its next lease renewal (within a tick, lease/3);
+        a search with no live owner (lease released or expired) is claimed by this replica, or
+        whichever claims it first, and cancelled at once from its last snapshot, with the
+        ranking of that moment as its result. Tried again every tick until it has ended."""
+        row = self.get(search_id)
+        if row.state in FINISHED:
+            return row
+        self.store.request_cancel(search_id)
+        while True:
+            live = self._live.get(search_id)
+            if live is not None:
+                live.runner.cancel()
+                return await self.wait(search_id)
+            try:
+                if await self.unless_stopping(self.resume(row)):
+                    self.renew()  # ours now: the renewal reads the request and cancels it
+                    return await self.wait(search_id)
+            except LeaseLost:
+                pass  # another replica claimed it meanwhile: it cancels it
+            try:  # owned elsewhere: its owner's next renewal, or its lease expires
+                return await asyncio.wait_for(self.wait(search_id), self.tick_s)
+            except TimeoutError:
+                row = self.get(search_id)
 
     def list(self, limit: int, after: tuple[float, str] | None, **filters: Any) -> list[SearchRow]:
         return self.store.list_searches(limit, after, **filters)

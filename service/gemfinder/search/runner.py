@@ -155,6 +155,10 @@ class SearchRunner:
         self._cancel.set()
 
     @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
     def spent(self) -> int:
         """Queries spent in all, the gem check's included (graded answers plus cache hits)."""
         return self.sched.spent + self._checked

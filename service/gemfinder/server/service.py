@@ -108,7 +108,21 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         return pb.GetSearchResponse(search=convert.search_to_proto(row))
 
     async def CancelSearch(self, request, context):
-        row = await self.manager.cancel(self._id(request.search_id))
+        search_id = self._id(request.search_id)
+        remaining = context.time_remaining()
+        try:
+            # On a replica that does not own the search, the owner cancels at its next lease
+            # renewal: answered before the caller's deadline if that takes longer.
+            row = await asyncio.wait_for(
+                self.manager.cancel(search_id),
+                None if remaining is None else max(remaining - _margin(remaining), 0.0),
+            )
+        except TimeoutError:
+            raise ServiceError(
+                "deadline_exceeded",
+                f"deadline reached; the cancel of search {search_id} is recorded and its owner "
+                "stops it at its next lease renewal: GetSearch or WatchSearch shows when",
+            ) from None
         return pb.CancelSearchResponse(search=convert.search_to_proto(row))
 
     async def WatchSearch(self, request, context):
