@@ -107,8 +107,9 @@ def _row(est: Estimate) -> str:
 
 
 def per_task_report(result: Result, top: int = 3) -> str:
-    """Each task's leaders and where the recommended model stands, then the overall ranking
-    under the task weights (search.per_task); "" for a result without per-task results."""
+    """Each task's leaders and where the recommended model stands, then, when the caller set
+    task weights, the overall ranking under them (search.per_task); "" for a result without
+    per-task results."""
     if not result.per_task:
         return ""
     winner = result.recommended_model_id
@@ -123,6 +124,11 @@ def per_task_report(result: Result, top: int = 3) -> str:
         if mine is not None and mine not in shown:
             lines.append(_row(mine))
         lines.append("")
+    if not custom_weights(result):
+        # Each task weighing its share of the items: the overall accuracies are the ranking's
+        # own, and its order by interval would only rank models graded on fewer items (the
+        # popular ones' gem-check items) above the search's pick.
+        return "\n".join(lines).rstrip()
     lines.append("overall, tasks weighted as above (each item weighs its task's weight over "
                  "its task's items)")  # fmt: skip
     lines.append(header)
@@ -134,6 +140,12 @@ def per_task_report(result: Result, top: int = 3) -> str:
             "pick (its elimination order, on items drawn without regard to task)"
         )
     return "\n".join(lines)
+
+
+def custom_weights(result: Result) -> bool:
+    """Whether the caller's task weights differ from each task's share of the items."""
+    total = sum(t.items for t in result.per_task)
+    return total > 0 and any(abs(t.weight - t.items / total) > 1e-9 for t in result.per_task)
 
 
 def incremental_report(result: Result) -> str:
