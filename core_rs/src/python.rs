@@ -79,6 +79,22 @@ struct RankedModel {
     eliminated_in_round: Option<u32>,
 }
 
+/// Both schedulers rank into the core's `ranking::RankedModel`; Python gets this copy of it.
+impl From<ranking::RankedModel> for RankedModel {
+    fn from(r: ranking::RankedModel) -> Self {
+        RankedModel {
+            model: r.model,
+            rank: r.rank,
+            successes: r.successes,
+            seen: r.seen,
+            mean: r.mean,
+            lower: r.lower,
+            upper: r.upper,
+            eliminated_in_round: r.eliminated_in_round,
+        }
+    }
+}
+
 #[pymethods]
 impl RankedModel {
     fn __repr__(&self) -> String {
@@ -284,16 +300,7 @@ impl Scheduler {
     fn ranking(&self) -> Vec<RankedModel> {
         ranking::ranking(self.session.scheduler())
             .into_iter()
-            .map(|r| RankedModel {
-                model: r.model,
-                rank: r.rank,
-                successes: r.successes,
-                seen: r.seen,
-                mean: r.mean,
-                lower: r.lower,
-                upper: r.upper,
-                eliminated_in_round: r.eliminated_in_round,
-            })
+            .map(RankedModel::from)
             .collect()
     }
 }

@@ -224,16 +224,7 @@ impl CertifiedScheduler {
     fn ranking(&self) -> Vec<RankedModel> {
         certified::ranking(&self.state.search)
             .into_iter()
-            .map(|r| RankedModel {
-                model: r.model,
-                rank: r.rank,
-                successes: r.successes,
-                seen: r.seen,
-                mean: r.mean,
-                lower: r.lower,
-                upper: r.upper,
-                eliminated_in_round: r.eliminated_in_round,
-            })
+            .map(RankedModel::from)
             .collect()
     }
 }
