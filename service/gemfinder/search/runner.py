@@ -105,9 +105,9 @@ class SearchRunner:
         self.oracle = oracle
         self.store = store
         self.sched = scheduler or spec.scheduler()
-        # Rounds grouped by endpoint, each model brought up once (issue #17); the certified
-        # elimination has no rounds to group.
-        if load_aware and hasattr(self.sched, "set_load_groups"):
+        # Rounds grouped by endpoint, each model brought up once (issue #17); a fixed-confidence
+        # search runs the certified elimination, which has no rounds to group.
+        if load_aware and spec.epsilon is None:
             self.sched.set_load_groups(load_groups(spec.candidates))
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
