@@ -63,6 +63,13 @@ def _start_executor(namespaces: bool) -> tuple[subprocess.Popen, str]:
     env = {"PYTHONPATH": str(REPO_SERVICE), "HOME": "/"}
     if not namespaces:
         env["GEMFINDER_SANDBOX_NAMESPACES"] = "0"
+    # The executor runs gemfinder from this checkout as USER: a checkout under a directory only
+    # root may enter (`mktemp -d` makes them 0700) fails here, saying so, not as a missing module.
+    probe = _as_user(["test", "-r", str(REPO_SERVICE / "gemfinder" / "__init__.py")], {})
+    assert probe.wait() == 0, (
+        f"user {USER} cannot read {REPO_SERVICE}: clone gemfinder under directories every user "
+        "may enter (e.g. chmod o+x on the clone's parents; mktemp -d makes them 0700)"
+    )
     proc = _as_user(
         [python, "-m", "gemfinder.tasks.executor", "--address", "127.0.0.1:0"],
         env,
