@@ -278,7 +278,7 @@ def cells_text(cells) -> str:
     return ", ".join(f"{lab} N={n:g}" for lab, n in cells) or "none"
 
 
-def verdict_lines(verdict: dict, chosen: str, trials: int) -> list[str]:
+def verdict_lines(verdict: dict, chosen: str | None, trials: int) -> list[str]:
     """Markdown: the verdict table and, for the chosen candidate, each significantly worse
     cell with the competitors that beat it, the loss gap and the adjusted p."""
     lines = [
@@ -300,7 +300,7 @@ def verdict_lines(verdict: dict, chosen: str, trials: int) -> list[str]:
             f"{cells_text(v['worse_best_only'])} | {v['excess']:.3f} | "
             f"{v['rank_vs_gem']:.3f} |"
         )
-    lines += ["", f"chosen on the select pools: **{chosen}**"]
+    lines += ["", f"chosen on the select pools: **{chosen or 'none (no select pools)'}**"]
     for group in ("select", "confirm"):
         if (group, chosen) not in verdict:
             continue
@@ -346,10 +346,14 @@ def rule_lines(verdict: dict, results: dict) -> list[str]:
     return lines
 
 
-def choose(verdict: dict) -> str:
-    """Fewest significantly worse select cells, then the lowest mean excess loss."""
+def choose(verdict: dict) -> str | None:
+    """Fewest significantly worse select cells, then the lowest mean excess loss (None when
+    the run has no select pools, e.g. `--pools` kept only confirm pools)."""
+    select = [m for group, m in verdict if group == "select"]
+    if not select:
+        return None
     return min(
-        dict.fromkeys(m for _, m in verdict),
+        select,
         key=lambda m: (len(verdict[("select", m)]["worse"]), verdict[("select", m)]["excess"]),
     )
 
