@@ -10,13 +10,17 @@ graded (wrong) answer.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from gemfinder.backends import tgi
+from gemfinder.backends.base import Call
 from gemfinder.candidates import Candidate
 from gemfinder.oracles import FailureKind, InferenceOracle, RetryPolicy
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.preflight import Prober
-from gemfinder.tasks import Item
+from gemfinder.oracles.transport import Redirected
+from gemfinder.tasks import GenerationSettings, Item, Prompt
 
 ITEM = Item("g1", "gsm8k", {"question": "3 + 4?", "answer": "#### 7"})
 POLICY = RetryPolicy(max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.002, timeout_s=10)
@@ -82,3 +86,36 @@ async def test_the_pre_search_probe_follows_no_redirect(listener):
     assert len(seen) >= 1 and target.connections == 0
     answer = probes[url]
     assert answer["unreachable"] is None and answer["info"] is None  # answered, no JSON
+
+
+async def test_the_tokenize_fallback_follows_no_redirect(listener, raw_server):
+    """TGI log-likelihoods ask POST /tokenize when the prefill texts do not spell the input
+    (SentencePiece): that request, on a session of its own, must not follow a redirect either,
+    nor carry the endpoint's token anywhere else."""
+    target = listener()
+    prefill = [{"id": 1, "text": "<s>", "logprob": None}] + [
+        {"id": 3 + k, "text": piece, "logprob": -1.0}  # no leading spaces: they do not spell it
+        for k, piece in enumerate(["Q:", "sky?", "\n", "A:", "blue"])
+    ]
+    tokens = [{"id": 9, "text": "\n", "logprob": -0.3, "special": False}]
+    details = {"finish_reason": "length", "generated_tokens": 1, "prefill": prefill,
+               "tokens": tokens}  # fmt: skip
+    generated = json.dumps({"generated_text": "\n", "details": details}).encode()
+
+    def reply(head: bytes, body: bytes) -> bytes:
+        if head.startswith(b"POST /tokenize "):
+            where = f"Location: {target.url}/tokenize\r\n"
+            return raw_server.response("307 Redirect", b"[]", where)
+        return raw_server.response("200 OK", generated)
+
+    server = await raw_server(reply)
+    client = tgi.connect(server.url, "operator-secret", 5.0)
+    call = Call(server.url, "org/base", None, Prompt("", []), GenerationSettings(1))
+    try:
+        with pytest.raises(Redirected, match="POST /tokenize answered 307"):
+            await tgi.loglikelihood(client, call, "Q: sky?\nA:", " blue")
+    finally:
+        await client.close()
+    await asyncio.sleep(0.1)  # a follow-up connection would have been made by now
+    assert server.paths() == ["/generate", "/tokenize"] and target.connections == 0
+    assert all(b"authorization: bearer operator-secret" in h.lower() for h in server.requests)
