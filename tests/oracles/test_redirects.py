@@ -26,65 +26,40 @@ ITEM = Item("g1", "gsm8k", {"question": "3 + 4?", "answer": "#### 7"})
 POLICY = RetryPolicy(max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.002, timeout_s=10)
 
 
-async def _redirecting_server(location: str, status: int):
-    """An HTTP server answering every request with `status` and `Location: location`; records
-    the request lines and the Authorization header it was sent."""
-    seen: list[bytes] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            (
-                int(h.split(b":")[1])
-                for h in head.split(b"\r\n")
-                if h.lower().startswith(b"content-length")
-            ),
-            0,
-        )
-        await reader.readexactly(length)
-        seen.append(head)
-        body = b'{"generated_text": "#### 7"}'  # a right answer, should it be read as one
-        writer.write(
-            f"HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\n".encode()
-            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+def redirecting(raw_server, location: str, status: int):
+    """A reply to every request: `status` to `location`, with a right answer as its body (to be
+    graded as one, should a client read it)."""
+    body = b'{"generated_text": "#### 7"}'
+    answer = raw_server.response(f"{status} Redirect", body, f"Location: {location}\r\n")
+    return lambda head, request_body: answer
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-async def test_a_redirected_query_is_a_failure_and_reaches_no_other_host(listener, status):
+async def test_a_redirected_query_is_a_failure_and_reaches_no_other_host(
+    listener, raw_server, status
+):
     target = listener()
-    server, url, seen = await _redirecting_server(f"{target.url}/generate", status)
+    server = await raw_server(redirecting(raw_server, f"{target.url}/generate", status))
     oracle = InferenceOracle(policy=POLICY)
     try:
-        result = await oracle.answer(Candidate("org/base", url), ITEM)
+        result = await oracle.answer(Candidate("org/base", server.url), ITEM)
     finally:
         await oracle.aclose()
-        server.close()
-        await server.wait_closed()
     await asyncio.sleep(0.1)  # a follow-up connection would have been made by now
-    assert seen, "the endpoint was asked"
+    assert server.requests, "the endpoint was asked"
     assert target.connections == 0
     assert result.reward is None and result.failure is FailureKind.HTTP_ERROR, result
     assert "redirects are not followed" in result.error and result.attempts == 1
 
 
-async def test_the_pre_search_probe_follows_no_redirect(listener):
+async def test_the_pre_search_probe_follows_no_redirect(listener, raw_server):
     target = listener()
-    server, url, seen = await _redirecting_server(f"{target.url}/info", 307)
-    try:
-        probes = await Prober(timeout_s=5).probe([EndpointConfig(url=url, token="operator-secret")])
-    finally:
-        server.close()
-        await server.wait_closed()
+    server = await raw_server(redirecting(raw_server, f"{target.url}/info", 307))
+    config = EndpointConfig(url=server.url, token="operator-secret")
+    probes = await Prober(timeout_s=5).probe([config])
     await asyncio.sleep(0.1)
-    assert len(seen) >= 1 and target.connections == 0
-    answer = probes[url]
+    assert len(server.requests) >= 1 and target.connections == 0
+    answer = probes[server.url]
     assert answer["unreachable"] is None and answer["info"] is None  # answered, no JSON
 
 
