@@ -189,7 +189,12 @@ async def measure(args, port: int, candidates, items) -> int:
             stop = asyncio.Event()
             counts = {"started": 0, "finished": 0, "queries": 0, "cached": 0}
             searching = asyncio.create_task(keep_searching(stub, make_spec, stop, counts))
-            await asyncio.sleep(1.0)  # searches started and their first calls under way
+            # Probe once every search has started (each StartSearch of a 1,000-model spec holds
+            # the loop for tens of ms of CPU itself, and under load they took 2 s in all), and
+            # their first calls are under way: what is measured is health while they run.
+            while counts["started"] < SEARCHES and not searching.done():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
             times = await probe(health, args.probes, args.interval_ms / 1000)
             stop.set()
             await searching
