@@ -1,4 +1,5 @@
-# gemfinder service image: `docker build -t gemfinder:0.1.0 .` (k8s/kustomization.yaml `images:`).
+# gemfinder service image (k8s/kustomization.yaml `images:`):
+#   docker build --build-arg GIT_COMMIT="$(git rev-parse HEAD)" -t gemfinder:0.1.0 .
 # Stage 1 builds the wheel the way scripts/install.sh builds it (maturin, release profile, the
 # toolchain rust-toolchain.toml pins, Cargo.lock as written); stage 2 installs the locked runtime
 # dependencies (requirements/runtime.txt, hashes required; the `lm-eval` extra included, so the
@@ -35,8 +36,12 @@ RUN groupadd --system --gid 10001 gemfinder \
  && useradd --system --uid 10001 --gid gemfinder --home-dir /var/lib/gemfinder \
       --no-create-home --shell /usr/sbin/nologin gemfinder \
  && install -d -o gemfinder -g gemfinder /var/lib/gemfinder
-COPY requirements/runtime.txt /tmp/runtime.txt
-RUN python3 -m pip install --require-hashes --no-deps -r /tmp/runtime.txt && rm /tmp/runtime.txt
+# The lock stays in the image: provenance (gemfinder.provenance) records its SHA-256 with every
+# search, from GEMFINDER_LOCKS_DIR, as an editable install records its checkout's.
+ENV GEMFINDER_LOCKS_DIR=/usr/local/share/gemfinder
+COPY requirements/runtime.txt /usr/local/share/gemfinder/requirements/runtime.txt
+RUN python3 -m pip install --require-hashes --no-deps \
+      -r /usr/local/share/gemfinder/requirements/runtime.txt
 COPY --from=builder /wheels /wheels
 RUN python3 -m pip install --no-deps /wheels/*.whl && rm -rf /wheels \
  && python3 -m pip check \
@@ -47,6 +52,12 @@ WORKDIR /var/lib/gemfinder
 # Listen on all interfaces in the container; the Deployment sets the same through its ConfigMap.
 ENV GEMFINDER_ADDRESS=0.0.0.0:50051 GEMFINDER_METRICS_PORT=9464 \
     GEMFINDER_DB=/var/lib/gemfinder/gemfinder.db
+# The commit the image was built from, recorded with every search (there is no checkout to ask):
+# docker build --build-arg GIT_COMMIT="$(git rev-parse HEAD)"; empty (recorded as null) without.
+# Last, so that a new commit rebuilds no layer above.
+ARG GIT_COMMIT=""
+ENV GEMFINDER_GIT_COMMIT=$GIT_COMMIT
+LABEL org.opencontainers.image.revision=$GIT_COMMIT
 EXPOSE 50051 9464
 VOLUME ["/var/lib/gemfinder"]
 ENTRYPOINT ["gemfinder", "serve"]

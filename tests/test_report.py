@@ -3,8 +3,8 @@ task weights (with each task weighing its share of the items it would repeat the
 
 from __future__ import annotations
 
-from gemfinder.report import per_task_report
-from gemfinder.search.values import Estimate, Result, TaskResult
+from gemfinder.report import certificate_line, per_task_report
+from gemfinder.search.values import Certificate, Estimate, Result, TaskResult
 
 
 def _result(weights: tuple[float, float]) -> Result:
@@ -28,3 +28,26 @@ def test_the_callers_weights_print_the_overall_ranking_and_who_leads_it():
     text = per_task_report(_result((0.5, 0.5)))
     assert "overall, tasks weighted as above" in text
     assert "popular leads this ranking" in text
+
+
+def test_an_informative_certificate_reads_as_a_bound():
+    line = certificate_line(Certificate(epsilon_reached=0.0173, delta=0.05))
+    assert line == (
+        "certificate: the winner is within 1.73 accuracy points of every model with "
+        "probability at least 0.95"
+    )
+
+
+def test_a_wide_fixed_budget_certificate_says_it_certifies_nothing_useful():
+    """SH drops models after a few items: the bound over them is near 100 points, valid and of
+    no use; the line says so and how to get a guarantee (the values stay as they are)."""
+    wide = Certificate(epsilon_reached=0.9924, delta=0.05)
+    assert certificate_line(wide) == (
+        "certificate: the winner is within 99.24 accuracy points of every model with "
+        "probability at least 0.95, which certifies nothing useful (this budget compared some "
+        "models on a few items only); for a guarantee, search with --epsilon (and --delta)"
+    )
+    # just inside the threshold it is a plain bound; a fixed-confidence one keeps its target
+    assert "nothing useful" not in certificate_line(Certificate(0.10, 0.05))
+    missed = Certificate(epsilon_reached=0.9924, delta=0.05, epsilon=0.02, certified=False)
+    assert certificate_line(missed).endswith("(target 2 points: not reached within the budget)")

@@ -8,7 +8,9 @@ fleet (`gemfinder fleet serve`), the server (`gemfinder serve`) and this client.
 algorithm, four searches run at once with the largest parameter values the core accepts
 (docs/search.md, "Parameter ranges"; a finished search is replaced by a new one), while
 `--probes` gRPC health checks are sent `--interval-ms` apart; each probe's round trip is
-timed. Prints p50, p99 and max per algorithm and over all probes. Goal: p99 under 100 ms.
+timed. Prints p50, p99 and max per algorithm and over all probes. Goal: p99 under 100 ms. Last,
+the server's CPU per query it had answered by an endpoint (user + system time of its process
+over the run, from /proc, idle probes included): what search.pressure's back-off is sized by.
 
 First it times the scheduler calls themselves (in this process, no server): the longest `ask`
 and `tell_many` of a search on the same pool at the same parameters, asked in the batches the
@@ -106,6 +108,7 @@ async def keep_searching(stub, make_spec, stop: asyncio.Event, counts: dict[str,
                 running.remove(sid)
                 counts["finished"] += 1
                 counts["queries"] += search.progress.spent
+                counts["cached"] += search.progress.cached
         while len(running) < SEARCHES:
             seed += 1
             reply = await stub.StartSearch(pb.StartSearchRequest(spec=make_spec(seed)))
@@ -118,6 +121,7 @@ async def keep_searching(stub, make_spec, stop: asyncio.Event, counts: dict[str,
     for sid in running:
         search = (await stub.CancelSearch(pb.CancelSearchRequest(search_id=sid))).search
         counts["queries"] += search.progress.spent
+        counts["cached"] += search.progress.cached
 
 
 async def probe(health, probes: int, interval_s: float) -> list[float]:
@@ -158,8 +162,16 @@ def figures(times: list[float]) -> str:
     return f"{p50:>7.1f} {p99:>7.1f} {max(times):>7.1f}"
 
 
-async def measure(args, port: int, candidates, items) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux: /proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(args, port: int, candidates, items) -> int:
+    """Probe while each algorithm's searches run; returns the queries endpoints answered."""
     all_times: list[float] = []
+    fetched = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.ModelSearchServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -175,18 +187,25 @@ async def measure(args, port: int, candidates, items) -> None:
                 )
 
             stop = asyncio.Event()
-            counts = {"started": 0, "finished": 0, "queries": 0}
+            counts = {"started": 0, "finished": 0, "queries": 0, "cached": 0}
             searching = asyncio.create_task(keep_searching(stub, make_spec, stop, counts))
-            await asyncio.sleep(1.0)  # searches started and their first calls under way
+            # Probe once every search has started (each StartSearch of a 1,000-model spec holds
+            # the loop for tens of ms of CPU itself, and under load they took 2 s in all), and
+            # their first calls are under way: what is measured is health while they run.
+            while counts["started"] < SEARCHES and not searching.done():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
             times = await probe(health, args.probes, args.interval_ms / 1000)
             stop.set()
             await searching
             all_times += times
+            fetched += counts["queries"] - counts["cached"]
             print(
                 f"{algorithm:<14} {counts['started']:>5} {counts['queries']:>8} {figures(times)}",
                 flush=True,
             )
     print(f"{'all':<14} {'':>5} {'':>8} {figures(all_times)}")
+    return fetched
 
 
 def main() -> None:
@@ -248,7 +267,13 @@ def main() -> None:
                 f"{args.interval_ms:.0f} ms apart (round trip, ms)"
             )
             print(f"{'algorithm':<14} {'runs':>5} {'queries':>8} {'p50':>7} {'p99':>7} {'max':>7}")
-            asyncio.run(measure(args, port, candidates, items))
+            cpu_before = cpu_seconds(server.pid)
+            fetched = asyncio.run(measure(args, port, candidates, items))
+            cpu = cpu_seconds(server.pid) - cpu_before
+            print(
+                f"server CPU {cpu:.1f} s for {fetched:,} queries answered by endpoints: "
+                f"{1000 * cpu / max(fetched, 1):.2f} ms per answer"
+            )
         finally:
             for proc in (server, fleet):
                 if proc is not None and proc.poll() is None:

@@ -4,7 +4,9 @@ Stored with the search (the store's `provenance` column, schema 5) and written a
 of `gemfinder export`, so that a samples log says which gemfinder, core, lm-eval and packages
 graded it, whatever is installed when it is exported. Versions are read from the running
 process; the lock hashes and git commit from the source checkout gemfinder runs from, when it
-runs from one (an editable install): an installed wheel has neither, and says so with null.
+runs from one (an editable install). The service image has no checkout: it keeps the lock it
+installed from in GEMFINDER_LOCKS_DIR and is built with GEMFINDER_GIT_COMMIT set (Dockerfile);
+an installed wheel without either says so with null.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from gemfinder import __version__, _core
 # The checkout an editable install runs from: service/gemfinder/ -> the repository root.
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ("requirements/runtime.txt", "requirements/dev.txt")
+# A directory holding LOCKS (those present) in place of the checkout: the image keeps there the
+# lock its packages were installed from.
+LOCKS_DIR = "GEMFINDER_LOCKS_DIR"
 
 
 def _sha256(data: bytes) -> str:
@@ -33,8 +38,9 @@ def _sha256(data: bytes) -> str:
 def environment() -> dict[str, Any]:
     """The process's part (computed once): versions, lock hashes, installed packages, commit."""
     locks = {}
+    base = Path(os.environ[LOCKS_DIR]) if os.environ.get(LOCKS_DIR) else ROOT
     for name in LOCKS:
-        path = ROOT / name
+        path = base / name
         if path.is_file():
             locks[name] = _sha256(path.read_bytes())
     # Every installed distribution and its version: what actually ran, lock or not.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gemfinder import _core
@@ -182,3 +185,16 @@ def test_wilson_interval_matches_the_ranking_and_rejects_impossible_counts():
     assert lo == pytest.approx(0.3968, abs=1e-4) and hi == pytest.approx(0.8922, abs=1e-4)
     with pytest.raises(ValueError, match="cannot exceed"):
         _core.wilson_interval(11, 10)
+
+
+def test_both_schedulers_have_the_whole_shared_surface_of_the_stub():
+    """_core.pyi declares the surface Scheduler and CertifiedScheduler share once, as a
+    Protocol both derive from. stubtest checks each runtime method against it, but not that a
+    member declared there exists at runtime on each class: this does."""
+    stub = ast.parse(Path(_core.__file__).with_name("_core.pyi").read_text())
+    classes = {n.name: n for n in stub.body if isinstance(n, ast.ClassDef)}
+    members = {n.name for n in classes["_AskTell"].body if isinstance(n, ast.FunctionDef)}
+    assert {"ask", "tell_many", "snapshot", "ranking", "recommendation"} <= members
+    for cls in (_core.Scheduler, _core.CertifiedScheduler):
+        assert [b.id for b in classes[cls.__name__].bases] == ["_AskTell"]
+        assert [m for m in sorted(members) if not hasattr(cls, m)] == [], cls.__name__

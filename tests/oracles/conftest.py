@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -71,3 +73,72 @@ def listener() -> Iterator[Callable[[], CountingListener]]:
     yield make
     for each in made:
         each.close()
+
+
+# (request head, request body) -> the raw bytes sent back before the connection is closed
+Reply = Callable[[bytes, bytes], bytes]
+
+
+@dataclass
+class RawServer:
+    """An HTTP server that reads one request per connection, records its head (request line
+    and headers), answers with its Reply's bytes and hangs up: what a well-behaved server would
+    not send (a redirect to elsewhere, an answer cut short) is written as given."""
+
+    url: str
+    requests: list[bytes] = field(default_factory=list)
+
+    def paths(self) -> list[str]:
+        return [head.split(b" ")[1].decode() for head in self.requests]
+
+
+class RawServers:
+    """The `raw_server` fixture: `await raw_server(reply)` starts a RawServer on a free port of
+    127.0.0.1; `raw_server.response(...)` builds a reply's bytes; all stop at the test's end."""
+
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+
+    @staticmethod
+    def response(status: str, body: bytes, headers: str = "", length: int | None = None) -> bytes:
+        """A raw HTTP/1.1 answer: `status` like "307 Redirect", extra `headers` lines each ending
+        in CRLF, a JSON body declared `length` bytes long (a lie, when given) or its own."""
+        declared = len(body) if length is None else length
+        return (
+            f"HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\n\r\n"
+        ).encode() + body
+
+    async def __call__(self, reply: Reply) -> RawServer:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            body = await reader.readexactly(length)
+            made.requests.append(head)
+            writer.write(reply(head, body))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.servers.append(server)
+        made = RawServer(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        return made
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[RawServers]:
+    servers = RawServers()
+    yield servers
+    await servers.close()

@@ -44,43 +44,17 @@ async def test_each_oracle_reads_through_its_own_cap():
     assert read.ok and read.reward == 0  # 200 KB of digits: graded, wrong
 
 
-async def _cut_server(declared: int, sent: bytes):
-    """An HTTP server that declares `declared` bytes, sends `sent` and hangs up."""
-    requests = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )
-        await reader.readexactly(length)
-        requests.append(head)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {declared}\r\n\r\n".encode()
-            + sent
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, requests
-
-
-async def test_an_answer_cut_short_is_a_connection_failure_and_retried():
-    server, requests = await _cut_server(1000, b'{"generated_text": "#### 7"')
-    port = server.sockets[0].getsockname()[1]
+async def test_an_answer_cut_short_is_a_connection_failure_and_retried(raw_server):
+    # 1000 bytes declared, a right answer's first 27 sent, then the connection closed
+    cut = raw_server.response("200 OK", b'{"generated_text": "#### 7"', length=1000)
+    server = await raw_server(lambda head, body: cut)
     oracle = InferenceOracle(policy=POLICY)
     try:
-        result = await oracle.answer(Candidate("org/base", f"http://127.0.0.1:{port}"), ITEM)
+        result = await oracle.answer(Candidate("org/base", server.url), ITEM)
     finally:
         await oracle.aclose()
-        server.close()
-        await server.wait_closed()
     assert result.reward is None and result.failure is FailureKind.CONNECTION, result
-    assert result.attempts == 2 and len(requests) == 2
+    assert result.attempts == 2 and len(server.requests) == 2
 
 
 async def test_a_refused_connection_is_a_connection_failure():

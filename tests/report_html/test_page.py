@@ -110,11 +110,18 @@ def test_a_target_not_reached_and_a_fixed_budget_certificate_say_so():
     page = build_html(_with_extras(certificate=missed, incremental=None))
     assert "at least 0.9 (target 2 points: not reached within the budget).</p>" in page
     assert "Incremental search" not in page
-    fixed = Certificate(epsilon_reached=0.12, delta=0.05)  # a fixed-budget search: no target
+    fixed = Certificate(epsilon_reached=0.08, delta=0.05)  # a fixed-budget search: no target
     page = build_html(_with_extras(certificate=fixed))
-    assert "within 12.00 accuracy points of every model with probability at least 0.95.</p>" in (
+    assert "within 8.00 accuracy points of every model with probability at least 0.95.</p>" in (
         page)  # fmt: skip
-    assert "target" not in page
+    assert "target" not in page and "nothing useful" not in page
+    wide = Certificate(epsilon_reached=0.9924, delta=0.05)  # SH dropped models after a few items
+    page = build_html(_with_extras(certificate=wide))
+    assert (
+        "<p>Certificate: the winner is within 99.24 accuracy points of every model with "
+        "probability at least 0.95, which certifies nothing useful (this budget compared some "
+        "models on a few items only); for a guarantee, search with --epsilon (and --delta).</p>"
+    ) in page
     same = Incremental("parent-1", SCRIPT, winner_changed=False, incumbents=(SCRIPT,))
     page = build_html(_with_extras(incremental=same))
     assert "the winner is unchanged (<b>&lt;script&gt;alert(1)&lt;/script&gt;</b>)" in page

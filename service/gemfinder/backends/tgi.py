@@ -14,12 +14,15 @@ log-probabilities, and the continuation's are summed. Where the continuation sta
 the tokens' texts when they spell the input (byte-level BPE tokenizers, whose tokens decode one
 by one to their exact text, a leading `<s>` aside); otherwise (SentencePiece tokenizers drop a
 token's leading space when it is decoded alone) from `POST /tokenize` of the same text, whose
-tokens carry their character `start`, matched to the prefill tokens by id.
+tokens carry their character `start`, matched to the prefill tokens by id. The library has no
+method for /tokenize, so `TgiClient` posts it through a session of the library's public client
+factory (`get_async_session`: the byte-capped transport that never follows a redirect,
+oracles.transport), with the library's headers and error types.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemfinder.backends.base import RESPONSE_HEADERS, Backend, Call, Completion
 from gemfinder.backends.checks import served_by_info
@@ -29,16 +32,56 @@ from gemfinder.backends.loglik import continuation_sum, offsets_from_texts
 from gemfinder.backends.probe import info_and_models
 from gemfinder.v1 import gemfinder_pb2 as pb
 
+if TYPE_CHECKING:
+    import httpx2
 
-def connect(url: str, token: str, timeout: float) -> Any:
-    return inference_client(None, token, timeout)
+
+class TgiClient:
+    """One endpoint's client: huggingface_hub's AsyncInferenceClient for /generate, and a
+    session of the same client factory for /tokenize, opened on its first use (only models whose
+    prefill texts do not spell the input need it); both closed by `close`."""
+
+    def __init__(self, token: str, timeout: float):
+        from huggingface_hub.utils import build_hf_headers
+
+        self.inference = inference_client(None, token, timeout)  # installs the transport
+        self.headers = build_hf_headers(token=token)
+        self.timeout = timeout
+        self._session: httpx2.AsyncClient | None = None
+        self._closed = False
+
+    async def tokenize(self, url: str, text: str) -> Any:
+        """The decoded JSON of `POST {url}/tokenize`; HfHubHTTPError for an error status,
+        oracles.transport.Redirected for a redirect (never followed)."""
+        from huggingface_hub.utils import get_async_session, hf_raise_for_status
+
+        if self._closed:
+            raise RuntimeError(f"the client of {url} is closed")
+        if self._session is None:
+            self._session = get_async_session()
+        response = await self._session.post(
+            f"{url}/tokenize", json={"inputs": text}, headers=self.headers, timeout=self.timeout
+        )
+        hf_raise_for_status(response)
+        return response.json()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.inference.close()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.aclose()
 
 
-async def query(client: Any, call: Call) -> Completion:
+def connect(url: str, token: str, timeout: float) -> TgiClient:
+    return TgiClient(token, timeout)
+
+
+async def query(client: TgiClient, call: Call) -> Completion:
     headers: dict[str, str] = {}
     RESPONSE_HEADERS.set(headers)  # this task's next answer's headers land here
     try:
-        text = await client.text_generation(
+        text = await client.inference.text_generation(
             call.prompt.text,
             model=f"{call.url}/generate",  # posted to as given: a bare URL would hit POST /
             max_new_tokens=call.generation.max_new_tokens,
@@ -59,20 +102,12 @@ async def query(client: Any, call: Call) -> Completion:
     )
 
 
-async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list[int]) -> list[int]:
+async def _tokenized_offsets(
+    client: TgiClient, url: str, full: str, prefill_ids: list[int]
+) -> list[int]:
     """Start offsets of the prefill tokens from TGI's `/tokenize` (leading special tokens that
     /tokenize does not list get -1: never part of the continuation)."""
-    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
-
-    http = await client._get_async_client()  # the session its /generate answers came through
-    response = await http.post(
-        f"{url}/tokenize",
-        json={"inputs": full},
-        headers=build_hf_headers(token=client.token),
-        timeout=client.timeout,
-    )
-    hf_raise_for_status(response)
-    toks = response.json()
+    toks = await client.tokenize(url, full)
     if not isinstance(toks, list) or not all(
         isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("start"), int)
         for t in toks
@@ -85,10 +120,10 @@ async def _tokenized_offsets(client: Any, url: str, full: str, prefill_ids: list
 
 
 async def loglikelihood(
-    client: Any, call: Call, context: str, continuation: str
+    client: TgiClient, call: Call, context: str, continuation: str
 ) -> tuple[float, int | None]:
     full = context + continuation
-    out = await client.text_generation(
+    out = await client.inference.text_generation(
         full,
         model=f"{call.url}/generate",
         max_new_tokens=1,  # TGI generates at least one token; its log-probability is unused

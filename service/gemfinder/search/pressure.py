@@ -2,9 +2,11 @@
 
 A monitor task sleeps TICK_S at a time and records how much later than asked it woke up: the
 time a ready callback waited for the loop. Searches read it to size how many queries they keep
-in flight (SearchRunner): every answer costs the loop about 2 ms of HTTP, grading and storage,
-and with four searches saturating a small machine a health check otherwise waits behind
-hundreds of them (bench/speed/health_latency.py).
+in flight (SearchRunner): every answer costs the loop about 1.25 ms of HTTP, grading and
+storage (2 ms before issue 15's client; bench/speed/health_latency.py prints it), and with four
+searches saturating a small machine a health check otherwise waits behind hundreds of them.
+The thresholds are lateness, not a count of answers, so a cheaper answer changed none of them:
+it only lets a window of a given size drain sooner (docs/service.md, "Health under load").
 """
 
 from __future__ import annotations
