@@ -36,7 +36,6 @@ from gemfinder.oracles.preflight import CandidateProblems, EndpointUnreachable, 
 from gemfinder.search import gem_check
 from gemfinder.search.serving_cost import SearchCost, load_groups
 from gemfinder.search.spec import SearchSpec
-from gemfinder.sim import trees
 from gemfinder.tasks import get_task
 
 PRESET = "qwen2.5-7b"
@@ -47,6 +46,7 @@ QUALITY_PULLS = 20_000_000  # pulls of the quality trials in the Rust simulator
 DEFAULT_TRIALS, MAX_TRIALS = 16, 64  # cost trials
 QUALITY_TRIALS = 500
 CHARS_PER_TOKEN = 4
+ROUND_BATCH, SEQUENTIAL_BATCH = 2048, 32  # as the runner (its max_pending, sequential_batch)
 TOKEN_SOURCE = (
     "prompt: characters / 4 of the prompts sent; generated: each task's max_new_tokens "
     "(an upper bound)"
@@ -139,6 +139,10 @@ def check_size(
 
 def _tree(spec: SearchSpec) -> tuple[np.ndarray, int]:
     """The synthetic answers, rows in the candidates' order, and the items simulated."""
+    # The simulation kit, which the serving path otherwise keeps out (docs/architecture.md):
+    # imported when a plan is made, not when the server starts.
+    from gemfinder.sim import trees
+
     n = len(spec.candidates)
     items = max(2, min(len(spec.items), MAX_CELLS // n))
     # (the preset's tasks need an item each: a smaller query set takes the first columns)
@@ -222,8 +226,11 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
         outcomes.setdefault(model, {})[item] = reward
         return reward
 
+    # As the runner asks: a round at a time, a sequential algorithm a batch at a time (more
+    # at once would blind it to the grades in between).
+    batch = ROUND_BATCH if sched.round_based else SEQUENTIAL_BATCH
     while not sched.finished:
-        asked = sched.ask(4096)
+        asked = sched.ask(batch)
         if not asked:
             break
         sched.tell_many([(m, i, bool(sent(m, i))) for m, i in asked])
