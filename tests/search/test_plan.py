@@ -133,3 +133,16 @@ def test_a_plan_checks_the_candidates_against_the_endpoint_settings():
     assert "cannot be checked" in err.value.violations[0][1]
     vllm = [dataclasses.replace(c, backend="openai_completions") for c in spec.candidates]
     plan.check_offline(dataclasses.replace(spec, candidates=vllm), {})
+
+
+def test_tokens_of_items_scored_by_loglikelihood_and_generated():
+    from gemfinder.tasks import Item
+    from gemfinder.tasks.lmeval import TASK_KIND
+
+    requests = [["Q: 2+2? A:", " 4"], ["Q: 2+2? A:", " 5"]]
+    scored = Item("ll/0", TASK_KIND, {"output_type": "multiple_choice", "requests": requests})
+    spec = _spec()
+    spec = dataclasses.replace(spec, items=[scored, spec.items[0]])
+    prompt, generated = plan._item_tokens(spec, 3)  # 3 simulated items: the first again
+    assert prompt[0] == -(-2 * len("Q: 2+2? A: 4") // 4) == prompt[2] and generated[0] == 0
+    assert generated[1] == 50 and prompt[1] > 10  # a multiple-choice prompt, 50 tokens at most

@@ -13,7 +13,8 @@ model with the k-th most downloads, so popularity relates to accuracy as in the 
 - Tokens: prompt tokens are the query set's prompts as the endpoints get them, counted as
   characters / 4 (no tokenizer is at hand: a rule of thumb for English text under BPE
   tokenizers, so an estimate); generated tokens are each task's max_new_tokens, the most an
-  answer may take: an upper bound.
+  answer may take: an upper bound (items scored by loglikelihood generate none; their prompt
+  is every choice's context and continuation).
 
 Bounded: the synthetic tree has at most MAX_CELLS cells (fewer items beyond it; the plan says
 how many it simulated), the cost trials replay at most MAX_PULLS pulls together and a budget
@@ -49,7 +50,7 @@ CHARS_PER_TOKEN = 4
 ROUND_BATCH, SEQUENTIAL_BATCH = 2048, 32  # as the runner (its max_pending, sequential_batch)
 TOKEN_SOURCE = (
     "prompt: characters / 4 of the prompts sent; generated: each task's max_new_tokens "
-    "(an upper bound)"
+    "(an upper bound; 0 for items scored by loglikelihood)"
 )
 
 
@@ -164,9 +165,14 @@ def _item_tokens(spec: SearchSpec, n_items: int) -> tuple[np.ndarray, np.ndarray
     prompt, generated = [], []
     for item in spec.items[:n_items]:
         task = get_task(item.task)
-        text = task.build_prompt(item, spec.system_prompt).text
-        prompt.append(-(-len(text) // CHARS_PER_TOKEN))
-        generated.append(task.generation.max_new_tokens)
+        scored = task.loglikelihood_requests(item)
+        if scored:  # scored, not generated: every choice's context and continuation is read
+            chars = sum(len(ctx) + len(cont) for ctx, cont in scored)
+            generated.append(0)
+        else:
+            chars = len(task.build_prompt(item, spec.system_prompt).text)
+            generated.append(task.generation_for(item).max_new_tokens)
+        prompt.append(-(-chars // CHARS_PER_TOKEN))
     reps = -(-n_items // len(prompt))
     return np.tile(prompt, reps)[:n_items], np.tile(generated, reps)[:n_items]
 
