@@ -146,3 +146,12 @@ def test_tokens_of_items_scored_by_loglikelihood_and_generated():
     prompt, generated = plan._item_tokens(spec, 3)  # 3 simulated items: the first again
     assert prompt[0] == -(-2 * len("Q: 2+2? A: 4") // 4) == prompt[2] and generated[0] == 0
     assert generated[1] == 50 and prompt[1] > 10  # a multiple-choice prompt, 50 tokens at most
+
+
+def test_a_fixed_confidence_search_is_planned_with_the_certified_elimination():
+    spec = _spec(budget=240, epsilon=0.05)
+    found = plan.plan(spec, _configs(), trials=2)
+    assert found.algorithm == "certified" and 0 < found.queries.mean <= 240
+    # No load-aware rounds: the certified elimination moves between models at every pull.
+    assert found.swaps.mean > found.queries.mean / 2
+    assert 0.0 <= found.p_best <= 1.0 and found.quality_trials >= 10
