@@ -115,6 +115,14 @@ def test_the_simulation_is_bounded(monkeypatch):
     assert plan.plan(_spec(budget=120), {}, trials=8).trials == 2
     monkeypatch.setattr(plan, "MAX_CELLS", 12 * 7)  # a tree too large: fewer items, said
     assert plan.plan(_spec(budget=60), {}, trials=1).items == 7
+    # A sequential algorithm weighs every model at each pull: budget x models is its bound.
+    monkeypatch.setattr(plan, "SEQUENTIAL_WORK", 3000)
+    found = plan.plan(_spec(budget=120, algorithm="ucb_e"), {}, trials=8)
+    assert found.trials == 2 == found.quality_trials  # 3000 // (120 x 12)
+    monkeypatch.setattr(plan, "SEQUENTIAL_WORK", 1000)
+    with pytest.raises(UserError) as err:
+        plan.plan(_spec(budget=120, algorithm="ucb_e"), {}, trials=1)
+    assert err.value.field == "spec.budget" and "1,440" in err.value.reason
 
 
 def test_a_plan_checks_the_candidates_against_the_endpoint_settings():

@@ -101,11 +101,12 @@ def test_plan_only_bounds_name_their_field(channel):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and fields[0][0] == "spec.budget"
 
 
-def _huge(budget: int) -> pb.SearchSpec:
-    """The largest plan there is: 5,000 candidates (the limit), 500 items, the largest budget a
-    plan simulates."""
+def _huge(budget: int, algorithm: str = "") -> pb.SearchSpec:
+    """The largest plans there are: 5,000 candidates (the limit), 500 items, the largest budget
+    a plan simulates (TTTS: the largest budget x candidates)."""
     items = make_items(125, tasks=("arc_challenge", "mmlu", "winogrande", "gsm8k"))
     return pb.SearchSpec(
+        algorithm=algorithm,
         candidates=[
             pb.Candidate(model_id=f"org/m{k}", endpoint=MATRIX_ENDPOINT, adapter_id=f"a{k}")
             for k in range(5000)
@@ -123,14 +124,17 @@ def _huge(budget: int) -> pb.SearchSpec:
 
 
 def test_a_huge_plan_does_not_freeze_the_server(channel):
-    """Three of the largest plans at once: two run (off the event loop, bounded), the third is
-    RESOURCE_EXHAUSTED, and health and ListSearches answer promptly all the while."""
+    """Three of the largest plans at once (TTTS among them): two run (off the event loop,
+    bounded), the third is RESOURCE_EXHAUSTED, and health and ListSearches answer promptly all
+    the while."""
     answers: list = []
 
-    def one():
-        answers.append(_plan(channel, _huge(plan.MAX_PULLS), trials=plan.MAX_TRIALS, timeout=120))
+    def one(spec):
+        answers.append(_plan(channel, spec, trials=plan.MAX_TRIALS, timeout=120))
 
-    threads = [threading.Thread(target=one) for _ in range(3)]
+    ttts = _huge(plan.SEQUENTIAL_WORK // 5000, "ttts")
+    specs = [_huge(plan.MAX_PULLS), ttts, _huge(plan.MAX_PULLS)]
+    threads = [threading.Thread(target=one, args=(spec,)) for spec in specs]
     started = time.monotonic()
     for t in threads:
         t.start()

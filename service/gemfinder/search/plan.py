@@ -3,7 +3,8 @@ plan`, the PlanSearch RPC; docs/service.md "Planning a search").
 
 The spec's algorithm runs on a synthetic model tree of the same size (gemfinder.sim.trees, the
 `qwen2.5-7b` preset's shape): the candidate with the k-th most downloads plays the synthetic
-model with the k-th most downloads, so popularity relates to accuracy as in the published trees.
+model with the k-th most downloads, so popularity relates to accuracy as in the published trees
+(without downloads each cost trial deals the synthetic models afresh: `_deal`).
 - Cost: for a few trials the core's scheduler itself runs the search (the same pulls, in the
   same load-aware order, as the runner hands out), the gem check included, and every pull is
   replayed through one gemfinder.cost.SlotLedger per endpoint built from the endpoints' cost
@@ -16,10 +17,11 @@ model with the k-th most downloads, so popularity relates to accuracy as in the 
   answer may take: an upper bound (items scored by loglikelihood generate none; their prompt
   is every choice's context and continuation).
 
-Bounded: the synthetic tree has at most MAX_CELLS cells (fewer items beyond it; the plan says
-how many it simulated), the cost trials replay at most MAX_PULLS pulls together and a budget
-above it is refused, and the quality trials at most QUALITY_PULLS; a plan never connects to an
-endpoint.
+Bounded, by counts rather than time so that a plan is the same on every machine: the synthetic
+tree has at most MAX_CELLS cells (fewer items beyond it; the plan says how many it simulated),
+the cost trials replay at most MAX_PULLS pulls together and a budget above it is refused, the
+quality trials at most QUALITY_PULLS, and a sequential algorithm's trials SEQUENTIAL_WORK
+pulls x models; a plan never connects to an endpoint.
 """
 
 from __future__ import annotations
@@ -35,15 +37,21 @@ from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.preflight import CandidateProblems, EndpointUnreachable, check_candidates
 from gemfinder.search import gem_check
+from gemfinder.search.gem import most_downloaded
 from gemfinder.search.serving_cost import SearchCost, load_groups
 from gemfinder.search.spec import SearchSpec
 from gemfinder.tasks import get_task
 
 PRESET = "qwen2.5-7b"
 MIN_TREE_ITEMS = 16
-MAX_CELLS = 20_000_000  # models x items of the synthetic tree (20 MB of 0/1 answers)
+MAX_CELLS = 5_000_000  # models x items of the synthetic tree (generating it: ~0.7 s, 150 MB)
 MAX_PULLS = 2_000_000  # pulls replayed through the ledgers, all cost trials together
 QUALITY_PULLS = 20_000_000  # pulls of the quality trials in the Rust simulator
+# A sequential algorithm (UCB, UCB-E, TTTS) looks at every model for each pull: its simulation
+# costs about budget x models (TTTS, the dearest: ~4.5 s for one cost and one quality trial at
+# 100 million on this 2-core machine under load). The cost trials together, and the quality
+# trials together, stay within it; a search above it even for one trial is refused.
+SEQUENTIAL_WORK = 100_000_000
 DEFAULT_TRIALS, MAX_TRIALS = 16, 64  # cost trials
 QUALITY_TRIALS = 500
 CHARS_PER_TOKEN = 4
@@ -136,6 +144,20 @@ def check_size(
         )
     if spec.ask is not None:
         raise UserError("spec.parent_search_id", "a plan of an incremental search is not supported")
+    work = _work(spec)
+    if work > SEQUENTIAL_WORK:
+        raise UserError(
+            budget_field,
+            f"a plan of {spec.algorithm}, which weighs every model at each query, simulates "
+            f"at most {SEQUENTIAL_WORK:,} queries x candidates, got {work:,}",
+        )
+
+
+def _work(spec: SearchSpec) -> int:
+    """What one simulated search costs, in pulls (x models for a sequential algorithm)."""
+    if spec.epsilon is None and not spec.scheduler().round_based:
+        return spec.budget * len(spec.candidates)
+    return spec.budget
 
 
 def _tree(spec: SearchSpec) -> tuple[np.ndarray, int]:
@@ -220,17 +242,21 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
     adapter = [c.adapter_id or None for c in spec.candidates]
     sched = _scheduler(spec, correct.shape[1], trial)
     correct = _deal(spec, correct, trial)
-    outcomes: dict[int, dict[int, int]] = {}
-    pulls: list[tuple[int, int]] = []
+    prompt, generated = (t.tolist() for t in tokens)  # Python ints: faster per pull
+    # Who saw which item, for the gem check's plan (bounded by MAX_CELLS, unlike a dict).
+    seen = np.zeros(correct.shape, dtype=bool) if spec.gem_check_reserve > 0 else None
+    spent = [0, 0, 0]  # queries, prompt tokens, generated tokens
 
-    def sent(model: int, item: int) -> int:
+    def sent(model: int, item: int) -> bool:
         ledger = serve[model]
         if ledger is not None:
             ledger.serve(adapter[model])
-        pulls.append((model, item))
-        reward = int(correct[model, item])
-        outcomes.setdefault(model, {})[item] = reward
-        return reward
+        spent[0] += 1
+        spent[1] += prompt[item]
+        spent[2] += generated[item]
+        if seen is not None:
+            seen[model, item] = True
+        return bool(correct[model, item])
 
     # As the runner asks: a round at a time, a sequential algorithm a batch at a time (more
     # at once would blind it to the grades in between).
@@ -239,15 +265,17 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
         asked = sched.ask(batch)
         if not asked:
             break
-        sched.tell_many([(m, i, bool(sent(m, i))) for m, i in asked])
+        sched.tell_many([(m, i, sent(m, i)) for m, i in asked])
     winner = sched.recommendation
-    if winner is not None:
+    if winner is not None and seen is not None:
+        asked_of = [winner, *most_downloaded(spec)]
+        outcomes = {
+            m: {int(i): int(correct[m, i]) for i in np.flatnonzero(seen[m])} for m in asked_of
+        }
         for model, items in gem_check.plan(spec, winner, outcomes).items():
             for item in items:
                 sent(model, item)
-    idx = np.asarray(pulls, dtype=np.int64).reshape(-1, 2)[:, 1]
-    prompt, generated = tokens
-    return cost.cost(), len(pulls), int(prompt[idx].sum()), int(generated[idx].sum())
+    return cost.cost(), spent[0], int(spent[1]), int(spent[2])
 
 
 class _Configs:
@@ -257,8 +285,15 @@ class _Configs:
         self.configs = configs
 
 
+def _trials(spec: SearchSpec, wanted: int, pulls: int) -> int:
+    """Trials within the bounds: `pulls` in all, SEQUENTIAL_WORK for a sequential algorithm."""
+    work = _work(spec)
+    bound = pulls if work == spec.budget else SEQUENTIAL_WORK
+    return max(1, min(wanted, bound // max(work, 1)))
+
+
 def _quality(spec: SearchSpec, correct: np.ndarray) -> tuple[int, float, float, float]:
-    trials = max(10, min(QUALITY_TRIALS, QUALITY_PULLS // max(spec.search_budget, 1)))
+    trials = _trials(spec, QUALITY_TRIALS, QUALITY_PULLS)
     if spec.epsilon is not None:
         picks, _, _ = _core.simulate_certified(
             correct, spec.search_budget, spec.seed, 0, trials, spec.epsilon, spec.delta
@@ -288,7 +323,7 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
     configs = {url.rstrip("/"): c for url, c in configs.items()}
     correct, n_items = _tree(spec)
     tokens = _item_tokens(spec, n_items)
-    trials = max(1, min(trials, MAX_PULLS // max(spec.budget, 1)))
+    trials = _trials(spec, trials, MAX_PULLS)
     runs = [_cost_trial(spec, configs, correct, tokens, t) for t in range(trials)]
     costs = [c or Cost() for c, *_ in runs]
     quality_trials, loss_mean, loss_p90, p_best = _quality(spec, correct)

@@ -152,7 +152,8 @@ class ModelSearchServiceServicer:
         no endpoint; the spec is validated as for StartSearch (the same field violations, the same
         endpoint allowlist), except what only an endpoint can say (its adapters when the endpoints
         file lists none; whether it answers).
-        Status: OK; INVALID_ARGUMENT (also a budget above what a plan simulates, trials out of
+        Status: OK; INVALID_ARGUMENT (also a budget above what a plan simulates: 2,000,000, or
+        budget x candidates above 100 million for a sequential algorithm; trials out of
         range, an incremental spec); PERMISSION_DENIED; RESOURCE_EXHAUSTED (plans running).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
