@@ -29,7 +29,14 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
 SERVICE = "gemfinder.v1.ModelSearchService"
-RETRIED = ("StartSearch", "SelectBestModel", "GetSearch", "CancelSearch", "ListSearches")
+RETRIED = (
+    "StartSearch",
+    "SelectBestModel",
+    "GetSearch",
+    "CancelSearch",
+    "ListSearches",
+    "PlanSearch",
+)
 SERVICE_CONFIG: dict[str, Any] = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [

@@ -131,7 +131,7 @@ async def test_refused_before_any_connection_over_grpc(tmp_path, victim, listene
     other = listener()  # a different port: listed port + 1 would be a guess, this one is real
     endpoints = tmp_path / "endpoints.json"
     listed = f"http://localhost:{victim.port}"
-    endpoints.write_text(json.dumps([{"url": listed}]), encoding="utf-8")
+    endpoints.write_text(json.dumps([{"url": listed, "adapters": ["x"]}]), encoding="utf-8")
     config = ServerConfig(
         address="127.0.0.1:0", metrics_port=0, db=str(tmp_path / "a.db"), endpoints=str(endpoints)
     )
@@ -149,6 +149,7 @@ async def test_refused_before_any_connection_over_grpc(tmp_path, victim, listene
                         stub.SelectBestModel,
                         pb.SelectBestModelRequest(spec=spec_proto(cands, items)),
                     ),
+                    (stub.PlanSearch, pb.PlanSearchRequest(spec=spec_proto(cands, items))),
                 ):
                     with pytest.raises(grpc.aio.AioRpcError) as err:
                         await method(request, timeout=10)
@@ -169,6 +170,14 @@ async def test_refused_before_any_connection_over_grpc(tmp_path, victim, listene
                     assert fields == ["spec.candidates[1].endpoint"], url
             assert victim.connections == 0 and other.connections == 0
             assert (await stub.ListSearches(pb.ListSearchesRequest())).searches == []
+
+            # A plan of the listed URL is made, and connects to nothing either.
+            cands = [Candidate("org/a", listed), Candidate("org/b", listed, adapter_id="x")]
+            found = await stub.PlanSearch(
+                pb.PlanSearchRequest(spec=spec_proto(cands, items), trials=2), timeout=30
+            )
+            assert found.plan.models == 2 and found.plan.queries.mean > 0
+            assert victim.connections == 0
 
             # The control: the listed URL itself is probed (so a connection would be seen).
             cands = [Candidate("org/a", listed), Candidate("org/b", listed, adapter_id="x")]

@@ -105,6 +105,7 @@ RESPONSES = {
     "GetSearch": pb.GetSearchResponse,
     "CancelSearch": pb.CancelSearchResponse,
     "ListSearches": pb.ListSearchesResponse,
+    "PlanSearch": pb.PlanSearchResponse,
 }
 
 
@@ -228,6 +229,18 @@ HAND_WRITTEN = [
         "request_id",
     ),
 ]
+# A plan validates its spec as a start does: every hostile spec above, as a PlanSearch.
+HAND_WRITTEN += [
+    (f"plan: {name}", "PlanSearch", pb.PlanSearchRequest(spec=request.spec), field)
+    for name, method, request, field in HAND_WRITTEN
+    if method == "StartSearch" and field != "request_id"
+]
+HAND_WRITTEN += [
+    ("plan: negative trials", "PlanSearch", pb.PlanSearchRequest(spec=valid_spec(), trials=-1),
+     "trials"),
+    ("plan: trials 2**31-1", "PlanSearch",
+     pb.PlanSearchRequest(spec=valid_spec(), trials=2**31 - 1), "trials"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -366,6 +379,7 @@ def seeds(channel) -> list[tuple[str, Message]]:
             "ListSearches",
             pb.ListSearchesRequest(page_size=1, page_token=listed.next_page_token, state=3),
         ),
+        ("PlanSearch", pb.PlanSearchRequest(spec=valid_spec(seed=3), trials=2)),
     ]
 
 

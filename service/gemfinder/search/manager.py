@@ -399,6 +399,11 @@ class SearchManager:
         )
         return self.get(search_id)
 
+    def check_allowed(self, spec: SearchSpec) -> None:
+        """The endpoint allowlist of a start, alone: PlanSearch validates as a start does but
+        connects to nothing (gemfinder.search.plan)."""
+        self._check_allowed(spec)
+
     def _check_allowed(self, spec: SearchSpec) -> None:
         try:
             self.allowlist.check(spec.candidates)

@@ -70,6 +70,11 @@ class SearchCost:
             wall_s=max(p.wall_s for p in parts),
         )
 
+    def ledger(self, url: str) -> SlotLedger | None:
+        """An endpoint's ledger (None: it has no cost model); gemfinder.search.plan replays
+        simulated pulls through it."""
+        return self._ledgers.get(url.rstrip("/"))
+
 
 def load_groups(candidates: list[Candidate]) -> list[int]:
     """Each candidate's endpoint as a number, for the core's load-aware round order (models on

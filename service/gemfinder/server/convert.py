@@ -19,6 +19,7 @@ from gemfinder.cost import Cost
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
+from gemfinder.search.plan import Plan, Spread
 from gemfinder.search.spec import IncrementalAsk, Limits, SearchSpec, default_algorithm
 from gemfinder.search.values import (
     Certificate,
@@ -452,3 +453,31 @@ def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
     if with_result and row.result is not None:
         out.result.CopyFrom(result_to_proto(row.result))
     return out
+
+
+def plan_to_proto(found: Plan) -> pb.SearchPlan:
+    def spread(s: Spread) -> pb.Spread:
+        return pb.Spread(mean=s.mean, p10=s.p10, p90=s.p90)
+
+    return pb.SearchPlan(
+        algorithm=found.algorithm,
+        budget=found.budget,
+        models=found.models,
+        items=found.items,
+        trials=found.trials,
+        quality_trials=found.quality_trials,
+        queries=spread(found.queries),
+        prompt_tokens=spread(found.prompt_tokens),
+        generated_tokens=spread(found.generated_tokens),
+        token_source=found.token_source,
+        model_loads=spread(found.model_loads),
+        adapter_loads=spread(found.adapter_loads),
+        swaps=spread(found.swaps),
+        gpu_seconds=spread(found.gpu_seconds),
+        load_gpu_seconds=spread(found.load_gpu_seconds),
+        wall_seconds=spread(found.wall_s),
+        loss_mean=found.loss_mean,
+        loss_p90=found.loss_p90,
+        p_best=found.p_best,
+        accounted=found.accounted,
+    )

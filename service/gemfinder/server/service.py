@@ -13,7 +13,8 @@ import math
 from gemfinder import bounded_json
 from gemfinder.errors import UserError
 from gemfinder.search import events as ev
-from gemfinder.search.manager import SearchManager
+from gemfinder.search import plan
+from gemfinder.search.manager import SearchManager, TooManySearches
 from gemfinder.server import convert
 from gemfinder.server.errors import ServiceError
 from gemfinder.tasks import Item
@@ -30,6 +31,8 @@ EVENT_TYPES = {
     ev.FINISHED: pb.EVENT_TYPE_FINISHED,
 }
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+# Plans simulated at once (each takes a core for up to seconds); more: RESOURCE_EXHAUSTED.
+MAX_PLANS = 2
 
 
 def _margin(remaining: float) -> float:
@@ -52,8 +55,10 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         self.limits = limits
         # (not `or`: a catalog without tasks is falsy, yet its --lm-eval-include still counts)
         self.lm_eval = lm_eval if lm_eval is not None else Catalog({})
+        self._plans = 0  # PlanSearch calls simulating now
 
-    async def _start(self, request):
+    async def _spec(self, request):
+        """The request's spec, resolved and validated (a start's and a plan's alike)."""
         built = None
         if request.spec.query_set.WhichOneof("source") == "lm_eval":
             req = convert.lm_eval_request(request.spec.query_set.lm_eval, self.limits)
@@ -64,9 +69,12 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         if convert.has_inline_lm_eval(request.spec):
             # The regular expressions lm-eval ships (a YAML scan the first time): off the loop.
             patterns = await asyncio.to_thread(lm_eval_patterns.allowed, self.lm_eval.include)
-        spec = convert.spec_from_proto(
+        return convert.spec_from_proto(
             request.spec, self.query_sets, self.default_per_model, self.limits, built, patterns
         )
+
+    async def _start(self, request):
+        spec = await self._spec(request)
         # A start in progress when this replica begins to stop ends with UNAVAILABLE, which
         # the client's retry policy sends to another replica (the request id keeps it one).
         start = self.manager.start(spec, convert.request_id(request.request_id))
@@ -138,6 +146,30 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
             if event.type == ev.FINISHED:
                 msg.search.CopyFrom(convert.search_to_proto(self.manager.get(search_id)))
             yield msg
+
+    async def PlanSearch(self, request, context):
+        if request.trials < 0:
+            raise UserError("trials", f"must be 0 (the default, {plan.DEFAULT_TRIALS}) or "
+                            f"1-{plan.MAX_TRIALS}, got {request.trials}")  # fmt: skip
+        spec = await self._spec(request)
+        # Validated as a start is, up to the connection: a plan never opens one.
+        self.manager.check_allowed(spec)
+        oracle = self.manager.oracle
+        configs = getattr(oracle, "configs", {})
+        # The candidates checked as the oracle's start checks them (an oracle answering from a
+        # matrix checks none), without the probe (--workers: the parent's oracle checks).
+        if getattr(getattr(oracle, "local", oracle), "validate", False):
+            plan.check_offline(spec, configs)
+        trials = request.trials or plan.DEFAULT_TRIALS
+        plan.check_size(spec, trials)
+        if self._plans >= MAX_PLANS:
+            raise TooManySearches(f"{MAX_PLANS} plans are running; retry later")
+        self._plans += 1
+        try:  # seconds of CPU at most (search.plan's bounds): off the event loop
+            found = await asyncio.to_thread(plan.plan, spec, configs, trials)
+        finally:
+            self._plans -= 1
+        return pb.PlanSearchResponse(plan=convert.plan_to_proto(found))
 
     async def ListSearches(self, request, context):
         if request.page_size < 0:

@@ -479,3 +479,71 @@ class ServingCost(_message.Message):
     swaps: int
     wall: _duration_pb2.Duration
     def __init__(self, gpu_seconds: _Optional[float] = ..., load_gpu_seconds: _Optional[float] = ..., queries: _Optional[int] = ..., model_loads: _Optional[int] = ..., adapter_loads: _Optional[int] = ..., swaps: _Optional[int] = ..., wall: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class PlanSearchRequest(_message.Message):
+    __slots__ = ("spec", "trials")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    spec: SearchSpec
+    trials: int
+    def __init__(self, spec: _Optional[_Union[SearchSpec, _Mapping]] = ..., trials: _Optional[int] = ...) -> None: ...
+
+class Spread(_message.Message):
+    __slots__ = ("mean", "p10", "p90")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    P10_FIELD_NUMBER: _ClassVar[int]
+    P90_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    p10: float
+    p90: float
+    def __init__(self, mean: _Optional[float] = ..., p10: _Optional[float] = ..., p90: _Optional[float] = ...) -> None: ...
+
+class SearchPlan(_message.Message):
+    __slots__ = ("algorithm", "budget", "models", "items", "trials", "quality_trials", "queries", "prompt_tokens", "generated_tokens", "token_source", "model_loads", "adapter_loads", "swaps", "gpu_seconds", "load_gpu_seconds", "wall_seconds", "loss_mean", "loss_p90", "p_best", "accounted")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LOADS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_LOADS_FIELD_NUMBER: _ClassVar[int]
+    SWAPS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    LOSS_P90_FIELD_NUMBER: _ClassVar[int]
+    P_BEST_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTED_FIELD_NUMBER: _ClassVar[int]
+    algorithm: str
+    budget: int
+    models: int
+    items: int
+    trials: int
+    quality_trials: int
+    queries: Spread
+    prompt_tokens: Spread
+    generated_tokens: Spread
+    token_source: str
+    model_loads: Spread
+    adapter_loads: Spread
+    swaps: Spread
+    gpu_seconds: Spread
+    load_gpu_seconds: Spread
+    wall_seconds: Spread
+    loss_mean: float
+    loss_p90: float
+    p_best: float
+    accounted: bool
+    def __init__(self, algorithm: _Optional[str] = ..., budget: _Optional[int] = ..., models: _Optional[int] = ..., items: _Optional[int] = ..., trials: _Optional[int] = ..., quality_trials: _Optional[int] = ..., queries: _Optional[_Union[Spread, _Mapping]] = ..., prompt_tokens: _Optional[_Union[Spread, _Mapping]] = ..., generated_tokens: _Optional[_Union[Spread, _Mapping]] = ..., token_source: _Optional[str] = ..., model_loads: _Optional[_Union[Spread, _Mapping]] = ..., adapter_loads: _Optional[_Union[Spread, _Mapping]] = ..., swaps: _Optional[_Union[Spread, _Mapping]] = ..., gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., load_gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., wall_seconds: _Optional[_Union[Spread, _Mapping]] = ..., loss_mean: _Optional[float] = ..., loss_p90: _Optional[float] = ..., p_best: _Optional[float] = ..., accounted: _Optional[bool] = ...) -> None: ...
+
+class PlanSearchResponse(_message.Message):
+    __slots__ = ("plan",)
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: SearchPlan
+    def __init__(self, plan: _Optional[_Union[SearchPlan, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class ModelSearchServiceStub:
                 request_serializer=gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesRequest.SerializeToString,
                 response_deserializer=gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesResponse.FromString,
                 _registered_method=True)
+        self.PlanSearch = channel.unary_unary(
+                '/gemfinder.v1.ModelSearchService/PlanSearch',
+                request_serializer=gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchRequest.SerializeToString,
+                response_deserializer=gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchResponse.FromString,
+                _registered_method=True)
 
 
 class ModelSearchServiceServicer:
@@ -139,6 +144,22 @@ class ModelSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanSearch(self, request, context):
+        """A dry run: what the search of this spec would spend (queries, tokens, model and adapter
+        loads, GPU-seconds, wall time, from the operator's endpoints file's cost models) and how
+        well it would choose (loss, P(best)), from simulating the spec's algorithm on a synthetic
+        tree of the same size (docs/service.md "Planning a search"). Sends no query and connects to
+        no endpoint; the spec is validated as for StartSearch (the same field violations, the same
+        endpoint allowlist), except what only an endpoint can say (its adapters when the endpoints
+        file lists none; whether it answers).
+        Status: OK; INVALID_ARGUMENT (also a budget above what a plan simulates: 2,000,000, or
+        budget x candidates above 100 million for a sequential algorithm; trials out of
+        range, an incremental spec); PERMISSION_DENIED; RESOURCE_EXHAUSTED (plans running).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +192,11 @@ def add_ModelSearchServiceServicer_to_server(servicer, server):
                     servicer.ListSearches,
                     request_deserializer=gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesRequest.FromString,
                     response_serializer=gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesResponse.SerializeToString,
+            ),
+            'PlanSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanSearch,
+                    request_deserializer=gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchRequest.FromString,
+                    response_serializer=gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -335,6 +361,33 @@ class ModelSearchService:
             '/gemfinder.v1.ModelSearchService/ListSearches',
             gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesRequest.SerializeToString,
             gemfinder_dot_v1_dot_gemfinder__pb2.ListSearchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gemfinder.v1.ModelSearchService/PlanSearch',
+            gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchRequest.SerializeToString,
+            gemfinder_dot_v1_dot_gemfinder__pb2.PlanSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
