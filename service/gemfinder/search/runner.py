@@ -108,7 +108,7 @@ class SearchRunner:
         # Rounds grouped by endpoint, each model brought up once (issue #17); a fixed-confidence
         # search runs the certified elimination, which has no rounds to group.
         if load_aware and spec.epsilon is None:
-            self.sched.set_load_groups(load_groups(spec.candidates))
+            self.sched.set_load_groups(load_groups(spec.candidates, getattr(oracle, "configs", {})))
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
         self.cached = cached
