@@ -10,6 +10,9 @@ every endpoint of a search. The simulated fleet runs the same ledger on its virt
 (gemfinder.sim.fleet.serving), so what a search accounts and what the fleet measured agree
 when the cost model is the fleet's.
 
+Full-model endpoints that share GPUs name one `gpu_pool` (GpuPool): their ledgers share a
+ModelPool, which keeps at most its `slots` models up at once, least recently used taken down.
+
 Accounted, not measured: queries on one endpoint are counted one after another (no batching),
 so GPU-seconds are an upper bound of a batching server's; wall time is the busiest endpoint's
 clock (endpoints run in parallel).

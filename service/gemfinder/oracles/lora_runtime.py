@@ -20,7 +20,8 @@ choosing.
   unregistered (`POST /v1/unload_lora_adapter`) once no query holds it. `aclose` (shutdown)
   unregisters every one left.
 - A load that fails fails the queries of that adapter (HTTP_ERROR, counted as failures, never as
-  wrong answers), at once and without asking the server again; one that did not reach the server
+  wrong answers), at once and without asking the server again while a search claims it (a later
+  search asks again: the operator may have fixed the path); one that did not reach the server
   fails that query only.
 
 One instance per process (the InferenceOracle's; with oracle worker processes, the parent's), so
@@ -145,6 +146,7 @@ class RuntimeAdapters:
             if not slots.claims[name]:
                 del slots.claims[name]
                 slots.retiring.add(name)
+                slots.failed.pop(name, None)  # the next search asks the server again
         gone = [name for name in list(slots.retiring) if slots.to_retire(name)]
         for name in gone:
             slots.begin_unload(name)
