@@ -265,6 +265,24 @@ async def test_a_load_the_fleet_refuses_fails_those_pulls_never_a_wrong_answer()
     assert_within_the_cap(state, oracle.runtime_adapters, url)
 
 
+async def test_a_load_the_server_fails_fails_that_query_only():
+    """The server answers a load with a 500 (its trouble, not the adapter's): that query fails,
+    counted as a failure; the scheduler asks the pull again and the next load registers it."""
+    setup = Setup(serving={"lora_fault_script": ["500", None, "500"]})
+    async with setup.fleet() as fleet:
+        url, state = fleet.url("vllm"), fleet.state("vllm")
+        oracle = InferenceOracle([setup.endpoint(url)], policy=FAST_RETRY)
+        runner = setup.runner(oracle, url)
+        await oracle.prepare(runner.spec.candidates)
+        result = await runner.run()
+        await oracle.aclose()
+    assert state.lora_statuses[500] == 2 and result.queries_failed >= 2
+    assert result.winner.model_id == BEST
+    assert all(e.items_seen > 0 for e in result.ranking)  # every adapter answered after all
+    assert_within_the_cap(state, oracle.runtime_adapters, url)
+    assert state.runtime_registered == set()
+
+
 async def test_an_adapter_unregistered_by_someone_else_is_registered_again():
     """Another gemfinder process (a replica) unloads a name this one registered: the query
     that finds it gone fails (a failure, never a wrong answer); the next registers it again."""

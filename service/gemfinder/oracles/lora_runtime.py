@@ -21,8 +21,8 @@ choosing.
   unregisters every one left.
 - A load that fails fails the queries of that adapter (HTTP_ERROR, counted as failures, never as
   wrong answers), at once and without asking the server again while a search claims it (a later
-  search asks again: the operator may have fixed the path); one that did not reach the server
-  fails that query only.
+  search asks again: the operator may have fixed the path); one that did not reach the server,
+  or that the server failed (HTTP 5xx), fails that query only.
 
 One instance per process (the InferenceOracle's; with oracle worker processes, the parent's), so
 the cap holds across every search of the process that shares the endpoint: the host-memory
@@ -98,7 +98,7 @@ class RuntimeAdapters:
                 slots.wake()  # it may be evicted now
                 if slots.to_retire(name):
                     slots.begin_unload(name)
-                    self._spawn(self._unload(config, slots, name))
+                    self._start(self._unload(config, slots, name))
 
     async def _acquire(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
         while True:
@@ -153,13 +153,18 @@ class RuntimeAdapters:
         await asyncio.gather(*(self._spawn(self._unload(config, slots, n)) for n in gone))
 
     # requests ---------------------------------------------------------------------------------
-    def _spawn(self, work: Awaitable[str | None]) -> asyncio.Future[str | None]:
-        """Run a registration change to its end even if the query that asked for it is
-        cancelled, so the bookkeeping always matches the server; the caller waits for it."""
+    def _start(self, work: Awaitable[str | None]) -> asyncio.Task[str | None]:
+        """Run a registration change as a task of its own, to its end even if the query that
+        asked for it is cancelled, so the bookkeeping always matches the server (`aclose`
+        waits for the ones still running)."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return asyncio.shield(task)
+        return task
+
+    def _spawn(self, work: Awaitable[str | None]) -> asyncio.Future[str | None]:
+        """`_start`, for a caller that waits for it (and may be cancelled meanwhile)."""
+        return asyncio.shield(self._start(work))
 
     async def _post(
         self, config: EndpointConfig, path: str, body: dict, timeout: aiohttp.ClientTimeout
@@ -196,6 +201,10 @@ class RuntimeAdapters:
                 f"registering adapter {name!r} ({path}) on {config.key} failed: HTTP "
                 f"{status}: {text}"
             )[:500]
+            if status >= 500:  # the server's trouble, not the adapter's: not memoised
+                slots.loading.discard(name)
+                slots.wake()
+                return problem
         slots.loaded(name, ours, problem)
         slots.wake()
         return problem

@@ -257,6 +257,7 @@ async def test_a_failed_load_is_a_failure_never_a_wrong_answer(pool):
         ({"query_s": -1}, "serving.query_s"),
         ({"lora_paths": {"/a": 3}}, "serving.lora_paths"),
         ({"failing_lora_paths": {"/a": ""}}, "serving.failing_lora_paths"),
+        ({"lora_fault_script": ["429"]}, "serving.lora_fault_script"),
         ({"slots": 2}, "serving.slots"),
     ],
 )

@@ -19,6 +19,8 @@ runtime_lora_updating`; without it both paths are FastAPI's 404 `{"detail": "Not
 - a path the engine reads but refuses (an adapter whose rank is above --max-lora-rank, say; here
   `serving.failing_lora_paths`, path -> the engine's message) is 400 BadRequestError with that
   message, and the name stays unregistered;
+- `serving.lora_fault_script` fails the first loads in order with 500 InternalServerError
+  (what vLLM answers for an unexpected error), nothing registered;
 - a body that is no such request (FastAPI's RequestValidationError: not JSON, a Content-Type
   other than JSON, a field of the wrong type) is vLLM's 400 BadRequestError;
 - errors are vLLM's flat ErrorResponse `{"object": "error", "message", "type", "param", "code"}`;
@@ -85,6 +87,7 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             app.router.add_post(UNLOAD_ROUTE, absent)
         return
     model = state.model
+    script = list(serving.lora_fault_script)
 
     async def load(request: web.Request) -> web.Response:
         state.requests[LOAD_ROUTE] += 1
@@ -103,6 +106,8 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             return _error(
                 400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput"
             )
+        if script and script.pop(0) == "500":  # the server's trouble: nothing registered
+            return _error(500, "simulated fleet: engine error", "InternalServerError")
         refusal = serving.failing_lora_paths.get(path)
         if refusal is not None:  # the engine read it and raised: vLLM's generic 400
             state.failed_loads += 1

@@ -41,11 +41,16 @@ class ServingSpec:
     lora_paths: dict[str, str] = field(default_factory=dict)
     # Adapter directories the engine reads but refuses (path -> its message): vLLM's 400.
     failing_lora_paths: dict[str, str] = field(default_factory=dict)
+    # The first runtime loads, in order: "500" fails one (vLLM's InternalServerError), None
+    # serves it; then all are served.
+    lora_fault_script: tuple[str | None, ...] = ()
 
 
 def serving_from_dict(data: Any, where: str) -> ServingSpec:
     cost = cost_model_from_dict(
-        data, where, extra=("runtime_lora_updating", "lora_paths", "failing_lora_paths")
+        data,
+        where,
+        extra=("runtime_lora_updating", "lora_paths", "failing_lora_paths", "lora_fault_script"),
     )
     runtime = data.get("runtime_lora_updating", False)
     if not isinstance(runtime, bool):
@@ -62,11 +67,15 @@ def serving_from_dict(data: Any, where: str) -> ServingSpec:
         raise UserError(
             f"{where}.failing_lora_paths", "must be an object adapter path -> error message"
         )
+    script = data.get("lora_fault_script", [])
+    if not isinstance(script, list) or any(f not in (None, "500") for f in script):
+        raise UserError(f"{where}.lora_fault_script", 'a list of null or "500"')
     return ServingSpec(
         cost=cost,
         runtime_lora_updating=runtime,
         lora_paths=dict(paths),
         failing_lora_paths=dict(failing),
+        lora_fault_script=tuple(script),
     )
 
 
