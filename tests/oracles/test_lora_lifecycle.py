@@ -20,6 +20,7 @@ from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
 from gemfinder.store import Store
+from prometheus_client import REGISTRY
 
 from tests.pool_support import BEST, clear_best_pool
 
@@ -102,8 +103,15 @@ def assert_requests_are_vllms(state) -> None:
         assert all(isinstance(v, str) and v for v in body.values())
 
 
+def _events() -> dict[str, float]:
+    metric = "gemfinder_lora_registrations_total"
+    kinds = ("registered", "unregistered", "failed", "waited")
+    return {k: REGISTRY.get_sample_value(metric, {"kind": k}) or 0.0 for k in kinds}
+
+
 async def test_a_search_with_many_adapters_stays_within_the_cap():
     setup = Setup()
+    before = _events()
     async with setup.fleet() as fleet:
         url, state = fleet.url("vllm"), fleet.state("vllm")
         oracle = InferenceOracle([setup.endpoint(url)], policy=FAST_RETRY)
@@ -120,6 +128,10 @@ async def test_a_search_with_many_adapters_stays_within_the_cap():
     assert loads == oracle.runtime_adapters.loads > len(setup.rows)
     assert state.requests[UNLOAD] == loads and left == set()  # every one let go of, once
     assert_requests_are_vllms(state)
+    after = _events()
+    counted = {k: after[k] - before[k] for k in after}
+    assert counted["registered"] == counted["unregistered"] == loads
+    assert counted["failed"] == 0 and counted["waited"] > 0  # queries waited for a slot
 
 
 async def test_with_worker_processes_each_adapter_is_registered_once_per_need():

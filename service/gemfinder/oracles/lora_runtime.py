@@ -51,6 +51,13 @@ ALREADY = "has already been loaded"  # vLLM's 400 for a name registered before
 UNLOAD_TIMEOUT_S = 10.0  # unregistering is bookkeeping on the server: quick, or it is down
 
 
+def _count(kind: str) -> None:
+    # Imported here: gemfinder.metrics imports gemfinder.oracles, which imports this module.
+    from gemfinder import metrics
+
+    metrics.LORA_REGISTRATIONS.labels(kind).inc()
+
+
 class RuntimeAdapters:
     def __init__(self, timeout_s: float = 60.0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -101,6 +108,7 @@ class RuntimeAdapters:
                     self._start(self._unload(config, slots, name))
 
     async def _acquire(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
+        waited = False
         while True:
             step, detail = slots.step(name)
             if step is Step.READY:
@@ -108,6 +116,9 @@ class RuntimeAdapters:
             if step is Step.FAILED:
                 return detail
             if step is Step.WAIT:
+                if not waited and name not in slots.loading and name not in slots.unloading:
+                    waited = True  # for a slot (not for its own registration under way)
+                    _count("waited")
                 await slots.wait()
             elif step is Step.LOAD:
                 problem = await self._spawn(self._load(config, slots, name))
@@ -188,6 +199,7 @@ class RuntimeAdapters:
         except (aiohttp.ClientError, TimeoutError) as err:  # not memoised: the server may recover
             slots.loading.discard(name)
             slots.wake()
+            _count("failed")
             return f"registering adapter {name!r} on {config.key} failed: {err!r}"[:500]
         except BaseException:
             slots.loading.discard(name)
@@ -196,11 +208,13 @@ class RuntimeAdapters:
         if status == 200:
             ours = True
             self.loads += 1
+            _count("registered")
         elif not (status == 400 and ALREADY in text):
             problem = (
                 f"registering adapter {name!r} ({path}) on {config.key} failed: HTTP "
                 f"{status}: {text}"
             )[:500]
+            _count("failed")
             if status >= 500:  # the server's trouble, not the adapter's: not memoised
                 slots.loading.discard(name)
                 slots.wake()
@@ -217,7 +231,9 @@ class RuntimeAdapters:
             )
             # 404: gone already (someone unloaded it)
             gone = status in (200, 404)
-            self.unloads += status == 200
+            if status == 200:
+                self.unloads += 1
+                _count("unregistered")
             if not gone:
                 problem = f"HTTP {status}: {text}"
         except (aiohttp.ClientError, TimeoutError) as err:
