@@ -16,6 +16,7 @@ from gemfinder.oracles import FailureKind, InferenceOracle
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
 from gemfinder.oracles.lora_slots import Slots, Step
 from gemfinder.oracles.workers import WorkerOracle
+from gemfinder.search.manager import SearchManager
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
@@ -216,6 +217,33 @@ async def test_a_search_stopped_by_a_shutdown_unregisters_what_it_registered():
         left = set(state.runtime_registered)
         await oracle.aclose()
     assert state.requests[LOAD] > 0 and left == set()
+
+
+async def test_the_service_unregisters_on_cancel_search_and_on_shutdown():
+    """Through the SearchManager the server runs, with oracle worker processes: CancelSearch,
+    then a replica stopping with a search in flight (it resumes elsewhere; what it registered
+    here is let go of before the leases are handed over)."""
+    setup = Setup(latency_s=0.01)
+    async with setup.fleet() as fleet:
+        url, state = fleet.url("vllm"), fleet.state("vllm")
+        oracle = WorkerOracle([setup.endpoint(url)], workers=2, policy=FAST_RETRY)
+        manager = SearchManager(Store(), oracle, replica_id="A")
+        try:
+            spec = setup.runner(oracle, url).spec
+            row = await manager.start(spec)
+            await asyncio.wait_for(_registered(state), 10)
+            assert (await manager.cancel(row.id)).state == "cancelled"
+            after_cancel = set(state.runtime_registered)
+            second = await manager.start(spec)
+            await asyncio.wait_for(_registered(state), 10)
+            assert manager.get(second.id).state == "running"  # stopped mid-search
+            await manager.close()
+            after_close = set(state.runtime_registered)
+        finally:
+            await oracle.aclose()
+    assert after_cancel == after_close == set()
+    assert state.requests[LOAD] == state.requests[UNLOAD] > 0
+    assert state.most_registered <= CAP
 
 
 async def test_a_failed_search_unregisters_what_it_registered():
