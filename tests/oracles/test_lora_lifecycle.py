@@ -14,6 +14,7 @@ from fleet_support import FAST_RETRY, fleet_config
 from gemfinder.candidates import Candidate
 from gemfinder.oracles import FailureKind, InferenceOracle
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
+from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.lora_slots import Slots, Step
 from gemfinder.oracles.workers import WorkerOracle
 from gemfinder.search.manager import SearchManager
@@ -21,6 +22,7 @@ from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
 from gemfinder.store import Store
+from hostile_endpoint import HostileEndpoint
 from prometheus_client import REGISTRY
 
 from tests.pool_support import BEST, clear_best_pool
@@ -362,3 +364,20 @@ def test_slots_evict_only_their_own_least_recently_used_idle_registration():
     assert slots.held == 2 and slots.most_held == 2
     slots.loaded("c", ours=False, problem="HTTP 404")
     assert slots.step("c") == (Step.FAILED, "HTTP 404") and slots.held == 1
+
+
+async def test_a_server_answering_a_load_with_100_mb_is_read_only_a_line():
+    """Registering and unregistering read a few KB of the answer whatever the server sends
+    (vLLM's is one line of text)."""
+    size = 100 * 1024 * 1024
+    async with HostileEndpoint(size) as hostile:
+        config = endpoint_config_from_dict(
+            {"url": hostile.url, "backend": COMPLETIONS, "lora_paths": {"a": "/adapters/a"}},
+            "endpoints[0]",
+        )
+        adapters = RuntimeAdapters(timeout_s=5.0)
+        async with adapters.held(config, "a") as problem:
+            assert problem is None  # a 200: registered
+        await adapters.aclose()  # unregistered: another 100 MB answer
+    assert hostile.requests == 2 and adapters.unloads == 1
+    assert hostile.sent < 16 * 1024 * 1024  # the socket buffers, not 200 MB

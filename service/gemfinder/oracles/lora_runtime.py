@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 LOAD = "/v1/load_lora_adapter"
 UNLOAD = "/v1/unload_lora_adapter"
 ALREADY = "has already been loaded"  # vLLM's 400 for a name registered before
+MAX_REPLY_BYTES = 4096
 UNLOAD_TIMEOUT_S = 10.0  # unregistering is bookkeeping on the server: quick, or it is down
 
 
@@ -186,7 +187,9 @@ class RuntimeAdapters:
         async with self._session.post(
             config.key + path, json=body, headers=headers, timeout=timeout
         ) as resp:
-            return resp.status, (await resp.text())[:500]
+            # vLLM's answers are a line of text: read no more, whatever the server sends.
+            reply = await resp.content.read(MAX_REPLY_BYTES)
+            return resp.status, reply.decode("utf-8", "replace")
 
     async def _load(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
         assert config.lora_paths is not None
