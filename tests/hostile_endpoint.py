@@ -1,4 +1,5 @@
-"""A hostile endpoint on 127.0.0.1: /generate (and the OpenAI routes) answers `size` bytes,
+"""A hostile endpoint on 127.0.0.1: /generate (and the OpenAI routes, and vLLM's runtime LoRA
+routes) answers `size` bytes,
 streamed without a length (or declaring one, gzip-compressed, or JSON nested `size` deep),
 counting what it managed to send; /info and /v1/models answer normally, or with `probe_body`
 when given."""
@@ -73,6 +74,8 @@ class HostileEndpoint:
         app.router.add_get("/v1/models", self._info)
         for path in ("/generate", "/v1/chat/completions", "/v1/completions"):
             app.router.add_post(path, self._generate)  # every backend's route
+        for path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+            app.router.add_post(path, self._generate)  # vLLM's runtime LoRA API: 200, `size` bytes
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

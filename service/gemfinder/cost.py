@@ -10,6 +10,9 @@ every endpoint of a search. The simulated fleet runs the same ledger on its virt
 (gemfinder.sim.fleet.serving), so what a search accounts and what the fleet measured agree
 when the cost model is the fleet's.
 
+Full-model endpoints that share GPUs name one `gpu_pool` (GpuPool): their ledgers share a
+ModelPool, which keeps at most its `slots` models up at once, least recently used taken down.
+
 Accounted, not measured: queries on one endpoint are counted one after another (no batching),
 so GPU-seconds are an upper bound of a batching server's; wall time is the busiest endpoint's
 clock (endpoints run in parallel).
@@ -99,14 +102,74 @@ class Cost:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+MAX_POOL_NAME = 200
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    """GPUs that several full-model endpoints share (`gpu_pool` in the endpoints file): at
+    most `slots` of their models are up at once."""
+
+    name: str
+    slots: int
+
+
+def gpu_pool_from_dict(data: Any, where: str) -> GpuPool:
+    if not isinstance(data, dict):
+        raise UserError(where, 'expected an object {"name": ..., "slots": N}')
+    unknown = sorted(set(data) - {"name", "slots"})
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}", "unknown field (known: name, slots)")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_POOL_NAME:
+        raise UserError(f"{where}.name", f"required, a non-empty string of at most {MAX_POOL_NAME}")
+    if "slots" not in data:
+        raise UserError(f"{where}.slots", "required, the number of models that fit at once")
+    return GpuPool(name, _count(f"{where}.slots", data["slots"]))
+
+
+class ModelPool:
+    """The models up on one GpuPool, least recently used first: bringing one more up when all
+    `slots` are taken takes the least recently used one down (its endpoint's caches with it),
+    so at most `slots` are ever up (`max_up`)."""
+
+    def __init__(self, pool: GpuPool) -> None:
+        self.pool = pool
+        self._up: OrderedDict[SlotLedger, None] = OrderedDict()
+        self.max_up = 0
+        self.evictions = 0
+
+    def bring_up(self, ledger: SlotLedger) -> bool:
+        """Whether `ledger`'s model must be loaded for its next query."""
+        if ledger in self._up:
+            self._up.move_to_end(ledger)
+            return False
+        while len(self._up) >= self.pool.slots:
+            down, _ = self._up.popitem(last=False)
+            down.model_down()
+            self.evictions += 1
+        self._up[ledger] = None
+        self.max_up = max(self.max_up, len(self._up))
+        return True
+
+    def up(self) -> list[SlotLedger]:
+        return list(self._up)
+
+
 class SlotLedger:
     """One endpoint's caches and clock. `serve(adapter)` accounts one query for the base model
-    (None) or an adapter and returns the GPU-seconds it cost."""
+    (None) or an adapter and returns the GPU-seconds it cost. With a `pool` the base model is
+    up only while the pool keeps it (ModelPool), else from its first query on."""
 
     def __init__(
-        self, model: CostModel, preloaded: Iterable[str] = (), cpu_capacity: int | None = None
+        self,
+        model: CostModel,
+        preloaded: Iterable[str] = (),
+        cpu_capacity: int | None = None,
+        pool: ModelPool | None = None,
     ) -> None:
         self.model = model
+        self.pool = pool
         self.clock_s = 0.0
         self.gpu_seconds = 0.0
         self.load_seconds = 0.0
@@ -155,9 +218,17 @@ class SlotLedger:
         self.adapter_loads += 1
         self._spend(self.model.adapter_load_s, load=True)
 
+    def model_down(self) -> None:
+        """Its model was taken down (its pool needed the GPUs): its adapters go with it, read
+        again from their paths when next asked."""
+        self._model_up = False
+        self._cpu.clear()
+        self._gpu.clear()
+
     def serve(self, adapter: str | None) -> float:
         before = self.gpu_seconds
-        if not self._model_up:
+        load = self.pool.bring_up(self) if self.pool is not None else not self._model_up
+        if load:
             self._model_up = True
             self.model_loads += 1
             self._spend(self.model.model_load_s, load=True)

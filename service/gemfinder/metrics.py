@@ -157,6 +157,15 @@ SERVING_LOADS = Counter(
     "from the endpoints' cost models.",
     ["kind"],
 )
+LORA_REGISTRATIONS = Counter(
+    "gemfinder_lora_registrations",
+    "Adapters on demand (vLLM runtime LoRA API), by kind: registered and unregistered by "
+    "gemfinder, failed registrations, and queries that waited for a registration slot "
+    "(the endpoint's max_cpu_loras all in use).",
+    ["kind"],
+)
+for _kind in ("registered", "unregistered", "failed", "waited"):
+    LORA_REGISTRATIONS.labels(_kind)
 for _kind in ("query", "load"):
     SERVING_GPU_SECONDS.labels(_kind)
 for _kind in ("model", "adapter", "swap"):
@@ -188,6 +197,7 @@ ALL = (
     RPC_DURATION,
     SERVING_GPU_SECONDS,
     SERVING_LOADS,
+    LORA_REGISTRATIONS,
 )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder.backends.registry import DEFAULT, parse_backend
-from gemfinder.cost import CostModel, cost_model_from_dict
+from gemfinder.cost import CostModel, GpuPool, cost_model_from_dict, gpu_pool_from_dict
 from gemfinder.errors import UserError
 
 # Sent instead of the locally saved Hugging Face token, which huggingface_hub would otherwise
@@ -36,6 +36,7 @@ _KEYS = {
     "cache_group",
     "cost",
     "lora_paths",
+    "gpu_pool",
 }
 MAX_CACHE_GROUP = 200
 
@@ -61,6 +62,10 @@ class EndpointConfig:
     # vLLM with runtime LoRA updating: adapters gemfinder registers on demand, name -> path on
     # the server (gemfinder.oracles.lora_runtime); None: none.
     lora_paths: dict[str, str] | None = None
+    # Full-model endpoints sharing GPUs: at most `slots` of the pool's models up at once, in
+    # the serving-cost accounting and the load-aware order (gemfinder.cost.ModelPool); None:
+    # the endpoint's model has GPUs of its own.
+    gpu_pool: GpuPool | None = None
 
     @property
     def key(self) -> str:
@@ -120,6 +125,13 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
         or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in paths.items())
     ):
         raise UserError(f"{where}.lora_paths", "must be an object adapter name -> path")
+    pool = data.get("gpu_pool")
+    if pool is not None:
+        pool = gpu_pool_from_dict(pool, f"{where}.gpu_pool")
+        if cost is None:
+            raise UserError(
+                f"{where}.gpu_pool", "needs the endpoint's cost block (its model's load seconds)"
+            )
     return EndpointConfig(
         url.rstrip("/"),
         backend,
@@ -130,12 +142,13 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
         cache_group=group,
         cost=None if cost is None else cost_model_from_dict(cost, f"{where}.cost"),
         lora_paths=None if paths is None else dict(paths),
+        gpu_pool=pool,
     )
 
 
 def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:
     """A JSON list of endpoint objects (url, backend, token, adapters, max_concurrency,
-    served_model, cache_group, cost, lora_paths)."""
+    served_model, cache_group, cost, lora_paths, gpu_pool)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -149,4 +162,20 @@ def load_endpoint_configs(path: str | Path) -> list[EndpointConfig]:
     urls = [c.key for c in configs]
     if len(set(urls)) != len(urls):
         raise UserError("endpoints", "each url may appear once")
+    check_pools(configs)
     return configs
+
+
+def check_pools(configs: list[EndpointConfig]) -> None:
+    """The endpoints of one GPU pool must agree on its size."""
+    first: dict[str, tuple[int, int]] = {}  # pool name -> (endpoint index, slots)
+    for i, config in enumerate(configs):
+        if config.gpu_pool is None:
+            continue
+        j, slots = first.setdefault(config.gpu_pool.name, (i, config.gpu_pool.slots))
+        if slots != config.gpu_pool.slots:
+            raise UserError(
+                f"endpoints[{i}].gpu_pool.slots",
+                f"pool {config.gpu_pool.name!r} has {slots} slots at endpoints[{j}], "
+                f"{config.gpu_pool.slots} here",
+            )

@@ -38,6 +38,8 @@ from gemfinder.oracles.transport import CONNECT_TIMEOUT_S, MAX_ANSWER_BYTES
 from gemfinder.tasks import Item, get_task
 
 log = logging.getLogger(__name__)
+# vLLM's 404 for a model name it does not know (an adapter unregistered under us).
+_GONE = "does not exist"
 
 
 class _Endpoint:
@@ -250,20 +252,51 @@ class InferenceOracle:
         endpoint = self._endpoint(candidate)
         start = time.perf_counter()
         self.stats.record("pull")
-        if RuntimeAdapters.on_demand(endpoint.config, candidate.adapter_id):
-            assert candidate.adapter_id is not None
-            problem = await self.runtime_adapters.ensure(endpoint.config, candidate.adapter_id)
-            if problem is not None:  # a failed registration: a failure, never a wrong answer
-                self.stats.record("pull_failed", FailureKind.HTTP_ERROR)
-                return OracleResult(
-                    model_id=candidate.model_id,
-                    item_id=item.id,
-                    reward=None,
-                    failure=FailureKind.HTTP_ERROR,
-                    latency_s=time.perf_counter() - start,
-                    attempts=1,
-                    error=problem,
-                )
+        if not RuntimeAdapters.on_demand(endpoint.config, candidate.adapter_id):
+            asked = await self._ask(endpoint, candidate, item, system_prompt, start)
+        else:
+            name = str(candidate.adapter_id)
+            async with self.runtime_adapters.held(endpoint.config, name) as problem:
+                if problem is not None:
+                    return self.unregistered(candidate, item, problem, start)
+                asked = await self._ask(endpoint, candidate, item, system_prompt, start)
+            if isinstance(asked, OracleResult):
+                self.check_registered(endpoint.config, name, asked)
+        if isinstance(asked, OracleResult):
+            return asked
+        completion, attempts = asked
+        return await self._grade(candidate, item, completion, attempts, start)
+
+    def unregistered(
+        self, candidate: Candidate, item: Item, problem: str, start: float
+    ) -> OracleResult:
+        """A query whose adapter could not be registered: a failure, never a wrong answer."""
+        self.stats.record("pull_failed", FailureKind.HTTP_ERROR)
+        return OracleResult(
+            model_id=candidate.model_id,
+            item_id=item.id,
+            reward=None,
+            failure=FailureKind.HTTP_ERROR,
+            latency_s=time.perf_counter() - start,
+            attempts=1,
+            error=problem,
+        )
+
+    def check_registered(self, config: EndpointConfig, name: str, failed: OracleResult) -> None:
+        """The server said the adapter does not exist: unregistered under us (another
+        process's unload), so the next query registers it again."""
+        if failed.failure is FailureKind.HTTP_ERROR and _GONE in (failed.error or ""):
+            self.runtime_adapters.lost(config, name)
+
+    async def _ask(
+        self,
+        endpoint: _Endpoint,
+        candidate: Candidate,
+        item: Item,
+        system_prompt: bool,
+        start: float,
+    ) -> tuple[Completion, int] | OracleResult:
+        """The completion and the attempts it took, or the failure after every retry."""
         attempt = 0
         breaker = endpoint.breaker
         while True:
@@ -291,7 +324,7 @@ class InferenceOracle:
                 await asyncio.sleep(self.policy.backoff(attempt, self._rng))
                 continue
             if completion is not None:
-                break
+                return completion, attempt
             # The endpoint keeps refusing connections: no new one. Retry after the backoff (the
             # circuit may close meanwhile) unless a trial failed too: then it is down, and the
             # query fails now, as it would after its retries, without connecting.
@@ -312,7 +345,6 @@ class InferenceOracle:
                     ),
                 )
             await asyncio.sleep(self.policy.backoff(attempt, self._rng))
-        return await self._grade(candidate, item, completion, attempt, start)
 
     async def _grade(
         self, candidate: Candidate, item: Item, completion: Completion, attempts: int, start: float
@@ -356,17 +388,28 @@ class InferenceOracle:
             attempts=attempts,
         )
 
-    async def release_adapters(self, candidates: list[Candidate]) -> None:
-        """Unregister the on-demand adapters of these candidates that gemfinder registered."""
+    def _on_demand(self, candidates: list[Candidate]) -> dict[str, list[str]]:
+        """The on-demand adapters among `candidates`, by endpoint (the operator's settings)."""
         by_endpoint: dict[str, list[str]] = {}
         for cand in candidates:
             config = self.configs.get(cand.endpoint.rstrip("/"))
             if RuntimeAdapters.on_demand(config, cand.adapter_id):
                 by_endpoint.setdefault(cand.endpoint.rstrip("/"), []).append(str(cand.adapter_id))
-        for url, names in by_endpoint.items():
+        return by_endpoint
+
+    def claim_adapters(self, candidates: list[Candidate]) -> None:
+        """A search starts asking these candidates: their on-demand adapters stay registered
+        (within the cap) until it releases them."""
+        for url, names in self._on_demand(candidates).items():
+            self.runtime_adapters.claim(self.configs[url], names)
+
+    async def release_adapters(self, candidates: list[Candidate]) -> None:
+        """A search is done with these candidates: the on-demand adapters gemfinder registered
+        and no search claims any more are unregistered."""
+        for url, names in self._on_demand(candidates).items():
             await self.runtime_adapters.release(self.configs[url], names)
 
     async def aclose(self) -> None:
-        await self.runtime_adapters.aclose()
+        await self.runtime_adapters.aclose()  # unregisters what is left (shutdown)
         for endpoint in self._endpoints.values():
             await endpoint.client.close()

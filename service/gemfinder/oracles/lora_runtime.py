@@ -1,43 +1,72 @@
-"""Adapters on demand on vLLM (issue 17): registered before they are asked, unregistered once
-eliminated, through vLLM's runtime LoRA API.
+"""Adapters on demand on vLLM (issue 17): registered before they are asked, within the
+endpoint's host-memory cache, and unregistered once no search needs them, through vLLM's
+runtime LoRA API.
 
 An endpoint's settings may list `lora_paths` (adapter name -> path on the vLLM server; vLLM must
 run with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). The operator, not the caller, names the paths:
 a request can only pick among them by adapter id, so no caller makes a server read a path of its
-choosing. Before the first query to such an adapter, `ensure` posts
-`/v1/load_lora_adapter {"lora_name", "lora_path"}`; vLLM's 400 "has already been loaded" means
-someone else registered it, and gemfinder then uses it but never unregisters it. `release`
-posts `/v1/unload_lora_adapter` only for names gemfinder registered itself. A load that fails
-fails that adapter's queries (HTTP_ERROR, counted as failures, never as wrong answers), at once
-and without asking the server again. The runner releases eliminated candidates after each round
-and every candidate at the end, so at most one round's survivors are registered at once; the
-core's load-aware order asks them one after another per endpoint.
+choosing.
+
+- A query holds its adapter (`held`) from before it is sent until its answer is in. Before the
+  first query `POST /v1/load_lora_adapter {"lora_name", "lora_path"}` registers it; vLLM's 400
+  "has already been loaded" means someone else registered it: gemfinder uses it and never
+  unregisters it.
+- At most `max_cpu_loras` (the endpoint's `cost` block; no cap without one) of gemfinder's own
+  registrations at once per endpoint (oracles.lora_slots): one more first unregisters the least
+  recently used one no query holds; when every one is held the query waits for one to be let go
+  instead of overrunning the cap.
+- A search claims its candidates' adapters (`claim`) and lets go of them when it eliminates
+  them and when it ends, whatever the end (`release`): an adapter no search claims is
+  unregistered (`POST /v1/unload_lora_adapter`) once no query holds it. `aclose` (shutdown)
+  unregisters every one left.
+- A load that fails fails the queries of that adapter (HTTP_ERROR, counted as failures, never as
+  wrong answers), at once and without asking the server again while a search claims it (a later
+  search asks again: the operator may have fixed the path); one that did not reach the server,
+  or that the server failed (HTTP 5xx), fails that query only.
+
+One instance per process (the InferenceOracle's; with oracle worker processes, the parent's), so
+the cap holds across every search of the process that shares the endpoint: the host-memory
+cache it protects is the server's, one for all its clients. Other processes (replicas) keep
+their own; a name one of them unregistered while this one used it is found gone by the next
+query (`lost`) and registered again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Iterable
 
 import aiohttp
 
 from gemfinder.oracles.endpoints import EndpointConfig
+from gemfinder.oracles.lora_slots import Slots, Step
 
 log = logging.getLogger(__name__)
 
 LOAD = "/v1/load_lora_adapter"
 UNLOAD = "/v1/unload_lora_adapter"
 ALREADY = "has already been loaded"  # vLLM's 400 for a name registered before
+MAX_REPLY_BYTES = 4096
+UNLOAD_TIMEOUT_S = 10.0  # unregistering is bookkeeping on the server: quick, or it is down
+
+
+def _count(kind: str) -> None:
+    # Imported here: gemfinder.metrics imports gemfinder.oracles, which imports this module.
+    from gemfinder import metrics
+
+    metrics.LORA_REGISTRATIONS.labels(kind).inc()
 
 
 class RuntimeAdapters:
     def __init__(self, timeout_s: float = 60.0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._unload_timeout = aiohttp.ClientTimeout(total=min(timeout_s, UNLOAD_TIMEOUT_S))
         self._session: aiohttp.ClientSession | None = None
-        self._ours: dict[str, set[str]] = {}  # endpoint -> names gemfinder registered
-        self._ready: dict[str, set[str]] = {}  # endpoint -> names registered (anyone's)
-        self._failed: dict[tuple[str, str], str] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._slots: dict[str, Slots] = {}
+        self._configs: dict[str, EndpointConfig] = {}
+        self._tasks: set[asyncio.Task[str | None]] = set()
         self.loads = 0
         self.unloads = 0
 
@@ -45,69 +74,191 @@ class RuntimeAdapters:
     def on_demand(config: EndpointConfig | None, adapter_id: str | None) -> bool:
         return bool(config and config.lora_paths and adapter_id in config.lora_paths)
 
-    def registered_by_us(self, endpoint: str) -> set[str]:
-        return set(self._ours.get(endpoint.rstrip("/"), ()))
+    def _at(self, config: EndpointConfig) -> Slots:
+        slots = self._slots.get(config.key)
+        if slots is None:
+            cap = config.cost.cpu_capacity if config.cost is not None else None
+            slots = self._slots[config.key] = Slots(cap)
+        self._configs[config.key] = config
+        return slots
 
-    async def _post(self, config: EndpointConfig, path: str, body: dict) -> tuple[int, str]:
+    def registered_by_us(self, endpoint: str) -> set[str]:
+        slots = self._slots.get(endpoint.rstrip("/"))
+        return set(slots.ours) if slots else set()
+
+    def most_held(self, endpoint: str) -> int:
+        """Most registration slots gemfinder held at once on the endpoint (never above its cap)."""
+        slots = self._slots.get(endpoint.rstrip("/"))
+        return slots.most_held if slots else 0
+
+    # queries ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def held(self, config: EndpointConfig, name: str) -> AsyncIterator[str | None]:
+        """Hold `name` registered while the body runs; yields None, or why it cannot be."""
+        slots = self._at(config)
+        slots.demand[name] += 1
+        try:
+            yield await self._acquire(config, slots, name)
+        finally:
+            slots.demand[name] -= 1
+            if not slots.demand[name]:
+                del slots.demand[name]
+                slots.wake()  # it may be evicted now
+                if slots.to_retire(name):
+                    slots.begin_unload(name)
+                    self._start(self._unload(config, slots, name))
+
+    async def _acquire(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
+        waited = False
+        while True:
+            step, detail = slots.step(name)
+            if step is Step.READY:
+                return None
+            if step is Step.FAILED:
+                return detail
+            if step is Step.WAIT:
+                if not waited and name not in slots.loading and name not in slots.unloading:
+                    waited = True  # for a slot (not for its own registration under way)
+                    _count("waited")
+                await slots.wait()
+            elif step is Step.LOAD:
+                problem = await self._spawn(self._load(config, slots, name))
+                if problem is not None:
+                    return problem
+            else:  # Step.UNLOAD: a slot for `name` once the victim is out
+                assert detail is not None
+                problem = await self._spawn(self._unload(config, slots, detail))
+                if problem is not None:
+                    return f"no registration slot for adapter {name!r}: {problem}"[:500]
+
+    def lost(self, config: EndpointConfig, name: str) -> None:
+        """The server answered that `name` does not exist: someone unregistered it. The next
+        query registers it again."""
+        slots = self._at(config)
+        if name not in slots.loading and name not in slots.unloading:
+            slots.ready.discard(name)
+            slots.ours.pop(name, None)
+            slots.wake()
+
+    # searches ---------------------------------------------------------------------------------
+    def claim(self, config: EndpointConfig, names: Iterable[str]) -> None:
+        """A search will ask these adapters: none is unregistered while it claims it."""
+        slots = self._at(config)
+        for name in names:
+            slots.claims[name] += 1
+            slots.retiring.discard(name)
+
+    async def release(self, config: EndpointConfig, names: Iterable[str]) -> None:
+        """A search is done with these adapters: those of them gemfinder registered that no
+        search claims are unregistered, now or once the last query holding one ends."""
+        slots = self._at(config)
+        for name in dict.fromkeys(names):
+            if slots.claims[name] > 0:
+                slots.claims[name] -= 1
+            if not slots.claims[name]:
+                del slots.claims[name]
+                slots.retiring.add(name)
+                slots.failed.pop(name, None)  # the next search asks the server again
+        gone = [name for name in list(slots.retiring) if slots.to_retire(name)]
+        for name in gone:
+            slots.begin_unload(name)
+        await asyncio.gather(*(self._spawn(self._unload(config, slots, n)) for n in gone))
+
+    # requests ---------------------------------------------------------------------------------
+    def _start(self, work: Awaitable[str | None]) -> asyncio.Task[str | None]:
+        """Run a registration change as a task of its own, to its end even if the query that
+        asked for it is cancelled, so the bookkeeping always matches the server (`aclose`
+        waits for the ones still running)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _spawn(self, work: Awaitable[str | None]) -> asyncio.Future[str | None]:
+        """`_start`, for a caller that waits for it (and may be cancelled meanwhile)."""
+        return asyncio.shield(self._start(work))
+
+    async def _post(
+        self, config: EndpointConfig, path: str, body: dict, timeout: aiohttp.ClientTimeout
+    ) -> tuple[int, str]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {config.bearer}"}
-        async with self._session.post(config.key + path, json=body, headers=headers) as resp:
-            return resp.status, (await resp.text())[:500]
+        async with self._session.post(
+            config.key + path, json=body, headers=headers, timeout=timeout
+        ) as resp:
+            # vLLM's answers are a line of text: read no more, whatever the server sends.
+            reply = await resp.content.read(MAX_REPLY_BYTES)
+            return resp.status, reply.decode("utf-8", "replace")
 
-    async def ensure(self, config: EndpointConfig, name: str) -> str | None:
-        """None once `name` is registered on the endpoint, else why it cannot be."""
-        key = (config.key, name)
-        if name in self._ready.get(config.key, ()):
-            return None
-        if key in self._failed:
-            return self._failed[key]
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if name in self._ready.get(config.key, ()):
-                return None
-            if key in self._failed:
-                return self._failed[key]
-            assert config.lora_paths is not None
-            path = config.lora_paths[name]
-            try:
-                status, text = await self._post(
-                    config, LOAD, {"lora_name": name, "lora_path": path}
-                )
-            except (aiohttp.ClientError, TimeoutError) as err:
-                return f"registering adapter {name!r} on {config.key} failed: {err!r}"[:500]
+    async def _load(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
+        assert config.lora_paths is not None
+        path = config.lora_paths[name]
+        ours, problem = False, None
+        try:
+            status, text = await self._post(
+                config, LOAD, {"lora_name": name, "lora_path": path}, self._timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as err:  # not memoised: the server may recover
+            slots.loading.discard(name)
+            slots.wake()
+            _count("failed")
+            return f"registering adapter {name!r} on {config.key} failed: {err!r}"[:500]
+        except BaseException:
+            slots.loading.discard(name)
+            slots.wake()
+            raise
+        if status == 200:
+            ours = True
+            self.loads += 1
+            _count("registered")
+        elif not (status == 400 and ALREADY in text):
+            problem = (
+                f"registering adapter {name!r} ({path}) on {config.key} failed: HTTP "
+                f"{status}: {text}"
+            )[:500]
+            _count("failed")
+            if status >= 500:  # the server's trouble, not the adapter's: not memoised
+                slots.loading.discard(name)
+                slots.wake()
+                return problem
+        slots.loaded(name, ours, problem)
+        slots.wake()
+        return problem
+
+    async def _unload(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
+        gone, problem = False, None
+        try:
+            status, text = await self._post(
+                config, UNLOAD, {"lora_name": name}, self._unload_timeout
+            )
+            # 404: gone already (someone unloaded it)
+            gone = status in (200, 404)
             if status == 200:
-                self._ours.setdefault(config.key, set()).add(name)
-                self.loads += 1
-            elif not (status == 400 and ALREADY in text):
-                self._failed[key] = (
-                    f"registering adapter {name!r} ({path}) on {config.key} failed: HTTP "
-                    f"{status}: {text}"
-                )[:500]
-                return self._failed[key]
-            self._ready.setdefault(config.key, set()).add(name)
-            return None
-
-    async def release(self, config: EndpointConfig, names: list[str]) -> None:
-        """Unregister those of `names` that gemfinder registered on the endpoint."""
-        for name in names:
-            if name not in self._ours.get(config.key, ()):
-                continue  # not ours (or not registered): never unregistered
-            async with self._locks.setdefault((config.key, name), asyncio.Lock()):
-                if name not in self._ours.get(config.key, ()):
-                    continue
-                try:
-                    status, text = await self._post(config, UNLOAD, {"lora_name": name})
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    log.warning("unregistering %s on %s failed: %r", name, config.key, err)
-                    continue
-                if status not in (200, 404):  # 404: gone already (someone unloaded it)
-                    log.warning("unregistering %s on %s: %s %s", name, config.key, status, text)
-                    continue
-                self._ours[config.key].discard(name)
-                self._ready.get(config.key, set()).discard(name)
-                self.unloads += status == 200
+                self.unloads += 1
+                _count("unregistered")
+            if not gone:
+                problem = f"HTTP {status}: {text}"
+        except (aiohttp.ClientError, TimeoutError) as err:
+            problem = repr(err)
+        finally:
+            slots.unloaded(name, gone)
+            slots.wake()
+        if problem is not None:
+            problem = f"unregistering adapter {name!r} on {config.key} failed: {problem}"[:500]
+            log.warning("%s", problem)
+        return problem
 
     async def aclose(self) -> None:
+        """Shutdown: every registration of gemfinder's that is left is unregistered."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        work = []
+        for key, slots in self._slots.items():
+            for name in [n for n in slots.ours if n not in slots.unloading]:
+                slots.begin_unload(name)
+                work.append(self._unload(self._configs[key], slots, name))
+        await asyncio.gather(*work, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

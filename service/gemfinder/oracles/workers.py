@@ -13,6 +13,8 @@ and their results come back the same way, so picks are the scheduler's as in-pro
   scheduler gives back, never a wrong answer; a new worker takes its place.
 - The workers' oracle events (attempts, retries, failures by kind) come back with the results
   and are recorded in this process's OracleStats, so metrics count them as in-process.
+- Adapters on demand (oracles.lora_runtime) are registered and unregistered by this process,
+  around the worker's answer, so each exactly once whatever worker asks, within one cap.
 - Shutdown (`aclose`) asks each worker to stop, then terminates and finally kills what is left;
   a worker whose parent dies sees its socket close and exits.
 
@@ -40,6 +42,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles.base import FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.inference import InferenceOracle
+from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.retry import RetryPolicy
 from gemfinder.oracles.stats import OracleStats
 from gemfinder.tasks import Item
@@ -178,6 +181,31 @@ class WorkerOracle:
         if url not in self._configured:  # answer() without prepare(), as InferenceOracle allows
             self.local._endpoint(candidate)
             self._configure(url)
+        config = self.local._endpoints[url].config
+        if not RuntimeAdapters.on_demand(config, candidate.adapter_id):
+            return await self._send(url, candidate, item, system_prompt)
+        # Adapters on demand are registered and unregistered here, once, whichever worker asks
+        # (the workers get no lora_paths): held while the worker answers.
+        name, start = str(candidate.adapter_id), time.perf_counter()
+        async with self.local.runtime_adapters.held(config, name) as problem:
+            if problem is not None:
+                self.stats.record("pull")
+                return self.local.unregistered(candidate, item, problem, start)
+            result = await self._send(url, candidate, item, system_prompt)
+        if result.reward is None:
+            self.local.check_registered(config, name, result)
+        return result
+
+    def claim_adapters(self, candidates: list[Candidate]) -> None:
+        self.local.claim_adapters(candidates)
+
+    async def release_adapters(self, candidates: list[Candidate]) -> None:
+        await self.local.release_adapters(candidates)
+
+    async def _send(
+        self, url: str, candidate: Candidate, item: Item, system_prompt: bool
+    ) -> OracleResult:
+        """One pull, answered by the worker with the fewest pulls in flight on `url`."""
         worker = await self._pick(url)
         self._ids += 1
         rid = self._ids
@@ -335,7 +363,10 @@ class WorkerOracle:
 
     # routing ----------------------------------------------------------------------------------
     def _share(self, config: EndpointConfig, index: int) -> EndpointConfig:
-        return replace(config, max_concurrency=split(config.max_concurrency or 1, self.size)[index])
+        """A worker's settings for an endpoint: its share of the concurrency, and no
+        lora_paths (this process registers adapters on demand, not the workers)."""
+        share = split(config.max_concurrency or 1, self.size)[index]
+        return replace(config, max_concurrency=share, lora_paths=None)
 
     @property
     def size(self) -> int:

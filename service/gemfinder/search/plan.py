@@ -199,7 +199,7 @@ def _item_tokens(spec: SearchSpec, n_items: int) -> tuple[np.ndarray, np.ndarray
     return np.tile(prompt, reps)[:n_items], np.tile(generated, reps)[:n_items]
 
 
-def _scheduler(spec: SearchSpec, n_items: int, trial: int) -> Any:
+def _scheduler(spec: SearchSpec, n_items: int, trial: int, configs: dict | None = None) -> Any:
     if spec.epsilon is not None:
         return _core.CertifiedScheduler(
             len(spec.candidates),
@@ -221,7 +221,9 @@ def _scheduler(spec: SearchSpec, n_items: int, trial: int) -> Any:
         popularity=spec.popularity(),
         trial=trial,
     )
-    sched.set_load_groups(load_groups(spec.candidates))  # as the runner does
+    sched.set_load_groups(
+        load_groups(spec.candidates, configs)
+    )  # as the runner does (GPU pools too)
     return sched
 
 
@@ -240,7 +242,7 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
     ledgers = {url: cost.ledger(url) for url in configs}
     serve = [ledgers.get(c.endpoint.rstrip("/")) for c in spec.candidates]
     adapter = [c.adapter_id or None for c in spec.candidates]
-    sched = _scheduler(spec, correct.shape[1], trial)
+    sched = _scheduler(spec, correct.shape[1], trial, configs)
     correct = _deal(spec, correct, trial)
     prompt, generated = (t.tolist() for t in tokens)  # Python ints: faster per pull
     # Who saw which item, for the gem check's plan (bounded by MAX_CELLS, unlike a dict).

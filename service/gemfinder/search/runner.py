@@ -108,7 +108,7 @@ class SearchRunner:
         # Rounds grouped by endpoint, each model brought up once (issue #17); a fixed-confidence
         # search runs the certified elimination, which has no rounds to group.
         if load_aware and spec.epsilon is None:
-            self.sched.set_load_groups(load_groups(spec.candidates))
+            self.sched.set_load_groups(load_groups(spec.candidates, getattr(oracle, "configs", {})))
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
         self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
         self.cached = cached
@@ -142,7 +142,9 @@ class SearchRunner:
         # touches the scheduler (PyO3 would refuse the borrow) and progress() is the last one.
         self._core_call: asyncio.Future[Any] | None = None
         self._progress: Progress | None = None
-        # Adapters on demand (oracles.lora_runtime): unregistered once their model is out.
+        # Adapters on demand (oracles.lora_runtime): the survivors' are claimed while the search
+        # runs, let go of as their models are eliminated and when it ends, whatever the end.
+        self._claim = getattr(oracle, "claim_adapters", None)
         self._release = getattr(oracle, "release_adapters", None)
         self._alive = set(self.sched.survivors())
         self._releases: list[asyncio.Task[None]] = []
@@ -185,7 +187,17 @@ class SearchRunner:
         return replace(found, cost=self.cost.cost())
 
     async def run(self) -> Result:
-        """Run to the end; returns the result, raises SearchCancelled when cancelled."""
+        """Run to the end; returns the result, raises SearchCancelled when cancelled. Its
+        adapters registered on demand are let go of however it ends (cancelled, failed,
+        stopped by a shutdown): unregistered unless another search uses them."""
+        if self._claim is not None:
+            self._claim([self.spec.candidates[m] for m in sorted(self._alive)])
+        try:
+            return await self._run()
+        finally:
+            await self._release_all()
+
+    async def _run(self) -> Result:
         pending = _InFlight(self._cancel)
         LAG.start()
         self._set_survivors()
@@ -240,7 +252,6 @@ class SearchRunner:
         self._check_recommendation()
         await self._gem_check()
         self._snapshot()
-        await self._release_all()
         if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
             raise SearchCancelled(self.result())
         return self.result()
@@ -459,11 +470,12 @@ class SearchRunner:
             self._releases.append(asyncio.ensure_future(self._release(gone)))
 
     async def _release_all(self) -> None:
-        """The search is over: what it registered on demand is unregistered."""
+        """The search is over: the adapters it still claims are let go of (see `run`)."""
         if self._release is None:
             return
-        await asyncio.gather(*self._releases)
-        await self._release(list(self.spec.candidates))
+        await asyncio.gather(*self._releases, return_exceptions=True)
+        alive, self._alive = self._alive, set()
+        await self._release([self.spec.candidates[m] for m in sorted(alive)])
 
     def _set_survivors(self) -> None:
         count = len(self.sched.survivors())

@@ -6,23 +6,27 @@ from __future__ import annotations
 
 from gemfinder import metrics
 from gemfinder.candidates import Candidate
-from gemfinder.cost import Cost, CostModel, SlotLedger
+from gemfinder.cost import Cost, CostModel, ModelPool, SlotLedger
 
 
 class SearchCost:
     """The ledgers of a search's endpoints, keyed by URL; endpoints without a cost model are
     not accounted (`accounted` says whether any is). Feeds the serving metrics."""
 
-    def __init__(self, ledgers: dict[str, SlotLedger]) -> None:
+    def __init__(
+        self, ledgers: dict[str, SlotLedger], pools: dict[str, ModelPool] | None = None
+    ) -> None:
         self._ledgers = {url.rstrip("/"): ledger for url, ledger in ledgers.items()}
+        self.pools = pools or {}  # GPU pools by name (their models up: ModelPool.up)
 
     @classmethod
     def of(cls, oracle: object) -> SearchCost:
         """From the cost models of an oracle's endpoint settings (none for other oracles). The
         adapters an endpoint was launched with are in host memory from the start: all of them
         on TGI (LORA_ADAPTERS), the last `max_cpu_loras` on vLLM (--lora-modules, read in
-        order into its LRU cache)."""
-        ledgers = {}
+        order into its LRU cache). Endpoints of one GPU pool share its ModelPool: at most its
+        slots of their models are up at once."""
+        ledgers, pools = {}, {}
         for url, config in getattr(oracle, "configs", {}).items():
             model: CostModel | None = getattr(config, "cost", None)
             if model is None:
@@ -31,8 +35,10 @@ class SearchCost:
             capacity = model.cpu_capacity
             if config.backend == "tgi":
                 capacity = max(capacity, len(launched))
-            ledgers[url] = SlotLedger(model, launched, cpu_capacity=capacity)
-        return cls(ledgers)
+            spec = getattr(config, "gpu_pool", None)
+            pool = None if spec is None else pools.setdefault(spec.name, ModelPool(spec))
+            ledgers[url] = SlotLedger(model, launched, cpu_capacity=capacity, pool=pool)
+        return cls(ledgers, pools)
 
     @property
     def accounted(self) -> bool:
@@ -76,8 +82,16 @@ class SearchCost:
         return self._ledgers.get(url.rstrip("/"))
 
 
-def load_groups(candidates: list[Candidate]) -> list[int]:
+def load_groups(candidates: list[Candidate], configs: dict | None = None) -> list[int]:
     """Each candidate's endpoint as a number, for the core's load-aware round order (models on
-    one endpoint share its slots; core_rs/src/scheduler/load_order.rs)."""
+    one endpoint share its slots; core_rs/src/scheduler/load_order.rs). Endpoints of one GPU
+    pool (`configs`: the operator's settings by URL) are one group: their models share the
+    pool's slots, so a round serves them one after another rather than in turns, which would
+    bring them up and down once per pull."""
     ids: dict[str, int] = {}
-    return [ids.setdefault(c.endpoint.rstrip("/"), len(ids)) for c in candidates]
+    out = []
+    for c in candidates:
+        url = c.endpoint.rstrip("/")
+        pool = getattr((configs or {}).get(url), "gpu_pool", None)
+        out.append(ids.setdefault(f"pool:{pool.name}" if pool else f"url:{url}", len(ids)))
+    return out

@@ -129,6 +129,37 @@ async def test_load_and_unload_speak_vllms_api(pool):
         assert fleet.state("vllm").failed_loads == 1
 
 
+async def test_a_body_that_is_not_vllms_request_is_refused(pool):
+    """vLLM's routes take a JSON body (FastAPI validates it against LoadLoRAAdapterRequest):
+    another Content-Type, or fields of the wrong type, are its 400 BadRequestError, and nothing
+    is registered; a path the engine reads but refuses is its generic 400 with the engine's
+    message."""
+    items, matrix = pool
+    refusal = "LoRA rank 64 is greater than max_lora_rank 16."
+    endpoint = _endpoint(failing_lora_paths={"/adapters/big": refusal})
+    async with Fleet(fleet_config(endpoint), matrix, items) as fleet:
+        url, state = fleet.url("vllm"), fleet.state("vllm")
+        body = '{"lora_name": "a", "lora_path": "/adapters/lora-a"}'
+        async with aiohttp.ClientSession() as s:
+            for ctype in ("text/plain", "application/x-www-form-urlencoded"):
+                headers = {"Content-Type": ctype}
+                async with s.post(url + "/v1/load_lora_adapter", data=body, headers=headers) as r:
+                    assert (r.status, (await r.json())["type"]) == (400, "BadRequestError")
+            bad = {"lora_name": "a", "lora_path": ["/adapters/lora-a"]}
+            status, answer = await _post(s, url, "/v1/load_lora_adapter", bad)
+            assert (status, answer["type"]) == (400, "BadRequestError")
+            big = {"lora_name": "big", "lora_path": "/adapters/big"}
+            assert await _post(s, url, "/v1/load_lora_adapter", big) == (
+                400,
+                _vllm_error(400, refusal, "BadRequestError"),
+            )
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            async with s.post(url + "/v1/load_lora_adapter", data=body, headers=headers) as r:
+                assert r.status == 200  # JSON with a charset is JSON
+        assert state.runtime_registered == {"a"} and state.failed_loads == 1
+        assert state.lora_statuses == {400: 4, 200: 1}
+
+
 async def test_without_runtime_updating_the_routes_do_not_exist(pool):
     items, matrix = pool
     async with Fleet(fleet_config(_endpoint(runtime=False)), matrix, items) as fleet:
@@ -225,6 +256,8 @@ async def test_a_failed_load_is_a_failure_never_a_wrong_answer(pool):
         ({"max_loras": 4, "max_cpu_loras": 2}, "serving.max_cpu_loras"),
         ({"query_s": -1}, "serving.query_s"),
         ({"lora_paths": {"/a": 3}}, "serving.lora_paths"),
+        ({"failing_lora_paths": {"/a": ""}}, "serving.failing_lora_paths"),
+        ({"lora_fault_script": ["429"]}, "serving.lora_fault_script"),
         ({"slots": 2}, "serving.slots"),
     ],
 )

@@ -16,8 +16,13 @@ runtime_lora_updating`; without it both paths are FastAPI's 404 `{"detail": "Not
   successfully."; no name (nor lora_int_id) is 400 InvalidUserInput "either 'lora_name' and
   'lora_int_id' needs to be provided."; an unknown name is 404 NotFoundError "The lora adapter
   'NAME' cannot be found.";
-- a body that is no such request (FastAPI's RequestValidationError) is vLLM's 400
-  BadRequestError;
+- a path the engine reads but refuses (an adapter whose rank is above --max-lora-rank, say; here
+  `serving.failing_lora_paths`, path -> the engine's message) is 400 BadRequestError with that
+  message, and the name stays unregistered;
+- `serving.lora_fault_script` fails the first loads in order with 500 InternalServerError
+  (what vLLM answers for an unexpected error), nothing registered;
+- a body that is no such request (FastAPI's RequestValidationError: not JSON, a Content-Type
+  other than JSON, a field of the wrong type) is vLLM's 400 BadRequestError;
 - errors are vLLM's flat ErrorResponse `{"object": "error", "message", "type", "param", "code"}`;
 - once unloaded (or never loaded), the name is refused by /v1/completions and
   /v1/chat/completions with 404 "The model `NAME` does not exist." (completions.py).
@@ -43,11 +48,20 @@ def _error(status: int, message: str, kind: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _json_type(ctype: str) -> bool:
+    """FastAPI reads a body as JSON for application/json and application/*+json."""
+    main, _, sub = ctype.split(";")[0].strip().lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def _success(text: str) -> web.Response:
     return web.Response(status=200, text=text)
 
 
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    ctype = request.headers.get("Content-Type")
+    if ctype is not None and not _json_type(ctype):  # FastAPI validates the raw bytes: refused
+        return _error(400, "simulated fleet: Content-Type must be JSON", "BadRequestError")
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -73,10 +87,12 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             app.router.add_post(UNLOAD_ROUTE, absent)
         return
     model = state.model
+    script = list(serving.lora_fault_script)
 
     async def load(request: web.Request) -> web.Response:
         state.requests[LOAD_ROUTE] += 1
         body = await _body(request)
+        state.lora_requests.append((LOAD_ROUTE, request.headers.get("Content-Type"), body))
         if isinstance(body, web.Response):
             return body
         name, path = body.get("lora_name"), body.get("lora_path")
@@ -90,6 +106,12 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
             return _error(
                 400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput"
             )
+        if script and script.pop(0) == "500":  # the server's trouble: nothing registered
+            return _error(500, "simulated fleet: engine error", "InternalServerError")
+        refusal = serving.failing_lora_paths.get(path)
+        if refusal is not None:  # the engine read it and raised: vLLM's generic 400
+            state.failed_loads += 1
+            return _error(400, refusal, "BadRequestError")
         row = serving.lora_paths.get(path)
         if row is None:  # the engine's add_lora raised; vLLM maps "No adapter found" to 404
             state.failed_loads += 1
@@ -97,6 +119,8 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
                 404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError"
             )
         model.adapters[name] = row
+        state.runtime_registered.add(name)
+        state.most_registered = max(state.most_registered, len(state.runtime_registered))
         state.ledger.register(name)
         state.lora_log.append((LOAD_ROUTE, name, state.ledger.queries))
         return _success(f"Success: LoRA adapter '{name}' added successfully.")
@@ -104,6 +128,7 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
     async def unload(request: web.Request) -> web.Response:
         state.requests[UNLOAD_ROUTE] += 1
         body = await _body(request)
+        state.lora_requests.append((UNLOAD_ROUTE, request.headers.get("Content-Type"), body))
         if isinstance(body, web.Response):
             return body
         name = body.get("lora_name")
@@ -116,9 +141,18 @@ def add_routes(app: web.Application, state: EndpointState) -> None:
         if name not in model.adapters:
             return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
         del model.adapters[name]
+        state.runtime_registered.discard(name)
         state.ledger.unregister(name)
         state.lora_log.append((UNLOAD_ROUTE, name, state.ledger.queries))
         return _success(f"Success: LoRA adapter '{name}' removed successfully.")
 
-    app.router.add_post(LOAD_ROUTE, load)
-    app.router.add_post(UNLOAD_ROUTE, unload)
+    def counted(handler):
+        async def route(request: web.Request) -> web.Response:
+            response = await handler(request)
+            state.lora_statuses[response.status] += 1
+            return response
+
+        return route
+
+    app.router.add_post(LOAD_ROUTE, counted(load))
+    app.router.add_post(UNLOAD_ROUTE, counted(unload))

@@ -39,10 +39,19 @@ class ServingSpec:
     # Adapter directories a runtime load may name (lora_path -> matrix row); any other path is
     # vLLM's "No adapter found" 404.
     lora_paths: dict[str, str] = field(default_factory=dict)
+    # Adapter directories the engine reads but refuses (path -> its message): vLLM's 400.
+    failing_lora_paths: dict[str, str] = field(default_factory=dict)
+    # The first runtime loads, in order: "500" fails one (vLLM's InternalServerError), None
+    # serves it; then all are served.
+    lora_fault_script: tuple[str | None, ...] = ()
 
 
 def serving_from_dict(data: Any, where: str) -> ServingSpec:
-    cost = cost_model_from_dict(data, where, extra=("runtime_lora_updating", "lora_paths"))
+    cost = cost_model_from_dict(
+        data,
+        where,
+        extra=("runtime_lora_updating", "lora_paths", "failing_lora_paths", "lora_fault_script"),
+    )
     runtime = data.get("runtime_lora_updating", False)
     if not isinstance(runtime, bool):
         raise UserError(f"{where}.runtime_lora_updating", f"must be true or false, got {runtime!r}")
@@ -51,7 +60,23 @@ def serving_from_dict(data: Any, where: str) -> ServingSpec:
         isinstance(k, str) and k and isinstance(v, str) and v for k, v in paths.items()
     ):
         raise UserError(f"{where}.lora_paths", "must be an object adapter path -> matrix row")
-    return ServingSpec(cost=cost, runtime_lora_updating=runtime, lora_paths=dict(paths))
+    failing = data.get("failing_lora_paths", {})
+    if not isinstance(failing, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in failing.items()
+    ):
+        raise UserError(
+            f"{where}.failing_lora_paths", "must be an object adapter path -> error message"
+        )
+    script = data.get("lora_fault_script", [])
+    if not isinstance(script, list) or any(f not in (None, "500") for f in script):
+        raise UserError(f"{where}.lora_fault_script", 'a list of null or "500"')
+    return ServingSpec(
+        cost=cost,
+        runtime_lora_updating=runtime,
+        lora_paths=dict(paths),
+        failing_lora_paths=dict(failing),
+        lora_fault_script=tuple(script),
+    )
 
 
 class ServingLedger(SlotLedger):

@@ -40,6 +40,12 @@ class EndpointState:
         self.failed_loads = 0
         # Runtime LoRA calls that succeeded: (route, adapter, queries answered before it).
         self.lora_log: list[tuple[str, str, int]] = []
+        # Every runtime LoRA request as received: (route, Content-Type, JSON body or the error).
+        self.lora_requests: list[tuple[str, str | None, Any]] = []
+        self.lora_statuses: Counter[int] = Counter()  # their responses, by HTTP status
+        # Adapters registered at run time now, and the most ever registered at once.
+        self.runtime_registered: set[str] = set()
+        self.most_registered = 0
 
     def account(self, adapter: str | None) -> None:
         """One answered query on the virtual clock: the base model (None) or an adapter."""
