@@ -144,3 +144,29 @@ async def test_a_search_on_a_pool_never_has_more_models_up_than_its_slots():
     assert aware.cost.queries == plain.cost.queries
     assert aware.cost.model_loads * 4 < plain.cost.model_loads
     assert aware.cost.gpu_seconds < plain.cost.gpu_seconds
+
+
+async def test_a_plan_of_a_pool_loads_about_what_the_search_loads():
+    """`gemfinder plan` accounts a GPU pool as the search does (the pool's ModelPool shared by
+    its endpoints' ledgers, the pool as one load group): its predicted model loads stay near
+    what the search then loads, far from the item-major order's (tenfold)."""
+    from gemfinder.search import plan
+
+    matrix, items = clear_best_pool(per_task=6)
+    aware, _ = await _search(matrix, items, load_aware=True)
+    config = fleet_from_matrix(matrix, endpoints=len(matrix.models))
+    urls = {name: f"http://{name}:80" for name in (e.name for e in config.endpoints)}
+    candidates = candidates_for(config, urls, matrix)
+    entries = [
+        {**e, "cost": COST, "gpu_pool": {"name": "rack", "slots": POOL_SLOTS}}
+        for e in endpoints_for(config, urls)
+    ]
+    configs = {
+        c.url: c
+        for c in (endpoint_config_from_dict(e, f"endpoints[{k}]") for k, e in enumerate(entries))
+    }
+    spec = SearchSpec(candidates, items, budget=20 * len(candidates), seed=5)
+    spec.validate()
+    predicted = plan.plan(spec, configs, trials=4)
+    assert aware.cost is not None
+    assert predicted.model_loads.mean <= 2 * aware.cost.model_loads
