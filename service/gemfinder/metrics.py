@@ -157,6 +157,15 @@ SERVING_LOADS = Counter(
     "from the endpoints' cost models.",
     ["kind"],
 )
+GPU_BUDGET_ALLOCATED = Counter(
+    "gemfinder_gpu_budget_allocated_seconds",
+    "GPU-second caps granted to searches when they start (SearchSpec.gpu_seconds; a resumed "
+    "search: what it has left); compare with gemfinder_serving_gpu_seconds_total.",
+)
+SEARCHES_GPU_CAPPED = Counter(
+    "gemfinder_searches_gpu_capped",
+    "Searches stopped by their GPU-second cap before their algorithm finished.",
+)
 for _kind in ("query", "load"):
     SERVING_GPU_SECONDS.labels(_kind)
 for _kind in ("model", "adapter", "swap"):
@@ -188,6 +197,8 @@ ALL = (
     RPC_DURATION,
     SERVING_GPU_SECONDS,
     SERVING_LOADS,
+    GPU_BUDGET_ALLOCATED,
+    SEARCHES_GPU_CAPPED,
 )
 
 

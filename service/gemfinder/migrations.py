@@ -203,6 +203,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRUNE_ENDED,
         ),
     ),
+    Migration(
+        9,
+        "searches.serving_ledger: a resumed search continues its serving-cost accounting",
+        # JSON of search.serving_cost.SearchCost.state (what each endpoint holds, GPU-seconds
+        # spent), written by the running search; NULL until it sends a query to an endpoint
+        # with a cost model, and for searches stored before.
+        ("ALTER TABLE searches ADD COLUMN serving_ledger TEXT",),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -332,6 +340,11 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE searches ADD COLUMN cancel_requested double precision",
             PRUNE_ENDED,
         ),
+    ),
+    Migration(
+        9,
+        "searches.serving_ledger: a resumed search continues its serving-cost accounting",
+        ("ALTER TABLE searches ADD COLUMN serving_ledger text",),
     ),
 )
 PG_LATEST = PG_MIGRATIONS[-1].version

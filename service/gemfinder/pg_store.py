@@ -479,6 +479,23 @@ class PgStore:
         row = self._one("SELECT data FROM snapshots WHERE search_id = %s", (search_id,), search_id)
         return bytes(row[0]) if row else None
 
+    # serving-cost ledger (migration 9) -------------------------------------------------------
+    def save_serving_ledger(
+        self, search_id: str, state: dict[str, Any], owner: str | None = None
+    ) -> None:
+        """As Store.save_serving_ledger: queued behind the search's other writes, fenced."""
+        sql = "UPDATE searches SET serving_ledger = %s WHERE id = %s"
+        args: tuple = (json.dumps(state), search_id)
+        if owner is not None:
+            sql, args = sql + " AND owner = %s", (*args, owner)
+        self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
+
+    def serving_ledger(self, search_id: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT serving_ledger FROM searches WHERE id = %s", (search_id,), search_id
+        )
+        return json.loads(row[0]) if row and row[0] else None
+
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:
         """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): one

@@ -346,6 +346,27 @@ class Store:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    # serving-cost ledger (migration 9) -------------------------------------------------------
+    def save_serving_ledger(
+        self, search_id: str, state: dict[str, Any], owner: str | None = None
+    ) -> None:
+        """A running search's serving-cost ledger (search.serving_cost.SearchCost.state), which
+        a resume continues from; with `owner`, fenced as update_search is."""
+        sql, args = (
+            "UPDATE searches SET serving_ledger = ? WHERE id = ?",
+            [json.dumps(state), search_id],
+        )
+        if owner is not None:
+            sql, args = sql + " AND owner = ?", [*args, owner]
+        if self._db.execute(sql, args).rowcount == 0 and owner is not None:
+            raise LeaseLost(search_id, owner)
+
+    def serving_ledger(self, search_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT serving_ledger FROM searches WHERE id = ?", (search_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:
         """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): a

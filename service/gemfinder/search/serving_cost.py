@@ -1,23 +1,39 @@
 """A search's serving cost as it runs: one gemfinder.cost.SlotLedger per endpoint that has a
 cost model, fed every query the runner sends (cache hits cost nothing), in the order sent, and
-the serving metrics fed from it."""
+the serving metrics fed from it.
+
+Measured query times: an endpoint whose cost block gives no `query_s` has each answered query's
+service time (OracleResult.service_s, the successful request's round trip) added when the
+answer arrives; until then a query in flight there is reserved at the endpoint's mean so far,
+so that a GPU-second cap (SearchSpec.gpu_seconds, `would_pass`) counts it. With a cap every
+endpoint of the search is accounted: one without a cost block has its query time measured and
+no loads. The ledgers' state is what a resumed search continues from (`state`/`restore`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from gemfinder import metrics
 from gemfinder.candidates import Candidate
-from gemfinder.cost import Cost, CostModel, SlotLedger
+from gemfinder.cost import Cost, CostModel, EndpointCost, SlotLedger
 
 
 class SearchCost:
     """The ledgers of a search's endpoints, keyed by URL; endpoints without a cost model are
     not accounted (`accounted` says whether any is). Feeds the serving metrics."""
 
-    def __init__(self, ledgers: dict[str, SlotLedger]) -> None:
+    def __init__(self, ledgers: dict[str, SlotLedger], cap: float | None = None) -> None:
         self._ledgers = {url.rstrip("/"): ledger for url, ledger in ledgers.items()}
+        self.cap = cap  # GPU-seconds (SearchSpec.gpu_seconds), None: no cap
+        self.stopped_by_cap = False
+        # Queries sent and not answered yet, per endpoint whose query time is measured.
+        self._in_flight: dict[str, int] = {}
 
     @classmethod
-    def of(cls, oracle: object) -> SearchCost:
+    def of(
+        cls, oracle: object, candidates: Iterable[Candidate] = (), cap: float | None = None
+    ) -> SearchCost:
         """From the cost models of an oracle's endpoint settings (none for other oracles). The
         adapters an endpoint was launched with are in host memory from the start: all of them
         on TGI (LORA_ADAPTERS), the last `max_cpu_loras` on vLLM (--lora-modules, read in
@@ -32,7 +48,17 @@ class SearchCost:
             if config.backend == "tgi":
                 capacity = max(capacity, len(launched))
             ledgers[url] = SlotLedger(model, launched, cpu_capacity=capacity)
-        return cls(ledgers)
+        if cap is not None:  # a cap needs every endpoint's spend: query time measured
+            known = {url.rstrip("/") for url in ledgers}
+            for cand in candidates:
+                url = cand.endpoint.rstrip("/")
+                if url not in known:
+                    known.add(url)
+                    ledgers[url] = SlotLedger(CostModel(measure_query=True))
+        return cls(ledgers, cap)
+
+    def ledger(self, endpoint: str) -> SlotLedger | None:
+        return self._ledgers.get(endpoint.rstrip("/"))
 
     @property
     def accounted(self) -> bool:
@@ -41,9 +67,12 @@ class SearchCost:
     def sent(self, candidate: Candidate) -> float:
         """One query sent to a candidate (its endpoint's base model, or its adapter): its
         GPU-seconds (0 when the endpoint has no cost model)."""
-        ledger = self._ledgers.get(candidate.endpoint.rstrip("/"))
+        url = candidate.endpoint.rstrip("/")
+        ledger = self._ledgers.get(url)
         if ledger is None:
             return 0.0
+        if ledger.model.measure_query:
+            self._in_flight[url] = self._in_flight.get(url, 0) + 1
         before = (ledger.load_seconds, ledger.model_loads, ledger.adapter_loads, ledger.swaps)
         spent = ledger.serve(candidate.adapter_id or None)
         load_s = ledger.load_seconds - before[0]
@@ -56,10 +85,65 @@ class SearchCost:
                 metrics.SERVING_LOADS.labels(kind).inc(after - was)
         return spent
 
+    def answered(self, candidate: Candidate, service_s: float | None) -> None:
+        """A query sent to `candidate` came back (answered or failed): on an endpoint whose
+        query time is measured, its measured service time is added (None: a failure, whose
+        time is not counted; docs/service.md "Serving cost")."""
+        url = candidate.endpoint.rstrip("/")
+        ledger = self._ledgers.get(url)
+        if ledger is None or not ledger.model.measure_query:
+            return
+        self._in_flight[url] = max(self._in_flight.get(url, 0) - 1, 0)
+        if service_s is not None and service_s >= 0.0:
+            ledger.measured(service_s)
+            metrics.SERVING_GPU_SECONDS.labels("query").inc(service_s)
+
+    def _estimate(self, ledger: SlotLedger) -> float:
+        """A measured endpoint's next query: its mean so far, else the largest mean of any
+        measured endpoint (0 before the first answer anywhere)."""
+        if ledger.measured_queries:
+            return ledger.query_s
+        means = [led.query_s for led in self._ledgers.values() if led.measured_queries]
+        return max(means, default=0.0)
+
+    @property
+    def spent(self) -> float:
+        """GPU-seconds spent: accounted, measured, and queries in flight at their estimate."""
+        reserved = sum(
+            n * self._estimate(self._ledgers[url]) for url, n in self._in_flight.items() if n
+        )
+        return sum(ledger.gpu_seconds for ledger in self._ledgers.values()) + reserved
+
+    def would_pass(self, candidate: Candidate) -> bool:
+        """Whether sending one more query to `candidate` would take the spend past the cap
+        (then the runner stops: `stopped_by_cap`)."""
+        if self.cap is None:
+            return False
+        ledger = self._ledgers.get(candidate.endpoint.rstrip("/"))
+        if ledger is None:
+            return False
+        adapter = candidate.adapter_id or None
+        extra = ledger.would_cost(adapter)
+        if ledger.model.measure_query:
+            extra += self._estimate(ledger)
+        return self.spent + extra > self.cap
+
+    def state(self) -> dict[str, Any]:
+        """What the store keeps for a resume: each ledger's caches and counters."""
+        return {url: ledger.state() for url, ledger in self._ledgers.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a stored state (an endpoint no longer configured is left out)."""
+        for url, data in state.items():
+            ledger = self._ledgers.get(url)
+            if ledger is not None and isinstance(data, dict):
+                ledger.restore(data)
+
     def cost(self) -> Cost | None:
         if not self._ledgers:
             return None
         parts = [ledger.cost() for ledger in self._ledgers.values()]
+        used = [(url, led) for url, led in self._ledgers.items() if led.queries]
         return Cost(
             gpu_seconds=sum(p.gpu_seconds for p in parts),
             load_gpu_seconds=sum(p.load_gpu_seconds for p in parts),
@@ -68,6 +152,19 @@ class SearchCost:
             adapter_loads=sum(p.adapter_loads for p in parts),
             swaps=sum(p.swaps for p in parts),
             wall_s=max(p.wall_s for p in parts),
+            endpoints=tuple(
+                EndpointCost(
+                    url=url,
+                    gpu_seconds=led.gpu_seconds,
+                    queries=led.queries,
+                    query_s=led.query_s,
+                    query_s_measured=led.model.measure_query,
+                    measured_queries=led.measured_queries,
+                )
+                for url, led in used
+            ),
+            gpu_seconds_cap=self.cap,
+            stopped_by_cap=self.stopped_by_cap,
         )
 
 
