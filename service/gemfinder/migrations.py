@@ -205,11 +205,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
-        "searches.serving_ledger: a resumed search continues its serving-cost accounting",
-        # JSON of search.serving_cost.SearchCost.state (what each endpoint holds, GPU-seconds
-        # spent), written by the running search; NULL until it sends a query to an endpoint
-        # with a cost model, and for searches stored before.
-        ("ALTER TABLE searches ADD COLUMN serving_ledger TEXT",),
+        "serving_ledgers: a resumed search continues its serving-cost accounting",
+        # One row per search and endpoint: JSON of gemfinder.cost.SlotLedger.state (what the
+        # endpoint holds, GPU-seconds spent), written by the running search for the endpoints
+        # a batch of answers changed (search.serving_cost); none for searches stored before.
+        (
+            """CREATE TABLE serving_ledgers (
+                search_id TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (search_id, endpoint)
+            ) WITHOUT ROWID""",
+        ),
     ),
 )
 LATEST = MIGRATIONS[-1].version
@@ -343,8 +350,15 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
-        "searches.serving_ledger: a resumed search continues its serving-cost accounting",
-        ("ALTER TABLE searches ADD COLUMN serving_ledger text",),
+        "serving_ledgers: a resumed search continues its serving-cost accounting",
+        (
+            """CREATE TABLE serving_ledgers (
+                search_id text NOT NULL,
+                endpoint text NOT NULL,
+                state text NOT NULL,
+                PRIMARY KEY (search_id, endpoint)
+            )""",
+        ),
     ),
 )
 PG_LATEST = PG_MIGRATIONS[-1].version

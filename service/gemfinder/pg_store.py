@@ -481,20 +481,37 @@ class PgStore:
 
     # serving-cost ledger (migration 9) -------------------------------------------------------
     def save_serving_ledger(
-        self, search_id: str, state: dict[str, Any], owner: str | None = None
+        self, search_id: str, states: dict[str, Any], owner: str | None = None
     ) -> None:
-        """As Store.save_serving_ledger: queued behind the search's other writes, fenced."""
-        sql = "UPDATE searches SET serving_ledger = %s WHERE id = %s"
-        args: tuple = (json.dumps(state), search_id)
+        """As Store.save_serving_ledger: one statement (the rows as two text[]), queued behind
+        the search's other writes, fenced by the lease."""
+        if not states:
+            return
+        urls = list(states)
+        bodies = [json.dumps(states[url]) for url in urls]
+        fence = (
+            ""
+            if owner is None
+            else " WHERE EXISTS (SELECT 1 FROM searches WHERE id = %s AND owner = %s FOR SHARE)"
+        )
+        sql = (
+            "INSERT INTO serving_ledgers (search_id, endpoint, state)"
+            " SELECT %s, e, s FROM unnest(%s::text[], %s::text[]) AS t(e, s)"
+            + fence
+            + " ON CONFLICT (search_id, endpoint) DO UPDATE SET state = excluded.state"
+        )
+        args: tuple = (search_id, urls, bodies)
         if owner is not None:
-            sql, args = sql + " AND owner = %s", (*args, owner)
+            args = (*args, search_id, owner)
         self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
 
-    def serving_ledger(self, search_id: str) -> dict[str, Any] | None:
-        row = self._one(
-            "SELECT serving_ledger FROM searches WHERE id = %s", (search_id,), search_id
+    def serving_ledger(self, search_id: str) -> dict[str, Any]:
+        rows = self._all(
+            "SELECT endpoint, state FROM serving_ledgers WHERE search_id = %s",
+            (search_id,),
+            search_id,
         )
-        return json.loads(row[0]) if row and row[0] else None
+        return {url: json.loads(state) for url, state in rows}
 
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:

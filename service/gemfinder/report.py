@@ -111,11 +111,11 @@ def _measured(cost: Cost) -> str:
 
 
 def _cap(cost: Cost) -> str:
+    """The GPU-second cap, on a line of its own under the serving line."""
     if cost.gpu_seconds_cap is None:
         return ""
-    if cost.stopped_by_cap:
-        return f"\n              GPU-second cap {cost.gpu_seconds_cap:,.1f}: the search stopped on it (ranking as reached)"
-    return f"\n              GPU-second cap {cost.gpu_seconds_cap:,.1f}: not reached"
+    said = "the search stopped on it (ranking as reached)" if cost.stopped_by_cap else "not reached"
+    return f"\n              GPU-second cap {cost.gpu_seconds_cap:,.1f}: {said}"
 
 
 def _row(est: Estimate) -> str:

@@ -348,24 +348,37 @@ class Store:
 
     # serving-cost ledger (migration 9) -------------------------------------------------------
     def save_serving_ledger(
-        self, search_id: str, state: dict[str, Any], owner: str | None = None
+        self, search_id: str, states: dict[str, Any], owner: str | None = None
     ) -> None:
-        """A running search's serving-cost ledger (search.serving_cost.SearchCost.state), which
-        a resume continues from; with `owner`, fenced as update_search is."""
-        sql, args = (
-            "UPDATE searches SET serving_ledger = ? WHERE id = ?",
-            [json.dumps(state), search_id],
-        )
-        if owner is not None:
-            sql, args = sql + " AND owner = ?", [*args, owner]
-        if self._db.execute(sql, args).rowcount == 0 and owner is not None:
-            raise LeaseLost(search_id, owner)
+        """The serving-cost ledger of the endpoints `states` names ({endpoint: SlotLedger
+        state}), which a resume continues from; with `owner`, fenced as save_snapshot is."""
+        if not states:
+            return
+        rows = [(search_id, url, json.dumps(state)) for url, state in states.items()]
+        upsert = " ON CONFLICT (search_id, endpoint) DO UPDATE SET state = excluded.state"
+        with self._db:  # one transaction: all the rows or (lease lost) none
+            self._db.execute("BEGIN")
+            if owner is None:
+                self._db.executemany(
+                    "INSERT INTO serving_ledgers (search_id, endpoint, state) VALUES (?, ?, ?)"
+                    + upsert,
+                    rows,
+                )
+                return
+            done = self._db.executemany(
+                "INSERT INTO serving_ledgers (search_id, endpoint, state) SELECT ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM searches WHERE id = ? AND owner = ?)" + upsert,
+                [(*row, search_id, owner) for row in rows],
+            )
+            if done.rowcount < len(rows):
+                raise LeaseLost(search_id, owner)
 
-    def serving_ledger(self, search_id: str) -> dict[str, Any] | None:
-        row = self._db.execute(
-            "SELECT serving_ledger FROM searches WHERE id = ?", (search_id,)
-        ).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+    def serving_ledger(self, search_id: str) -> dict[str, Any]:
+        """{endpoint: SlotLedger state} as last saved (empty: none)."""
+        rows = self._db.execute(
+            "SELECT endpoint, state FROM serving_ledgers WHERE search_id = ?", (search_id,)
+        )
+        return {url: json.loads(state) for url, state in rows}
 
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from gemfinder.search.manager import SearchManager
-from gemfinder.store import open_store
+from gemfinder.store import LeaseLost, open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "search"))
 from gpu_budget_support import CONFIGURED, TimedReplay, pool  # noqa: E402
@@ -124,3 +124,19 @@ async def test_the_gpu_second_cap_counts_what_was_spent_before_the_crash(new_db)
 @pytest.fixture(autouse=True)
 def _quiet_lease_logs(caplog):
     caplog.set_level("WARNING", logger="gemfinder.search.manager")
+
+
+def test_the_ledger_is_kept_per_endpoint_and_fenced_by_the_lease(new_db):
+    """Only the endpoints a batch changed are written; a replica that lost the lease writes
+    nothing (LeaseLost), as for snapshots."""
+    store = open_store(new_db("ledger.db"))
+    store.create_search("s1", None, {"x": 1}, owner="A", lease_s=60)
+    store.save_serving_ledger("s1", {"http://a": {"queries": 1}, "http://b": {"queries": 2}}, "A")
+    store.save_serving_ledger("s1", {"http://b": {"queries": 5}}, owner="A")
+    assert store.serving_ledger("s1") == {"http://a": {"queries": 1}, "http://b": {"queries": 5}}
+    with pytest.raises(LeaseLost):
+        store.save_serving_ledger("s1", {"http://a": {"queries": 9}}, owner="B")
+        store.serving_ledger("s1")  # PostgreSQL: the queued write's failure surfaces here
+    assert store.serving_ledger("s1")["http://a"] == {"queries": 1}
+    assert store.serving_ledger("nope") == {}
+    store.close()

@@ -288,8 +288,7 @@ class SearchManager:
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
         if spec.gpu_seconds is not None:
             spent = sum(
-                e.get("gpu_seconds", 0.0)
-                for e in (self.store.serving_ledger(row.id) or {}).values()
+                e.get("gpu_seconds", 0.0) for e in self.store.serving_ledger(row.id).values()
             )
             metrics.GPU_BUDGET_ALLOCATED.inc(max(spec.gpu_seconds - spent, 0.0))
         return True

@@ -113,10 +113,7 @@ class SearchRunner:
         # GPU time and loads of the queries sent (cost.py), continued from what a run before a
         # restart stored; with a GPU-second cap, checked before each query (search.gpu_budget).
         self.cost = SearchCost.of(oracle, spec.candidates, spec.gpu_seconds)
-        stored = store.serving_ledger(search_id)
-        if stored:
-            self.cost.restore(stored)
-        self._ledger_saved = stored or {}
+        self.cost.restore(store.serving_ledger(search_id))
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
@@ -502,15 +499,12 @@ class SearchRunner:
         self._survivors = count
 
     def _save_ledger(self) -> None:
-        """Store the serving-cost ledger when it changed (fenced by the lease): after the
-        answers it paid for, so that a resumed search, to which they are cache hits, still
-        counts what they cost."""
-        if not self.cost.accounted:
-            return
-        state = self.cost.state()
-        if state != self._ledger_saved:
-            self.store.save_serving_ledger(self.search_id, state, owner=self.owner)
-            self._ledger_saved = state
+        """Store the serving-cost ledger of the endpoints that changed (fenced by the lease):
+        after the answers it paid for, so that a resumed search, to which they are cache hits,
+        still counts what they cost."""
+        changed = self.cost.changed()
+        if changed:
+            self.store.save_serving_ledger(self.search_id, changed, owner=self.owner)
 
     def _snapshot(self) -> None:
         self._last_snapshot = time.monotonic()

@@ -29,6 +29,9 @@ class SearchCost:
         self.stopped_by_cap = False
         # Queries sent and not answered yet, per endpoint whose query time is measured.
         self._in_flight: dict[str, int] = {}
+        self._total = sum(ledger.gpu_seconds for ledger in self._ledgers.values())
+        self._largest_mean = 0.0  # of the measured query times, over all endpoints so far
+        self._dirty: set[str] = set()  # endpoints changed since `changed` last said
 
     @classmethod
     def of(
@@ -73,8 +76,10 @@ class SearchCost:
             return 0.0
         if ledger.model.measure_query:
             self._in_flight[url] = self._in_flight.get(url, 0) + 1
+        self._dirty.add(url)
         before = (ledger.load_seconds, ledger.model_loads, ledger.adapter_loads, ledger.swaps)
         spent = ledger.serve(candidate.adapter_id or None)
+        self._total += spent
         load_s = ledger.load_seconds - before[0]
         metrics.SERVING_GPU_SECONDS.labels("query").inc(spent - load_s)
         if load_s:
@@ -93,26 +98,29 @@ class SearchCost:
         ledger = self._ledgers.get(url)
         if ledger is None or not ledger.model.measure_query:
             return
-        self._in_flight[url] = max(self._in_flight.get(url, 0) - 1, 0)
+        left = self._in_flight.get(url, 0) - 1
+        if left > 0:
+            self._in_flight[url] = left
+        else:
+            self._in_flight.pop(url, None)
         if service_s is not None and service_s >= 0.0:
             ledger.measured(service_s)
+            self._total += service_s
+            self._largest_mean = max(self._largest_mean, ledger.query_s)
+            self._dirty.add(url)
             metrics.SERVING_GPU_SECONDS.labels("query").inc(service_s)
 
     def _estimate(self, ledger: SlotLedger) -> float:
-        """A measured endpoint's next query: its mean so far, else the largest mean of any
-        measured endpoint (0 before the first answer anywhere)."""
-        if ledger.measured_queries:
-            return ledger.query_s
-        means = [led.query_s for led in self._ledgers.values() if led.measured_queries]
-        return max(means, default=0.0)
+        """A measured endpoint's next query: its mean so far, else the largest mean measured
+        at any endpoint so far (0 before the first answer anywhere)."""
+        return ledger.query_s if ledger.measured_queries else self._largest_mean
 
     @property
     def spent(self) -> float:
-        """GPU-seconds spent: accounted, measured, and queries in flight at their estimate."""
-        reserved = sum(
-            n * self._estimate(self._ledgers[url]) for url, n in self._in_flight.items() if n
-        )
-        return sum(ledger.gpu_seconds for ledger in self._ledgers.values()) + reserved
+        """GPU-seconds spent: accounted, measured, and queries in flight at their estimate
+        (a sum over the endpoints with queries in flight only: checked before every query)."""
+        reserved = sum(n * self._estimate(self._ledgers[url]) for url, n in self._in_flight.items())
+        return self._total + reserved
 
     def would_pass(self, candidate: Candidate) -> bool:
         """Whether sending one more query to `candidate` would take the spend past the cap
@@ -128,9 +136,12 @@ class SearchCost:
             extra += self._estimate(ledger)
         return self.spent + extra > self.cap
 
-    def state(self) -> dict[str, Any]:
-        """What the store keeps for a resume: each ledger's caches and counters."""
-        return {url: ledger.state() for url, ledger in self._ledgers.items()}
+    def changed(self) -> dict[str, Any]:
+        """What the store keeps for a resume, of the endpoints changed since the last call:
+        {endpoint: its ledger's caches and counters} (search.runner saves it)."""
+        out = {url: self._ledgers[url].state() for url in sorted(self._dirty)}
+        self._dirty.clear()
+        return out
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a stored state (an endpoint no longer configured is left out)."""
@@ -138,6 +149,8 @@ class SearchCost:
             ledger = self._ledgers.get(url)
             if ledger is not None and isinstance(data, dict):
                 ledger.restore(data)
+                self._largest_mean = max(self._largest_mean, ledger.query_s)
+        self._total = sum(ledger.gpu_seconds for ledger in self._ledgers.values())
 
     def cost(self) -> Cost | None:
         if not self._ledgers:
