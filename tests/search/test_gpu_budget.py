@@ -22,7 +22,12 @@ from gemfinder.search import gpu_budget
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.values import Result
-from gemfinder.server.convert import result_from_proto, result_to_proto
+from gemfinder.server.convert import (
+    progress_from_proto,
+    progress_to_proto,
+    result_from_proto,
+    result_to_proto,
+)
 from gemfinder.sim.fleet import Fleet
 from gemfinder.sim.fleet.build import candidates_for, endpoints_for, fleet_dict_from_matrix
 from gemfinder.store import Store
@@ -67,6 +72,14 @@ async def test_configured_costs_stop_the_search_at_the_cap_and_never_past_it():
     assert len(ranking) == len(spec.candidates)
     assert ranking[0].model_id == capped.result.recommended_model_id
     assert "the search stopped on it" in gem_report(capped.result)
+    # The progress shows the spend beside the cap, through the proto too.
+    progress = capped.progress
+    assert progress.gpu_seconds == pytest.approx(cost.gpu_seconds)
+    assert progress.gpu_seconds_cap == cap
+    for p in (progress, free.progress):  # elapsed: a Duration, in nanoseconds
+        back = progress_from_proto(progress_to_proto(p))
+        assert dataclasses.replace(back, elapsed_s=p.elapsed_s) == p
+    assert free.progress.gpu_seconds_cap is None and free.progress.gpu_seconds > 0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

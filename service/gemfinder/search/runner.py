@@ -169,9 +169,16 @@ class SearchRunner:
     def progress(self) -> Progress:
         if self._progress is not None and self._core_call is not None:
             if not self._core_call.done():  # the scheduler is busy: the last figures
-                return replace(self._progress, elapsed_s=self.elapsed)
-        self._progress = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+                return replace(self._progress, elapsed_s=self.elapsed, **self._gpu_progress())
+        found = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        self._progress = replace(found, **self._gpu_progress())
         return self._progress
+
+    def _gpu_progress(self) -> dict[str, float | None]:
+        """The GPU-seconds spent so far beside the cap, for Progress (None: not accounted)."""
+        if not self.cost.accounted:
+            return {}
+        return {"gpu_seconds": self.cost.accounted_s, "gpu_seconds_cap": self.spec.gpu_seconds}
 
     async def _core(self, call, *args):
         """Run one scheduler call on a worker thread, off the event loop. Shielded: when the

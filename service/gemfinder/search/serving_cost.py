@@ -116,6 +116,11 @@ class SearchCost:
         return ledger.query_s if ledger.measured_queries else self._largest_mean
 
     @property
+    def accounted_s(self) -> float:
+        """GPU-seconds spent so far: accounted at send, measured at answer."""
+        return self._total
+
+    @property
     def spent(self) -> float:
         """GPU-seconds spent: accounted, measured, and queries in flight at their estimate
         (a sum over the endpoints with queries in flight only: checked before every query)."""

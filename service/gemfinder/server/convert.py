@@ -54,7 +54,10 @@ GEM_VERDICTS = {
 }
 VERDICT_NAMES = {v: k for k, v in GEM_VERDICTS.items()}
 # elapsed: a Duration; certificate: a message of its own
-_PROGRESS_FIELDS = [k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate")]
+_PROGRESS_OPTIONAL = ("gpu_seconds", "gpu_seconds_cap")
+_PROGRESS_FIELDS = [
+    k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate", *_PROGRESS_OPTIONAL)
+]
 SYSTEM_PROMPTS = {
     pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
     pb.SYSTEM_PROMPT_POLICY_NONE: False,
@@ -277,6 +280,9 @@ def progress_to_proto(p: Progress | None) -> pb.Progress:
         return pb.Progress()
     counts = {k: getattr(p, k) for k in _PROGRESS_FIELDS}
     out = pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
+    for name in _PROGRESS_OPTIONAL:
+        if getattr(p, name) is not None:
+            setattr(out, name, getattr(p, name))
     if p.certificate is not None:
         out.certificate.CopyFrom(certificate_to_proto(p.certificate))
     return out
@@ -287,6 +293,7 @@ def progress_from_proto(msg: pb.Progress) -> Progress:
         **{f: getattr(msg, f) for f in _PROGRESS_FIELDS},
         elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
         certificate=certificate_from_proto(msg),
+        **{f: getattr(msg, f) if msg.HasField(f) else None for f in _PROGRESS_OPTIONAL},
     )
 
 

@@ -201,7 +201,7 @@ class ModelEstimate(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., rank: _Optional[int] = ..., accuracy: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., items_seen: _Optional[int] = ..., successes: _Optional[int] = ..., eliminated_in_round: _Optional[int] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed", "certificate")
+    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed", "certificate", "gpu_seconds", "gpu_seconds_cap")
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     SPENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,8 @@ class Progress(_message.Message):
     LEADER_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_CAP_FIELD_NUMBER: _ClassVar[int]
     budget: int
     spent: int
     failed: int
@@ -226,7 +228,9 @@ class Progress(_message.Message):
     leader_accuracy: float
     elapsed: _duration_pb2.Duration
     certificate: Certificate
-    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
+    gpu_seconds: float
+    gpu_seconds_cap: float
+    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ..., gpu_seconds: _Optional[float] = ..., gpu_seconds_cap: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "certificate", "serving_cost")
