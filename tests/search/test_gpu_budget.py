@@ -190,6 +190,12 @@ def test_cost_with_endpoints_and_cap_round_trips_through_proto_and_json():
     no_cap = dataclasses.replace(cost, gpu_seconds_cap=None, stopped_by_cap=False)
     assert result_from_proto(result_to_proto(Result(cost=no_cap))).cost == no_cap
     assert pb.ServingCost().HasField("gpu_seconds_cap") is False
+    text = gem_report(
+        Result(queries_spent=40, cost=dataclasses.replace(cost, stopped_by_cap=False))
+    )
+    assert "GPU-second cap 12.0: not reached" in text
+    assert "query time measured from responses at http://a:1 0.150 s" in text
+    assert "http://b:1" not in text  # configured there
 
 
 async def test_query_time_is_measured_from_the_fleets_responses_where_not_configured(
