@@ -256,6 +256,15 @@ class SlotLedger:
         self._gpu = OrderedDict.fromkeys(str(n) for n in state.get("gpu", ()) if n in self._cpu)
         self._model_up = bool(state.get("model_up", False))
 
+    def take_back(self, queries: int) -> None:
+        """Un-count `queries` sent whose answers never came (lost in a crash, sent again after
+        the resume): their configured query time; loads stay, the endpoint did them."""
+        queries = max(0, min(queries, self.queries - self.measured_queries))
+        seconds = 0.0 if self.model.measure_query else queries * self.model.query_s
+        self.queries -= queries
+        self.gpu_seconds -= seconds
+        self.clock_s -= seconds
+
     def cost(self) -> Cost:
         return Cost(
             gpu_seconds=self.gpu_seconds,

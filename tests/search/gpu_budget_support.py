@@ -26,7 +26,7 @@ CONFIGURED = {**MEASURED, "query_s": 0.2}
 class TimedReplay:
     """Answers from a table of right and wrong; each query reports the service time
     `service(rng)` (drawn in the order answered) after sleeping `sleep_s`. Counts the queries
-    sent, those in flight and the most in flight at once."""
+    sent, those in flight (handed to it, served `slots` at a time) and the most at once."""
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class TimedReplay:
         service: Callable[[np.random.Generator], float] = lambda rng: 0.2,
         sleep_s: float = 0.002,
         seed: int = 0,
+        slots: int = 8,
     ) -> None:
         config = endpoint_config_from_dict({"url": URL, "cost": cost}, "endpoints[0]")
         self.configs = {config.key: config}
@@ -43,8 +44,11 @@ class TimedReplay:
         self.sleep_s = sleep_s
         self.rng = np.random.default_rng(seed)
         self.sent = self.active = self.most_active = 0
+        self.active_at_last_send = 0  # in flight once the last query was sent
         self.service_total = 0.0  # service times reported
         self.longest = 0.0
+        self.slots = slots  # queries the endpoint serves at once, as InferenceOracle's limit
+        self._slots = asyncio.Semaphore(slots)
 
     async def prepare(self, candidates) -> None:
         pass
@@ -52,12 +56,17 @@ class TimedReplay:
     async def release(self, candidates) -> None:
         pass
 
+    def concurrency(self, url: str) -> int:
+        return self.slots
+
     async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
         self.sent += 1
         self.active += 1
         self.most_active = max(self.most_active, self.active)
+        self.active_at_last_send = self.active
         try:
-            await asyncio.sleep(self.sleep_s)
+            async with self._slots:
+                await asyncio.sleep(self.sleep_s)
             seconds = float(self.service(self.rng))
             self.service_total += seconds
             self.longest = max(self.longest, seconds)

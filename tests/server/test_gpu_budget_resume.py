@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "search"))
 from gpu_budget_support import CONFIGURED, TimedReplay, pool  # noqa: E402
 
 LEASE_S = 1.0
-# What one query may cost at most at CONFIGURED: an adapter read, a slot swap and the query.
-MOST_PER_QUERY = 2 + 0.5 + 0.2
+SLOTS = 8  # queries the test's endpoint serves at once (TimedReplay)
 
 
 def _replica(db: str, name: str, oracle) -> SearchManager:
@@ -83,21 +82,26 @@ async def test_a_search_taken_over_after_a_crash_counts_what_it_spent_before(new
     cost, clean_cost = row.result.cost, clean.result.cost
     print(
         f"uninterrupted {clean_cost.gpu_seconds:.1f} GPU-s / {clean_cost.queries} queries; "
-        f"crashed at {before['gpu_seconds']:.1f} GPU-s / {before['queries']} queries, "
+        f"crashed at {before['gpu_seconds']:.1f} GPU-s / {before['queries']} queries "
+        f"({before['in_flight']} in flight), "
         f"ended at {cost.gpu_seconds:.1f} / {cost.queries} (A sent {oracle_a.sent}, "
         f"B {oracle_b.sent})"
     )
     assert row.result.recommended_model_id == clean.result.recommended_model_id
-    # B went on from the ledger A stored: every query B sent on top of what A had stored.
+    # B went on from the ledger A stored: every query B sent on top of what A had stored, less
+    # the queries A had in flight (their answers died with A; B sent them again).
     assert 0 < before["queries"] <= oracle_a.sent
-    assert cost.queries == before["queries"] + oracle_b.sent
-    assert cost.gpu_seconds >= before["gpu_seconds"] + 0.2 * oracle_b.sent
+    taken_back = before["in_flight"]
+    assert cost.queries == before["queries"] - taken_back + oracle_b.sent
+    assert cost.gpu_seconds >= before["gpu_seconds"] - 0.2 * taken_back + 0.2 * oracle_b.sent
     assert cost.model_loads == 1  # the base model stayed up across the crash: not loaded twice
-    # As the uninterrupted run, but for queries asked twice (sent by A, answer lost with it):
-    # each costs at most a reload, a swap and the query.
-    again = cost.queries - clean_cost.queries
-    assert 0 <= again <= oracle_a.most_active
-    assert abs(cost.gpu_seconds - clean_cost.gpu_seconds) <= (again + 4) * MOST_PER_QUERY
+    # As the uninterrupted run: the same queries, give or take those answered between A's last
+    # ledger write and the crash; the GPU-seconds differ by the loads the order of the queries
+    # sent again changed (here at most 5 adapter reloads with their swaps). A ledger started
+    # empty would miss the ~90 GPU-seconds spent before the crash; one that kept the queries in
+    # flight would count ~45 twice.
+    assert abs(cost.queries - clean_cost.queries) <= SLOTS
+    assert abs(cost.gpu_seconds - clean_cost.gpu_seconds) <= 5 * 2.5
 
 
 async def test_the_gpu_second_cap_counts_what_was_spent_before_the_crash(new_db):
@@ -114,7 +118,7 @@ async def test_the_gpu_second_cap_counts_what_was_spent_before_the_crash(new_db)
         f"ended at {cost.gpu_seconds:.1f} GPU-s"
     )
     assert cost.stopped_by_cap and cost.gpu_seconds <= cap
-    assert cost.queries == before["queries"] + oracle_b.sent
+    assert cost.queries == before["queries"] - before["in_flight"] + oracle_b.sent
     # B spent only what the cap had left: a ledger started empty would have let it spend the
     # whole cap again (about as many queries as the uninterrupted run).
     assert oracle_b.sent <= clean_oracle.sent - before["queries"] + 4

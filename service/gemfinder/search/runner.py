@@ -126,8 +126,10 @@ class SearchRunner:
         # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
         # more at once than the fleet runs in parallel would only blind them.
         self._sequential_batch = sequential_batch
+        if spec.gpu_seconds is not None:
+            self._cap_window(oracle)
         # Queries in flight at most, shrunk while the event loop runs late (search.pressure).
-        self._window = min(max_pending, sequential_batch)
+        self._window = min(self._max_pending, self._sequential_batch)
         self._last_progress = self._last_snapshot = 0.0
         self._round = self.sched.round
         self._round_based = self.sched.round_based
@@ -149,6 +151,21 @@ class SearchRunner:
         self._release = getattr(oracle, "release_adapters", None)
         self._alive = set(self.sched.survivors())
         self._releases: list[asyncio.Task[None]] = []
+
+    def _cap_window(self, oracle: Oracle) -> None:
+        """Under a GPU-second cap, hand the oracle no more queries than the endpoints serve at
+        once: a query in flight is reserved at an estimate, and how far the spend may pass the
+        cap grows with their number (docs/service.md, "A budget in GPU-seconds"). The oracle's
+        per-endpoint slots would queue the rest anyway."""
+        limit = getattr(oracle, "concurrency", None)
+        if limit is None:
+            return
+        try:
+            total = sum(limit(url) for url in {c.endpoint for c in self.spec.candidates})
+        except KeyError:  # an endpoint the oracle was not prepared for: no known limit
+            return
+        self._max_pending = max(1, min(self._max_pending, total))
+        self._sequential_batch = max(1, min(self._sequential_batch, total))
 
     @property
     def elapsed(self) -> float:

@@ -27,7 +27,9 @@ class SearchCost:
         self._ledgers = {url.rstrip("/"): ledger for url, ledger in ledgers.items()}
         self.cap = cap  # GPU-seconds (SearchSpec.gpu_seconds), None: no cap
         self.stopped_by_cap = False
-        # Queries sent and not answered yet, per endpoint whose query time is measured.
+        # Queries sent and not answered yet, per endpoint: reserved at an estimate where query
+        # time is measured, and stored with the ledger so that a resume, which sends them
+        # again, does not count them twice (`changed`, `restore`).
         self._in_flight: dict[str, int] = {}
         self._total = sum(ledger.gpu_seconds for ledger in self._ledgers.values())
         self._largest_mean = 0.0  # of the measured query times, over all endpoints so far
@@ -74,14 +76,14 @@ class SearchCost:
         ledger = self._ledgers.get(url)
         if ledger is None:
             return 0.0
-        if ledger.model.measure_query:
-            self._in_flight[url] = self._in_flight.get(url, 0) + 1
+        self._in_flight[url] = self._in_flight.get(url, 0) + 1
         self._dirty.add(url)
         before = (ledger.load_seconds, ledger.model_loads, ledger.adapter_loads, ledger.swaps)
         spent = ledger.serve(candidate.adapter_id or None)
         self._total += spent
         load_s = ledger.load_seconds - before[0]
-        metrics.SERVING_GPU_SECONDS.labels("query").inc(spent - load_s)
+        # max: float rounding leaves a query time of 0 (measured later) a hair below it.
+        metrics.SERVING_GPU_SECONDS.labels("query").inc(max(spent - load_s, 0.0))
         if load_s:
             metrics.SERVING_GPU_SECONDS.labels("load").inc(load_s)
         now = (ledger.model_loads, ledger.adapter_loads, ledger.swaps)
@@ -96,18 +98,18 @@ class SearchCost:
         time is not counted; docs/service.md "Serving cost")."""
         url = candidate.endpoint.rstrip("/")
         ledger = self._ledgers.get(url)
-        if ledger is None or not ledger.model.measure_query:
+        if ledger is None:
             return
         left = self._in_flight.get(url, 0) - 1
         if left > 0:
             self._in_flight[url] = left
         else:
             self._in_flight.pop(url, None)
-        if service_s is not None and service_s >= 0.0:
+        self._dirty.add(url)
+        if ledger.model.measure_query and service_s is not None and service_s >= 0.0:
             ledger.measured(service_s)
             self._total += service_s
             self._largest_mean = max(self._largest_mean, ledger.query_s)
-            self._dirty.add(url)
             metrics.SERVING_GPU_SECONDS.labels("query").inc(service_s)
 
     def _estimate(self, ledger: SlotLedger) -> float:
@@ -124,7 +126,11 @@ class SearchCost:
     def spent(self) -> float:
         """GPU-seconds spent: accounted, measured, and queries in flight at their estimate
         (a sum over the endpoints with queries in flight only: checked before every query)."""
-        reserved = sum(n * self._estimate(self._ledgers[url]) for url, n in self._in_flight.items())
+        reserved = sum(
+            n * self._estimate(self._ledgers[url])
+            for url, n in self._in_flight.items()
+            if self._ledgers[url].model.measure_query
+        )
         return self._total + reserved
 
     def would_pass(self, candidate: Candidate) -> bool:
@@ -143,17 +149,24 @@ class SearchCost:
 
     def changed(self) -> dict[str, Any]:
         """What the store keeps for a resume, of the endpoints changed since the last call:
-        {endpoint: its ledger's caches and counters} (search.runner saves it)."""
-        out = {url: self._ledgers[url].state() for url in sorted(self._dirty)}
+        {endpoint: its ledger's caches and counters, and the queries in flight} (search.runner
+        saves it)."""
+        out = {
+            url: {**self._ledgers[url].state(), "in_flight": self._in_flight.get(url, 0)}
+            for url in sorted(self._dirty)
+        }
         self._dirty.clear()
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a stored state (an endpoint no longer configured is left out)."""
+        """Continue from a stored state (an endpoint no longer configured is left out). The
+        queries in flight then are taken back: their answers were lost with the process, and
+        the resumed search sends them again (their loads stay counted: the endpoint did them)."""
         for url, data in state.items():
             ledger = self._ledgers.get(url)
             if ledger is not None and isinstance(data, dict):
                 ledger.restore(data)
+                ledger.take_back(int(data.get("in_flight", 0)))
                 self._largest_mean = max(self._largest_mean, ledger.query_s)
         self._total = sum(ledger.gpu_seconds for ledger in self._ledgers.values())
 
