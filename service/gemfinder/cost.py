@@ -15,7 +15,9 @@ ModelPool, which keeps at most its `slots` models up at once, least recently use
 
 Accounted, not measured: queries on one endpoint are counted one after another (no batching),
 so GPU-seconds are an upper bound of a batching server's; wall time is the busiest endpoint's
-clock (endpoints run in parallel).
+clock (endpoints run in parallel). One figure may be measured instead: a cost block without
+`query_s` (`CostModel.measure_query`) has each answered query's service time, as the search
+timed the endpoint's response, added when the answer arrives (`SlotLedger.measured`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class CostModel:
     query_s: float = 0.0  # GPU time of one query
     max_loras: int = 1  # GPU slots (vLLM's --max-loras)
     max_cpu_loras: int | None = None  # host-memory cache (vLLM's --max-cpu-loras)
+    # The cost block gave no query_s: each query's service time is measured from its response
+    # (gemfinder.search.serving_cost) and query_s stays 0 in the accounting at send time.
+    measure_query: bool = False
 
     @property
     def cpu_capacity(self) -> int:
@@ -48,7 +53,9 @@ class CostModel:
 
     def to_json(self) -> dict[str, Any]:
         """The endpoints file's `cost` block (max_cpu_loras left out when not set)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "measure_query"}
+        if self.measure_query:  # as it was given: without query_s
+            del out["query_s"]
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -79,7 +86,9 @@ def cost_model_from_dict(data: Any, where: str, extra: Iterable[str] = ()) -> Co
             raise UserError(
                 f"{where}.max_cpu_loras", f"must be >= max_loras ({max_loras}), got {max_cpu}"
             )
-    return CostModel(**seconds, max_loras=max_loras, max_cpu_loras=max_cpu)
+    return CostModel(
+        **seconds, max_loras=max_loras, max_cpu_loras=max_cpu, measure_query="query_s" not in data
+    )
 
 
 @dataclass(frozen=True)
@@ -93,13 +102,36 @@ class Cost:
     adapter_loads: int = 0
     swaps: int = 0
     wall_s: float = 0.0  # the busiest endpoint's accounted time
+    # Each endpoint's figures, and whether its query time was measured or configured.
+    endpoints: tuple[EndpointCost, ...] = ()
+    gpu_seconds_cap: float | None = None  # SearchSpec.gpu_seconds, when the search had one
+    stopped_by_cap: bool = False  # the cap ended the search before its algorithm did
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["endpoints"] = [e.to_json() for e in self.endpoints]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cost:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        out = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        out["endpoints"] = tuple(EndpointCost(**e) for e in data.get("endpoints", ()))
+        return cls(**out)
+
+
+@dataclass(frozen=True)
+class EndpointCost:
+    """One endpoint's part of a Cost (proto EndpointServingCost)."""
+
+    url: str
+    gpu_seconds: float = 0.0
+    queries: int = 0  # queries sent
+    query_s: float = 0.0  # per query: the configured one, or the mean measured
+    query_s_measured: bool = False  # measured from responses (the cost block gave no query_s)
+    measured_queries: int = 0  # answered queries whose service time was measured
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 MAX_POOL_NAME = 200
@@ -155,6 +187,15 @@ class ModelPool:
     def up(self) -> list[SlotLedger]:
         return list(self._up)
 
+    def resumed_up(self, ledger: SlotLedger) -> None:
+        """A restored ledger whose model was up when its state was stored: up again here, not
+        loaded again (the pool's LRU order is not stored; within its slots it does not matter)."""
+        if ledger not in self._up and len(self._up) < self.pool.slots:
+            self._up[ledger] = None
+            self.max_up = max(self.max_up, len(self._up))
+        elif ledger not in self._up:
+            ledger.model_down()
+
 
 class SlotLedger:
     """One endpoint's caches and clock. `serve(adapter)` accounts one query for the base model
@@ -178,6 +219,8 @@ class SlotLedger:
         self.adapter_loads = 0  # reads into host memory (a load or a reload after eviction)
         self.swaps = 0  # moves into a GPU slot
         self.max_resident = 0  # most GPU slots ever in use: never above model.max_loras
+        self.measured_s = 0.0  # of gpu_seconds, measured service times (measure_query)
+        self.measured_queries = 0
         self.cpu_capacity = cpu_capacity or model.cpu_capacity
         self._cpu: OrderedDict[str, None] = OrderedDict()
         self._gpu: OrderedDict[str, None] = OrderedDict()
@@ -246,6 +289,63 @@ class SlotLedger:
         self.queries += 1
         self._spend(self.model.query_s, load=False)
         return self.gpu_seconds - before
+
+    def would_cost(self, adapter: str | None) -> float:
+        """GPU-seconds `serve(adapter)` would add now (loads and configured query time), without
+        serving it: what a GPU-second cap checks before a query is sent."""
+        seconds = self.model.query_s
+        if not self._model_up:
+            seconds += self.model.model_load_s
+        if adapter is not None:
+            if adapter not in self._cpu:
+                seconds += self.model.adapter_load_s
+            if adapter not in self._gpu:
+                seconds += self.model.swap_s
+        return seconds
+
+    def measured(self, seconds: float) -> None:
+        """An answered query's service time, measured (endpoints with measure_query)."""
+        self.measured_s += seconds
+        self.measured_queries += 1
+        self._spend(seconds, load=False)
+
+    @property
+    def query_s(self) -> float:
+        """Per query: configured, or the mean measured so far (0 before any)."""
+        if not self.model.measure_query:
+            return self.model.query_s
+        return self.measured_s / self.measured_queries if self.measured_queries else 0.0
+
+    # A search resumed after a restart (or taken over by another replica) continues from the
+    # state its runner stored (gemfinder.search.serving_cost, migration 9): what the endpoint
+    # holds, and what was spent.
+    _COUNTERS = (
+        "clock_s", "gpu_seconds", "load_seconds", "queries", "model_loads", "adapter_loads",
+        "swaps", "max_resident", "measured_s", "measured_queries",
+    )  # fmt: skip
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTERS}
+        out.update(cpu=list(self._cpu), gpu=list(self._gpu), model_up=self._model_up)
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name in self._COUNTERS:
+            setattr(self, name, type(getattr(self, name))(state.get(name, 0)))
+        self._cpu = OrderedDict.fromkeys(str(n) for n in state.get("cpu", ()))
+        self._gpu = OrderedDict.fromkeys(str(n) for n in state.get("gpu", ()) if n in self._cpu)
+        self._model_up = bool(state.get("model_up", False))
+        if self.pool is not None and self._model_up:
+            self.pool.resumed_up(self)  # else its next query would count a load it never had
+
+    def take_back(self, queries: int) -> None:
+        """Un-count `queries` sent whose answers never came (lost in a crash, sent again after
+        the resume): their configured query time; loads stay, the endpoint did them."""
+        queries = max(0, min(queries, self.queries - self.measured_queries))
+        seconds = 0.0 if self.model.measure_query else queries * self.model.query_s
+        self.queries -= queries
+        self.gpu_seconds -= seconds
+        self.clock_s -= seconds
 
     def cost(self) -> Cost:
         return Cost(

@@ -166,6 +166,15 @@ LORA_REGISTRATIONS = Counter(
 )
 for _kind in ("registered", "unregistered", "failed", "waited"):
     LORA_REGISTRATIONS.labels(_kind)
+GPU_BUDGET_ALLOCATED = Counter(
+    "gemfinder_gpu_budget_allocated_seconds",
+    "GPU-second caps granted to searches when they start (SearchSpec.gpu_seconds; a resumed "
+    "search: what it has left); compare with gemfinder_serving_gpu_seconds_total.",
+)
+SEARCHES_GPU_CAPPED = Counter(
+    "gemfinder_searches_gpu_capped",
+    "Searches stopped by their GPU-second cap before their algorithm finished.",
+)
 for _kind in ("query", "load"):
     SERVING_GPU_SECONDS.labels(_kind)
 for _kind in ("model", "adapter", "swap"):
@@ -198,6 +207,8 @@ ALL = (
     SERVING_GPU_SECONDS,
     SERVING_LOADS,
     LORA_REGISTRATIONS,
+    GPU_BUDGET_ALLOCATED,
+    SEARCHES_GPU_CAPPED,
 )
 
 

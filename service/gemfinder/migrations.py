@@ -203,6 +203,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRUNE_ENDED,
         ),
     ),
+    Migration(
+        9,
+        "serving_ledgers: a resumed search continues its serving-cost accounting",
+        # One row per search and endpoint: JSON of gemfinder.cost.SlotLedger.state (what the
+        # endpoint holds, GPU-seconds spent), written by the running search for the endpoints
+        # a batch of answers changed (search.serving_cost); none for searches stored before.
+        (
+            """CREATE TABLE serving_ledgers (
+                search_id TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (search_id, endpoint)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -331,6 +346,18 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             # The database's clock, as lease times.
             "ALTER TABLE searches ADD COLUMN cancel_requested double precision",
             PRUNE_ENDED,
+        ),
+    ),
+    Migration(
+        9,
+        "serving_ledgers: a resumed search continues its serving-cost accounting",
+        (
+            """CREATE TABLE serving_ledgers (
+                search_id text NOT NULL,
+                endpoint text NOT NULL,
+                state text NOT NULL,
+                PRIMARY KEY (search_id, endpoint)
+            )""",
         ),
     ),
 )

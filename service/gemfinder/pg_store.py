@@ -479,6 +479,40 @@ class PgStore:
         row = self._one("SELECT data FROM snapshots WHERE search_id = %s", (search_id,), search_id)
         return bytes(row[0]) if row else None
 
+    # serving-cost ledger (migration 9) -------------------------------------------------------
+    def save_serving_ledger(
+        self, search_id: str, states: dict[str, Any], owner: str | None = None
+    ) -> None:
+        """As Store.save_serving_ledger: one statement (the rows as two text[]), queued behind
+        the search's other writes, fenced by the lease."""
+        if not states:
+            return
+        urls = list(states)
+        bodies = [json.dumps(states[url]) for url in urls]
+        fence = (
+            ""
+            if owner is None
+            else " WHERE EXISTS (SELECT 1 FROM searches WHERE id = %s AND owner = %s FOR SHARE)"
+        )
+        sql = (
+            "INSERT INTO serving_ledgers (search_id, endpoint, state)"
+            " SELECT %s, e, s FROM unnest(%s::text[], %s::text[]) AS t(e, s)"
+            + fence
+            + " ON CONFLICT (search_id, endpoint) DO UPDATE SET state = excluded.state"
+        )
+        args: tuple = (search_id, urls, bodies)
+        if owner is not None:
+            args = (*args, search_id, owner)
+        self._writes.submit(search_id, self._fenced(search_id, owner, sql, args))
+
+    def serving_ledger(self, search_id: str) -> dict[str, Any]:
+        rows = self._all(
+            "SELECT endpoint, state FROM serving_ledgers WHERE search_id = %s",
+            (search_id,),
+            search_id,
+        )
+        return {url: json.loads(state) for url, state in rows}
+
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:
         """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): one

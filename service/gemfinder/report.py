@@ -96,8 +96,26 @@ def serving_line(cost: Cost) -> str:
         f"serving       {cost.gpu_seconds:,.1f} GPU-seconds ({cost.load_gpu_seconds:,.1f} "
         f"loading: {cost.model_loads:,} model loads, {cost.adapter_loads:,} adapter loads, "
         f"{cost.swaps:,} slot swaps) for {cost.queries:,} queries sent; wall "
-        f"{cost.wall_s:,.1f} s (accounted)"
+        f"{cost.wall_s:,.1f} s (accounted)" + _measured(cost) + _cap(cost)
     )
+
+
+def _measured(cost: Cost) -> str:
+    """Which endpoints' query time was measured from responses rather than configured."""
+    measured = [e for e in cost.endpoints if e.query_s_measured]
+    if not measured:
+        return ""
+    shown = ", ".join(f"{e.url} {e.query_s:.3f} s" for e in measured[:3])
+    more = f" and {len(measured) - 3} more" if len(measured) > 3 else ""
+    return f"; query time measured from responses at {shown}{more}"
+
+
+def _cap(cost: Cost) -> str:
+    """The GPU-second cap, on a line of its own under the serving line."""
+    if cost.gpu_seconds_cap is None:
+        return ""
+    said = "the search stopped on it (ranking as reached)" if cost.stopped_by_cap else "not reached"
+    return f"\n              GPU-second cap {cost.gpu_seconds_cap:,.1f}: {said}"
 
 
 def _row(est: Estimate) -> str:

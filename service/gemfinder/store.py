@@ -346,6 +346,40 @@ class Store:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    # serving-cost ledger (migration 9) -------------------------------------------------------
+    def save_serving_ledger(
+        self, search_id: str, states: dict[str, Any], owner: str | None = None
+    ) -> None:
+        """The serving-cost ledger of the endpoints `states` names ({endpoint: SlotLedger
+        state}), which a resume continues from; with `owner`, fenced as save_snapshot is."""
+        if not states:
+            return
+        rows = [(search_id, url, json.dumps(state)) for url, state in states.items()]
+        upsert = " ON CONFLICT (search_id, endpoint) DO UPDATE SET state = excluded.state"
+        with self._db:  # one transaction: all the rows or (lease lost) none
+            self._db.execute("BEGIN")
+            if owner is None:
+                self._db.executemany(
+                    "INSERT INTO serving_ledgers (search_id, endpoint, state) VALUES (?, ?, ?)"
+                    + upsert,
+                    rows,
+                )
+                return
+            done = self._db.executemany(
+                "INSERT INTO serving_ledgers (search_id, endpoint, state) SELECT ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM searches WHERE id = ? AND owner = ?)" + upsert,
+                [(*row, search_id, owner) for row in rows],
+            )
+            if done.rowcount < len(rows):
+                raise LeaseLost(search_id, owner)
+
+    def serving_ledger(self, search_id: str) -> dict[str, Any]:
+        """{endpoint: SlotLedger state} as last saved (empty: none)."""
+        rows = self._db.execute(
+            "SELECT endpoint, state FROM serving_ledgers WHERE search_id = ?", (search_id,)
+        )
+        return {url: json.loads(state) for url, state in rows}
+
     # evaluation cache -----------------------------------------------------------------------
     def cached_many(self, keys: list[str]) -> dict[str, int]:
         """{key: reward} of the `keys` in the evaluation cache (a key not cached is absent): a

@@ -91,6 +91,8 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--epsilon", "0"], "--epsilon: must be above 0 and at most 1"),
         (["--matrix", "{m}", "--epsilon", "0.01", "--delta", "0.9"], "--delta: must be above 0"),
         (["--matrix", "{m}", "--delta", "0.1"], "--delta: applies to fixed-confidence"),
+        (["--matrix", "{m}", "--gpu-seconds", "0"], "--gpu-seconds: must be a number of seconds"),
+        (["--matrix", "{m}", "--gpu-seconds", "nan"], "--gpu-seconds: must be a number of seconds"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):

@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from gemfinder.cost import Cost
+from gemfinder.cost import Cost, EndpointCost
 from gemfinder.report_html.page import build_html
 from gemfinder.search.values import Certificate, Incremental, Result
 
@@ -82,6 +82,22 @@ def _with_extras(**kw) -> Result:
                                 incumbents=(ATTR, MATH), newcomers=(SCRIPT,)),
     )  # fmt: skip
     return replace(hostile_result(), **(extras | kw))
+
+
+def test_measured_query_time_and_the_gpu_second_cap_are_said():
+    cost = Cost(
+        120.0, 40.0, 500, 1, 12, 30, 120.0,
+        endpoints=(EndpointCost("http://a:1", 100.0, 400, 0.2, True, 400),
+                   EndpointCost("http://b:1", 20.0, 100, 0.2, False, 0)),
+        gpu_seconds_cap=120.5, stopped_by_cap=True,
+    )  # fmt: skip
+    page = build_html(_with_extras(cost=cost), SPEC)
+    assert "query time measured from the responses at 1 of 2 endpoints" in page
+    assert "The search stopped on its cap of 120.5 GPU-seconds" in page
+    page = build_html(_with_extras(cost=replace(cost, stopped_by_cap=False)), SPEC)
+    assert "Its cap of 120.5 GPU-seconds was not reached." in page
+    assert "not measured" not in page
+    assert "cap" not in build_html(_with_extras(), SPEC).split("Serving cost")[1].split("</p>")[0]
 
 
 def test_certificate_cost_and_parent_when_present():

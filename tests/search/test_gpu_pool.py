@@ -170,3 +170,20 @@ async def test_a_plan_of_a_pool_loads_about_what_the_search_loads():
     predicted = plan.plan(spec, configs, trials=4)
     assert aware.cost is not None
     assert predicted.model_loads.mean <= 2 * aware.cost.model_loads
+
+
+def test_a_restored_pool_ledger_is_up_without_a_new_load():
+    """A search resumed after a restart restores each ledger's state: a pooled model that was up
+    is up in its pool again, so its next query counts no load it never had; beyond the pool's
+    slots the rest are down (and load again when asked)."""
+    spec = GpuPool("rack", 1)
+    before = ModelPool(spec)
+    a, b = (SlotLedger(CostModel(model_load_s=30, query_s=1), pool=before) for _ in range(2))
+    a.serve(None)
+    pool = ModelPool(spec)
+    again = SlotLedger(CostModel(model_load_s=30, query_s=1), pool=pool)
+    again.restore(a.state())
+    assert again.serve(None) == 1 and again.model_loads == 1
+    other = SlotLedger(CostModel(model_load_s=30, query_s=1), pool=pool)
+    other.restore(a.state())  # a second "up" model where the pool has one slot: down
+    assert other.serve(None) == 31 and pool.max_up == 1

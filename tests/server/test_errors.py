@@ -56,6 +56,8 @@ def _bad(candidates, items):
     task.query_set.inline.items[0].task = "nope"
     adapter = spec_proto(candidates, items)
     adapter.candidates[1].adapter_id = "not-served"
+    gpu = spec_proto(candidates, items)
+    gpu.gpu_seconds = -5
     return [
         (pb.SearchSpec(), "spec.candidates"),
         (pb.SearchSpec(candidates=good.candidates[:1], query_set=good.query_set), "candidates"),
@@ -68,6 +70,7 @@ def _bad(candidates, items):
         (pb.SearchSpec(candidates=good.candidates), "spec.query_set"),
         (pb.SearchSpec(candidates=good.candidates, query_set=pb.QuerySet(name="x")), "name"),
         (adapter, "spec.candidates"),
+        (gpu, "spec.gpu_seconds"),
     ]
 
 

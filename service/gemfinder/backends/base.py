@@ -35,6 +35,8 @@ class Completion:
     # Multiple-choice items: the log-likelihood of each request's continuation given its
     # context, in the item's order (the text is then these numbers, for the record).
     loglikelihoods: tuple[float, ...] | None = None
+    # Seconds from sending the request to its answer (set by the oracle that timed it).
+    service_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
 from gemfinder.report_html import check_target, write_report
-from gemfinder.search import SearchSpec
+from gemfinder.search import SearchSpec, gpu_budget
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.manager import FINISHED, SearchManager
+from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import (
     DEFAULT_DELTA,
     GEM_CHECK_SHARE,
@@ -83,6 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the budget is then the most to spend (docs/search.md)")  # fmt: skip
     p.add_argument("--delta", type=float, help="with --epsilon: the error probability "
                    f"(default {DEFAULT_DELTA})")  # fmt: skip
+    p.add_argument("--gpu-seconds", type=float, help="cap the search's GPU time (queries and "
+                   "loads, from the endpoints' cost models and measured response times): the "
+                   "query budget is planned down to what it buys, and the search stops once the "
+                   "next query would pass it (docs/service.md)")  # fmt: skip
     p.add_argument(
         "--store",
         help="SQLite file (or postgresql:// URL) caching answers; rerun the command to resume",
@@ -156,6 +161,7 @@ SPEC_FLAGS = {
     "search.query_set": "--query-set",
     "search.epsilon": "--epsilon",
     "search.delta": "--delta",
+    "search.gpu_seconds": "--gpu-seconds",
 }
 
 
@@ -191,6 +197,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         allow_unreachable=args.allow_unreachable,
         task_weights=parse_weights(args.task_weight),
         epsilon=args.epsilon,
+        gpu_seconds=args.gpu_seconds,
     )
     if args.delta is not None:
         if args.epsilon is None:
@@ -216,9 +223,16 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         missing = sorted({it.id for it in items} - set(matrix.items))
         if missing:
             raise UserError("--query-set", f"items not in the matrix: {', '.join(missing[:5])}")
-        return spec, ReplayOracle(matrix)
-    endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
-    return spec, InferenceOracle(endpoints)
+        oracle: Oracle = ReplayOracle(matrix)
+    else:
+        endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
+        oracle = InferenceOracle(endpoints)
+    if spec.gpu_seconds is not None:  # refused here, naming the flag, rather than at start
+        try:
+            gpu_budget.planned(spec, SearchCost.of(oracle, spec.candidates, spec.gpu_seconds))
+        except UserError as err:
+            raise UserError("--gpu-seconds", err.reason) from None
+    return spec, oracle
 
 
 def _incremental_ask(args: argparse.Namespace) -> IncrementalAsk:

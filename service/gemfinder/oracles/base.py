@@ -58,6 +58,9 @@ class OracleResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float = 0.0  # wall time of the whole pull, retries and grading included
+    # The answered request alone, sent to received (no retries, no grading, no wait for a slot
+    # of ours): the query's service time where the cost model measures it (search.serving_cost).
+    service_s: float | None = None
     attempts: int = 1
     error: str | None = None  # the last error message when failed
 

@@ -16,6 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 from gemfinder.backends.base import Call, Completion
 from gemfinder.backends.errors import add_server_message
@@ -235,6 +236,7 @@ class InferenceOracle:
             if admission is Admission.BLOCKED:
                 return None
             self.stats.record("attempt")
+            sent = time.perf_counter()
             try:
                 completion = await self._call(endpoint, candidate, item, system_prompt)
             except asyncio.CancelledError:
@@ -244,7 +246,7 @@ class InferenceOracle:
                 breaker.record(admission, connection_failed=no_connection(exc))
                 raise
             breaker.record(admission, connection_failed=False)
-            return completion
+            return replace(completion, service_s=time.perf_counter() - sent)
 
     async def answer(
         self, candidate: Candidate, item: Item, *, system_prompt: bool = False
@@ -385,6 +387,7 @@ class InferenceOracle:
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             latency_s=time.perf_counter() - start,
+            service_s=completion.service_s,
             attempts=attempts,
         )
 

@@ -17,6 +17,7 @@ from html import escape
 from typing import Any
 
 from gemfinder import __version__
+from gemfinder.cost import Cost
 from gemfinder.report import VERDICTS, certificate_sentence
 from gemfinder.report_html import figures
 from gemfinder.report_html.rounds import queries_per_round
@@ -211,8 +212,7 @@ def _queries(result: Result) -> str:
             f"<p>Serving cost: {cost.gpu_seconds:,.1f} GPU-seconds ({cost.load_gpu_seconds:,.1f} "
             f"of them loading: {cost.model_loads:,} model loads, {cost.adapter_loads:,} adapter "
             f"loads, {cost.swaps:,} slot swaps) for {cost.queries:,} queries sent to endpoints; "
-            f"wall time {cost.wall_s:,.1f} s (accounted from each endpoint's cost model, not "
-            "measured).</p>"
+            f"wall time {cost.wall_s:,.1f} s ({_cost_source(cost)}).{_cap(cost)}</p>"
         )
     rounds = queries_per_round(result)
     if not rounds:
@@ -270,3 +270,25 @@ def _ranking(result: Result) -> str:
         "<th class=id>model</th><th>accuracy</th><th>95% interval</th><th>items</th>"
         f"<th>downloads</th><th>eliminated</th></tr>{''.join(rows)}</table>{tail}"
     )
+
+
+def _cost_source(cost: Cost) -> str:
+    """How the serving figures were had: configured, or query time measured at some endpoints."""
+    measured = sum(1 for e in cost.endpoints if e.query_s_measured)
+    if not measured:
+        return "accounted from each endpoint's cost model, not measured"
+    return (
+        f"loads from each endpoint's cost model; query time measured from the responses at "
+        f"{measured:,} of {len(cost.endpoints):,} endpoints"
+    )
+
+
+def _cap(cost: Cost) -> str:
+    if cost.gpu_seconds_cap is None:
+        return ""
+    if cost.stopped_by_cap:
+        return (
+            f" The search stopped on its cap of {cost.gpu_seconds_cap:,.1f} GPU-seconds: the "
+            "ranking is the one reached then."
+        )
+    return f" Its cap of {cost.gpu_seconds_cap:,.1f} GPU-seconds was not reached."

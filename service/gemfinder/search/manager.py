@@ -38,8 +38,9 @@ from gemfinder.oracles import Oracle
 from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
-from gemfinder.search import incremental
+from gemfinder.search import gpu_budget, incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
+from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import AnyScheduler, SearchSpec, spec_digest
 from gemfinder.search.values import Progress
 from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
@@ -240,6 +241,12 @@ class SearchManager:
             return False
         data = self.store.load_snapshot(row.id)
         try:
+            spec = self._planned(spec)  # the query budget its GPU-second cap bought at start
+        except UserError as err:  # the operator's cost models changed since: say so
+            error = f"on resume: {err.field}: {err.reason}"
+            self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
+            return False
+        try:
             sched = restore(data) if data else spec.scheduler()
         except _core.SearchError as err:
             # Stored by an older version that accepted a value this one refuses (such as
@@ -279,7 +286,19 @@ class SearchManager:
         # Counters restart with the process: grant what is left here, so that spent <=
         # allocated holds in every process (the budget-overrun alert relies on it).
         metrics.BUDGET_ALLOCATED.inc(spec.budget - sched.spent)
+        if spec.gpu_seconds is not None:
+            spent = sum(
+                e.get("gpu_seconds", 0.0) for e in self.store.serving_ledger(row.id).values()
+            )
+            metrics.GPU_BUDGET_ALLOCATED.inc(max(spec.gpu_seconds - spent, 0.0))
         return True
+
+    def _planned(self, spec: SearchSpec) -> SearchSpec:
+        """`spec` with the query budget its GPU-second cap buys (search.gpu_budget)."""
+        if spec.gpu_seconds is None:
+            return spec
+        cost = SearchCost.of(self.oracle, spec.candidates, spec.gpu_seconds)
+        return gpu_budget.planned(spec, cost)
 
     def stop_serving(self) -> None:
         """The first step of a graceful shutdown: end every Watch and wait with UNAVAILABLE
@@ -334,6 +353,7 @@ class SearchManager:
         # failed). No lock is held while endpoints are probed, so starts run concurrently.
         while request_id and request_id in self._starting:
             await asyncio.wait([self._starting[request_id]])
+        run_spec = self._planned(spec)  # before anything is stored: a cap too small is refused
         if request_id:
             existing = self.store.find_request(request_id)
             if existing is not None:
@@ -362,7 +382,7 @@ class SearchManager:
                     lease_s=self.lease_s,
                     provenance=provenance.of_search(spec.items),
                 )
-                self._launch(search_id, spec, spec.scheduler())
+                self._launch(search_id, run_spec, run_spec.scheduler())
             except BaseException:
                 await self.oracle.release(spec.candidates)
                 raise
@@ -384,7 +404,9 @@ class SearchManager:
                 del self._starting[request_id]
             done.set_result(None)
         metrics.SEARCHES_STARTED.inc()
-        metrics.BUDGET_ALLOCATED.inc(spec.budget)
+        metrics.BUDGET_ALLOCATED.inc(run_spec.budget)
+        if spec.gpu_seconds is not None:
+            metrics.GPU_BUDGET_ALLOCATED.inc(spec.gpu_seconds)
         log.info(
             "search %s started: %d candidates, %d items, budget %d (%s, seed %d, query set "
             "%s, request id %s)",

@@ -110,7 +110,10 @@ class SearchRunner:
         if load_aware and spec.epsilon is None:
             self.sched.set_load_groups(load_groups(spec.candidates, getattr(oracle, "configs", {})))
         self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
-        self.cost = SearchCost.of(oracle)  # GPU time and loads of the queries sent (cost.py)
+        # GPU time and loads of the queries sent (cost.py), continued from what a run before a
+        # restart stored; with a GPU-second cap, checked before each query (search.gpu_budget).
+        self.cost = SearchCost.of(oracle, spec.candidates, spec.gpu_seconds)
+        self.cost.restore(store.serving_ledger(search_id))
         self.cached = cached
         self._labels = [labels(c.endpoint) for c in spec.candidates]
         self._start = time.monotonic() - elapsed_s
@@ -123,8 +126,10 @@ class SearchRunner:
         # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
         # more at once than the fleet runs in parallel would only blind them.
         self._sequential_batch = sequential_batch
+        if spec.gpu_seconds is not None:
+            self._cap_window(oracle)
         # Queries in flight at most, shrunk while the event loop runs late (search.pressure).
-        self._window = min(max_pending, sequential_batch)
+        self._window = min(self._max_pending, self._sequential_batch)
         self._last_progress = self._last_snapshot = 0.0
         self._round = self.sched.round
         self._round_based = self.sched.round_based
@@ -149,6 +154,21 @@ class SearchRunner:
         self._alive = set(self.sched.survivors())
         self._releases: list[asyncio.Task[None]] = []
 
+    def _cap_window(self, oracle: Oracle) -> None:
+        """Under a GPU-second cap, hand the oracle no more queries than the endpoints serve at
+        once: a query in flight is reserved at an estimate, and how far the spend may pass the
+        cap grows with their number (docs/service.md, "A budget in GPU-seconds"). The oracle's
+        per-endpoint slots would queue the rest anyway."""
+        limit = getattr(oracle, "concurrency", None)
+        if limit is None:
+            return
+        try:
+            total = sum(limit(url) for url in {c.endpoint for c in self.spec.candidates})
+        except KeyError:  # an endpoint the oracle was not prepared for: no known limit
+            return
+        self._max_pending = max(1, min(self._max_pending, total))
+        self._sequential_batch = max(1, min(self._sequential_batch, total))
+
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -168,9 +188,16 @@ class SearchRunner:
     def progress(self) -> Progress:
         if self._progress is not None and self._core_call is not None:
             if not self._core_call.done():  # the scheduler is busy: the last figures
-                return replace(self._progress, elapsed_s=self.elapsed)
-        self._progress = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+                return replace(self._progress, elapsed_s=self.elapsed, **self._gpu_progress())
+        found = progress(self.spec, self.sched, self.cached, self.elapsed, self._checked)
+        self._progress = replace(found, **self._gpu_progress())
         return self._progress
+
+    def _gpu_progress(self) -> dict[str, float | None]:
+        """The GPU-seconds spent so far beside the cap, for Progress (None: not accounted)."""
+        if not self.cost.accounted:
+            return {}
+        return {"gpu_seconds": self.cost.accounted_s, "gpu_seconds_cap": self.spec.gpu_seconds}
 
     async def _core(self, call, *args):
         """Run one scheduler call on a worker thread, off the event loop. Shielded: when the
@@ -185,6 +212,11 @@ class SearchRunner:
         counts = partial(self.store.task_counts, self.search_id)
         found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
         return replace(found, cost=self.cost.cost())
+
+    @property
+    def capped(self) -> bool:
+        """The GPU-second cap stopped the search: nothing more is sent."""
+        return self.cost.stopped_by_cap
 
     async def run(self) -> Result:
         """Run to the end; returns the result, raises SearchCancelled when cancelled. Its
@@ -208,12 +240,16 @@ class SearchRunner:
             held: deque[Pull] = deque()
             largest = self._max_pending if self._round_based else self._sequential_batch
             while not self._cancel.is_set():
-                if not held and not self.sched.finished and len(pending) < largest:
+                if self.capped:  # handed out, never sent: the cap stopped the search
+                    held.clear()
+                elif not held and not self.sched.finished and len(pending) < largest:
                     asked = await self._core(self.sched.ask, largest - len(pending))
                     held.extend(self._looked_up(asked))
                 room = self._next_window() - len(pending)
                 pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
                 hits = await self._dispatch(pulls, pending)
+                if self.capped:
+                    held.clear()
                 if hits:
                     # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
@@ -222,7 +258,7 @@ class SearchRunner:
                     self._after_tells()
                     continue  # told from the cache: the scheduler may have more to hand out
                 if not pending:
-                    if self.sched.finished and not held:
+                    if (self.sched.finished or self.capped) and not held:
                         break
                     if not pulls:
                         raise RuntimeError("the scheduler handed out no pull and is not finished")
@@ -236,6 +272,7 @@ class SearchRunner:
                 # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
                 # lease) while the tell runs loses none of these paid answers.
                 self.store.put_answers(self.search_id, entries)
+                self._save_ledger()
                 self._log_samples()
                 # Pulls that failed on every try: the model loses the item.
                 self._skips += await self._core(self.sched.tell_many, told)
@@ -250,7 +287,8 @@ class SearchRunner:
         if self._cancel.is_set() and not self.sched.finished:
             raise SearchCancelled(self.result())
         self._check_recommendation()
-        await self._gem_check()
+        if not self.capped:  # the cap is spent: no gem check
+            await self._gem_check()
         self._snapshot()
         if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
             raise SearchCancelled(self.result())
@@ -286,6 +324,9 @@ class SearchRunner:
                 entries = []
                 sent = 0
                 while queue and len(pending) < self._next_window(self._max_pending):
+                    if self.capped:
+                        queue.clear()
+                        break
                     hit = self._send(*queue.pop(), pending)
                     entries += [hit] if hit else []
                     sent += 1
@@ -296,6 +337,7 @@ class SearchRunner:
                         entries += self._graded(model, item, res)
                 self._checked += len(entries)
                 self.store.put_answers(self.search_id, entries)
+                self._save_ledger()
                 self._log_samples()
                 if time.monotonic() - self._last_progress >= self._progress_every:
                     self._publish(ev.PROGRESS, "running")
@@ -340,6 +382,15 @@ class SearchRunner:
                        gem_check=self._checking)
             )  # fmt: skip
             return (key, model, item, reward)
+        if self.capped or self.cost.would_pass(self.spec.candidates[model]):
+            if not self.capped:
+                log.info(
+                    "search %s: stopped by its GPU-second cap (%.1f of %.1f spent)",
+                    self.search_id, self.cost.spent, self.spec.gpu_seconds,
+                )  # fmt: skip
+                metrics.SEARCHES_GPU_CAPPED.inc()
+            self.cost.stopped_by_cap = True
+            return None  # not sent: the loops see `capped` and stop
         metrics.QUERIES_SENT.labels(self._labels[model]).inc()
         self.cost.sent(self.spec.candidates[model])
         task = asyncio.ensure_future(
@@ -355,6 +406,7 @@ class SearchRunner:
     def _graded(self, model: int, item: int, res: OracleResult) -> list[Answer]:
         """The answer entry of a graded query; none for a failure, which is never a 0."""
         metrics.observe_result(self._labels[model], res)
+        self.cost.answered(self.spec.candidates[model], res.service_s if res.ok else None)
         if res.reward is None:
             url = self.spec.candidates[model].endpoint
             self._failed_at[url] += 1
@@ -482,8 +534,17 @@ class SearchRunner:
         metrics.SURVIVORS.inc(count - self._survivors)
         self._survivors = count
 
+    def _save_ledger(self) -> None:
+        """Store the serving-cost ledger of the endpoints that changed (fenced by the lease):
+        after the answers it paid for, so that a resumed search, to which they are cache hits,
+        still counts what they cost."""
+        changed = self.cost.changed()
+        if changed:
+            self.store.save_serving_ledger(self.search_id, changed, owner=self.owner)
+
     def _snapshot(self) -> None:
         self._last_snapshot = time.monotonic()
+        self._save_ledger()
         self.store.save_snapshot(self.search_id, self.sched.snapshot(), owner=self.owner)
         self.store.update_search(self.search_id, progress=self.progress(), owner=self.owner)
 

@@ -113,6 +113,10 @@ class SearchSpec:
     # most the search may spend. None: a fixed-budget search.
     epsilon: float | None = None
     delta: float = DEFAULT_DELTA
+    # A cap in GPU-seconds (queries and loads, from the endpoints' cost models and measured
+    # service times; search.gpu_budget): the query budget is planned down to what it buys, and
+    # the search stops sending once the next query would pass it. None: no cap.
+    gpu_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithm:
@@ -260,6 +264,16 @@ class SearchSpec:
                 f"must be between 0 and {MAX_GEM_CHECK_SHARE}, got {self.gem_check_share}",
             )
         self._check_target(prefix)
+        if self.gpu_seconds is not None and (
+            isinstance(self.gpu_seconds, bool)
+            or not isinstance(self.gpu_seconds, int | float)
+            or not math.isfinite(self.gpu_seconds)
+            or self.gpu_seconds <= 0
+        ):
+            raise UserError(
+                f"{prefix}.gpu_seconds",
+                f"must be a number of seconds above 0, got {self.gpu_seconds!r}",
+            )
         if self.algorithm in REFERENCE_ROWS:
             raise UserError(
                 f"{prefix}.algorithm",
@@ -375,6 +389,8 @@ class SearchSpec:
             data["incremental"] = self.incremental.to_json()
         if self.epsilon is not None:  # likewise
             data["epsilon"], data["delta"] = self.epsilon, self.delta
+        if self.gpu_seconds is not None:  # likewise
+            data["gpu_seconds"] = self.gpu_seconds
         return data
 
     @classmethod
@@ -399,6 +415,7 @@ class SearchSpec:
             else None,
             epsilon=data.get("epsilon"),
             delta=data.get("delta", DEFAULT_DELTA),
+            gpu_seconds=data.get("gpu_seconds"),
         )
 
 

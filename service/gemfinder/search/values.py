@@ -135,11 +135,16 @@ class Progress:
     leader_accuracy: float = 0.0
     elapsed_s: float = 0.0
     certificate: Certificate | None = None  # fixed-confidence searches: the current one
+    # GPU-seconds spent so far (search.serving_cost), None when nothing is accounted; the
+    # search's GPU-second cap, None without one.
+    gpu_seconds: float | None = None
+    gpu_seconds_cap: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.certificate is None:  # absent, so that older progress stores as it was
-            del data["certificate"]
+        for name in ("certificate", "gpu_seconds", "gpu_seconds_cap"):
+            if data[name] is None:  # absent, so that older progress stores as it was
+                del data[name]
         return data
 
     @classmethod

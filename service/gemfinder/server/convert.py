@@ -15,7 +15,7 @@ from gemfinder import _core, bounded_json
 from gemfinder.backends.registry import BY_NAME, DEFAULT, REGISTRY
 from gemfinder.budget import Budget
 from gemfinder.candidates import Candidate, candidate_from_dict
-from gemfinder.cost import Cost
+from gemfinder.cost import Cost, EndpointCost
 from gemfinder.errors import UserError
 from gemfinder.search import gem
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
@@ -55,7 +55,10 @@ GEM_VERDICTS = {
 }
 VERDICT_NAMES = {v: k for k, v in GEM_VERDICTS.items()}
 # elapsed: a Duration; certificate: a message of its own
-_PROGRESS_FIELDS = [k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate")]
+_PROGRESS_OPTIONAL = ("gpu_seconds", "gpu_seconds_cap")
+_PROGRESS_FIELDS = [
+    k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate", *_PROGRESS_OPTIONAL)
+]
 SYSTEM_PROMPTS = {
     pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
     pb.SYSTEM_PROMPT_POLICY_NONE: False,
@@ -181,6 +184,8 @@ def spec_from_proto(
         if not msg.HasField("epsilon"):
             raise UserError("spec.delta", "applies to fixed-confidence searches: set spec.epsilon")
         spec.delta = msg.delta
+    if msg.HasField("gpu_seconds"):
+        spec.gpu_seconds = msg.gpu_seconds
     spec.validate(limits, asked=budget.asked)
     if msg.parent_search_id:
         spec.ask = _incremental_ask(msg, default_per_model)
@@ -276,6 +281,9 @@ def progress_to_proto(p: Progress | None) -> pb.Progress:
         return pb.Progress()
     counts = {k: getattr(p, k) for k in _PROGRESS_FIELDS}
     out = pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
+    for name in _PROGRESS_OPTIONAL:
+        if getattr(p, name) is not None:
+            setattr(out, name, getattr(p, name))
     if p.certificate is not None:
         out.certificate.CopyFrom(certificate_to_proto(p.certificate))
     return out
@@ -286,6 +294,7 @@ def progress_from_proto(msg: pb.Progress) -> Progress:
         **{f: getattr(msg, f) for f in _PROGRESS_FIELDS},
         elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
         certificate=certificate_from_proto(msg),
+        **{f: getattr(msg, f) if msg.HasField(f) else None for f in _PROGRESS_OPTIONAL},
     )
 
 
@@ -353,6 +362,9 @@ def result_to_proto(r: Result) -> pb.SearchResult:
                 adapter_loads=cost.adapter_loads,
                 swaps=cost.swaps,
                 wall=_duration(cost.wall_s),
+                endpoints=[pb.EndpointServingCost(**e.to_json()) for e in cost.endpoints],
+                gpu_seconds_cap=cost.gpu_seconds_cap,
+                stopped_by_cap=cost.stopped_by_cap,
             )
         )
     if r.incremental is not None:
@@ -417,6 +429,19 @@ def _cost_from_proto(msg: pb.ServingCost) -> Cost:
         adapter_loads=msg.adapter_loads,
         swaps=msg.swaps,
         wall_s=msg.wall.ToNanoseconds() / 1e9,
+        endpoints=tuple(
+            EndpointCost(
+                url=e.url,
+                gpu_seconds=e.gpu_seconds,
+                queries=e.queries,
+                query_s=e.query_s,
+                query_s_measured=e.query_s_measured,
+                measured_queries=e.measured_queries,
+            )
+            for e in msg.endpoints
+        ),
+        gpu_seconds_cap=msg.gpu_seconds_cap if msg.HasField("gpu_seconds_cap") else None,
+        stopped_by_cap=msg.stopped_by_cap,
     )
 
 

@@ -127,7 +127,7 @@ class Budget(_message.Message):
     def __init__(self, total: _Optional[int] = ..., per_model: _Optional[int] = ...) -> None: ...
 
 class SearchSpec(_message.Message):
-    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints", "task_weights", "parent_search_id", "incumbents", "epsilon", "delta")
+    __slots__ = ("candidates", "query_set", "budget", "algorithm", "params", "seed", "system_prompt", "gem_check_share", "prior_strength", "allow_unreachable_endpoints", "task_weights", "parent_search_id", "incumbents", "epsilon", "delta", "gpu_seconds")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,7 @@ class SearchSpec(_message.Message):
     INCUMBENTS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     query_set: QuerySet
     budget: Budget
@@ -172,7 +173,8 @@ class SearchSpec(_message.Message):
     incumbents: int
     epsilon: float
     delta: float
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ..., task_weights: _Optional[_Mapping[str, float]] = ..., parent_search_id: _Optional[str] = ..., incumbents: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+    gpu_seconds: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., query_set: _Optional[_Union[QuerySet, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., algorithm: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ..., seed: _Optional[int] = ..., system_prompt: _Optional[_Union[SystemPromptPolicy, str]] = ..., gem_check_share: _Optional[float] = ..., prior_strength: _Optional[float] = ..., allow_unreachable_endpoints: _Optional[bool] = ..., task_weights: _Optional[_Mapping[str, float]] = ..., parent_search_id: _Optional[str] = ..., incumbents: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., gpu_seconds: _Optional[float] = ...) -> None: ...
 
 class ModelEstimate(_message.Message):
     __slots__ = ("model_id", "rank", "accuracy", "lower", "upper", "items_seen", "successes", "eliminated_in_round", "downloads", "official")
@@ -199,7 +201,7 @@ class ModelEstimate(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., rank: _Optional[int] = ..., accuracy: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., items_seen: _Optional[int] = ..., successes: _Optional[int] = ..., eliminated_in_round: _Optional[int] = ..., downloads: _Optional[float] = ..., official: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed", "certificate")
+    __slots__ = ("budget", "spent", "failed", "skipped", "cached", "round", "total_rounds", "survivors", "leader_model_id", "leader_accuracy", "elapsed", "certificate", "gpu_seconds", "gpu_seconds_cap")
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     SPENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +214,8 @@ class Progress(_message.Message):
     LEADER_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_CAP_FIELD_NUMBER: _ClassVar[int]
     budget: int
     spent: int
     failed: int
@@ -224,7 +228,9 @@ class Progress(_message.Message):
     leader_accuracy: float
     elapsed: _duration_pb2.Duration
     certificate: Certificate
-    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
+    gpu_seconds: float
+    gpu_seconds_cap: float
+    def __init__(self, budget: _Optional[int] = ..., spent: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., cached: _Optional[int] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., survivors: _Optional[int] = ..., leader_model_id: _Optional[str] = ..., leader_accuracy: _Optional[float] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., certificate: _Optional[_Union[Certificate, _Mapping]] = ..., gpu_seconds: _Optional[float] = ..., gpu_seconds_cap: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("recommended_model_id", "ranking", "queries_spent", "queries_failed", "queries_cached", "exhaustive_queries", "elapsed", "winner", "most_popular", "hidden_gem", "gem_verdict", "gem_evidence", "gem_check_queries", "per_task", "overall", "incremental", "certificate", "serving_cost")
@@ -463,7 +469,7 @@ class Certificate(_message.Message):
     def __init__(self, epsilon_reached: _Optional[float] = ..., delta: _Optional[float] = ..., epsilon: _Optional[float] = ..., certified: _Optional[bool] = ...) -> None: ...
 
 class ServingCost(_message.Message):
-    __slots__ = ("gpu_seconds", "load_gpu_seconds", "queries", "model_loads", "adapter_loads", "swaps", "wall")
+    __slots__ = ("gpu_seconds", "load_gpu_seconds", "queries", "model_loads", "adapter_loads", "swaps", "wall", "endpoints", "gpu_seconds_cap", "stopped_by_cap")
     GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOAD_GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
@@ -471,6 +477,9 @@ class ServingCost(_message.Message):
     ADAPTER_LOADS_FIELD_NUMBER: _ClassVar[int]
     SWAPS_FIELD_NUMBER: _ClassVar[int]
     WALL_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_CAP_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_BY_CAP_FIELD_NUMBER: _ClassVar[int]
     gpu_seconds: float
     load_gpu_seconds: float
     queries: int
@@ -478,7 +487,26 @@ class ServingCost(_message.Message):
     adapter_loads: int
     swaps: int
     wall: _duration_pb2.Duration
-    def __init__(self, gpu_seconds: _Optional[float] = ..., load_gpu_seconds: _Optional[float] = ..., queries: _Optional[int] = ..., model_loads: _Optional[int] = ..., adapter_loads: _Optional[int] = ..., swaps: _Optional[int] = ..., wall: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointServingCost]
+    gpu_seconds_cap: float
+    stopped_by_cap: bool
+    def __init__(self, gpu_seconds: _Optional[float] = ..., load_gpu_seconds: _Optional[float] = ..., queries: _Optional[int] = ..., model_loads: _Optional[int] = ..., adapter_loads: _Optional[int] = ..., swaps: _Optional[int] = ..., wall: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointServingCost, _Mapping]]] = ..., gpu_seconds_cap: _Optional[float] = ..., stopped_by_cap: _Optional[bool] = ...) -> None: ...
+
+class EndpointServingCost(_message.Message):
+    __slots__ = ("url", "gpu_seconds", "queries", "query_s", "query_s_measured", "measured_queries")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    QUERY_S_FIELD_NUMBER: _ClassVar[int]
+    QUERY_S_MEASURED_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    gpu_seconds: float
+    queries: int
+    query_s: float
+    query_s_measured: bool
+    measured_queries: int
+    def __init__(self, url: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., queries: _Optional[int] = ..., query_s: _Optional[float] = ..., query_s_measured: _Optional[bool] = ..., measured_queries: _Optional[int] = ...) -> None: ...
 
 class PlanSearchRequest(_message.Message):
     __slots__ = ("spec", "trials")
