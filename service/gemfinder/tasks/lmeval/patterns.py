@@ -46,6 +46,13 @@ WHY = (
 )
 # Shipped, but quadratic in the reply's length (above): never from an inline item.
 SUPERLINEAR = frozenset((r"\s+$", r"(?s).*#### "))
+# Filter steps whose own work is linear in the reply (their fixed patterns were probed with the
+# shipped ones). Not `multi_choice_regex`: it builds an alternation of the document's choices and
+# a Unicode table for every answer (~0.14 s), so it is graded in a grading process.
+LINEAR_STEPS = frozenset(
+    ("format_span", "lowercase", "majority_vote", "map", "regex", "regex_pos",
+     "remove_whitespace", "take_first", "take_first_k", "uppercase")
+)  # fmt: skip
 _lock = threading.Lock()
 
 
@@ -134,6 +141,23 @@ def allowed(include: tuple[str, ...] = ()) -> frozenset[str]:
         patterns -= SUPERLINEAR
         _memo[include] = patterns
         return patterns
+
+
+def known_linear(fields: dict[str, Any]) -> bool:
+    """Whether grading a generate_until item runs only what was measured linear: steps of
+    LINEAR_STEPS, and patterns lm-eval ships less SUPERLINEAR. Patterns of the operator's own
+    YAML (--lm-eval-include) are not known: such items are graded in a grading process under a
+    time limit (oracles.grading_pool), as are the SUPERLINEAR ones of registered tasks."""
+    flt = fields.get("filter")
+    steps = flt.get("steps") if isinstance(flt, dict) else None
+    if not isinstance(steps, list) or any(
+        not isinstance(step, list) or not step or step[0] not in LINEAR_STEPS for step in steps
+    ):
+        return False
+    try:
+        return check(fields, allowed(())) is None
+    except Exception:  # noqa: BLE001 - a malformed recipe: let the guarded path report it
+        return False
 
 
 def _write(path: Path, patterns: frozenset[str]) -> None:
