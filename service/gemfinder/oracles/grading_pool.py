@@ -171,6 +171,7 @@ class GradingPool:
 
     def _replace(self, worker: _Process) -> None:
         """Kill `worker` now (SIGKILL: it may be inside a match) and start another."""
+        self._live.discard(worker)
         if worker.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.kill()
