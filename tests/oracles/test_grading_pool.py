@@ -60,7 +60,7 @@ async def _gone(pid: int, within_s: float = 5.0) -> bool:
 
 async def test_the_pool_grades_as_in_process_and_kills_what_runs_past_its_limit():
     item = _item(QUADRATIC)
-    assert not get_task("lm_eval").grading_bounded(item)
+    assert not get_task("lm_eval").grading_bounded(item, "42")
     pool = GradingPool(size=2, timeout_s=1.0)
     try:
         for reply in ("It is 42.\n\nQuestion: more", "41", "I cannot tell."):
@@ -118,6 +118,14 @@ async def test_the_oracle_records_a_timeout_and_a_grader_error_as_failures_not_a
         assert hostile.reward is None and hostile.failure is FailureKind.GRADING_TIMEOUT
         assert "longer than 1 s" in hostile.error
         assert hostile.response == HOSTILE  # kept as evidence, never graded
+        # gsm8k's own exact_match ignores `(?s).*#### ` (lm-eval ships it; quadratic): a short
+        # answer is graded in-process, a long one in a grading process - here past its limit.
+        gsm = _item("", target="42", regexes_to_ignore=[",", "(?s).*#### "])
+        gsm.fields["filter"]["steps"] = [["take_first", None]]  # the whole reply reaches `re`
+        quick = await oracle._grade(cand, gsm, Completion("#### 42", None, None), 1, 0)
+        assert quick.reward == 1 and oracle.grading.killed == 1
+        slow = await oracle._grade(cand, gsm, Completion("#" * 200_000, None, None), 1, 0)
+        assert slow.failure is FailureKind.GRADING_TIMEOUT and oracle.grading.killed == 2
         # lm-eval's filter raises on a group past the matches: the grader's failure, not a 0.
         broken = _item(QUADRATIC)
         broken.fields["filter"]["steps"][0][1]["group_select"] = 5
@@ -125,12 +133,12 @@ async def test_the_oracle_records_a_timeout_and_a_grader_error_as_failures_not_a
         assert failed.reward is None and failed.failure is FailureKind.GRADING, failed
         # A known-linear pattern (gsm8k's flexible-extract) is graded without the pool.
         linear = _item(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
-        assert get_task("lm_eval").grading_bounded(linear)
+        assert get_task("lm_eval").grading_bounded(linear, "so 42")
         done = await oracle._grade(cand, linear, Completion("so 42", None, None), 1, 0)
         assert done.reward == 1
     finally:
         await oracle.aclose()
-    assert oracle.grading.killed == 1
+    assert oracle.grading.killed == 2
 
 
 def test_grading_processes_die_with_their_parent(tmp_path):

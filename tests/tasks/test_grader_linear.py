@@ -70,7 +70,7 @@ def test_builtin_graders_say_they_are_bounded_and_lm_eval_items_say_when_not():
     import pytest
 
     for item in (MC, GSM):
-        assert get_task(item.task).grading_bounded(item)
+        assert get_task(item.task).grading_bounded(item, "answer" + " " * N)
     pytest.importorskip("lm_eval")
     lm = get_task("lm_eval")
 
@@ -81,11 +81,19 @@ def test_builtin_graders_say_they_are_bounded_and_lm_eval_items_say_when_not():
             "filter": {"name": "f", "steps": steps}})  # fmt: skip
 
     shipped = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"  # gsm8k flexible-extract
-    assert lm.grading_bounded(item([["regex", {"regex_pattern": shipped}], ["take_first", None]]))
-    assert lm.grading_bounded(item([["regex", None], ["take_first", None]]))  # lm-eval's default
-    assert not lm.grading_bounded(item([["regex", {"regex_pattern": r"\s+$"}]]))  # quadratic
-    assert not lm.grading_bounded(item([["regex", {"regex_pattern": r"(x+)+y"}]]))  # unknown
-    assert not lm.grading_bounded(item([["take_first", None]], {"regexes_to_ignore": ["(x+)+y"]}))
-    assert not lm.grading_bounded(item([["multi_choice_regex", {"regex_pattern": shipped}]]))
+    short, long = "The answer is 42.", " " * 1_001
+    for answer in (short, long):
+        assert lm.grading_bounded(item([["regex", {"regex_pattern": shipped}]]), answer)
+        assert lm.grading_bounded(item([["regex", None], ["take_first", None]]), answer)
+        assert not lm.grading_bounded(item([["regex", {"regex_pattern": r"(x+)+y"}]]), answer)
+        ignore = item([["take_first", None]], {"regexes_to_ignore": ["(x+)+y"]})
+        assert not lm.grading_bounded(ignore, answer)
+        assert not lm.grading_bounded(item([["multi_choice_regex", None]]), answer)
+    # lm-eval's quadratic patterns (gsm8k's exact_match ignores `(?s).*#### `): in-process for
+    # an answer of up to 1,000 characters (~30 ms at worst), in a grading process beyond.
+    gsm = item([["regex", {"regex_pattern": shipped}]], {"regexes_to_ignore": ["(?s).*#### "]})
+    assert lm.grading_bounded(gsm, short) and not lm.grading_bounded(gsm, long)
+    ja = item([["regex", {"regex_pattern": r"\s+$"}]])
+    assert lm.grading_bounded(ja, short) and not lm.grading_bounded(ja, long)
     mc = Item("t/1", "lm_eval", {"output_type": "multiple_choice"})
-    assert lm.grading_bounded(mc)  # log-likelihood arithmetic
+    assert lm.grading_bounded(mc, "[-1.5, -2.0]")  # log-likelihood arithmetic

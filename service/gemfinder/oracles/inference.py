@@ -373,7 +373,7 @@ class InferenceOracle:
         if task.runs_code:  # lm_eval too: one thread hop decides and, mostly, grades
             grade = await asyncio.to_thread(_grade_if_bounded, task, item, text)
         else:
-            grade = task.grade(item, text) if task.grading_bounded(item) else None
+            grade = task.grade(item, text) if task.grading_bounded(item, text) else None
         if grade is None:
             grade = await self.grading.grade(item, text, task.code_seconds(item))
         return grade
@@ -397,4 +397,4 @@ class InferenceOracle:
 
 def _grade_if_bounded(task: Task, item: Item, text: str) -> Grade | None:
     """The grade when the item's grader is known linear, else None (for the grading pool)."""
-    return task.grade(item, text) if task.grading_bounded(item) else None
+    return task.grade(item, text) if task.grading_bounded(item, text) else None

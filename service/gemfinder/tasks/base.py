@@ -91,12 +91,12 @@ class Task:
         the task's name, unless items name their own benchmark (lm_eval)."""
         return self.name
 
-    def grading_bounded(self, item: Item) -> bool:
-        """Whether grading this item takes time linear in the answer, so it may run in the
-        server's process: the graders written here use patterns probed linear
+    def grading_bounded(self, item: Item, response: str) -> bool:
+        """Whether grading this answer is known to be quick, so it may run in the server's
+        process: the graders written here use patterns probed linear
         (tests/tasks/test_grader_linear.py). False sends the answer to a grading process with a
-        time limit (oracles.grading_pool): an lm_eval item whose patterns are not lm-eval's
-        known-linear ones. Blocking the first time for lm_eval (reads lm-eval's pattern set)."""
+        time limit (oracles.grading_pool): an lm_eval item whose patterns are not known linear.
+        Blocking the first time for lm_eval (reads lm-eval's pattern set)."""
         return True
 
     def code_seconds(self, item: Item) -> float:

@@ -62,12 +62,12 @@ class LmEvalTask(Task):
         # always goes to a worker thread (cheap next to a model call).
         return True
 
-    def grading_bounded(self, item: Item) -> bool:
+    def grading_bounded(self, item: Item, response: str) -> bool:
         if item.fields.get("output_type") != "generate_until":
             return True  # log-likelihood arithmetic
-        from gemfinder.tasks.lmeval.patterns import known_linear
+        from gemfinder.tasks.lmeval.patterns import quick_to_grade
 
-        return known_linear(item.fields)
+        return quick_to_grade(item.fields, len(response))
 
     def code_seconds(self, item: Item) -> float:
         if item.fields.get("metric", {}).get("name") != "pass_at_1":
