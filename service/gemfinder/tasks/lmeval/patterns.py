@@ -17,7 +17,9 @@ a 16,000-character reply: `\\s+$` 1.7 s on a run of spaces, `(?s).*#### ` 0.14 s
 without `#### ` and 2.2 s on a run of `#`; a 1 MiB reply would take hours), and an inline item
 chooses its own `max_gen_toks`. Every other shipped pattern was linear on the same probes
 (tests/tasks/lm_eval/test_lm_eval_hostile_recipes.py). A registered task (query_set.lm_eval)
-may still use them: its YAML's max_gen_toks bounds the reply.
+may still use them, and the operator's YAML any pattern: an endpoint may ignore max_gen_toks, so
+such answers are graded under a time limit, in a process that can be killed (quick_to_grade
+below; oracles.grading_pool).
 
 The allowed set is read from the YAML text (only files that mention "regex": 91 of lm-eval
 0.4.13's ~14,000), once per process, and kept on disk beside the task index, under the same key
