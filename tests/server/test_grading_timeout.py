@@ -10,7 +10,8 @@ and the query fails as `grading_timeout` - neither a wrong answer nor a right on
 
 The server runs as a subprocess (`gemfinder serve`), so a frozen server is seen by the test's
 deadlines. Without the grading processes (grading inline), the health checks here missed their
-5 s deadline.
+5 s deadline. The same holds with the oracle in a worker process (`--workers 1`): each worker
+grades in grading processes of its own.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _failed_by_kind(metrics_port: int) -> dict[str, float]:
     return out
 
 
-async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "oracle-worker"])
+async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path, workers):
     data = tmp_path / "data"
     data.mkdir()
     rows = [{"question": q, "answer": a} for q, a in QUESTIONS]
@@ -97,7 +99,8 @@ async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path):
         [sys.executable, "-m", "gemfinder", "serve", "--address", "127.0.0.1:0",
          "--db", str(tmp_path / "g.db"), "--endpoints", str(endpoints),
          "--metrics-port", str(metrics_port), "--lm-eval-tasks", str(tmp_path / "tasks.json"),
-         "--lm-eval-include", str(include), "--grading-timeout-s", "1"],
+         "--lm-eval-include", str(include), "--grading-timeout-s", "1",
+         "--workers", str(workers)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
