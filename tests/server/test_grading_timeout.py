@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -75,8 +74,7 @@ async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path, wo
     rows.append({"question": "Reply with spaces, then x.", "answer": HOSTILE})
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "tasks.json").write_text(json.dumps({"slow_units": "data"}))
-    include = tmp_path / "tasks"
-    shutil.copytree(TASKS, include)
+    include = TASKS  # a fixed directory: lm-eval's task index is walked once, then cached
 
     # The fleet knows the same prompts with a harmless filter (it checks each reply with the
     # item's grader): a model "right" on the last item replies with HOSTILE.
