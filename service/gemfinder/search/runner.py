@@ -97,6 +97,7 @@ class SearchRunner:
         sequential_batch: int = 32,
         owner: str | None = None,
         load_aware: bool = True,
+        keys: CacheKeys | None = None,
     ) -> None:
         self.search_id = search_id
         # The replica holding this search's lease: its snapshot and progress writes are fenced
@@ -110,7 +111,9 @@ class SearchRunner:
         # search runs the certified elimination, which has no rounds to group.
         if load_aware and spec.epsilon is None:
             self.sched.set_load_groups(load_groups(spec.candidates, getattr(oracle, "configs", {})))
-        self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
+        # Who answers, per endpoint; `keys`: built already (SearchManager.start builds them off
+        # the event loop: hashing every item's prompt takes ~15 ms at 400 items).
+        self.keys = keys or cache_keys(spec, oracle)
         # GPU time and loads of the queries sent (cost.py), continued from what a run before a
         # restart stored; with a GPU-second cap, checked before each query (search.gpu_budget).
         self.cost = SearchCost.of(oracle, spec.candidates, spec.gpu_seconds)
@@ -553,6 +556,10 @@ class SearchRunner:
         self._save_ledger()
         self.store.save_snapshot(self.search_id, self.sched.snapshot(), owner=self.owner)
         self.store.update_search(self.search_id, progress=self.progress(), owner=self.owner)
+
+
+def cache_keys(spec: SearchSpec, oracle: Oracle) -> CacheKeys:
+    return CacheKeys(spec, partial(answer_scope, oracle))
 
 
 class _InFlight:
