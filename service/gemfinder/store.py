@@ -108,6 +108,11 @@ class SqlStore:
 
     sql: Dialect
 
+    def __init__(self) -> None:
+        # The last event number of each search this store appends to: the next is decided
+        # before its write, so a write run again (a retry after a lost reply) adds nothing.
+        self._seqs: dict[str, int] = {}
+
     # how statements run (the backends') -----------------------------------------------------
     def _read(
         self,
@@ -165,6 +170,7 @@ class SqlStore:
             if request_id is None:
                 raise
             raise RequestTaken(request_id) from None
+        self._seqs[search_id] = 0
 
     def update_search(
         self,
@@ -185,6 +191,7 @@ class SqlStore:
         if state in ENDED:  # its FINISHED event, and its PROGRESS events pruned
             statements.append((FINISHED_EVENT, (search_id, time.time(), search_id, search_id)))
             statements.append((PRUNE_EVENTS, (search_id, search_id)))
+            self._seqs.pop(search_id, None)
         self._write(search_id, statements, owner, durable=state is not None)
 
     # events ---------------------------------------------------------------------------------
@@ -200,16 +207,26 @@ class SqlStore:
         GetSearch on any replica follows it); with `owner`, fenced as update_search is."""
         now = time.time()
         data = json.dumps(progress.to_json()) if progress is not None else None
+        seq = self._next_seq(search_id)
         fence, fenced = _fence(owner)
         # The update's row lock orders this against a claim: before it, or fenced out.
         self._write(
             search_id,
             [
                 (TOUCH_SEARCH + fence, (data, now, search_id, *fenced)),
-                (PUT_EVENT, (search_id, search_id, kind, state, data, now, search_id)),
+                (PUT_EVENT, (search_id, seq, kind, state, data, now, search_id)),
             ],
             owner,
         )
+
+    def _next_seq(self, search_id: str) -> int:
+        """The number of the search's next event. Only its owner appends (fenced), and a claim
+        forgets the number (another replica may have appended since), so it is read again."""
+        last = self._seqs.get(search_id)
+        if last is None:
+            last = int(self._read(LAST_SEQ, (search_id,), search_id)[0][0])
+        self._seqs[search_id] = last + 1
+        return last + 1
 
     def events_after(
         self, wanted: list[tuple[str, int]], limit: int
@@ -295,6 +312,7 @@ class SqlStore:
     def claim(self, search_id: str, owner: str, lease_s: float) -> SearchRow | None:
         """Take the lease of an unfinished search if it is free, ours, or expired (one atomic
         UPDATE); the row, or None when another replica holds it (or it has ended)."""
+        self._seqs.pop(search_id, None)  # another replica may have appended events since
         rows = self._commit(
             "UPDATE searches SET owner = ?, lease_until = {now} + ?"
             f" WHERE id = ? AND state IN (?, ?) AND {CLAIMABLE} RETURNING {COLUMNS}",
@@ -575,13 +593,16 @@ CREATE_SEARCH = (
     " provenance) VALUES (?, ?, 'pending', ?, ?, ?, ?, {now} + ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 TOUCH_SEARCH = "UPDATE searches SET progress = COALESCE(?, progress), updated = ? WHERE id = ?"
-# The events log (gemfinder.search.events). The next number is the search's largest plus one:
-# only the owner appends (fenced), from one writer, so numbers are dense and in commit order.
+# The events log (gemfinder.search.events). An event's number is decided before its write
+# (SqlStore._next_seq), so the write is idempotent: run again, it finds its number taken by
+# itself and adds nothing; the number is the search's largest plus one, as only the owner
+# appends (fenced), from one writer, so numbers are dense and in commit order.
 PUT_EVENT = (
     "INSERT INTO events (search_id, seq, type, state, progress, created)"
-    " SELECT ?, COALESCE((SELECT MAX(seq) FROM events WHERE search_id = ?), 0) + 1, ?, ?, ?, ?"
-    " WHERE EXISTS (SELECT 1 FROM searches WHERE id = ?)"
+    " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM searches WHERE id = ?)"
+    " ON CONFLICT (search_id, seq) DO NOTHING"
 )
+LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE search_id = ?"
 # Up to a limit of events after each (search, number) asked: the number of each one's last
 # first (an index range each), then the events up to it.
 EVENTS_AFTER = (
