@@ -390,8 +390,9 @@ class SqlStore:
         """
         if not answers:
             return
-        evals = list({key: (key, reward) for key, _, _, reward in reversed(answers)}.values())
-        pulls = list({(m, i): (m, i, reward) for _, m, i, reward in reversed(answers)}.values())
+        # Sorted: replicas writing the same keys at once lock them in one order (no deadlock).
+        evals = sorted({key: (key, reward) for key, _, _, reward in reversed(answers)}.values())
+        pulls = sorted({(m, i): (m, i, r) for _, m, i, r in reversed(answers)}.values())
         statements = [
             (PUT_EVALS, (time.time(), *self.sql.rows(evals, 2))),
             (PUT_PULLS, (search_id, *self.sql.rows(pulls, 3))),
