@@ -209,15 +209,11 @@ class SqlStore:
         data = json.dumps(progress.to_json()) if progress is not None else None
         seq = self._next_seq(search_id)
         fence, fenced = _fence(owner)
-        # The update's row lock orders this against a claim: before it, or fenced out.
-        self._write(
-            search_id,
-            [
-                (TOUCH_SEARCH + fence, (data, now, search_id, *fenced)),
-                (PUT_EVENT, (search_id, seq, kind, state, data, now, search_id)),
-            ],
-            owner,
-        )
+        # The update's row lock orders this against a claim: before it, or fenced out; the
+        # event is written only if the update was (one statement on PostgreSQL).
+        touch = (TOUCH_SEARCH + fence, (data, now, search_id, *fenced))
+        event = (PUT_EVENT, (search_id, seq, kind, state, data, now))
+        self._write(search_id, self.sql.then(touch, event), owner)
 
     def _next_seq(self, search_id: str) -> int:
         """The number of the search's next event. Only its owner appends (fenced), and a claim
@@ -600,8 +596,7 @@ TOUCH_SEARCH = "UPDATE searches SET progress = COALESCE(?, progress), updated = 
 # appends (fenced), from one writer, so numbers are dense and in commit order.
 PUT_EVENT = (
     "INSERT INTO events (search_id, seq, type, state, progress, created)"
-    " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM searches WHERE id = ?)"
-    " ON CONFLICT (search_id, seq) DO NOTHING"
+    " SELECT ?, ?, ?, ?, ?, ? WHERE {changed} ON CONFLICT (search_id, seq) DO NOTHING"
 )
 LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE search_id = ?"
 # Up to a limit of events after each (search, number) asked: the number of each one's last

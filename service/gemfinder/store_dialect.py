@@ -14,6 +14,8 @@ with slots that a `Dialect` fills in (`render`, once per template):
   limit on bound parameters is never reached (the values are data, never SQL text);
 - `{rows:NAME TYPE, ...}` rows bound likewise (one array per column; one JSON array of rows),
   read as the table `r` with those columns;
+- `{changed}` true when the write before it in the same `then` pair changed a row (a write
+  that must happen only with the one before it; SQLite's changes(), PostgreSQL's CTE);
 - `{item_tasks}` a table (item, task) of a search's items, for grouping graded pulls by task:
   PostgreSQL reads an array by position; SQLite fills an indexed temporary table first
   (`item_tasks` gives those statements), as a JSON table has no index to join on.
@@ -62,6 +64,8 @@ class Dialect:
     item_tasks_table: str
     item_tasks: Callable[[list[int]], tuple[list[Statement], tuple]]
     together: Callable[[list[Statement]], list[Statement]]
+    then: Callable[[Statement, Statement], list[Statement]]
+    changed: str
     _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def render(self, template: str) -> str:
@@ -75,6 +79,7 @@ class Dialect:
                 **{"in": _Slot(self.in_list)},
                 rows=_Slot(lambda spec: self.rows_table(_columns(spec))),
                 item_tasks=self.item_tasks_table,
+                changed=self.changed,
             )
             sql = self.number(sql)
             self._cache[template] = sql
@@ -127,6 +132,8 @@ SQLITE = Dialect(
     # A temporary table lives in the connection's own temp database: no write lock.
     item_tasks=_sqlite_item_tasks,
     together=lambda statements: statements,  # run one after another in one transaction
+    then=lambda first, second: [first, second],  # likewise; `changed` reads the first's count
+    changed="changes() > 0",
 )
 
 
@@ -139,6 +146,19 @@ def _pg_together(statements: list[Statement]) -> list[Statement]:
     ctes = ", ".join(f"w{n} AS ({sql})" for n, (sql, _) in enumerate(first))
     args = tuple(a for _, part in first for a in part)
     return [(f"WITH {ctes} {last}", args + tuple(last_args))]
+
+
+def _pg_then(first: Statement, second: Statement) -> list[Statement]:
+    """An UPDATE and a write that reads `{changed}` (did the update change a row?) as one
+    statement, one round trip; its rows are the rows the update changed, so a fence can count
+    them."""
+    (update, update_args), (write, write_args) = first, second
+    return [
+        (
+            f"WITH changed AS ({update} RETURNING 1), w AS ({write}) SELECT 1 FROM changed",
+            tuple(update_args) + tuple(write_args),
+        )
+    ]
 
 
 def _numbered(sql: str) -> str:
@@ -172,6 +192,8 @@ def _postgres() -> Dialect:
         " WITH ORDINALITY AS u (task, n))",
         item_tasks=lambda tasks: ([], (list(tasks),)),
         together=_pg_together,
+        then=_pg_then,
+        changed="EXISTS (SELECT 1 FROM changed)",
     )
 
 
