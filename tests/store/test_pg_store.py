@@ -6,6 +6,7 @@ line naming the flag; the password shows in no error and no log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -192,3 +193,38 @@ def test_serve_on_postgres_logs_no_password(postgres, tmp_path):
     text = log.read_text()
     assert "connection lost" in text and "psycopg" in text  # DEBUG lines of the driver too
     assert PASSWORD not in text
+
+
+def test_an_event_write_run_again_after_its_reply_was_lost_is_stored_once(postgres, caplog):
+    """The connection drops after the event's write committed, before its reply: the store runs
+    the write again on a new connection, which must not append the event a second time."""
+    store = PgStore(postgres.new_database(), pool_size=1)
+    real, lost = store._pool.connection, []
+
+    @contextlib.contextmanager
+    def reply_lost(*args, **kwargs):
+        with real(*args, **kwargs) as conn:
+            count = "SELECT count(*) FROM events"
+            before = conn.execute(count).fetchone()[0]
+            yield conn
+            if not lost and conn.execute(count).fetchone()[0] > before:  # an event committed
+                lost.append(True)
+                conn.close()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    try:
+        store.create_search("s", None, {}, owner="A", lease_s=60.0)
+        store.put_event("s", "round_started", None, "running", owner="A")
+        store._pool.connection = reply_lost
+        with caplog.at_level(logging.WARNING, logger="gemfinder.pg_store"):
+            store.put_event("s", "progress", None, "running", owner="A")
+            store._writes.flush()
+        assert lost and "retrying" in caplog.text  # the write was run twice
+        events = store.events_after([("s", 0)], 100)[("s", 0)]
+        assert [(e.seq, e.type) for e in events] == [(1, "round_started"), (2, "progress")]
+        store.put_event("s", "progress", None, "running", owner="A")  # the log goes on
+        store._writes.flush()
+        assert store.last_event("s") == (3, "progress")
+    finally:
+        store._pool.connection = real
+        store.close()

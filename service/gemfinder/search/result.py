@@ -45,9 +45,6 @@ def estimate(
     return out
 
 
-OUTCOME_CHUNK = 500  # models per store query when reading every answer for the certificate
-
-
 def progress(
     spec: SearchSpec, sched: AnyScheduler, cached: int, elapsed: float, checked: int = 0
 ) -> Progress:
@@ -89,11 +86,11 @@ def certificate(
     if not isinstance(sched, _core.CertifiedScheduler):
         if outcomes is None or sched.recommendation is None:
             return None
-        grades = {}
-        models = list(range(sched.n_models))
-        for start in range(0, len(models), OUTCOME_CHUNK):  # SQL's limit on parameters
-            for m, rewards in outcomes(models[start : start + OUTCOME_CHUNK]).items():
-                grades.update({(m, item): reward > 0 for item, reward in rewards.items()})
+        grades = {
+            (m, item): reward > 0
+            for m, rewards in outcomes(list(range(sched.n_models))).items()
+            for item, reward in rewards.items()
+        }
         reached = sched.certificate(delta, grades)
         return None if reached is None else Certificate(epsilon_reached=reached, delta=delta)
     reached = sched.epsilon_reached
