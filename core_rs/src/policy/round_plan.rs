@@ -69,11 +69,105 @@ impl RoundPlan {
             .sum()
     }
 
-    /// Items per survivor in round `round` with `remaining` queries and `alive` survivors.
-    pub fn items_per_survivor(&self, round: usize, remaining: u64, alive: u64) -> u64 {
-        let share = self.round_budget(round, remaining) / alive;
+    /// Items per survivor in round `round` with `remaining` queries, `alive` survivors and
+    /// `items_left` items each survivor has not answered yet.
+    pub fn items_per_survivor(
+        &self,
+        round: usize,
+        remaining: u64,
+        alive: u64,
+        items_left: u64,
+    ) -> u64 {
+        let share = self
+            .item_capped_share(round, remaining, alive, items_left)
+            .unwrap_or_else(|| self.round_budget(round, remaining) / alive);
         let cap = remaining.saturating_sub(self.reserve_from(round + 1)) / alive;
         share.max(self.min_items[round]).min(cap)
+    }
+
+    /// Round `round`'s items per survivor when the weight rule would ask the survivors of
+    /// rounds `round..` for more items, in all, than they have left (None when it would not:
+    /// the weight rule stands unchanged). Without this, a late round with few survivors runs
+    /// out of items and the queries it cannot use are lost, as no later round can take them.
+    ///
+    /// Continuous schedule, recomputed at every round from what is left (so floors, failures
+    /// and skips flow forward as before): round j's weight-rule share is p_j = R w_j / (W s_j)
+    /// items per survivor (R remaining queries, W the weights left, s_j survivors). The rounds
+    /// with the largest p_j are capped at a common c and the others get alpha p_j, with alpha
+    /// and c such that the budget is spent (sum s_j t_j = R) and the items are used up
+    /// (sum t_j = L): the capped rounds take what their survivors can use, the rest of the
+    /// budget goes to the other rounds in proportion to their weights. The schedule restricted
+    /// to later rounds solves the same equations, so replanning at the next round keeps it.
+    /// When even all later rounds at c cannot make room (R close to s_r L), this round takes
+    /// what they leave.
+    fn item_capped_share(
+        &self,
+        round: usize,
+        remaining: u64,
+        alive: u64,
+        items_left: u64,
+    ) -> Option<u64> {
+        let rounds = self.len().saturating_sub(round);
+        if rounds < 2 || alive == 0 {
+            return None; // the last round takes all that remains, capped per model
+        }
+        work::step(
+            3 * rounds as u64 + rounds as u64 * (usize::BITS - rounds.leading_zeros()) as u64,
+        );
+        let size = |j: usize| {
+            if j == round {
+                alive
+            } else {
+                (self.survivors_before(j) as u64).clamp(1, alive)
+            }
+        };
+        let (r, l) = (remaining as f64, items_left as f64);
+        let weight: f64 = self.weights[round..].iter().sum();
+        // (p_j, s_j) for j = round.., index 0 being this round.
+        let shares: Vec<(f64, f64)> = (round..self.len())
+            .map(|j| {
+                let s = size(j) as f64;
+                (r * self.weights[j] / weight / s, s)
+            })
+            .collect();
+        let mut p_open: f64 = shares.iter().map(|x| x.0).sum();
+        if p_open <= l {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..rounds).collect();
+        order.sort_by(|&a, &b| shares[b].0.total_cmp(&shares[a].0));
+        // Cap the m rounds with the largest shares, m = 1, 2, ...: the open rounds' items
+        // alpha * p_open plus m * c must be l, their queries alpha * r_open plus c * s_capped
+        // must be r.
+        let mut r_open = r;
+        let mut s_capped = 0.0;
+        let tolerance = 1e-9 * (1.0 + l);
+        for m in 1..rounds {
+            let (p, s) = shares[order[m - 1]];
+            p_open -= p;
+            r_open -= p * s;
+            s_capped += s;
+            let m_f = m as f64;
+            let det = p_open * s_capped - m_f * r_open;
+            if det.abs() < f64::EPSILON * (1.0 + r * l) {
+                continue;
+            }
+            let alpha = (l * s_capped - m_f * r) / det;
+            let c = (p_open * r - r_open * l) / det;
+            let capped_above = alpha * shares[order[m - 1]].0 >= c - tolerance;
+            let open_below = alpha * shares[order[m]].0 <= c + tolerance;
+            if alpha > 0.0 && c >= 0.0 && capped_above && open_below {
+                let t = (alpha * shares[0].0).min(c);
+                return Some(t.max(0.0).floor() as u64);
+            }
+        }
+        // Every later round at a common c, this round the rest: x + (n - 1) c = l and
+        // s_r x + c * (sum of later s_j) = r.
+        let later: f64 = shares[1..].iter().map(|x| x.1).sum();
+        let s_r = shares[0].1;
+        let c = ((s_r * l - r) / (s_r * (rounds - 1) as f64 - later)).max(0.0);
+        let x = l - (rounds - 1) as f64 * c;
+        Some(x.max(0.0).floor() as u64)
     }
 
     /// The smallest budget this plan accepts (below a full evaluation of every model).
@@ -262,9 +356,131 @@ mod tests {
     #[test]
     fn items_per_survivor_keeps_later_rounds_alive() {
         let plan = halving(8); // 8 -> 4 -> 2 -> 1, minimums 8 + 4 + 2
-        assert_eq!(plan.items_per_survivor(0, 14, 8), 1);
-        assert_eq!(plan.items_per_survivor(0, 300, 8), 12);
+        assert_eq!(plan.items_per_survivor(0, 14, 8, 1000), 1);
+        assert_eq!(plan.items_per_survivor(0, 300, 8, 1000), 12);
         // A skewed weight would starve later rounds: the cap stops it.
-        assert_eq!(plan.items_per_survivor(2, 2, 2), 1);
+        assert_eq!(plan.items_per_survivor(2, 2, 2, 1000), 1);
+    }
+
+    /// Per-survivor items of every round, planning each from what the previous ones left as
+    /// the scheduler does (every pull graded): `rule(plan, round, remaining, alive, left)`.
+    fn schedule(
+        plan: &RoundPlan,
+        budget: u64,
+        n_items: u64,
+        rule: impl Fn(&RoundPlan, usize, u64, u64, u64) -> u64,
+    ) -> (Vec<u64>, u64, bool) {
+        let (mut remaining, mut left, mut items) = (budget, n_items, Vec::new());
+        for round in 0..plan.len() {
+            let alive = plan.survivors_before(round) as u64;
+            if remaining >= alive * left {
+                // The scheduler's exhaustive round: every survivor on every item left, exact.
+                items.push(left);
+                return (items, budget - remaining + alive * left, true);
+            }
+            let t = rule(plan, round, remaining, alive, left).min(left);
+            remaining -= t * alive;
+            left -= t;
+            items.push(t);
+        }
+        (items, budget - remaining, false)
+    }
+
+    /// The rule before item-aware planning: weight share, round minimum, later rounds' reserve.
+    fn weight_rule(plan: &RoundPlan, round: usize, remaining: u64, alive: u64, _: u64) -> u64 {
+        let cap = remaining.saturating_sub(plan.reserve_from(round + 1)) / alive;
+        (plan.round_budget(round, remaining) / alive)
+            .max(plan.min_items[round])
+            .min(cap)
+    }
+
+    fn plans(k: usize) -> Vec<(&'static str, RoundPlan)> {
+        vec![
+            ("sh", halving(k)),
+            ("gem", gem(0.2, 0, k)),
+            ("gem m=8", gem(0.35, 8, k)),
+            ("sr", successive_rejects(k)),
+        ]
+    }
+
+    #[test]
+    fn rounds_that_fit_in_the_items_keep_the_weight_rule_exactly() {
+        let mut kept = 0;
+        for k in [3usize, 7, 40, 230, 1000] {
+            for n_items in [25u64, 60, 500, 3000] {
+                for per_model in [2u64, 3, 5, 11, 25, 50] {
+                    let budget = per_model * k as u64;
+                    for (name, plan) in plans(k) {
+                        if budget < plan.min_budget(n_items as usize) {
+                            continue;
+                        }
+                        let old = schedule(&plan, budget, n_items, weight_rule);
+                        let fits = old.0.iter().sum::<u64>() < n_items;
+                        if !fits {
+                            continue;
+                        }
+                        let new = schedule(&plan, budget, n_items, RoundPlan::items_per_survivor);
+                        assert_eq!(new, old, "{name} K={k} n={n_items} N={per_model}");
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        assert!(kept > 100, "only {kept} fitting cases");
+    }
+
+    #[test]
+    fn rounds_short_of_items_hand_their_budget_to_earlier_rounds() {
+        // 1000 models, 3000 items, 50 queries per model: by the weight rule the last pair would
+        // get 2,500 items each with 503 left (an exhaustive pair), and 6% of the budget would be
+        // lost.
+        let plan = halving(1000);
+        let budget = 50 * 1000;
+        let old = schedule(&plan, budget, 3000, weight_rule);
+        assert!(old.1 < budget * 95 / 100, "{old:?}");
+        let (items, spent, _) = schedule(&plan, budget, 3000, RoundPlan::items_per_survivor);
+        assert!(
+            spent >= budget * 999 / 1000,
+            "{spent} of {budget}: {items:?}"
+        );
+        assert!(items.iter().sum::<u64>() <= 3000);
+        // Earlier rounds get more than their weight share; the last rounds share a cap.
+        for r in 0..6 {
+            assert!(items[r] >= old.0[r], "round {r}: {items:?} vs {old:?}");
+        }
+        let last = items.len() - 1;
+        assert!(items[last].abs_diff(items[last - 1]) <= 2, "{items:?}");
+        // Halving still doubles the depth while the rounds are not capped.
+        assert!(
+            items[1] >= 2 * items[0] - 1 && items[5] >= items[4],
+            "{items:?}"
+        );
+    }
+
+    #[test]
+    fn every_round_based_plan_spends_its_budget_when_the_items_allow() {
+        for k in [7usize, 40, 230, 1000] {
+            for n_items in [25u64, 60, 500, 1319, 3000] {
+                for per_model in [3u64, 11, 25, 50, 100] {
+                    let budget = per_model * k as u64;
+                    for (name, plan) in plans(k) {
+                        if budget < plan.min_budget(n_items as usize) {
+                            continue;
+                        }
+                        let (items, spent, exact) =
+                            schedule(&plan, budget, n_items, RoundPlan::items_per_survivor);
+                        if exact {
+                            continue; // the items, not the plan, limit the spend: exact rounds
+                        }
+                        // What floors leave: under 1% plus the last round's remainder.
+                        let last = plan.survivors_before(plan.len() - 1) as u64;
+                        assert!(
+                            (spent + last) * 100 >= budget * 99,
+                            "{name} K={k} n={n_items} N={per_model}: {spent} of {budget} {items:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
