@@ -77,14 +77,14 @@ EXPECTED = {
     "random": ("25d0491c258016fe", "b8a271c62674b981"),
     "best_base": ("a1fb04f5717257d1", "352100b5e4eaa260"),
     "uniform": ("49b550a08e8d2b79", "f72c9636aa150a20"),
-    "sh": ("38d85c643cf5584c", "22b5741c13e21e8d"),
-    "sh_correlated": ("40ff9c071bdb2cad", "493ebcd2b4dfd4ea"),
-    "sr": ("6671ef7071d16c89", "cc7bf29171f7aa9c"),
+    "sh": ("a94641677687d1f1", "22b5741c13e21e8d"),
+    "sh_correlated": ("759918124760046c", "493ebcd2b4dfd4ea"),
+    "sr": ("063fd6aa9b88e007", "cc7bf29171f7aa9c"),
     "ttts": ("b344fdbed90cf142", "d09fc6169446aa95"),
-    "bayes_elim": ("40ff9c071bdb2cad", "4fe00eb52f9058dd"),
+    "bayes_elim": ("759918124760046c", "4fe00eb52f9058dd"),
     "ucb": ("0c39858ee0dc1a4b", "8c3381dcdc0011c2"),
     "ucb_e": ("df1d9e69f7d17590", "c191113adfdadf1c"),
-    "gem": ("33d89f5bc762c138", "4fe00eb52f9058dd"),
+    "gem": ("8d315029102e4968", "4fe00eb52f9058dd"),
 }
 
 

@@ -92,14 +92,12 @@ impl RoundPlan {
     ///
     /// Continuous schedule, recomputed at every round from what is left (so floors, failures
     /// and skips flow forward as before): round j's weight-rule share is p_j = R w_j / (W s_j)
-    /// items per survivor (R remaining queries, W the weights left, s_j survivors). The rounds
-    /// with the largest p_j are capped at a common c and the others get alpha p_j, with alpha
-    /// and c such that the budget is spent (sum s_j t_j = R) and the items are used up
-    /// (sum t_j = L): the capped rounds take what their survivors can use, the rest of the
-    /// budget goes to the other rounds in proportion to their weights. The schedule restricted
-    /// to later rounds solves the same equations, so replanning at the next round keeps it.
-    /// When even all later rounds at c cannot make room (R close to s_r L), this round takes
-    /// what they leave.
+    /// items per survivor (R remaining queries, W the weights left, s_j survivors). If the
+    /// shares overflow the L items left, the earliest round J that can then evaluate its
+    /// survivors on every item left ends the search exactly (the scheduler's exhaustive round),
+    /// and the rounds before it get alpha p_j with alpha >= 1 such that the whole budget is
+    /// spent: the queries the rounds from J on could not use go to the earlier rounds in
+    /// proportion to their weights.
     fn item_capped_share(
         &self,
         round: usize,
@@ -111,9 +109,7 @@ impl RoundPlan {
         if rounds < 2 || alive == 0 {
             return None; // the last round takes all that remains, capped per model
         }
-        work::step(
-            3 * rounds as u64 + rounds as u64 * (usize::BITS - rounds.leading_zeros()) as u64,
-        );
+        work::step(2 * rounds as u64);
         let size = |j: usize| {
             if j == round {
                 alive
@@ -130,44 +126,35 @@ impl RoundPlan {
                 (r * self.weights[j] / weight / s, s)
             })
             .collect();
-        let mut p_open: f64 = shares.iter().map(|x| x.0).sum();
-        if p_open <= l {
+        if shares.iter().map(|x| x.0).sum::<f64>() <= l {
             return None;
         }
-        let mut order: Vec<usize> = (0..rounds).collect();
-        order.sort_by(|&a, &b| shares[b].0.total_cmp(&shares[a].0));
-        // Cap the m rounds with the largest shares, m = 1, 2, ...: the open rounds' items
-        // alpha * p_open plus m * c must be l, their queries alpha * r_open plus c * s_capped
-        // must be r.
-        let mut r_open = r;
-        let mut s_capped = 0.0;
-        let tolerance = 1e-9 * (1.0 + l);
-        for m in 1..rounds {
-            let (p, s) = shares[order[m - 1]];
-            p_open -= p;
-            r_open -= p * s;
-            s_capped += s;
-            let m_f = m as f64;
-            let det = p_open * s_capped - m_f * r_open;
-            if det.abs() < f64::EPSILON * (1.0 + r * l) {
-                continue;
+        // The earliest round J that can evaluate its survivors on every item left, with the
+        // rounds before it at alpha >= 1 times their weight shares (so no earlier round gets
+        // less than the weights give it): sum_{i<J} s_i alpha p_i + s_J (l - alpha P_J) = r,
+        // P_J = sum_{i<J} p_i. Its answer among those survivors is exact, which is worth more
+        // than splitting the items among the later rounds.
+        let (mut queries_before, mut items_before) = (0.0, 0.0);
+        for (j, &(p, s)) in shares.iter().enumerate() {
+            if j > 0 {
+                let alpha = (r - s * l) / (queries_before - s * items_before);
+                if alpha >= 1.0 && alpha * items_before <= l {
+                    // Floored, unless the later rounds could not use more than 1% of the budget
+                    // left that the floor leaves (round `round + 1` on every item left is the
+                    // most they can spend): rounding up then keeps the budget spent, at the
+                    // price of the exhaustive round (a few queries lost cost less than it).
+                    let (t, s_r, s_next) =
+                        ((alpha * shares[0].0).floor(), shares[0].1, shares[1].1);
+                    let more = (r - s_r * t) - s_next * (l - t) > r / 100.0;
+                    return Some(t as u64 + more as u64);
+                }
             }
-            let alpha = (l * s_capped - m_f * r) / det;
-            let c = (p_open * r - r_open * l) / det;
-            let capped_above = alpha * shares[order[m - 1]].0 >= c - tolerance;
-            let open_below = alpha * shares[order[m]].0 <= c + tolerance;
-            if alpha > 0.0 && c >= 0.0 && capped_above && open_below {
-                let t = (alpha * shares[0].0).min(c);
-                return Some(t.max(0.0).floor() as u64);
-            }
+            queries_before += s * p;
+            items_before += p;
         }
-        // Every later round at a common c, this round the rest: x + (n - 1) c = l and
-        // s_r x + c * (sum of later s_j) = r.
-        let later: f64 = shares[1..].iter().map(|x| x.1).sum();
-        let s_r = shares[0].1;
-        let c = ((s_r * l - r) / (s_r * (rounds - 1) as f64 - later)).max(0.0);
-        let x = l - (rounds - 1) as f64 * c;
-        Some(x.max(0.0).floor() as u64)
+        // Not reached when the survivors shrink from round to round (at J = last, alpha > 1
+        // whenever the shares overflow; checked on random plans): the weight rule stands.
+        None
     }
 
     /// The smallest budget this plan accepts (below a full evaluation of every model).
@@ -438,23 +425,23 @@ mod tests {
         let budget = 50 * 1000;
         let old = schedule(&plan, budget, 3000, weight_rule);
         assert!(old.1 < budget * 95 / 100, "{old:?}");
-        let (items, spent, _) = schedule(&plan, budget, 3000, RoundPlan::items_per_survivor);
+        let (items, spent, exact) = schedule(&plan, budget, 3000, RoundPlan::items_per_survivor);
         assert!(
             spent >= budget * 999 / 1000,
             "{spent} of {budget}: {items:?}"
         );
-        assert!(items.iter().sum::<u64>() <= 3000);
-        // Earlier rounds get more than their weight share; the last rounds share a cap.
-        for r in 0..6 {
+        // Rounds 0-7 get more than their weight share, and round 8 evaluates its 4 survivors
+        // on every item they have left (the best of those 4 exactly, where the weight rule
+        // could only afford it for 2).
+        for r in 0..8 {
             assert!(items[r] >= old.0[r], "round {r}: {items:?} vs {old:?}");
         }
-        let last = items.len() - 1;
-        assert!(items[last].abs_diff(items[last - 1]) <= 2, "{items:?}");
-        // Halving still doubles the depth while the rounds are not capped.
         assert!(
-            items[1] >= 2 * items[0] - 1 && items[5] >= items[4],
-            "{items:?}"
+            items[2] > old.0[2] && items[7] > old.0[7],
+            "{items:?} vs {old:?}"
         );
+        assert!(exact && items.len() == 9, "{items:?}");
+        assert_eq!(items.iter().sum::<u64>(), 3000);
     }
 
     #[test]
@@ -482,5 +469,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The search for the exhaustive round always succeeds when the shares overflow: any
+    /// weights, survivors shrinking from round to round, any budget short of evaluating every
+    /// survivor on every item.
+    #[test]
+    fn an_exhaustive_round_is_found_whenever_the_shares_overflow() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut overflowing = 0;
+        for _ in 0..20_000 {
+            let rounds = rng.gen_range(2..12);
+            let mut survivors: Vec<usize> = (0..=rounds).map(|_| rng.gen_range(1..3000)).collect();
+            survivors.sort_unstable_by(|a, b| b.cmp(a));
+            survivors.dedup();
+            if survivors.len() < 3 {
+                continue;
+            }
+            let plan = RoundPlan {
+                n_models: survivors[0],
+                weights: (1..survivors.len())
+                    .map(|_| rng.gen_range(0.01..1.0))
+                    .collect(),
+                survivors_after: survivors[1..].to_vec(),
+                min_items: vec![0; survivors.len() - 1],
+            };
+            let left = rng.gen_range(1..5000u64);
+            let remaining = rng.gen_range(0..survivors[0] as u64 * left);
+            let weight: f64 = plan.weights.iter().sum();
+            let shares: f64 = (0..plan.len())
+                .map(|j| {
+                    remaining as f64 * plan.weights[j] / weight / plan.survivors_before(j) as f64
+                })
+                .sum();
+            let planned = plan.item_capped_share(0, remaining, survivors[0] as u64, left);
+            assert_eq!(
+                planned.is_some(),
+                shares > left as f64,
+                "{plan:?} {remaining} {left}"
+            );
+            overflowing += planned.is_some() as u32;
+        }
+        assert!(overflowing > 1000, "{overflowing}");
     }
 }
