@@ -161,3 +161,21 @@ fn every_committed_version_still_restores_and_finishes_like_the_fixed_search() {
         assert_eq!(finish(restored), finish(expected), "{version} {name}");
     }
 }
+
+/// A gem search saved while its first round was planned by the weights alone (before rounds
+/// were planned knowing the item cap, docs/search.md): the layout is the same, so it restores
+/// under GEMFND01 and its later rounds are planned by the current rule. It ends with the
+/// fixed search's pick, on its whole budget (the weight rule alone would have left about a
+/// tenth of the 120 queries unspent).
+#[test]
+fn a_search_planned_by_the_weights_alone_restores_and_finishes() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/planned_by_weights_GEMFND01_gem.hex");
+    let bytes = from_hex(&std::fs::read_to_string(path).unwrap());
+    let restored = Session::restore(&bytes).unwrap();
+    let expected = fixed_search("gem");
+    assert_eq!(restored.scheduler().config(), expected.scheduler().config());
+    assert_eq!(restored.snapshot(), bytes, "decodes to what it was");
+    assert_eq!(finish(restored), (Some(6), 120));
+    assert_eq!(finish(expected), (Some(6), 120));
+}

@@ -87,8 +87,13 @@ impl Scheduler {
             let (t, exhaustive) = if remaining >= need_all {
                 (self.survivors.iter().map(left).max().unwrap_or(0), true)
             } else {
+                // Survivors of a round have answered equally many items (each round gives
+                // them all the same count, capped at the items left), so one count stands for
+                // all.
+                let items_left = self.survivors.iter().map(left).max().unwrap_or(0);
                 (
-                    rs.plan.items_per_survivor(rs.index, remaining, alive),
+                    rs.plan
+                        .items_per_survivor(rs.index, remaining, alive, items_left),
                     false,
                 )
             };

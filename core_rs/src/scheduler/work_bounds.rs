@@ -28,8 +28,8 @@ const THRESHOLD: u64 = 100 * (TERMS + 1);
 fn bound(algorithm: &Algorithm, plan_len: u64, pulls: u64) -> u64 {
     let (k, n) = (K as u64, N as u64);
     // Any call: a tell's bookkeeping and at most one round close and plan per told pull:
-    // survivors, plan reserves and the item order.
-    let rounds = (plan_len + 1) * (2 * k + 2 * plan_len + 1) + n;
+    // survivors, plan reserves, the item-cap check and the item order.
+    let rounds = (plan_len + 1) * (2 * k + 4 * plan_len + 1) + n;
     let per_pull = match algorithm {
         Algorithm::TopTwoThompson { max_resample, .. } => {
             // (max_resample + 1) posterior draws, each visiting each open model at most twice
