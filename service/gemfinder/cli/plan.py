@@ -57,7 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     # What `gemfinder search` would read too, fixed for a plan (search.build reads them).
     p.set_defaults(
-        handler=run, matrix=None, incremental_from=None, incumbents=None, allow_unreachable=True
+        handler=run,
+        matrix=None,
+        incremental_from=None,
+        incumbents=None,
+        allow_unreachable=True,
+        gpu_seconds=None,
     )
 
 
