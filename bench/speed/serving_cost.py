@@ -23,6 +23,7 @@ import time
 import numpy as np
 from gemfinder.oracles import InferenceOracle
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
+from gemfinder.search import gpu_budget
 from gemfinder.search.runner import SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
@@ -72,7 +73,18 @@ def _fleet(matrix: CorrectnessMatrix, endpoints: int, full_models: bool) -> dict
     }
 
 
-async def _run(matrix, items, raw: dict, load_aware: bool, budget: int, algorithm: str):
+async def _run(
+    matrix,
+    items,
+    raw: dict,
+    load_aware: bool,
+    budget: int,
+    algorithm: str,
+    gpu_seconds: float | None = None,
+):
+    """The search through the runner and the HTTP oracle against the fleet: its result, the
+    fleet's measurements per endpoint, the real seconds. With `gpu_seconds` its query budget is
+    planned from the cap as a start plans it (search.gpu_budget)."""
     config = fleet_from_dict(raw)
     async with Fleet(config, matrix, items) as fleet:
         urls = {name: fleet.url(name) for name in fleet.names}
@@ -82,8 +94,11 @@ async def _run(matrix, items, raw: dict, load_aware: bool, budget: int, algorith
             for i, e in enumerate(endpoints_for(config, urls, "openai_completions"))
         ]
         oracle = InferenceOracle(configs)
-        spec = SearchSpec(candidates, items, budget=budget, algorithm=algorithm, seed=1)
+        spec = SearchSpec(
+            candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
+        )
         spec.validate()
+        spec = gpu_budget.planned(spec, oracle.configs)
         store = Store()
         store.create_search("s", None, spec.to_dict())
         await oracle.prepare(candidates)

@@ -40,7 +40,6 @@ from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search import gpu_budget, incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner
-from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import AnyScheduler, SearchSpec, spec_digest
 from gemfinder.search.values import Progress
 from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
@@ -241,7 +240,8 @@ class SearchManager:
             return False
         data = self.store.load_snapshot(row.id)
         try:
-            spec = self._planned(spec)  # the query budget its GPU-second cap bought at start
+            # The query budget its GPU-second cap bought at start (replays: off the loop).
+            spec = await asyncio.to_thread(self._planned, spec)
         except UserError as err:  # the operator's cost models changed since: say so
             error = f"on resume: {err.field}: {err.reason}"
             self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
@@ -297,8 +297,7 @@ class SearchManager:
         """`spec` with the query budget its GPU-second cap buys (search.gpu_budget)."""
         if spec.gpu_seconds is None:
             return spec
-        cost = SearchCost.of(self.oracle, spec.candidates, spec.gpu_seconds)
-        return gpu_budget.planned(spec, cost)
+        return gpu_budget.planned(spec, getattr(self.oracle, "configs", {}))
 
     def stop_serving(self) -> None:
         """The first step of a graceful shutdown: end every Watch and wait with UNAVAILABLE
@@ -353,7 +352,9 @@ class SearchManager:
         # failed). No lock is held while endpoints are probed, so starts run concurrently.
         while request_id and request_id in self._starting:
             await asyncio.wait([self._starting[request_id]])
-        run_spec = self._planned(spec)  # before anything is stored: a cap too small is refused
+        # Before anything is stored: a cap too small is refused. Replays of the search (up to
+        # a second or so, search.gpu_budget): off the event loop.
+        run_spec = await asyncio.to_thread(self._planned, spec)
         if request_id:
             existing = self.store.find_request(request_id)
             if existing is not None:

@@ -98,6 +98,17 @@ class SearchCost:
                 metrics.SERVING_LOADS.labels(kind).inc(after - was)
         return spent
 
+    def replayed(self, candidate: Candidate) -> float:
+        """A simulated query (gemfinder.search.plan replays a search through these ledgers):
+        accounted as `sent` accounts it and answered at once; the serving metrics count only
+        queries really sent."""
+        ledger = self._ledgers.get(candidate.endpoint.rstrip("/"))
+        if ledger is None:
+            return 0.0
+        spent = ledger.serve(candidate.adapter_id or None)
+        self._total += spent
+        return spent
+
     def answered(self, candidate: Candidate, service_s: float | None) -> None:
         """A query sent to `candidate` came back (answered or failed): on an endpoint whose
         query time is measured, its measured service time is added (None: a failure, whose
