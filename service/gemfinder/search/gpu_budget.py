@@ -7,15 +7,19 @@ cost models, so that the algorithm lays its rounds out for what it will be able 
 
 where `loads` brings every candidate up once (each endpoint's base model, each adapter into host
 memory and a GPU slot) and the mean query time is over the candidates (configured `query_s`; an
-endpoint that measures it counts 0 until measured). The search's query budget becomes the smaller
-of its own and this. A cap that buys fewer queries than the algorithm needs is refused, naming
-the field, before anything is sent.
+endpoint that measures it counts 0 until measured). That misses the reloads of adapters (and
+pooled models) evicted between rounds, so a round-based algorithm's budget is then laid out by
+replaying the search (gemfinder.search.plan, on its synthetic tree): the largest budget whose
+replay spends at most the cap, in a bounded number of replays (`_replayed`). The search's query
+budget becomes the smaller of its own and this. A cap that buys fewer queries than the algorithm
+needs is refused, naming the field, before anything is sent.
 
 Enforced: the runner asks `SearchCost.would_pass` before each query it sends and stops once the
 next one would take the spend past the cap (search.runner; the result says the cap stopped it
-and ranks what was reached). The plan is an estimate: reloads of adapters evicted between rounds
-and measured query times are not in it, and then the cap stops the search before its algorithm
-would; docs/service.md "A budget in GPU-seconds" says how far the spend may pass the cap.
+and ranks what was reached). The plan is an estimate: the replay's answers are synthetic, a
+sequential algorithm's reloads and measured query times are not in it, and then the cap may stop
+the search before its algorithm would; docs/service.md "A budget in GPU-seconds" says how far
+the spend may pass the cap.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ model with the k-th most downloads, so popularity relates to accuracy as in the 
   same load-aware order, as the runner hands out), the gem check included, and every pull is
   replayed through one gemfinder.cost.SlotLedger per endpoint built from the endpoints' cost
   models, exactly as the runner accounts a live search. The trials give the mean and the spread.
+  Under a GPU-second cap the budget is the one a start plans (search.gpu_budget, which replays
+  searches with this module) and each trial stops where the runner's SearchCost.would_pass
+  check stops the search; the plan says how often it did (`capped`).
 - Quality: many more trials in the Rust simulator (`simulate_trials`, `simulate_certified`):
   the loss in accuracy points (the best model's accuracy minus the pick's) and P(best).
 - Tokens: prompt tokens are the query set's prompts as the endpoints get them, counted as
