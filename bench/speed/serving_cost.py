@@ -6,7 +6,10 @@ for two trees of the same size:
 - adapter-heavy: each endpoint serves a base model (30 s to bring up) and LoRA adapters that
   take 2 s to move into one of 4 GPU slots (all held in host memory);
 - full-model-heavy: each endpoint is a model-swapping server with 4 GPUs in front of full models,
-  each 30 s to bring onto a GPU (modelled as slots whose swap costs 30 s).
+  each 30 s to bring onto a GPU (modelled as slots whose swap costs 30 s);
+- gpu-pool: one endpoint per full model, all sharing one `gpu_pool` of 4 GPUs (a model 30 s to
+  bring up, the least recently used one taken down for it), in the fleet as in the endpoints
+  file the search accounts from.
 Every query costs 0.2 s. The figures are the fleet's (measured on its clock); the search's own
 accounting (result.cost) is printed beside them, and the winner, which must not change.
 
@@ -69,6 +72,25 @@ def _fleet(matrix: CorrectnessMatrix, endpoints: int, full_models: bool) -> dict
                 "serving": serving,
             }
             for e, rows in enumerate(per)
+        ]
+    }
+
+
+def _pooled_fleet(matrix: CorrectnessMatrix) -> dict:
+    """One endpoint per model, every one in the same GPU pool of SLOTS models."""
+    serving = {"model_load_s": MODEL_S, "query_s": QUERY_S,
+               "gpu_pool": {"name": "rack", "slots": SLOTS}}  # fmt: skip
+    return {
+        "endpoints": [
+            {
+                "name": f"endpoint-{k}",
+                "model_id": model,
+                "server": "vllm",
+                "chat_template": False,
+                "max_concurrent_requests": 512,
+                "serving": serving,
+            }
+            for k, model in enumerate(matrix.models)
         ]
     }
 
@@ -141,8 +163,12 @@ async def main() -> None:
         f"{'tree':<17}{'order':<12}{'queries':>8}{'loads':>8}{'GPU-s':>12}{'wall s':>11}"
         f"{'accounted':>12}  {'winner':<16}{'real s':>6}"
     )
-    for tree, full in (("adapter-heavy", False), ("full-model-heavy", True)):
-        raw = _fleet(matrix, args.endpoints, full)
+    trees = (
+        ("adapter-heavy", _fleet(matrix, args.endpoints, False)),
+        ("full-model-heavy", _fleet(matrix, args.endpoints, True)),
+        ("gpu-pool", _pooled_fleet(matrix)),
+    )
+    for tree, raw in trees:
         winners = set()
         for order, aware in (("item-major", False), ("load-aware", True)):
             result, measured, seconds = await _run(
