@@ -241,7 +241,8 @@ class SearchManager:
         data = self.store.load_snapshot(row.id)
         try:
             # The query budget its GPU-second cap bought at start (replays: off the loop).
-            spec = await asyncio.to_thread(self._planned, spec)
+            if spec.gpu_seconds is not None:
+                spec = await asyncio.to_thread(self._planned, spec)
         except UserError as err:  # the operator's cost models changed since: say so
             error = f"on resume: {err.field}: {err.reason}"
             self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
@@ -347,14 +348,17 @@ class SearchManager:
         self._check_allowed(spec)
         if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
             spec = incremental.narrow(self.store, spec)
+        # Before anything is stored: a cap too small is refused. Replays of the search (up to
+        # a second or so, search.gpu_budget): off the event loop, and before the wait below,
+        # which must not be followed by an await until this start holds its request id.
+        run_spec = spec
+        if spec.gpu_seconds is not None:
+            run_spec = await asyncio.to_thread(self._planned, spec)
         # One request id, one search, even under concurrent retries: a start with the id of a
         # start in progress waits for it, then attaches to its search (or starts afresh if it
         # failed). No lock is held while endpoints are probed, so starts run concurrently.
         while request_id and request_id in self._starting:
             await asyncio.wait([self._starting[request_id]])
-        # Before anything is stored: a cap too small is refused. Replays of the search (up to
-        # a second or so, search.gpu_budget): off the event loop.
-        run_spec = await asyncio.to_thread(self._planned, spec)
         if request_id:
             existing = self.store.find_request(request_id)
             if existing is not None:

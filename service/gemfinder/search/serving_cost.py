@@ -221,6 +221,17 @@ class SearchCost:
         return self._ledgers.get(url.rstrip("/"))
 
 
+def pool_slots(candidates: list[Candidate], configs: dict | None = None) -> list[tuple[str, int]]:
+    """Each candidate's GPU pool (`configs`: the operator's settings by URL) as (name, slots),
+    ("", 0) for a candidate on no pool: the runner keeps at most `slots` of a pool's models in
+    flight at once (search.runner `_take`)."""
+    out = []
+    for c in candidates:
+        pool = getattr((configs or {}).get(c.endpoint.rstrip("/")), "gpu_pool", None)
+        out.append((pool.name, pool.slots) if pool else ("", 0))
+    return out
+
+
 def load_groups(candidates: list[Candidate], configs: dict | None = None) -> list[int]:
     """Each candidate's endpoint as a number, for the core's load-aware round order (models on
     one endpoint share its slots; core_rs/src/scheduler/load_order.rs). Endpoints of one GPU

@@ -11,7 +11,7 @@ from gemfinder.oracles.endpoints import endpoint_config_from_dict
 from gemfinder.sim.fleet import Fleet
 from gemfinder.sim.fleet.build import endpoints_for
 
-from bench.speed.serving_cost import _pool
+from bench.speed.serving_cost import _pool, _pooled_fleet, _run
 from tests.fleet_support import fleet_config
 
 
@@ -49,3 +49,20 @@ def test_a_pool_of_two_sizes_or_a_bad_pool_names_the_field():
     with pytest.raises(UserError) as err:
         fleet_config(_endpoint(0, 0))
     assert err.value.field == "fleet.endpoints[0].serving.gpu_pool.slots"
+
+
+@pytest.mark.parametrize("load_aware", [False, True], ids=["item-major", "load-aware"])
+async def test_a_search_accounts_the_pool_as_the_fleet_measures_it(load_aware):
+    """16 full models, one endpoint each, sharing 4 GPUs (30 s a load): the search's own
+    accounting is the fleet's measurement, loads and GPU-seconds. The runner keeps at most the
+    pool's slots of its models in flight (search.runner `_take`); without that, queries for
+    several models would reach the pool interleaved and the fleet measured 1,022-1,052 GPU-s
+    in load-aware order where the search accounted 812."""
+    matrix, items = _pool(16, 100, seed=3)
+    result, measured, _ = await _run(matrix, items, _pooled_fleet(matrix), load_aware, 160, "gem")
+    cost = result.cost
+    assert cost.queries == sum(m["queries"] for m in measured) == 160
+    assert cost.model_loads == sum(m["model_loads"] for m in measured)
+    assert cost.gpu_seconds == pytest.approx(sum(m["gpu_seconds"] for m in measured))
+    # Each model up once at best (16 loads); item-major brings them up and down per pull.
+    assert cost.model_loads < 40 if load_aware else cost.model_loads > 60
