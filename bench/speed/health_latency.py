@@ -11,6 +11,8 @@ algorithm, four searches run at once with the largest parameter values the core 
 timed. Prints p50, p99 and max per algorithm and over all probes. Goal: p99 under 100 ms. Last,
 the server's CPU per query it had answered by an endpoint (user + system time of its process
 over the run, from /proc, idle probes included): what search.pressure's back-off is sized by.
+With `--loop-steps`, the server's longest event-loop steps by kind and its full garbage
+collections' pauses (bench.speed.loop_steps).
 
 First it times the scheduler calls themselves (in this process, no server): the longest `ask`
 and `tell_many` of a search on the same pool at the same parameters, asked in the batches the
@@ -75,9 +77,9 @@ def write_pool(tmp: Path, models: int, per_task: int) -> tuple[Path, Path]:
     return tmp / "pool.npz", tmp / "items.jsonl"
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen:
+def start(argv: list[str], log: Path, module: list[str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "gemfinder", *argv],
+        [sys.executable, "-m", *(module or ["gemfinder"]), *argv],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
@@ -208,6 +210,22 @@ async def measure(args, port: int, candidates, items) -> int:
     return fetched
 
 
+def print_loop_steps(found: dict) -> None:
+    """The server's loop holds (bench.speed.loop_steps): steps over 15 ms of CPU by kind (the
+    first StartSearch also creates the endpoints' clients; `_run` is the server's start-up)."""
+    over = ", ".join(f"{n} over {ms} ms" for ms, n in found["over_ms"].items())
+    print(f"event loop: {found['steps']:,} steps, {found['steps_cpu_s']} s of CPU; {over}")
+    for kind, s in found["slow_by_kind"].items():
+        print(
+            f"  {kind:<28} {s['count']:>5} steps over 15 ms, "
+            f"median {s['median_ms']}, max {s['max_ms']} ms"
+        )
+    print(
+        f"full collections: {found['gen2_pauses']}, pause median {found['gen2_median_ms']} ms, "
+        f"max {found['gen2_max_ms']} ms (CPU)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1000)
@@ -223,6 +241,12 @@ def main() -> None:
         default=["ttts", "ucb", "ucb_e", "gem", "sr", "sh", "sh_correlated", "bayes_elim"],
     )
     parser.add_argument("--logs", help="directory to keep the fleet's and server's logs in")
+    parser.add_argument(
+        "--loop-steps",
+        action="store_true",
+        help="time the server's event-loop steps and full collections (bench.speed.loop_steps) "
+        "and print the longest by kind",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -246,12 +270,14 @@ def main() -> None:
             for endpoint in settings:
                 endpoint["max_concurrency"] = args.slots
             (tmp / "endpoints.json").write_text(json.dumps(settings))
+            steps = tmp / "loop_steps.json"
             server = start(
                 [
                     "serve", "--address", "127.0.0.1:0", "--db", str(tmp / "bench.db"),
                     "--endpoints", str(tmp / "endpoints.json"), "--log-level", "WARNING",
                 ],
                 logs / "server.log",
+                ["bench.speed.loop_steps", str(steps)] if args.loop_steps else None,
             )  # fmt: skip
             port = int(wait_for_line(server, r"listening on 127\.0\.0\.1:(\d+)").group(1))
             candidates = load_candidates(tmp / "candidates.jsonl")
@@ -283,6 +309,8 @@ def main() -> None:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         print("a process ignored SIGTERM for 30 s", file=sys.stderr)
+            if args.loop_steps and steps.exists():
+                print_loop_steps(json.loads(steps.read_text()))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Building runs lm-eval's own prompt construction (`build_all_requests`, 5 few-sho
 item) and writes gemfinder records; grading runs the task's filter pipeline and exact_match
 metric (lm-eval's functions) on scripted responses through gemfinder's `lm_eval` task kind.
 The one-time costs (lm-eval's task index, walked and read from gemfinder's disk cache, loading the
-task) are reported apart. Compare the
-rates with the oracle's graded queries per second (docs/oracles.md, "Throughput").
+task) are reported apart; then the same responses graded as a search grades them (worker
+thread, the oracle's path, the grading processes). Compare the rates with the oracle's graded
+queries per second (docs/oracles.md, "Throughput").
 
     python -m bench.speed.lm_eval_speed [--items 1000] [--grade-rounds 3]
 """
@@ -13,6 +14,7 @@ rates with the oracle's graded queries per second (docs/oracles.md, "Throughput"
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import tempfile
 import time
@@ -24,6 +26,8 @@ from gemfinder.tasks.lmeval.build import records_from_task
 from gemfinder.tasks.lmeval.loading import load_task, task_manager
 
 from bench.common.shared_data import SHARED_DATA, require
+
+IN_FLIGHT = 32  # answers graded at once, as pulls in flight come back
 
 
 def _responses(rec: dict) -> list[str]:
@@ -89,7 +93,42 @@ def main() -> None:
         f"graded {len(work)} responses (strict-match + exact_match; {correct} correct): "
         f"{t_grade:.2f} s = {len(work) / t_grade:,.0f} graded/s"
     )
+    for label, rate in asyncio.run(_oracle_paths(work[: len(work) // args.grade_rounds])):
+        print(f"{label}: {rate:,.0f} graded/s")
     print("oracle (docs/oracles.md): ~300 graded queries/s multiple choice, 13-20/s MBPP")
+
+
+async def _oracle_paths(work: list) -> list[tuple[str, float]]:
+    """Graded per second the way a search grades (IN_FLIGHT answers at once): a worker thread
+    per answer (the path before the grading time limit), the oracle's path now (the same hop,
+    deciding there whether the item's patterns are known linear: gsm8k's are), and the grading
+    processes, where an item whose patterns are not known linear goes (oracles.grading_pool)."""
+    from gemfinder.backends.base import Completion
+    from gemfinder.oracles import InferenceOracle
+
+    grader = get_task("lm_eval")
+    oracle = InferenceOracle()
+    answers = [(it, Completion(r, None, None)) for it, r in work]
+
+    async def rate(grade) -> float:
+        await asyncio.gather(*(grade(it, c) for it, c in answers[:IN_FLIGHT]))  # warm up
+        t0 = time.perf_counter()
+        for k in range(0, len(answers), IN_FLIGHT):
+            await asyncio.gather(*(grade(it, c) for it, c in answers[k : k + IN_FLIGHT]))
+        return len(answers) / (time.perf_counter() - t0)
+
+    try:
+        return [
+            ("worker thread per answer (before)",
+             await rate(lambda it, c: asyncio.to_thread(grader.grade, it, c.text))),
+            ("the oracle's path (known-linear check, then the same thread)",
+             await rate(lambda it, c: oracle._graded(grader, it, c))),
+            (f"grading processes ({oracle.grading.size}, time limit "
+             f"{oracle.grading.timeout_s:g} s per answer)",
+             await rate(lambda it, c: oracle.grading.grade(it, c.text))),
+        ]  # fmt: skip
+    finally:
+        await oracle.aclose()
 
 
 if __name__ == "__main__":

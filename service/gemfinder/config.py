@@ -19,6 +19,8 @@ from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.errors import UserError
 from gemfinder.oracles.allowlist import compile_pattern
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
+from gemfinder.oracles.grading_pool import DEFAULT_SIZE as DEFAULT_GRADING_WORKERS
+from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
 from gemfinder.search.spec import Limits
 
 HELP = {
@@ -56,6 +58,11 @@ HELP = {
     "lease_seconds": "lease of a running search: renewed every third of it; a replica that "
     "stops renewing loses its searches to another after this long",
     "executor": "URL of a `gemfinder executor` that runs MBPP code (empty: run it in-process)",
+    "grading_timeout_s": "time limit for grading one answer whose grader is not known linear "
+    "(an lm-eval pattern of your own YAML, or a quadratic one lm-eval ships); past it the "
+    "grading process is killed and the query fails as grading_timeout (docs/grading.md)",
+    "grading_workers": "grading processes for such answers (per oracle process; started on "
+    "first use)",
     "workers": "oracle worker processes that send the queries and grade the answers, each on "
     "its own core (0: in the server process)",
 }
@@ -72,8 +79,9 @@ AT_LEAST_ONE = (
     "default_queries_per_model",
     "endpoint_concurrency",
     "max_answer_bytes",
+    "grading_workers",
 )
-POSITIVE = ("request_timeout_s", "lease_seconds")
+POSITIVE = ("request_timeout_s", "lease_seconds", "grading_timeout_s")
 MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
 
 
@@ -108,6 +116,8 @@ class ServerConfig:
     executor: str = ""
     replica_id: str = ""
     lease_seconds: float = 15.0
+    grading_timeout_s: float = DEFAULT_GRADING_TIMEOUT_S
+    grading_workers: int = DEFAULT_GRADING_WORKERS
     workers: int = 0
 
     @property

@@ -275,7 +275,7 @@ class PgStore:
         *,
         state: str | None = None,
         progress: Progress | None = None,
-        result: Result | None = None,
+        result: Result | str | None = None,
         error: str | None = None,
         owner: str | None = None,
     ) -> None:

@@ -151,11 +151,12 @@ class Store:
         *,
         state: str | None = None,
         progress: Progress | None = None,
-        result: Result | None = None,
+        result: Result | str | None = None,
         error: str | None = None,
         owner: str | None = None,
     ) -> None:
-        """With `owner`, fenced: raises LeaseLost (and writes nothing) unless it owns the search."""
+        """With `owner`, fenced: raises LeaseLost (and writes nothing) unless it owns the search.
+        `result` may come as its JSON text already (search.manager encodes it off the loop)."""
         sets, args = update_columns("?", state, progress, result, error)
         fence = " AND owner = ?" if owner is not None else ""
         args += [search_id, *([owner] if owner is not None else [])]
@@ -596,7 +597,7 @@ def update_columns(
     mark: str,
     state: str | None,
     progress: Progress | None,
-    result: Result | None,
+    result: Result | str | None,
     error: str | None,
 ) -> tuple[list[str], list[Any]]:
     """`col = <mark>` clauses and their values for an update of a search row (both stores;
@@ -609,5 +610,5 @@ def update_columns(
     for column, typed in (("progress", progress), ("result", result)):
         if typed is not None:
             sets.append(f"{column} = {mark}")
-            args.append(json.dumps(typed.to_json()))
+            args.append(typed if isinstance(typed, str) else json.dumps(typed.to_json()))
     return sets, args

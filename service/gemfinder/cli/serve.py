@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 
@@ -48,10 +49,22 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(http_level)
 
 
+def freeze_startup_objects() -> None:
+    """Leave what exists before serving (modules, classes, the gRPC and HTTP stacks: ~70,000
+    objects) out of every later garbage collection. A full (generation 2) collection scans
+    every tracked object; with these in it, one took 42-84 ms of the event loop about every
+    2 s while searches ran, and found nothing to free among them: they live as long as the
+    process. Collected first, so no garbage is frozen; objects made later (searches,
+    requests) are collected as before. Once per process: the frozen set never grows."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _run(config: cfg.ServerConfig) -> int:
     from gemfinder.server.app import Server
 
     server = Server(config)
+    freeze_startup_objects()
     port = await server.start()
     host = config.address.rpartition(":")[0]
     print(f"gemfinder serve: listening on {host}:{port}", flush=True)

@@ -28,6 +28,8 @@ class FailureKind(StrEnum):
     HTTP_ERROR = "http_error"  # other 4xx (401, 404, ...): configuration, not transient
     TOO_LARGE = "too_large"  # an answer over --max-answer-bytes (oracles.answer_cap)
     GRADING = "grading"  # the grader itself failed (not the model's fault, not a 0)
+    # Grading the answer ran past its time limit (oracles.grading_pool): not a 0, not a 1
+    GRADING_TIMEOUT = "grading_timeout"
     WORKER_LOST = "worker_lost"  # the oracle worker process holding the pull ended (workers.py)
     UNEXPECTED = "unexpected"  # a bug in the client path; logged with its traceback
 

@@ -25,6 +25,9 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
+from gemfinder.oracles.grading_pool import DEFAULT_SIZE as DEFAULT_GRADING_WORKERS
+from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
+from gemfinder.oracles.grading_pool import GradingError, GradingPool, GradingTimeout
 from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.preflight import Prober, check_candidates
 from gemfinder.oracles.retry import (
@@ -36,7 +39,7 @@ from gemfinder.oracles.retry import (
 )
 from gemfinder.oracles.stats import OracleStats
 from gemfinder.oracles.transport import CONNECT_TIMEOUT_S, MAX_ANSWER_BYTES
-from gemfinder.tasks import Item, get_task
+from gemfinder.tasks import Grade, Item, Task, get_task
 
 log = logging.getLogger(__name__)
 # vLLM's 404 for a model name it does not know (an adapter unregistered under us).
@@ -66,8 +69,12 @@ class InferenceOracle:
         seed: int | None = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         probe_concurrency: int = 32,
+        grading_timeout_s: float = DEFAULT_GRADING_TIMEOUT_S,
+        grading_workers: int = DEFAULT_GRADING_WORKERS,
     ) -> None:
         self.max_answer_bytes = max_answer_bytes
+        # Graders not known to be linear run there, under a time limit (started on first use).
+        self.grading = GradingPool(grading_workers, grading_timeout_s)
         self.configs = {c.key: c for c in endpoints}
         self.policy = policy or RetryPolicy()
         self.stats = stats or OracleStats()
@@ -353,22 +360,21 @@ class InferenceOracle:
     ) -> OracleResult:
         task = get_task(item.task)
         try:
-            # A grader that runs code (MBPP's sandbox) must not block the event loop; the
-            # others are quicker inline than a hop to a worker thread.
-            if completion.loglikelihoods is not None:
-                grade = task.grade_loglikelihoods(item, list(completion.loglikelihoods))
-            elif task.runs_code:
-                grade = await asyncio.to_thread(task.grade, item, completion.text)
-            else:
-                grade = task.grade(item, completion.text)
+            grade = await self._graded(task, item, completion)
         except Exception as exc:  # noqa: BLE001 - a grader failure is not the model's 0
-            log.exception("grading %s failed", item.id)
-            self.stats.record("pull_failed", FailureKind.GRADING)
+            kind = FailureKind.GRADING
+            if isinstance(exc, GradingTimeout):  # logged by the pool, with the process killed
+                kind = FailureKind.GRADING_TIMEOUT
+            elif isinstance(exc, GradingError):  # raised in a grading process
+                log.warning("grading %s failed: %s", item.id, exc)
+            else:
+                log.exception("grading %s failed", item.id)
+            self.stats.record("pull_failed", kind)
             return OracleResult(
                 candidate.model_id,
                 item.id,
                 None,
-                FailureKind.GRADING,
+                kind,
                 response=completion.text,
                 latency_s=time.perf_counter() - start,
                 attempts=attempts,
@@ -390,6 +396,22 @@ class InferenceOracle:
             service_s=completion.service_s,
             attempts=attempts,
         )
+
+    async def _graded(self, task: Task, item: Item, completion: Completion) -> Grade:
+        """The answer's grade: inline when its grader is known linear and quick; in a worker
+        thread when it runs code (MBPP's sandbox) or may read lm-eval's pattern set; in a
+        grading process under a time limit when its patterns are not known linear (a
+        pathological answer would hold the interpreter lock for hours)."""
+        text = completion.text
+        if completion.loglikelihoods is not None:
+            return task.grade_loglikelihoods(item, list(completion.loglikelihoods))
+        if task.runs_code:  # lm_eval too: one thread hop decides and, mostly, grades
+            grade = await asyncio.to_thread(_grade_if_bounded, task, item, text)
+        else:
+            grade = task.grade(item, text) if task.grading_bounded(item, text) else None
+        if grade is None:
+            grade = await self.grading.grade(item, text, task.code_seconds(item))
+        return grade
 
     def _on_demand(self, candidates: list[Candidate]) -> dict[str, list[str]]:
         """The on-demand adapters among `candidates`, by endpoint (the operator's settings)."""
@@ -413,6 +435,12 @@ class InferenceOracle:
             await self.runtime_adapters.release(self.configs[url], names)
 
     async def aclose(self) -> None:
+        await self.grading.aclose()
         await self.runtime_adapters.aclose()  # unregisters what is left (shutdown)
         for endpoint in self._endpoints.values():
             await endpoint.client.close()
+
+
+def _grade_if_bounded(task: Task, item: Item, text: str) -> Grade | None:
+    """The grade when the item's grader is known linear, else None (for the grading pool)."""
+    return task.grade(item, text) if task.grading_bounded(item, text) else None

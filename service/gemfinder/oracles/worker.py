@@ -14,9 +14,9 @@ import socket
 import sys
 from typing import Any
 
+from gemfinder.oracles.frames import frame, read_frame
 from gemfinder.oracles.inference import InferenceOracle
 from gemfinder.oracles.stats import OracleStats
-from gemfinder.oracles.workers import frame, read_frame
 
 
 class _Events(OracleStats):
@@ -45,6 +45,8 @@ class Worker:
             validate=False,  # checked by the parent before the search
             seed=settings["seed"],
             max_answer_bytes=settings["max_answer_bytes"],
+            grading_timeout_s=settings["grading_timeout_s"],
+            grading_workers=settings["grading_workers"],
         )
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.done: list[tuple[int, Any]] = []

@@ -18,8 +18,8 @@ and their results come back the same way, so picks are the scheduler's as in-pro
 - Shutdown (`aclose`) asks each worker to stop, then terminates and finally kills what is left;
   a worker whose parent dies sees its socket close and exits.
 
-Frames: a 4-byte length and a pickle, over a socketpair. Only this process and its own children
-hold the socket, so unpickling trusts no one else's bytes.
+Frames: oracles.frames (a length and a pickle, over a socketpair only this process and its
+children hold).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -41,6 +39,9 @@ from typing import Any
 from gemfinder.candidates import Candidate
 from gemfinder.oracles.base import FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
+from gemfinder.oracles.frames import frame, read_frame
+from gemfinder.oracles.grading_pool import DEFAULT_SIZE as DEFAULT_GRADING_WORKERS
+from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
 from gemfinder.oracles.inference import InferenceOracle
 from gemfinder.oracles.lora_runtime import RuntimeAdapters
 from gemfinder.oracles.retry import RetryPolicy
@@ -48,19 +49,8 @@ from gemfinder.oracles.stats import OracleStats
 from gemfinder.tasks import Item
 
 log = logging.getLogger(__name__)
-_HEADER = struct.Struct("!I")
 START_TIMEOUT_S = 60.0  # a worker imports the HTTP stack and the tasks: a few seconds
 STOP_TIMEOUT_S = 5.0
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    size = _HEADER.unpack(await reader.readexactly(_HEADER.size))[0]
-    return pickle.loads(await reader.readexactly(size))
-
-
-def frame(message: Any) -> bytes:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
 
 
 def split(limit: int, workers: int) -> list[int]:
@@ -105,6 +95,8 @@ class WorkerOracle:
         max_answer_bytes: int | None = None,
         executor: str = "",
         log_level: str = "WARNING",
+        grading_timeout_s: float = DEFAULT_GRADING_TIMEOUT_S,
+        grading_workers: int = DEFAULT_GRADING_WORKERS,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -129,6 +121,9 @@ class WorkerOracle:
             "max_answer_bytes": self.local.max_answer_bytes,
             "executor": executor,
             "log_level": log_level,
+            # Each worker grades what is not known linear in its own grading processes.
+            "grading_timeout_s": grading_timeout_s,
+            "grading_workers": grading_workers,
         }
         self._workers = [_Worker(k) for k in range(workers)]
         self._configured: dict[str, EndpointConfig] = {}  # endpoint -> its settings and limit

@@ -41,8 +41,9 @@ from gemfinder.samples import Sample, sample
 from gemfinder.search import events as ev
 from gemfinder.search import gem_check
 from gemfinder.search.gem import most_downloaded
+from gemfinder.search.per_task import item_tasks
 from gemfinder.search.pressure import LAG
-from gemfinder.search.result import progress, result
+from gemfinder.search.result import progress, result, with_per_task
 from gemfinder.search.serving_cost import SearchCost, load_groups, pool_slots
 from gemfinder.search.spec import AnyScheduler, CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
@@ -96,6 +97,7 @@ class SearchRunner:
         sequential_batch: int = 32,
         owner: str | None = None,
         load_aware: bool = True,
+        keys: CacheKeys | None = None,
     ) -> None:
         self.search_id = search_id
         # The replica holding this search's lease: its snapshot and progress writes are fenced
@@ -112,7 +114,9 @@ class SearchRunner:
         # Each model's GPU pool: at most its slots of the pool's models in flight (`_take`).
         self._pools = pool_slots(spec.candidates, getattr(oracle, "configs", {}))
         self._pooled = any(name for name, _ in self._pools)
-        self.keys = CacheKeys(spec, partial(answer_scope, oracle))  # who answers, per endpoint
+        # Who answers, per endpoint; `keys`: built already (SearchManager.start builds them off
+        # the event loop: hashing every item's prompt takes ~15 ms at 400 items).
+        self.keys = keys or cache_keys(spec, oracle)
         # GPU time and loads of the queries sent (cost.py), continued from what a run before a
         # restart stored; with a GPU-second cap, checked before each query (search.gpu_budget).
         self.cost = SearchCost.of(oracle, spec.candidates, spec.gpu_seconds)
@@ -210,10 +214,15 @@ class SearchRunner:
         self._core_call = loop.run_in_executor(_CORE_THREADS, call, *args)
         return await asyncio.shield(self._core_call)
 
-    def result(self) -> Result:
+    async def result(self) -> Result:
         outcomes = partial(self.store.outcomes, self.search_id)
-        counts = partial(self.store.task_counts, self.search_id)
-        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes, counts)
+        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
+        if len(self.spec.task_items()) > 1:
+            # Counted in the store, on this thread (its connection is this loop's); ranked per
+            # task on a worker thread: 0.8 s of CPU at 5,000 models, on the loop it stalled
+            # every RPC of the server as a search ended.
+            counts = self.store.task_counts(self.search_id, item_tasks(self.spec)[1])
+            found = await asyncio.to_thread(with_per_task, found, self.spec, counts)
         return replace(found, cost=self.cost.cost())
 
     @property
@@ -288,14 +297,14 @@ class SearchRunner:
             metrics.SURVIVORS.dec(self._survivors)
             self._survivors = 0
         if self._cancel.is_set() and not self.sched.finished:
-            raise SearchCancelled(self.result())
+            raise SearchCancelled(await self.result())
         self._check_recommendation()
         if not self.capped:  # the cap is spent: no gem check
             await self._gem_check()
         self._snapshot()
         if self._cancel.is_set():  # cancelled during the gem check: the verdict is unfinished
-            raise SearchCancelled(self.result())
-        return self.result()
+            raise SearchCancelled(await self.result())
+        return await self.result()
 
     def _next_window(self, largest: int | None = None) -> int:
         """Queries this search may have in flight now: its batch size (or `largest`), less
@@ -575,6 +584,10 @@ class SearchRunner:
         self._save_ledger()
         self.store.save_snapshot(self.search_id, self.sched.snapshot(), owner=self.owner)
         self.store.update_search(self.search_id, progress=self.progress(), owner=self.owner)
+
+
+def cache_keys(spec: SearchSpec, oracle: Oracle) -> CacheKeys:
+    return CacheKeys(spec, partial(answer_scope, oracle))
 
 
 class _InFlight:

@@ -57,6 +57,8 @@ def default_oracle(config: ServerConfig, endpoints: list[EndpointConfig]) -> Ora
         "stats": hook_oracle_stats(OracleStats()),
         "default_concurrency": config.endpoint_concurrency,
         "max_answer_bytes": config.max_answer_bytes,
+        "grading_timeout_s": config.grading_timeout_s,
+        "grading_workers": config.grading_workers,
     }
     if config.workers:
         from gemfinder.oracles.workers import WorkerOracle

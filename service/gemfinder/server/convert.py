@@ -316,7 +316,8 @@ def certificate_from_proto(msg: pb.Progress | pb.SearchResult) -> Certificate | 
 
 
 def estimate_to_proto(e: Estimate) -> pb.ModelEstimate:
-    return pb.ModelEstimate(**{k: v for k, v in asdict(e).items() if v is not None})
+    # to_json, not asdict: a cheap shallow dict (see Estimate.to_json).
+    return pb.ModelEstimate(**{k: v for k, v in e.to_json().items() if v is not None})
 
 
 def estimate_from_proto(msg: pb.ModelEstimate) -> Estimate:

@@ -91,6 +91,18 @@ class Task:
         the task's name, unless items name their own benchmark (lm_eval)."""
         return self.name
 
+    def grading_bounded(self, item: Item, response: str) -> bool:
+        """Whether grading this answer is known to be quick, so it may run in the server's
+        process: the graders written here use patterns probed linear
+        (tests/tasks/test_grader_linear.py). False sends the answer to a grading process with a
+        time limit (oracles.grading_pool): an lm_eval item whose patterns are not known linear.
+        Blocking the first time for lm_eval (reads lm-eval's pattern set)."""
+        return True
+
+    def code_seconds(self, item: Item) -> float:
+        """How long grading this item may run its program (added to the grading time limit)."""
+        return 0.0
+
     def generation_for(self, item: Item) -> GenerationSettings:
         """Decoding settings for one item: the task's, unless items carry their own (lm_eval)."""
         return self.generation

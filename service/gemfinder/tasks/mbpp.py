@@ -6,8 +6,29 @@ import re
 
 from gemfinder.tasks.base import GenerationSettings, Grade, Item, Prompt, Task
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# A line holding a definition (`^\s*(def|class) ` crossed blank lines from every line start
+# above: quadratic in a run of blank lines; the same lines match this way, in linear time).
+_DEFINES = re.compile(r"^[^\S\n]*+(def|class) ", re.MULTILINE)
 _TAGGED = re.compile(r"\[PYTHON\](.*?)(?:\[/PYTHON\]|\Z)", re.DOTALL)
+
+
+def _fenced(text: str) -> list[str]:
+    r"""The bodies of fenced blocks: from the line after an opening ``` (whatever follows it on
+    its line) to the next ``` or the end. What `re.finditer` of
+    ```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)``` (DOTALL) gives, without its
+    rescan of the line from every ``` on it (quadratic on a line of backticks)."""
+    blocks, pos = [], 0
+    while (start := text.find("```", pos)) >= 0:
+        newline = text.find("\n", start + 3)
+        if newline < 0:  # no line ends after this fence, nor after any later one
+            break
+        end = text.find("```", newline + 1)
+        if end < 0:
+            blocks.append(text[newline + 1 :])
+            break
+        blocks.append(text[newline + 1 : end])
+        pos = end + 3
+    return blocks
 
 
 def extract_code(response: str) -> str:
@@ -16,11 +37,11 @@ def extract_code(response: str) -> str:
     if "[BEGIN]" in text:
         text = text.split("[BEGIN]", 1)[1]
     text = text.split("[DONE]", 1)[0]
-    blocks = [m.group(2) for m in _FENCE.finditer(text)]
+    blocks = _fenced(text)
     blocks += [m.group(1) for m in _TAGGED.finditer(text)]
     if blocks:
         # Chat models add usage examples in later blocks; the definition is what gets tested.
-        with_def = [b for b in blocks if re.search(r"^\s*(def|class) ", b, re.MULTILINE)]
+        with_def = [b for b in blocks if _DEFINES.search(b)]
         return (with_def or blocks)[0].strip("\n")
     return text.strip("\n")
 

@@ -17,7 +17,9 @@ a 16,000-character reply: `\\s+$` 1.7 s on a run of spaces, `(?s).*#### ` 0.14 s
 without `#### ` and 2.2 s on a run of `#`; a 1 MiB reply would take hours), and an inline item
 chooses its own `max_gen_toks`. Every other shipped pattern was linear on the same probes
 (tests/tasks/lm_eval/test_lm_eval_hostile_recipes.py). A registered task (query_set.lm_eval)
-may still use them: its YAML's max_gen_toks bounds the reply.
+may still use them, and the operator's YAML any pattern: an endpoint may ignore max_gen_toks, so
+such answers are graded under a time limit, in a process that can be killed (quick_to_grade
+below; oracles.grading_pool).
 
 The allowed set is read from the YAML text (only files that mention "regex": 91 of lm-eval
 0.4.13's ~14,000), once per process, and kept on disk beside the task index, under the same key
@@ -46,6 +48,17 @@ WHY = (
 )
 # Shipped, but quadratic in the reply's length (above): never from an inline item.
 SUPERLINEAR = frozenset((r"\s+$", r"(?s).*#### "))
+# The longest answer graded in-process under a SUPERLINEAR pattern: at most ~30 ms of `re` on
+# the worst probes (2,000 characters: ~100 ms, 8,000: ~1.4 s, on the shared 2-core machine).
+# gsm8k's own exact_match ignores `(?s).*#### `, and its answers are mostly shorter.
+QUADRATIC_INLINE_CHARS = 1_000
+# Filter steps whose own work is linear in the reply (their fixed patterns were probed with the
+# shipped ones). Not `multi_choice_regex`: it builds an alternation of the document's choices and
+# a Unicode table for every answer (~0.14 s), so it is graded in a grading process.
+LINEAR_STEPS = frozenset(
+    ("format_span", "lowercase", "majority_vote", "map", "regex", "regex_pos",
+     "remove_whitespace", "take_first", "take_first_k", "uppercase")
+)  # fmt: skip
 _lock = threading.Lock()
 
 
@@ -134,6 +147,28 @@ def allowed(include: tuple[str, ...] = ()) -> frozenset[str]:
         patterns -= SUPERLINEAR
         _memo[include] = patterns
         return patterns
+
+
+def quick_to_grade(fields: dict[str, Any], length: int) -> bool:
+    """Whether grading a generate_until item's answer of `length` characters is known to be
+    quick: its steps are LINEAR_STEPS and its patterns lm-eval's linear ones; or, for an answer
+    of at most QUADRATIC_INLINE_CHARS, lm-eval's quadratic ones (gsm8k's exact_match ignores
+    `(?s).*#### `). Anything else - the operator's own patterns (--lm-eval-include), which are
+    not known, or a long answer under a quadratic pattern - is graded in a grading process
+    under a time limit (oracles.grading_pool)."""
+    flt = fields.get("filter")
+    steps = flt.get("steps") if isinstance(flt, dict) else None
+    if not isinstance(steps, list) or any(
+        not isinstance(step, list) or not step or step[0] not in LINEAR_STEPS for step in steps
+    ):
+        return False
+    try:
+        linear = allowed(())
+        if check(fields, linear) is None:
+            return True
+        return length <= QUADRATIC_INLINE_CHARS and check(fields, linear | SUPERLINEAR) is None
+    except Exception:  # noqa: BLE001 - a malformed recipe: let the guarded path report it
+        return False
 
 
 def _write(path: Path, patterns: frozenset[str]) -> None:

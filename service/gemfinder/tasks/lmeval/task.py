@@ -62,6 +62,20 @@ class LmEvalTask(Task):
         # always goes to a worker thread (cheap next to a model call).
         return True
 
+    def grading_bounded(self, item: Item, response: str) -> bool:
+        if item.fields.get("output_type") != "generate_until":
+            return True  # log-likelihood arithmetic
+        from gemfinder.tasks.lmeval.patterns import quick_to_grade
+
+        return quick_to_grade(item.fields, len(response))
+
+    def code_seconds(self, item: Item) -> float:
+        if item.fields.get("metric", {}).get("name") != "pass_at_1":
+            return 0.0
+        from gemfinder.tasks.lmeval.codeeval import CODE_EVAL_TIMEOUT_S
+
+        return CODE_EVAL_TIMEOUT_S + 5.0  # the program's limit, and starting its sandbox
+
     def validate(self, item: Item) -> str | None:
         f = item.fields
         kind = f.get("output_type")
