@@ -29,7 +29,15 @@ from bench.speed.serving_cost import _fleet, _pool, _run
 FIGURES = (("queries", "queries"), ("gpu_seconds", "GPU-s"), ("wall_s", "wall s"))
 
 
-async def _plan(matrix, items, raw: dict, budget: int, algorithm: str, trials: int):
+async def _plan(
+    matrix,
+    items,
+    raw: dict,
+    budget: int,
+    algorithm: str,
+    trials: int,
+    gpu_seconds: float | None = None,
+):
     """The plan, made from what a caller has: candidates, endpoint settings, budget (the
     fleet is started only to know its URLs; the plan sends it nothing)."""
     config = fleet_from_dict(raw)
@@ -42,7 +50,9 @@ async def _plan(matrix, items, raw: dict, budget: int, algorithm: str, trials: i
         ]
         served = sum(fleet.state(n).ledger.summary()["queries"] for n in fleet.names)
     assert served == 0, "a plan sent queries"
-    spec = SearchSpec(candidates, items, budget=budget, algorithm=algorithm, seed=1)
+    spec = SearchSpec(
+        candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
+    )
     spec.validate()
     return plan.plan(spec, {c.key: c for c in configs}, trials)
 

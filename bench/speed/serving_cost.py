@@ -6,7 +6,10 @@ for two trees of the same size:
 - adapter-heavy: each endpoint serves a base model (30 s to bring up) and LoRA adapters that
   take 2 s to move into one of 4 GPU slots (all held in host memory);
 - full-model-heavy: each endpoint is a model-swapping server with 4 GPUs in front of full models,
-  each 30 s to bring onto a GPU (modelled as slots whose swap costs 30 s).
+  each 30 s to bring onto a GPU (modelled as slots whose swap costs 30 s);
+- gpu-pool: one endpoint per full model, all sharing one `gpu_pool` of 4 GPUs (a model 30 s to
+  bring up, the least recently used one taken down for it), in the fleet as in the endpoints
+  file the search accounts from.
 Every query costs 0.2 s. The figures are the fleet's (measured on its clock); the search's own
 accounting (result.cost) is printed beside them, and the winner, which must not change.
 
@@ -23,6 +26,7 @@ import time
 import numpy as np
 from gemfinder.oracles import InferenceOracle
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
+from gemfinder.search import gpu_budget
 from gemfinder.search.runner import SearchRunner
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
@@ -72,7 +76,37 @@ def _fleet(matrix: CorrectnessMatrix, endpoints: int, full_models: bool) -> dict
     }
 
 
-async def _run(matrix, items, raw: dict, load_aware: bool, budget: int, algorithm: str):
+def _pooled_fleet(matrix: CorrectnessMatrix) -> dict:
+    """One endpoint per model, every one in the same GPU pool of SLOTS models."""
+    serving = {"model_load_s": MODEL_S, "query_s": QUERY_S,
+               "gpu_pool": {"name": "rack", "slots": SLOTS}}  # fmt: skip
+    return {
+        "endpoints": [
+            {
+                "name": f"endpoint-{k}",
+                "model_id": model,
+                "server": "vllm",
+                "chat_template": False,
+                "max_concurrent_requests": 512,
+                "serving": serving,
+            }
+            for k, model in enumerate(matrix.models)
+        ]
+    }
+
+
+async def _run(
+    matrix,
+    items,
+    raw: dict,
+    load_aware: bool,
+    budget: int,
+    algorithm: str,
+    gpu_seconds: float | None = None,
+):
+    """The search through the runner and the HTTP oracle against the fleet: its result, the
+    fleet's measurements per endpoint, the real seconds. With `gpu_seconds` its query budget is
+    planned from the cap as a start plans it (search.gpu_budget)."""
     config = fleet_from_dict(raw)
     async with Fleet(config, matrix, items) as fleet:
         urls = {name: fleet.url(name) for name in fleet.names}
@@ -82,8 +116,11 @@ async def _run(matrix, items, raw: dict, load_aware: bool, budget: int, algorith
             for i, e in enumerate(endpoints_for(config, urls, "openai_completions"))
         ]
         oracle = InferenceOracle(configs)
-        spec = SearchSpec(candidates, items, budget=budget, algorithm=algorithm, seed=1)
+        spec = SearchSpec(
+            candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
+        )
         spec.validate()
+        spec = gpu_budget.planned(spec, oracle.configs)
         store = Store()
         store.create_search("s", None, spec.to_dict())
         await oracle.prepare(candidates)
@@ -126,8 +163,12 @@ async def main() -> None:
         f"{'tree':<17}{'order':<12}{'queries':>8}{'loads':>8}{'GPU-s':>12}{'wall s':>11}"
         f"{'accounted':>12}  {'winner':<16}{'real s':>6}"
     )
-    for tree, full in (("adapter-heavy", False), ("full-model-heavy", True)):
-        raw = _fleet(matrix, args.endpoints, full)
+    trees = (
+        ("adapter-heavy", _fleet(matrix, args.endpoints, False)),
+        ("full-model-heavy", _fleet(matrix, args.endpoints, True)),
+        ("gpu-pool", _pooled_fleet(matrix)),
+    )
+    for tree, raw in trees:
         winners = set()
         for order, aware in (("item-major", False), ("load-aware", True)):
             result, measured, seconds = await _run(

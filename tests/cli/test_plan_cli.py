@@ -80,6 +80,8 @@ def test_without_endpoint_settings_queries_and_tokens_only(files, capsys):
         (["--param", "first_cut"], "--param: expected name=number"),
         (["--seed", "-1"], "--seed"),
         (["--endpoints", "missing.json"], "missing.json"),
+        (["--gpu-seconds", "0"], "--gpu-seconds: must be"),
+        (["--gpu-seconds", "50"], "--gpu-seconds: 50 GPU-seconds do not cover bringing"),
     ],
 )
 def test_bad_input_names_the_flag(files, capsys, extra, message):
@@ -97,3 +99,24 @@ def test_an_adapter_the_endpoint_does_not_serve_names_the_line(files, capsys):
     assert main(plan(tmp_path, "--endpoints", str(tmp_path / "e.json"))) == 2
     err = capsys.readouterr().err
     assert "search.candidates[0].adapter_id" in err and "'a0' is not served" in err, err
+
+
+def test_a_plan_under_a_gpu_second_cap(files, capsys):
+    """12 adapters through 4 slots on one endpoint (54 GPU-s of loads, 0.2 s a query): 240
+    queries would spend about 114 GPU-seconds; at 80 the budget is planned down (reloads between
+    rounds counted) and no simulated search passes the cap."""
+    tmp_path, listener = files
+    argv = plan(tmp_path, "--endpoints", str(tmp_path / "e.json"), "--budget", "240")
+    assert main([*argv, "--json", "--trials", "8"]) == 0
+    free = json.loads(capsys.readouterr().out)
+    assert free["gpu_seconds_cap"] is None and free["capped"] == 0.0
+    assert free["planned_budget"] == 240 and free["gpu_seconds"]["mean"] > 80
+    assert main([*argv, "--json", "--trials", "8", "--gpu-seconds", "80"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["gpu_seconds_cap"] == 80.0 and found["budget"] == 240
+    assert found["planned_budget"] < 240 and found["queries"]["mean"] <= found["planned_budget"]
+    assert found["gpu_seconds"]["p90"] <= 80 + 1e-9
+    assert main([*argv, "--gpu-seconds", "80"]) == 0
+    assert "GPU-second cap 80.0: query budget planned to" in capsys.readouterr().out
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected

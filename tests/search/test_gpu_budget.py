@@ -12,15 +12,17 @@ import math
 import numpy as np
 import pytest
 from fleet_support import fleet_config
-from gemfinder.candidates import candidate_record
+from gemfinder.candidates import Candidate, candidate_record
 from gemfinder.cli import main
 from gemfinder.cost import Cost, CostModel, EndpointCost, SlotLedger
 from gemfinder.errors import UserError
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
+from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.report import gem_report
-from gemfinder.search import gpu_budget
+from gemfinder.search import gpu_budget, plan
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.serving_cost import SearchCost
+from gemfinder.search.spec import SearchSpec
 from gemfinder.search.values import Result
 from gemfinder.server.convert import (
     progress_from_proto,
@@ -34,6 +36,7 @@ from gemfinder.store import Store
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gpu_budget_support import CONFIGURED, MEASURED, TimedReplay, pool
 
+from tests.fleet_support import make_items
 from tests.pool_support import BEST, clear_best_pool
 
 # Loads of bringing the pool's 12 adapters and its base model up once (MEASURED, CONFIGURED).
@@ -50,7 +53,8 @@ async def _search(spec, oracle):
     return row
 
 
-async def test_configured_costs_stop_the_search_at_the_cap_and_never_past_it():
+async def test_configured_costs_stop_the_search_at_the_cap_and_never_past_it(monkeypatch):
+    monkeypatch.setattr(gpu_budget, "MAX_REPLAYS", 0)  # the formula alone: reloads not planned
     spec, correct = pool()
     free = await _search(spec, TimedReplay(correct, CONFIGURED))
     assert not free.result.cost.stopped_by_cap and free.result.cost.gpu_seconds_cap is None
@@ -169,7 +173,37 @@ def test_the_plan_counts_loads_once_and_leaves_measured_time_to_the_run():
     assert gpu_budget.plan_queries(spec, configured) == (LOADS, math.floor((100 - LOADS) / 0.2))
     measured = SearchCost.of(TimedReplay(correct, MEASURED), spec.candidates, 100.0)
     assert gpu_budget.plan_queries(spec, measured) == (LOADS, None)
-    assert gpu_budget.planned(spec, measured) is spec
+    assert gpu_budget.planned(spec, TimedReplay(correct, MEASURED).configs) is spec
+
+
+async def test_the_replay_lays_the_rounds_out_for_what_the_cap_allows():
+    """12 adapters on 4 GPU slots: each round of successive halving brings the survivors'
+    adapters up again, which the formula leaves out. It plans 150 queries for 80 GPU-seconds
+    and the cap stops the search in its last round; the replayed search (gemfinder.search.plan)
+    counts those reloads, so the search's rounds are laid out for fewer queries and it
+    finishes them within the cap."""
+    spec, correct = pool()
+    capped = dataclasses.replace(spec, gpu_seconds=80.0)
+    formula = math.floor((80.0 - LOADS) / 0.2)
+    configs = TimedReplay(correct, CONFIGURED).configs
+    budget = gpu_budget.planned(capped, configs).budget
+    assert budget < formula and gpu_budget.planned(capped, configs).budget == budget
+    answers = plan.synthetic_answers(capped)
+
+    def replayed(budget: int) -> tuple[float, float, int]:
+        return plan.replayed_spend(dataclasses.replace(capped, budget=budget), configs, answers)
+
+    spent, loads, _ = replayed(budget)
+    assert spent <= 80.0 < replayed(budget + 1)[0]  # to within 1%: here, one query
+    assert loads > LOADS  # the reloads between rounds
+    row = await _search(capped, TimedReplay(correct, CONFIGURED))
+    cost = row.result.cost
+    assert row.progress.budget == budget
+    assert not cost.stopped_by_cap and cost.gpu_seconds <= 80.0
+    print(
+        f"80 GPU-s: formula {formula} queries, replay {budget}; the search spent "
+        f"{cost.queries} queries, {cost.gpu_seconds:.1f} GPU-s, {cost.adapter_loads} adapter loads"
+    )
 
 
 def test_a_ledger_restored_from_its_state_goes_on_as_the_uninterrupted_one():
@@ -253,3 +287,41 @@ async def test_query_time_is_measured_from_the_fleets_responses_where_not_config
     assert configured.query_s == 0.2 and configured.measured_queries == 0
     assert result.cost.gpu_seconds == pytest.approx(measured.gpu_seconds + configured.gpu_seconds)
     assert "query time measured from responses at " + measured.url in gem_report(result)
+
+
+def test_the_replayed_budget_is_bounded_and_the_same_at_every_start(monkeypatch):
+    """300 adapters on 8 endpoints, the default budget: the start replays the search at most
+    MAX_REPLAYS times and REPLAY_PULLS pulls in all, and plans the same budget each time (a
+    resume plans it again and must lay the rounds out as the start did)."""
+    n = 300
+    cands = [Candidate(f"org/m{k}", f"http://e{k % 8}:80", adapter_id=f"a{k}") for k in range(n)]
+    model = CostModel(model_load_s=30, adapter_load_s=2, swap_s=0.5, query_s=0.2, max_loras=4,
+                      max_cpu_loras=16)  # fmt: skip
+    configs = {
+        f"http://e{e}:80": EndpointConfig(
+            f"http://e{e}:80", adapters=tuple(f"a{k}" for k in range(e, n, 8)), cost=model
+        )
+        for e in range(8)
+    }
+    spec = SearchSpec(cands, make_items(200, tasks=("mmlu",)), budget=50 * n, gpu_seconds=2000.0)
+    spec.validate()
+    replays: list[int] = []
+    replay = plan.replayed_spend
+
+    def counted(spec, configs, correct):
+        replays.append(spec.budget)
+        return replay(spec, configs, correct)
+
+    monkeypatch.setattr(plan, "replayed_spend", counted)
+    budget = gpu_budget.planned(spec, configs).budget
+    assert 0 < len(replays) <= gpu_budget.MAX_REPLAYS
+    assert sum(replays) <= gpu_budget.REPLAY_PULLS
+    assert gpu_budget.planned(spec, configs).budget == budget < spec.budget
+    spent, _, _ = replay(dataclasses.replace(spec, budget=budget), configs,
+                         plan.synthetic_answers(spec))  # fmt: skip
+    assert spent <= 2000.0
+    monkeypatch.setattr(gpu_budget, "REPLAY_PULLS", spec.budget - 1)  # not one replay: formula
+    replays.clear()
+    loads, formula = gpu_budget.plan_queries(spec, SearchCost.of(plan._Configs(configs), cands,
+                                                                 2000.0))  # fmt: skip
+    assert gpu_budget.planned(spec, configs).budget == formula and replays == []

@@ -83,6 +83,44 @@ def test_the_plan_is_within_20_percent_of_the_search_on_the_simulated_fleet(full
     assert predicted.accounted and predicted.model_loads.mean > 0
 
 
+@pytest.mark.parametrize(
+    ("full_models", "cap"),
+    [(False, 140.0), (True, 850.0)],
+    ids=["adapter-heavy", "full-model-heavy"],
+)
+def test_under_a_gpu_second_cap_the_plan_is_within_20_percent_of_the_capped_search(
+    full_models, cap
+):
+    """The same fleets under a cap below what the search spends without one (adapter-heavy
+    ~168 GPU-s, full-model-heavy ~950): the plan lays the budget out as the start does and
+    stops each simulated search where the runner's check stops it. Adapter-heavy, the replayed
+    layout fits the cap and the search finishes its rounds under it; full-model-heavy, the
+    reloads between rounds alone pass the cap whatever the layout, so the cap stops it."""
+    matrix, items = _pool(24, 100, seed=3)
+    raw = _fleet(matrix, 2, full_models)
+    predicted = asyncio.run(plan_accuracy._plan(matrix, items, raw, 240, "gem", 16, cap))
+    result, measured, _ = asyncio.run(_run(matrix, items, raw, True, 240, "gem", cap))
+    spent = plan_accuracy.actual(measured)
+    print(f"cap {cap}: plan {predicted.queries.mean:.0f} queries {predicted.gpu_seconds.mean:.0f}"
+          f" GPU-s (budget {predicted.planned_budget}, capped {predicted.capped:.2f}); search "
+          f"{spent['queries']} queries {spent['gpu_seconds']:.0f} GPU-s "
+          f"(capped {result.cost.stopped_by_cap})")  # fmt: skip
+    for name, _label in plan_accuracy.FIGURES:
+        assert getattr(predicted, name).mean == pytest.approx(spent[name], rel=0.2), name
+    assert predicted.gpu_seconds_cap == cap and result.cost.gpu_seconds <= cap
+    # configured costs: a simulated search never passes the cap (but for float rounding)
+    assert predicted.gpu_seconds.p90 <= cap + 1e-9
+    assert predicted.budget == 240 and predicted.queries.mean < 240
+    if full_models:
+        assert predicted.planned_budget == 240  # no layout fits: the formula's budget (more)
+        assert predicted.capped == 1.0 and result.cost.stopped_by_cap
+    else:
+        assert predicted.planned_budget < 240 and predicted.capped < 1.0
+        assert not result.cost.stopped_by_cap
+    uncapped = asyncio.run(plan_accuracy._plan(matrix, items, raw, 240, "gem", 16))
+    assert uncapped.capped == 0.0 and uncapped.gpu_seconds.mean > cap
+
+
 def test_quality_and_tokens():
     spec = _spec(budget=120)
     found = plan.plan(spec, _configs(), trials=4)

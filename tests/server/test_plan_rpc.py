@@ -51,6 +51,15 @@ def test_a_plan_of_a_valid_spec(channel):
     assert 0 <= found.p_best <= 1 and found.quality_trials >= 10
     assert not found.accounted and found.gpu_seconds.mean == 0  # no cost model in the file
     assert "max_new_tokens" in found.token_source
+    assert not found.HasField("gpu_seconds_cap") and found.planned_budget == found.budget
+    # Under a cap: no cost model, so every query's time would be measured from responses,
+    # which a plan does not have: the cap is reported, the budget stays, nothing is stopped.
+    capped = valid_spec()
+    capped.gpu_seconds = 50.0
+    code, _, under = _plan(channel, capped, trials=2)
+    assert code == grpc.StatusCode.OK, under
+    assert under.plan.gpu_seconds_cap == 50.0 and under.plan.capped == 0.0
+    assert under.plan.planned_budget == under.plan.budget == found.budget
     # The same request, the same plan: everything is seeded.
     assert _plan(channel, valid_spec(), trials=3)[2] == answer
     # A plan starts no search.

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH)
     p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE)
     p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W")
+    p.add_argument("--gpu-seconds", type=float, help="plan the search under this GPU-second "
+                   "cap: its query budget planned from it, each simulated search stopped where "
+                   "the cap would stop it")  # fmt: skip
     p.add_argument("--epsilon", type=float, help="plan a fixed-confidence search")
     p.add_argument("--delta", type=float, help="with --epsilon: the error probability")
     p.add_argument("--trials", type=int, default=plan.DEFAULT_TRIALS, help="simulated "
@@ -97,6 +100,12 @@ def text(found: Plan) -> str:
     for name, s, fmt in rows:
         lines.append(
             f"{name:<18}{fmt.format(s.mean):>12}{fmt.format(s.p10):>12}{fmt.format(s.p90):>12}"
+        )
+    if found.gpu_seconds_cap is not None:
+        lines.append(
+            f"GPU-second cap {found.gpu_seconds_cap:,.1f}: query budget planned to "
+            f"{found.planned_budget:,}; it stops {100 * found.capped:.0f}% of the simulated "
+            "searches before their algorithm finishes (the figures above are under it)"
         )
     if not found.accounted:
         lines.append("(no candidate's endpoint has a cost model: loads and seconds are 0)")

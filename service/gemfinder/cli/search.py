@@ -30,7 +30,6 @@ from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec, gpu_budget
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
 from gemfinder.search.manager import FINISHED, SearchManager
-from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import (
     DEFAULT_DELTA,
     GEM_CHECK_SHARE,
@@ -229,7 +228,7 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         oracle = InferenceOracle(endpoints)
     if spec.gpu_seconds is not None:  # refused here, naming the flag, rather than at start
         try:
-            gpu_budget.planned(spec, SearchCost.of(oracle, spec.candidates, spec.gpu_seconds))
+            gpu_budget.planned(spec, getattr(oracle, "configs", {}))
         except UserError as err:
             raise UserError("--gpu-seconds", err.reason) from None
     return spec, oracle

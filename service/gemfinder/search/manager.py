@@ -41,7 +41,6 @@ from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
 from gemfinder.search import events as ev
 from gemfinder.search import gpu_budget, incremental
 from gemfinder.search.runner import SearchCancelled, SearchFailed, SearchRunner, cache_keys
-from gemfinder.search.serving_cost import SearchCost
 from gemfinder.search.spec import AnyScheduler, CacheKeys, SearchSpec, spec_digest
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import LeaseLost, RequestTaken, SearchRow, Store
@@ -257,7 +256,9 @@ class SearchManager:
             return False
         data = self.store.load_snapshot(row.id)
         try:
-            spec = self._planned(spec)  # the query budget its GPU-second cap bought at start
+            # The query budget its GPU-second cap bought at start (replays: off the loop).
+            if spec.gpu_seconds is not None:
+                spec = await asyncio.to_thread(self._planned, spec)
         except UserError as err:  # the operator's cost models changed since: say so
             error = f"on resume: {err.field}: {err.reason}"
             self.store.update_search(row.id, state="failed", error=error, owner=self.replica_id)
@@ -313,8 +314,7 @@ class SearchManager:
         """`spec` with the query budget its GPU-second cap buys (search.gpu_budget)."""
         if spec.gpu_seconds is None:
             return spec
-        cost = SearchCost.of(self.oracle, spec.candidates, spec.gpu_seconds)
-        return gpu_budget.planned(spec, cost)
+        return gpu_budget.planned(spec, getattr(self.oracle, "configs", {}))
 
     def stop_serving(self) -> None:
         """The first step of a graceful shutdown: end every Watch and wait with UNAVAILABLE
@@ -364,12 +364,17 @@ class SearchManager:
         self._check_allowed(spec)
         if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
             spec = incremental.narrow(self.store, spec)
+        # Before anything is stored: a cap too small is refused. Replays of the search (up to
+        # a second or so, search.gpu_budget): off the event loop, and before the wait below,
+        # which must not be followed by an await until this start holds its request id.
+        run_spec = spec
+        if spec.gpu_seconds is not None:
+            run_spec = await asyncio.to_thread(self._planned, spec)
         # One request id, one search, even under concurrent retries: a start with the id of a
         # start in progress waits for it, then attaches to its search (or starts afresh if it
         # failed). No lock is held while endpoints are probed, so starts run concurrently.
         while request_id and request_id in self._starting:
             await asyncio.wait([self._starting[request_id]])
-        run_spec = self._planned(spec)  # before anything is stored: a cap too small is refused
         if request_id:
             existing = self.store.find_request(request_id)
             if existing is not None:

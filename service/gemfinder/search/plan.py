@@ -9,6 +9,9 @@ model with the k-th most downloads, so popularity relates to accuracy as in the 
   same load-aware order, as the runner hands out), the gem check included, and every pull is
   replayed through one gemfinder.cost.SlotLedger per endpoint built from the endpoints' cost
   models, exactly as the runner accounts a live search. The trials give the mean and the spread.
+  Under a GPU-second cap the budget is the one a start plans (search.gpu_budget, which replays
+  searches with this module) and each trial stops where the runner's SearchCost.would_pass
+  check stops the search; the plan says how often it did (`capped`).
 - Quality: many more trials in the Rust simulator (`simulate_trials`, `simulate_certified`):
   the loss in accuracy points (the best model's accuracy minus the pick's) and P(best).
 - Tokens: prompt tokens are the query set's prompts as the endpoints get them, counted as
@@ -26,7 +29,7 @@ pulls x models; a plan never connects to an endpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -103,6 +106,13 @@ class Plan:
     p_best: float
     accounted: bool  # some endpoint has a cost model (else the cost figures are 0)
     token_source: str = TOKEN_SOURCE
+    # A GPU-second cap (SearchSpec.gpu_seconds): the query budget it plans the search down to
+    # (search.gpu_budget; `budget` without a cap or when the cap buys more), and the share of
+    # cost trials it stopped before the algorithm finished (the cost figures are what the
+    # search spends under it).
+    planned_budget: int = 0
+    gpu_seconds_cap: float | None = None
+    capped: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -237,11 +247,10 @@ def _deal(spec: SearchSpec, correct: np.ndarray, trial: int) -> np.ndarray:
 
 
 def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int, int, int]:
-    """One simulated search: its serving cost, queries and tokens (prompt, generated)."""
-    cost = SearchCost.of(_Configs(configs))
-    ledgers = {url: cost.ledger(url) for url in configs}
-    serve = [ledgers.get(c.endpoint.rstrip("/")) for c in spec.candidates]
-    adapter = [c.adapter_id or None for c in spec.candidates]
+    """One simulated search: its serving cost, queries and tokens (prompt, generated). Under a
+    GPU-second cap it stops where the runner would: before the first query that
+    SearchCost.would_pass says takes the spend past the cap (then no gem check either)."""
+    cost = SearchCost.of(_Configs(configs), spec.candidates, spec.gpu_seconds)
     sched = _scheduler(spec, correct.shape[1], trial, configs)
     correct = _deal(spec, correct, trial)
     prompt, generated = (t.tolist() for t in tokens)  # Python ints: faster per pull
@@ -250,34 +259,59 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
     spent = [0, 0, 0]  # queries, prompt tokens, generated tokens
 
     def sent(model: int, item: int) -> bool:
-        ledger = serve[model]
-        if ledger is not None:
-            ledger.serve(adapter[model])
+        """Whether the query went out (the cap may stop it, as the runner's `_send` does)."""
+        cand = spec.candidates[model]
+        if cost.stopped_by_cap or cost.would_pass(cand):
+            cost.stopped_by_cap = True
+            return False
+        cost.replayed(cand)
         spent[0] += 1
         spent[1] += prompt[item]
         spent[2] += generated[item]
         if seen is not None:
             seen[model, item] = True
-        return bool(correct[model, item])
+        return True
 
     # As the runner asks: a round at a time, a sequential algorithm a batch at a time (more
     # at once would blind it to the grades in between).
     batch = ROUND_BATCH if sched.round_based else SEQUENTIAL_BATCH
-    while not sched.finished:
+    while not sched.finished and not cost.stopped_by_cap:
         asked = sched.ask(batch)
         if not asked:
             break
-        sched.tell_many([(m, i, sent(m, i)) for m, i in asked])
+        told = [(m, i, bool(correct[m, i])) for m, i in asked if sent(m, i)]
+        sched.tell_many(told)
     winner = sched.recommendation
-    if winner is not None and seen is not None:
+    if winner is not None and seen is not None and not cost.stopped_by_cap:
         asked_of = [winner, *most_downloaded(spec)]
         outcomes = {
             m: {int(i): int(correct[m, i]) for i in np.flatnonzero(seen[m])} for m in asked_of
         }
         for model, items in gem_check.plan(spec, winner, outcomes).items():
             for item in items:
-                sent(model, item)
+                if not sent(model, item):
+                    break
     return cost.cost(), spent[0], int(spent[1]), int(spent[2])
+
+
+def synthetic_answers(spec: SearchSpec) -> np.ndarray:
+    """The synthetic tree's answers a plan simulates `spec` on (the candidates' rows)."""
+    return _tree(spec)[0]
+
+
+def replayed_spend(
+    spec: SearchSpec, configs: dict[str, Any], correct: np.ndarray
+) -> tuple[float, float, int]:
+    """(GPU-seconds, of which loads, queries) of one simulated search of `spec` without its cap
+    on `correct` (synthetic_answers; the first cost trial; `configs` keyed by URL without a
+    trailing slash): gemfinder.search.gpu_budget lays a capped search's query budget out with
+    it. Loads and reloads depend on the rounds' layout, hardly on the answers."""
+    zeros = np.zeros(correct.shape[1], dtype=np.int64)  # tokens: not wanted here
+    free = replace(spec, gpu_seconds=None)
+    cost, queries, _, _ = _cost_trial(free, configs, correct, (zeros, zeros), 0)
+    if cost is None:
+        return 0.0, 0.0, queries
+    return cost.gpu_seconds, cost.load_gpu_seconds, queries
 
 
 class _Configs:
@@ -323,6 +357,13 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
     CPU-bound for up to seconds: callers on an event loop run it on a worker thread."""
     check_size(spec, trials)
     configs = {url.rstrip("/"): c for url, c in configs.items()}
+    asked = spec.budget
+    # The query budget the search would run with under its cap, as a start plans it (a cap
+    # too small is refused here as there, naming spec.gpu_seconds). Imported here: the
+    # planning of a start replays searches with this module.
+    from gemfinder.search import gpu_budget
+
+    spec = gpu_budget.planned(spec, configs)
     correct, n_items = _tree(spec)
     tokens = _item_tokens(spec, n_items)
     trials = _trials(spec, trials, MAX_PULLS)
@@ -335,7 +376,7 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
 
     return Plan(
         algorithm=spec.algorithm if spec.epsilon is None else "certified",
-        budget=spec.budget,
+        budget=asked,
         models=len(spec.candidates),
         items=n_items,
         trials=trials,
@@ -353,4 +394,7 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
         loss_p90=loss_p90,
         p_best=p_best,
         accounted=runs[0][0] is not None,
+        planned_budget=spec.budget,
+        gpu_seconds_cap=spec.gpu_seconds,
+        capped=float(np.mean([c.stopped_by_cap for c in costs])),
     )

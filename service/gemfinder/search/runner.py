@@ -44,7 +44,7 @@ from gemfinder.search.gem import most_downloaded
 from gemfinder.search.per_task import item_tasks
 from gemfinder.search.pressure import LAG
 from gemfinder.search.result import progress, result, with_per_task
-from gemfinder.search.serving_cost import SearchCost, load_groups
+from gemfinder.search.serving_cost import SearchCost, load_groups, pool_slots
 from gemfinder.search.spec import AnyScheduler, CacheKeys, SearchSpec
 from gemfinder.search.values import Progress, Result
 from gemfinder.store import Store
@@ -111,6 +111,9 @@ class SearchRunner:
         # search runs the certified elimination, which has no rounds to group.
         if load_aware and spec.epsilon is None:
             self.sched.set_load_groups(load_groups(spec.candidates, getattr(oracle, "configs", {})))
+        # Each model's GPU pool: at most its slots of the pool's models in flight (`_take`).
+        self._pools = pool_slots(spec.candidates, getattr(oracle, "configs", {}))
+        self._pooled = any(name for name, _ in self._pools)
         # Who answers, per endpoint; `keys`: built already (SearchManager.start builds them off
         # the event loop: hashing every item's prompt takes ~15 ms at 400 items).
         self.keys = keys or cache_keys(spec, oracle)
@@ -255,7 +258,7 @@ class SearchRunner:
                     asked = await self._core(self.sched.ask, largest - len(pending))
                     held.extend(self._looked_up(asked))
                 room = self._next_window() - len(pending)
-                pulls = [held.popleft() for _ in range(min(max(room, 0), len(held)))]
+                pulls = self._take(held, max(room, 0), pending)
                 hits = await self._dispatch(pulls, pending)
                 if self.capped:
                     held.clear()
@@ -363,6 +366,31 @@ class SearchRunner:
             (model, item, key, found.get(key))
             for (model, item), key in zip(pulls, keys, strict=True)
         ]
+
+    def _take(self, held: deque[Pull], room: int, pending: _InFlight) -> list[Pull]:
+        """Up to `room` held pulls, in order. A query to a model of a GPU pool waits while
+        `slots` other models of that pool have queries in flight: the pool would take one of
+        them down for it and bring it back after, thrashing, where the accounting (which serves
+        queries in the order sent) and the load-aware order have the models one after another.
+        The pulls behind it wait too; with nothing in flight the first always goes."""
+        if not self._pooled:
+            return [held.popleft() for _ in range(min(room, len(held)))]
+        active: dict[str, set[int]] = {}
+        for model in pending.models:
+            name, _ = self._pools[model]
+            if name:
+                active.setdefault(name, set()).add(model)
+        out: list[Pull] = []
+        while held and len(out) < room:
+            model, reward = held[0][0], held[0][3]
+            name, slots = self._pools[model]
+            if name and reward is None:  # a cache hit sends nothing
+                models = active.setdefault(name, set())
+                if model not in models and len(models) >= slots:
+                    break
+                models.add(model)
+            out.append(held.popleft())
+        return out
 
     async def _dispatch(self, pulls: list[Pull], pending: _InFlight) -> list[Answer]:
         """The cache hits (to tell, in pull order, and record); the rest go to the oracle.
@@ -569,6 +597,7 @@ class _InFlight:
 
     def __init__(self, cancel: asyncio.Event) -> None:
         self.pulls: dict[asyncio.Task[OracleResult], tuple[int, int]] = {}
+        self.models: Counter[int] = Counter()  # queries in flight per model
         self._done: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
         self._cancel_wait = asyncio.ensure_future(cancel.wait())
         self._cancel_wait.add_done_callback(self._done.put_nowait)
@@ -578,6 +607,7 @@ class _InFlight:
 
     def add(self, task: asyncio.Task[OracleResult], model: int, item: int) -> None:
         self.pulls[task] = (model, item)
+        self.models[model] += 1
         task.add_done_callback(self._done.put_nowait)
 
     async def answered(self) -> list[tuple[int, int, OracleResult]]:
@@ -590,6 +620,9 @@ class _InFlight:
             pull = self.pulls.pop(task, None)  # type: ignore[arg-type]
             if pull is not None:
                 out.append((*pull, task.result()))
+                self.models[pull[0]] -= 1
+                if not self.models[pull[0]]:
+                    del self.models[pull[0]]
         return out
 
     async def abandon(self) -> None:

@@ -98,6 +98,17 @@ class SearchCost:
                 metrics.SERVING_LOADS.labels(kind).inc(after - was)
         return spent
 
+    def replayed(self, candidate: Candidate) -> float:
+        """A simulated query (gemfinder.search.plan replays a search through these ledgers):
+        accounted as `sent` accounts it and answered at once; the serving metrics count only
+        queries really sent."""
+        ledger = self._ledgers.get(candidate.endpoint.rstrip("/"))
+        if ledger is None:
+            return 0.0
+        spent = ledger.serve(candidate.adapter_id or None)
+        self._total += spent
+        return spent
+
     def answered(self, candidate: Candidate, service_s: float | None) -> None:
         """A query sent to `candidate` came back (answered or failed): on an endpoint whose
         query time is measured, its measured service time is added (None: a failure, whose
@@ -208,6 +219,17 @@ class SearchCost:
         """An endpoint's ledger (None: it has no cost model); gemfinder.search.plan replays
         simulated pulls through it."""
         return self._ledgers.get(url.rstrip("/"))
+
+
+def pool_slots(candidates: list[Candidate], configs: dict | None = None) -> list[tuple[str, int]]:
+    """Each candidate's GPU pool (`configs`: the operator's settings by URL) as (name, slots),
+    ("", 0) for a candidate on no pool: the runner keeps at most `slots` of a pool's models in
+    flight at once (search.runner `_take`)."""
+    out = []
+    for c in candidates:
+        pool = getattr((configs or {}).get(c.endpoint.rstrip("/")), "gpu_pool", None)
+        out.append((pool.name, pool.slots) if pool else ("", 0))
+    return out
 
 
 def load_groups(candidates: list[Candidate], configs: dict | None = None) -> list[int]:

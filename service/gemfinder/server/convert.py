@@ -506,4 +506,7 @@ def plan_to_proto(found: Plan) -> pb.SearchPlan:
         loss_p90=found.loss_p90,
         p_best=found.p_best,
         accounted=found.accounted,
+        planned_budget=found.planned_budget,
+        gpu_seconds_cap=found.gpu_seconds_cap,
+        capped=found.capped,
     )

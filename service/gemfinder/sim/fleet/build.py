@@ -113,5 +113,8 @@ def endpoints_for(
         }
         if spec.serving is not None:  # the fleet's own costs, for the search to account
             endpoint["cost"] = spec.serving.cost.to_json()
+            pool = spec.serving.gpu_pool
+            if pool is not None:
+                endpoint["gpu_pool"] = {"name": pool.name, "slots": pool.slots}
         out.append(endpoint)
     return out

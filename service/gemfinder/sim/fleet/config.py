@@ -207,6 +207,7 @@ def fleet_from_dict(data: Any, where: str = "fleet") -> FleetConfig:
     host = data.get("host", "127.0.0.1")
     if host not in LOOPBACK_HOSTS:
         raise UserError(f"{where}.host", "the simulated fleet binds loopback only (127.0.0.1)")
+    _check_pools(endpoints, where)
     ports = [e.port for e in endpoints if e.port]
     if len(set(ports)) != len(ports):
         raise UserError(f"{where}.endpoints", "fixed ports must be unique")
@@ -220,6 +221,21 @@ def fleet_from_dict(data: Any, where: str = "fleet") -> FleetConfig:
         matrix=data.get("matrix"),
         query_set=data.get("query_set"),
     )
+
+
+def _check_pools(endpoints: tuple[EndpointSpec, ...], where: str) -> None:
+    """The endpoints of one GPU pool agree on its size (as in an endpoints file)."""
+    first: dict[str, tuple[int, int]] = {}  # pool name -> (endpoint index, slots)
+    for i, spec in enumerate(endpoints):
+        pool = spec.serving.gpu_pool if spec.serving else None
+        if pool is None:
+            continue
+        j, slots = first.setdefault(pool.name, (i, pool.slots))
+        if slots != pool.slots:
+            raise UserError(
+                f"{where}.endpoints[{i}].serving.gpu_pool.slots",
+                f"pool {pool.name!r} has {slots} slots at endpoints[{j}], {pool.slots} here",
+            )
 
 
 def load_fleet_config(path: str | Path) -> FleetConfig:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from gemfinder.cost import ModelPool
 from gemfinder.sim.fleet.config import EndpointSpec, FleetConfig
 from gemfinder.sim.fleet.index import PromptIndex
 from gemfinder.sim.fleet.responder import check_answerable
@@ -121,11 +122,15 @@ class Fleet:
         check_answerable(items)  # UnanswerableTasks: a task whose replies it cannot write
         index = PromptIndex(items)
         self._endpoints: dict[str, _Endpoint] = {}
+        # The GPU pools of the fleet by name: their endpoints' ledgers share one ModelPool.
+        self.pools: dict[str, ModelPool] = {}
         for n, spec in enumerate(config.endpoints):
             model = SimulatedModel(
                 spec, matrix, index, seed=config.seed, flip_prob=config.sampling_flip_prob
             )
-            state = EndpointState(model, seed=config.seed * 1000 + n)
+            shared = spec.serving.gpu_pool if spec.serving else None
+            pool = None if shared is None else self.pools.setdefault(shared.name, ModelPool(shared))
+            state = EndpointState(model, seed=config.seed * 1000 + n, pool=pool)
             self._endpoints[spec.name] = _Endpoint(spec, state, config.host)
 
     async def start(self) -> Fleet:

@@ -17,6 +17,9 @@ vLLM's LoRA machinery (the LRU caches of vllm/lora/worker_manager.py):
   another (no batching), so the figures are an upper bound of what a batching server spends.
 TGI loads its `LORA_ADAPTERS` at launch: they are all in host memory from the start (its
 `max_cpu_loras` is their number) and the same GPU slots apply.
+Endpoints whose `serving` blocks name one `gpu_pool` ({"name", "slots"}) are full models taking
+turns on shared GPUs: one gemfinder.cost.ModelPool for the fleet keeps at most `slots` of their
+models up, the least recently used taken down (and its adapters with it) to bring another up.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gemfinder.cost import CostModel, SlotLedger, cost_model_from_dict
+from gemfinder.cost import (
+    CostModel,
+    GpuPool,
+    ModelPool,
+    SlotLedger,
+    cost_model_from_dict,
+    gpu_pool_from_dict,
+)
 from gemfinder.errors import UserError
 
 
@@ -44,14 +54,25 @@ class ServingSpec:
     # The first runtime loads, in order: "500" fails one (vLLM's InternalServerError), None
     # serves it; then all are served.
     lora_fault_script: tuple[str | None, ...] = ()
+    # GPUs shared with the other endpoints of the fleet naming this pool (full models).
+    gpu_pool: GpuPool | None = None
 
 
 def serving_from_dict(data: Any, where: str) -> ServingSpec:
     cost = cost_model_from_dict(
         data,
         where,
-        extra=("runtime_lora_updating", "lora_paths", "failing_lora_paths", "lora_fault_script"),
+        extra=(
+            "runtime_lora_updating",
+            "lora_paths",
+            "failing_lora_paths",
+            "lora_fault_script",
+            "gpu_pool",
+        ),
     )
+    pool = data.get("gpu_pool")
+    if pool is not None:
+        pool = gpu_pool_from_dict(pool, f"{where}.gpu_pool")
     runtime = data.get("runtime_lora_updating", False)
     if not isinstance(runtime, bool):
         raise UserError(f"{where}.runtime_lora_updating", f"must be true or false, got {runtime!r}")
@@ -76,6 +97,7 @@ def serving_from_dict(data: Any, where: str) -> ServingSpec:
         lora_paths=dict(paths),
         failing_lora_paths=dict(failing),
         lora_fault_script=tuple(script),
+        gpu_pool=pool,
     )
 
 
@@ -83,11 +105,17 @@ class ServingLedger(SlotLedger):
     """An endpoint's ledger: TGI holds every LORA_ADAPTERS adapter in host memory from launch;
     vLLM reads its --lora-modules at launch into the LRU cache runtime loads go through."""
 
-    def __init__(self, spec: ServingSpec, static_adapters: list[str], server: str) -> None:
+    def __init__(
+        self,
+        spec: ServingSpec,
+        static_adapters: list[str],
+        server: str,
+        pool: ModelPool | None = None,
+    ) -> None:
         capacity = spec.cost.cpu_capacity
         if server == "tgi":
             capacity = max(capacity, len(static_adapters))
-        super().__init__(spec.cost, static_adapters, cpu_capacity=capacity)
+        super().__init__(spec.cost, static_adapters, cpu_capacity=capacity, pool=pool)
 
     def summary(self) -> dict[str, float | int]:
         return {**self.cost().to_json(), "max_resident": self.max_resident}

@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from typing import Any
 
+from gemfinder.cost import ModelPool
 from gemfinder.sim.fleet.serving import ServingLedger, ServingSpec
 from gemfinder.sim.fleet.simulator import SimulatedModel
 
@@ -21,7 +22,7 @@ INFERENCE_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions"
 class EndpointState:
     """Counters and fault schedule of one endpoint; tests read these directly."""
 
-    def __init__(self, model: SimulatedModel, seed: int) -> None:
+    def __init__(self, model: SimulatedModel, seed: int, pool: ModelPool | None = None) -> None:
         self.model = model
         self.spec = model.spec
         self.rng = random.Random(seed)
@@ -33,9 +34,10 @@ class EndpointState:
         self.authorization: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []  # last request bodies, for contract tests
         self._script = list(self.spec.fault_script)
-        # The virtual clock (zero costs without a `serving` block) and failed adapter loads.
+        # The virtual clock (zero costs without a `serving` block) and failed adapter loads;
+        # `pool`: the GPUs shared with other endpoints of the fleet (serving.gpu_pool).
         self.ledger = ServingLedger(
-            self.spec.serving or ServingSpec(), list(self.spec.adapters), self.spec.server
+            self.spec.serving or ServingSpec(), list(self.spec.adapters), self.spec.server, pool
         )
         self.failed_loads = 0
         # Runtime LoRA calls that succeeded: (route, adapter, queries answered before it).
