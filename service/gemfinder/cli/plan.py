@@ -65,7 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         incremental_from=None,
         incumbents=None,
         allow_unreachable=True,
-        gpu_seconds=None,
     )
 
 
