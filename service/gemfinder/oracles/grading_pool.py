@@ -222,6 +222,8 @@ class GradingPool:
                 raise
             if isinstance(err, asyncio.IncompleteReadError | ConnectionError):  # it ended
                 return f"the process exited with status {worker.proc.returncode} before ready"
+            if isinstance(err, TimeoutError):
+                return f"the process was not ready within {START_TIMEOUT_S:g} s"
             return f"grading process {worker.proc.pid}: {type(err).__name__}: {err}"
         if self._closed:
             await self._kill(worker)
