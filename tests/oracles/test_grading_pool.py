@@ -22,8 +22,8 @@ import time
 import pytest
 from gemfinder.backends.base import Completion
 from gemfinder.candidates import Candidate
-from gemfinder.oracles import FailureKind, InferenceOracle
-from gemfinder.oracles.grading_pool import GradingPool, GradingTimeout
+from gemfinder.oracles import FailureKind, InferenceOracle, grading_pool
+from gemfinder.oracles.grading_pool import GradingError, GradingPool, GradingTimeout
 from gemfinder.tasks import get_task, parse_item
 
 pytest.importorskip("lm_eval")
@@ -139,6 +139,48 @@ async def test_the_oracle_records_a_timeout_and_a_grader_error_as_failures_not_a
     finally:
         await oracle.aclose()
     assert oracle.grading.killed == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[sys.executable, "-c", "import sys; sys.exit(3)"], ["/nonexistent/python"]],
+    ids=["exits-at-start", "cannot-run"],
+)
+async def test_a_start_that_fails_fails_the_answer_fast_and_is_retried(monkeypatch, command):
+    """Grading processes that cannot start: an answer fails at once as a `grading` failure
+    naming why (not after START_TIMEOUT_S), the starts back off instead of spinning, and once
+    a start works again the pool grades again without any process having been killed."""
+    item = _item(QUADRATIC)
+    monkeypatch.setattr(grading_pool, "WORKER_COMMAND", command)
+    pool = GradingPool(size=2, timeout_s=5.0)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(GradingError, match="no grading process could start") as err:
+            await pool.grade(item, "42")
+        assert time.perf_counter() - t0 < 3.0
+        assert ("status 3" if len(command) > 1 else "cannot run /nonexistent/python") in str(err)
+        t0 = time.perf_counter()
+        with pytest.raises(GradingError, match="could start"):
+            await pool.grade(item, "42")  # during the back-off: no wait at all
+        assert time.perf_counter() - t0 < 0.1
+        # Two processes' starts over ~2 s of back-off (0.5, 1, 2 s...): a few, not a spin.
+        await asyncio.sleep(2.0)
+        assert 2 <= pool.start_failures <= 8, pool.start_failures
+        assert pool.pids == []
+        monkeypatch.setattr(grading_pool, "WORKER_COMMAND", grading_pool.DEFAULT_WORKER_COMMAND)
+        t0 = time.perf_counter()
+        while True:  # the next start (within the back-off, here <= 4 s) brings the pool back
+            try:
+                grade = await pool.grade(item, "It is 42.")
+                break
+            except GradingError:
+                assert time.perf_counter() - t0 < 10.0
+                await asyncio.sleep(0.2)
+        assert grade.correct and pool.killed == 0
+        with pytest.raises(GradingTimeout):  # and it still enforces its limit
+            await pool.grade(item, HOSTILE)
+    finally:
+        await pool.aclose()
 
 
 def test_grading_processes_die_with_their_parent(tmp_path):
