@@ -14,7 +14,8 @@ choosing.
 - At most `max_cpu_loras` (the endpoint's `cost` block; no cap without one) of gemfinder's own
   registrations at once per endpoint (oracles.lora_slots): one more first unregisters the least
   recently used one no query holds; when every one is held the query waits for one to be let go
-  instead of overrunning the cap.
+  instead of overrunning the cap. The waiters are served in arrival order, and a bounded number
+  of newer queries on held registrations go before the oldest (none starves).
 - A search claims its candidates' adapters (`claim`) and lets go of them when it eliminates
   them and when it ends, whatever the end (`release`): an adapter no search claims is
   unregistered (`POST /v1/unload_lora_adapter`) once no query holds it. `aclose` (shutdown)
@@ -41,7 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 import aiohttp
 
 from gemfinder.oracles.endpoints import EndpointConfig
-from gemfinder.oracles.lora_slots import Slots, Step
+from gemfinder.oracles.lora_slots import Slots, Step, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -96,22 +97,21 @@ class RuntimeAdapters:
     async def held(self, config: EndpointConfig, name: str) -> AsyncIterator[str | None]:
         """Hold `name` registered while the body runs; yields None, or why it cannot be."""
         slots = self._at(config)
-        slots.demand[name] += 1
+        ticket = slots.enter(name)
         try:
-            yield await self._acquire(config, slots, name)
+            yield await self._acquire(config, slots, ticket)
         finally:
-            slots.demand[name] -= 1
-            if not slots.demand[name]:
-                del slots.demand[name]
-                slots.wake()  # it may be evicted now
+            if slots.leave(ticket):
+                slots.wake()  # it may be evicted now, or another waiter is the oldest
                 if slots.to_retire(name):
                     slots.begin_unload(name)
                     self._start(self._unload(config, slots, name))
 
-    async def _acquire(self, config: EndpointConfig, slots: Slots, name: str) -> str | None:
+    async def _acquire(self, config: EndpointConfig, slots: Slots, ticket: Ticket) -> str | None:
+        name = ticket.name
         waited = False
         while True:
-            step, detail = slots.step(name)
+            step, detail = slots.step(ticket)
             if step is Step.READY:
                 return None
             if step is Step.FAILED:
@@ -122,6 +122,7 @@ class RuntimeAdapters:
                     _count("waited")
                 await slots.wait()
             elif step is Step.LOAD:
+                slots.wake()  # out of the queue: the next waiter is the oldest now
                 problem = await self._spawn(self._load(config, slots, name))
                 if problem is not None:
                     return problem

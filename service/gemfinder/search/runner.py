@@ -327,23 +327,19 @@ class SearchRunner:
         seen = {r.model: r.seen for r in self.sched.ranking() if r.model in popular}
         self._checked = gem_check.spent(seen, outcomes)
         planned = [(model, item) for model, items in wanted.items() for item in items]
-        queue = self._looked_up(planned)
-        queue.reverse()  # popped from the end, in plan order
+        queue = deque(self._looked_up(planned))
         pending = _InFlight(self._cancel)
         self._checking = True
         try:
             while (queue or pending) and not self._cancel.is_set():
-                entries = []
-                sent = 0
-                while queue and len(pending) < self._next_window(self._max_pending):
-                    if self.capped:
-                        queue.clear()
-                        break
-                    hit = self._send(*queue.pop(), pending)
-                    entries += [hit] if hit else []
-                    sent += 1
-                    if sent % DISPATCH_SLICE == 0:
-                        await asyncio.sleep(0)
+                if self.capped:
+                    queue.clear()
+                # As the search sends (`_take`): at most a GPU pool's slots of its models in
+                # flight, so that the check's queries never make the pool swap models.
+                room = self._next_window(self._max_pending) - len(pending)
+                entries = await self._dispatch(self._take(queue, max(room, 0), pending), pending)
+                if self.capped:
+                    queue.clear()
                 if pending:
                     for model, item, res in await pending.answered():
                         entries += self._graded(model, item, res)

@@ -5,12 +5,16 @@ is bench.speed.serving_cost's gpu-pool row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from gemfinder.errors import UserError
 from gemfinder.oracles.endpoints import endpoint_config_from_dict
+from gemfinder.search import gem
 from gemfinder.sim.fleet import Fleet
 from gemfinder.sim.fleet.build import endpoints_for
 
+from bench.speed import serving_cost
 from bench.speed.serving_cost import _pool, _pooled_fleet, _run
 from tests.fleet_support import fleet_config
 
@@ -66,3 +70,27 @@ async def test_a_search_accounts_the_pool_as_the_fleet_measures_it(load_aware):
     assert cost.gpu_seconds == pytest.approx(sum(m["gpu_seconds"] for m in measured))
     # Each model up once at best (16 loads); item-major brings them up and down per pull.
     assert cost.model_loads < 40 if load_aware else cost.model_loads > 60
+
+
+async def test_a_search_with_a_gem_check_accounts_the_pool_as_the_fleet_measures_it(
+    monkeypatch,
+):
+    """The gem check sends as the search does (`_take`): at most the pool's slots of its models
+    in flight. Half of the 16 models are "popular" here (8 > the pool's 4 slots), so the check
+    asks 8 models at once; without the limit the fleet measured 30 loads (1,125 GPU-s) where the
+    search accounted 25 (975)."""
+
+    def with_downloads(*args, **kwargs):
+        candidates = serving_cost_candidates(*args, **kwargs)
+        return [replace(c, downloads=float(len(candidates) - k)) for k, c in enumerate(candidates)]
+
+    serving_cost_candidates = serving_cost.candidates_for
+    monkeypatch.setattr(serving_cost, "candidates_for", with_downloads)
+    monkeypatch.setattr(gem, "TOP_SHARE", 0.5)
+    matrix, items = _pool(16, 100, seed=3)
+    result, measured, _ = await _run(matrix, items, _pooled_fleet(matrix), True, 1200, "gem")
+    assert result.gem_check_queries > 0
+    cost = result.cost
+    assert cost.queries == sum(m["queries"] for m in measured)
+    assert cost.model_loads == sum(m["model_loads"] for m in measured)
+    assert cost.gpu_seconds == pytest.approx(sum(m["gpu_seconds"] for m in measured))
