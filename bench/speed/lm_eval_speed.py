@@ -6,7 +6,10 @@ metric (lm-eval's functions) on scripted responses through gemfinder's `lm_eval`
 The one-time costs (lm-eval's task index, walked and read from gemfinder's disk cache, loading the
 task) are reported apart; then the same responses graded as a search grades them (worker
 thread, the oracle's path, the grading processes). Compare the rates with the oracle's graded
-queries per second (docs/oracles.md, "Throughput").
+queries per second (docs/oracles.md, "Throughput"). Last, answers to a gpqa-style item whose
+filter is `multi_choice_regex`: lm-eval's own filter (its Unicode table rebuilt per answer)
+against gemfinder's (the table built once per process: tasks/lmeval/mcregex.py), in-process
+and in the grading processes, where such items are graded.
 
     python -m bench.speed.lm_eval_speed [--items 1000] [--grade-rounds 3]
 """
@@ -96,6 +99,8 @@ def main() -> None:
     for label, rate in asyncio.run(_oracle_paths(work[: len(work) // args.grade_rounds])):
         print(f"{label}: {rate:,.0f} graded/s")
     print("oracle (docs/oracles.md): ~300 graded queries/s multiple choice, 13-20/s MBPP")
+    for label, rate in _mcregex_rates():
+        print(f"multi_choice_regex, {label}: {rate:,.0f} graded/s")
 
 
 async def _oracle_paths(work: list) -> list[tuple[str, float]]:
@@ -129,6 +134,59 @@ async def _oracle_paths(work: list) -> list[tuple[str, float]]:
         ]  # fmt: skip
     finally:
         await oracle.aclose()
+
+
+# gpqa's flexible-extract (also mmlu flan cot's), on a document of four choices.
+MC_STEP = {"regex_pattern": r"(\([A-Z]\))", "group_select": -1, "ignore_case": True,
+           "ignore_punctuation": True}  # fmt: skip
+MC_ANSWERS = ["The answer is (C).", "Ber-lin, of course!", "I think: C", "no idea", "(a) or (D)?"]
+
+
+def _mcregex_rates() -> list[tuple[str, float]]:
+    from gemfinder.backends.base import Completion
+    from gemfinder.oracles import InferenceOracle
+    from gemfinder.tasks import Item
+    from lm_eval.filters.extraction import MultiChoiceRegexFilter
+
+    doc = {"choices": ["Paris!", "London", "Ber-lin", "Rome."]}
+    item = Item("gpqa/0", "lm_eval", {
+        "lm_eval": "gpqa_main_cot_zeroshot", "output_type": "generate_until", "doc": doc,
+        "prompt": "Q", "until": ["</s>"], "max_gen_toks": 256, "target": "(C)",
+        "metric": {"name": "exact_match",
+                   "kwargs": {"ignore_case": True, "ignore_punctuation": True}},
+        "filter": {"name": "flexible-extract",
+                   "steps": [["multi_choice_regex", MC_STEP], ["take_first", None]]},
+    })  # fmt: skip
+    grader = get_task("lm_eval")
+    assert grader.validate(item) is None, grader.validate(item)
+    own = MultiChoiceRegexFilter(**MC_STEP)
+    slow = MC_ANSWERS * 4
+    t0 = time.perf_counter()
+    for r in slow:  # one answer per call, as a grader sees them
+        own.apply([[r]], [doc])
+    rates = [("lm-eval's own filter, in-process", len(slow) / (time.perf_counter() - t0))]
+    fast = MC_ANSWERS * 200
+    grader.grade(item, fast[0])  # the table, once per process
+    t0 = time.perf_counter()
+    for r in fast:
+        grader.grade(item, r)
+    rates.append(("gemfinder's grader, in-process", len(fast) / (time.perf_counter() - t0)))
+
+    async def pooled() -> float:
+        oracle = InferenceOracle()
+        answers = [Completion(r, None, None) for r in fast]
+        try:
+            await asyncio.gather(*(oracle._graded(grader, item, c) for c in answers[:IN_FLIGHT]))
+            t0 = time.perf_counter()
+            for k in range(0, len(answers), IN_FLIGHT):
+                batch = answers[k : k + IN_FLIGHT]
+                await asyncio.gather(*(oracle._graded(grader, item, c) for c in batch))
+            return len(answers) / (time.perf_counter() - t0)
+        finally:
+            await oracle.aclose()
+
+    rates.append(("the oracle's path (grading processes)", asyncio.run(pooled())))
+    return rates
 
 
 if __name__ == "__main__":

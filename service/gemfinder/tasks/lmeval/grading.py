@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gemfinder.tasks.lmeval import mcregex
 from gemfinder.tasks.lmeval.codeeval import run_candidate
 
 
@@ -28,10 +29,19 @@ def cut_at_until(text: str, until: list[str]) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _ensemble(name: str, steps_json: str) -> Any:
-    from lm_eval.filters import build_filter_ensemble
+    """lm_eval.filters.build_filter_ensemble, but `multi_choice_regex` is lm-eval's filter with
+    its Unicode punctuation table built once per process, not once per answer (mcregex)."""
+    import lm_eval.filters  # noqa: F401 - importing it registers lm-eval's filters by name
+    from lm_eval.api.filter import FilterEnsemble
+    from lm_eval.api.registry import get_filter
 
-    steps = [(fn, kwargs) for fn, kwargs in json.loads(steps_json)]
-    return build_filter_ensemble(name, steps)
+    def step(fn: str) -> Any:
+        return mcregex.filter_class() if fn == mcregex.NAME else get_filter(fn)
+
+    steps = json.loads(steps_json)
+    return FilterEnsemble(
+        name=name, filters=[functools.partial(step(fn), **(kwargs or {})) for fn, kwargs in steps]
+    )
 
 
 def apply_filter(fields: dict[str, Any], response: str) -> Any:
