@@ -13,7 +13,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.oracles import OracleResult
 from gemfinder.search import events as ev
 from gemfinder.search.manager import SearchManager
-from gemfinder.search.spec import SearchSpec
+from gemfinder.search.spec import IncrementalAsk, SearchSpec
 from gemfinder.store import open_store
 
 from tests.fleet_support import make_items
@@ -78,17 +78,25 @@ async def test_task_counts_and_a_finished_search_are_read_off_the_loop(new_db, m
         assert (await manager.cancel(row.id)).state == "succeeded"  # ended: answered as is
         events = [e async for e in manager.watch(row.id)]
         assert events[-1].type == ev.FINISHED
+        # an incremental search reads its parent back as it starts
+        newcomer = Candidate("m9", "http://h:80", adapter_id="a9")
+        ask = IncrementalAsk(row.id, 2)
+        child = await manager.start(
+            SearchSpec([*candidates, newcomer], items, budget=12, seed=1, ask=ask)
+        )
+        assert child.spec["incremental"]["parent_search_id"] == row.id
+        assert (await manager.wait(child.id)).state == "succeeded"
     finally:
         await manager.close()
         store.close()
-    # start's own read of the new search (no result yet) stays on the loop (SearchManager.start)
-    assert calls[0] == ("search", True), calls
-    calls = calls[1:]
-    names = [name for name, _ in calls]
-    assert names.count("count") == 1, names
-    # wait, fetch, cancel and watch each read the finished search back
-    assert names.count("parse") >= 4 and names.count("search") >= 4, names
-    assert not [name for name, on_loop in calls if on_loop], calls
+    # start's own read of each new search (no result yet) stays on the loop (SearchManager.start)
+    # and nothing else is read on the loop
+    assert [c for c in calls if c[1]] == [("search", True)] * 2, calls
+    off = [name for name, on_loop in calls if not on_loop]
+    assert off.count("count") == 2, off  # each search's end
+    # wait, fetch, cancel, watch and the child's start read the finished parent back, and the
+    # child's wait reads it
+    assert off.count("parse") >= 6 and off.count("search") >= 6, off
 
 
 async def test_a_read_off_the_loop_sees_the_writes_given_before_it(new_db):

@@ -363,7 +363,9 @@ class SearchManager:
         # Before anything else: no connection to an endpoint the operator did not allow.
         self._check_allowed(spec)
         if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
-            spec = incremental.narrow(self.store, spec)
+            # On a worker thread: it reads the parent back (its result and spec parsed, tens of
+            # ms at 1,000 models); this spec is the call's own (Store.off_loop).
+            spec = await self.store.off_loop(incremental.narrow, self.store, spec)
         # Before anything is stored: a cap too small is refused. Replays of the search (up to
         # a second or so, search.gpu_budget): off the event loop, and before the wait below,
         # which must not be followed by an await until this start holds its request id.
