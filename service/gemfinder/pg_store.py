@@ -1,21 +1,22 @@
 """PostgreSQL persistence: gemfinder.store's store (every query, in the PostgreSQL dialect of
 gemfinder.store_dialect) run on a pool of connections, its writes queued.
 
-Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The contract is
-SQLite's: synchronous methods, called from the event loop thread. A round trip to a server costs
-more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
+Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The contract is SQLite's:
+synchronous methods, called from the event loop thread (the heavy reads from a worker thread,
+through SqlStore.off_loop: the pool and the write queue are thread-safe). A round trip to a server
+costs more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
 order, a failure raised by the search's next call) and return at once; the runner's reads of a
-search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs
-(get_search, find_request, the events log) and the evaluation-cache lookup `cached_many` (one
-round trip on the loop per batch of pulls) read what is committed: waiting for every search's
-queued writes held a busy replica's loop for seconds (a lookup that misses a write still queued
-costs at most a query asked twice). Creating a search is not queued either: nothing of a new
-search can be before it. Keep the database close: same host or zone. Connections come from a
-psycopg_pool pool, which replaces a connection the server dropped; a call that finds its
-connection dropped is run once more on a fresh one, after the pool has tested its idle
-connections (every write here is idempotent: upserts, or an insert of a new id that ignores its
-own earlier attempt). A server that stays unreachable, or a pool with no free connection within
-`timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server without its password.
+search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs (get_search,
+find_request, the events log) and the evaluation-cache lookup `cached_many` (one round trip on the
+loop per batch of pulls) read what is committed: waiting for every search's queued writes held a
+busy replica's loop for seconds (a lookup that misses a write still queued costs at most a query
+asked twice). Creating a search is not queued either: nothing of a new search can be before it. Keep
+the database close: same host or zone. Connections come from a psycopg_pool pool, which replaces a
+connection the server dropped; a call that finds its connection dropped is run once more on a fresh
+one, after the pool has tested its idle connections (every write here is idempotent: upserts, or an
+insert of a new id that ignores its own earlier attempt). A server that stays unreachable, or a pool
+with no free connection within `timeout`, is StoreUnavailable (gRPC UNAVAILABLE), naming the server
+without its password.
 
 Durability matches the SQLite store's (WAL, synchronous=NORMAL: a commit survives a killed
 gemfinder, not a lost machine): the session runs with synchronous_commit off, so the hot path

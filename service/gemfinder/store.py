@@ -33,12 +33,18 @@ store or gemfinder.pg_store's PostgreSQL one (same methods) from what the option
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.request import pathname2url
 
 from gemfinder.errors import UserError
 from gemfinder.migrations import migrate
@@ -101,6 +107,9 @@ def _check_path(path: str, option: str) -> None:
         raise UserError(option, f"{path} is not a SQLite database (left untouched)")
 
 
+T = TypeVar("T")
+
+
 class SqlStore:
     """The store's methods, each query written once (the SQL that differs: `sql`, a
     gemfinder.store_dialect.Dialect). How statements run is the subclass's: `_read`, `_write`
@@ -142,6 +151,14 @@ class SqlStore:
         """One statement committed (durably) when this returns, on the caller's thread; its
         rows (RETURNING). `after_writes`: after the writes given before."""
         raise NotImplementedError
+
+    async def off_loop(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)`, one of this store's reading methods, on a worker thread: the heavy
+        ones (task_counts at a search's end, get_search parsing a stored result) held the event
+        loop for tens to hundreds of ms. It reads as it would on the loop: what is committed,
+        and with `after=`, after the writes given before this call (PostgreSQL: its pool and
+        writer queue are thread-safe, and the queue holds every write given before)."""
+        return await asyncio.to_thread(read, *args)
 
     # searches -------------------------------------------------------------------------------
     def create_search(
@@ -530,7 +547,9 @@ def apply(conn: Any, statements: list[Statement], search_id: str, owner: str | N
 
 class Store(SqlStore):
     """SQLite: one connection, used from the event loop thread only; each call runs at once
-    (tens of microseconds), a write in a short transaction of its own."""
+    (tens of microseconds), a write in a short transaction of its own. `off_loop` reads on a
+    worker thread through read-only connections of their own (one per reading thread at a
+    time, kept for reuse): WAL lets them read while the loop's connection writes."""
 
     sql = SQLITE
 
@@ -540,6 +559,17 @@ class Store(SqlStore):
         super().__init__()
         self.path = str(path)
         _check_path(self.path, option)
+        self._local = threading.local()  # .conn: the read connection of an off_loop read
+        self._readers: list[sqlite3.Connection] = []  # idle read connections
+        self._readers_lock = threading.Lock()
+        self._closed = False  # read connections checked in after close() are closed
+        # Another connection sees the same database only through a file: a memory database
+        # (or a URI, kept as given) is read on the loop, as before (tests, one-off CLI runs).
+        self._reader_uri = (
+            None
+            if self.path == ":memory:" or self.path.startswith("file:")
+            else f"file:{pathname2url(os.path.abspath(self.path))}?mode=ro"
+        )
         try:
             # isolation_level=None: explicit transactions only, so each write commits at once.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -556,12 +586,56 @@ class Store(SqlStore):
             raise UserError(option, f"cannot use database {self.path}: {err}") from None
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers, self._closed = self._readers, [], True
+        for conn in readers:
+            conn.close()
         self._db.close()
 
+    async def off_loop(self, read: Callable[..., T], *args: Any) -> T:
+        if self._reader_uri is None:
+            return read(*args)
+        return await asyncio.to_thread(self._on_reader, read, *args)
+
+    def _on_reader(self, read: Callable[..., T], *args: Any) -> T:
+        """`read` with this thread's reads on a read connection. Safe, and as fresh as on the
+        loop: every write of this store commits on the loop thread before its call returns (no
+        transaction is left open across an await), so a write given before this read is
+        committed when it starts, and a new read transaction (autocommit: one per statement)
+        sees it; `after=` asks for nothing more. The temporary item_tasks table of task_counts
+        is the connection's own, so concurrent readers do not share it."""
+        with self._reader() as conn:
+            self._local.conn = conn
+            try:
+                return read(*args)
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _reader(self):  # noqa: ANN202 - a context manager of a connection
+        with self._readers_lock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            conn = sqlite3.connect(
+                self._reader_uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # a failed read may leave it mid-statement: not reused
+            raise
+        with self._readers_lock:
+            if not self._closed:
+                self._readers.append(conn)
+                return
+        conn.close()  # the store closed meanwhile
+
     def _read(self, template, args=(), after=None, setup=None):  # noqa: ANN001 - SqlStore's
+        # On the loop the store's connection; in off_loop, the thread's read connection.
+        db = getattr(self._local, "conn", None) or self._db
         for statement, params in setup or ():
-            self._db.execute(self.sql.render(statement), params)
-        return self._db.execute(self.sql.render(template), args).fetchall()
+            db.execute(self.sql.render(statement), params)
+        return db.execute(self.sql.render(template), args).fetchall()
 
     def _write(self, search_id, statements, owner=None, durable=False):  # noqa: ANN001
         rendered = [(self.sql.render(sql), args) for sql, args in statements]

@@ -122,7 +122,7 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         return search_id
 
     async def GetSearch(self, request, context):
-        row = self.manager.get(self._id(request.search_id))
+        row = await self.manager.fetch(self._id(request.search_id))
         return pb.GetSearchResponse(search=await _search_to_proto(row))
 
     async def CancelSearch(self, request, context):
@@ -154,7 +154,7 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
                 sequence=event.seq,
             )
             if event.type == ev.FINISHED:
-                msg.search.CopyFrom(await _search_to_proto(self.manager.get(search_id)))
+                msg.search.CopyFrom(await _search_to_proto(await self.manager.fetch(search_id)))
             yield msg
 
     async def PlanSearch(self, request, context):
