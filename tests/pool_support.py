@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from gemfinder.config import ServerConfig
-from gemfinder.oracles import EndpointConfig
+from gemfinder.oracles import EndpointConfig, OracleResult
 from gemfinder.server.convert import spec_to_proto
 from gemfinder.sim.fleet import Fleet
 from gemfinder.sim.fleet.build import candidates_for, fleet_from_matrix
@@ -75,3 +75,20 @@ def generate_requests(fleet: Fleet) -> int:
 
 def spec_proto(candidates, items, per_model: int = 30, seed: int = 0, **kw) -> pb.SearchSpec:
     return spec_to_proto(candidates, items, per_model, seed, **kw)
+
+
+class InstantOracle:
+    """An oracle that answers at once, every model right on even items (no endpoint: for tests
+    of the manager and the store)."""
+
+    async def prepare(self, candidates) -> None:
+        pass
+
+    async def release(self, candidates) -> None:
+        pass
+
+    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
+        return OracleResult(candidate.model_id, item.id, int(item.id[-1]) % 2)
+
+    async def aclose(self) -> None:
+        pass

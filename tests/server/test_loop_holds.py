@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import grpc
 from gemfinder.candidates import Candidate
 from gemfinder.cli.serve import freeze_startup_objects
-from gemfinder.oracles import InferenceOracle, OracleResult
+from gemfinder.oracles import InferenceOracle
 from gemfinder.search import manager as manager_module
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import SearchSpec
@@ -26,7 +26,13 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
 from tests.fleet_support import FAST_RETRY, make_items
-from tests.pool_support import clear_best_pool, server_config, spec_proto, start_fleet
+from tests.pool_support import (
+    InstantOracle,
+    clear_best_pool,
+    server_config,
+    spec_proto,
+    start_fleet,
+)
 
 
 def _recording(calls: list[tuple[str, bool]], name: str, fn):
@@ -99,22 +105,6 @@ def test_values_convert_as_asdict_did():
     assert Result.from_json(r.to_json()) == r
 
 
-class _Instant:
-    """An oracle that answers at once, every model right on even items."""
-
-    async def prepare(self, candidates) -> None:
-        pass
-
-    async def release(self, candidates) -> None:
-        pass
-
-    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
-        return OracleResult(candidate.model_id, item.id, int(item.id[-1]) % 2)
-
-    async def aclose(self) -> None:
-        pass
-
-
 def _rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -127,7 +117,7 @@ async def test_memory_stays_flat_across_many_searches_with_frozen_startup_object
     more tracked objects and no more resident memory behind than the first 100 did."""
     items = make_items(4, tasks=("mmlu",))
     candidates = [Candidate(f"m{k}", "http://h:80", adapter_id=f"a{k}") for k in range(4)]
-    manager = SearchManager(Store(str(tmp_path / "m.db")), _Instant(), max_active=4)
+    manager = SearchManager(Store(str(tmp_path / "m.db")), InstantOracle(), max_active=4)
 
     async def searches(n: int, first: int) -> None:
         for seed in range(first, first + n):

@@ -10,32 +10,16 @@ import threading
 
 from gemfinder import store as store_module
 from gemfinder.candidates import Candidate
-from gemfinder.oracles import OracleResult
 from gemfinder.search import events as ev
 from gemfinder.search.manager import SearchManager
 from gemfinder.search.spec import IncrementalAsk, SearchSpec
 from gemfinder.store import open_store
 
 from tests.fleet_support import make_items
+from tests.pool_support import InstantOracle
 
 COUNT_SQL = "GROUP BY p.model, t.task"  # task_counts' query
 SEARCH_SQL = "FROM searches WHERE id = ?"  # get_search's query
-
-
-class _Instant:
-    """An oracle that answers at once, every model right on even items."""
-
-    async def prepare(self, candidates) -> None:
-        pass
-
-    async def release(self, candidates) -> None:
-        pass
-
-    async def answer(self, candidate, item, *, system_prompt: bool = False) -> OracleResult:
-        return OracleResult(candidate.model_id, item.id, int(item.id[-1]) % 2)
-
-    async def aclose(self) -> None:
-        pass
 
 
 def _on_loop() -> bool:
@@ -65,7 +49,7 @@ async def test_task_counts_and_a_finished_search_are_read_off_the_loop(new_db, m
     monkeypatch.setattr(store_module, "_row", recording_row)
     items = make_items(4, tasks=("mmlu", "gsm8k"))  # two tasks: the result counts per task
     candidates = [Candidate(f"m{k}", "http://h:80", adapter_id=f"a{k}") for k in range(3)]
-    manager = SearchManager(store, _Instant(), max_active=2)
+    manager = SearchManager(store, InstantOracle(), max_active=2)
     try:
         row = await manager.start(SearchSpec(candidates, items, budget=12, seed=1))
         done = await manager.wait(row.id)
