@@ -280,15 +280,29 @@ class InferenceOracle:
         self, candidate: Candidate, item: Item, problem: str, start: float
     ) -> OracleResult:
         """A query whose adapter could not be registered: a failure, never a wrong answer."""
-        self.stats.record("pull_failed", FailureKind.HTTP_ERROR)
+        return self._failed(candidate, item, FailureKind.HTTP_ERROR, start, 1, problem)
+
+    def _failed(
+        self,
+        candidate: Candidate,
+        item: Item,
+        kind: FailureKind,
+        start: float,
+        attempts: int,
+        error: str,
+        response: str | None = None,
+    ) -> OracleResult:
+        """A pull that failed (counted as such, never graded): its result."""
+        self.stats.record("pull_failed", kind)
         return OracleResult(
             model_id=candidate.model_id,
             item_id=item.id,
             reward=None,
-            failure=FailureKind.HTTP_ERROR,
+            failure=kind,
+            response=response,
             latency_s=time.perf_counter() - start,
-            attempts=1,
-            error=problem,
+            attempts=attempts,
+            error=error,
         )
 
     def check_registered(self, config: EndpointConfig, name: str, failed: OracleResult) -> None:
@@ -319,16 +333,8 @@ class InferenceOracle:
                     log.exception("unexpected error calling %s", candidate.endpoint)
                 self.stats.record("attempt_failed", kind)
                 if kind not in RETRYABLE or attempt >= self.policy.max_attempts:
-                    self.stats.record("pull_failed", kind)
-                    return OracleResult(
-                        model_id=candidate.model_id,
-                        item_id=item.id,
-                        reward=None,
-                        failure=kind,
-                        latency_s=time.perf_counter() - start,
-                        attempts=attempt,
-                        error=f"{type(exc).__name__}: {exc}"[:500],
-                    )
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    return self._failed(candidate, item, kind, start, attempt, error)
                 self.stats.record("retry", kind)
                 await asyncio.sleep(self.policy.backoff(attempt, self._rng))
                 continue
@@ -339,20 +345,11 @@ class InferenceOracle:
             # query fails now, as it would after its retries, without connecting.
             self.stats.record("attempt_blocked")
             if breaker.down or attempt >= self.policy.max_attempts:
-                self.stats.record("pull_failed", FailureKind.CONNECTION)
-                return OracleResult(
-                    model_id=candidate.model_id,
-                    item_id=item.id,
-                    reward=None,
-                    failure=FailureKind.CONNECTION,
-                    latency_s=time.perf_counter() - start,
-                    attempts=attempt,
-                    error=(
-                        f"{candidate.endpoint} could not be connected to {breaker.threshold}+ "
-                        f"times in a row; not connecting for {breaker.retry_in():.1f} s "
-                        "(circuit open)"
-                    ),
+                error = (
+                    f"{candidate.endpoint} could not be connected to {breaker.threshold}+ times "
+                    f"in a row; not connecting for {breaker.retry_in():.1f} s (circuit open)"
                 )
+                return self._failed(candidate, item, FailureKind.CONNECTION, start, attempt, error)
             await asyncio.sleep(self.policy.backoff(attempt, self._rng))
 
     async def _grade(
@@ -369,17 +366,8 @@ class InferenceOracle:
                 log.warning("grading %s failed: %s", item.id, exc)
             else:
                 log.exception("grading %s failed", item.id)
-            self.stats.record("pull_failed", kind)
-            return OracleResult(
-                candidate.model_id,
-                item.id,
-                None,
-                kind,
-                response=completion.text,
-                latency_s=time.perf_counter() - start,
-                attempts=attempts,
-                error=f"{type(exc).__name__}: {exc}"[:500],
-            )
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            return self._failed(candidate, item, kind, start, attempts, error, completion.text)
         reward = int(bool(grade.correct))
         self.stats.record("graded")
         if reward:
