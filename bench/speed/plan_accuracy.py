@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gemfinder.oracles.endpoints import endpoint_config_from_dict
 from gemfinder.search import plan
 from gemfinder.search.spec import SearchSpec
 from gemfinder.sim.fleet import Fleet
-from gemfinder.sim.fleet.build import candidates_for, endpoints_for
 from gemfinder.sim.fleet.config import fleet_from_dict
 
-from bench.speed.serving_cost import _fleet, _pool, _run
+from bench.speed.serving_cost import _fleet, _pool, _run, served
 
 FIGURES = (("queries", "queries"), ("gpu_seconds", "GPU-s"), ("wall_s", "wall s"))
 
@@ -43,13 +41,9 @@ async def _plan(
     config = fleet_from_dict(raw)
     async with Fleet(config, matrix, items) as fleet:
         urls = {name: fleet.url(name) for name in fleet.names}
-        candidates = candidates_for(config, urls, matrix, "openai_completions")
-        configs = [
-            endpoint_config_from_dict(e, f"endpoints[{i}]")
-            for i, e in enumerate(endpoints_for(config, urls, "openai_completions"))
-        ]
-        served = sum(fleet.state(n).ledger.summary()["queries"] for n in fleet.names)
-    assert served == 0, "a plan sent queries"
+        candidates, configs = served(config, urls, matrix)
+        sent = sum(fleet.state(n).ledger.summary()["queries"] for n in fleet.names)
+    assert sent == 0, "a plan sent queries"
     spec = SearchSpec(
         candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
     )

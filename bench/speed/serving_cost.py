@@ -95,6 +95,16 @@ def _pooled_fleet(matrix: CorrectnessMatrix) -> dict:
     }
 
 
+def served(config, urls: dict[str, str], matrix) -> tuple[list, list]:
+    """The fleet's models as candidates and its endpoints' settings, as a caller writes them."""
+    candidates = candidates_for(config, urls, matrix, "openai_completions")
+    configs = [
+        endpoint_config_from_dict(e, f"endpoints[{i}]")
+        for i, e in enumerate(endpoints_for(config, urls, "openai_completions"))
+    ]
+    return candidates, configs
+
+
 async def _run(
     matrix,
     items,
@@ -110,11 +120,7 @@ async def _run(
     config = fleet_from_dict(raw)
     async with Fleet(config, matrix, items) as fleet:
         urls = {name: fleet.url(name) for name in fleet.names}
-        candidates = candidates_for(config, urls, matrix, "openai_completions")
-        configs = [
-            endpoint_config_from_dict(e, f"endpoints[{i}]")
-            for i, e in enumerate(endpoints_for(config, urls, "openai_completions"))
-        ]
+        candidates, configs = served(config, urls, matrix)
         oracle = InferenceOracle(configs)
         spec = SearchSpec(
             candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
