@@ -27,6 +27,12 @@ class Named:
     note: str = ""  # not on the wire
 
 
+@dataclass(frozen=True)
+class NoP90:
+    mean: float
+    p10: float
+
+
 def test_fields_map_by_name_and_renamed_ones_by_their_wire_name():
     assert Fields(Spread, pb.Spread).to_message(Spread(1, 2, 3)) == pb.Spread(mean=1, p10=2, p90=3)
     named = Fields(Named, pb.Spread, renamed={"average": "mean"}, skip=("note",))
@@ -53,7 +59,7 @@ def test_none_is_an_unset_field_and_an_unset_field_is_none():
 
 def test_a_field_on_one_side_only_is_refused():
     with pytest.raises(TypeError, match="message field 'p90' has no dataclass field"):
-        Fields(_two(), pb.Spread)
+        Fields(NoP90, pb.Spread)
     with pytest.raises(TypeError, match="the message has no field 'note'"):
         Fields(Named, pb.Spread, renamed={"average": "mean"})
     with pytest.raises(TypeError, match="no dataclass field 'nope'"):
@@ -76,12 +82,3 @@ def test_a_none_the_message_cannot_carry_is_refused():
 def test_a_message_field_without_its_nested_pair_is_refused():
     with pytest.raises(TypeError, match="'queries' is a message; say how"):
         Fields(Plan, pb.SearchPlan, renamed={"wall_s": "wall_seconds"})
-
-
-def _two():
-    @dataclass(frozen=True)
-    class Two:
-        mean: float
-        p10: float
-
-    return Two
