@@ -70,9 +70,10 @@ def tls_settings() -> tuple[str, bool]:
 
 def warm() -> None:
     """Pay now for what the first endpoint client of the process would pay for on the event
-    loop: importing huggingface_hub's async client (~200 ms of CPU: it is imported when first
-    used, see backends.hf) and building the SSL context (21-25 ms). `gemfinder serve` calls this
-    before it accepts requests (server.app), so that the first StartSearch does not."""
+    loop: importing huggingface_hub's async client (140-180 ms of CPU in a bare interpreter:
+    it is imported when first used, see backends.hf) and building the SSL context (21-25 ms).
+    `gemfinder serve` calls this before it accepts requests (server.app), so that the first
+    StartSearch does not."""
     from huggingface_hub import AsyncInferenceClient  # noqa: F401 - imported for its cost
 
     install()
