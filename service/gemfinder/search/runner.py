@@ -218,7 +218,7 @@ class SearchRunner:
         """The search's result, built on a worker thread (`_final`, through Store.off_loop so
         that its reads use the thread's read connection): ranking 1,000 models, the gem
         verdict's and the certificate's reads of the stored answers and the per-task ranking
-        held the event loop for 24-39 ms of CPU as each search ended (docs/service.md, "Health
+        held the event loop for 16-39 ms of CPU as each search ended (docs/service.md, "Health
         under load"). While it runs, progress() answers from the last figures, as during a
         scheduler call."""
         self._core_call = asyncio.ensure_future(
@@ -598,11 +598,11 @@ def _final(
 ) -> Result:
     """The result of an ended search, less its cost; on a worker thread (SearchRunner.result).
     Safe there because nothing it reads changes meanwhile: the run has ended, so no ask or tell
-    is in flight or starts (each is awaited before the next, and none follows the result), and
-    the scheduler methods used here only read it (progress() on the loop reads it too: shared
-    reads); the spec is immutable; `cached` and `elapsed` were read on the loop; every answer
-    of this search was stored before (put_answers commits before it returns) and no more are
-    written, so the store's reads see them all."""
+    is in flight or starts (each is awaited before the next, and none follows the result); the
+    scheduler methods used here only read it, and progress() on the loop answers from its last
+    figures meanwhile; the spec is set up before the search starts and not changed after;
+    `cached` and `elapsed` were read on the loop; every answer of this search was stored before
+    (put_answers commits before it returns) and no more are written, so the reads see them all."""
     found = result(spec, sched, cached, elapsed, partial(store.outcomes, search_id))
     if len(spec.task_items()) > 1:
         # Counted by the store and ranked per task: 0.4 s of SQL and 0.8 s of CPU at 5,000
