@@ -1,7 +1,7 @@
 """Choose the default search algorithm by evidence (issue 16), with paired tests and Holm.
 
     python -m bench.studies.choose_default [--trials 300] [--large 1000] [--markdown OUT] [--smoke]
-        [--gem-variants] [--select-only] [--pools LABEL-PART ...]
+        [--gem-variants] [--screened] [--select-only] [--margin POINTS] [--pools LABEL-PART ...]
 
 Candidates: the classical set - gem as the service runs it (f = 0.2, first cut a fifth of the
 pool and at least 200), gem with the published cut m = 100 (the reference), correlated SH
@@ -27,6 +27,12 @@ and, among those, the lowest mean excess loss over the cell's best (points); the
 then show whether it holds. The oracle row (the true top k = min(20, max(2, K // 4)) models
 handed over free with the whole budget, best of uniform / correlated SH / SR in that cell)
 shows how far any search rule is from what it could reach; it is not a candidate.
+
+Non-inferiority margins, for the product owner's call when no candidate passes: per set and
+candidate, the smallest margin delta (points) at which the same test, shifted to H0 "worse by
+at most delta", flags no cell (*tolerated*), and the smallest delta at which the reverse test
+shows the candidate within delta of every competitor in every cell (*proven*); `--margin`
+also lists the cells significantly worse by more than that margin.
 """
 
 from __future__ import annotations
@@ -256,19 +262,30 @@ def tolerated_margin(results: dict, keys: list, m: str) -> tuple[float, tuple | 
     return best, at
 
 
+def within_p(results: dict, keys: list, m: str, delta: float) -> list[tuple[tuple, str, float]]:
+    """(cell, competitor, Holm-adjusted p) of the non-inferiority test at `delta`: H0 "m's
+    mean loss exceeds c's by delta or more", one-sided paired, per (cell, competitor) pair."""
+    pairs = pairs_of(results, keys, m)
+    adjusted = holm([p_worse(delta - diff) for _, _, diff in pairs])
+    return [(k, c, p) for (k, c, _), p in zip(pairs, adjusted, strict=True)]
+
+
 def shown_within(results: dict, keys: list, m: str, delta: float) -> bool:
-    """Whether every pair is shown to be within `delta`: the non-inferiority test, H0 "m's
-    mean loss exceeds c's by delta or more", one-sided paired, rejected for every (cell,
-    competitor) pair after Holm."""
-    pairs = pairs_of(results, keys, m)
-    return all(p < ALPHA for p in holm([p_worse(delta - diff) for _, _, diff in pairs]))
+    """Whether `m` is shown within `delta` of every competitor in every cell: the
+    non-inferiority test rejected for every pair after Holm."""
+    return all(p < ALPHA for _, _, p in within_p(results, keys, m, delta))
 
 
-def proven_margin(results: dict, keys: list, m: str, tol: float = 1e-4) -> float:
-    """The smallest delta (points, to `tol`) at which `shown_within` holds: the margin the data
-    certify, at familywise level alpha, in every cell at once (bisection; the test's p-values
-    fall as delta grows, and so do Holm's)."""
+def proven_margin(
+    results: dict, keys: list, m: str, tol: float = 1e-4
+) -> tuple[float, tuple | None]:
+    """The smallest delta (points, to `tol`) at which `shown_within` holds - the margin the
+    data certify, at familywise level alpha, in every cell at once - and the (cell, competitor)
+    pair that sets it (the last one shown, just below). Bisection: the test's p-values fall as
+    delta grows, and so do Holm's."""
     pairs = pairs_of(results, keys, m)
+    if not pairs:
+        return 0.0, None
     lo = max([0.0] + [float(d.mean()) for _, _, d in pairs])  # no pair is shown within its mean
     hi = max(lo, 1.0)
     while not shown_within(results, keys, m, hi):
@@ -276,7 +293,8 @@ def proven_margin(results: dict, keys: list, m: str, tol: float = 1e-4) -> float
     while hi - lo > tol:
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if shown_within(results, keys, m, mid) else (mid, hi)
-    return hi
+    k, c, _ = max(within_p(results, keys, m, lo), key=lambda x: x[2])
+    return hi, (k, c)
 
 
 def best_only_worse(results: dict, keys: list, m: str) -> list:
@@ -370,6 +388,10 @@ def verdict_lines(verdict: dict, chosen: str | None, trials: int) -> list[str]:
     return lines
 
 
+def pair_text(pair: tuple | None) -> str:
+    return "-" if pair is None else f"{pair[1]} on {pair[0][0]} N={pair[0][1]:g}"
+
+
 def margin_lines(results: dict, group_of: dict[str, str], margin: float | None) -> list[str]:
     """Markdown: per (set, candidate), the non-inferiority margins - the smallest delta at which
     no cell is significantly worse by more than delta (the acceptance's test, shifted by delta)
@@ -385,16 +407,19 @@ def margin_lines(results: dict, group_of: dict[str, str], margin: float | None) 
         "rejected for every pair, i.e. the candidate is shown within delta of every competitor "
         "in every cell at once)",
         "",
-        "| set | candidate | tolerated delta | set by | proven delta |"
+        "| set | candidate | tolerated delta | set by | proven delta | set by |"
         + (f" significantly worse by more than {margin:g} |" if margin is not None else ""),
-        "|---|---|---|---|---|" + ("---|" if margin is not None else ""),
+        "|---|---|---|---|---|---|" + ("---|" if margin is not None else ""),
     ]
     for group in ("select", "confirm"):
         keys = [k for k in results if group_of[k[0]] == group]
         for m in names(results[keys[0]]) if keys else []:
             delta, at = tolerated_margin(results, keys, m)
-            by = "-" if at is None else f"{at[1]} on {at[0][0]} N={at[0][1]:g}"
-            row = f"| {group} | {m} | {delta:.3f} | {by} | {proven_margin(results, keys, m):.3f} |"
+            proven, proven_at = proven_margin(results, keys, m)
+            row = (
+                f"| {group} | {m} | {delta:.3f} | {pair_text(at)} | {proven:.3f} | "
+                f"{pair_text(proven_at)} |"
+            )
             if margin is not None:
                 worse = pairwise_worse(results, keys, m, margin)
                 row += f" {len(worse)}: {cells_text(worse)} |"

@@ -54,7 +54,7 @@ def grid() -> dict:
 def screen(results: dict, variant: str, family: int) -> tuple[bool, float, str]:
     """(passes, the smallest Bonferroni-adjusted p-value over the variant's (cell, competitor)
     pairs, that pair), the competitors being the study's four candidates."""
-    smallest, worst = 1.0, ""
+    smallest, worst = 2.0, ""  # above any adjusted p, so the first pair always sets it
     for (label, n), row in results.items():
         for c in CANDIDATES:
             p = min(1.0, family * p_worse(row[variant]["losses"] - row[c]["losses"]))
