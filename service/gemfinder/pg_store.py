@@ -128,7 +128,7 @@ class PgStore(SqlStore):
             name="gemfinder-store",
             open=True,
         )
-        self._writes = WriteBehind()
+        self._writes = WriteBehind(self._write_answers)
 
     def close(self) -> None:
         self._writes.close()
@@ -203,6 +203,24 @@ class PgStore(SqlStore):
                 apply(conn, rendered, search_id, owner)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=durable)
+
+    def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
+        """Queued apart from the other writes: the writer thread writes every batch queued, of
+        every search, in one statement, ahead of the rest (gemfinder.store_writer), and a
+        search waits once too many answers are unwritten, so a kill -9 loses few."""
+        if answers:
+            self._writes.submit_answers(search_id, answers)
+
+    def _write_answers(self, batches: list[tuple[str, list[tuple]]]) -> None:
+        """On the writer thread: the answers of several searches, one statement."""
+        rendered = [
+            (self.sql.render(sql), tuple(args)) for sql, args in self.answers_statements(batches)
+        ]
+
+        def work(conn: psycopg.Connection) -> None:
+            apply(conn, rendered, batches[0][0], None)
+
+        self._run(work)
 
     def _commit(self, template, args=(), after_writes=False):  # noqa: ANN001
         if after_writes:
