@@ -5,7 +5,8 @@ Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The c
 synchronous methods, called from the event loop thread (the heavy reads from a worker thread,
 through SqlStore.off_loop: the pool and the write queue are thread-safe). A round trip to a server
 costs more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
-order, a failure raised by the search's next call) and return at once; the runner's reads of a
+order, but graded answers merged and first, and a search waits once too many are unwritten, so a
+kill -9 loses few; a failure raised by the search's next call) and return; the runner's reads of a
 search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs (get_search,
 find_request, the events log) and the evaluation-cache lookup `cached_many` (one round trip on the
 loop per batch of pulls) read what is committed: waiting for every search's queued writes held a

@@ -16,8 +16,9 @@ paid again after the resume), so they drain fast and their queue is short:
   counts answers given before it;
 - a search hands over answers without waiting unless more than MAX_QUEUED_ANSWERS are
   unwritten, or the oldest queued write waited more than MAX_LAG_S: then it waits for the queue
-  (backpressure). So a kill -9 loses at most MAX_QUEUED_ANSWERS stored answers beyond those in
-  flight, by count, however loaded the machine (docs/service.md, Crash resume).
+  (backpressure). So a kill -9 loses, beyond the queries in flight, at most MAX_QUEUED_ANSWERS
+  answers and the batch just handed over, by count, however loaded the machine (docs/service.md,
+  The store: SQLite or PostgreSQL, Crash resume).
 
 A read that must see the writes before it waits for the queue to drain (`flush`). A write that
 fails is raised by the next call of the same search (`check`), and the writes of that search
