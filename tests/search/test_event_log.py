@@ -13,6 +13,10 @@ from gemfinder.search import events as ev
 from gemfinder.search.manager import ReplicaStopping, SearchManager
 from gemfinder.store import LeaseLost, open_store
 
+from tests.server.replica_support import (
+    assert_numbered_without_gaps,
+    assert_pruned_only_progress,
+)
 from tests.store.test_leases import SlowReplay, _pool
 
 
@@ -59,22 +63,15 @@ async def test_a_watch_resumed_anywhere_gets_each_event_once(new_db, monkeypatch
     assert [kind for _, kind in log].count(ev.FINISHED) == 1 and log[-1][1] == ev.FINISHED
     assert {kind for _, kind in log[:-1]} <= {ev.ROUND_STARTED, ev.PROGRESS, ev.ROUND_FINISHED}
     assert [kind for _, kind in log].count(ev.PROGRESS) <= 1  # pruned at the end but the last
-    # The live watch got every event as it was written, in order: numbered without gaps until
-    # its last read, which came after the end and found the pruned log (its last events).
-    seen = [(e.seq, e.type) for e in live[1:]]
+    assert_pruned_only_progress(dict(log), ev.PROGRESS)
+    # The live watch got every event as it was written, in order, with no gap while the search
+    # ran; its last read, after the end, found the PROGRESS events since its previous one pruned.
     assert live[0].type == ev.SNAPSHOT
+    seen = [(e.seq, e.type) for e in live[1:]]
+    assert_numbered_without_gaps(live[0].seq, [seq for seq, _ in seen], set(seqs))
     assert [x for x in seen if x in log] == [x for x in log if x[0] > live[0].seq]
-    pruned = [x for x in seen if x not in log]
-    assert {kind for _, kind in pruned} <= {ev.PROGRESS}
-    cut = len(seen)
-    while cut and seen[cut - 1] in log:
-        cut -= 1
-    running, ended = seen[:cut], seen[cut:]
-    start = live[0].seq + 1
-    assert [seq for seq, _ in running] == list(range(start, start + len(running)))
-    unseen = range(running[-1][0] + 1 if running else start, ended[0][0])
+    assert {kind for seq, kind in seen if (seq, kind) not in log} <= {ev.PROGRESS}
     missing = set(range(1, seqs[-1] + 1)) - set(seqs)
-    assert missing - set(range(start)) == {seq for seq, _ in pruned} | (set(unseen) - set(seqs))
     if progress_every == 0.0:
         assert missing, "no PROGRESS event was pruned: the case this run is for did not happen"
     joined = [(e.seq, e.type) for e in broken[1:] + resumed]
