@@ -88,9 +88,9 @@ class WriteBehind:
         with self._lock:
             now = time.monotonic()
             # Backpressure: the answers a kill -9 loses (paid for and not stored: queries paid
-            # twice) stay bounded by count whatever the load, and by age when it is light. The
-            # answers counted are those before this call's: a large batch just received is
-            # not made to wait for its own round trip.
+            # twice) stay bounded by count whatever the load, and by age when it is light. What
+            # is counted, and waited for, is the writes before this one: a batch just received
+            # does not wait for its own round trip.
             oldest = self._jobs[0].queued if self._jobs else now
             if self._running_since is not None:  # the batch being written is older still
                 oldest = self._running_since
@@ -99,12 +99,16 @@ class WriteBehind:
                 or self._answers > MAX_QUEUED_ANSWERS
                 or now - oldest > MAX_LAG_S
             )
-            self._jobs.append(_Job(search_id, self._next, now, **job))
+            seq = self._next
+            self._jobs.append(_Job(search_id, seq, now, **job))
             self._next += 1
             self._answers += len(job.get("answers") or ())
             self._lock.notify_all()
-        if wait or behind:
+            if behind and not wait:
+                self._lock.wait_for(lambda: self._done >= seq)
+        if wait:
             self.flush()
+        if wait or behind:
             self.check(search_id)
 
     def check(self, search_id: str) -> None:

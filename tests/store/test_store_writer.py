@@ -9,6 +9,7 @@ import sys
 import threading
 
 import pytest
+from gemfinder import store_writer
 from gemfinder.store import open_store
 from gemfinder.store_writer import MAX_QUEUED_ANSWERS, WriteBehind
 
@@ -25,6 +26,13 @@ class Recorder:
             raise ValueError("reward out of range")
         self.calls.append(batches)
         self.order.append("answers")
+
+
+@pytest.fixture(autouse=True)
+def _no_wait_by_age(monkeypatch):
+    """A writer held on purpose must not make the test's submits wait by age (50 ms) on a
+    loaded machine: only the test that is about the age sets it."""
+    monkeypatch.setattr(store_writer, "MAX_LAG_S", 3600.0)
 
 
 def _blocked(writes: WriteBehind) -> threading.Event:
@@ -72,6 +80,22 @@ def test_a_search_waits_once_too_many_answers_are_unwritten():
         release.set()
         waiting.join()
         assert sum(len(rows) for call in rec.calls for _, rows in call) == len(one) + 1
+    finally:
+        writes.close()
+
+
+def test_a_write_waits_once_the_oldest_queued_one_is_older_than_the_lag(monkeypatch):
+    monkeypatch.setattr(store_writer, "MAX_LAG_S", 0.0)
+    rec = Recorder()
+    writes = WriteBehind(rec)
+    try:
+        release = _blocked(writes)
+        waiting = threading.Thread(target=writes.submit, args=("a", lambda: None))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # held until the write in progress is done
+        release.set()
+        waiting.join()
     finally:
         writes.close()
 
