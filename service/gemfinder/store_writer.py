@@ -14,11 +14,14 @@ paid again after the resume), so they drain fast and their queue is short:
   batches piled up while the previous one ran. Writing answers earlier than the writes queued
   before them is safe: each is an idempotent fact (ON CONFLICT), and a snapshot only ever
   counts answers given before it;
-- a search hands over answers without waiting unless more than MAX_QUEUED_ANSWERS are
-  unwritten, or the oldest queued write waited more than MAX_LAG_S: then it waits for the queue
-  (backpressure). So a kill -9 loses, beyond the queries in flight, at most MAX_QUEUED_ANSWERS
-  answers and the batch just handed over, by count, however loaded the machine (docs/service.md,
-  The store: SQLite or PostgreSQL, Crash resume).
+- a search hands over a write without waiting unless more than MAX_QUEUED_ANSWERS answers are
+  unwritten, or the oldest queued write waited more than MAX_LAG_S (or MAX_QUEUED writes are
+  queued): then it waits for the writes before its own (backpressure, on the caller's
+  thread). So a kill -9 loses, beyond the queries in flight, at most MAX_QUEUED_ANSWERS answers
+  and the batch just handed over, by count, however loaded the machine (docs/service.md, The
+  store: SQLite or PostgreSQL, Crash resume). Waiting holds the event loop: with the answers
+  merged it is rare (the writer empties its queue in a round trip or two), the price of that
+  bound when the database is slow or the machine loaded.
 
 A read that must see the writes before it waits for the queue to drain (`flush`). A write that
 fails is raised by the next call of the same search (`check`), and the writes of that search
