@@ -101,10 +101,15 @@ def test_an_adapter_the_endpoint_does_not_serve_names_the_line(files, capsys):
     assert "search.candidates[0].adapter_id" in err and "'a0' is not served" in err, err
 
 
-def test_a_plan_under_a_gpu_second_cap(files, capsys):
+def test_a_plan_under_a_gpu_second_cap(files, capsys, monkeypatch):
     """12 adapters through 4 slots on one endpoint (54 GPU-s of loads, 0.2 s a query): 240
     queries would spend about 114 GPU-seconds; at 80 the budget is planned down (reloads between
-    rounds counted) and no simulated search passes the cap."""
+    rounds counted), once per plan, and no simulated search passes the cap."""
+    from gemfinder.search import gpu_budget
+
+    replays = []
+    replayed = gpu_budget._replayed
+    monkeypatch.setattr(gpu_budget, "_replayed", lambda *a: replays.append(1) or replayed(*a))
     tmp_path, listener = files
     argv = plan(tmp_path, "--endpoints", str(tmp_path / "e.json"), "--budget", "240")
     assert main([*argv, "--json", "--trials", "8"]) == 0
@@ -116,6 +121,7 @@ def test_a_plan_under_a_gpu_second_cap(files, capsys):
     assert found["gpu_seconds_cap"] == 80.0 and found["budget"] == 240
     assert found["planned_budget"] < 240 and found["queries"]["mean"] <= found["planned_budget"]
     assert found["gpu_seconds"]["p90"] <= 80 + 1e-9
+    assert len(replays) == 1  # the command's validation and the plan share one replay
     assert main([*argv, "--gpu-seconds", "80"]) == 0
     assert "GPU-second cap 80.0: query budget planned to" in capsys.readouterr().out
     with pytest.raises(BlockingIOError):

@@ -18,6 +18,7 @@ import sys
 from gemfinder import _core
 from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.cli import search
+from gemfinder.errors import UserError
 from gemfinder.oracles import load_endpoint_configs
 from gemfinder.search import plan
 from gemfinder.search.plan import Plan
@@ -76,7 +77,12 @@ def make(args: argparse.Namespace) -> Plan:
     plan.check_offline(spec, by_url, prefix="search")
     budget_flag = "--budget" if args.budget is not None else "--budget-per-model"
     plan.check_size(spec, args.trials, "--trials", budget_flag)
-    return plan.plan(spec, by_url, args.trials)
+    try:  # a cap too small is refused as `gemfinder search` refuses it, naming the flag
+        return plan.plan(spec, by_url, args.trials)
+    except UserError as err:
+        if err.field != "spec.gpu_seconds":
+            raise
+        raise UserError("--gpu-seconds", err.reason) from None
 
 
 def text(found: Plan) -> str:
