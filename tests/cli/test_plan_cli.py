@@ -3,6 +3,7 @@ input names the flag or the file's line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -126,3 +127,43 @@ def test_a_plan_under_a_gpu_second_cap(files, capsys, monkeypatch):
     assert "GPU-second cap 80.0: query budget planned to" in capsys.readouterr().out
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
+
+
+async def test_a_plan_of_an_incremental_search(tmp_path, capsys):
+    """`--incremental-from`: planned on the pool the search would narrow the current tree to
+    (the earlier search's top `--incumbents` and the newcomers), the incumbents' answers in
+    `--store`'s evaluation cache free; an earlier search the store lacks names the flag."""
+    from gemfinder.sim.matrix import save_npz
+
+    from tests.pool_support import clear_best_pool, start_fleet, write_endpoints
+
+    matrix, items = clear_best_pool()
+    save_npz(matrix, tmp_path / "m.npz")
+    lines = [json.dumps({"id": it.id, "task": it.task, **it.fields}) for it in items]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fleet, candidates, configs = await start_fleet(matrix, items)
+    try:
+        records = [
+            {k: v for k, v in vars(c).items() if v is not None and v is not False}
+            for c in candidates
+        ]
+        (tmp_path / "old.json").write_text(json.dumps(records[:12]), "utf-8")  # yesterday's
+        (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
+        endpoints = str(write_endpoints(configs, tmp_path / "e.json"))
+        store = str(tmp_path / "s.db")
+        searched = ["search", "--query-set", str(tmp_path / "items.jsonl"), "--json",
+                    "--candidates", str(tmp_path / "old.json"), "--endpoints", endpoints,
+                    "--store", store, "--budget-per-model", "10"]  # fmt: skip
+        assert await asyncio.to_thread(main, searched) == 0
+        capsys.readouterr()
+        argv = plan(tmp_path, "--endpoints", endpoints, "--store", store, "--json")
+        argv += ["--incremental-from", "latest", "--incumbents", "4", "--trials", "4"]
+        assert main(argv) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert found["models"] == 4 + 4  # the 4 incumbents and the 4 models new since
+        assert found["cached"]["mean"] > 0 and found["queries"]["mean"] > 0
+        argv[argv.index("latest")] = "nope"
+        assert main(argv) == 2
+        assert "--incremental-from: no search with id 'nope'" in capsys.readouterr().err
+    finally:
+        await fleet.stop()

@@ -509,4 +509,5 @@ def plan_to_proto(found: Plan) -> pb.SearchPlan:
         planned_budget=found.planned_budget,
         gpu_seconds_cap=found.gpu_seconds_cap,
         capped=found.capped,
+        cached=spread(found.cached),
     )
