@@ -150,6 +150,10 @@ async def test_a_plan_of_an_incremental_search(tmp_path, capsys):
         (tmp_path / "old.json").write_text(json.dumps(records[:12]), "utf-8")  # yesterday's
         (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
         endpoints = str(write_endpoints(configs, tmp_path / "e.json"))
+        with_cost = json.loads((tmp_path / "e.json").read_text())
+        for e in with_cost:
+            e["cost"] = {"model_load_s": 30, "swap_s": 2, "query_s": 0.2, "max_loras": 4}
+        (tmp_path / "e.json").write_text(json.dumps(with_cost), encoding="utf-8")
         store = str(tmp_path / "s.db")
         searched = ["search", "--query-set", str(tmp_path / "items.jsonl"), "--json",
                     "--candidates", str(tmp_path / "old.json"), "--endpoints", endpoints,
@@ -162,6 +166,14 @@ async def test_a_plan_of_an_incremental_search(tmp_path, capsys):
         found = json.loads(capsys.readouterr().out)
         assert found["models"] == 4 + 4  # the 4 incumbents and the 4 models new since
         assert found["cached"]["mean"] > 0 and found["queries"]["mean"] > 0
+        assert found["gpu_seconds"]["mean"] > 0
+        # The search itself: a cap is planned at its start, on the narrowed pool; too small,
+        # it is refused naming the flag.
+        again = ["search", "--query-set", str(tmp_path / "items.jsonl"), "--candidates",
+                 str(tmp_path / "c.jsonl"), "--endpoints", endpoints, "--store", store,
+                 "--incremental-from", "latest", "--gpu-seconds", "10"]  # fmt: skip
+        assert await asyncio.to_thread(main, again) == 2
+        assert "--gpu-seconds: 10 GPU-seconds do not cover" in capsys.readouterr().err
         argv[argv.index("latest")] = "nope"
         assert main(argv) == 2
         assert "--incremental-from: no search with id 'nope'" in capsys.readouterr().err
