@@ -46,7 +46,13 @@ async def _parent_then_child(full_models: bool, algorithm: str):
             )
             child.validate()
             run, cached = await store.off_loop(plan_incremental.narrowed, store, child, oracle)
+            looked_up = []
+            lookup = store.cached_many
+            store.cached_many = lambda keys: looked_up.extend(keys) or lookup(keys)
             predicted = await asyncio.to_thread(plan.plan, run, by_url, 16, cached)
+            del store.cached_many
+            # Each incumbent's cell once over the 16 trials (they read one item order).
+            assert len(looked_up) == len(set(looked_up)) <= run.budget
             blind = await asyncio.to_thread(plan.plan, run, by_url, 16)
             sent = sum(fleet.state(n).ledger.summary()["queries"] for n in fleet.names)
             row = await manager.wait((await manager.start(child)).id)

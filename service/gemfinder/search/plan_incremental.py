@@ -40,14 +40,12 @@ class ParentAnswers:
         self._store = store
         self._keys = cache_keys(spec, oracle)
         self._known: dict[Cell, int | None] = {}
-        self.lookups = 0  # store calls made
 
     def __call__(self, pulls: list[Cell]) -> dict[Cell, int]:
         new = [p for p in pulls if p[0] in self._incumbents and p not in self._known]
         if new:
             keys = [self._keys(model, item) for model, item in new]
             found = self._store.cached_many(keys)
-            self.lookups += 1
             for cell, key in zip(new, keys, strict=True):
                 self._known[cell] = found.get(key)
         known = self._known
