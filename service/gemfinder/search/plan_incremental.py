@@ -10,7 +10,8 @@ look the incumbents' pulls up in the cache under the keys the search will use, a
 does (the parent's pulls themselves are dropped when it ends; its answers stay in the cache).
 Only the incumbents' pulls are looked up, each cell once over all the trials (they all read the
 one item order, so at most the plan's budget of cells): a newcomer's answers cached by another
-search are not in the plan.
+search are not in the plan, and a pool above the plan's MAX_CELLS, simulated on fewer items,
+reads another order and finds fewer of them.
 
 The lookups read the store: callers on an event loop run the narrowing and the plan on worker
 threads (Store.off_loop, asyncio.to_thread), as a start narrows.
