@@ -113,6 +113,7 @@ async def _run(
     budget: int,
     algorithm: str,
     gpu_seconds: float | None = None,
+    seed: int = 1,
 ):
     """The search through the runner and the HTTP oracle against the fleet: its result, the
     fleet's measurements per endpoint, the real seconds. With `gpu_seconds` its query budget is
@@ -123,7 +124,12 @@ async def _run(
         candidates, configs = served(config, urls, matrix)
         oracle = InferenceOracle(configs)
         spec = SearchSpec(
-            candidates, items, budget=budget, algorithm=algorithm, seed=1, gpu_seconds=gpu_seconds
+            candidates,
+            items,
+            budget=budget,
+            algorithm=algorithm,
+            seed=seed,
+            gpu_seconds=gpu_seconds,
         )
         spec.validate()
         spec = gpu_budget.planned(spec, oracle.configs)

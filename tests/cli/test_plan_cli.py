@@ -3,6 +3,7 @@ input names the flag or the file's line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -101,10 +102,15 @@ def test_an_adapter_the_endpoint_does_not_serve_names_the_line(files, capsys):
     assert "search.candidates[0].adapter_id" in err and "'a0' is not served" in err, err
 
 
-def test_a_plan_under_a_gpu_second_cap(files, capsys):
+def test_a_plan_under_a_gpu_second_cap(files, capsys, monkeypatch):
     """12 adapters through 4 slots on one endpoint (54 GPU-s of loads, 0.2 s a query): 240
     queries would spend about 114 GPU-seconds; at 80 the budget is planned down (reloads between
-    rounds counted) and no simulated search passes the cap."""
+    rounds counted), once per plan, and no simulated search passes the cap."""
+    from gemfinder.search import gpu_budget
+
+    replays = []
+    replayed = gpu_budget._replayed
+    monkeypatch.setattr(gpu_budget, "_replayed", lambda *a: replays.append(1) or replayed(*a))
     tmp_path, listener = files
     argv = plan(tmp_path, "--endpoints", str(tmp_path / "e.json"), "--budget", "240")
     assert main([*argv, "--json", "--trials", "8"]) == 0
@@ -116,7 +122,60 @@ def test_a_plan_under_a_gpu_second_cap(files, capsys):
     assert found["gpu_seconds_cap"] == 80.0 and found["budget"] == 240
     assert found["planned_budget"] < 240 and found["queries"]["mean"] <= found["planned_budget"]
     assert found["gpu_seconds"]["p90"] <= 80 + 1e-9
+    assert len(replays) == 1  # the command's validation and the plan share one replay
     assert main([*argv, "--gpu-seconds", "80"]) == 0
     assert "GPU-second cap 80.0: query budget planned to" in capsys.readouterr().out
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
+
+
+async def test_a_plan_of_an_incremental_search(tmp_path, capsys):
+    """`--incremental-from`: planned on the pool the search would narrow the current tree to
+    (the earlier search's top `--incumbents` and the newcomers), the incumbents' answers in
+    `--store`'s evaluation cache free; an earlier search the store lacks names the flag."""
+    from gemfinder.sim.matrix import save_npz
+
+    from tests.pool_support import clear_best_pool, start_fleet, write_endpoints
+
+    matrix, items = clear_best_pool()
+    save_npz(matrix, tmp_path / "m.npz")
+    lines = [json.dumps({"id": it.id, "task": it.task, **it.fields}) for it in items]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fleet, candidates, configs = await start_fleet(matrix, items)
+    try:
+        records = [
+            {k: v for k, v in vars(c).items() if v is not None and v is not False}
+            for c in candidates
+        ]
+        (tmp_path / "old.json").write_text(json.dumps(records[:12]), "utf-8")  # yesterday's
+        (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
+        endpoints = str(write_endpoints(configs, tmp_path / "e.json"))
+        with_cost = json.loads((tmp_path / "e.json").read_text())
+        for e in with_cost:
+            e["cost"] = {"model_load_s": 30, "swap_s": 2, "query_s": 0.2, "max_loras": 4}
+        (tmp_path / "e.json").write_text(json.dumps(with_cost), encoding="utf-8")
+        store = str(tmp_path / "s.db")
+        searched = ["search", "--query-set", str(tmp_path / "items.jsonl"), "--json",
+                    "--candidates", str(tmp_path / "old.json"), "--endpoints", endpoints,
+                    "--store", store, "--budget-per-model", "10"]  # fmt: skip
+        assert await asyncio.to_thread(main, searched) == 0
+        capsys.readouterr()
+        argv = plan(tmp_path, "--endpoints", endpoints, "--store", store, "--json")
+        argv += ["--incremental-from", "latest", "--incumbents", "4", "--trials", "4"]
+        assert main(argv) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert found["models"] == 4 + 4  # the 4 incumbents and the 4 models new since
+        assert found["cached"]["mean"] > 0 and found["queries"]["mean"] > 0
+        assert found["gpu_seconds"]["mean"] > 0
+        # The search itself: a cap is planned at its start, on the narrowed pool; too small,
+        # it is refused naming the flag.
+        again = ["search", "--query-set", str(tmp_path / "items.jsonl"), "--candidates",
+                 str(tmp_path / "c.jsonl"), "--endpoints", endpoints, "--store", store,
+                 "--incremental-from", "latest", "--gpu-seconds", "10"]  # fmt: skip
+        assert await asyncio.to_thread(main, again) == 2
+        assert "--gpu-seconds: 10 GPU-seconds do not cover" in capsys.readouterr().err
+        argv[argv.index("latest")] = "nope"
+        assert main(argv) == 2
+        assert "--incremental-from: no search with id 'nope'" in capsys.readouterr().err
+    finally:
+        await fleet.stop()

@@ -124,3 +124,44 @@ def test_fixed_confidence_stops_with_a_certificate(files, capsys):
     assert result["recommended_model_id"] == BEST
     assert result["certificate"]["certified"] and result["certificate"]["epsilon"] == 0.05
     assert result["queries_spent"] < len(items) * len(matrix.models)
+
+
+async def test_a_capped_search_replays_its_plan_once(files, capsys, monkeypatch):
+    """`--gpu-seconds`: the query budget the cap buys is laid out by replaying the search
+    (search.gpu_budget); the command plans it once, refusing a cap too small before anything is
+    stored, and the start takes that plan rather than replaying again (up to a second)."""
+    from gemfinder.search import gpu_budget
+
+    tmp_path, matrix, items = files
+    replays = []
+    replayed = gpu_budget._replayed
+
+    def counted(*args):
+        replays.append(args[0].budget)
+        return replayed(*args)
+
+    monkeypatch.setattr(gpu_budget, "_replayed", counted)
+    fleet, candidates, configs = await start_fleet(matrix, items)
+    try:
+        records = [
+            {k: v for k, v in vars(c).items() if v is not None and v is not False}
+            for c in candidates
+        ]
+        (tmp_path / "c.json").write_text(json.dumps(records), encoding="utf-8")
+        endpoints = json.loads(write_endpoints(configs, tmp_path / "e.json").read_text())
+        for e in endpoints:
+            e["cost"] = {"model_load_s": 30, "swap_s": 2, "query_s": 0.2, "max_loras": 4}
+        (tmp_path / "e.json").write_text(json.dumps(endpoints), encoding="utf-8")
+        argv = search(tmp_path, "--candidates", str(tmp_path / "c.json"), "--json")
+        argv += ["--endpoints", str(tmp_path / "e.json"), "--budget", "400"]
+        code = await asyncio.to_thread(main, [*argv, "--gpu-seconds", "150"])
+        assert code == 0
+        found = json.loads(capsys.readouterr().out)
+        assert replays == [400]
+        assert found["queries_spent"] < 400 and found["cost"]["gpu_seconds"] <= 150 + 1e-9
+        # A cap too small: refused by the command's own plan, naming the flag, nothing run.
+        code = await asyncio.to_thread(main, [*argv, "--gpu-seconds", "61"])
+        assert code == 2 and "--gpu-seconds:" in capsys.readouterr().err
+    finally:
+        await fleet.stop()
+    assert len(replays) == 1

@@ -163,3 +163,30 @@ def test_a_huge_plan_does_not_freeze_the_server(channel):
     assert all(p.trials == 1 and p.models == 5000 for p in done)  # trials x budget: capped
     assert time.monotonic() - started < 120
     assert slowest < 2.0, slowest  # the loop kept its turns (2 cores shared with others)
+
+
+def test_an_incremental_spec_is_planned_from_its_parent(channel):
+    """An incremental spec (parent_search_id) is refused as a start refuses it (an unknown
+    parent: NOT_FOUND), else planned on the pool its start narrows it to, the incumbents'
+    answers from the parent told from the evaluation cache (tests/search/test_plan_incremental
+    compares such a plan with the search)."""
+    missing = valid_spec()
+    missing.parent_search_id = "nope"
+    started = _call(channel, "StartSearch", pb.StartSearchRequest(spec=missing), pb.Search)
+    assert started[0] == grpc.StatusCode.NOT_FOUND and started[1][0][0] == "spec.parent_search_id"
+    assert _plan(channel, missing)[:2] == started[:2]
+    parent = valid_spec()
+    del parent.candidates[4:]  # the tree of yesterday: 4 models, 2 new since
+    request = pb.SelectBestModelRequest(spec=parent)
+    code, _, done = _call(channel, "SelectBestModel", request, pb.SelectBestModelResponse)
+    assert code == grpc.StatusCode.OK
+    child = valid_spec()
+    child.parent_search_id = done.search.search_id
+    child.incumbents = 2
+    code, _, answer = _plan(channel, child, trials=4)
+    assert code == grpc.StatusCode.OK, answer
+    assert answer.plan.models == 4  # 2 incumbents + 2 newcomers
+    assert answer.plan.cached.mean > 0 and answer.plan.cached.p10 <= answer.plan.cached.p90
+    # A plan starts nothing: the parent is still the newest search.
+    listed = _call(channel, "ListSearches", pb.ListSearchesRequest(), pb.ListSearchesResponse)
+    assert listed[2].searches[0].search_id == done.search.search_id

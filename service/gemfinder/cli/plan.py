@@ -19,10 +19,12 @@ from gemfinder import _core
 from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.cli import search
 from gemfinder.cli._args import subcommand
+from gemfinder.errors import UserError
 from gemfinder.oracles import load_endpoint_configs
-from gemfinder.search import plan
+from gemfinder.search import plan, plan_incremental
 from gemfinder.search.plan import Plan
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
+from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, SearchSpec
+from gemfinder.store import open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,25 +55,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"searches behind the cost figures, 1-{plan.MAX_TRIALS} (default "
                    "%(default)s; fewer when trials x budget passes "
                    f"{plan.MAX_PULLS:,} queries)")  # fmt: skip
+    p.add_argument("--store", help="with --incremental-from: the store holding that search")
+    p.add_argument(
+        "--incremental-from",
+        metavar="SEARCH_ID",
+        help="plan an incremental "
+        "search of this earlier search of --store ('latest': its newest succeeded "
+        "one), as `gemfinder search` takes it; its parent's answers cached are free",
+    )
+    p.add_argument("--incumbents", type=int, help="with --incremental-from: the earlier "
+                   "search's top models kept (default 8)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     # What `gemfinder search` would read too, fixed for a plan (search.build reads them).
-    p.set_defaults(
-        matrix=None,
-        incremental_from=None,
-        incumbents=None,
-        allow_unreachable=True,
-    )
+    p.set_defaults(matrix=None, allow_unreachable=True)
+
+
+# An incremental spec's narrowing (search.incremental.narrow) names the spec's fields.
+NARROW_FLAGS = {
+    "spec.parent_search_id": "--incremental-from",
+    "spec.seed": "--seed",
+    "spec.candidates": "--candidates",
+}
 
 
 def make(args: argparse.Namespace) -> Plan:
     """The plan of the command line's search; bad input is a UserError naming the flag."""
-    spec, _ = search.build(args)  # validated as `gemfinder search` validates it
+    spec, oracle = search.build(args)  # validated as `gemfinder search` validates it
+    if spec.ask is None:
+        return _made(args, spec)
+    store = open_store(args.store, option="--store")  # build refused it missing
+    try:  # the pool its start narrows it to, and the parent's answers in the cache
+        search.resolve_parent(spec, store)
+        try:
+            spec, cached = plan_incremental.narrowed(store, spec, oracle)
+        except UserError as err:
+            if err.field not in NARROW_FLAGS:
+                raise
+            raise type(err)(NARROW_FLAGS[err.field], err.reason) from None
+        return _made(args, spec, cached)  # (it looks the cache up as it simulates)
+    finally:
+        store.close()
+
+
+def _made(args: argparse.Namespace, spec: SearchSpec, cached: plan.Cached | None = None) -> Plan:
     configs = load_endpoint_configs(args.endpoints) if args.endpoints else []
     by_url = {c.key: c for c in configs}
     plan.check_offline(spec, by_url, prefix="search")
     budget_flag = "--budget" if args.budget is not None else "--budget-per-model"
     plan.check_size(spec, args.trials, "--trials", budget_flag)
-    return plan.plan(spec, by_url, args.trials)
+    try:  # a cap too small is refused as `gemfinder search` refuses it, naming the flag
+        return plan.plan(spec, by_url, args.trials, cached)
+    except UserError as err:
+        if err.field != "spec.gpu_seconds":
+            raise
+        raise UserError("--gpu-seconds", err.reason) from None
 
 
 def text(found: Plan) -> str:
@@ -100,6 +137,11 @@ def text(found: Plan) -> str:
             f"GPU-second cap {found.gpu_seconds_cap:,.1f}: query budget planned to "
             f"{found.planned_budget:,}; it stops {100 * found.capped:.0f}% of the simulated "
             "searches before their algorithm finishes (the figures above are under it)"
+        )
+    if found.cached.mean:
+        lines.append(
+            f"{found.cached.mean:,.0f} more pulls answered from the evaluation cache (the "
+            "parent's answers): free, not in the figures above"
         )
     if not found.accounted:
         lines.append("(no candidate's endpoint has a cost model: loads and seconds are 0)")

@@ -196,12 +196,20 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     else:
         endpoints = load_endpoint_configs(args.endpoints) if args.endpoints else []
         oracle = InferenceOracle(endpoints)
-    if spec.gpu_seconds is not None:  # refused here, naming the flag, rather than at start
-        try:
-            gpu_budget.planned(spec, getattr(oracle, "configs", {}))
-        except UserError as err:
-            raise UserError("--gpu-seconds", err.reason) from None
     return spec, oracle
+
+
+def planned(spec: SearchSpec, oracle: Oracle) -> SearchSpec | None:
+    """`spec` with the query budget its GPU-second cap buys (search.gpu_budget, up to a second
+    of replays), made once here and handed to the start, which would otherwise replay it again;
+    a cap too small is refused naming the flag, before anything is stored. None without a cap,
+    and for an incremental search: its start plans the narrowed pool, which needs the store."""
+    if spec.gpu_seconds is None or spec.ask is not None:
+        return None
+    try:
+        return gpu_budget.planned(spec, getattr(oracle, "configs", {}))
+    except UserError as err:
+        raise UserError("--gpu-seconds", err.reason) from None
 
 
 def _incremental_ask(args: argparse.Namespace) -> IncrementalAsk:
@@ -233,8 +241,16 @@ def search_key(spec: SearchSpec) -> str:
 CLI_LEASE_S = 3.0
 
 
-async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: bool = True):
-    """Start (or resume, or fetch) the search of `spec` in `store`; returns its final row."""
+async def run_search(
+    spec: SearchSpec,
+    oracle: Oracle,
+    store: Store,
+    progress: bool = True,
+    planned: SearchSpec | None = None,
+):
+    """Start (or resume, or fetch) the search of `spec` in `store`; returns its final row.
+    `planned`: its budget planned from its GPU-second cap already (`planned`), not replayed
+    again at start."""
     # The user of the local CLI is the operator: the candidates file's endpoints are theirs, so
     # no allowlist (the server's is the endpoints file; docs/service.md).
     manager = SearchManager(
@@ -252,9 +268,10 @@ async def run_search(spec: SearchSpec, oracle: Oracle, store: Store, progress: b
                     break
                 await asyncio.sleep(manager.tick_s)
         elif row is not None and row.state != "succeeded":
-            row = await manager.start(spec)  # a failed run is retried; its answers stay cached
+            # a failed run is retried; its answers stay cached
+            row = await manager.start(spec, planned=planned)
         else:
-            row = await manager.start(spec, key)
+            row = await manager.start(spec, key, planned=planned)
         if progress:
             await _follow(manager, row.id)
         return await manager.wait(row.id)
@@ -282,10 +299,16 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_target(args.report, "--report")  # before the search, not after it
     spec, oracle = build(args)
+    run_spec = planned(spec, oracle)
     store = open_store(args.store or ":memory:", option="--store")
     try:
         resolve_parent(spec, store)
-        row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
+        found = run_search(spec, oracle, store, progress=not args.json, planned=run_spec)
+        row = asyncio.run(found)
+    except UserError as err:  # an incremental search's cap, planned at start: name the flag
+        if err.field != "spec.gpu_seconds":
+            raise
+        raise UserError("--gpu-seconds", err.reason) from None
     finally:
         store.close()
     if row.state != "succeeded" or row.result is None:

@@ -359,10 +359,20 @@ class SearchManager:
             log.info("replica %s released %d leases", self.replica_id, released)
 
     # rpc-level operations --------------------------------------------------------------------
-    async def start(self, spec: SearchSpec, request_id: str | None = None) -> SearchRow:
+    async def start(
+        self,
+        spec: SearchSpec,
+        request_id: str | None = None,
+        planned: SearchSpec | None = None,
+    ) -> SearchRow:
+        """Start the search of `spec` (or attach to the one `request_id` names). `planned`:
+        `spec` with its budget planned from its GPU-second cap by the caller already
+        (search.gpu_budget.planned with this manager's oracle's configs), which is then not
+        replayed again; ignored for an incremental spec (its narrowed pool is planned here)."""
         # Before anything else: no connection to an endpoint the operator did not allow.
         self._check_allowed(spec)
-        if spec.ask is not None:  # the current tree -> the parent's top and the newcomers
+        if spec.ask is not None:
+            planned = None  # the current tree -> the parent's top and the newcomers
             # On a worker thread: it reads the parent back (its result and spec parsed, tens of
             # ms at 1,000 models); this spec is the call's own (Store.off_loop).
             spec = await self.store.off_loop(incremental.narrow, self.store, spec)
@@ -370,7 +380,9 @@ class SearchManager:
         # a second or so, search.gpu_budget): off the event loop, and before the wait below,
         # which must not be followed by an await until this start holds its request id.
         run_spec = spec
-        if spec.gpu_seconds is not None:
+        if planned is not None and spec.gpu_seconds is not None:
+            run_spec = planned
+        elif spec.gpu_seconds is not None:
             run_spec = await asyncio.to_thread(self._planned, spec)
         # One request id, one search, even under concurrent retries: a start with the id of a
         # start in progress waits for it, then attaches to its search (or starts afresh if it

@@ -11,7 +11,9 @@ model with the k-th most downloads, so popularity relates to accuracy as in the 
   models, exactly as the runner accounts a live search. The trials give the mean and the spread.
   Under a GPU-second cap the budget is the one a start plans (search.gpu_budget, which replays
   searches with this module) and each trial stops where the runner's SearchCost.would_pass
-  check stops the search; the plan says how often it did (`capped`).
+  check stops the search; the plan says how often it did (`capped`). An incremental search is
+  planned on the pool its start narrows it to, its incumbents' answers that the evaluation
+  cache holds told from it, free, as the runner tells them (search.plan_incremental).
 - Quality: many more trials in the Rust simulator (`simulate_trials`, `simulate_certified`):
   the loss in accuracy points (the best model's accuracy minus the pick's) and P(best).
 - Tokens: prompt tokens are the query set's prompts as the endpoints get them, counted as
@@ -29,6 +31,7 @@ pulls x models; a plan never connects to an endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -44,6 +47,10 @@ from gemfinder.search.gem import most_downloaded
 from gemfinder.search.serving_cost import SearchCost, load_groups
 from gemfinder.search.spec import SearchSpec
 from gemfinder.tasks import get_task
+
+# The evaluation cache's answers to a batch of pulls (model, item): {pull: reward} of those it
+# holds (an incremental search's: search.plan_incremental.ParentAnswers).
+Cached = Callable[[list[tuple[int, int]]], dict[tuple[int, int], int]]
 
 PRESET = "qwen2.5-7b"
 MIN_TREE_ITEMS = 16
@@ -113,6 +120,9 @@ class Plan:
     planned_budget: int = 0
     gpu_seconds_cap: float | None = None
     capped: float = 0.0
+    # Pulls told from the evaluation cache, not sent (an incremental search's incumbents'
+    # answers from its parent): in the budget, not in `queries`, tokens or GPU-seconds.
+    cached: Spread = Spread(0.0, 0.0, 0.0)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -152,8 +162,8 @@ def check_size(
             budget_field,
             f"a plan simulates searches of at most {MAX_PULLS:,} queries, got {spec.budget:,}",
         )
-    if spec.ask is not None:
-        raise UserError("spec.parent_search_id", "a plan of an incremental search is not supported")
+    if spec.ask is not None:  # callers narrow it first: search.plan_incremental
+        raise UserError("spec.parent_search_id", "a plan of an incremental search needs its store")
     work = _work(spec)
     if work > SEQUENTIAL_WORK:
         raise UserError(
@@ -246,17 +256,35 @@ def _deal(spec: SearchSpec, correct: np.ndarray, trial: int) -> np.ndarray:
     return correct[np.random.default_rng([spec.seed, trial]).permutation(len(correct))]
 
 
-def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int, int, int]:
-    """One simulated search: its serving cost, queries and tokens (prompt, generated). Under a
-    GPU-second cap it stops where the runner would: before the first query that
-    SearchCost.would_pass says takes the spend past the cap (then no gem check either)."""
+def _cost_trial(
+    spec, configs, correct, tokens, trial, cached: Cached | None = None
+) -> tuple[Cost | None, int, int, int, int]:
+    """One simulated search: its serving cost, queries, tokens (prompt, generated) and pulls
+    told from `cached` (the runner's cache hits: no query, no cost). Under a GPU-second cap it
+    stops where the runner would: before the first query that SearchCost.would_pass says takes
+    the spend past the cap (then no gem check either)."""
     cost = SearchCost.of(_Configs(configs), spec.candidates, spec.gpu_seconds)
-    sched = _scheduler(spec, correct.shape[1], trial, configs)
+    # An incremental search reads its parent's item order (the parent's seed, trial 0), which is
+    # what puts the cached answers first: every trial reads it; they differ by the deal.
+    sched = _scheduler(spec, correct.shape[1], 0 if spec.incremental else trial, configs)
     correct = _deal(spec, correct, trial)
     prompt, generated = (t.tolist() for t in tokens)  # Python ints: faster per pull
     # Who saw which item, for the gem check's plan (bounded by MAX_CELLS, unlike a dict).
     seen = np.zeros(correct.shape, dtype=bool) if spec.gem_check_reserve > 0 else None
-    spent = [0, 0, 0]  # queries, prompt tokens, generated tokens
+    spent = [0, 0, 0, 0]  # queries, prompt tokens, generated tokens, cache hits
+
+    def told(asked: list[tuple[int, int]], hits: dict) -> list[tuple[int, int, bool]]:
+        """The batch's grades: from the cache (as the runner's `_send`: nothing sent, whatever
+        the cap), else the synthetic answers of the queries that went out."""
+        out = []
+        for model, item in asked:
+            hit = hits.get((model, item))
+            if hit is not None:
+                spent[3] += 1
+                out.append((model, item, bool(hit)))
+            elif sent(model, item):
+                out.append((model, item, bool(correct[model, item])))
+        return out
 
     def sent(model: int, item: int) -> bool:
         """Whether the query went out (the cap may stop it, as the runner's `_send` does)."""
@@ -279,8 +307,10 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
         asked = sched.ask(batch)
         if not asked:
             break
-        told = [(m, i, bool(correct[m, i])) for m, i in asked if sent(m, i)]
-        sched.tell_many(told)
+        if cached is not None:
+            sched.tell_many(told(asked, cached(asked)))
+        else:  # (the common case, the fastest per pull)
+            sched.tell_many([(m, i, bool(correct[m, i])) for m, i in asked if sent(m, i)])
     winner = sched.recommendation
     if winner is not None and seen is not None and not cost.stopped_by_cap:
         asked_of = [winner, *most_downloaded(spec)]
@@ -291,7 +321,7 @@ def _cost_trial(spec, configs, correct, tokens, trial) -> tuple[Cost | None, int
             for item in items:
                 if not sent(model, item):
                     break
-    return cost.cost(), spent[0], int(spent[1]), int(spent[2])
+    return cost.cost(), spent[0], int(spent[1]), int(spent[2]), spent[3]
 
 
 def synthetic_answers(spec: SearchSpec) -> np.ndarray:
@@ -308,7 +338,7 @@ def replayed_spend(
     it. Loads and reloads depend on the rounds' layout, hardly on the answers."""
     zeros = np.zeros(correct.shape[1], dtype=np.int64)  # tokens: not wanted here
     free = replace(spec, gpu_seconds=None)
-    cost, queries, _, _ = _cost_trial(free, configs, correct, (zeros, zeros), 0)
+    cost, queries, *_ = _cost_trial(free, configs, correct, (zeros, zeros), 0)
     if cost is None:
         return 0.0, 0.0, queries
     return cost.gpu_seconds, cost.load_gpu_seconds, queries
@@ -352,9 +382,16 @@ def _quality(spec: SearchSpec, correct: np.ndarray) -> tuple[int, float, float, 
     return trials, float(loss.mean()), float(np.percentile(loss, 90)), p_best
 
 
-def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS) -> Plan:
-    """The plan of a validated spec; `configs`: endpoint settings by URL (their `cost`).
-    CPU-bound for up to seconds: callers on an event loop run it on a worker thread."""
+def plan(
+    spec: SearchSpec,
+    configs: dict[str, Any],
+    trials: int = DEFAULT_TRIALS,
+    cached: Cached | None = None,
+) -> Plan:
+    """The plan of a validated spec; `configs`: endpoint settings by URL (their `cost`);
+    `cached`: the answers its runner will find in the evaluation cache (an incremental spec,
+    narrowed with them by search.plan_incremental). CPU-bound for up to seconds: callers on an
+    event loop run it on a worker thread."""
     check_size(spec, trials)
     configs = {url.rstrip("/"): c for url, c in configs.items()}
     asked = spec.budget
@@ -367,7 +404,7 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
     correct, n_items = _tree(spec)
     tokens = _item_tokens(spec, n_items)
     trials = _trials(spec, trials, MAX_PULLS)
-    runs = [_cost_trial(spec, configs, correct, tokens, t) for t in range(trials)]
+    runs = [_cost_trial(spec, configs, correct, tokens, t, cached) for t in range(trials)]
     costs = [c or Cost() for c, *_ in runs]
     quality_trials, loss_mean, loss_p90, p_best = _quality(spec, correct)
 
@@ -381,9 +418,9 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
         items=n_items,
         trials=trials,
         quality_trials=quality_trials,
-        queries=Spread.of([q for _, q, _, _ in runs]),
-        prompt_tokens=Spread.of([p for *_, p, _ in runs]),
-        generated_tokens=Spread.of([g for *_, g in runs]),
+        queries=Spread.of([q for _, q, *_ in runs]),
+        prompt_tokens=Spread.of([p for _, _, p, _, _ in runs]),
+        generated_tokens=Spread.of([g for *_, g, _ in runs]),
         model_loads=spread("model_loads"),
         adapter_loads=spread("adapter_loads"),
         swaps=spread("swaps"),
@@ -397,4 +434,5 @@ def plan(spec: SearchSpec, configs: dict[str, Any], trials: int = DEFAULT_TRIALS
         planned_budget=spec.budget,
         gpu_seconds_cap=spec.gpu_seconds,
         capped=float(np.mean([c.stopped_by_cap for c in costs])),
+        cached=Spread.of([h for *_, h in runs]),
     )

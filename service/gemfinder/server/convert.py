@@ -339,6 +339,7 @@ PLAN = Fields(
             "gpu_seconds",
             "load_gpu_seconds",
             "wall_s",
+            "cached",
         ),
         _SPREAD,
     ),  # fmt: skip

@@ -13,7 +13,7 @@ import math
 from gemfinder import bounded_json
 from gemfinder.errors import UserError
 from gemfinder.search import events as ev
-from gemfinder.search import plan
+from gemfinder.search import plan, plan_incremental
 from gemfinder.search.manager import SearchManager, TooManySearches
 from gemfinder.server import convert
 from gemfinder.server.errors import ServiceError
@@ -166,6 +166,13 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
         self.manager.check_allowed(spec)
         oracle = self.manager.oracle
         configs = getattr(oracle, "configs", {})
+        cached = None
+        if spec.ask is not None:
+            # The pool a start narrows it to (refused as a start refuses it) and the parent's
+            # answers its runner will find in the evaluation cache: store reads (tens of ms at
+            # 1,000 models), on a worker thread as a start's narrowing (Store.off_loop).
+            store = self.manager.store
+            spec, cached = await store.off_loop(plan_incremental.narrowed, store, spec, oracle)
         # The candidates checked as the oracle's start checks them (an oracle answering from a
         # matrix checks none), without the probe (--workers: the parent's oracle checks).
         if getattr(getattr(oracle, "local", oracle), "validate", False):
@@ -176,7 +183,7 @@ class ModelSearchService(pb_grpc.ModelSearchServiceServicer):
             raise TooManySearches(f"{MAX_PLANS} plans are running; retry later")
         self._plans += 1
         try:  # seconds of CPU at most (search.plan's bounds): off the event loop
-            found = await asyncio.to_thread(plan.plan, spec, configs, trials)
+            found = await asyncio.to_thread(plan.plan, spec, configs, trials, cached)
         finally:
             self._plans -= 1
         return pb.PlanSearchResponse(plan=convert.plan_to_proto(found))

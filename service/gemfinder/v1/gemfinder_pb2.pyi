@@ -527,7 +527,7 @@ class Spread(_message.Message):
     def __init__(self, mean: _Optional[float] = ..., p10: _Optional[float] = ..., p90: _Optional[float] = ...) -> None: ...
 
 class SearchPlan(_message.Message):
-    __slots__ = ("algorithm", "budget", "models", "items", "trials", "quality_trials", "queries", "prompt_tokens", "generated_tokens", "token_source", "model_loads", "adapter_loads", "swaps", "gpu_seconds", "load_gpu_seconds", "wall_seconds", "loss_mean", "loss_p90", "p_best", "accounted", "planned_budget", "gpu_seconds_cap", "capped")
+    __slots__ = ("algorithm", "budget", "models", "items", "trials", "quality_trials", "queries", "prompt_tokens", "generated_tokens", "token_source", "model_loads", "adapter_loads", "swaps", "gpu_seconds", "load_gpu_seconds", "wall_seconds", "loss_mean", "loss_p90", "p_best", "accounted", "planned_budget", "gpu_seconds_cap", "capped", "cached")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -551,6 +551,7 @@ class SearchPlan(_message.Message):
     PLANNED_BUDGET_FIELD_NUMBER: _ClassVar[int]
     GPU_SECONDS_CAP_FIELD_NUMBER: _ClassVar[int]
     CAPPED_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     algorithm: str
     budget: int
     models: int
@@ -574,7 +575,8 @@ class SearchPlan(_message.Message):
     planned_budget: int
     gpu_seconds_cap: float
     capped: float
-    def __init__(self, algorithm: _Optional[str] = ..., budget: _Optional[int] = ..., models: _Optional[int] = ..., items: _Optional[int] = ..., trials: _Optional[int] = ..., quality_trials: _Optional[int] = ..., queries: _Optional[_Union[Spread, _Mapping]] = ..., prompt_tokens: _Optional[_Union[Spread, _Mapping]] = ..., generated_tokens: _Optional[_Union[Spread, _Mapping]] = ..., token_source: _Optional[str] = ..., model_loads: _Optional[_Union[Spread, _Mapping]] = ..., adapter_loads: _Optional[_Union[Spread, _Mapping]] = ..., swaps: _Optional[_Union[Spread, _Mapping]] = ..., gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., load_gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., wall_seconds: _Optional[_Union[Spread, _Mapping]] = ..., loss_mean: _Optional[float] = ..., loss_p90: _Optional[float] = ..., p_best: _Optional[float] = ..., accounted: _Optional[bool] = ..., planned_budget: _Optional[int] = ..., gpu_seconds_cap: _Optional[float] = ..., capped: _Optional[float] = ...) -> None: ...
+    cached: Spread
+    def __init__(self, algorithm: _Optional[str] = ..., budget: _Optional[int] = ..., models: _Optional[int] = ..., items: _Optional[int] = ..., trials: _Optional[int] = ..., quality_trials: _Optional[int] = ..., queries: _Optional[_Union[Spread, _Mapping]] = ..., prompt_tokens: _Optional[_Union[Spread, _Mapping]] = ..., generated_tokens: _Optional[_Union[Spread, _Mapping]] = ..., token_source: _Optional[str] = ..., model_loads: _Optional[_Union[Spread, _Mapping]] = ..., adapter_loads: _Optional[_Union[Spread, _Mapping]] = ..., swaps: _Optional[_Union[Spread, _Mapping]] = ..., gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., load_gpu_seconds: _Optional[_Union[Spread, _Mapping]] = ..., wall_seconds: _Optional[_Union[Spread, _Mapping]] = ..., loss_mean: _Optional[float] = ..., loss_p90: _Optional[float] = ..., p_best: _Optional[float] = ..., accounted: _Optional[bool] = ..., planned_budget: _Optional[int] = ..., gpu_seconds_cap: _Optional[float] = ..., capped: _Optional[float] = ..., cached: _Optional[_Union[Spread, _Mapping]] = ...) -> None: ...
 
 class PlanSearchResponse(_message.Message):
     __slots__ = ("plan",)
