@@ -218,6 +218,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        10,
+        "lora_leases: adapters registered on demand, shared by the replicas of one store",
+        # One row per (endpoint, adapter, replica using it): the adapter counts once in the
+        # endpoint's max_cpu_loras whoever uses it; a row whose lease_until passed is a dead or
+        # stalled replica's (gemfinder.lora_leases).
+        (
+            """CREATE TABLE lora_leases (
+                endpoint TEXT NOT NULL,
+                adapter TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                state TEXT NOT NULL,
+                lease_until REAL NOT NULL,
+                PRIMARY KEY (endpoint, adapter, replica)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -357,6 +374,21 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
                 endpoint text NOT NULL,
                 state text NOT NULL,
                 PRIMARY KEY (search_id, endpoint)
+            )""",
+        ),
+    ),
+    Migration(
+        10,
+        "lora_leases: adapters registered on demand, shared by the replicas of one store",
+        (
+            # lease_until: the database's clock, as the searches' leases.
+            """CREATE TABLE lora_leases (
+                endpoint text NOT NULL,
+                adapter text NOT NULL,
+                replica text NOT NULL,
+                state text NOT NULL,
+                lease_until double precision NOT NULL,
+                PRIMARY KEY (endpoint, adapter, replica)
             )""",
         ),
     ),
