@@ -21,7 +21,9 @@ last slot nor both decide to unregister:
 - `release`: the caller unregisters only when it still holds a row (its lease was not taken
   over while it stalled) and no other live replica uses the adapter (LAST); else its row goes
   and the adapter stays (SHARED, or GONE: its lease was taken over, somebody else's now).
-The rows of an ended replica go with its last use (release); a killed one's expire.
+The rows of an ended replica go with its last use (release); a killed one's expire, and each
+live replica's heartbeat unregisters such orphans of the endpoints it uses (`adopt_orphan`), so
+a dead replica's registrations do not outlive it by much more than a lease.
 """
 
 from __future__ import annotations
@@ -182,6 +184,21 @@ class LoraLeases:
         await self._locked(
             endpoint, lambda run: run(PUT, (endpoint, name, self.replica, "ready", self.lease_s))
         )
+
+    async def adopt_orphan(self, endpoint: str) -> str | None:
+        """A registration of the endpoint no live replica uses (a dead one's), now ours to
+        unregister (its row 'unloading'; then `unloaded`); None: there is none."""
+
+        def work(run: Run) -> str | None:
+            rows = [Row(a, r, s, bool(live)) for a, r, s, live in run(ROWS, (endpoint,))]
+            orphans = sorted({r.adapter for r in rows} - {r.adapter for r in rows if r.live})
+            if not orphans:
+                return None
+            run(DROP_ADAPTER, (endpoint, orphans[0]))
+            run(PUT, (endpoint, orphans[0], self.replica, "unloading", self.lease_s))
+            return orphans[0]
+
+        return await self._locked(endpoint, work)
 
     async def renew(self) -> set[tuple[str, str]]:
         """Extend every lease of ours (one statement); the (endpoint, adapter) we still hold."""

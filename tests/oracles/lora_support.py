@@ -45,17 +45,18 @@ class Setup:
     def fleet(self) -> Fleet:
         return Fleet(fleet_config(self.raw), self.matrix, self.items)
 
+    def endpoint_dict(self, url: str, cap: int = CAP) -> dict:
+        """The endpoint as an endpoints file lists it."""
+        return {
+            "url": url,
+            "backend": COMPLETIONS,
+            "max_concurrency": 8,
+            "lora_paths": {n: f"/adapters/{n}" for n in self.names.values()},
+            "cost": {"max_loras": min(SLOTS, cap), "max_cpu_loras": cap, "query_s": 0.2},
+        }
+
     def endpoint(self, url: str, cap: int = CAP):
-        return endpoint_config_from_dict(
-            {
-                "url": url,
-                "backend": COMPLETIONS,
-                "max_concurrency": 8,
-                "lora_paths": {n: f"/adapters/{n}" for n in self.names.values()},
-                "cost": {"max_loras": min(SLOTS, cap), "max_cpu_loras": cap, "query_s": 0.2},
-            },
-            "endpoints[0]",
-        )
+        return endpoint_config_from_dict(self.endpoint_dict(url, cap), "endpoints[0]")
 
     def candidates(self, url: str, rows: list[str] | None = None) -> list[Candidate]:
         rows = self.rows if rows is None else rows

@@ -59,6 +59,7 @@ ALREADY = "has already been loaded"  # vLLM's 400 for a name registered before
 MAX_REPLY_BYTES = 4096
 UNLOAD_TIMEOUT_S = 10.0  # unregistering is bookkeeping on the server: quick, or it is down
 POLL_S = 0.1  # a query short of a slot other replicas hold asks the store again after this
+MAX_ORPHANS = 8  # dead replicas' registrations one heartbeat unregisters per endpoint
 
 
 def _count(kind: str) -> None:
@@ -391,8 +392,9 @@ class RuntimeAdapters:
 
     async def renew(self) -> None:
         """Extend our leases; forget the registrations whose lease another replica took over
-        while this one stalled (the next query asks the store again), and drop rows this
-        process no longer uses (a registration found gone by a query)."""
+        while this one stalled (the next query asks the store again), drop rows this process
+        no longer uses (a registration found gone by a query), and unregister the endpoints'
+        registrations no live replica holds (a dead one's)."""
         assert self.leases is not None
         started = time.monotonic()
         held = await self.leases.renew()
@@ -414,6 +416,12 @@ class RuntimeAdapters:
             if mine or (key, name) in self._evicting or self._since.get((key, name), 0) > started:
                 continue
             await self.leases.loaded(key, name, registered=False)  # a stray row of ours goes
+        for key in list(self._slots):  # a dead replica's registrations: unregistered now
+            for _ in range(MAX_ORPHANS):
+                victim = await self.leases.adopt_orphan(key)
+                if victim is None:
+                    break
+                await self._evict(self._configs[key], victim)
 
     async def aclose(self) -> None:
         """Shutdown: every registration of gemfinder's that is left is unregistered."""
