@@ -57,7 +57,7 @@ class Decision:
     grant: Grant
     shared: bool = False  # LOAD of an adapter other replicas registered (or may have)
     victim: str | None = None  # EVICT
-    outside: int = 0  # adapters held on the endpoint by other replicas only
+    outside: int = 0  # adapters held on the endpoint by other live replicas only
 
 
 ROWS = "SELECT adapter, replica, state, lease_until >= {now} FROM lora_leases WHERE endpoint = ?"
@@ -90,7 +90,9 @@ def decide(rows: list[Row], me: str, name: str, cap: int | None) -> Decision:
     theirs = [r for r in rows if r.adapter == name and r.replica != me and r.live]
     adapters = {r.adapter for r in rows}
     mine = {r.adapter for r in rows if r.replica == me}
-    outside = len(adapters - mine - {name})
+    # What other live replicas hold: a dead one's registrations count in the cap here, but a
+    # query short of a slot evicts them (EVICT) rather than its own replica's idle ones.
+    outside = len({r.adapter for r in rows if r.live} - mine - {name})
     if any(r.state == "unloading" for r in theirs):
         return Decision(Grant.WAIT, outside=outside)
     if theirs:
