@@ -29,7 +29,7 @@ a dead replica's registrations do not outlive it by much more than a lease.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -122,10 +122,17 @@ class LoraLeases:
     async def _locked(self, endpoint: str | None, work: Callable[[Run], Any]) -> Any:
         return await self.store.off_loop_locked(endpoint, work)
 
-    async def acquire(self, endpoint: str, name: str, cap: int | None) -> Decision:
+    async def acquire(
+        self, endpoint: str, name: str, cap: int | None, gone: bool = False
+    ) -> Decision:
+        """`gone`: a query of ours found `name` unregistered (by someone outside gemfinder):
+        registered by a replica or not, it is registered again (LOAD, not READY)."""
+
         def work(run: Run) -> Decision:
             rows = [Row(a, r, s, bool(live)) for a, r, s, live in run(ROWS, (endpoint,))]
             decision = decide(rows, self.replica, name, cap)
+            if gone and decision.grant is Grant.READY:
+                decision = replace(decision, grant=Grant.LOAD)
             grant = decision.grant
             if grant in (Grant.READY, Grant.LOAD):
                 if (

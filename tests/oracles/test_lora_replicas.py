@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import pytest
 from fleet_support import FAST_RETRY
 from gemfinder.lora_leases import Decision, Grant, LoraLeases, Row, decide
@@ -129,6 +130,35 @@ async def test_an_adapter_another_replica_uses_is_not_unregistered_until_its_las
             await a.close()
             await b.close()
     assert state.statuses[404] == 0
+
+
+async def test_an_adapter_unregistered_outside_gemfinder_is_registered_again_though_shared(
+    postgres,
+):
+    """Both replicas use X; someone else unloads it. The store still says registered, so the
+    replica whose query found it gone registers it again rather than trusting the store (else
+    every query of both would fail, each told "registered" by the other's row)."""
+    db = postgres.new_database()
+    setup = Setup()
+    async with setup.fleet() as fleet:
+        url, state = fleet.url("vllm"), fleet.state("vllm")
+        a, b = Replica("A", db, setup, url), Replica("B", db, setup, url)
+        cand, item = setup.candidates(url)[1], setup.items[0]
+        try:
+            assert (await a.oracle.answer(cand, item)).reward is not None
+            assert (await b.oracle.answer(cand, item)).reward is not None
+            async with aiohttp.ClientSession() as session:
+                body = {"lora_name": cand.adapter_id}
+                async with session.post(url + UNLOAD, json=body) as response:
+                    assert response.status == 200
+            assert (await a.oracle.answer(cand, item)).reward is None  # found gone: counted
+            assert (await a.oracle.answer(cand, item)).reward is not None  # registered again
+            assert (await b.oracle.answer(cand, item)).reward is not None
+            assert state.requests[LOAD] == 2
+        finally:
+            await a.close()
+            await b.close()
+    assert state.runtime_registered == set()
 
 
 async def test_a_killed_replicas_slots_are_reused_once_its_leases_expire(postgres):

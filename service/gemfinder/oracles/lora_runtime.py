@@ -84,6 +84,7 @@ class RuntimeAdapters:
         self._heartbeat: asyncio.Task[None] | None = None
         self._since: dict[tuple[str, str], float] = {}  # when each lease of ours was taken
         self._evicting: set[tuple[str, str]] = set()  # dead replicas' registrations we remove
+        self._gone: set[tuple[str, str]] = set()  # found unregistered by a query (`lost`)
         self.leases_lost = 0  # registrations another replica took over while we stalled
 
     def share(self, leases: LoraLeases) -> None:
@@ -169,6 +170,7 @@ class RuntimeAdapters:
         if name not in slots.loading and name not in slots.unloading:
             slots.ready.discard(name)
             slots.ours.pop(name, None)
+            self._gone.add((config.key, name))  # the store's "registered" is wrong: load it
             slots.wake()
 
     # searches ---------------------------------------------------------------------------------
@@ -281,7 +283,8 @@ class RuntimeAdapters:
         assert self.leases is not None
         try:
             while True:
-                decision = await self.leases.acquire(config.key, name, slots.cap)
+                gone = (config.key, name) in self._gone
+                decision = await self.leases.acquire(config.key, name, slots.cap, gone)
                 if decision.grant is not Grant.WAIT:
                     break
                 await asyncio.sleep(POLL_S)  # another replica unregisters it: then it is free
@@ -292,6 +295,8 @@ class RuntimeAdapters:
             return None
         key = (config.key, name)
         self._since[key] = time.monotonic()
+        if decision.grant is Grant.LOAD:
+            self._gone.discard(key)
         self._keep_leases()
         slots.outside = decision.outside
         if decision.grant is Grant.READY:  # another replica registered it: use it
