@@ -152,17 +152,30 @@ class LoraLeases:
 
         return await self._locked(endpoint, work)
 
-    async def loaded(self, endpoint: str, name: str, registered: bool) -> None:
-        """Our registration ended: registered (by us, or found there from a replica), or not
-        (failed, or someone else's: it takes no slot of ours)."""
+    async def loaded(
+        self, endpoint: str, name: str, registered: bool | None, shared: bool = False
+    ) -> bool:
+        """Our registration ended: registered (True), failed (False), or found registered
+        already (None: vLLM's "already loaded"); whether it is a registration of the replicas
+        (ours to share: the row says 'ready') rather than someone else's (it takes no slot; the
+        row goes). Found registered already, it is the replicas' when our grant said so
+        (`shared`: joined, or a dead replica's taken over) or another replica holds it now
+        (one that registered it at the same time as us, whichever request came first)."""
 
-        def work(run: Run) -> None:
-            if registered:
+        def work(run: Run) -> bool:
+            ours = registered
+            if ours is None and shared:
+                ours = True
+            elif ours is None:
+                rows = [Row(a, r, s, bool(live)) for a, r, s, live in run(ROWS, (endpoint,))]
+                ours = any(r.adapter == name and r.replica != self.replica for r in rows)
+            if ours:
                 run(PUT, (endpoint, name, self.replica, "ready", self.lease_s))
             else:
                 run(DROP_MINE, (endpoint, name, self.replica))
+            return ours
 
-        await self._locked(endpoint, work)
+        return await self._locked(endpoint, work)
 
     async def release(self, endpoint: str, name: str) -> Release:
         """We are done with `name`: whether we unregister it (see the module docstring)."""

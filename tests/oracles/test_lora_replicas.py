@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 from fleet_support import FAST_RETRY
-from gemfinder.lora_leases import Decision, Grant, LoraLeases, Row, decide
+from gemfinder.lora_leases import Decision, Grant, LoraLeases, Release, Row, decide
 from gemfinder.oracles import InferenceOracle
 from gemfinder.pg_store import PgStore
 from lora_support import CAP, LOAD, UNLOAD, Setup
@@ -280,3 +280,29 @@ def _row(adapter: str, replica: str, state: str = "ready", live: bool = True) ->
 )
 def test_the_decision_counts_each_adapter_once_and_only_evicts_the_dead(rows, name, expected):
     assert decide(rows, "A", name, cap=2) == expected
+
+
+async def test_two_replicas_registering_at_once_both_own_it_whichever_request_came_first(
+    postgres,
+):
+    """A is granted a new adapter, B joins while A's load is in flight and B's request reaches
+    vLLM first: A's "already loaded" is B's registration, so A shares it (before: A took it for
+    someone else's, kept no lease, and B, its last user on record, unregistered it under A's
+    queries)."""
+    db = postgres.new_database()
+    stores = [PgStore(db), PgStore(db)]
+    a, b = (LoraLeases(s, n, LEASE_S) for s, n in zip(stores, "AB", strict=True))
+    try:
+        assert (await a.acquire("http://v", "x", 3)).grant is Grant.LOAD
+        assert await b.acquire("http://v", "x", 3) == Decision(Grant.LOAD, shared=True)
+        assert await b.loaded("http://v", "x", True)  # B's request came first: 200
+        assert await a.loaded("http://v", "x", None)  # A's: "already loaded", B's: shared
+        assert await a.release("http://v", "x") is Release.SHARED
+        assert await b.release("http://v", "x") is Release.LAST
+        # Found registered with no replica's row: someone else's, no slot taken.
+        assert (await a.acquire("http://v", "y", 3)).grant is Grant.LOAD
+        assert not await a.loaded("http://v", "y", None)
+        assert _rows(db) == [("x", "B", "unloading")]
+    finally:
+        for store in stores:
+            store.close()

@@ -241,7 +241,8 @@ class RuntimeAdapters:
             if decision.grant is not Grant.LOAD:
                 return None  # registered by a replica, or no slot yet: the query steps again
             shared = decision.shared
-        ours, problem = False, None
+        ours: bool | None = False
+        problem = None
         try:
             status, text = await self._post(
                 config, LOAD, {"lora_name": name, "lora_path": path}, self._timeout
@@ -261,14 +262,14 @@ class RuntimeAdapters:
             self.loads += 1
             _count("registered")
         elif status == 400 and ALREADY in text:
-            ours = shared  # registered by a replica (ours to share), or someone else's
+            ours = None  # registered by a replica (ours to share), or someone else's: the store
         else:
             problem = (
                 f"registering adapter {name!r} ({path}) on {config.key} failed: HTTP "
                 f"{status}: {text}"
             )[:500]
             _count("failed")
-        await self._settle(config, name, registered=ours)
+        ours = await self._settle(config, name, registered=ours, shared=shared)
         if problem is not None and status >= 500:  # the server's trouble: not memoised
             slots.loading.discard(name)
             slots.wake()
@@ -313,14 +314,20 @@ class RuntimeAdapters:
             slots.wake()
         return decision
 
-    async def _settle(self, config: EndpointConfig, name: str, registered: bool) -> None:
-        """Tell the store how our registration ended (no store: nothing to tell)."""
+    async def _settle(
+        self, config: EndpointConfig, name: str, registered: bool | None, shared: bool = False
+    ) -> bool:
+        """Tell the store how our registration ended (`LoraLeases.loaded`); whether the name
+        is gemfinder's to unregister. None (found registered already): the store says whether
+        a replica registered it; without a store, someone else's; with the store unreachable,
+        what its decision said (`shared`)."""
         if self.leases is None:
-            return
+            return bool(registered)
         try:
-            await self.leases.loaded(config.key, name, registered)
+            return await self.leases.loaded(config.key, name, registered, shared)
         except Exception as err:  # noqa: BLE001 - the row stays 'loading' until it expires
             log.warning("adapter %r on %s: registration not recorded: %s", name, config.key, err)
+            return shared if registered is None else registered
 
     async def _evict(self, config: EndpointConfig, victim: str) -> None:
         """Unregister a dead replica's registration, which the store handed us (EVICT)."""
