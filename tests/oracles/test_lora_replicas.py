@@ -12,6 +12,7 @@ import asyncio
 import time
 
 import aiohttp
+import psycopg
 import pytest
 from fleet_support import FAST_RETRY
 from gemfinder.lora_leases import Decision, Grant, LoraLeases, Release, Row, decide
@@ -61,12 +62,17 @@ class Replica:
 
 
 def _rows(db: str) -> list[tuple]:
-    import psycopg
-
     with psycopg.connect(db, autocommit=True) as conn:
         return conn.execute(
             "SELECT adapter, replica, state FROM lora_leases ORDER BY adapter, replica"
         ).fetchall()
+
+
+def _live(db: str) -> int:
+    with psycopg.connect(db, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM lora_leases WHERE lease_until >= extract(epoch from now())"
+        ).fetchone()[0]
 
 
 async def test_two_replicas_searching_at_once_stay_within_the_cap_and_never_lose_an_adapter(
@@ -306,3 +312,32 @@ async def test_two_replicas_registering_at_once_both_own_it_whichever_request_ca
     finally:
         for store in stores:
             store.close()
+
+
+async def test_queries_on_an_adapter_this_replica_holds_never_ask_the_store(postgres):
+    """The fast path: one store decision to register, then 30 queries without a round trip
+    (they take longer than the lease, which the heartbeat renews meanwhile)."""
+    db = postgres.new_database()
+    setup = Setup(latency_s=0.04)
+    async with setup.fleet() as fleet:
+        url = fleet.url("vllm")
+        a = Replica("A", db, setup, url)
+        calls = []
+        for method in ("acquire", "loaded", "release"):
+            real = getattr(a.leases, method)
+
+            async def counted(*args, _real=real, _name=method, **kwargs):
+                calls.append(_name)
+                return await _real(*args, **kwargs)
+
+            setattr(a.leases, method, counted)
+        cand = setup.candidates(url)[1]
+        try:
+            for item in setup.items[:30]:
+                assert (await a.oracle.answer(cand, item)).reward is not None
+            assert calls == ["acquire", "loaded"]
+            assert _rows(db) == [(cand.adapter_id, "A", "ready")]
+            assert _live(db) == 1  # its lease renewed, past its first expiry
+        finally:
+            await a.close()
+    assert calls == ["acquire", "loaded", "release"]  # aclose: the last user unregisters
