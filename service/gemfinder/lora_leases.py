@@ -93,7 +93,9 @@ def decide(rows: list[Row], me: str, name: str, cap: int | None) -> Decision:
     # What other live replicas hold: a dead one's registrations count in the cap here, but a
     # query short of a slot evicts them (EVICT) rather than its own replica's idle ones.
     outside = len({r.adapter for r in rows if r.live} - mine - {name})
-    if any(r.state == "unloading" for r in theirs):
+    # Being unregistered, by another replica or by this one (a dead replica's registration
+    # its heartbeat evicts): registering it before that request ends would be undone by it.
+    if any(r.adapter == name and r.live and r.state == "unloading" for r in rows):
         return Decision(Grant.WAIT, outside=outside)
     if theirs:
         ready = any(r.state == "ready" for r in theirs)

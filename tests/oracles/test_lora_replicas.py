@@ -266,6 +266,7 @@ def _row(adapter: str, replica: str, state: str = "ready", live: bool = True) ->
         ([_row("x", "B")], "x", Decision(Grant.READY, shared=True)),
         ([_row("x", "B", "loading")], "x", Decision(Grant.LOAD, shared=True)),
         ([_row("x", "B", "unloading")], "x", Decision(Grant.WAIT)),
+        ([_row("x", "A", "unloading")], "x", Decision(Grant.WAIT)),  # our heartbeat evicts it
         ([_row("x", "B", "unloading", live=False)], "x", Decision(Grant.LOAD, shared=True)),
         ([_row("x", "B", live=False)], "x", Decision(Grant.LOAD, shared=True)),
         ([_row("a", "B"), _row("b", "B")], "x", Decision(Grant.FULL, outside=2)),
