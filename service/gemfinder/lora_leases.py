@@ -23,7 +23,10 @@ last slot nor both decide to unregister:
   and the adapter stays (SHARED, or GONE: its lease was taken over, somebody else's now).
 The rows of an ended replica go with its last use (release); a killed one's expire, and each
 live replica's heartbeat unregisters such orphans of the endpoints it uses (`adopt_orphan`), so
-a dead replica's registrations do not outlive it by much more than a lease.
+a dead replica's registrations do not outlive it by much more than a lease. Not covered: vLLM
+checks no lease, so an unload a replica sends after stalling longer than its lease between
+`release` (LAST) and the request leaving removes what another replica registered meanwhile;
+that one's next query finds it gone and registers it again (lora_runtime's `lost`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Grant(Enum):
     READY = "ready"  # registered by another replica: use it (no request)
     LOAD = "load"  # register it (a slot is ours)
     EVICT = "evict"  # unregister `victim` (a dead replica's), then ask again
-    WAIT = "wait"  # being unregistered by another replica: ask again soon
+    WAIT = "wait"  # being unregistered (by a replica, or our heartbeat): ask again soon
     FULL = "full"  # every slot held: ask again when one may be free
 
 
