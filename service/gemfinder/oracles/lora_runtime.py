@@ -183,7 +183,9 @@ class RuntimeAdapters:
 
     async def release(self, config: EndpointConfig, names: Iterable[str]) -> None:
         """A search is done with these adapters: those of them gemfinder registered that no
-        search claims are unregistered, now or once the last query holding one ends."""
+        search claims are unregistered, now or once the last query holding one ends. A
+        registration still under way (its query cancelled with the search) is waited for, so
+        that it is unregistered here too rather than left behind."""
         slots = self._at(config)
         for name in dict.fromkeys(names):
             if slots.claims[name] > 0:
@@ -192,6 +194,8 @@ class RuntimeAdapters:
                 del slots.claims[name]
                 slots.retiring.add(name)
                 slots.failed.pop(name, None)  # the next search asks the server again
+        while any(n in slots.loading and not slots.demand[n] for n in slots.retiring):
+            await slots.wait()  # every registration's end wakes the waiters
         gone = [name for name in list(slots.retiring) if slots.to_retire(name)]
         for name in gone:
             slots.begin_unload(name)
