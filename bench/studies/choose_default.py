@@ -1,7 +1,7 @@
 """Choose the default search algorithm by evidence (issue 16), with paired tests and Holm.
 
     python -m bench.studies.choose_default [--trials 300] [--large 1000] [--markdown OUT] [--smoke]
-        [--gem-variants] [--select-only] [--pools LABEL-PART ...]
+        [--gem-variants] [--screened] [--select-only] [--margin POINTS] [--pools LABEL-PART ...]
 
 Candidates: the classical set - gem as the service runs it (f = 0.2, first cut a fifth of the
 pool and at least 200), gem with the published cut m = 100 (the reference), correlated SH
@@ -27,6 +27,12 @@ and, among those, the lowest mean excess loss over the cell's best (points); the
 then show whether it holds. The oracle row (the true top k = min(20, max(2, K // 4)) models
 handed over free with the whole budget, best of uniform / correlated SH / SR in that cell)
 shows how far any search rule is from what it could reach; it is not a candidate.
+
+Non-inferiority margins, for the product owner's call when no candidate passes: per set and
+candidate, the smallest margin delta (points) at which the same test, shifted to H0 "worse by
+at most delta", flags no cell (*tolerated*), and the smallest delta at which the reverse test
+shows the candidate within delta of every competitor in every cell (*proven*); `--margin`
+also lists the cells significantly worse by more than that margin.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 from gemfinder import _core
@@ -60,6 +67,10 @@ GEM_VARIANTS = {
     "gem f=0.2 m=K/4": ("gem", {"first_round_share": 0.2, "cut_share": 0.25}),
     "gem f=0.3 m=K/4": ("gem", {"first_round_share": 0.3, "cut_share": 0.25}),
 }
+# `--screened`: the gem variants that passed bench/studies/screen_gem_grid.py (a grid of 42
+# first-round shares x first cuts on the cells where every candidate above fails) and so go
+# through the full study, select and confirm pools.
+SCREENED = {"gem f=0.15 m=K/3": ("gem", {"first_round_share": 0.15, "cut_share": 1 / 3})}
 ORACLE = "oracle top-k"
 ORACLE_ALGORITHMS = ("uniform", "sh_correlated", "sr")
 BUDGETS = (5.0, 10.0, 25.0, 50.0, 100.0)
@@ -202,28 +213,88 @@ def names(row: dict) -> list[str]:
     return [m for m in row if m != ORACLE]
 
 
-def pairwise_worse(results: dict, keys: list, m: str) -> dict:
-    """Cells where `m` is significantly worse than some other candidate: one one-sided paired
-    test per (cell, competitor), Holm over all of them. {cell: [(competitor, mean excess,
-    adjusted p), ...]} for the rejected pairs.
+def pairs_of(results: dict, keys: list, m: str) -> list[tuple[tuple, str, np.ndarray]]:
+    """(cell, competitor, per-trial loss difference m - competitor) for every pair of a set."""
+    out = []
+    for k in keys:
+        row = results[k]
+        out += [(k, c, row[m]["losses"] - row[c]["losses"]) for c in names(row) if c != m]
+    return out
+
+
+def pairwise_worse(results: dict, keys: list, m: str, delta: float = 0.0) -> dict:
+    """Cells where `m` is significantly worse than some other candidate by more than `delta`
+    points (0: worse at all): one one-sided paired test per (cell, competitor), H0 "m's mean
+    loss exceeds c's by at most delta", Holm over all of them. {cell: [(competitor, mean
+    excess, adjusted p), ...]} for the rejected pairs.
 
     "Worse than the cell's best" is the hypothesis H0: mean(m) <= mean(c) for every competitor
     c, an intersection of per-competitor hypotheses, so the family that Holm must control is the
     (cell, competitor) pairs. Testing only against the competitor that looks best after the
     fact picks one of three comparisons by the data and leaves the choice uncorrected."""
-    raw, pairs = [], []
-    for k in keys:
-        row = results[k]
-        for c in names(row):
-            if c != m:
-                raw.append(p_worse(row[m]["losses"] - row[c]["losses"]))
-                pairs.append((k, c))
+    pairs = pairs_of(results, keys, m)
     out: dict = {}
-    for (k, c), p in zip(pairs, holm(raw), strict=True):
+    adjusted = holm([p_worse(diff - delta) for _, _, diff in pairs])
+    for (k, c, diff), p in zip(pairs, adjusted, strict=True):
         if p < ALPHA:
-            gap = results[k][m]["loss_mean"] - results[k][c]["loss_mean"]
-            out.setdefault(k, []).append((c, gap, p))
+            out.setdefault(k, []).append((c, float(diff.mean()), p))
     return {k: out[k] for k in keys if k in out}
+
+
+def tolerated_margin(results: dict, keys: list, m: str) -> tuple[float, tuple | None]:
+    """The smallest margin delta >= 0 (points) at which `pairwise_worse(..., delta)` flags no
+    cell, and the (cell, competitor) pair that sets it (None when delta is 0).
+
+    Holm rejects nothing exactly when its smallest raw p-value times the number of pairs n is
+    at least alpha, and a pair's p-value at delta is Q((mean - delta) / se): so delta is the
+    largest of mean - z se over the pairs, z the normal quantile of 1 - alpha / n (a pair whose
+    difference does not vary is flagged while its mean exceeds delta)."""
+    pairs = pairs_of(results, keys, m)
+    if not pairs:
+        return 0.0, None
+    z = NormalDist().inv_cdf(1 - ALPHA / len(pairs))
+    best, at = 0.0, None
+    for k, c, diff in pairs:
+        sd = diff.std(ddof=1)
+        bound = diff.mean() - (z * sd / math.sqrt(len(diff)) if sd > 0 else 0.0)
+        if bound > best:
+            best, at = float(bound), (k, c)
+    return best, at
+
+
+def within_p(results: dict, keys: list, m: str, delta: float) -> list[tuple[tuple, str, float]]:
+    """(cell, competitor, Holm-adjusted p) of the non-inferiority test at `delta`: H0 "m's
+    mean loss exceeds c's by delta or more", one-sided paired, per (cell, competitor) pair."""
+    pairs = pairs_of(results, keys, m)
+    adjusted = holm([p_worse(delta - diff) for _, _, diff in pairs])
+    return [(k, c, p) for (k, c, _), p in zip(pairs, adjusted, strict=True)]
+
+
+def shown_within(results: dict, keys: list, m: str, delta: float) -> bool:
+    """Whether `m` is shown within `delta` of every competitor in every cell: the
+    non-inferiority test rejected for every pair after Holm."""
+    return all(p < ALPHA for _, _, p in within_p(results, keys, m, delta))
+
+
+def proven_margin(
+    results: dict, keys: list, m: str, tol: float = 1e-4
+) -> tuple[float, tuple | None]:
+    """The smallest delta (points, to `tol`) at which `shown_within` holds - the margin the
+    data certify, at familywise level alpha, in every cell at once - and the (cell, competitor)
+    pair that sets it (the last one shown, just below). Bisection: the test's p-values fall as
+    delta grows, and so do Holm's."""
+    pairs = pairs_of(results, keys, m)
+    if not pairs:
+        return 0.0, None
+    lo = max([0.0] + [float(d.mean()) for _, _, d in pairs])  # no pair is shown within its mean
+    hi = max(lo, 1.0)
+    while not shown_within(results, keys, m, hi):
+        hi *= 2
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if shown_within(results, keys, m, mid) else (mid, hi)
+    k, c, _ = max(within_p(results, keys, m, lo), key=lambda x: x[2])
+    return hi, (k, c)
 
 
 def best_only_worse(results: dict, keys: list, m: str) -> list:
@@ -317,6 +388,45 @@ def verdict_lines(verdict: dict, chosen: str | None, trials: int) -> list[str]:
     return lines
 
 
+def pair_text(pair: tuple | None) -> str:
+    return "-" if pair is None else f"{pair[1]} on {pair[0][0]} N={pair[0][1]:g}"
+
+
+def margin_lines(results: dict, group_of: dict[str, str], margin: float | None) -> list[str]:
+    """Markdown: per (set, candidate), the non-inferiority margins - the smallest delta at which
+    no cell is significantly worse by more than delta (the acceptance's test, shifted by delta)
+    and the smallest delta the data prove in every cell - and, with `--margin`, the cells
+    significantly worse by more than that margin."""
+    lines = [
+        "",
+        '**non-inferiority margins** (points; the pairwise test shifted by delta: H0 "the '
+        "candidate's mean loss exceeds the competitor's by at most delta\", one-sided paired, "
+        "Holm over the (cell, competitor) pairs of a set, alpha 0.05. *tolerated*: the smallest "
+        "delta at which no cell is significantly worse by more than delta; *proven*: the "
+        'smallest delta at which the reverse test, H0 "exceeds by delta or more", is '
+        "rejected for every pair, i.e. the candidate is shown within delta of every competitor "
+        "in every cell at once)",
+        "",
+        "| set | candidate | tolerated delta | set by | proven delta | set by |"
+        + (f" significantly worse by more than {margin:g} |" if margin is not None else ""),
+        "|---|---|---|---|---|---|" + ("---|" if margin is not None else ""),
+    ]
+    for group in ("select", "confirm"):
+        keys = [k for k in results if group_of[k[0]] == group]
+        for m in names(results[keys[0]]) if keys else []:
+            delta, at = tolerated_margin(results, keys, m)
+            proven, proven_at = proven_margin(results, keys, m)
+            row = (
+                f"| {group} | {m} | {delta:.3f} | {pair_text(at)} | {proven:.3f} | "
+                f"{pair_text(proven_at)} |"
+            )
+            if margin is not None:
+                worse = pairwise_worse(results, keys, m, margin)
+                row += f" {len(worse)}: {cells_text(worse)} |"
+            lines.append(row)
+    return lines
+
+
 def size_class(label: str) -> str:
     """The pool-size class of a pool label: resized ("@1000"), native preset, or real."""
     if "@" in label:
@@ -376,7 +486,16 @@ def main() -> None:
         "--gem-variants", action="store_true", help="add the gem variants to the candidates"
     )
     parser.add_argument(
+        "--screened", action="store_true", help="add the variants that passed screen_gem_grid"
+    )
+    parser.add_argument(
         "--select-only", action="store_true", help="only the select pools (no confirm pools)"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        help="also list, per candidate, the cells significantly worse by more than this many "
+        "points (the margins themselves are always printed)",
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--smoke", action="store_true", help="a tiny run for the doc tests")
@@ -385,6 +504,7 @@ def main() -> None:
         args.presets, args.select_seeds, args.confirm_seeds = ["mistral-7b"], [5], [3]
         args.large, args.budgets, args.trials = 0, [5.0, 50.0], 40
     candidates = CANDIDATES | (GEM_VARIANTS if args.gem_variants else {})
+    candidates |= SCREENED if args.screened else {}
     started = time.monotonic()
     results, group_of = {}, {}
     for group, label, seed, matrix in pools(args):
@@ -407,6 +527,7 @@ def main() -> None:
     chosen = choose(verdict)
     lines += verdict_lines(verdict, chosen, args.trials)
     lines += rule_lines(verdict, results)
+    lines += margin_lines(results, group_of, args.margin)
     text = "\n".join(lines)
     print(text)
     if args.markdown:

@@ -7,17 +7,20 @@ failed step rolls everything back and leaves the file as it was, and two process
 same file at once do not both migrate it (the second waits for the lock, then finds nothing to
 do). A database of a newer version than this code knows is refused, not guessed at.
 
-To change the schema, append a Migration with the next number: never edit or reorder a released
-one, and make each step work from the state every earlier version can leave (tests/store/
-test_store_migrations.py opens a store of every earlier version). Steps are plain statements or
-functions of the connection; what is SQLite's own (how to take the write lock, where the version
-lives) is a `Dialect`.
+To change the schema, append a Migration with the next number to SHARED: never edit or reorder
+a released one, and make each step work from the state every earlier version can leave
+(tests/store/test_store_migrations.py opens a store of every earlier version). Steps are plain
+statements or functions of the connection; what is SQLite's own (how to take the write lock,
+where the version lives) is a `Dialect`.
 
 PostgreSQL (gemfinder.pg_store) runs its own list, PG_MIGRATIONS, through the same `migrate`.
 Version numbers name one logical schema on both: PostgreSQL support began at version 3, so its
-list starts with a baseline 3 that creates version 3's tables in an empty database, and a change
-of the schema from then on is a migration of the same number appended to both lists
-(tests/store/test_pg_migrations.py applies it from an empty database and from every step).
+list starts with a baseline 3 that creates version 3's tables in an empty database. Every change
+of the schema from then on is written once, in SHARED: SQLite's spelling with a slot where
+PostgreSQL spells it otherwise (`{text}`, `{real}`, `{boolean}`, ...: store_dialect.SQLITE_DDL
+and PG_DDL), rendered into both lists (tests/store/test_pg_migrations.py applies each from an
+empty database and from every step; tests/store/test_migrations_rendered.py holds the SQL each
+database was given by the releases before the migrations were written once).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from gemfinder.store_dialect import PG_DDL, SQLITE_DDL
 
 Step = str | Callable[[sqlite3.Connection], None]
 
@@ -70,14 +75,8 @@ def _drop_spec_hash(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE searches DROP COLUMN spec_hash")
 
 
-# Migration 8 on both: the PROGRESS events of searches that ended before it, but the last.
-PRUNE_ENDED = (
-    "DELETE FROM events WHERE type = 'progress' AND search_id IN (SELECT id FROM searches"
-    " WHERE state IN ('succeeded', 'failed', 'cancelled')) AND seq < (SELECT MAX(e.seq)"
-    " FROM events e WHERE e.search_id = events.search_id AND e.type = 'progress')"
-)
-
-MIGRATIONS: tuple[Migration, ...] = (
+# SQLite's alone: versions 1-3 came before PostgreSQL support (its baseline is PG_BASELINE).
+SQLITE_BEFORE_PG: tuple[Migration, ...] = (
     Migration(
         1,
         "tables of searches, snapshots, pulls and the evaluation cache",
@@ -127,13 +126,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         # kept: each (model, item) is asked again once, on the endpoint a search names.
         ("DELETE FROM evals",),
     ),
+)
+
+# Versions 4 on, each written once for both databases (rendered below): SQLite's spelling, with
+# slots for what PostgreSQL spells otherwise (a literal brace is doubled: str.format). A new
+# migration is appended here.
+SHARED: tuple[Migration, ...] = (
     Migration(
         4,
         "searches.owner and searches.lease_until: the replica running a search, until when",
-        # NULL owner: free to claim (searches written before leases resume at once).
+        # NULL owner: free to claim (searches written before leases resume at once). PostgreSQL
+        # counts lease times on the database's clock (gemfinder.pg_store), so that replicas'
+        # clocks do not matter.
         (
-            "ALTER TABLE searches ADD COLUMN owner TEXT",
-            "ALTER TABLE searches ADD COLUMN lease_until REAL",
+            "ALTER TABLE searches ADD COLUMN owner {text}",
+            "ALTER TABLE searches ADD COLUMN lease_until {real}",
         ),
     ),
     Migration(
@@ -142,26 +149,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         "asked and answered, and what software graded it",
         # Searches stored before have no samples and a NULL provenance; their export says so.
         (
-            # A rowid table, not WITHOUT ROWID: rows hold up to 16 KiB of text.
+            # In SQLite a rowid table, not WITHOUT ROWID: rows hold up to 16 KiB of text (hence
+            # {big_row_key}: UNIQUE there, PRIMARY KEY in PostgreSQL).
             """CREATE TABLE samples (
-                search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
-                model INTEGER NOT NULL,
-                item INTEGER NOT NULL,
-                key TEXT NOT NULL,
-                prompt_sha256 TEXT NOT NULL,
-                reward INTEGER NOT NULL,
-                cached INTEGER NOT NULL,
-                gem_check INTEGER NOT NULL,
-                response TEXT,
-                extracted TEXT,
-                response_bytes INTEGER,
-                extracted_bytes INTEGER,
-                created REAL NOT NULL,
-                UNIQUE (search_id, model, item)
+                search_id {text} NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                model {integer} NOT NULL,
+                item {integer} NOT NULL,
+                key {text} NOT NULL,
+                prompt_sha256 {text} NOT NULL,
+                reward {smallint} NOT NULL,
+                cached {boolean} NOT NULL,
+                gem_check {boolean} NOT NULL,
+                response {text},
+                extracted {text},
+                response_bytes {integer},
+                extracted_bytes {integer},
+                created {real} NOT NULL,
+                {big_row_key} (search_id, model, item)
             )""",
             # A cached sample's original: the answer the evaluation cache holds under its key.
-            "CREATE INDEX samples_originals ON samples (key) WHERE cached = 0",
-            "ALTER TABLE searches ADD COLUMN provenance TEXT",
+            "CREATE INDEX samples_originals ON samples (key) WHERE {not:cached}",
+            "ALTER TABLE searches ADD COLUMN provenance {text}",
         ),
     ),
     Migration(
@@ -177,14 +185,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         # their FINISHED event, so a watch of any ended search ends the same way.
         (
             """CREATE TABLE events (
-                search_id TEXT NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
-                seq INTEGER NOT NULL,
-                type TEXT NOT NULL,
-                state TEXT NOT NULL,
-                progress TEXT,
-                created REAL NOT NULL,
+                search_id {text} NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
+                seq {bigint} NOT NULL,
+                type {text} NOT NULL,
+                state {text} NOT NULL,
+                progress {text},
+                created {real} NOT NULL,
                 PRIMARY KEY (search_id, seq)
-            ) WITHOUT ROWID""",
+            ){without_rowid}""",
             "INSERT INTO events (search_id, seq, type, state, progress, created)"
             " SELECT id, 1, 'finished', state, progress, updated FROM searches"
             " WHERE state IN ('succeeded', 'failed', 'cancelled')",
@@ -194,13 +202,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "searches.cancel_requested: CancelSearch on any replica; ended searches' PROGRESS events "
         "pruned to their last",
-        # When a cancel was asked for (seconds since the epoch), NULL if never: the owner reads
-        # it at each lease renewal and cancels (gemfinder.search.manager). Ended searches keep
-        # their round events, their last PROGRESS and FINISHED, as searches ending from now on
-        # do (store.PRUNE_EVENTS).
+        # When a cancel was asked for (seconds since the epoch, the database's clock as lease
+        # times), NULL if never: the owner reads it at each lease renewal and cancels
+        # (gemfinder.search.manager). Ended searches keep their round events, their last
+        # PROGRESS and FINISHED, as searches ending from now on do (store.PRUNE_EVENTS).
         (
-            "ALTER TABLE searches ADD COLUMN cancel_requested REAL",
-            PRUNE_ENDED,
+            "ALTER TABLE searches ADD COLUMN cancel_requested {real}",
+            "DELETE FROM events WHERE type = 'progress' AND search_id IN (SELECT id FROM searches"
+            " WHERE state IN ('succeeded', 'failed', 'cancelled')) AND seq < (SELECT MAX(e.seq)"
+            " FROM events e WHERE e.search_id = events.search_id AND e.type = 'progress')",
         ),
     ),
     Migration(
@@ -211,31 +221,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         # a batch of answers changed (search.serving_cost); none for searches stored before.
         (
             """CREATE TABLE serving_ledgers (
-                search_id TEXT NOT NULL,
-                endpoint TEXT NOT NULL,
-                state TEXT NOT NULL,
+                search_id {text} NOT NULL,
+                endpoint {text} NOT NULL,
+                state {text} NOT NULL,
                 PRIMARY KEY (search_id, endpoint)
-            ) WITHOUT ROWID""",
+            ){without_rowid}""",
         ),
     ),
     Migration(
         10,
         "lora_leases: adapters registered on demand, shared by the replicas of one store",
         # One row per (endpoint, adapter, replica using it): the adapter counts once in the
-        # endpoint's max_cpu_loras whoever uses it; a row whose lease_until passed is a dead or
-        # stalled replica's (gemfinder.lora_leases).
+        # endpoint's max_cpu_loras whoever uses it; a row whose lease_until (the database's
+        # clock, as the searches' leases) passed is a dead or stalled replica's
+        # (gemfinder.lora_leases).
         (
             """CREATE TABLE lora_leases (
-                endpoint TEXT NOT NULL,
-                adapter TEXT NOT NULL,
-                replica TEXT NOT NULL,
-                state TEXT NOT NULL,
-                lease_until REAL NOT NULL,
+                endpoint {text} NOT NULL,
+                adapter {text} NOT NULL,
+                replica {text} NOT NULL,
+                state {text} NOT NULL,
+                lease_until {real} NOT NULL,
                 PRIMARY KEY (endpoint, adapter, replica)
-            ) WITHOUT ROWID""",
+            ){without_rowid}""",
         ),
     ),
 )
+
+
+def rendered(migrations: Sequence[Migration], ddl: dict[str, Any]) -> tuple[Migration, ...]:
+    """`migrations` in one database's spelling: each statement's slots filled from `ddl`."""
+    return tuple(
+        Migration(
+            m.version,
+            m.summary,
+            tuple(step if callable(step) else step.format(**ddl) for step in m.steps),
+        )
+        for m in migrations
+    )
+
+
+MIGRATIONS = SQLITE_BEFORE_PG + rendered(SHARED, SQLITE_DDL)
+
 LATEST = MIGRATIONS[-1].version
 
 # PostgreSQL: one connection in autocommit mode; the schema's version is the one row of
@@ -260,7 +287,9 @@ PG = Dialect(
 )
 
 
-PG_MIGRATIONS: tuple[Migration, ...] = (
+# PostgreSQL's alone: its baseline, version 3's tables in an empty database (its support began
+# there).
+PG_BASELINE: tuple[Migration, ...] = (
     Migration(
         3,
         "baseline: the tables of schema version 3 (searches, snapshots, pulls, evaluation cache)",
@@ -299,102 +328,8 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    Migration(
-        4,
-        "searches.owner and searches.lease_until: the replica running a search, until when",
-        (
-            "ALTER TABLE searches ADD COLUMN owner text",
-            # Seconds since the epoch on the database's clock (gemfinder.pg_store), so that
-            # replicas' clocks do not matter.
-            "ALTER TABLE searches ADD COLUMN lease_until double precision",
-        ),
-    ),
-    Migration(
-        5,
-        "samples log (gemfinder.samples) and searches.provenance: what each graded query was "
-        "asked and answered, and what software graded it",
-        (
-            """CREATE TABLE samples (
-                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
-                model integer NOT NULL,
-                item integer NOT NULL,
-                key text NOT NULL,
-                prompt_sha256 text NOT NULL,
-                reward smallint NOT NULL,
-                cached boolean NOT NULL,
-                gem_check boolean NOT NULL,
-                response text,
-                extracted text,
-                response_bytes integer,
-                extracted_bytes integer,
-                created double precision NOT NULL,
-                PRIMARY KEY (search_id, model, item)
-            )""",
-            "CREATE INDEX samples_originals ON samples (key) WHERE NOT cached",
-            "ALTER TABLE searches ADD COLUMN provenance text",
-        ),
-    ),
-    Migration(
-        6, "no change: reserved while the incremental search was built, which needed none", ()
-    ),
-    Migration(
-        7,
-        "events: each search's progress events in order, for Watch on any replica and resuming",
-        (
-            """CREATE TABLE events (
-                search_id text NOT NULL REFERENCES searches (id) ON DELETE CASCADE,
-                seq bigint NOT NULL,
-                type text NOT NULL,
-                state text NOT NULL,
-                progress text,
-                created double precision NOT NULL,
-                PRIMARY KEY (search_id, seq)
-            )""",
-            "INSERT INTO events (search_id, seq, type, state, progress, created)"
-            " SELECT id, 1, 'finished', state, progress, updated FROM searches"
-            " WHERE state IN ('succeeded', 'failed', 'cancelled')",
-        ),
-    ),
-    Migration(
-        8,
-        "searches.cancel_requested: CancelSearch on any replica; ended searches' PROGRESS events "
-        "pruned to their last",
-        (
-            # The database's clock, as lease times.
-            "ALTER TABLE searches ADD COLUMN cancel_requested double precision",
-            PRUNE_ENDED,
-        ),
-    ),
-    Migration(
-        9,
-        "serving_ledgers: a resumed search continues its serving-cost accounting",
-        (
-            """CREATE TABLE serving_ledgers (
-                search_id text NOT NULL,
-                endpoint text NOT NULL,
-                state text NOT NULL,
-                PRIMARY KEY (search_id, endpoint)
-            )""",
-        ),
-    ),
-    Migration(
-        10,
-        "lora_leases: adapters registered on demand, shared by the replicas of one store",
-        (
-            # lease_until: the database's clock, as the searches' leases.
-            """CREATE TABLE lora_leases (
-                endpoint text NOT NULL,
-                adapter text NOT NULL,
-                replica text NOT NULL,
-                state text NOT NULL,
-                lease_until double precision NOT NULL,
-                PRIMARY KEY (endpoint, adapter, replica)
-            )""",
-        ),
-    ),
 )
-PG_LATEST = PG_MIGRATIONS[-1].version
-assert PG_LATEST == LATEST, "a schema change needs a migration in both lists"
+PG_MIGRATIONS = PG_BASELINE + rendered(SHARED, PG_DDL)
 
 
 def migrate(

@@ -5,7 +5,8 @@ Chosen by a `postgresql://` (or `postgres://`) URL in --db / GEMFINDER_DB. The c
 synchronous methods, called from the event loop thread (the heavy reads from a worker thread,
 through SqlStore.off_loop: the pool and the write queue are thread-safe). A round trip to a server
 costs more than a SQLite call, so writes are handed to one writer thread (gemfinder.store_writer: in
-order, a failure raised by the search's next call) and return at once; the runner's reads of a
+order, but graded answers merged and first, and a search waits once too many are unwritten, so a
+kill -9 loses few; a failure raised by the search's next call) and return; the runner's reads of a
 search (snapshot, pulls) first wait for the writes before them. Reads that serve RPCs (get_search,
 find_request, the events log) and the evaluation-cache lookup `cached_many` (one round trip on the
 loop per batch of pulls) read what is committed: waiting for every search's queued writes held a
@@ -131,7 +132,7 @@ class PgStore(SqlStore):
             name="gemfinder-store",
             open=True,
         )
-        self._writes = WriteBehind()
+        self._writes = WriteBehind(self._write_answers)
 
     def close(self) -> None:
         self._writes.close()
@@ -220,6 +221,24 @@ class PgStore(SqlStore):
                 return work(run)
 
         return self._run(transaction)  # run again on a fresh connection: it rolled back
+
+    def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
+        """Queued apart from the other writes: the writer thread writes every batch queued, of
+        every search, in one statement, ahead of the rest (gemfinder.store_writer), and a
+        search waits once too many answers are unwritten, so a kill -9 loses few."""
+        if answers:
+            self._writes.submit_answers(search_id, answers)
+
+    def _write_answers(self, batches: list[tuple[str, list[tuple]]]) -> None:
+        """On the writer thread: the answers of several searches, one statement."""
+        rendered = [
+            (self.sql.render(sql), tuple(args)) for sql, args in self.answers_statements(batches)
+        ]
+
+        def work(conn: psycopg.Connection) -> None:
+            apply(conn, rendered, batches[0][0], None)
+
+        self._run(work)
 
     def _commit(self, template, args=(), after_writes=False):  # noqa: ANN001
         if after_writes:

@@ -439,14 +439,25 @@ class SqlStore:
         """
         if not answers:
             return
+        self._write(search_id, self.answers_statements([(search_id, answers)]))
+
+    def answers_statements(self, batches: list[tuple[str, list[tuple]]]) -> list[Statement]:
+        """The writes of graded answers [(search id, [(key, model, item, reward), ...]), ...],
+        of one search or of several at once (PostgreSQL's write-behind merges what is queued):
+        one statement on PostgreSQL. A key or pull repeated keeps its first (ON CONFLICT DO
+        UPDATE may touch a row once per statement), as when written one batch after another."""
+        evals: dict[str, tuple[str, int]] = {}
+        pulls: dict[tuple[str, int, int], tuple[str, int, int, int]] = {}
+        for search_id, answers in batches:
+            for key, model, item, reward in answers:
+                evals.setdefault(key, (key, reward))
+                pulls.setdefault((search_id, model, item), (search_id, model, item, reward))
         # Sorted: replicas writing the same keys at once lock them in one order (no deadlock).
-        evals = sorted({key: (key, reward) for key, _, _, reward in reversed(answers)}.values())
-        pulls = sorted({(m, i): (m, i, r) for _, m, i, r in reversed(answers)}.values())
         statements = [
-            (PUT_EVALS, (time.time(), *self.sql.rows(evals, 2))),
-            (PUT_PULLS, (search_id, *self.sql.rows(pulls, 3))),
+            (PUT_EVALS, (time.time(), *self.sql.rows(sorted(evals.values()), 2))),
+            (PUT_PULLS, self.sql.rows(sorted(pulls.values()), 4)),
         ]
-        self._write(search_id, self.sql.together(statements))
+        return self.sql.together(statements)
 
     def put_skipped(self, search_id: str, pulls: list[tuple[int, int]]) -> None:
         """Mark pulls (model, item) that failed on every attempt and were skipped: a model's
@@ -775,8 +786,8 @@ PUT_EVALS = (
     " FROM {rows:key text, reward int} WHERE true ON CONFLICT (key) DO NOTHING"
 )
 PUT_PULLS = (
-    "INSERT INTO pulls (search_id, model, item, reward) SELECT ?, model, item, reward"
-    " FROM {rows:model int, item int, reward int} WHERE true"
+    "INSERT INTO pulls (search_id, model, item, reward) SELECT sid, model, item, reward"
+    " FROM {rows:sid text, model int, item int, reward int} WHERE true"
     " ON CONFLICT (search_id, model, item) DO UPDATE SET reward = excluded.reward"
     " WHERE pulls.reward < 0"
 )

@@ -21,6 +21,11 @@ with slots that a `Dialect` fills in (`render`, once per template):
   (`item_tasks` gives those statements), as a JSON table has no index to join on.
 What is not SQL (a connection pool, the write-behind queue, durability) is each store's own
 (gemfinder.store.Store, gemfinder.pg_store.PgStore).
+
+The schema's migrations (gemfinder.migrations) are written once likewise, their slots filled
+from SQLITE_DDL or PG_DDL: column types by what a column holds (`{text}`, `{real}`,
+`{integer}`, `{smallint}`, `{bigint}`, `{boolean}`: SQLite's INTEGER for the last four), the
+table options and keys that only SQLite wants, and `{not:COLUMN}`, a boolean column false.
 """
 
 from __future__ import annotations
@@ -43,6 +48,34 @@ class _Slot:
 
     def __format__(self, spec: str) -> str:
         return self.fill(spec)
+
+
+# The spellings of the schema (gemfinder.migrations: each migration is written once with these
+# slots). Filled once per migration at import, with str.format: no psycopg needed for either.
+SQLITE_DDL: dict[str, Any] = {
+    "text": "TEXT",
+    "real": "REAL",
+    "integer": "INTEGER",
+    "smallint": "INTEGER",
+    "bigint": "INTEGER",
+    "boolean": "INTEGER",
+    "not": _Slot(lambda column: f"{column} = 0"),
+    # Small rows live in the key's B-tree (no rowid to look up); a table of large rows keeps
+    # its rowid and a UNIQUE key.
+    "without_rowid": " WITHOUT ROWID",
+    "big_row_key": "UNIQUE",
+}
+PG_DDL: dict[str, Any] = {
+    "text": "text",
+    "real": "double precision",
+    "integer": "integer",
+    "smallint": "smallint",
+    "bigint": "bigint",
+    "boolean": "boolean",
+    "not": _Slot(lambda column: f"NOT {column}"),
+    "without_rowid": "",
+    "big_row_key": "PRIMARY KEY",
+}
 
 
 def _columns(spec: str) -> list[tuple[str, str]]:

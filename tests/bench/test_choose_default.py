@@ -109,3 +109,41 @@ def test_the_choice_prefers_no_worse_cell_then_the_lowest_excess():
         ("select", "sr"): v(2, 0.0),
     }
     assert choose_default.choose(verdict) == "sh_correlated"
+
+
+def _shifted(shift, rng, trials=300):
+    """One cell where candidate "m" loses `shift` points more than "c" on average (paired:
+    the same base losses, independent noise of sd 0.5) and "b" is far behind both."""
+    base = rng.gamma(2.0, 0.5, trials)
+    noise = rng.normal(0, 0.5, trials)
+    return _row(m=base + shift + noise - noise.mean(), c=base, b=base + 2.0)
+
+
+def test_a_margin_above_a_known_shift_is_not_flagged_and_one_below_is():
+    rng = np.random.default_rng(3)
+    results = {("p", 25.0): _shifted(0.3, rng), ("q", 25.0): _shifted(0.0, rng)}
+    keys = list(results)
+    assert list(choose_default.pairwise_worse(results, keys, "m")) == [("p", 25.0)]
+    assert choose_default.pairwise_worse(results, keys, "m", delta=0.4) == {}
+    assert list(choose_default.pairwise_worse(results, keys, "m", delta=0.2)) == [("p", 25.0)]
+    # The tolerated margin is where the flag stops: just below the shift by the test's
+    # half-width (z of 1 - 0.05/4 pairs times the standard error, 0.5/sqrt(300)).
+    delta, at = choose_default.tolerated_margin(results, keys, "m")
+    assert at == (("p", 25.0), "c")
+    assert delta == pytest.approx(0.3 - 2.24 * 0.5 / np.sqrt(300), abs=0.005)
+    assert choose_default.pairwise_worse(results, keys, "m", delta=delta + 1e-9) == {}
+    assert choose_default.pairwise_worse(results, keys, "m", delta=delta - 1e-6) != {}
+    # The proven margin lies above the shift: there every pair is shown within it. The other
+    # three pairs are shown within it by far, so Holm's step-down leaves this one all of alpha
+    # (z of 0.95).
+    proven, at = choose_default.proven_margin(results, keys, "m")
+    assert at == (("p", 25.0), "c")
+    assert proven == pytest.approx(0.3 + 1.645 * 0.5 / np.sqrt(300), abs=0.005)
+    assert choose_default.shown_within(results, keys, "m", proven)
+    assert not choose_default.shown_within(results, keys, "m", proven - 0.01)
+    # The competitor ahead everywhere needs no margin; a pair without noise sets its mean.
+    assert choose_default.tolerated_margin(results, keys, "c") == (0.0, None)
+    fixed = {("f", 5.0): _row(m=np.full(50, 0.7), c=np.full(50, 0.5))}
+    delta, _ = choose_default.tolerated_margin(fixed, list(fixed), "m")
+    assert delta == pytest.approx(0.2)
+    assert choose_default.proven_margin(fixed, list(fixed), "m")[0] == pytest.approx(0.2, abs=2e-4)

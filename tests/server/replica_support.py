@@ -125,3 +125,27 @@ def assert_follows_log(stream: list, log: list) -> None:
             assert key(event) == stored[event.sequence]
         else:
             assert event.type == pb.EVENT_TYPE_PROGRESS  # pruned at the end
+
+
+def assert_pruned_only_progress(stored: dict[int, str], progress: str) -> None:
+    """The log of an ended search, {number: type}: numbered from 1, and the numbers it lacks are
+    PROGRESS events pruned with the end, so all below its last PROGRESS (which is kept)."""
+    missing = set(range(1, max(stored) + 1)) - set(stored)
+    last = max((n for n, kind in stored.items() if kind == progress), default=0)
+    assert all(n < last for n in missing), f"events lost, not pruned: {sorted(missing)}"
+
+
+def assert_numbered_without_gaps(snapshot: int, numbers: list[int], stored: set[int]) -> None:
+    """A live watch's event numbers after its SNAPSHOT (numbered `snapshot`), against the numbers
+    the search's log kept once it ended (`stored`): every event as it was written, no gap while
+    the search ran. One gap may come at its last read, after the end: the PROGRESS events
+    written since its previous read were pruned with the end (a tick late on a loaded machine);
+    that read holds only kept events. Any other gap is an event lost."""
+    assert numbers == sorted(set(numbers)), "an event repeated or out of order"
+    steps = list(zip([snapshot, *numbers], numbers, strict=False))
+    gaps = [n for n, (before, this) in enumerate(steps) if this > before + 1]
+    assert len(gaps) <= 1, f"gaps in {numbers}"
+    if gaps:
+        before, this = steps[gaps[0]]
+        assert not set(range(before + 1, this)) & stored, "a kept event missing from the stream"
+        assert set(numbers[gaps[0] :]) <= stored, f"a gap while the search ran: {numbers}"

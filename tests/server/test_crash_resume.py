@@ -1,4 +1,9 @@
-"""kill -9 the server mid-search, restart it: same recommendation, only lost queries re-sent."""
+"""kill -9 the server mid-search, restart it: same recommendation, only lost queries re-sent.
+
+On PostgreSQL the killed server reaches its database through a slow link (tests/slow_link.py,
+10 ms each way): its store's writer thread lags behind the search, as on a loaded machine,
+where 202 of ~280 answers were once lost in the write-behind queue and paid again. The bound
+asserted is on counts of queries, not on time."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import subprocess
 import sys
 
 import grpc
+from gemfinder.store_writer import MAX_QUEUED_ANSWERS
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -20,6 +26,9 @@ from tests.pool_support import (
     start_fleet,
     write_endpoints,
 )
+from tests.slow_link import SlowLink
+
+SLOW_LINK_S = 0.01  # per message each way: a write round trip of 20 ms and more
 
 
 async def _server(tmp_path, db: str, endpoints) -> tuple[subprocess.Popen, int]:
@@ -61,7 +70,7 @@ async def test_kill_9_and_restart_gives_the_same_result(tmp_path, new_db):
     fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.004)
     endpoints = write_endpoints(configs, tmp_path / "endpoints.json")
     spec = spec_proto(candidates, items, per_model=30, seed=11)
-    procs = []
+    procs, link = [], None
     clean_db, crash_db = new_db("clean.db"), new_db("crash.db")
     try:
         proc, port = await _server(tmp_path, clean_db, endpoints)
@@ -71,7 +80,10 @@ async def test_kill_9_and_restart_gives_the_same_result(tmp_path, new_db):
         clean_queries = generate_requests(fleet) - before
 
         before = generate_requests(fleet)
-        proc, port = await _server(tmp_path, crash_db, endpoints)
+        killed_db = crash_db
+        if crash_db.startswith("postgres"):
+            link, killed_db = SlowLink.to_url(crash_db, SLOW_LINK_S)
+        proc, port = await _server(tmp_path, killed_db, endpoints)
         procs.append(proc)
         assert await _finish(port, spec, "crash", 0.4, proc) == ""
         sent_before_kill = generate_requests(fleet) - before
@@ -85,18 +97,22 @@ async def test_kill_9_and_restart_gives_the_same_result(tmp_path, new_db):
                 p.terminate()
                 p.wait(10)
         await fleet.stop()
+        if link is not None:
+            link.close()
     assert resumed == clean
-    # Answered queries are cached before they are told, so on SQLite the resumed search
-    # re-sends only the queries that were in flight when the process died (at most the
-    # endpoints' slots, 2 x 16, plus answers still being graded). KNOWN GAP: the issue asks for
-    # <= clean_queries; that needs the in-flight answers to survive kill -9, which they cannot.
-    if not str(crash_db).startswith("postgres"):
-        assert crash_queries <= clean_queries + 2 * 16 * 2
-        return
-    # On PostgreSQL the answers also sit in the write-behind queue (at most MAX_QUEUED writes,
-    # gemfinder.store_writer) until its thread writes them; a kill -9 loses those too. On an
-    # idle machine that adds a few; on this 2-core machine under a loaded full run the writer
-    # thread lagged and 202 of the ~280 answers before the kill were paid again (901 against
-    # 699). What is asserted is that the resume kept work: it re-sent fewer queries than a
-    # search started afresh would have (everything sent before the kill again).
-    assert crash_queries < clean_queries + sent_before_kill, (crash_queries, sent_before_kill)
+    backend = "PostgreSQL (slow link)" if crash_db.startswith("postgres") else "SQLite"
+    print(  # the figures of docs/service.md, Crash resume (pytest -s shows them)
+        f"\n{backend}: {crash_queries} queries with a kill -9, {clean_queries} without;"
+        f" {sent_before_kill} sent before the kill"
+    )
+    # Answered queries are cached before they are told, so the resumed search re-sends only
+    # the queries that were in flight when the process died (at most the endpoints' slots,
+    # 2 x 16, plus answers still being graded). KNOWN GAP: the issue asks for <= clean_queries;
+    # that needs the in-flight answers to survive kill -9, which they cannot. On PostgreSQL the
+    # answers handed to the store may also wait in its write-behind queue, at most
+    # MAX_QUEUED_ANSWERS of them (gemfinder.store_writer), however far the writer lags: before
+    # that bound the slow link cost 181 queries paid twice (880 against 699).
+    in_flight = 2 * 16 * 2
+    queued = MAX_QUEUED_ANSWERS if crash_db.startswith("postgres") else 0
+    assert sent_before_kill > in_flight + queued  # killed mid-search: the bound says something
+    assert crash_queries <= clean_queries + in_flight + queued, (crash_queries, clean_queries)

@@ -1,8 +1,9 @@
 """The `gemfinder` command. Each subcommand lives in its own module of this package.
 
 A subcommand module defines `register(subparsers)`, which adds its parser and sets
-`handler=<function(args) -> int>` as a default. Modules are discovered, so adding a
-subcommand never touches this file.
+`handler=<function(args) -> int>` as a default (`_args.subcommand` does both, its module's
+docstring as the --help text). Modules are discovered, so adding a subcommand never touches this
+file; modules whose names start with `_` are the subcommands' shared parts, not subcommands.
 """
 
 from __future__ import annotations

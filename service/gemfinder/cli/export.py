@@ -14,33 +14,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from gemfinder import samples
+from gemfinder.cli._args import require_store, stored_search, subcommand
 from gemfinder.cli.report import find
-from gemfinder.errors import UserError
 from gemfinder.store import open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="a search's samples log and provenance as JSONL",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("search_id", nargs="?", metavar="SEARCH_ID",
-                   help="search id or request id (default: the newest search)")  # fmt: skip
-    p.add_argument("--db", "--store", dest="db", required=True, help="the store: a SQLite "
-                   "file (gemfinder search --store) or a postgresql:// URL (gemfinder serve "
-                   "--db)")  # fmt: skip
+    p = subcommand(subparsers, "export", "a search's samples log and provenance as JSONL",
+                   __doc__, run)  # fmt: skip
+    stored_search(p, "the store: a SQLite file (gemfinder search --store) or a postgresql:// "
+                  "URL (gemfinder serve --db)")  # fmt: skip
     p.add_argument("--out", help="write here instead of stdout")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.db.startswith(("postgresql://", "postgres://")) and not Path(args.db).is_file():
-        raise UserError("--db", f"no store at {args.db}")  # never create an empty one
+    require_store(args.db, "no store at")  # never create an empty one
     store = open_store(args.db, option="--db")
     try:
         row = find(store, args.search_id)  # as `gemfinder report` finds it

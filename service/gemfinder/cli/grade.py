@@ -30,6 +30,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
+from gemfinder.cli._args import subcommand
 from gemfinder.errors import UserError
 from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
 from gemfinder.oracles.grading_pool import GradingError, GradingPool, GradingTimeout
@@ -39,12 +40,8 @@ EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "grade",
-        help="grade responses in a JSONL file (task, response, item fields per line)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subcommand(subparsers, "grade", "grade responses in a JSONL file (task, response, item "
+                   "fields per line)", __doc__, run)  # fmt: skip
     p.add_argument("file", help="input JSONL, or - for stdin")
     p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
     p.add_argument(
@@ -55,7 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"server's (default {DEFAULT_GRADING_TIMEOUT_S:g}); past it the line is a "
         "grading_timeout, neither right nor wrong",
     )
-    p.set_defaults(handler=run)
 
 
 def _loglikelihoods(response: str, n: int) -> list[float]:

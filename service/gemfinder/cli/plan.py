@@ -18,6 +18,7 @@ import sys
 from gemfinder import _core
 from gemfinder.budget import DEFAULT_PER_MODEL
 from gemfinder.cli import search
+from gemfinder.cli._args import subcommand
 from gemfinder.oracles import load_endpoint_configs
 from gemfinder.search import plan
 from gemfinder.search.plan import Plan
@@ -25,13 +26,8 @@ from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "plan",
-        help="predict a search's queries, tokens, loads, GPU-seconds, wall time and quality "
-        "(a dry run: no query is sent)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subcommand(subparsers, "plan", "predict a search's queries, tokens, loads, GPU-seconds, "
+                   "wall time and quality (a dry run: no query is sent)", __doc__, run)  # fmt: skip
     p.add_argument("--candidates", required=True, help="candidates .json list or .jsonl")
     p.add_argument("--query-set", required=True, help="query set .jsonl (id, task, fields)")
     p.add_argument("--endpoints", help="endpoint settings JSON; its `cost` blocks price the "
@@ -60,7 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     # What `gemfinder search` would read too, fixed for a plan (search.build reads them).
     p.set_defaults(
-        handler=run,
         matrix=None,
         incremental_from=None,
         incumbents=None,

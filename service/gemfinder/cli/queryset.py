@@ -13,16 +13,13 @@ import os
 import sys
 import time
 
+from gemfinder.cli._args import subcommand
 from gemfinder.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "queryset",
-        help="build query sets (from lm-evaluation-harness tasks)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subcommand(subparsers, "queryset", "build query sets (from lm-evaluation-harness tasks)",
+                   __doc__)  # fmt: skip
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="a query set from an lm-eval task", description=__doc__)
     b.add_argument(

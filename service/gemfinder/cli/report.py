@@ -15,28 +15,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from gemfinder import report
+from gemfinder.cli._args import require_store, stored_search, subcommand
 from gemfinder.errors import UserError
 from gemfinder.report_html import check_target, write_report
 from gemfinder.store import SearchRow, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "report",
-        help="report a stored search: ranking and gem verdict, or an HTML page (--html)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("search_id", nargs="?", metavar="SEARCH_ID",
-                   help="search id or request id (default: the newest search)")  # fmt: skip
-    p.add_argument("--db", "--store", dest="db", required=True,
-                   help="the SQLite file or postgresql:// URL holding the search")  # fmt: skip
+    p = subcommand(subparsers, "report", "report a stored search: ranking and gem verdict, or "
+                   "an HTML page (--html)", __doc__, run)  # fmt: skip
+    stored_search(p, "the SQLite file or postgresql:// URL holding the search")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here")
     p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
-    p.set_defaults(handler=run)
 
 
 def find(store, search_id: str | None) -> SearchRow:
@@ -56,8 +48,7 @@ def find(store, search_id: str | None) -> SearchRow:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.db.startswith(("postgresql://", "postgres://")) and not Path(args.db).is_file():
-        raise UserError("--db", f"no database file {args.db}")  # open_store would create one
+    require_store(args.db, "no database file")  # open_store would create one
     if args.html:
         check_target(args.html, "--html")  # before any work
     store = open_store(args.db, option="--db")

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from gemfinder import _core, report
 from gemfinder.budget import DEFAULT_PER_MODEL, Budget
 from gemfinder.candidates import Candidate, load_candidates
+from gemfinder.cli._args import numbers_by_name, subcommand
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
@@ -45,12 +46,8 @@ MATRIX_ENDPOINT = "http://matrix.invalid"  # never contacted: the ReplayOracle a
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "search",
-        help="run a search locally (no server) and print the ranking and gem report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subcommand(subparsers, "search", "run a search locally (no server) and print the "
+                   "ranking and gem report", __doc__, run)  # fmt: skip
     p.add_argument("--candidates", help="candidates .json list or .jsonl (default with --matrix: "
                    "every row of the matrix)")  # fmt: skip
     p.add_argument("--query-set", required=True, help="query set .jsonl (id, task, fields)")
@@ -108,33 +105,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
                    "(gemfinder report; needs matplotlib)")  # fmt: skip
-    p.set_defaults(handler=run)
-
-
-def parse_params(pairs: list[str]) -> dict[str, float]:
-    params: dict[str, float] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        try:
-            params[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            raise UserError("--param", f"expected name=number, got {pair!r}")
-    return params
-
-
-def parse_weights(pairs: list[str]) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for pair in pairs:
-        task, sep, value = pair.partition("=")
-        try:
-            weights[task.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not task.strip():
-            raise UserError("--task-weight", f"expected task=number, got {pair!r}")
-    return weights
 
 
 def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
@@ -188,13 +158,13 @@ def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
         items=items,
         budget=budget.total,
         algorithm=algorithm,
-        params=parse_params(args.param),
+        params=numbers_by_name(args.param, "--param", "name"),
         seed=args.seed,
         system_prompt=args.system_prompt == "system",
         gem_check_share=args.gem_check_share,
         prior_strength=args.prior_strength,
         allow_unreachable=args.allow_unreachable,
-        task_weights=parse_weights(args.task_weight),
+        task_weights=numbers_by_name(args.task_weight, "--task-weight", "task"),
         epsilon=args.epsilon,
         gpu_seconds=args.gpu_seconds,
     )

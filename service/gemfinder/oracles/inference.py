@@ -25,6 +25,7 @@ from gemfinder.candidates import Candidate
 from gemfinder.lora_leases import LoraLeases
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
+from gemfinder.oracles.client_cache import DEFAULT_MAX_IDLE, ClientCache, identity
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.grading_pool import DEFAULT_SIZE as DEFAULT_GRADING_WORKERS
 from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
@@ -48,13 +49,21 @@ _GONE = "does not exist"
 
 
 class _Endpoint:
-    def __init__(self, config: EndpointConfig, limit: int, policy: RetryPolicy) -> None:
+    def __init__(
+        self, config: EndpointConfig, limit: int, policy: RetryPolicy, clients: ClientCache
+    ) -> None:
+        """`clients` (a ClientCache): where the client of a former search on an endpoint of
+        the same identity waits, taken instead of building one."""
         self.config = config
         self.limit = limit
         self.semaphore = asyncio.Semaphore(limit)
         self.breaker = CircuitBreaker()
         self.backend = backend(config.backend)
-        self.client = self.backend.connect(config.key, config.bearer, policy.timeout_s)
+        self.identity = identity(config, policy.timeout_s)
+        client = clients.take(self.identity)
+        if client is None:
+            client = self.backend.connect(config.key, config.bearer, policy.timeout_s)
+        self.client = client
 
 
 class InferenceOracle:
@@ -72,6 +81,7 @@ class InferenceOracle:
         probe_concurrency: int = 32,
         grading_timeout_s: float = DEFAULT_GRADING_TIMEOUT_S,
         grading_workers: int = DEFAULT_GRADING_WORKERS,
+        idle_clients: int = DEFAULT_MAX_IDLE,
     ) -> None:
         self.max_answer_bytes = max_answer_bytes
         # Graders not known to be linear run there, under a time limit (started on first use).
@@ -84,6 +94,8 @@ class InferenceOracle:
         self.validate = validate
         self._rng = random.Random(seed)
         self._endpoints: dict[str, _Endpoint] = {}
+        # Clients of forgotten endpoints, for the next search on the same endpoint (`release`).
+        self.clients = ClientCache(idle_clients)
         self.prober = Prober(limit=probe_concurrency, timeout_s=min(self.policy.timeout_s, 10.0))
         self._users: Counter[str] = Counter()  # searches prepared on each endpoint, not released
         self.runtime_adapters = RuntimeAdapters(self.policy.timeout_s)
@@ -108,18 +120,17 @@ class InferenceOracle:
 
     async def release(self, candidates: list[Candidate]) -> None:
         """The search prepared on these candidates ended: an endpoint that is not in the
-        operator's settings and that no other search uses is forgotten (client closed), so
-        request-supplied URLs do not pile up in a long-running server."""
+        operator's settings and that no other search uses is forgotten, so request-supplied
+        URLs do not pile up in a long-running server; its client waits, bounded, for the next
+        search on the same endpoint (oracles.client_cache)."""
         for url in dict.fromkeys(c.endpoint for c in candidates):
             self._users[url] -= 1
             if self._users[url] > 0:
                 continue
             del self._users[url]
             if url not in self.configs and url in self._endpoints:
-                try:
-                    await self._endpoints.pop(url).client.close()
-                except Exception:  # noqa: BLE001 - forgotten either way; the search has ended
-                    log.warning("closing the client of %s failed", url, exc_info=True)
+                endpoint = self._endpoints.pop(url)
+                await self.clients.park(endpoint.identity, endpoint.client)
 
     def configure(self, config: EndpointConfig) -> None:
         """Use `config` (its max_concurrency set) for its endpoint without probing it: an oracle
@@ -127,11 +138,12 @@ class InferenceOracle:
         self._add(config, max(1, config.max_concurrency or self.default_concurrency))
 
     async def forget(self, urls: list[str]) -> None:
-        """Close and forget the clients of `urls` (an oracle worker, told by its parent)."""
+        """Forget the endpoints of `urls` (an oracle worker, told by its parent); their
+        clients wait for reuse as `release` keeps them."""
         for url in urls:
             endpoint = self._endpoints.pop(url, None)
             if endpoint is not None:
-                await endpoint.client.close()
+                await self.clients.park(endpoint.identity, endpoint.client)
 
     @property
     def retained(self) -> int:
@@ -148,7 +160,7 @@ class InferenceOracle:
         old = self._endpoints.get(config.key)
         if old is not None:
             return old
-        endpoint = _Endpoint(config, limit, self.policy)
+        endpoint = _Endpoint(config, limit, self.policy, self.clients)
         self._endpoints[config.key] = endpoint
         return endpoint
 
@@ -433,6 +445,7 @@ class InferenceOracle:
         await self.runtime_adapters.aclose()  # unregisters what is left (shutdown)
         for endpoint in self._endpoints.values():
             await endpoint.client.close()
+        await self.clients.aclose()
 
 
 def _grade_if_bounded(task: Task, item: Item, text: str) -> Grade | None:

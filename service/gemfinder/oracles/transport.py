@@ -60,6 +60,26 @@ def ssl_context() -> ssl.SSLContext:
     return _SSL
 
 
+def tls_settings() -> tuple[str, bool]:
+    """What a client's TLS connections depend on, for the keys of reused clients
+    (oracles.client_cache): every client of the process connects with `ssl_context()`, so this
+    is the same for all of them today; TLS settings per endpoint would have to be part of it."""
+    context = ssl_context()
+    return (context.verify_mode.name, context.check_hostname)
+
+
+def warm() -> None:
+    """Pay now for what the first endpoint client of the process would pay for on the event
+    loop: importing huggingface_hub's async client (140-180 ms of CPU in a bare interpreter:
+    it is imported when first used, see backends.hf) and building the SSL context (21-25 ms).
+    `gemfinder serve` calls this before it accepts requests (server.app), so that the first
+    StartSearch does not."""
+    from huggingface_hub import AsyncInferenceClient  # noqa: F401 - imported for its cost
+
+    install()
+    ssl_context()
+
+
 class Redirected(Exception):
     """An endpoint answered with a redirect, which is never followed (`capped_client`): an
     endpoint failure (retry.classify: http_error), never a response to grade (huggingface_hub

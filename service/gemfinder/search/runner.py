@@ -215,16 +215,18 @@ class SearchRunner:
         return await asyncio.shield(self._core_call)
 
     async def result(self) -> Result:
-        outcomes = partial(self.store.outcomes, self.search_id)
-        found = result(self.spec, self.sched, self.cached, self.elapsed, outcomes)
-        if len(self.spec.task_items()) > 1:
-            # Counted in the store and ranked per task on worker threads: 0.4 s of SQL and
-            # 0.8 s of CPU at 5,000 models, on the loop they stalled every RPC of the server as
-            # a search ended. The count reads after this search's writes (Store.off_loop).
-            counts = await self.store.off_loop(
-                self.store.task_counts, self.search_id, item_tasks(self.spec)[1]
+        """The search's result, built on a worker thread (`_final`, through Store.off_loop so
+        that its reads use the thread's read connection): ranking 1,000 models, the gem
+        verdict's and the certificate's reads of the stored answers and the per-task ranking
+        held the event loop for 16-39 ms of CPU as each search ended (docs/service.md, "Health
+        under load"). While it runs, progress() answers from the last figures, as during a
+        scheduler call."""
+        self._core_call = asyncio.ensure_future(
+            self.store.off_loop(
+                _final, self.store, self.search_id, self.spec, self.sched, self.cached, self.elapsed
             )
-            found = await asyncio.to_thread(with_per_task, found, self.spec, counts)
+        )
+        found = await asyncio.shield(self._core_call)
         return replace(found, cost=self.cost.cost())
 
     @property
@@ -323,7 +325,10 @@ class SearchRunner:
         if winner is None:
             return
         popular = most_downloaded(self.spec)
-        outcomes = self.store.outcomes(self.search_id, [winner, *popular])
+        # Off the loop (Store.off_loop): every answer of this search was stored before.
+        outcomes = await self.store.off_loop(
+            self.store.outcomes, self.search_id, [winner, *popular]
+        )
         wanted = gem_check.plan(self.spec, winner, outcomes)
         # What a run before a crash already paid for, measured as the result measures it.
         seen = {r.model: r.seen for r in self.sched.ranking() if r.model in popular}
@@ -586,6 +591,25 @@ class SearchRunner:
 
 def cache_keys(spec: SearchSpec, oracle: Oracle) -> CacheKeys:
     return CacheKeys(spec, partial(answer_scope, oracle))
+
+
+def _final(
+    store: Store, search_id: str, spec: SearchSpec, sched: AnyScheduler, cached: int, elapsed: float
+) -> Result:
+    """The result of an ended search, less its cost; on a worker thread (SearchRunner.result).
+    Safe there because nothing it reads changes meanwhile: the run has ended, so no ask or tell
+    is in flight or starts (each is awaited before the next, and none follows the result); the
+    scheduler methods used here only read it, and progress() on the loop answers from its last
+    figures meanwhile; the spec is set up before the search starts and not changed after;
+    `cached` and `elapsed` were read on the loop; every answer of this search was stored before
+    (put_answers commits before it returns) and no more are written, so the reads see them all."""
+    found = result(spec, sched, cached, elapsed, partial(store.outcomes, search_id))
+    if len(spec.task_items()) > 1:
+        # Counted by the store and ranked per task: 0.4 s of SQL and 0.8 s of CPU at 5,000
+        # models, which on the loop stalled every RPC of the server as a search ended.
+        counts = store.task_counts(search_id, item_tasks(spec)[1])
+        found = with_per_task(found, spec, counts)
+    return found
 
 
 class _InFlight:

@@ -34,6 +34,7 @@ from gemfinder.oracles import (
     OracleStats,
     RetryPolicy,
     load_endpoint_configs,
+    transport,
 )
 from gemfinder.oracles.allowlist import EndpointAllowlist
 from gemfinder.search.manager import SearchManager
@@ -94,6 +95,9 @@ class Server:
             any=config.allow_any_endpoint,
         )
         self.oracle = oracle or default_oracle(config, endpoints)
+        # The HTTP client stack, imported and its SSL context built before any request: the
+        # first StartSearch of a process did it on the event loop (oracles.transport.warm).
+        transport.warm()
         self.store = open_store(config.db, option="--db")
         self.manager = SearchManager(
             self.store,

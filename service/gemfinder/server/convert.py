@@ -7,7 +7,6 @@ which field to fix in the BadRequest field violations.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -30,6 +29,7 @@ from gemfinder.search.values import (
     Result,
     TaskResult,
 )
+from gemfinder.server.message_fields import Fields
 from gemfinder.store import SearchRow
 from gemfinder.tasks import Item, parse_item
 from gemfinder.tasks.lmeval import TASK_KIND
@@ -54,11 +54,6 @@ GEM_VERDICTS = {
     gem.NO_POPULARITY: pb.GEM_VERDICT_NO_POPULARITY,
 }
 VERDICT_NAMES = {v: k for k, v in GEM_VERDICTS.items()}
-# elapsed: a Duration; certificate: a message of its own
-_PROGRESS_OPTIONAL = ("gpu_seconds", "gpu_seconds_cap")
-_PROGRESS_FIELDS = [
-    k for k in asdict(Progress()) if k not in ("elapsed_s", "certificate", *_PROGRESS_OPTIONAL)
-]
 SYSTEM_PROMPTS = {
     pb.SYSTEM_PROMPT_POLICY_UNSPECIFIED: False,
     pb.SYSTEM_PROMPT_POLICY_NONE: False,
@@ -269,196 +264,97 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
+def _seconds(d: duration_pb2.Duration) -> float:
+    return d.ToNanoseconds() / 1e9
+
+
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
     t.FromNanoseconds(int(seconds * 1e9))
     return t
 
 
-# One converter each way per value (search.values); the stored JSON is the values' own.
+# One pair each way per value (search.values, cost, search.plan), field by field by name
+# (server.message_fields); the stored JSON is the values' own. Only what differs is stated.
+SECONDS = (_duration, _seconds)
+CERTIFICATE = Fields(
+    Certificate,
+    pb.Certificate,
+    # A fixed-budget search has no target: 0 on the wire (a target is positive).
+    convert={"epsilon": (lambda e: 0.0 if e is None else e, lambda e: e if e > 0 else None)},
+)
+ESTIMATE = Fields(Estimate, pb.ModelEstimate)
+PROGRESS = Fields(
+    Progress,
+    pb.Progress,
+    renamed={"elapsed_s": "elapsed"},
+    convert={"elapsed_s": SECONDS},
+    nested={"certificate": CERTIFICATE},
+)
+COST = Fields(
+    Cost,
+    pb.ServingCost,
+    renamed={"wall_s": "wall"},
+    convert={"wall_s": SECONDS},
+    nested={"endpoints": Fields(EndpointCost, pb.EndpointServingCost)},
+)
+INCREMENTAL = Fields(Incremental, pb.IncrementalOutcome, skip=("known",))  # known: stored only
+TASK_RESULT = Fields(TaskResult, pb.TaskResult, nested={"estimates": ESTIMATE})
+RESULT = Fields(
+    Result,
+    pb.SearchResult,
+    renamed={"elapsed_s": "elapsed", "cost": "serving_cost"},
+    convert={
+        "elapsed_s": SECONDS,
+        "gem_verdict": (
+            lambda v: GEM_VERDICTS.get(v, pb.GEM_VERDICT_UNSPECIFIED),
+            lambda v: VERDICT_NAMES.get(v, ""),
+        ),
+    },
+    nested={
+        "ranking": ESTIMATE,
+        "winner": ESTIMATE,
+        "most_popular": ESTIMATE,
+        "overall": ESTIMATE,
+        "gem_evidence": Fields(Paired, pb.PairedComparison),
+        "per_task": TASK_RESULT,
+        "incremental": INCREMENTAL,
+        "certificate": CERTIFICATE,
+        "cost": COST,
+    },
+)
+_SPREAD = Fields(Spread, pb.Spread)
+PLAN = Fields(
+    Plan,
+    pb.SearchPlan,
+    renamed={"wall_s": "wall_seconds"},
+    nested=dict.fromkeys(
+        (
+            "queries",
+            "prompt_tokens",
+            "generated_tokens",
+            "model_loads",
+            "adapter_loads",
+            "swaps",
+            "gpu_seconds",
+            "load_gpu_seconds",
+            "wall_s",
+        ),
+        _SPREAD,
+    ),  # fmt: skip
+)
+
+estimate_to_proto = ESTIMATE.to_message
+progress_from_proto = PROGRESS.from_message
+result_to_proto = RESULT.to_message
+result_from_proto = RESULT.from_message
+plan_to_proto = PLAN.to_message
+
+
 def progress_to_proto(p: Progress | None) -> pb.Progress:
     if p is None:  # before the first count: an empty message, as ever
         return pb.Progress()
-    counts = {k: getattr(p, k) for k in _PROGRESS_FIELDS}
-    out = pb.Progress(**counts, elapsed=_duration(p.elapsed_s))
-    for name in _PROGRESS_OPTIONAL:
-        if getattr(p, name) is not None:
-            setattr(out, name, getattr(p, name))
-    if p.certificate is not None:
-        out.certificate.CopyFrom(certificate_to_proto(p.certificate))
-    return out
-
-
-def progress_from_proto(msg: pb.Progress) -> Progress:
-    return Progress(
-        **{f: getattr(msg, f) for f in _PROGRESS_FIELDS},
-        elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
-        certificate=certificate_from_proto(msg),
-        **{f: getattr(msg, f) if msg.HasField(f) else None for f in _PROGRESS_OPTIONAL},
-    )
-
-
-def certificate_to_proto(c: Certificate) -> pb.Certificate:
-    return pb.Certificate(
-        epsilon_reached=c.epsilon_reached,
-        delta=c.delta,
-        epsilon=c.epsilon if c.epsilon is not None else 0.0,
-        certified=c.certified,
-    )
-
-
-def certificate_from_proto(msg: pb.Progress | pb.SearchResult) -> Certificate | None:
-    if not msg.HasField("certificate"):
-        return None
-    c = msg.certificate
-    epsilon = c.epsilon if c.epsilon > 0 else None
-    return Certificate(c.epsilon_reached, c.delta, epsilon, c.certified)
-
-
-def estimate_to_proto(e: Estimate) -> pb.ModelEstimate:
-    # to_json, not asdict: a cheap shallow dict (see Estimate.to_json).
-    return pb.ModelEstimate(**{k: v for k, v in e.to_json().items() if v is not None})
-
-
-def estimate_from_proto(msg: pb.ModelEstimate) -> Estimate:
-    values = {f.name: getattr(msg, f.name) for f in msg.DESCRIPTOR.fields}
-    return Estimate(**values | {"downloads": msg.downloads if msg.HasField("downloads") else None})
-
-
-def result_to_proto(r: Result) -> pb.SearchResult:
-    out = pb.SearchResult(
-        recommended_model_id=r.recommended_model_id,
-        ranking=[estimate_to_proto(e) for e in r.ranking],
-        queries_spent=r.queries_spent,
-        queries_failed=r.queries_failed,
-        queries_cached=r.queries_cached,
-        exhaustive_queries=r.exhaustive_queries,
-        elapsed=_duration(r.elapsed_s),
-        winner=estimate_to_proto(r.winner),
-        hidden_gem=r.hidden_gem,
-        gem_verdict=GEM_VERDICTS.get(r.gem_verdict, pb.GEM_VERDICT_UNSPECIFIED),
-        gem_evidence=[pb.PairedComparison(**asdict(p)) for p in r.gem_evidence],
-        gem_check_queries=r.gem_check_queries,
-        per_task=[
-            pb.TaskResult(
-                task=t.task,
-                weight=t.weight,
-                items=t.items,
-                estimates=[estimate_to_proto(e) for e in t.estimates],
-            )
-            for t in r.per_task
-        ],
-        overall=[estimate_to_proto(e) for e in r.overall],
-    )
-    if r.most_popular is not None:
-        out.most_popular.CopyFrom(estimate_to_proto(r.most_popular))
-    if r.cost is not None:
-        cost = r.cost
-        out.serving_cost.CopyFrom(
-            pb.ServingCost(
-                gpu_seconds=cost.gpu_seconds,
-                load_gpu_seconds=cost.load_gpu_seconds,
-                queries=cost.queries,
-                model_loads=cost.model_loads,
-                adapter_loads=cost.adapter_loads,
-                swaps=cost.swaps,
-                wall=_duration(cost.wall_s),
-                endpoints=[pb.EndpointServingCost(**e.to_json()) for e in cost.endpoints],
-                gpu_seconds_cap=cost.gpu_seconds_cap,
-                stopped_by_cap=cost.stopped_by_cap,
-            )
-        )
-    if r.incremental is not None:
-        i = r.incremental
-        out.incremental.CopyFrom(
-            pb.IncrementalOutcome(
-                parent_search_id=i.parent_search_id,
-                parent_winner_model_id=i.parent_winner_model_id,
-                winner_changed=i.winner_changed,
-                incumbents=i.incumbents,
-                newcomers=i.newcomers,
-                removed=i.removed,
-                left_out=i.left_out,
-            )
-        )
-    if r.certificate is not None:
-        out.certificate.CopyFrom(certificate_to_proto(r.certificate))
-    return out
-
-
-def result_from_proto(msg: pb.SearchResult) -> Result:
-    popular = estimate_from_proto(msg.most_popular) if msg.HasField("most_popular") else None
-    return Result(
-        recommended_model_id=msg.recommended_model_id,
-        ranking=tuple(estimate_from_proto(e) for e in msg.ranking),
-        queries_spent=msg.queries_spent,
-        queries_failed=msg.queries_failed,
-        queries_cached=msg.queries_cached,
-        exhaustive_queries=msg.exhaustive_queries,
-        elapsed_s=msg.elapsed.ToNanoseconds() / 1e9,
-        winner=estimate_from_proto(msg.winner),
-        most_popular=popular,
-        hidden_gem=msg.hidden_gem,
-        gem_verdict=VERDICT_NAMES.get(msg.gem_verdict, ""),
-        gem_evidence=tuple(
-            Paired(**{f.name: getattr(p, f.name) for f in p.DESCRIPTOR.fields})
-            for p in msg.gem_evidence
-        ),
-        gem_check_queries=msg.gem_check_queries,
-        per_task=tuple(
-            TaskResult(
-                task=t.task,
-                weight=t.weight,
-                items=t.items,
-                estimates=tuple(estimate_from_proto(e) for e in t.estimates),
-            )
-            for t in msg.per_task
-        ),
-        overall=tuple(estimate_from_proto(e) for e in msg.overall),
-        incremental=_incremental_from_proto(msg),
-        certificate=certificate_from_proto(msg),
-        cost=_cost_from_proto(msg.serving_cost) if msg.HasField("serving_cost") else None,
-    )
-
-
-def _cost_from_proto(msg: pb.ServingCost) -> Cost:
-    return Cost(
-        gpu_seconds=msg.gpu_seconds,
-        load_gpu_seconds=msg.load_gpu_seconds,
-        queries=msg.queries,
-        model_loads=msg.model_loads,
-        adapter_loads=msg.adapter_loads,
-        swaps=msg.swaps,
-        wall_s=msg.wall.ToNanoseconds() / 1e9,
-        endpoints=tuple(
-            EndpointCost(
-                url=e.url,
-                gpu_seconds=e.gpu_seconds,
-                queries=e.queries,
-                query_s=e.query_s,
-                query_s_measured=e.query_s_measured,
-                measured_queries=e.measured_queries,
-            )
-            for e in msg.endpoints
-        ),
-        gpu_seconds_cap=msg.gpu_seconds_cap if msg.HasField("gpu_seconds_cap") else None,
-        stopped_by_cap=msg.stopped_by_cap,
-    )
-
-
-def _incremental_from_proto(msg: pb.SearchResult) -> Incremental | None:
-    if not msg.HasField("incremental"):
-        return None
-    i = msg.incremental
-    return Incremental(
-        parent_search_id=i.parent_search_id,
-        parent_winner_model_id=i.parent_winner_model_id,
-        winner_changed=i.winner_changed,
-        incumbents=tuple(i.incumbents),
-        newcomers=tuple(i.newcomers),
-        removed=tuple(i.removed),
-        left_out=i.left_out,
-    )
+    return PROGRESS.to_message(p)
 
 
 def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
@@ -479,34 +375,3 @@ def search_to_proto(row: SearchRow, with_result: bool = True) -> pb.Search:
     if with_result and row.result is not None:
         out.result.CopyFrom(result_to_proto(row.result))
     return out
-
-
-def plan_to_proto(found: Plan) -> pb.SearchPlan:
-    def spread(s: Spread) -> pb.Spread:
-        return pb.Spread(mean=s.mean, p10=s.p10, p90=s.p90)
-
-    return pb.SearchPlan(
-        algorithm=found.algorithm,
-        budget=found.budget,
-        models=found.models,
-        items=found.items,
-        trials=found.trials,
-        quality_trials=found.quality_trials,
-        queries=spread(found.queries),
-        prompt_tokens=spread(found.prompt_tokens),
-        generated_tokens=spread(found.generated_tokens),
-        token_source=found.token_source,
-        model_loads=spread(found.model_loads),
-        adapter_loads=spread(found.adapter_loads),
-        swaps=spread(found.swaps),
-        gpu_seconds=spread(found.gpu_seconds),
-        load_gpu_seconds=spread(found.load_gpu_seconds),
-        wall_seconds=spread(found.wall_s),
-        loss_mean=found.loss_mean,
-        loss_p90=found.loss_p90,
-        p_best=found.p_best,
-        accounted=found.accounted,
-        planned_budget=found.planned_budget,
-        gpu_seconds_cap=found.gpu_seconds_cap,
-        capped=found.capped,
-    )
