@@ -228,6 +228,24 @@ SHARED: tuple[Migration, ...] = (
             ){without_rowid}""",
         ),
     ),
+    Migration(
+        10,
+        "lora_leases: adapters registered on demand, shared by the replicas of one store",
+        # One row per (endpoint, adapter, replica using it): the adapter counts once in the
+        # endpoint's max_cpu_loras whoever uses it; a row whose lease_until (the database's
+        # clock, as the searches' leases) passed is a dead or stalled replica's
+        # (gemfinder.lora_leases).
+        (
+            """CREATE TABLE lora_leases (
+                endpoint {text} NOT NULL,
+                adapter {text} NOT NULL,
+                replica {text} NOT NULL,
+                state {text} NOT NULL,
+                lease_until {real} NOT NULL,
+                PRIMARY KEY (endpoint, adapter, replica)
+            ){without_rowid}""",
+        ),
+    ),
 )
 
 

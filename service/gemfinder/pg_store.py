@@ -59,6 +59,9 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4
 POOL_TIMEOUT_S = 5.0
+# The advisory locks of `locked` (two int4 keys: this class, the key's hash), apart from the
+# migrations' one bigint key (gemfinder.migrations.PG_LOCK_KEY, class 0 in this form).
+LOCK_CLASS = 0x4C4F5241  # "LORA"
 
 
 class StoreUnavailable(Exception):
@@ -206,6 +209,20 @@ class PgStore(SqlStore):
                 apply(conn, rendered, search_id, owner)
 
         self._writes.submit(search_id, lambda: self._run(work), wait=durable)
+
+    def locked(self, key, work):  # noqa: ANN001 - SqlStore's
+        def transaction(conn: psycopg.Connection) -> Any:
+            def run(template: str, args: tuple) -> list[tuple]:
+                cur = conn.execute(self.sql.render(template), args)
+                return cur.fetchall() if cur.description else []
+
+            with conn.transaction():
+                if key is not None:  # held until the commit; a class of its own (LOCK_CLASS)
+                    lock = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+                    conn.execute(lock, (LOCK_CLASS, key))
+                return work(run)
+
+        return self._run(transaction)  # run again on a fresh connection: it rolled back
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Queued apart from the other writes: the writer thread writes every batch queued, of

@@ -108,6 +108,7 @@ def _check_path(path: str, option: str) -> None:
 
 
 T = TypeVar("T")
+Run = Callable[[str, tuple], list[tuple]]  # a statement of a `locked` transaction -> its rows
 
 
 class SqlStore:
@@ -151,6 +152,16 @@ class SqlStore:
         """One statement committed (durably) when this returns, on the caller's thread; its
         rows (RETURNING). `after_writes`: after the writes given before."""
         raise NotImplementedError
+
+    def locked(self, key: str | None, work: Callable[[Run], T]) -> T:
+        """`work(run)` in one transaction, holding the lock of `key` (None: no lock) until it
+        commits; `run(template, args)` executes a statement of it and returns its rows. For the
+        few read-decide-write steps one statement cannot express (gemfinder.lora_leases)."""
+        raise NotImplementedError
+
+    async def off_loop_locked(self, key: str | None, work: Callable[[Run], T]) -> T:
+        """`locked`, on a worker thread (PostgreSQL: a round trip or more per call)."""
+        return await asyncio.to_thread(self.locked, key, work)
 
     async def off_loop(self, read: Callable[..., T], *args: Any) -> T:
         """`read(*args)`, one of this store's reading methods, on a worker thread: the heavy
@@ -664,6 +675,25 @@ class Store(SqlStore):
 
     def _commit(self, template, args=(), after_writes=False):  # noqa: ANN001
         return self._db.execute(self.sql.render(template), args).fetchall()
+
+    def locked(self, key, work):  # noqa: ANN001 - SqlStore's
+        # BEGIN IMMEDIATE takes the database's write lock: every key's, and other processes'.
+        def run(template: str, args: tuple) -> list[tuple]:
+            return self._db.execute(self.sql.render(template), args).fetchall()
+
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            out = work(run)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return out
+
+    async def off_loop_locked(self, key, work):  # noqa: ANN001 - SqlStore's
+        # On the loop, as every SQLite write here: the one connection is the loop's, and the
+        # transaction takes tens of microseconds.
+        return self.locked(key, work)
 
 
 def open_store(target: str | Path, option: str = "--db") -> Any:

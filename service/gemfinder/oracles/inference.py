@@ -22,6 +22,7 @@ from gemfinder.backends.base import Call, Completion
 from gemfinder.backends.errors import add_server_message
 from gemfinder.backends.registry import backend
 from gemfinder.candidates import Candidate
+from gemfinder.lora_leases import LoraLeases
 from gemfinder.oracles.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from gemfinder.oracles.base import RETRYABLE, FailureKind, OracleResult
 from gemfinder.oracles.client_cache import DEFAULT_MAX_IDLE, ClientCache, identity
@@ -421,6 +422,11 @@ class InferenceOracle:
             if RuntimeAdapters.on_demand(config, cand.adapter_id):
                 by_endpoint.setdefault(cand.endpoint.rstrip("/"), []).append(str(cand.adapter_id))
         return by_endpoint
+
+    def share_adapters(self, leases: LoraLeases) -> None:
+        """Count adapters on demand with the other replicas of a store (gemfinder.lora_leases):
+        the server's SearchManager calls it with its store and replica id."""
+        self.runtime_adapters.share(leases)
 
     def claim_adapters(self, candidates: list[Candidate]) -> None:
         """A search starts asking these candidates: their on-demand adapters stay registered

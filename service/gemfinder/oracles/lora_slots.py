@@ -14,7 +14,8 @@ oldest waiter. Queries for a registered name keep going meanwhile (a round's que
 go of it together: none is evicted while the round still needs it), but only `patience` of those
 that arrived after the oldest waiter: then the newer ones wait until it is served, so the
 registrations drain and a steady stream of queries on every held name cannot starve it. No
-registration is ever unregistered early for lack of a waiter.
+registration is ever unregistered early for lack of a waiter. Replicas sharing a store also
+count the slots the others hold (`outside`, from gemfinder.lora_leases).
 
 `claims` counts the searches that still have a name among their candidates: a search that ends
 or eliminates a candidate drops its claim, and the name is unregistered once no search claims
@@ -72,6 +73,9 @@ class Slots:
     passed: int = 0  # queries admitted past the oldest waiter (`passed_for`)
     passed_for: int | None = None
     most_held: int = 0  # most slots ever held at once: never above cap
+    # Slots other replicas hold on the endpoint (gemfinder.lora_leases), as last told: out of
+    # this process's reach until the store says otherwise.
+    outside: int = 0
     arrivals: int = 0
     # Queries waiting for a change (all on one event loop: no lock, each step is atomic).
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -130,7 +134,7 @@ class Slots:
         self._enqueue(ticket)
         mine = self.wanting[name]
         ahead = sum(seq < mine for seq in self.wanting.values())
-        if self.cap is None or self.cap - self.held > ahead:
+        if self.cap is None or self.cap - self.held - self.outside > ahead:
             self.wanting.pop(name)  # its queries now wait for the registration
             self.loading.add(name)
             self.most_held = max(self.most_held, self.held)

@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from gemfinder.candidates import Candidate
+from gemfinder.lora_leases import LoraLeases
 from gemfinder.oracles.base import FailureKind, OracleResult
 from gemfinder.oracles.endpoints import EndpointConfig
 from gemfinder.oracles.frames import frame, read_frame
@@ -193,6 +194,9 @@ class WorkerOracle:
 
     def claim_adapters(self, candidates: list[Candidate]) -> None:
         self.local.claim_adapters(candidates)
+
+    def share_adapters(self, leases: LoraLeases) -> None:
+        self.local.share_adapters(leases)  # this process registers: its leases
 
     async def release_adapters(self, candidates: list[Candidate]) -> None:
         await self.local.release_adapters(candidates)

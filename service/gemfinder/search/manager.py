@@ -35,6 +35,7 @@ from typing import Any
 
 from gemfinder import _core, metrics, provenance
 from gemfinder.errors import UserError
+from gemfinder.lora_leases import LoraLeases
 from gemfinder.oracles import Oracle
 from gemfinder.oracles.allowlist import ANY_ENDPOINT, EndpointAllowlist, EndpointNotAllowed
 from gemfinder.oracles.preflight import CandidateProblems, allow_unreachable
@@ -127,6 +128,10 @@ class SearchManager:
         self.allowlist = allowlist
         self._live: dict[str, _Live] = {}
         self._events = ev.EventFollower(store)  # every watch here reads the stored log
+        # Adapters on demand: the endpoints' caps shared with the other replicas of the store.
+        share = getattr(oracle, "share_adapters", None)
+        if share is not None:
+            share(LoraLeases(store, self.replica_id, lease_s))
         self._stopping = asyncio.Event()  # set by stop_serving: waits and watches end
         self._starting: dict[str, asyncio.Future[None]] = {}  # request id -> start in progress
         self._admitted = 0  # starts past the max_active check whose endpoints are being checked
