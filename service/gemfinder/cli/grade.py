@@ -124,7 +124,11 @@ def _grade_line(lineno: int, line: str, pool: _PoolThread) -> dict[str, Any]:
         else:  # a pathological answer could hold `re` for hours: a killable process
             grade = pool.grade(item, response, task.code_seconds(item))
     except UserError as err:
-        return {"line": lineno, "error": err.reason}
+        reason = err.reason
+        if isinstance(obj.get("item"), dict) and "needs field" in reason:
+            # A nested "item" object is the shape a reader of "task, response, item" guesses.
+            reason += " (put the item's fields beside task and response, not under 'item')"
+        return {"line": lineno, "error": reason}
     except (GradingTimeout, GradingError) as err:
         kind = "grading_timeout" if isinstance(err, GradingTimeout) else "grading"
         return {**obj, "correct": None, "extracted": None, "failure": kind, "error": str(err)}
