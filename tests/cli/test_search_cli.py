@@ -93,6 +93,7 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--delta", "0.1"], "--delta: applies to fixed-confidence"),
         (["--matrix", "{m}", "--gpu-seconds", "0"], "--gpu-seconds: must be a number of seconds"),
         (["--matrix", "{m}", "--gpu-seconds", "nan"], "--gpu-seconds: must be a number of seconds"),
+        (["--matrix", "{m}", "--top", "-1"], "--top: must be 0 or more rows, got -1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):

@@ -164,6 +164,10 @@ SPEC_FLAGS = {
 }
 
 
+# The spec's fields that the start (search.incremental.narrow) names, by the flag that sets them.
+START_FLAGS = {"spec.parent_search_id": "--incremental-from", "spec.seed": "--seed"}
+
+
 def build(args: argparse.Namespace) -> tuple[SearchSpec, Oracle]:
     """The validated spec and the oracle answering it; bad input is a UserError."""
     items: list[Item] = load_query_set(args.query_set)
@@ -312,10 +316,18 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_target(args.report, "--report")  # before the search, not after it
     spec, oracle = build(args)
+    if args.top < 0:
+        raise UserError("--top", f"must be 0 or more rows, got {args.top}")
     store = open_store(args.store or ":memory:", option="--store")
     try:
         resolve_parent(spec, store)
         row = asyncio.run(run_search(spec, oracle, store, progress=not args.json))
+    except UserError as err:
+        # The start checks the parent against the store and names the spec's field, which
+        # a CLI user never typed: name the flag.
+        if err.field not in START_FLAGS:
+            raise
+        raise UserError(START_FLAGS[err.field], err.reason) from None
     finally:
         store.close()
     if row.state != "succeeded" or row.result is None:
