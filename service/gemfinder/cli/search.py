@@ -63,8 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "every candidate has a prior score)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm "
                    "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--system-prompt", choices=("none", "system"), default="none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's item order and "
+                   "tie-breaks (default %(default)s; the same seed gives the same "
+                   "search)")  # fmt: skip
+    p.add_argument("--system-prompt", choices=("none", "system"), default="none",
+                   help="chat backends: the task's instruction as a system turn (system) or at the "
+                   "start of the user turn (none, the default); docs/grading.md")  # fmt: skip
     p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
                    "items of the candidates' prior_score, when they have one (default "
                    "%(default)s)")  # fmt: skip
@@ -104,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --incremental-from: how many of the earlier search's top models to keep "
         f"(default {DEFAULT_INCUMBENTS})",
     )
-    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print "
+                   "(default %(default)s)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
                    "(gemfinder report; needs matplotlib)")  # fmt: skip
