@@ -19,6 +19,7 @@ from pathlib import Path
 from gemfinder import samples
 from gemfinder.cli.report import find
 from gemfinder.errors import UserError
+from gemfinder.outputs import not_an_input
 from gemfinder.store import open_store
 
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.db, option="--db")
     try:
         row = find(store, args.search_id)  # as `gemfinder report` finds it
+        not_an_input(args.out, "--out", args.db)
         out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
         try:
             for line in samples.export(store, row.id):

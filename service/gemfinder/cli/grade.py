@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from gemfinder.errors import UserError
 from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
 from gemfinder.oracles.grading_pool import GradingError, GradingPool, GradingTimeout
+from gemfinder.outputs import not_an_input
 from gemfinder.tasks import Grade, Item, get_task, parse_item, sandbox
 
 EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts must notice
@@ -167,6 +168,7 @@ def grade_stream(
 def run(args: argparse.Namespace) -> int:
     if not args.grading_timeout_s > 0:
         raise UserError("--grading-timeout-s", f"must be above 0, got {args.grading_timeout_s:g}")
+    not_an_input(args.out, "--out", args.file)
     with contextlib.ExitStack() as stack:
         # Files we open are closed on exit; stdin and stdout are left open for the caller.
         src, dst = sys.stdin, sys.stdout

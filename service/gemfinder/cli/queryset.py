@@ -14,6 +14,7 @@ import sys
 import time
 
 from gemfinder.errors import UserError
+from gemfinder.outputs import not_an_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from gemfinder.tasks.lmeval.loading import include_paths, parse_data_files
 
     files = parse_data_files(args.data_files)
+    not_an_input(args.out, "--out", *files.values())
     include = include_paths(args.lm_eval_include, "--lm-eval-include")
     # datasets draws a progress bar per split for a few milliseconds of work.
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

@@ -26,6 +26,7 @@ from gemfinder.candidates import Candidate, load_candidates
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
+from gemfinder.outputs import not_an_input
 from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec, gpu_budget
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
@@ -320,6 +321,8 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.report:
         check_target(args.report, "--report")  # before the search, not after it
+        inputs = (args.candidates, args.query_set, args.endpoints, args.matrix, args.store)
+        not_an_input(args.report, "--report", *inputs)
     spec, oracle = build(args)
     if args.top < 0:
         raise UserError("--top", f"must be 0 or more rows, got {args.top}")

@@ -225,3 +225,13 @@ def test_a_data_file_that_is_not_json_lines_names_its_line(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"--data-files: {test} line 2: invalid JSON" in err
     assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_out_onto_a_data_file_is_refused(tmp_path: Path, arc_files, capsys) -> None:
+    # The built query set replaced the documents it was built from.
+    before = arc_files["test"].read_bytes()
+    argv = ["queryset", "build", "--lm-eval-task", "arc_challenge", "--data-files"]
+    argv += [f"{split}={path}" for split, path in arc_files.items()]
+    assert main([*argv, "--out", str(arc_files["test"])]) == 2
+    assert "--out: " in capsys.readouterr().err
+    assert arc_files["test"].read_bytes() == before
