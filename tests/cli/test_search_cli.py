@@ -125,3 +125,15 @@ def test_fixed_confidence_stops_with_a_certificate(files, capsys):
     assert result["recommended_model_id"] == BEST
     assert result["certificate"]["certified"] and result["certificate"]["epsilon"] == 0.05
     assert result["queries_spent"] < len(items) * len(matrix.models)
+
+
+def test_two_names_for_one_served_model_say_which_and_why(files, capsys):
+    # The message read "candidates[0] already names this endpoint and adapter" for two base
+    # models, neither named nor with an adapter.
+    tmp_path, _, _ = files
+    rows = [{"model_id": m, "endpoint": "http://127.0.0.1:9"} for m in ("org/a", "org/b")]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    assert main(search(tmp_path, "--candidates", str(tmp_path / "c.jsonl"))) == 2
+    err = capsys.readouterr().err
+    assert "candidates[1].adapter_id: org/b: candidates[0] (org/a) already names this" in err
+    assert "endpoint and base model (no adapter_id): two names for one served model" in err
