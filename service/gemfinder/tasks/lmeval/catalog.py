@@ -121,6 +121,13 @@ class Catalog:
             from gemfinder.tasks.lmeval import build, index  # noqa: F401 - the import is the work
 
             index.task_index(self.include)
+            for name in self.tasks:  # an operator's typo, said at start, not at the first request
+                if index.lookup(name, self.include)[0] is None:
+                    log.warning(
+                        "--lm-eval-tasks registers %r, which is not an lm-eval task (nor one of "
+                        "--lm-eval-include's): a request naming it will be refused",
+                        name,
+                    )
         except Exception:  # noqa: BLE001
             log.warning("warming lm-eval's task index failed", exc_info=True)
 
