@@ -137,3 +137,15 @@ def test_two_names_for_one_served_model_say_which_and_why(files, capsys):
     err = capsys.readouterr().err
     assert "candidates[1].adapter_id: org/b: candidates[0] (org/a) already names this" in err
     assert "endpoint and base model (no adapter_id): two names for one served model" in err
+
+
+def test_credentials_in_an_endpoint_url_are_refused_without_echoing_them(files, capsys):
+    # The error quoted the URL whole, password included, to stderr (and a server's logs).
+    tmp_path, _, _ = files
+    rows = [{"model_id": f"org/{m}", "endpoint": f"http://bob:s3cret@10.0.0.{k}:80"}
+            for k, m in enumerate("ab")]  # fmt: skip
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    assert main(search(tmp_path, "--candidates", str(tmp_path / "c.jsonl"))) == 2
+    err = capsys.readouterr().err
+    assert "c.jsonl line 1.endpoint: credentials in the URL are not allowed" in err
+    assert "'http://***@10.0.0.0:80'" in err and "s3cret" not in err and "bob" not in err
