@@ -94,11 +94,14 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--gpu-seconds", "0"], "--gpu-seconds: must be a number of seconds"),
         (["--matrix", "{m}", "--gpu-seconds", "nan"], "--gpu-seconds: must be a number of seconds"),
         (["--matrix", "{m}", "--top", "-1"], "--top: must be 0 or more rows, got -1"),
+        (["--candidates", "{one}"], "--candidates: need at least 2 candidates"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):
     tmp_path, _, _ = files
-    extra = [a.format(m=tmp_path / "m.npz", q=tmp_path / "items.jsonl") for a in extra]
+    one = tmp_path / "one.jsonl"  # a single candidate: too few to search
+    one.write_text('{"model_id": "org/a", "endpoint": "http://127.0.0.1:9"}\n', "utf-8")
+    extra = [a.format(m=tmp_path / "m.npz", q=tmp_path / "items.jsonl", one=one) for a in extra]
     assert main(search(tmp_path, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err

@@ -167,6 +167,7 @@ SPEC_FLAGS = {
     "search.epsilon": "--epsilon",
     "search.delta": "--delta",
     "search.gpu_seconds": "--gpu-seconds",
+    "search.candidates": "--candidates",  # the whole list: too few, too many
 }
 
 
