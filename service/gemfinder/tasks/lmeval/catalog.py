@@ -120,9 +120,12 @@ class Catalog:
         try:
             from gemfinder.tasks.lmeval import build, index  # noqa: F401 - the import is the work
 
-            index.task_index(self.include)
-            for name in self.tasks:  # an operator's typo, said at start, not at the first request
-                if index.lookup(name, self.include)[0] is None:
+            known = index.task_index(self.include).entries
+            # An operator's typo, said at start rather than at the first request. The names
+            # only (no lookup): that imports lm_eval.tasks, racing a request's build importing
+            # it on another thread (a partly initialised module, an ImportError).
+            for name in self.tasks:
+                if name not in known:
                     log.warning(
                         "--lm-eval-tasks registers %r, which is not an lm-eval task (nor one of "
                         "--lm-eval-include's): a request naming it will be refused",
