@@ -3,7 +3,7 @@ task weights (with each task weighing its share of the items it would repeat the
 
 from __future__ import annotations
 
-from gemfinder.report import certificate_line, per_task_report
+from gemfinder.report import certificate_line, per_task_report, saving
 from gemfinder.search.values import Certificate, Estimate, Result, TaskResult
 
 
@@ -51,3 +51,11 @@ def test_a_wide_fixed_budget_certificate_says_it_certifies_nothing_useful():
     assert "nothing useful" not in certificate_line(Certificate(0.10, 0.05))
     missed = Certificate(epsilon_reached=0.9924, delta=0.05, epsilon=0.02, certified=False)
     assert certificate_line(missed).endswith("(target 2 points: not reached within the budget)")
+
+
+def test_the_saving_keeps_a_decimal_below_10x_and_says_when_there_is_none():
+    # 7,200 queries against 8,400 for exhaustive evaluation read "1x cheaper".
+    assert saving(7_200, 8_400) == ": 1.2x cheaper"
+    assert saving(14_981, 260_100) == ": 17x cheaper"
+    assert saving(8_400, 8_400).startswith(": no cheaper")
+    assert saving(0, 8_400) == ""

@@ -82,7 +82,13 @@ def check_endpoint_url(url: str, field: str) -> None:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise bad("not an http(s) URL")
     if "@" in parsed.netloc:
-        raise bad("credentials in the URL are not allowed (give a token in the endpoints file)")
+        # Not echoed: the password would land in the terminal, CI logs and the server's logs.
+        hidden = url.replace(parsed.netloc, "***@" + parsed.netloc.rsplit("@", 1)[1], 1)
+        raise UserError(
+            field,
+            "credentials in the URL are not allowed (give a token in the endpoints file): "
+            f"{hidden[:100]!r}",
+        )
     if parsed.query or parsed.fragment or url.endswith(("?", "#")):
         raise bad("a query or fragment is not allowed in an endpoint's base URL")
     if not host:

@@ -58,3 +58,15 @@ def write_whole(path: str | Path, text: str, flag: str, *, overwrite: bool = Tru
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def not_an_input(path: str | Path | None, flag: str, *inputs: str | Path | None) -> None:
+    """Refuse an output that is one of the command's inputs (`grade a.jsonl --out a.jsonl`,
+    `export --db run.db --out run.db`): opening it for writing would empty the input before it
+    is read, or destroy a store. Inputs that are not files (stdin's "-", a postgresql:// URL,
+    none given) are skipped."""
+    if not path or path == "-" or not os.path.exists(path):
+        return
+    for source in inputs:
+        if source and source != "-" and os.path.isfile(source) and os.path.samefile(path, source):
+            raise UserError(flag, f"{path} is an input of this command; write to another file")

@@ -64,7 +64,7 @@ def gem_report(result: Result, true_accuracy: dict[str, float] | None = None) ->
     spent, exhaustive = result.queries_spent, result.exhaustive_queries
     checked = result.gem_check_queries
     check = f", {checked:,} for the gem check" if checked else ""
-    ratio = f": {exhaustive / spent:.0f}x cheaper" if spent else ""
+    ratio = saving(spent, exhaustive)
     lines.append(
         f"cost          {spent:,} queries ({result.queries_failed:,} failed, "
         f"{result.queries_cached:,} from cache{check}) vs {exhaustive:,} for "
@@ -186,6 +186,17 @@ def incremental_report(result: Result) -> str:
     if inc.removed:
         lines.append(f"  dropped (no longer in the tree): {', '.join(inc.removed)}")
     return "\n".join(lines)
+
+
+def saving(spent: int, exhaustive: int) -> str:
+    """How much cheaper than asking every model every item; a large budget on a small pool
+    read "1x cheaper" for 7,200 queries against 8,400, so below 10x it keeps a decimal."""
+    if not spent:
+        return ""
+    ratio = exhaustive / spent
+    if ratio < 1.05:
+        return ": no cheaper (the budget covered about every model on every item)"
+    return f": {ratio:.1f}x cheaper" if ratio < 10 else f": {ratio:.0f}x cheaper"
 
 
 def certificate_line(cert: Certificate) -> str:

@@ -119,3 +119,13 @@ def test_config_without_matrix_does_not_mention_a_missing_option(capsys):
     assert "--config" not in err
     assert main(["fleet", "serve", "--query-set", "q.jsonl"]) == 2
     assert "--config" in _one_line_error(capsys, "--matrix")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--latency-ms", "-1"), ("--latency-sigma", "-0.5")])
+def test_a_negative_latency_setting_names_its_own_flag(files, capsys, flag, value):
+    # A negative --latency-sigma was reported as "--latency-ms: latency and its sigma ...".
+    tmp_path, _ = files
+    argv = ["fleet", "config", "--matrix", str(tmp_path / "tree.npz"), "--out"]
+    assert main([*argv, str(tmp_path / "f.json"), flag, value]) == 2
+    assert f"{flag}: must be >= 0, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()

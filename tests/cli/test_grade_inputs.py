@@ -59,3 +59,18 @@ def test_stdin_that_is_not_utf8_is_graded_line_by_line(monkeypatch, capsys):
     assert main(["grade", "-"]) == 1
     _check([json.loads(x) for x in capsys.readouterr().out.splitlines()])
     assert not stdin.buffer.closed  # grade leaves stdin open for its caller
+
+
+def test_item_fields_nested_under_item_say_where_they_go():
+    # `gemfinder --help` read "task, response, item fields per line": a nested "item" object
+    # got only "task arc_challenge needs field(s) ...", which the user had given.
+    nested = {
+        "task": "arc_challenge",
+        "response": "A",
+        "item": {k: ARC[k] for k in ARC if k != "task"},
+    }
+    out = io.StringIO()
+    assert grade_stream(io.StringIO(json.dumps(nested)), out) == (0, 1)
+    error = json.loads(out.getvalue())["error"]
+    assert error.startswith("task arc_challenge needs field(s) question, choices, answer")
+    assert "beside task and response, not under 'item'" in error

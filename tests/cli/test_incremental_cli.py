@@ -96,4 +96,14 @@ def test_unknown_or_missing_parent_names_the_field(files, capsys, new_db):
     assert "latest: --store holds no succeeded search" in capsys.readouterr().err
     argv[-1] = "nope"
     assert main(argv) == 2
-    assert "parent_search_id: no search with id 'nope'" in capsys.readouterr().err
+    assert "--incremental-from: no search with id 'nope'" in capsys.readouterr().err
+
+
+def test_a_seed_other_than_the_parents_names_the_flag(files, capsys, new_db):
+    # The start's check named "spec.seed", a field the CLI user never typed.
+    db = new_db("s.db")
+    assert main(search(files, "old.json", "--store", db, "--budget-per-model", "20")) == 0
+    capsys.readouterr()
+    argv = search(files, "new.json", "--store", db, "--incremental-from", "latest", "--seed", "7")
+    assert main(argv) == 2
+    assert "--seed: an incremental search reads its parent's item order" in capsys.readouterr().err

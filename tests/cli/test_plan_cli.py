@@ -70,6 +70,16 @@ def test_without_endpoint_settings_queries_and_tokens_only(files, capsys):
     assert "no candidate's endpoint has a cost model" in out
 
 
+def test_tgi_adapters_without_endpoint_settings_say_which_flag_lists_them(files, capsys):
+    # The error said "list the adapters ... was launched with" and not where: a user who ran
+    # the command without --endpoints could not tell what to give.
+    tmp_path, _ = files
+    assert main(plan(tmp_path, "--budget-per-model", "10")) == 2
+    err = capsys.readouterr().err
+    assert "search.candidates[0].adapter_id: org/m0: adapter 'a0' cannot be checked" in err
+    assert '"adapters" in the endpoints file (--endpoints FILE' in err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

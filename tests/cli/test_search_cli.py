@@ -93,11 +93,15 @@ async def test_live_mode_against_a_simulated_fleet(files, capsys):
         (["--matrix", "{m}", "--delta", "0.1"], "--delta: applies to fixed-confidence"),
         (["--matrix", "{m}", "--gpu-seconds", "0"], "--gpu-seconds: must be a number of seconds"),
         (["--matrix", "{m}", "--gpu-seconds", "nan"], "--gpu-seconds: must be a number of seconds"),
+        (["--matrix", "{m}", "--top", "-1"], "--top: must be 0 or more rows, got -1"),
+        (["--candidates", "{one}"], "--candidates: need at least 2 candidates"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):
     tmp_path, _, _ = files
-    extra = [a.format(m=tmp_path / "m.npz", q=tmp_path / "items.jsonl") for a in extra]
+    one = tmp_path / "one.jsonl"  # a single candidate: too few to search
+    one.write_text('{"model_id": "org/a", "endpoint": "http://127.0.0.1:9"}\n', "utf-8")
+    extra = [a.format(m=tmp_path / "m.npz", q=tmp_path / "items.jsonl", one=one) for a in extra]
     assert main(search(tmp_path, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
@@ -165,3 +169,27 @@ async def test_a_capped_search_replays_its_plan_once(files, capsys, monkeypatch)
     finally:
         await fleet.stop()
     assert len(replays) == 1
+
+
+def test_two_names_for_one_served_model_say_which_and_why(files, capsys):
+    # The message read "candidates[0] already names this endpoint and adapter" for two base
+    # models, neither named nor with an adapter.
+    tmp_path, _, _ = files
+    rows = [{"model_id": m, "endpoint": "http://127.0.0.1:9"} for m in ("org/a", "org/b")]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    assert main(search(tmp_path, "--candidates", str(tmp_path / "c.jsonl"))) == 2
+    err = capsys.readouterr().err
+    assert "candidates[1].adapter_id: org/b: candidates[0] (org/a) already names this" in err
+    assert "endpoint and base model (no adapter_id): two names for one served model" in err
+
+
+def test_credentials_in_an_endpoint_url_are_refused_without_echoing_them(files, capsys):
+    # The error quoted the URL whole, password included, to stderr (and a server's logs).
+    tmp_path, _, _ = files
+    rows = [{"model_id": f"org/{m}", "endpoint": f"http://bob:s3cret@10.0.0.{k}:80"}
+            for k, m in enumerate("ab")]  # fmt: skip
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    assert main(search(tmp_path, "--candidates", str(tmp_path / "c.jsonl"))) == 2
+    err = capsys.readouterr().err
+    assert "c.jsonl line 1.endpoint: credentials in the URL are not allowed" in err
+    assert "'http://***@10.0.0.0:80'" in err and "s3cret" not in err and "bob" not in err

@@ -189,3 +189,25 @@ def test_http_requests_are_logged_at_debug(restore_logging, caplog):
 def test_error_level_keeps_http_clients_at_error(restore_logging):
     serve_cli.configure_logging("ERROR")
     assert logging.getLogger("httpx2").getEffectiveLevel() == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://ops:hunter2@tgi:8080", "credentials in the URL are not allowed"),
+        ("http://tgi:8080/?model=x", "a query or fragment is not allowed"),
+        ("http://tgi_-:8080", "not a valid host"),
+    ],
+)
+def test_an_endpoints_file_url_no_candidate_could_name_is_refused(tmp_path, url, reason):
+    # The file's URLs were only checked for http(s)://: `serve --endpoints` started, and every
+    # request naming that endpoint was then refused by the candidates' URL rules. (Checked by
+    # the loader the server calls at start: a regression must not leave a server running.)
+    from gemfinder.oracles import load_endpoint_configs
+
+    endpoints = tmp_path / "e.json"
+    endpoints.write_text(f'[{{"url": "{url}"}}]')
+    with pytest.raises(UserError) as err:
+        load_endpoint_configs(endpoints)
+    assert err.value.field == "endpoints[0].url" and reason in err.value.reason
+    assert "hunter2" not in str(err.value)

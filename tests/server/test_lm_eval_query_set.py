@@ -274,3 +274,16 @@ async def test_a_server_with_registered_tasks_warms_lm_evals_index(
     finally:
         await server.stop(0)
         index._memo.clear()
+
+
+def test_a_registered_name_lm_eval_does_not_know_is_logged_at_start(tmp_path: Path, caplog):
+    # `serve --lm-eval-tasks` with {"gsm8kk": ...} started silently; the typo showed only when
+    # a caller named the task.
+    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "1"}\n')
+    (tmp_path / "tasks.json").write_text('{"gsm8kk": ".", "gsm8k": "."}')
+    cat = catalog.Catalog.load(str(tmp_path / "tasks.json"), (), "--lm-eval-tasks")
+    cat.warm()
+    warned = [
+        r.getMessage() for r in caplog.records if "--lm-eval-tasks registers" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "'gsm8kk', which is not an lm-eval task" in warned[0]

@@ -35,7 +35,8 @@ def _adapter(
             (
                 "adapter_id",
                 f"{who} adapter {cand.adapter_id!r} cannot be checked: list the adapters "
-                f"endpoint {cand.endpoint} was launched with (TGI /info does not)",
+                f'endpoint {cand.endpoint} was launched with in its "adapters" in the '
+                "endpoints file (--endpoints FILE; TGI /info does not list them)",
             )
         ]
     if known is not None and cand.adapter_id not in known:

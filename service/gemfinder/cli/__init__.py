@@ -13,6 +13,7 @@ import importlib
 import os
 import pkgutil
 import select
+import sqlite3
 import sys
 
 from gemfinder import __version__
@@ -54,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gemfinder {args.command}: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as err:
+        if isinstance(err, sqlite3.OperationalError):  # locked, I/O: not the file's content
+            raise
+        # open_store checks a file's header; damage inside shows only when a page is read.
+        flag = "--db" if getattr(args, "db", None) else "--store"
+        print(f"gemfinder {args.command}: error: {flag}: the SQLite file is damaged ({err}); "
+              "restore it from a copy or give a new file", file=sys.stderr)  # fmt: skip
+        return 2
 
 
 def _stdout_gone() -> bool:

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--endpoints", type=int, default=4, help="simulated TGI servers")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fleet median latency")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tree, items, fleet "
+                        "and search (default %(default)s)")  # fmt: skip
     parser.add_argument(
         "--workdir",
         metavar="DIR",

@@ -18,6 +18,7 @@ import sys
 from gemfinder import samples
 from gemfinder.cli._args import require_store, stored_search, subcommand
 from gemfinder.cli.report import find
+from gemfinder.outputs import not_an_input
 from gemfinder.store import open_store
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.db, option="--db")
     try:
         row = find(store, args.search_id)  # as `gemfinder report` finds it
+        not_an_input(args.out, "--out", args.db)
         out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
         try:
             for line in samples.export(store, row.id):

@@ -44,18 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"items per task (default {DEFAULT_PER_TASK}; with --matrix: only its items with "
         "an index below this)",
     )
-    items.add_argument("--seed", type=int, default=0)
+    items.add_argument("--seed", type=int, default=0, help="seed of the generated items' "
+                       "text (default %(default)s)")  # fmt: skip
     items.add_argument(
         "--tasks",
         help="comma-separated (default: arc_challenge,mmlu,winogrande,gsm8k,mbpp, or with "
         "--matrix the matrix's tasks)",
     )
-    items.add_argument("--out", required=True)
+    items.add_argument("--out", required=True, help="query set to write (.jsonl)")
     items.set_defaults(handler=_items)
 
     config = sub.add_parser("config", help="write a fleet config serving a matrix's models")
     _matrix_args(config)
-    config.add_argument("--out", required=True)
+    config.add_argument("--out", required=True, help="fleet config to write (.json)")
     config.set_defaults(handler=_config)
 
     serve = sub.add_parser("serve", help="run the fleet until interrupted")
@@ -91,12 +92,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _matrix_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", help="correctness matrix (.npz/.npy/.csv)")
-    parser.add_argument("--endpoints", type=int, default=3)
+    parser.add_argument("--endpoints", type=int, default=3, help="simulated TGI servers, the "
+                        "matrix's models spread over them (default %(default)s)")  # fmt: skip
     parser.add_argument("--base-port", type=int, default=0, help="0: ephemeral ports")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="median service time")
-    parser.add_argument("--latency-sigma", type=float, default=0.5)
-    parser.add_argument("--max-concurrent", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency-sigma", type=float, default=0.5, help="spread of the "
+                        "service time, the sigma of its log-normal (default %(default)s; "
+                        "with --latency-ms)")  # fmt: skip
+    parser.add_argument("--max-concurrent", type=int, default=128, help="requests each "
+                        "endpoint serves at once (default %(default)s)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated answers "
+                        "and latencies (default %(default)s)")  # fmt: skip
 
 
 def _check_out(path: str | None, flag: str) -> None:
@@ -157,8 +163,10 @@ def _config_dict(args: argparse.Namespace, missing_matrix: str) -> dict:
             f"endpoints listen on --base-port + 0..{args.endpoints - 1}, which must lie in "
             f"1..{MAX_PORT} (0: ephemeral ports), got {args.base_port}",
         )
-    if args.latency_ms < 0 or args.latency_sigma < 0:
-        raise UserError("--latency-ms", "latency and its sigma must be >= 0")
+    if args.latency_ms < 0:
+        raise UserError("--latency-ms", f"must be >= 0, got {args.latency_ms:g}")
+    if args.latency_sigma < 0:
+        raise UserError("--latency-sigma", f"must be >= 0, got {args.latency_sigma:g}")
     if args.max_concurrent < 1:
         raise UserError("--max-concurrent", "must be at least 1")
     matrix = load_matrix(args.matrix, field="--matrix")

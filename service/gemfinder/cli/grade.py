@@ -34,6 +34,7 @@ from gemfinder.cli._args import subcommand
 from gemfinder.errors import UserError
 from gemfinder.oracles.grading_pool import DEFAULT_TIMEOUT_S as DEFAULT_GRADING_TIMEOUT_S
 from gemfinder.oracles.grading_pool import GradingError, GradingPool, GradingTimeout
+from gemfinder.outputs import not_an_input
 from gemfinder.tasks import Grade, Item, get_task, parse_item, sandbox
 
 EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts must notice
@@ -120,7 +121,11 @@ def _grade_line(lineno: int, line: str, pool: _PoolThread) -> dict[str, Any]:
         else:  # a pathological answer could hold `re` for hours: a killable process
             grade = pool.grade(item, response, task.code_seconds(item))
     except UserError as err:
-        return {"line": lineno, "error": err.reason}
+        reason = err.reason
+        if isinstance(obj.get("item"), dict) and "needs field" in reason:
+            # A nested "item" object is the shape a reader of "task, response, item" guesses.
+            reason += " (put the item's fields beside task and response, not under 'item')"
+        return {"line": lineno, "error": reason}
     except (GradingTimeout, GradingError) as err:
         kind = "grading_timeout" if isinstance(err, GradingTimeout) else "grading"
         return {**obj, "correct": None, "extracted": None, "failure": kind, "error": str(err)}
@@ -159,6 +164,7 @@ def grade_stream(
 def run(args: argparse.Namespace) -> int:
     if not args.grading_timeout_s > 0:
         raise UserError("--grading-timeout-s", f"must be above 0, got {args.grading_timeout_s:g}")
+    not_an_input(args.out, "--out", args.file)
     with contextlib.ExitStack() as stack:
         # Files we open are closed on exit; stdin and stdout are left open for the caller.
         src, dst = sys.stdin, sys.stdout

@@ -15,6 +15,7 @@ import time
 
 from gemfinder.cli._args import subcommand
 from gemfinder.errors import UserError
+from gemfinder.outputs import not_an_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from gemfinder.tasks.lmeval.loading import include_paths, parse_data_files
 
     files = parse_data_files(args.data_files)
+    not_an_input(args.out, "--out", *files.values())
     include = include_paths(args.lm_eval_include, "--lm-eval-include")
     # datasets draws a progress bar per split for a few milliseconds of work.
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

@@ -19,6 +19,7 @@ import sys
 from gemfinder import report
 from gemfinder.cli._args import require_store, stored_search, subcommand
 from gemfinder.errors import UserError
+from gemfinder.outputs import not_an_input
 from gemfinder.report_html import check_target, write_report
 from gemfinder.store import SearchRow, open_store
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     require_store(args.db, "no database file")  # open_store would create one
     if args.html:
         check_target(args.html, "--html")  # before any work
+        not_an_input(args.html, "--html", args.db)
     store = open_store(args.db, option="--db")
     try:
         row = find(store, args.search_id)

@@ -27,6 +27,7 @@ from gemfinder.cli._args import numbers_by_name, subcommand
 from gemfinder.errors import UserError
 from gemfinder.oracles import InferenceOracle, Oracle, ReplayOracle, load_endpoint_configs
 from gemfinder.oracles.allowlist import ANY_ENDPOINT
+from gemfinder.outputs import not_an_input
 from gemfinder.report_html import check_target, write_report
 from gemfinder.search import SearchSpec, gpu_budget
 from gemfinder.search.incremental import DEFAULT_INCUMBENTS, check_incumbents
@@ -60,8 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "every candidate has a prior score)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm "
                    "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--system-prompt", choices=("none", "system"), default="none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's item order and "
+                   "tie-breaks (default %(default)s; the same seed gives the same "
+                   "search)")  # fmt: skip
+    p.add_argument("--system-prompt", choices=("none", "system"), default="none",
+                   help="chat backends: the task's instruction as a system turn (system) or at the "
+                   "start of the user turn (none, the default); docs/grading.md")  # fmt: skip
     p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
                    "items of the candidates' prior_score, when they have one (default "
                    "%(default)s)")  # fmt: skip
@@ -101,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --incremental-from: how many of the earlier search's top models to keep "
         f"(default {DEFAULT_INCUMBENTS})",
     )
-    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print "
+                   "(default %(default)s)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
                    "(gemfinder report; needs matplotlib)")  # fmt: skip
@@ -131,6 +137,15 @@ SPEC_FLAGS = {
     "search.epsilon": "--epsilon",
     "search.delta": "--delta",
     "search.gpu_seconds": "--gpu-seconds",
+    "search.candidates": "--candidates",  # the whole list: too few, too many
+}
+
+
+# The spec's fields that the start (search.incremental.narrow) names, by the flag that sets them.
+START_FLAGS = {
+    "spec.parent_search_id": "--incremental-from",
+    "spec.seed": "--seed",
+    "spec.gpu_seconds": "--gpu-seconds",
 }
 
 
@@ -298,17 +313,24 @@ async def _follow(manager: SearchManager, search_id: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.report:
         check_target(args.report, "--report")  # before the search, not after it
+        inputs = (args.candidates, args.query_set, args.endpoints, args.matrix, args.store)
+        not_an_input(args.report, "--report", *inputs)
     spec, oracle = build(args)
+    if args.top < 0:
+        raise UserError("--top", f"must be 0 or more rows, got {args.top}")
     run_spec = planned(spec, oracle)
     store = open_store(args.store or ":memory:", option="--store")
     try:
         resolve_parent(spec, store)
         found = run_search(spec, oracle, store, progress=not args.json, planned=run_spec)
         row = asyncio.run(found)
-    except UserError as err:  # an incremental search's cap, planned at start: name the flag
-        if err.field != "spec.gpu_seconds":
+    except UserError as err:
+        # The start checks the parent against the store, and plans an incremental search's
+        # cap on the pool it narrows to, naming the spec's field, which a CLI user never
+        # typed: name the flag.
+        if err.field not in START_FLAGS:
             raise
-        raise UserError("--gpu-seconds", err.reason) from None
+        raise UserError(START_FLAGS[err.field], err.reason) from None
     finally:
         store.close()
     if row.state != "succeeded" or row.result is None:

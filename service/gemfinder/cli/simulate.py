@@ -36,8 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="queries per model on average (total budget = N x models)",
     )
-    parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=1000, help="simulated searches per "
+                        "algorithm and budget (default %(default)s)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trials' item "
+                        "orders and tie-breaks (default %(default)s)")  # fmt: skip
     parser.add_argument(
         "--epsilon",
         type=float,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemfinder.backends.registry import DEFAULT, parse_backend
+from gemfinder.candidates import check_endpoint_url
 from gemfinder.cost import CostModel, GpuPool, cost_model_from_dict, gpu_pool_from_dict
 from gemfinder.errors import UserError
 
@@ -95,6 +96,9 @@ def endpoint_config_from_dict(data: Any, where: str) -> EndpointConfig:
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise UserError(f"{where}.url", "required, an http(s) URL")
+    # The rules a candidate's endpoint meets: a URL no candidate may name (credentials, a
+    # query, a bad host) would make the operator's endpoint unusable, found only on a request.
+    check_endpoint_url(url, f"{where}.url")
     backend = parse_backend(data.get("backend", DEFAULT), f"{where}.backend")
     token = data.get("token")
     if token is not None and (not isinstance(token, str) or not token):

@@ -215,9 +215,12 @@ class SearchSpec:
             where = (cand.endpoint, cand.adapter_id)
             if where in served:
                 # Two names for one served model would split its evidence and waste budget.
+                first = self.candidates[served[where]].model_id
+                what = "adapter" if cand.adapter_id is not None else "base model (no adapter_id)"
                 raise UserError(
                     f"{prefix}.candidates[{i}].adapter_id",
-                    f"candidates[{served[where]}] already names this endpoint and adapter",
+                    f"{cand.model_id}: candidates[{served[where]}] ({first}) already names this "
+                    f"endpoint and {what}: two names for one served model",
                 )
             served[where] = i
             for name in ("downloads", "prior_score"):

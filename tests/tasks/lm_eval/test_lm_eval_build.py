@@ -213,3 +213,25 @@ def test_hostile_candidate_runs_in_the_sandbox(tmp_path: Path) -> None:
     )
     assert not target.exists()
     assert json.dumps(passed)  # a result, whether or not the write raised inside
+
+
+def test_a_data_file_that_is_not_json_lines_names_its_line(tmp_path: Path, capsys) -> None:
+    # `datasets` raised its DatasetGenerationError traceback, naming neither file nor line.
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"question": "What is 2 + 2?", "answer": "4"}\n{"question": "x"\n', "utf-8")
+    argv = ["queryset", "build", "--lm-eval-task", "gsm8k", "--num-fewshot", "0"]
+    code = main([*argv, "--data-files", f"test={test}", "--out", str(tmp_path / "q.jsonl")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--data-files: {test} line 2: invalid JSON" in err
+    assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_out_onto_a_data_file_is_refused(tmp_path: Path, arc_files, capsys) -> None:
+    # The built query set replaced the documents it was built from.
+    before = arc_files["test"].read_bytes()
+    argv = ["queryset", "build", "--lm-eval-task", "arc_challenge", "--data-files"]
+    argv += [f"{split}={path}" for split, path in arc_files.items()]
+    assert main([*argv, "--out", str(arc_files["test"])]) == 2
+    assert "--out: " in capsys.readouterr().err
+    assert arc_files["test"].read_bytes() == before

@@ -83,7 +83,7 @@ def test_groups_and_unknown_names_are_told_apart_from_the_cache(cache: Path, mon
     assert config_of("hellaswag")["task"] == "hellaswag"
 
 
-def test_a_yaml_gone_from_the_cache_falls_back_to_lm_evals_walk(cache: Path) -> None:
+def test_a_yaml_gone_from_the_cache_falls_back_to_lm_evals_walk(cache: Path, caplog) -> None:
     index.task_index()
     (path,) = cache.glob("lm-eval-index-*.json")
     data = json.loads(path.read_text())
@@ -94,6 +94,8 @@ def test_a_yaml_gone_from_the_cache_falls_back_to_lm_evals_walk(cache: Path) -> 
     index._memo.clear()
     entry, answered = index.lookup("arc_easy")
     assert str(entry.yaml_path) == real and not answered.from_cache
+    # The walk takes 10-30 s: said before it starts (a typo of a task name waited silently).
+    assert "'arc_easy' is not in the cached task index" in caplog.text
     assert json.loads(path.read_text())["entries"]["arc_easy"][1] == real  # rewritten
     entry, _ = index.lookup("hellaswag")
     assert entry is not None

@@ -120,7 +120,17 @@ class Catalog:
         try:
             from gemfinder.tasks.lmeval import build, index  # noqa: F401 - the import is the work
 
-            index.task_index(self.include)
+            known = index.task_index(self.include).entries
+            # An operator's typo, said at start rather than at the first request. The names
+            # only (no lookup): that imports lm_eval.tasks, racing a request's build importing
+            # it on another thread (a partly initialised module, an ImportError).
+            for name in self.tasks:
+                if name not in known:
+                    log.warning(
+                        "--lm-eval-tasks registers %r, which is not an lm-eval task (nor one of "
+                        "--lm-eval-include's): a request naming it will be refused",
+                        name,
+                    )
         except Exception:  # noqa: BLE001
             log.warning("warming lm-eval's task index failed", exc_info=True)
 

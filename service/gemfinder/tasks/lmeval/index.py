@@ -159,6 +159,12 @@ def lookup(name: str, include: tuple[str, ...] = ()) -> tuple[Any | None, TaskIn
     `name` is replaced by a fresh walk first, so a stale cache never makes a task unknown."""
     index = task_index(include)
     if index.from_cache and index.stale(name):
+        # Said before the walk: a typo (`--lm-eval-task gsm8kk`) otherwise waits 10-30 s silent.
+        log.warning(
+            "lm-eval task %r is not in the cached task index: indexing lm-eval's tasks again "
+            "(10-30 s)",
+            name,
+        )
         index = task_index(include, refresh=True)
     return index.entry(name), index
 

@@ -7,6 +7,7 @@ files (lm-eval's `include_path`), searched after lm-eval's tasks and overriding 
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,29 @@ def config_of(name: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
     return cfg
 
 
+def _unreadable(files: dict[str, Path], err: Exception) -> str:
+    """Why `datasets` could not read `files`: the first JSON file and line that does not parse,
+    else the error `datasets` wrapped."""
+    for path in files.values():
+        if _FORMATS[path.suffix.lower()] != "json":
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            json.loads(text)  # a .json file may hold one array rather than JSON lines
+            continue
+        except ValueError:
+            pass
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                if not isinstance(json.loads(line), dict):
+                    return f"{path} line {number}: expected a JSON object (one row per line)"
+            except ValueError as bad:
+                return f"{path} line {number}: invalid JSON ({getattr(bad, 'msg', bad)})"
+    return f"lm-eval could not read the files: {err.__cause__ or err}"
+
+
 def effective_num_fewshot(cfg: dict[str, Any], requested: int | None) -> int:
     """simple_evaluate's rule: a caller's value overrides, except a config that sets 0."""
     configured = cfg.get("num_fewshot")
@@ -216,6 +240,12 @@ def load_task(
             ) from None
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise UserError("--data-files", f"lm-eval could not read the files: {err}") from None
+        except Exception as err:
+            # `datasets` wraps a row it cannot parse in DatasetGenerationError, with no file or
+            # line named: say which, rather than print its traceback.
+            if type(err).__name__ != "DatasetGenerationError":
+                raise
+            raise UserError("--data-files", _unreadable(files, err)) from None
     task.set_config(key="num_fewshot", value=shots)
     task.set_fewshot_seed(seed=seed)
     return task
