@@ -9,6 +9,7 @@ variable when the value came from the environment.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -152,6 +153,33 @@ class ServerConfig:
 
 def env_name(name: str) -> str:
     return f"GEMFINDER_{name.upper()}"
+
+
+# GEMFINDER_* variables that other parts of gemfinder read (not settings of `serve`), and where.
+OTHER_VARIABLES = {
+    "GEMFINDER_CACHE_DIR": "tasks/lmeval/index.py",
+    "GEMFINDER_EXECUTOR_ADDRESS": "cli/executor.py",
+    "GEMFINDER_SANDBOX_NAMESPACES": "tasks/sandbox.py",
+    "GEMFINDER_LOCKS_DIR": "provenance.py",
+    "GEMFINDER_GIT_COMMIT": "provenance.py",
+}
+
+
+def known_variables() -> set[str]:
+    return {env_name(f.name) for f in fields(ServerConfig)} | set(OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning line per GEMFINDER_* variable nothing reads. A misspelt setting is otherwise
+    ignored without a word, and the server runs on its default: GEMFINDER_TOKENS=... serves
+    without authentication, GEMFINDER_LEASE_SECOND=... with the 15 s lease."""
+    known = known_variables()
+    lines = []
+    for name in sorted(n for n in environ if n.startswith("GEMFINDER_") and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is not a gemfinder setting; ignored{hint}")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

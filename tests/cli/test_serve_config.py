@@ -211,3 +211,34 @@ def test_an_endpoints_file_url_no_candidate_could_name_is_refused(tmp_path, url,
         load_endpoint_configs(endpoints)
     assert err.value.field == "endpoints[0].url" and reason in err.value.reason
     assert "hunter2" not in str(err.value)
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
+    tmp_path, monkeypatch, restore_logging, caplog
+):
+    """GEMFINDER_TOKENS would otherwise leave the server without authentication, silently."""
+    started = []
+
+    async def _started(config):
+        started.append(config)
+        return 0
+
+    monkeypatch.setattr(serve_cli, "_run", _started)
+    monkeypatch.setenv("GEMFINDER_TOKENS", "s3cret")
+    monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path))  # read by the lm-eval index
+    monkeypatch.setenv("GEMFINDER_LEASE_SECONDS", "15")  # a setting
+    with caplog.at_level(logging.WARNING):
+        assert main(["serve", "--address", "127.0.0.1:0", "--db", str(tmp_path / "x.db")]) == 0
+    assert started and started[0].token == ""
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "GEMFINDER_TOKENS is not a gemfinder setting; ignored (did you mean GEMFINDER_TOKEN?)"
+    ]
+
+
+def test_the_other_variables_are_read_where_the_list_says():
+    from pathlib import Path
+
+    package = Path(cfg.__file__).parent
+    for name, where in cfg.OTHER_VARIABLES.items():
+        assert name in (package / where).read_text(encoding="utf-8"), (name, where)

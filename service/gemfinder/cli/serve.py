@@ -35,6 +35,8 @@ HTTP_CLIENT_LOGGERS = (
 def _serve(args: argparse.Namespace) -> int:
     config = cfg.load(args)  # bad settings fail before anything is logged or bound
     configure_logging(config.log_level)
+    for line in cfg.unknown_variables():
+        logging.getLogger(__name__).warning("%s", line)
     return asyncio.run(_run(config))
 
 
