@@ -1,6 +1,6 @@
 """Wire and run the gRPC server: service, health, reflection, interceptors, TLS, metrics port.
 
-Shutdown order: health to NOT_SERVING, end every WatchSearch and every SelectBestModel waiting
+Shutdown order: health to NOT_SERVING (which ends every Health.Watch once sent), end every WatchSearch and every SelectBestModel waiting
 for a search with UNAVAILABLE (their clients resume or retry on another replica), stop
 accepting and give the other running calls `grace_s`, then
 stop the search runners without marking them cancelled and release their leases (another
@@ -108,7 +108,7 @@ class Server:
             lease_s=config.lease_seconds,
             lm_eval_include=self.lm_eval.include,
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.port = 0
         self.metrics_port = 0
         self._metrics_server = None
@@ -216,6 +216,42 @@ class Server:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+class _HealthEnded(Exception):
+    """Ends a Health.Watch once it has told its client NOT_SERVING at shutdown."""
+
+
+class _EndAtShutdown:
+    """A Watch call's context whose write ends the call after a status sent at shutdown."""
+
+    def __init__(self, servicer: HealthServicer, context) -> None:
+        self._servicer = servicer
+        self._context = context
+
+    async def write(self, message) -> None:
+        await self._context.write(message)
+        if self._servicer.shutting_down:
+            raise _HealthEnded
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
+class HealthServicer(health.aio.HealthServicer):
+    """grpc_health's servicer, whose Watch ends (OK) once NOT_SERVING is sent at shutdown: its
+    own streams forever, and a client watching (Envoy, gRPC client-side health checking) held
+    every stop for the whole --grace-s before the searches were handed over."""
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._gracefully_shutting_down
+
+    async def Watch(self, request, context) -> None:  # noqa: N802 - the gRPC method's name
+        try:
+            await super().Watch(request, _EndAtShutdown(self, context))
+        except _HealthEnded:
+            pass
 
 
 def _check_free(option: str, host: str, port: int) -> None:

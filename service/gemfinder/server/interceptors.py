@@ -114,6 +114,8 @@ def _as_generator(behavior):
                     yield getter.result()
                     continue
                 getter.cancel()  # the handler returned (or raised): nothing more will come
+                while not queue.empty():  # what it wrote last, before the getter ran
+                    yield queue.get_nowait()
                 task.result()  # what it raised (an abort included) ends the call
                 return
         finally:  # the call ended first (cancelled, or the server stopping)
