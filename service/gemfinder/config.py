@@ -53,7 +53,7 @@ HELP = {
     "request_timeout_s": "timeout of one endpoint attempt",
     "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
-    "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL; HTTP clients log each request only at DEBUG",
     "replica_id": "this replica's name in the searches' leases (empty: hostname-pid); unique "
     "among the replicas sharing a database",
     "lease_seconds": "lease of a running search: renewed every third of it; a replica that "

@@ -242,3 +242,86 @@ def test_the_other_variables_are_read_where_the_list_says():
     package = Path(cfg.__file__).parent
     for name, where in cfg.OTHER_VARIABLES.items():
         assert name in (package / where).read_text(encoding="utf-8"), (name, where)
+
+
+def _documented_settings() -> dict[str, tuple[str, str]]:
+    """docs/service.md's Configuration table: flag -> (variable, default as written)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "service.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| `(GEMFINDER_[A-Z_]+)` \| `([^`]*)` \|", text, re.M)
+    return {flag: (var, default) for flag, var, default in rows}
+
+
+def test_docs_table_lists_every_setting_with_its_variable_and_default():
+    from dataclasses import fields
+
+    rows = _documented_settings()
+    expected = {
+        cfg.flag_name(f.name): (cfg.env_name(f.name), repr(f.default))
+        for f in fields(cfg.ServerConfig)
+    }
+    assert rows == expected
+
+
+def _other_value(name: str, default, tmp_path):
+    """A valid value unlike the default, as the text a flag or variable carries."""
+    files = {"query_sets": "q.jsonl", "lm_eval_tasks": "tasks.json"}
+    if name in files:
+        path = tmp_path / files[name]
+        path.write_text(ARC + "\n" if name == "query_sets" else "{}")
+        return f"q={path}" if name == "query_sets" else str(path), None
+    special = {
+        "address": "0.0.0.0:50051",
+        "allow_endpoint_patterns": "http://tgi-*.fleet.svc:8080",
+        "allow_any_endpoint": "true",
+        "lm_eval_include": str(tmp_path),
+        "log_level": "DEBUG",
+        "executor": "http://gemfinder-executor:8090",
+    }
+    if name in special:
+        return special[name], None
+    if isinstance(default, bool):
+        return "true", True
+    if isinstance(default, (int, float)):
+        return str(default + 2), type(default)(default + 2)
+    return f"{name}-value", None
+
+
+@pytest.mark.parametrize("source", ["flag", "variable"])
+def test_every_setting_takes_effect_from_its_flag_and_its_variable(tmp_path, source):
+    """Each documented flag and variable changes the setting it names, and only that one."""
+    import argparse
+    from dataclasses import fields
+
+    pairs = {"tls_cert": "tls_key", "tls_key": "tls_cert"}  # TLS needs both
+    for f in fields(cfg.ServerConfig):
+        raw, parsed = _other_value(f.name, f.default, tmp_path)
+        given = {f.name: raw}
+        if f.name in pairs:
+            given[pairs[f.name]] = str(tmp_path / "other.pem")
+        parser = argparse.ArgumentParser()
+        cfg.add_arguments(parser)
+        if source == "flag":
+            argv = [x for k, v in given.items() for x in (cfg.flag_name(k), v)]
+            if f.type == "bool":
+                argv = [cfg.flag_name(f.name)]
+            config = cfg.load(parser.parse_args(argv), {})
+        else:
+            environ = {cfg.env_name(k): v for k, v in given.items()}
+            config = cfg.load(parser.parse_args([]), environ)
+        value = getattr(config, f.name)
+        assert value != f.default, f.name
+        assert parsed is None or value == parsed, f.name
+        changed = {
+            g.name
+            for g in fields(cfg.ServerConfig)
+            if getattr(config, g.name) != g.default and g.name not in given
+        }
+        assert not changed, (f.name, changed)
+
+
+def test_log_level_help_names_every_accepted_level():
+    for level in cfg.LOG_LEVELS:
+        assert level in cfg.HELP["log_level"], level
