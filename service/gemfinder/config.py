@@ -27,6 +27,9 @@ from gemfinder.search.spec import Limits
 HELP = {
     "address": "gRPC listen address host:port (port 0: pick a free one)",
     "metrics_port": "Prometheus /metrics port on the same host (0: disabled)",
+    "health_port": "plaintext port on the same host serving only the gRPC health service, for "
+    "probes that speak no TLS (Kubernetes' gRPC probes) when --tls-cert is set (0: none; "
+    "health is always on the gRPC port too)",
     "db": "database of searches, snapshots and the evaluation cache: a SQLite file, or a "
     "postgresql://user:password@host:port/dbname URL",
     "token": "bearer token required from clients (empty: no auth)",
@@ -53,7 +56,8 @@ HELP = {
     "request_timeout_s": "timeout of one endpoint attempt",
     "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
-    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL; HTTP clients log each request only at DEBUG",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL; HTTP clients log each request only "
+    "at DEBUG",
     "replica_id": "this replica's name in the searches' leases (empty: hostname-pid); unique "
     "among the replicas sharing a database",
     "lease_seconds": "lease of a running search: renewed every third of it; a replica that "
@@ -90,6 +94,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
 class ServerConfig:
     address: str = "127.0.0.1:50051"
     metrics_port: int = 9464
+    health_port: int = 0
     db: str = "gemfinder.db"
     token: str = ""
     tls_cert: str = ""
@@ -250,7 +255,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
             raise UserError(
                 where, f"must be at most {MAX_MESSAGE_BYTES} (gRPC's limit), got {raw!r}"
             )
-        if f.name == "metrics_port" and value > 65535:
+        if f.name in ("metrics_port", "health_port") and value > 65535:
             raise UserError(where, f"must be a port number (0 to 65535; 0: disabled), got {raw!r}")
         if f.name == "log_level":
             value = value.strip().upper()

@@ -70,6 +70,8 @@ async def _run(config: cfg.ServerConfig) -> int:
     port = await server.start()
     host = config.address.rpartition(":")[0]
     print(f"gemfinder serve: listening on {host}:{port}", flush=True)
+    if server.health_port:
+        print(f"gemfinder serve: health (plaintext) on {host}:{server.health_port}", flush=True)
     if server.metrics_port:
         print(
             f"gemfinder serve: metrics on http://{host}:{server.metrics_port}/metrics", flush=True
