@@ -182,7 +182,10 @@ class Server:
                 raise
         if self.config.metrics_port:
             try:
-                self._metrics_server, _ = start_http_server(self.config.metrics_port, addr=host)
+                self._metrics_server, _ = start_http_server(
+                    self.config.metrics_port,
+                    addr=host.strip("[]"),  # an IPv6 host bare
+                )
             except OSError as err:
                 await self._server.stop(0)  # or the loop closes under a live server
                 reason = "already in use" if err.errno == errno.EADDRINUSE else err.strerror
