@@ -216,6 +216,24 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _check_token(token: str, where: str) -> None:
+    """A token no client can send is refused at start. gRPC metadata values are visible ASCII
+    and spaces, without spaces at the ends; a Secret made with `kubectl create secret
+    --from-file` keeps the file's last newline, and every call was then UNAUTHENTICATED."""
+    if token != token.strip():
+        raise UserError(
+            where,
+            "begins or ends with whitespace (a newline kept from a file?), which no client can "
+            "send in its authorization header; remove it",
+        )
+    bad = next((c for c in token if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise UserError(
+            where,
+            f"contains {bad!r}: a bearer token is printable ASCII (no client can send others)",
+        )
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -261,6 +279,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
             value = value.strip().upper()
             if value not in LOG_LEVELS:
                 raise UserError(where, f"must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+        if f.name == "token" and value:
+            _check_token(value, where)
         if f.name == "executor" and value and not value.startswith(("http://", "https://")):
             raise UserError(where, f"must be an http:// or https:// URL, got {raw!r}")
         values[f.name] = value

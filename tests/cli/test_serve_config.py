@@ -325,3 +325,20 @@ def test_every_setting_takes_effect_from_its_flag_and_its_variable(tmp_path, sou
 def test_log_level_help_names_every_accepted_level():
     for level in cfg.LOG_LEVELS:
         assert level in cfg.HELP["log_level"], level
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("s3cret\n", "begins or ends with whitespace (a newline kept from a file?)"),
+        (" s3cret", "begins or ends with whitespace"),
+        ("s3\x00cret", "contains '\\x00'"),
+        ("sécret", "contains 'é'"),
+    ],
+)
+def test_a_token_no_client_could_send_is_refused_naming_the_variable(token, reason):
+    """`kubectl create secret --from-file` keeps the newline: every call was UNAUTHENTICATED."""
+    with pytest.raises(UserError) as err:
+        _load([], {"GEMFINDER_TOKEN": token})
+    assert str(err.value).startswith(f"GEMFINDER_TOKEN: {reason}"), str(err.value)
+    assert _load([], {"GEMFINDER_TOKEN": "Zm9v-bar_baz.qux~ ok"}).token == "Zm9v-bar_baz.qux~ ok"
