@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import threading
 
 import gemfinder.cli.serve as serve_cli
@@ -224,6 +225,8 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
         return 0
 
     monkeypatch.setattr(serve_cli, "_run", _started)
+    for name in [n for n in os.environ if n.startswith("GEMFINDER_")]:  # CI's own, if any
+        monkeypatch.delenv(name)
     monkeypatch.setenv("GEMFINDER_TOKENS", "s3cret")
     monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path))  # read by the lm-eval index
     monkeypatch.setenv("GEMFINDER_LEASE_SECONDS", "15")  # a setting
