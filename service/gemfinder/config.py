@@ -9,6 +9,7 @@ variable when the value came from the environment.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -26,6 +27,9 @@ from gemfinder.search.spec import Limits
 HELP = {
     "address": "gRPC listen address host:port (port 0: pick a free one)",
     "metrics_port": "Prometheus /metrics port on the same host (0: disabled)",
+    "health_port": "plaintext port on the same host serving only the gRPC health service, for "
+    "probes that speak no TLS (Kubernetes' gRPC probes) when --tls-cert is set (0: none; "
+    "health is always on the gRPC port too)",
     "db": "database of searches, snapshots and the evaluation cache: a SQLite file, or a "
     "postgresql://user:password@host:port/dbname URL",
     "token": "bearer token required from clients (empty: no auth)",
@@ -52,7 +56,8 @@ HELP = {
     "request_timeout_s": "timeout of one endpoint attempt",
     "max_answer_bytes": "largest endpoint answer read; a longer one is a failed query (too_large)",
     "grace_s": "graceful-shutdown grace period (keep below the pod's terminationGracePeriod)",
-    "log_level": "DEBUG, INFO, WARNING or ERROR; HTTP clients log each request only at DEBUG",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL; HTTP clients log each request only "
+    "at DEBUG",
     "replica_id": "this replica's name in the searches' leases (empty: hostname-pid); unique "
     "among the replicas sharing a database",
     "lease_seconds": "lease of a running search: renewed every third of it; a replica that "
@@ -89,6 +94,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message size options are C ints
 class ServerConfig:
     address: str = "127.0.0.1:50051"
     metrics_port: int = 9464
+    health_port: int = 0
     db: str = "gemfinder.db"
     token: str = ""
     tls_cert: str = ""
@@ -154,6 +160,33 @@ def env_name(name: str) -> str:
     return f"GEMFINDER_{name.upper()}"
 
 
+# GEMFINDER_* variables that other parts of gemfinder read (not settings of `serve`), and where.
+OTHER_VARIABLES = {
+    "GEMFINDER_CACHE_DIR": "tasks/lmeval/index.py",
+    "GEMFINDER_EXECUTOR_ADDRESS": "cli/executor.py",
+    "GEMFINDER_SANDBOX_NAMESPACES": "tasks/sandbox.py",
+    "GEMFINDER_LOCKS_DIR": "provenance.py",
+    "GEMFINDER_GIT_COMMIT": "provenance.py",
+}
+
+
+def known_variables() -> set[str]:
+    return {env_name(f.name) for f in fields(ServerConfig)} | set(OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning line per GEMFINDER_* variable nothing reads. A misspelt setting is otherwise
+    ignored without a word, and the server runs on its default: GEMFINDER_TOKENS=... serves
+    without authentication, GEMFINDER_LEASE_SECOND=... with the 15 s lease."""
+    known = known_variables()
+    lines = []
+    for name in sorted(n for n in environ if n.startswith("GEMFINDER_") and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is not a gemfinder setting; ignored{hint}")
+    return lines
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(ServerConfig):
         if f.type == "bool":  # a switch: given means on
@@ -181,6 +214,24 @@ def _parse_bool(raw: str) -> bool:
     if word in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(raw)
+
+
+def _check_token(token: str, where: str) -> None:
+    """A token no client can send is refused at start. gRPC metadata values are visible ASCII
+    and spaces, without spaces at the ends; a Secret made with `kubectl create secret
+    --from-file` keeps the file's last newline, and every call was then UNAUTHENTICATED."""
+    if token != token.strip():
+        raise UserError(
+            where,
+            "begins or ends with whitespace (a newline kept from a file?), which no client can "
+            "send in its authorization header; remove it",
+        )
+    bad = next((c for c in token if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise UserError(
+            where,
+            f"contains {bad!r}: a bearer token is printable ASCII (no client can send others)",
+        )
 
 
 def flag_name(name: str) -> str:
@@ -222,12 +273,14 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os
             raise UserError(
                 where, f"must be at most {MAX_MESSAGE_BYTES} (gRPC's limit), got {raw!r}"
             )
-        if f.name == "metrics_port" and value > 65535:
+        if f.name in ("metrics_port", "health_port") and value > 65535:
             raise UserError(where, f"must be a port number (0 to 65535; 0: disabled), got {raw!r}")
         if f.name == "log_level":
             value = value.strip().upper()
             if value not in LOG_LEVELS:
                 raise UserError(where, f"must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+        if f.name == "token" and value:
+            _check_token(value, where)
         if f.name == "executor" and value and not value.startswith(("http://", "https://")):
             raise UserError(where, f"must be an http:// or https:// URL, got {raw!r}")
         values[f.name] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import threading
 
 import gemfinder.cli.serve as serve_cli
@@ -211,3 +212,136 @@ def test_an_endpoints_file_url_no_candidate_could_name_is_refused(tmp_path, url,
         load_endpoint_configs(endpoints)
     assert err.value.field == "endpoints[0].url" and reason in err.value.reason
     assert "hunter2" not in str(err.value)
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
+    tmp_path, monkeypatch, restore_logging, caplog
+):
+    """GEMFINDER_TOKENS would otherwise leave the server without authentication, silently."""
+    started = []
+
+    async def _started(config):
+        started.append(config)
+        return 0
+
+    monkeypatch.setattr(serve_cli, "_run", _started)
+    for name in [n for n in os.environ if n.startswith("GEMFINDER_")]:  # CI's own, if any
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GEMFINDER_TOKENS", "s3cret")
+    monkeypatch.setenv("GEMFINDER_CACHE_DIR", str(tmp_path))  # read by the lm-eval index
+    monkeypatch.setenv("GEMFINDER_LEASE_SECONDS", "15")  # a setting
+    with caplog.at_level(logging.WARNING):
+        assert main(["serve", "--address", "127.0.0.1:0", "--db", str(tmp_path / "x.db")]) == 0
+    assert started and started[0].token == ""
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "GEMFINDER_TOKENS is not a gemfinder setting; ignored (did you mean GEMFINDER_TOKEN?)"
+    ]
+
+
+def test_the_other_variables_are_read_where_the_list_says():
+    from pathlib import Path
+
+    package = Path(cfg.__file__).parent
+    for name, where in cfg.OTHER_VARIABLES.items():
+        assert name in (package / where).read_text(encoding="utf-8"), (name, where)
+
+
+def _documented_settings() -> dict[str, tuple[str, str]]:
+    """docs/service.md's Configuration table: flag -> (variable, default as written)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "service.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| `(GEMFINDER_[A-Z_]+)` \| `([^`]*)` \|", text, re.M)
+    return {flag: (var, default) for flag, var, default in rows}
+
+
+def test_docs_table_lists_every_setting_with_its_variable_and_default():
+    from dataclasses import fields
+
+    rows = _documented_settings()
+    expected = {
+        cfg.flag_name(f.name): (cfg.env_name(f.name), repr(f.default))
+        for f in fields(cfg.ServerConfig)
+    }
+    assert rows == expected
+
+
+def _other_value(name: str, default, tmp_path):
+    """A valid value unlike the default, as the text a flag or variable carries."""
+    files = {"query_sets": "q.jsonl", "lm_eval_tasks": "tasks.json"}
+    if name in files:
+        path = tmp_path / files[name]
+        path.write_text(ARC + "\n" if name == "query_sets" else "{}")
+        return f"q={path}" if name == "query_sets" else str(path), None
+    special = {
+        "address": "0.0.0.0:50051",
+        "allow_endpoint_patterns": "http://tgi-*.fleet.svc:8080",
+        "allow_any_endpoint": "true",
+        "lm_eval_include": str(tmp_path),
+        "log_level": "DEBUG",
+        "executor": "http://gemfinder-executor:8090",
+    }
+    if name in special:
+        return special[name], None
+    if isinstance(default, bool):
+        return "true", True
+    if isinstance(default, (int, float)):
+        return str(default + 2), type(default)(default + 2)
+    return f"{name}-value", None
+
+
+@pytest.mark.parametrize("source", ["flag", "variable"])
+def test_every_setting_takes_effect_from_its_flag_and_its_variable(tmp_path, source):
+    """Each documented flag and variable changes the setting it names, and only that one."""
+    import argparse
+    from dataclasses import fields
+
+    pairs = {"tls_cert": "tls_key", "tls_key": "tls_cert"}  # TLS needs both
+    for f in fields(cfg.ServerConfig):
+        raw, parsed = _other_value(f.name, f.default, tmp_path)
+        given = {f.name: raw}
+        if f.name in pairs:
+            given[pairs[f.name]] = str(tmp_path / "other.pem")
+        parser = argparse.ArgumentParser()
+        cfg.add_arguments(parser)
+        if source == "flag":
+            argv = [x for k, v in given.items() for x in (cfg.flag_name(k), v)]
+            if f.type == "bool":
+                argv = [cfg.flag_name(f.name)]
+            config = cfg.load(parser.parse_args(argv), {})
+        else:
+            environ = {cfg.env_name(k): v for k, v in given.items()}
+            config = cfg.load(parser.parse_args([]), environ)
+        value = getattr(config, f.name)
+        assert value != f.default, f.name
+        assert parsed is None or value == parsed, f.name
+        changed = {
+            g.name
+            for g in fields(cfg.ServerConfig)
+            if getattr(config, g.name) != g.default and g.name not in given
+        }
+        assert not changed, (f.name, changed)
+
+
+def test_log_level_help_names_every_accepted_level():
+    for level in cfg.LOG_LEVELS:
+        assert level in cfg.HELP["log_level"], level
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("s3cret\n", "begins or ends with whitespace (a newline kept from a file?)"),
+        (" s3cret", "begins or ends with whitespace"),
+        ("s3\x00cret", "contains '\\x00'"),
+        ("sécret", "contains 'é'"),
+    ],
+)
+def test_a_token_no_client_could_send_is_refused_naming_the_variable(token, reason):
+    """`kubectl create secret --from-file` keeps the newline: every call was UNAUTHENTICATED."""
+    with pytest.raises(UserError) as err:
+        _load([], {"GEMFINDER_TOKEN": token})
+    assert str(err.value).startswith(f"GEMFINDER_TOKEN: {reason}"), str(err.value)
+    assert _load([], {"GEMFINDER_TOKEN": "Zm9v-bar_baz.qux~ ok"}).token == "Zm9v-bar_baz.qux~ ok"

@@ -2,7 +2,9 @@
 
 Checks that every metric the dashboard and the alert rules name is exported by the running
 service, and that every dashboard query returns data in Prometheus after two searches (the
-second one served from the evaluation cache).
+second one served from the evaluation cache). Prometheus scrapes as the Prometheus Operator does
+from k8s/servicemonitor.yaml: with the target labels it adds (`endpoint` is the port's name,
+which gemfinder's own `endpoint` label collides with) and the ServiceMonitor's honorLabels.
 """
 
 from __future__ import annotations
@@ -27,13 +29,43 @@ from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.k8s.support import dashboard, dashboard_exprs, metric_names, prometheus, rule_exprs
+from tests.k8s.support import (
+    K8S,
+    dashboard,
+    dashboard_exprs,
+    load_docs,
+    metric_names,
+    prometheus,
+    rule_exprs,
+)
 from tests.pool_support import clear_best_pool
 
 SCRAPE_S = 1
 BACKENDS = {"tgi": pb.BACKEND_TGI, "openai": pb.BACKEND_OPENAI}
 # Grafana's variables, as the dashboard would expand them over a short time range.
 VARIABLES = {"$__rate_interval": "2m", "$__interval": "2m", "$__range": "5m", "$namespace": ".*"}
+
+
+def _operator_scrape_config(metrics_port: int) -> str:
+    """The scrape job the Prometheus Operator makes of k8s/servicemonitor.yaml, the Kubernetes
+    discovery replaced by one static target carrying the labels its relabelling sets."""
+    monitor = load_docs(K8S / "servicemonitor.yaml")[0]["spec"]
+    (endpoint,) = monitor["endpoints"]
+    labels = {
+        "namespace": "gemfinder",
+        "service": "gemfinder",
+        "pod": "gemfinder-0",
+        "container": "gemfinder",
+        "endpoint": endpoint["port"],  # the operator's target label: the port's name
+    }
+    honor = "true" if endpoint.get("honorLabels", False) else "false"
+    return (
+        f"global: {{scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s}}\n"
+        "scrape_configs:\n  - job_name: gemfinder\n"
+        f"    metrics_path: {endpoint['path']}\n    honor_labels: {honor}\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}'], labels: "
+        f"{json.dumps(labels)}}}]\n"
+    )
 
 
 def _free_port() -> int:
@@ -148,11 +180,7 @@ def live(tmp_path_factory):
         port = int(_wait_line(server, r"listening on [\d.]+:(\d+)").group(1))
 
         prom_port = _free_port()
-        (tmp / "prometheus.yml").write_text(
-            f"global: {{scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s}}\n"
-            "scrape_configs:\n  - job_name: gemfinder\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
-        )
+        (tmp / "prometheus.yml").write_text(_operator_scrape_config(metrics_port))
         prom = subprocess.Popen(
             [prometheus(), "--config.file=prometheus.yml", "--storage.tsdb.path=tsdb",
              f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
@@ -235,3 +263,16 @@ def test_search_cost_is_visible_in_prometheus(live):
     cached = _query(prom_url, "sum(gemfinder_queries_cached_total)")
     assert 0 < spent <= allocated
     assert cached and float(cached[0]["value"][1]) > 0, "second search hit no cache"
+
+
+def test_endpoint_label_survives_the_operators_target_labels(live):
+    """The dashboard's per-endpoint panels group by gemfinder's `endpoint` label; the Prometheus
+    Operator's own `endpoint` target label (the port name) took its place, every inference
+    endpoint summed into one series `endpoint="metrics"`."""
+    _, prom_url = live
+    series = _query(prom_url, "sum by (endpoint) (gemfinder_queries_sent_total)")
+    endpoints = {r["metric"].get("endpoint") for r in series}
+    assert len(endpoints) >= 2 and all(re.fullmatch(r"127\.0\.0\.1:\d+", e) for e in endpoints), (
+        endpoints
+    )
+    assert _query(prom_url, 'up{job="gemfinder", namespace="gemfinder", pod="gemfinder-0"}')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -206,3 +208,18 @@ def test_tokens_come_from_a_secret_reference_never_a_committed_secret():
 def test_manifests_are_all_found():
     assert len(manifest_files()) >= 13
     assert (REPO_ROOT / "k8s" / "kustomization.yaml").is_file()
+
+
+def test_every_gemfinder_variable_the_manifests_and_image_set_is_read():
+    """A misspelt variable would be ignored by the pod (serve warns, but only in its log)."""
+    from gemfinder.config import known_variables
+
+    texts = {p: p.read_text(encoding="utf-8") for p in sorted(K8S.rglob("*.yaml"))}
+    texts[REPO_ROOT / "Dockerfile"] = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    seen = {}
+    for path, text in texts.items():
+        for name in re.findall(r"\bGEMFINDER_[A-Z0-9_]+", text):
+            seen.setdefault(name, path.relative_to(REPO_ROOT))
+    assert len(seen) >= 10, seen  # the ConfigMap's settings at least
+    unknown = {name: str(path) for name, path in seen.items() if name not in known_variables()}
+    assert not unknown, unknown

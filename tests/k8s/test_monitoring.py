@@ -95,7 +95,15 @@ def test_crds_have_the_structure_the_operator_expects():
     port_names = {p["name"] for p in service["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["port"] in port_names
-        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+        # Fields of the operator's Endpoint type (monitoring.coreos.com/v1) this file uses.
+        assert set(endpoint) <= {
+            "port",
+            "path",
+            "interval",
+            "scrapeTimeout",
+            "scheme",
+            "honorLabels",
+        }
     # job label = the Service's name label = what the rules select with job="gemfinder".
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "gemfinder"
 

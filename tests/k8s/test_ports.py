@@ -1,5 +1,7 @@
 """Every port an inference endpoint is reached on, in the shipped examples and in the endpoint
-URLs the docs tell readers to use, is one the NetworkPolicy lets gemfinder's egress through."""
+URLs the docs tell readers to use, is one the NetworkPolicy lets gemfinder's egress through; and
+a fleet in another namespace (`http://tgi-x.models.svc:8080`) is reached too, a pod without
+the fleet's label is not."""
 
 from __future__ import annotations
 
@@ -85,6 +87,49 @@ def test_example_fleet_ports_are_allowed(example):
         assert urlparse(url).hostname == service["metadata"]["name"], url
         assert url_port(url) in service_ports, f"{example.name}: {url} is no port of the Service"
         assert url_port(url) in allowed, f"{example.name}: {url}"
+
+
+def _selects(selector: dict | None, labels: dict) -> bool:
+    """A LabelSelector's matchLabels (the only form networkpolicy.yaml uses) against labels."""
+    assert set(selector or {}) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
+
+
+def egress_admits(policy: dict, own_ns: str, ns: str, pod: dict, port: int) -> bool:
+    """Kubernetes' rule for one egress peer: a podSelector alone selects pods in the policy's
+    own namespace; with a namespaceSelector, pods of the namespaces it selects."""
+    ns_labels = {"kubernetes.io/metadata.name": ns}
+    for rule in policy["spec"]["egress"]:
+        if port not in {p["port"] for p in rule.get("ports", [])}:
+            continue
+        for peer in rule["to"]:
+            if "namespaceSelector" in peer:
+                in_ns = _selects(peer["namespaceSelector"], ns_labels)
+            else:
+                in_ns = ns == own_ns
+            if in_ns and _selects(peer.get("podSelector"), pod):
+                return True
+    return False
+
+
+def svc_namespace(url: str) -> str | None:
+    """The namespace of a cluster DNS name service.namespace.svc[.cluster.local]."""
+    host = urlparse(re.sub(r"\{(\w+)\}", r"\1", url)).hostname or ""
+    labels = host.split(".")
+    return labels[1] if len(labels) >= 3 and labels[2] == "svc" else None
+
+
+def test_a_fleet_in_another_namespace_is_reached_and_nothing_else_there():
+    policy = load_docs(K8S / "networkpolicy.yaml")[0]
+    namespaces = {svc_namespace(url) for _, url in doc_endpoint_urls()} - {None}
+    assert "fleet" in namespaces  # docs/discovery.md: tgi-{dns}.fleet.svc
+    fleet_pod = {"app.kubernetes.io/part-of": "inference-fleet"}
+    for ns in sorted(namespaces):
+        for port in allowed_ports():
+            assert egress_admits(policy, "gemfinder", ns, fleet_pod, port), (ns, port)
+            assert not egress_admits(policy, "gemfinder", ns, {"app": "other"}, port), (ns, port)
+    assert egress_admits(policy, "gemfinder", "gemfinder", fleet_pod, 8080)  # beside gemfinder
+    assert not egress_admits(policy, "gemfinder", "models", fleet_pod, 22)
 
 
 def test_the_configmap_endpoints_are_allowed():

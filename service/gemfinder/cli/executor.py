@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(field, f"cannot listen on {raw}: {err.strerror}") from None
     host, port = server.server_address[:2]
+    host = f"[{host}]" if ":" in host else host  # a URL's IPv6 host is bracketed
     layers = [k for k in sandbox.ALL_LAYERS if server.capabilities.get(k)]
     print(f"gemfinder executor: listening on http://{host}:{port}", flush=True)
     print(f"gemfinder executor: isolation {' '.join(layers)}", flush=True)

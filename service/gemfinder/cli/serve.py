@@ -35,6 +35,8 @@ HTTP_CLIENT_LOGGERS = (
 def _serve(args: argparse.Namespace) -> int:
     config = cfg.load(args)  # bad settings fail before anything is logged or bound
     configure_logging(config.log_level)
+    for line in cfg.unknown_variables():
+        logging.getLogger(__name__).warning("%s", line)
     return asyncio.run(_run(config))
 
 
@@ -68,6 +70,8 @@ async def _run(config: cfg.ServerConfig) -> int:
     port = await server.start()
     host = config.address.rpartition(":")[0]
     print(f"gemfinder serve: listening on {host}:{port}", flush=True)
+    if server.health_port:
+        print(f"gemfinder serve: health (plaintext) on {host}:{server.health_port}", flush=True)
     if server.metrics_port:
         print(
             f"gemfinder serve: metrics on http://{host}:{server.metrics_port}/metrics", flush=True

@@ -1,8 +1,8 @@
 """Wire and run the gRPC server: service, health, reflection, interceptors, TLS, metrics port.
 
-Shutdown order: health to NOT_SERVING, end every WatchSearch and every SelectBestModel waiting
-for a search with UNAVAILABLE (their clients resume or retry on another replica), stop
-accepting and give the other running calls `grace_s`, then
+Shutdown order: health to NOT_SERVING (which ends every Health.Watch once sent), end every
+WatchSearch and every SelectBestModel waiting for a search with UNAVAILABLE (their clients resume
+or retry on another replica), stop accepting and give the other running calls `grace_s`, then
 stop the search runners without marking them cancelled and release their leases (another
 replica takes them over at once; with none, they resume on the next start).
 
@@ -108,10 +108,12 @@ class Server:
             lease_s=config.lease_seconds,
             lm_eval_include=self.lm_eval.include,
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.port = 0
         self.metrics_port = 0
         self._metrics_server = None
+        self.health_port = 0
+        self._health_server: grpc.aio.Server | None = None  # --health-port
         self._warm: asyncio.Future | None = (
             None  # the lm-eval index warming, when tasks are registered
         )
@@ -172,9 +174,18 @@ class Server:
         if start is not None:
             await start()
         await self._server.start()
+        if self.config.health_port:
+            try:
+                await self._start_health_server(host)
+            except UserError:
+                await self._server.stop(0)  # or the loop closes under a live server
+                raise
         if self.config.metrics_port:
             try:
-                self._metrics_server, _ = start_http_server(self.config.metrics_port, addr=host)
+                self._metrics_server, _ = start_http_server(
+                    self.config.metrics_port,
+                    addr=host.strip("[]"),  # an IPv6 host bare
+                )
             except OSError as err:
                 await self._server.stop(0)  # or the loop closes under a live server
                 reason = "already in use" if err.errno == errno.EADDRINUSE else err.strerror
@@ -204,10 +215,28 @@ class Server:
             self._warm = asyncio.get_running_loop().run_in_executor(None, self.lm_eval.warm)
         return self.port
 
+    async def _start_health_server(self, host: str) -> None:
+        """The health service alone, in plaintext, on --health-port: Kubernetes' gRPC probes
+        speak no TLS, and against a TLS port every probe failed."""
+        _check_free("--health-port", host, self.config.health_port)
+        self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+        try:
+            self.health_port = self._health_server.add_insecure_port(
+                f"{host}:{self.config.health_port}"
+            )
+        except RuntimeError:  # gRPC says only "Failed to bind"; a race with _check_free
+            raise UserError(
+                "--health-port", f"cannot listen on {host}:{self.config.health_port}"
+            ) from None
+        await self._health_server.start()
+
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
         self.manager.stop_serving()  # watches and waits end now: their clients go elsewhere
         await self._server.stop(self.config.grace_s if grace is None else grace)
+        if self._health_server is not None:  # probes saw NOT_SERVING until the API stopped
+            await self._health_server.stop(0)
         await self.manager.close()
         await self.oracle.aclose()
         self.store.close()
@@ -216,6 +245,42 @@ class Server:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+class _HealthEnded(Exception):
+    """Ends a Health.Watch once it has told its client NOT_SERVING at shutdown."""
+
+
+class _EndAtShutdown:
+    """A Watch call's context whose write ends the call after a status sent at shutdown."""
+
+    def __init__(self, servicer: HealthServicer, context) -> None:
+        self._servicer = servicer
+        self._context = context
+
+    async def write(self, message) -> None:
+        await self._context.write(message)
+        if self._servicer.shutting_down:
+            raise _HealthEnded
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
+class HealthServicer(health.aio.HealthServicer):
+    """grpc_health's servicer, whose Watch ends (OK) once NOT_SERVING is sent at shutdown: its
+    own streams forever, and a client watching (Envoy, gRPC client-side health checking) held
+    every stop for the whole --grace-s before the searches were handed over."""
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._gracefully_shutting_down
+
+    async def Watch(self, request, context) -> None:  # noqa: N802 - the gRPC method's name
+        try:
+            await super().Watch(request, _EndAtShutdown(self, context))
+        except _HealthEnded:
+            pass
 
 
 def _check_free(option: str, host: str, port: int) -> None:

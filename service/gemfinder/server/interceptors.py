@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +53,8 @@ class _Wrapping(grpc.aio.ServerInterceptor):
             return handler
         single = handler.unary_unary or handler.stream_unary
         inner = single or handler.unary_stream or handler.stream_stream
+        if single is None and inspect.iscoroutinefunction(inner):
+            inner = _as_generator(inner)
         request_stream = (handler.stream_unary or handler.stream_stream) is not None
 
         # grpc.aio awaits only real coroutine functions: no lambdas here.
@@ -78,6 +81,49 @@ class _Wrapping(grpc.aio.ServerInterceptor):
             else self.deserializer(deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+class _Writes:
+    """A call's context whose `write` hands each message to the wrapping generator instead."""
+
+    def __init__(self, context, queue: asyncio.Queue) -> None:
+        self._context = context
+        self._queue = queue
+
+    async def write(self, message) -> None:
+        await self._queue.put(message)
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
+def _as_generator(behavior):
+    """A streaming handler written as a coroutine that sends with `await context.write(m)`
+    (grpc_health's aio Health.Watch) as an async generator, the form the interceptors iterate:
+    iterating the coroutine itself failed every Health.Watch with INTERNAL."""
+
+    async def generator(request, context):
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)  # write waits for the send: no backlog
+        task = asyncio.ensure_future(behavior(request, _Writes(context, queue)))
+        getter = None
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait((getter, task), return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                    continue
+                getter.cancel()  # the handler returned (or raised): nothing more will come
+                while not queue.empty():  # what it wrote last, before the getter ran
+                    yield queue.get_nowait()
+                task.result()  # what it raised (an abort included) ends the call
+                return
+        finally:  # the call ended first (cancelled, or the server stopping)
+            task.cancel()
+            if getter is not None:
+                getter.cancel()
+
+    return generator
 
 
 async def abort_for(context: grpc.aio.ServicerContext, exc: BaseException) -> None:

@@ -18,6 +18,7 @@ No authentication: only the service may reach it (NetworkPolicy; a loopback addr
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import urllib.error
@@ -146,6 +147,8 @@ class ExecutorServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int]) -> None:
+        if ":" in address[0]:  # an IPv6 host (`[::]:8090`, brackets removed): its family
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.admit = threading.Semaphore(MAX_ADMITTED)
         self.capabilities = sandbox.capabilities()
