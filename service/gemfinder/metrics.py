@@ -166,6 +166,18 @@ LORA_REGISTRATIONS = Counter(
 )
 for _kind in ("registered", "unregistered", "failed", "waited"):
     LORA_REGISTRATIONS.labels(_kind)
+LORA_SLOT_WAIT = Histogram(
+    "gemfinder_lora_slot_wait_seconds",
+    "Time a query on an adapter on demand waited for a registration slot (the endpoint's "
+    "max_cpu_loras all in use, by this replica or, sharing a store, by others), observed for "
+    "each query that waited.",
+    buckets=LATENCY_BUCKETS,
+)
+LORA_LEASES_LOST = Counter(
+    "gemfinder_lora_leases_lost",
+    "Adapter registrations of this replica that another replica took over while this one "
+    "stalled past its lease (--lease-seconds), found at its next heartbeat.",
+)
 GPU_BUDGET_ALLOCATED = Counter(
     "gemfinder_gpu_budget_allocated_seconds",
     "GPU-second caps granted to searches when they start (SearchSpec.gpu_seconds; a resumed "
@@ -207,6 +219,8 @@ ALL = (
     SERVING_GPU_SECONDS,
     SERVING_LOADS,
     LORA_REGISTRATIONS,
+    LORA_SLOT_WAIT,
+    LORA_LEASES_LOST,
     GPU_BUDGET_ALLOCATED,
     SEARCHES_GPU_CAPPED,
 )

@@ -74,3 +74,25 @@ def test_item_fields_nested_under_item_say_where_they_go():
     error = json.loads(out.getvalue())["error"]
     assert error.startswith("task arc_challenge needs field(s) question, choices, answer")
     assert "beside task and response, not under 'item'" in error
+
+
+def test_the_help_shows_a_whole_input_line_and_that_line_is_graded(capsys):
+    """`gemfinder grade --help` shows an input line as it is written, the item's fields at the
+    top level (the summary once read "task, response, item fields per line", and users nested
+    the item under "item"); the line shown is one grade accepts and grades right."""
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    text = capsys.readouterr().out
+    shown = [line.strip() for line in text.splitlines() if line.strip().startswith('{"task"')]
+    assert len(shown) == 1, text
+    line = json.loads(shown[0])
+    assert {"task", "response"} <= set(line) and "item" not in line
+    assert not any(isinstance(v, dict) for v in line.values())  # nothing nested
+    assert 'not nested under an "item" key' in text
+    out = io.StringIO()
+    assert grade_stream(io.StringIO(shown[0]), out) == (1, 0)
+    assert json.loads(out.getvalue())["correct"] is True
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    summary = " ".join(capsys.readouterr().out.split())
+    assert "a JSON object per line: task, response and the item's fields, all top-level" in summary

@@ -75,6 +75,9 @@ def test_the_dashboard_covers_the_cost_and_health_signals():
         "gemfinder_search_duration_seconds_bucket",
         "gemfinder_serving_gpu_seconds_total",
         "gemfinder_serving_loads_total",
+        "gemfinder_lora_registrations_total",
+        "gemfinder_lora_slot_wait_seconds_bucket",
+        "gemfinder_lora_leases_lost_total",
     ):
         assert needed in used, needed
 

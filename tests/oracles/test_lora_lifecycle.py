@@ -37,7 +37,11 @@ from tests.pool_support import BEST
 def _events() -> dict[str, float]:
     metric = "gemfinder_lora_registrations_total"
     kinds = ("registered", "unregistered", "failed", "waited")
-    return {k: REGISTRY.get_sample_value(metric, {"kind": k}) or 0.0 for k in kinds}
+    counts = {k: REGISTRY.get_sample_value(metric, {"kind": k}) or 0.0 for k in kinds}
+    for part in ("count", "sum"):
+        sample = REGISTRY.get_sample_value(f"gemfinder_lora_slot_wait_seconds_{part}")
+        counts[f"wait_{part}"] = sample or 0.0
+    return counts
 
 
 async def test_a_search_with_many_adapters_stays_within_the_cap():
@@ -65,6 +69,10 @@ async def test_a_search_with_many_adapters_stays_within_the_cap():
     counted = {k: after[k] - before[k] for k in after}
     assert counted["registered"] == counted["unregistered"] == loads
     assert counted["failed"] == 0 and counted["waited"] > 0  # queries waited for a slot
+    # Each query that waited observed how long, once: a slot is freed by a round's queries
+    # ending and an unregistration, so waits are not instant.
+    assert counted["wait_count"] == counted["waited"]
+    assert counted["wait_sum"] > 0.001 * counted["waited"]
 
 
 async def test_with_worker_processes_each_adapter_is_registered_once_per_need():

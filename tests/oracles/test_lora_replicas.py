@@ -19,6 +19,7 @@ from gemfinder.lora_leases import Decision, Grant, LoraLeases, Release, Row, dec
 from gemfinder.oracles import InferenceOracle
 from gemfinder.pg_store import PgStore
 from lora_support import CAP, LOAD, UNLOAD, Setup
+from prometheus_client import REGISTRY
 
 from tests.pool_support import BEST
 
@@ -233,6 +234,39 @@ async def test_a_stalled_replica_does_not_unregister_what_another_now_holds(post
     assert state.statuses[404] == 0
 
 
+async def test_a_lease_another_replica_took_over_is_counted_lost_at_the_next_heartbeat(postgres):
+    """A stalls past its lease while it holds an adapter and B takes it over: A's next
+    heartbeat forgets it and counts it in gemfinder_lora_leases_lost_total, once."""
+    db = postgres.new_database()
+    setup = Setup()
+    async with setup.fleet() as fleet:
+        url = fleet.url("vllm")
+        a, b = Replica("A", db, setup, url), Replica("B", db, setup, url)
+        cand, item = setup.candidates(url)[1], setup.items[0]
+        try:
+            a.oracle.claim_adapters([cand])
+            assert (await a.oracle.answer(cand, item)).reward is not None
+            a.stall()
+            await asyncio.sleep(LEASE_S * 1.3)
+            b.oracle.claim_adapters([cand])
+            assert (await b.oracle.answer(cand, item)).reward is not None
+            before = _leases_lost()
+            await a.adapters.renew()  # A wakes up: its heartbeat finds the lease gone
+            assert cand.adapter_id not in a.adapters.registered_by_us(url)
+            assert a.adapters.leases_lost == 1 and _leases_lost() == before + 1
+            await a.adapters.renew()  # forgotten: not counted again
+            assert _leases_lost() == before + 1
+            await a.oracle.release_adapters([cand])
+            await b.oracle.release_adapters([cand])
+        finally:
+            await a.close()
+            await b.close()
+
+
+def _leases_lost() -> float:
+    return REGISTRY.get_sample_value("gemfinder_lora_leases_lost_total") or 0.0
+
+
 async def test_a_stalled_replica_that_kept_using_its_adapter_loses_it_to_nobody(postgres):
     """A stalled but nobody took its lease over: its next heartbeat renews it (still its own)
     and its search's end unregisters it, once."""
@@ -247,8 +281,9 @@ async def test_a_stalled_replica_that_kept_using_its_adapter_loses_it_to_nobody(
             assert (await a.oracle.answer(cand, item)).reward is not None
             a.stall()
             await asyncio.sleep(LEASE_S * 1.3)
+            before = _leases_lost()
             await a.adapters.renew()
-            assert a.adapters.leases_lost == 0
+            assert a.adapters.leases_lost == 0 and _leases_lost() == before
             await a.oracle.release_adapters([cand])
             assert state.requests[UNLOAD] == 1 and state.runtime_registered == set()
         finally:

@@ -5,6 +5,7 @@ a wrong answer) and is replaced, and no worker outlives its oracle or its parent
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -217,3 +218,43 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids)
+
+
+def test_a_worker_has_its_http_client_stack_ready_before_it_says_ready():
+    """A worker imports huggingface_hub's async client and builds its SSL context before its
+    "ready" (oracles.transport.warm), so its first answer does not pay 150-225 ms for them on
+    its loop. Run in a fresh interpreter, where nothing else has imported them yet."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, socket, sys
+        from gemfinder.oracles import transport, worker
+        from gemfinder.oracles.frames import frame, read_frame
+        from gemfinder.oracles.retry import RetryPolicy
+
+        HUB = "huggingface_hub.inference._generated._async_client"
+        SETTINGS = {
+            "policy": RetryPolicy(), "default_concurrency": 8, "seed": None,
+            "max_answer_bytes": 1 << 20, "executor": "", "log_level": "WARNING",
+            "grading_timeout_s": 10.0, "grading_workers": 1,
+        }
+
+        async def main():
+            ours, theirs = socket.socketpair()
+            before = HUB in sys.modules or transport._SSL is not None
+            serving = asyncio.create_task(worker.serve(theirs.fileno()))
+            reader, writer = await asyncio.open_connection(sock=ours)
+            writer.write(frame(("settings", SETTINGS)))
+            assert (await read_frame(reader))[0] == "ready"
+            ready = {"hub": HUB in sys.modules, "ssl": transport._SSL is not None}
+            writer.write(frame(("stop",)))
+            await serving
+            print(json.dumps({"before": before, **ready}))
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    state = json.loads(out.stdout.splitlines()[-1])
+    assert state == {"before": False, "hub": True, "ssl": True}

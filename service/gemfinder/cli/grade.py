@@ -1,7 +1,15 @@
 """`gemfinder grade FILE.jsonl`: grade model responses offline, one JSON line in, one out.
 
-Each input line holds `task`, `response` and the item's fields (`id` optional). Output lines
-are the input objects plus `correct` and `extracted`; a malformed line becomes
+Each input line is one JSON object: `task`, `response` (the model's answer, a string) and the
+item's own fields, all at the top level (`id` optional), as in:
+
+  {"task": "gsm8k", "question": "What is 8 * 9?", "answer": "#### 72", "response": "8 * 9 = 72"}
+
+The item's fields are not nested under an "item" key ({"task": ..., "response": ..., "item":
+{...}} is refused). A multiple-choice item (arc_challenge, mmlu, ...) has "question", "choices"
+(a list) and "answer" (the right choice's letter); mbpp has "text" and "test_list" (the asserts).
+
+Output lines are the input objects plus `correct` and `extracted`; a malformed line becomes
 `{"line": N, "error": "..."}` and the rest are still graded. MBPP lines run in the sandbox,
 concurrently up to its slot limit; output order always follows input order. An item scored
 from log-likelihoods (lm_eval multiple_choice) takes as `response` what a search records for
@@ -41,8 +49,9 @@ EXIT_UNGRADED_LINES = 1  # the output is complete but holds error lines; scripts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subcommand(subparsers, "grade", "grade responses in a JSONL file (task, response, item "
-                   "fields per line)", __doc__, run)  # fmt: skip
+    summary = ("grade responses in a JSONL file (a JSON object per line: task, response and "
+               "the item's fields, all top-level)")  # fmt: skip
+    p = subcommand(subparsers, "grade", summary, __doc__, run)
     p.add_argument("file", help="input JSONL, or - for stdin")
     p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
     p.add_argument(
@@ -123,7 +132,7 @@ def _grade_line(lineno: int, line: str, pool: _PoolThread) -> dict[str, Any]:
     except UserError as err:
         reason = err.reason
         if isinstance(obj.get("item"), dict) and "needs field" in reason:
-            # A nested "item" object is the shape a reader of "task, response, item" guesses.
+            # A nested "item" object: the shape the help's summary once led readers to guess.
             reason += " (put the item's fields beside task and response, not under 'item')"
         return {"line": lineno, "error": reason}
     except (GradingTimeout, GradingError) as err:

@@ -62,11 +62,15 @@ POLL_S = 0.1  # a query short of a slot other replicas hold asks the store again
 MAX_ORPHANS = 8  # dead replicas' registrations one heartbeat unregisters per endpoint
 
 
-def _count(kind: str) -> None:
+def _metrics():  # noqa: ANN202 - the module gemfinder.metrics
     # Imported here: gemfinder.metrics imports gemfinder.oracles, which imports this module.
     from gemfinder import metrics
 
-    metrics.LORA_REGISTRATIONS.labels(kind).inc()
+    return metrics
+
+
+def _count(kind: str) -> None:
+    _metrics().LORA_REGISTRATIONS.labels(kind).inc()
 
 
 class RuntimeAdapters:
@@ -128,8 +132,17 @@ class RuntimeAdapters:
                     self._start(self._unload(config, slots, name))
 
     async def _acquire(self, config: EndpointConfig, slots: Slots, ticket: Ticket) -> str | None:
+        waited: list[float] = []  # each wait for a slot, in seconds (the histogram's sum)
+        try:
+            return await self._steps(config, slots, ticket, waited)
+        finally:
+            if waited:  # cancelled while waiting too: it waited that long
+                _metrics().LORA_SLOT_WAIT.observe(sum(waited))
+
+    async def _steps(
+        self, config: EndpointConfig, slots: Slots, ticket: Ticket, waited: list[float]
+    ) -> str | None:
         name = ticket.name
-        waited = False
         while True:
             step, detail = slots.step(ticket)
             if step is Step.READY:
@@ -137,10 +150,16 @@ class RuntimeAdapters:
             if step is Step.FAILED:
                 return detail
             if step is Step.WAIT:
-                if not waited and name not in slots.loading and name not in slots.unloading:
-                    waited = True  # for a slot (not for its own registration under way)
+                # For a slot, not for its own name's registration or unregistration under way.
+                for_slot = name not in slots.loading and name not in slots.unloading
+                if for_slot and not waited:
                     _count("waited")
-                await self._wait(slots)
+                began = time.monotonic()
+                try:
+                    await self._wait(slots)
+                finally:
+                    if for_slot:
+                        waited.append(time.monotonic() - began)
             elif step is Step.LOAD:
                 slots.wake()  # out of the queue: the next waiter is the oldest now
                 problem = await self._spawn(self._load(config, slots, name))
@@ -421,6 +440,7 @@ class RuntimeAdapters:
                     continue
                 log.warning("adapter %r on %s: lease taken over by another replica", name, key)
                 self.leases_lost += 1
+                _metrics().LORA_LEASES_LOST.inc()
                 slots.ours.pop(name, None)
                 slots.ready.discard(name)
                 slots.wake()
