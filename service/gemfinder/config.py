@@ -169,9 +169,22 @@ OTHER_VARIABLES = {
     "GEMFINDER_GIT_COMMIT": "provenance.py",
 }
 
+# Read by the test suite (paths from the repository's root), so set in developers' and CI's
+# environments: not settings, and no cause for a warning when such a shell starts `serve`.
+SUITE_VARIABLES = {
+    "GEMFINDER_SHARED_DATA": "tests/conftest.py",
+    "GEMFINDER_REQUIRE_SHARED_DATA": "tests/conftest.py",
+    "GEMFINDER_REQUIRE_POSTGRES": "tests/conftest.py",
+    "GEMFINDER_REQUIRE_CHROMIUM": "tests/report_html/test_chromium.py",
+    "GEMFINDER_FUZZ_SEED": "tests/server/test_fuzz_hostile.py",
+    "GEMFINDER_FUZZ_CASES": "tests/server/test_fuzz_hostile.py",
+    "GEMFINDER_PRINT_HASHES": "tests/core/test_pick_hashes.py",
+}
+
 
 def known_variables() -> set[str]:
-    return {env_name(f.name) for f in fields(ServerConfig)} | set(OTHER_VARIABLES)
+    known = {env_name(f.name) for f in fields(ServerConfig)}
+    return known | set(OTHER_VARIABLES) | set(SUITE_VARIABLES)
 
 
 def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:

@@ -245,6 +245,17 @@ def test_the_other_variables_are_read_where_the_list_says():
     package = Path(cfg.__file__).parent
     for name, where in cfg.OTHER_VARIABLES.items():
         assert name in (package / where).read_text(encoding="utf-8"), (name, where)
+    root = package.parents[1]
+    for name, where in cfg.SUITE_VARIABLES.items():
+        assert name in (root / where).read_text(encoding="utf-8"), (name, where)
+
+
+def test_the_suites_own_variables_are_not_warned_about(monkeypatch):
+    """CI runs `serve` (tests/store/test_pg_store.py) with GEMFINDER_REQUIRE_POSTGRES=1 set."""
+    env = {"GEMFINDER_REQUIRE_POSTGRES": "1", "GEMFINDER_SHARED_DATA": "/x", "GEMFINDER_TOKENS": ""}
+    assert cfg.unknown_variables(env) == [
+        "GEMFINDER_TOKENS is not a gemfinder setting; ignored (did you mean GEMFINDER_TOKEN?)"
+    ]
 
 
 def _documented_settings() -> dict[str, tuple[str, str]]:

@@ -244,10 +244,20 @@ def test_running_service_exports_every_metric_of_dashboard_and_rules(live):
         assert not missing, f"{where}: {sorted(missing)} not in the service's /metrics"
 
 
+# Panels of events these searches never cause, so with no data here: the metric is still
+# required to be exported (the test above); a histogram of no observation has no quantile.
+NO_EVENT_HERE = {
+    # No endpoint of this fleet registers adapters on demand (max_cpu_loras): no query waits.
+    "Adapter registration slot wait (p50, p95)",
+}
+
+
 def test_every_dashboard_query_returns_data_after_a_search(live):
     _, prom_url = live
     empty = []
     for where, expr in dashboard_exprs(dashboard()):
+        if where in NO_EVENT_HERE and expr.startswith("histogram_quantile("):
+            continue  # its rate of waits is still queried: 0, not absent
         for var, value in VARIABLES.items():
             expr = expr.replace(var, value)
         values = [float(r["value"][1]) for r in _query(prom_url, expr)]
