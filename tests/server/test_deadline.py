@@ -22,6 +22,15 @@ from tests.pool_support import (
     start_fleet,
 )
 
+# The caller's deadline, and the fleet's latency that makes the search outlast it on any machine:
+# its 600 queries, at most 32 in flight (2 endpoints x 16), take at least 19 x 0.3 s = 5.7 s. The
+# server answers DEADLINE_EXCEEDED itself 10% (0.4 s) before the deadline (service._margin),
+# after converting the spec and storing the search: with a 0.5 s deadline (0.1 s kept) that
+# did not fit a loaded 2-core machine, where the client's own timer fired first (the server's
+# answer, with the search id, never counted).
+DEADLINE_S = 4.0
+LATENCY_S = 0.3
+
 
 def deadlines() -> float:
     labels = {"method": "SelectBestModel", "code": "DEADLINE_EXCEEDED"}
@@ -31,7 +40,7 @@ def deadlines() -> float:
 @pytest.fixture
 async def env(tmp_path):
     matrix, items = clear_best_pool()
-    fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.05)
+    fleet, candidates, configs = await start_fleet(matrix, items, latency_s=LATENCY_S)
     config = server_config(tmp_path, configs)
     server = Server(config, oracle=InferenceOracle(configs, policy=FAST_RETRY))
     port = await server.start()
@@ -56,7 +65,7 @@ async def select(stub, spec, request_id: str, timeout: float) -> grpc.aio.AioRpc
 async def test_deadline_then_retry_attaches_and_finishes(env):
     stub, fleet, spec = env
     before = deadlines()
-    err = await select(stub, spec, "late", timeout=0.5)
+    err = await select(stub, spec, "late", timeout=DEADLINE_S)
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert deadlines() == before + 1  # the server answered, not only the client's timer
     listed = await stub.ListSearches(pb.ListSearchesRequest(request_id="late"))
@@ -72,7 +81,7 @@ async def test_deadline_then_retry_attaches_and_finishes(env):
 
 async def test_deadline_then_cancel_stops_the_search(env):
     stub, fleet, spec = env
-    await select(stub, spec, "drop", timeout=0.5)
+    await select(stub, spec, "drop", timeout=DEADLINE_S)
     listed = await stub.ListSearches(pb.ListSearchesRequest(request_id="drop"))
     sid = listed.searches[0].search_id
     cancelled = await stub.CancelSearch(pb.CancelSearchRequest(search_id=sid))
