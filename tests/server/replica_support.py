@@ -142,8 +142,8 @@ def assert_numbered_without_gaps(snapshot: int, numbers: list[int], stored: set[
     since its previous read were pruned with the end (a tick late on a loaded machine). As they
     sit between kept round events, that one read may show several gaps (once [2, 3, 4, 7, 8,
     10, ...]: 5, 6 and 9 pruned), but it holds only kept events. So: no kept event missing, and
-    from the first gap on only kept events; a gap while the search ran is followed by an event
-    the end pruned, and is caught."""
+    from the first gap on only kept events (a gap while the search ran is caught once a PROGRESS
+    event the end pruned follows it; followed by kept events only, it looks like a late read)."""
     assert numbers == sorted(set(numbers)), "an event repeated or out of order"
     steps = list(zip([snapshot, *numbers], numbers, strict=False))
     gaps = [n for n, (before, this) in enumerate(steps) if this > before + 1]
