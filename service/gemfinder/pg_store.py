@@ -88,6 +88,7 @@ class PgStore(SqlStore):
     """The store (gemfinder.store.SqlStore) on PostgreSQL: pooled connections, writes queued."""
 
     sql = postgres()
+    writes_behind = True
 
     def __init__(
         self,

@@ -117,6 +117,9 @@ class SqlStore:
     and `_commit` (SQLite: at once, on one connection; PostgreSQL: pooled, writes queued)."""
 
     sql: Dialect
+    # Writes queued behind the caller (PostgreSQL): a search then hands the oracle no more
+    # queries than the endpoints run at once (SearchRunner._cap_window).
+    writes_behind = False
 
     def __init__(self) -> None:
         # The last event number of each search this store appends to: the next is decided

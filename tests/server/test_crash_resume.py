@@ -115,4 +115,9 @@ async def test_kill_9_and_restart_gives_the_same_result(tmp_path, new_db):
     in_flight = 2 * 16 * 2
     queued = MAX_QUEUED_ANSWERS if crash_db.startswith("postgres") else 0
     assert sent_before_kill > in_flight + queued  # killed mid-search: the bound says something
-    assert crash_queries <= clean_queries + in_flight + queued, (crash_queries, clean_queries)
+    assert crash_queries <= clean_queries + in_flight + queued, (
+        crash_queries,
+        clean_queries,
+        sent_before_kill,
+        (tmp_path / "server.log").read_text(),
+    )

@@ -22,6 +22,17 @@ from tests.pool_support import (
     start_fleet,
 )
 
+# The caller's deadline, and the fleet's latency that makes the search outlast it on any machine:
+# its 600 queries, at most 32 in flight (2 endpoints x 16), take at least 19 x 0.6 s = 11.4 s.
+# The server answers DEADLINE_EXCEEDED itself 10% of the deadline early, 1 s at most
+# (service._margin), on the event loop it shares here with the fleet, the search and the client,
+# while the client's deadline is kept by gRPC's own thread: a loop running late by more than the
+# margin lets the client's timer fire first, and the server's answer (with the search id) is
+# never counted. On a loaded 2-core machine a 0.5 s deadline (0.1 s kept) failed 2 runs in 6,
+# a 4 s one (0.4 s kept) 1 in 6; 10 s keeps the largest margin, 1 s.
+DEADLINE_S = 10.0
+LATENCY_S = 0.6
+
 
 def deadlines() -> float:
     labels = {"method": "SelectBestModel", "code": "DEADLINE_EXCEEDED"}
@@ -31,7 +42,7 @@ def deadlines() -> float:
 @pytest.fixture
 async def env(tmp_path):
     matrix, items = clear_best_pool()
-    fleet, candidates, configs = await start_fleet(matrix, items, latency_s=0.05)
+    fleet, candidates, configs = await start_fleet(matrix, items, latency_s=LATENCY_S)
     config = server_config(tmp_path, configs)
     server = Server(config, oracle=InferenceOracle(configs, policy=FAST_RETRY))
     port = await server.start()
@@ -56,7 +67,7 @@ async def select(stub, spec, request_id: str, timeout: float) -> grpc.aio.AioRpc
 async def test_deadline_then_retry_attaches_and_finishes(env):
     stub, fleet, spec = env
     before = deadlines()
-    err = await select(stub, spec, "late", timeout=0.5)
+    err = await select(stub, spec, "late", timeout=DEADLINE_S)
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert deadlines() == before + 1  # the server answered, not only the client's timer
     listed = await stub.ListSearches(pb.ListSearchesRequest(request_id="late"))
@@ -72,7 +83,7 @@ async def test_deadline_then_retry_attaches_and_finishes(env):
 
 async def test_deadline_then_cancel_stops_the_search(env):
     stub, fleet, spec = env
-    await select(stub, spec, "drop", timeout=0.5)
+    await select(stub, spec, "drop", timeout=DEADLINE_S)
     listed = await stub.ListSearches(pb.ListSearchesRequest(request_id="drop"))
     sid = listed.searches[0].search_id
     cancelled = await stub.CancelSearch(pb.CancelSearchRequest(search_id=sid))

@@ -120,7 +120,7 @@ async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path, wo
             started = await stub.StartSearch(pb.StartSearchRequest(spec=spec), timeout=120)
             sid = started.search.search_id
             # Throughout the search - its hostile answer graded, timed out, retried, skipped -
-            # every health check and GetSearch answers within a second.
+            # every health check and GetSearch answers within seconds (a bound sized below).
             slowest, polls, t_start = 0.0, 0, time.monotonic()
             while True:
                 t0 = time.perf_counter()
@@ -137,7 +137,12 @@ async def test_a_pathological_answer_times_out_in_a_grading_process(tmp_path, wo
                 await asyncio.sleep(0.05)
             took = time.monotonic() - t_start
             assert search.state == pb.SEARCH_STATE_SUCCEEDED, search.error
-            assert slowest < 1.0, (slowest, polls)
+            # Graded inline, the hostile answer would hold the server for minutes (the health
+            # checks missed their 5 s deadline). With the grading processes the slowest poll
+            # (two RPCs) takes 0.1-0.2 s on a quiet machine; on a loaded 2-core one - each
+            # timed-out process burning a core for its 1 s, its replacement importing lm-eval -
+            # 0.8 s, and once 1.9 s in a full suite run: 3 s keeps that apart from a frozen loop.
+            assert slowest < 3.0, (slowest, polls)
             result = search.result
             assert result.recommended_model_id == BEST
             by_model = {e.model_id: e for e in result.ranking}

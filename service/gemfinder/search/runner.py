@@ -133,7 +133,7 @@ class SearchRunner:
         # Sequential algorithms (UCB, TTTS) choose each pull from the grades so far: asking for
         # more at once than the fleet runs in parallel would only blind them.
         self._sequential_batch = sequential_batch
-        if spec.gpu_seconds is not None:
+        if spec.gpu_seconds is not None or store.writes_behind:
             self._cap_window(oracle)
         # Queries in flight at most, shrunk while the event loop runs late (search.pressure).
         self._window = min(self._max_pending, self._sequential_batch)
@@ -162,10 +162,13 @@ class SearchRunner:
         self._releases: list[asyncio.Task[None]] = []
 
     def _cap_window(self, oracle: Oracle) -> None:
-        """Under a GPU-second cap, hand the oracle no more queries than the endpoints serve at
-        once: a query in flight is reserved at an estimate, and how far the spend may pass the
-        cap grows with their number (docs/service.md, "A budget in GPU-seconds"). The oracle's
-        per-endpoint slots would queue the rest anyway."""
+        """Hand the oracle no more queries than the endpoints serve at once (the oracle's
+        per-endpoint slots would queue the rest anyway). Under a GPU-second cap: a query in
+        flight is reserved at an estimate, and how far the spend may pass the cap grows with
+        their number (docs/service.md, "A budget in GPU-seconds"). On a store that writes
+        behind: the endpoints go on answering what they were handed while the search waits for
+        the writer (keep_up), and those answers, unstored, are what a kill -9 loses; a window
+        of a whole round lost 123 answers past the bound (docs/service.md, Crash resume)."""
         limit = getattr(oracle, "concurrency", None)
         if limit is None:
             return
