@@ -38,6 +38,7 @@ claim commits (and the new owner loads it) or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -134,6 +135,7 @@ class PgStore(SqlStore):
             open=True,
         )
         self._writes = WriteBehind(self._write_answers)
+        self._behind: dict[str, int] = {}  # search -> the write it waits for (keep_up)
 
     def close(self) -> None:
         self._writes.close()
@@ -225,10 +227,21 @@ class PgStore(SqlStore):
 
     def put_answers(self, search_id: str, answers: list[tuple[str, int, int, int]]) -> None:
         """Queued apart from the other writes: the writer thread writes every batch queued, of
-        every search, in one statement, ahead of the rest (gemfinder.store_writer), and a
-        search waits once too many answers are unwritten, so a kill -9 loses few."""
+        every search, in one statement, ahead of the rest (gemfinder.store_writer). When too
+        many answers are unwritten the search is told to wait (`keep_up`), so a kill -9 loses
+        few."""
         if answers:
-            self._writes.submit_answers(search_id, answers)
+            seq = self._writes.submit_answers(search_id, answers)
+            if seq is not None:
+                self._behind[search_id] = max(seq, self._behind.get(search_id, 0))
+
+    async def keep_up(self, search_id: str) -> None:
+        """Wait, off the event loop, for the writes `put_answers` said this search must see
+        written before it pays for more queries; raise a write of its that failed."""
+        seq = self._behind.pop(search_id, None)
+        if seq is not None:
+            await asyncio.to_thread(self._writes.wait_done, seq)
+            self._writes.check(search_id)
 
     def _write_answers(self, batches: list[tuple[str, list[tuple]]]) -> None:
         """On the writer thread: the answers of several searches, one statement."""

@@ -444,6 +444,11 @@ class SqlStore:
             return
         self._write(search_id, self.answers_statements([(search_id, answers)]))
 
+    async def keep_up(self, search_id: str) -> None:
+        """Return once the answers this search handed over are durable enough to pay for more
+        queries (a store that writes behind bounds what a kill -9 loses this way). SQLite
+        commits `put_answers` before it returns: nothing to wait for."""
+
     def answers_statements(self, batches: list[tuple[str, list[tuple]]]) -> list[Statement]:
         """The writes of graded answers [(search id, [(key, model, item, reward), ...]), ...],
         of one search or of several at once (PostgreSQL's write-behind merges what is queued):

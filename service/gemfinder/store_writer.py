@@ -14,14 +14,14 @@ paid again after the resume), so they drain fast and their queue is short:
   batches piled up while the previous one ran. Writing answers earlier than the writes queued
   before them is safe: each is an idempotent fact (ON CONFLICT), and a snapshot only ever
   counts answers given before it;
-- a search hands over a write without waiting unless more than MAX_QUEUED_ANSWERS answers are
-  unwritten, or the oldest queued write waited more than MAX_LAG_S (or MAX_QUEUED writes are
-  queued): then it waits for the writes before its own (backpressure, on the caller's
-  thread). So a kill -9 loses, beyond the queries in flight, at most MAX_QUEUED_ANSWERS answers
-  and the batch just handed over, by count, however loaded the machine (docs/service.md, The
-  store: SQLite or PostgreSQL, Crash resume). Waiting holds the event loop: with the answers
-  merged it is rare (the writer empties its queue in a round trip or two), the price of that
-  bound when the database is slow or the machine loaded.
+- a search hands over its answers without waiting; when more than MAX_QUEUED_ANSWERS answers
+  are unwritten, or the oldest queued write waited more than MAX_LAG_S, `submit_answers` says
+  which write to wait for and the search waits for it (`wait_done`, on a worker thread: the
+  runner awaits it, so the event loop keeps serving) before it sends more queries. So a kill -9
+  loses, beyond the queries in flight, at most MAX_QUEUED_ANSWERS answers and the batch just
+  handed over, by count, however loaded the machine (docs/service.md, The store: SQLite or
+  PostgreSQL, Crash resume). Other writes wait on the caller's thread only when MAX_QUEUED
+  writes are queued (a bound on memory, reached only when the database stalls).
 
 A read that must see the writes before it waits for the queue to drain (`flush`). A write that
 fails is raised by the next call of the same search (`check`), and the writes of that search
@@ -80,39 +80,44 @@ class WriteBehind:
     def submit(self, search_id: str, work: Callable[[], Any], wait: bool = False) -> None:
         """Queue `work` (to run on the writer thread); with `wait`, return once it ran, raising
         what it raised. Raises first a failed earlier write of the same search."""
-        self._put(search_id, wait, work=work)
-
-    def submit_answers(self, search_id: str, answers: Answers) -> None:
-        """Queue graded answers of a search (merged with the others queued, written first)."""
-        self._put(search_id, False, answers=list(answers))
-
-    def _put(self, search_id: str, wait: bool, **job: Any) -> None:
         self.check(search_id)
         with self._lock:
-            now = time.monotonic()
-            # Backpressure: the answers a kill -9 loses (paid for and not stored: queries paid
-            # twice) stay bounded by count whatever the load, and by age when it is light. What
-            # is counted, and waited for, is the writes before this one: a batch just received
-            # does not wait for its own round trip.
-            oldest = self._jobs[0].queued if self._jobs else now
-            if self._running_since is not None:  # the batch being written is older still
-                oldest = self._running_since
-            behind = (
-                len(self._jobs) >= MAX_QUEUED
-                or self._answers > MAX_QUEUED_ANSWERS
-                or now - oldest > MAX_LAG_S
-            )
-            seq = self._next
-            self._jobs.append(_Job(search_id, seq, now, **job))
-            self._next += 1
-            self._answers += len(job.get("answers") or ())
-            self._lock.notify_all()
-            if behind and not wait:
+            seq = self._queue(_Job(search_id, self._next, time.monotonic(), work=work))
+            if len(self._jobs) > MAX_QUEUED and not wait:  # a bound on memory only
                 self._lock.wait_for(lambda: self._done >= seq)
         if wait:
             self.flush()
-        if wait or behind:
-            self.check(search_id)
+        self.check(search_id)
+
+    def submit_answers(self, search_id: str, answers: Answers) -> int | None:
+        """Queue graded answers of a search (merged with the others queued, written first),
+        without waiting. Returns the write the search should wait for (`wait_done`) before it
+        pays for more queries, when too many answers are unwritten or the queue runs late
+        (the bound on what a kill -9 loses), else None."""
+        self.check(search_id)
+        with self._lock:
+            now = time.monotonic()
+            # What is counted, and waited for, is the writes before this one: a batch just
+            # received does not wait for its own round trip.
+            oldest = self._jobs[0].queued if self._jobs else now
+            if self._running_since is not None:  # the batch being written is older still
+                oldest = self._running_since
+            behind = self._answers > MAX_QUEUED_ANSWERS or now - oldest > MAX_LAG_S
+            seq = self._queue(_Job(search_id, self._next, now, answers=list(answers)))
+        return seq if behind else None
+
+    def wait_done(self, seq: int) -> None:
+        """Block until every write before `seq` has run (or failed); for a worker thread."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._done >= seq)
+
+    def _queue(self, job: _Job) -> int:
+        """Append `job` (the lock held); its seq."""
+        self._jobs.append(job)
+        self._next += 1
+        self._answers += len(job.answers or ())
+        self._lock.notify_all()
+        return job.seq
 
     def check(self, search_id: str) -> None:
         """Raise the failed write of `search_id`, if any, once; its later queued writes are

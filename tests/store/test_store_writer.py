@@ -1,7 +1,8 @@
 """The write-behind queue of the PostgreSQL store (gemfinder.store_writer), on its own: answers
-queued while the writer is busy go in one write, ahead of the rest; a search waits once too
-many answers are unwritten (what a kill -9 can lose stays bounded); a bad batch fails only its
-own search; a failed write is raised to one caller only, from any thread."""
+queued while the writer is busy go in one write, ahead of the rest; a search is told to wait
+(off the event loop) once too many answers are unwritten (what a kill -9 can lose stays
+bounded); a bad batch fails only its own search; a failed write is raised to one caller only,
+from any thread."""
 
 from __future__ import annotations
 
@@ -65,35 +66,58 @@ def test_answers_queued_behind_a_slow_write_go_in_one_write_ahead_of_the_rest():
     assert rec.order == ["answers", "snapshot a"]  # answers never land after a later snapshot
 
 
-def test_a_search_waits_once_too_many_answers_are_unwritten():
+def test_a_search_is_told_to_wait_once_too_many_answers_are_unwritten():
     rec = Recorder()
     writes = WriteBehind(rec)
     try:
         release = _blocked(writes)
         one = [(f"k{n}", 0, n, 1) for n in range(MAX_QUEUED_ANSWERS + 1)]
-        writes.submit_answers("a", one)  # returns: what is unwritten before it is few
-        waiting = threading.Thread(target=writes.submit_answers, args=("a", [("z", 1, 0, 1)]))
+        assert writes.submit_answers("a", one) is None  # what is unwritten before it is few
+        seq = writes.submit_answers("a", [("z", 1, 0, 1)])
+        assert seq is not None  # handed over at once, but the search must wait for `seq`
+        waiting = threading.Thread(target=writes.wait_done, args=(seq,))
         waiting.start()
         waiting.join(0.5)
         assert waiting.is_alive()  # held until the answers before it are written
         assert rec.calls == []
         release.set()
         waiting.join()
+        writes.flush()
         assert sum(len(rows) for call in rec.calls for _, rows in call) == len(one) + 1
     finally:
         writes.close()
 
 
-def test_a_write_waits_once_the_oldest_queued_one_is_older_than_the_lag(monkeypatch):
+def test_answers_are_told_to_wait_once_the_oldest_queued_write_is_older_than_the_lag(
+    monkeypatch,
+):
     monkeypatch.setattr(store_writer, "MAX_LAG_S", 0.0)
     rec = Recorder()
     writes = WriteBehind(rec)
     try:
         release = _blocked(writes)
+        assert writes.submit_answers("a", [("k", 0, 0, 1)]) is not None
+        # Other writes (snapshots, events: on the event loop's thread) never wait for the lag.
+        done = threading.Event()
+        other = threading.Thread(target=lambda: (writes.submit("a", lambda: None), done.set()))
+        other.start()
+        other.join(5)
+        assert done.is_set()
+        release.set()
+    finally:
+        writes.close()
+
+
+def test_other_writes_wait_only_once_the_queue_is_full():
+    writes = WriteBehind(Recorder())
+    try:
+        release = _blocked(writes)
+        for _ in range(store_writer.MAX_QUEUED):
+            writes.submit("a", lambda: None)  # none of these waits
         waiting = threading.Thread(target=writes.submit, args=("a", lambda: None))
         waiting.start()
         waiting.join(0.5)
-        assert waiting.is_alive()  # held until the write in progress is done
+        assert waiting.is_alive()  # a bound on memory: held until the queue drains
         release.set()
         waiting.join()
     finally:
@@ -177,5 +201,33 @@ def test_the_answers_of_several_searches_go_in_one_write_each_keeping_its_first(
         assert store.outcomes("a", [0]) == {0: {0: 1, 1: 0}}
         assert store.outcomes("b", [0, 1]) == {0: {0: 0}, 1: {0: 1}}
         assert store.cached_many(["k1", "k2", "k3", "k4"]) == {"k1": 1, "k2": 0, "k3": 1, "k4": 0}
+    finally:
+        store.close()
+
+
+async def test_a_search_waits_for_its_answers_without_holding_the_event_loop(new_db):
+    """The runner awaits `keep_up` after handing over answers: on PostgreSQL, with the writer
+    stalled (a slow database), the search waits while the loop goes on serving; SQLite commits
+    in `put_answers`, so there is nothing to wait for."""
+    import asyncio
+
+    store = open_store(new_db("keep_up.db"))
+    try:
+        store.create_search("s", None, {})
+        writes = getattr(store, "_writes", None)
+        release = _blocked(writes) if writes is not None else threading.Event()
+        answers = [(f"k{n}", 0, n, 1) for n in range(MAX_QUEUED_ANSWERS + 1)]
+        store.put_answers("s", answers)
+        store.put_answers("s", [("z", 1, 0, 1)])
+        threading.Timer(2.0, release.set).start()  # the database answers after 2 s
+        waiting = asyncio.ensure_future(store.keep_up("s"))
+        turns = 0
+        while not waiting.done():
+            await asyncio.sleep(0.01)
+            turns += 1
+        await waiting
+        if writes is not None:  # the loop kept turning while the search waited (held: ~1 turn)
+            assert turns >= 5
+        assert store.outcomes("s", [0, 1]) == {0: {n: 1 for n in range(len(answers))}, 1: {0: 1}}
     finally:
         store.close()

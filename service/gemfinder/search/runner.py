@@ -272,6 +272,7 @@ class SearchRunner:
                 if hits:
                     # Stored before the (awaited) tell: a stop during the tell loses no answer.
                     self.store.put_answers(self.search_id, hits)
+                    await self.store.keep_up(self.search_id)
                     self._log_samples()
                     await self._core(self.sched.tell_many, [(m, i, bool(r)) for _, m, i, r in hits])
                     self._after_tells()
@@ -291,6 +292,7 @@ class SearchRunner:
                 # Before the tell, so before a snapshot counts them, and a stop (shutdown, lost
                 # lease) while the tell runs loses none of these paid answers.
                 self.store.put_answers(self.search_id, entries)
+                await self.store.keep_up(self.search_id)
                 self._save_ledger()
                 self._log_samples()
                 # Pulls that failed on every try: the model loses the item.
@@ -355,6 +357,7 @@ class SearchRunner:
                         entries += self._graded(model, item, res)
                 self._checked += len(entries)
                 self.store.put_answers(self.search_id, entries)
+                await self.store.keep_up(self.search_id)
                 self._save_ledger()
                 self._log_samples()
                 if time.monotonic() - self._last_progress >= self._progress_every:
