@@ -167,7 +167,7 @@ class SearchRunner:
         flight is reserved at an estimate, and how far the spend may pass the cap grows with
         their number (docs/service.md, "A budget in GPU-seconds"). On a store that writes
         behind: the endpoints go on answering what they were handed while the search waits for
-        the writer, and those answers, unstored, are what a kill -9 loses; a window
+        the writer (keep_up), and those answers, unstored, are what a kill -9 loses; a window
         of a whole round lost 123 answers past the bound (docs/service.md, Crash resume)."""
         limit = getattr(oracle, "concurrency", None)
         if limit is None:
