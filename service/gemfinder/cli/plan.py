@@ -23,7 +23,7 @@ from gemfinder.errors import UserError
 from gemfinder.oracles import load_endpoint_configs
 from gemfinder.search import plan, plan_incremental
 from gemfinder.search.plan import Plan
-from gemfinder.search.spec import GEM_CHECK_SHARE, PRIOR_STRENGTH, SearchSpec
+from gemfinder.search.spec import SearchSpec
 from gemfinder.store import open_store
 
 
@@ -41,22 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "every candidate has a prior score)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="K=V",
                    help="algorithm parameter, repeatable")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's item order and "
-                   "tie-breaks (default %(default)s; the same seed gives the same "
-                   "search)")  # fmt: skip
-    p.add_argument("--system-prompt", choices=("none", "system"), default="none",
-                   help="chat backends: the task's instruction as a system turn (system) or at the "
-                   "start of the user turn (none, the default); docs/grading.md")  # fmt: skip
-    p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
-                   "items of the candidates' prior_score, when they have one (default "
-                   "%(default)s)")  # fmt: skip
-    p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE, help="share of "
-                   "the budget kept back to compare the winner with the most downloaded 1%% on "
-                   "its items (0 turns it off; default %(default)s)")  # fmt: skip
-    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
-                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
-                   "not named weighs 1; none given: each task weighs its share of the "
-                   "items)")  # fmt: skip
+    search.add_shape_flags(p)
+    search.add_task_weight_flag(p)
     p.add_argument("--gpu-seconds", type=float, help="plan the search under this GPU-second "
                    "cap: its query budget planned from it, each simulated search stopped where "
                    "the cap would stop it")  # fmt: skip

@@ -61,25 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "every candidate has a prior score)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm "
                    "parameter, repeatable (e.g. first_cut=50)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's item order and "
-                   "tie-breaks (default %(default)s; the same seed gives the same "
-                   "search)")  # fmt: skip
-    p.add_argument("--system-prompt", choices=("none", "system"), default="none",
-                   help="chat backends: the task's instruction as a system turn (system) or at the "
-                   "start of the user turn (none, the default); docs/grading.md")  # fmt: skip
-    p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
-                   "items of the candidates' prior_score, when they have one (default "
-                   "%(default)s)")  # fmt: skip
-    p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE, help="share of "
-                   "the budget kept back to compare the winner with the most downloaded 1%% on "
-                   "its items (0 turns it off; default %(default)s)")  # fmt: skip
+    add_shape_flags(p)
     p.add_argument("--allow-unreachable", action="store_true", help="search even when a "
                    "candidate's endpoint does not answer the pre-search check (default: "
                    "refuse)")  # fmt: skip
-    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
-                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
-                   "not named weighs 1; none given: each task weighs its share of the "
-                   "items)")  # fmt: skip
+    add_task_weight_flag(p)
     p.add_argument("--epsilon", type=float, help="fixed confidence: stop once the winner is "
                    "certified within this accuracy gap (a share: 0.01 = 1 point) of every model; "
                    "the budget is then the most to spend (docs/search.md)")  # fmt: skip
@@ -111,6 +97,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report here "
                    "(gemfinder report; needs matplotlib)")  # fmt: skip
+
+
+def add_shape_flags(p: argparse.ArgumentParser) -> None:
+    """The flags shaping a search that `gemfinder plan` takes too, with the same help."""
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's item order and "
+                   "tie-breaks (default %(default)s; the same seed gives the same "
+                   "search)")  # fmt: skip
+    p.add_argument("--system-prompt", choices=("none", "system"), default="none",
+                   help="chat backends: the task's instruction as a system turn (system) or at the "
+                   "start of the user turn (none, the default); docs/grading.md")  # fmt: skip
+    p.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH, help="weight in "
+                   "items of the candidates' prior_score, when they have one (default "
+                   "%(default)s)")  # fmt: skip
+    p.add_argument("--gem-check-share", type=float, default=GEM_CHECK_SHARE, help="share of "
+                   "the budget kept back to compare the winner with the most downloaded 1%% on "
+                   "its items (0 turns it off; default %(default)s)")  # fmt: skip
+
+
+def add_task_weight_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task-weight", action="append", default=[], metavar="TASK=W", help="weight "
+                   "of a task of a mixed query set in the overall ranking, repeatable (a task "
+                   "not named weighs 1; none given: each task weighs its share of the "
+                   "items)")  # fmt: skip
 
 
 def matrix_candidates(matrix: CorrectnessMatrix) -> list[Candidate]:
