@@ -10,22 +10,11 @@ import subprocess
 import sys
 import urllib.request
 
-import pytest
-
-
-def _require_ipv6() -> None:
-    """A host without IPv6 (a container started with it off) cannot run this."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback on this host")
+from tests.server.replica_support import require_ipv6
 
 
 def test_executor_listens_on_the_ipv6_wildcard(tmp_path):
-    _require_ipv6()
+    require_ipv6()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gemfinder", "executor", "--address", "[::]:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

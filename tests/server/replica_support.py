@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 from gemfinder.v1 import gemfinder_pb2 as pb
 from gemfinder.v1 import gemfinder_pb2_grpc as pb_grpc
 
@@ -23,6 +24,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def require_ipv6() -> None:
+    """Skip the test on a host without IPv6 (a container started with it off)."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this host")
 
 
 @dataclass

@@ -12,25 +12,13 @@ import sys
 import urllib.request
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.server.replica_support import free_port
-
-
-def _require_ipv6() -> None:
-    """A host without IPv6 (a container started with it off) cannot run this."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback on this host")
+from tests.server.replica_support import free_port, require_ipv6
 
 
 def test_serve_listens_on_ipv6_wildcard_with_metrics_and_health(tmp_path):
-    _require_ipv6()
+    require_ipv6()
     metrics_port, health_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gemfinder", "serve", "--address", "[::]:0",
